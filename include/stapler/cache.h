@@ -1,0 +1,69 @@
+/* The SQLite cache: open and migrate (sql/), prepared statements, one transaction per write.
+ * No libevent here: staplerctl and the unit tests link it directly. */
+#ifndef STAPLER_CACHE_H
+#define STAPLER_CACHE_H
+
+#include <stddef.h>
+
+#include "stapler/types.h"
+
+struct cache;
+
+/* One row of ocsp_response (PRODUCT.md §6). Strings and blobs are owned by the row
+ * (cache_row_clear() frees them); times are Unix seconds UTC. */
+struct cache_row {
+	char serial[STAPLER_SERIAL_HEX_MAX];        /* uppercase hex */
+	char issuer_key_hash[STAPLER_SHA1_HEX];     /* uppercase hex */
+	char issuer_name_hash[STAPLER_SHA1_HEX];    /* uppercase hex */
+	char *subject;
+	char *ocsp_url;       /* URL the stored response came from */
+	char *ocsp_urls;      /* every AIA URL, in order, separated by '\n' */
+	enum stapler_cert_status status;
+	long long revoked_at;       /* 0 unless revoked */
+	int revocation_reason;      /* -1 when none */
+	long long this_update, next_update, produced_at, fetched_at;
+	long long cert_not_after;
+	unsigned char *response_der; size_t response_len;   /* exactly the bytes served */
+	unsigned char *request_der; size_t request_len;     /* the OCSPRequest a refresh re-sends */
+	long long next_refresh_at;
+	int failures;
+	char *last_error;     /* NULL when the last attempt succeeded */
+	long long created_at;
+};
+
+/* The issuer (CA) certificate of rows, needed to verify their refreshed responses. */
+struct cache_issuer {
+	char key_hash[STAPLER_SHA1_HEX];
+	char *subject;
+	unsigned char *cert_der; size_t cert_len;
+};
+
+/* Opens (creating and migrating unless readonly) the database at path, in WAL mode.
+ * Returns NULL with err set ("path: message") on failure. */
+struct cache *cache_open(const char *path, int readonly, char *err, size_t errlen);
+void cache_close(struct cache **cache);
+/* The schema version the database is at (PRAGMA user_version). */
+int cache_schema_version(struct cache *cache);
+
+/* In one transaction: records the issuer (kept if known) and inserts or replaces the row with
+ * the same (issuer_key_hash, serial), keeping its created_at. Returns 0 or -1 (logged). */
+int cache_store(struct cache *cache, const struct cache_issuer *issuer, const struct cache_row *row);
+
+/* Reads one row. Returns 1 and fills *row (cache_row_clear() after), 0 when absent, -1 on error. */
+int cache_get(struct cache *cache, const char *issuer_key_hash, const char *serial,
+    struct cache_row *row);
+
+/* Reads an issuer. Returns 1 and fills *issuer (cache_issuer_clear()), 0 when absent, -1 on error. */
+int cache_get_issuer(struct cache *cache, const char *key_hash, struct cache_issuer *issuer);
+
+/* Calls cb for every row (warm start), in rowid order; stops early and returns cb's value
+ * when it returns non-zero. The row passed to cb is valid during the call only. */
+int cache_foreach(struct cache *cache, int (*cb)(const struct cache_row *row, void *arg), void *arg);
+
+/* Number of rows, and of rows per status (counts[STAPLER_GOOD…STAPLER_UNKNOWN]). 0 or -1. */
+int cache_count(struct cache *cache, long long *total, long long counts[3]);
+
+void cache_row_clear(struct cache_row *row);
+void cache_issuer_clear(struct cache_issuer *issuer);
+
+#endif

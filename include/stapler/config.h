@@ -1,0 +1,45 @@
+/* Configuration: the key table, defaults, and `file:line: key: message` errors. */
+#ifndef STAPLER_CONFIG_H
+#define STAPLER_CONFIG_H
+
+#include <stddef.h>
+
+#define CONFIG_MAX_ALLOW 64
+
+struct stapler_config {
+	char *path;              /* file it was read from, or NULL for defaults */
+	/* [server] */
+	char *listen;            /* "host:port" */
+	char *admin_socket;
+	size_t max_request;      /* bytes */
+	/* [cache] */
+	char *database;
+	/* [trust] */
+	char *ca_file;
+	/* [upstream] */
+	long long upstream_timeout; /* seconds */
+	long max_parallel;
+	size_t n_allow;
+	char *allow[CONFIG_MAX_ALLOW]; /* lowercase host names; empty list = any host */
+	/* [refresh] */
+	long long refresh_window;       /* seconds */
+	long long refresh_min_interval; /* seconds */
+	long long refresh_check_interval; /* seconds */
+	/* [log] */
+	char *log_level;         /* error|warn|info|debug */
+};
+
+/* Returns a new configuration holding the defaults; NULL on allocation failure. */
+struct stapler_config *config_default(void);
+/* Reads path over the defaults. Returns a new configuration, or NULL with err set to
+ * "path:line: key: message" (or "path: message" when the file cannot be read). */
+struct stapler_config *config_load(const char *path, char *err, size_t errlen);
+void config_free(struct stapler_config **cfg);
+
+/* Returns 1 when host may be contacted under the [upstream] allow list, else 0. */
+int config_host_allowed(const struct stapler_config *cfg, const char *host);
+
+/* Splits "host:port" ("[v6]:port" too) into host (cap bytes) and port; returns 0 or -1. */
+int config_split_listen(const char *listen, char *host, size_t cap, unsigned short *port);
+
+#endif

@@ -1,0 +1,66 @@
+/* The in-memory staple index: every servable staple by (issuer key hash, serial), with its
+ * response headers prepared once, and the digests of request bodies already checked. A cache
+ * hit is answered from here: no SQLite, no chain check, no signature work. */
+#ifndef STAPLER_STORE_H
+#define STAPLER_STORE_H
+
+#include <stddef.h>
+#include <time.h>
+
+#include "stapler/types.h"
+
+/* Staples stop being served this long before their nextUpdate (PRODUCT.md §8.2). */
+#define STORE_EXPIRY_MARGIN 60
+/* Bound on remembered request-body digests. */
+#define STORE_SEEN_MAX (1u << 20)
+#define STORE_DIGEST_LEN 32
+
+struct store;
+
+/* One servable staple. Owned by the store once put; read-only for callers. */
+struct staple {
+	struct stapler_key key;
+	enum stapler_cert_status status;
+	time_t this_update, next_update, produced_at, fetched_at;
+	char etag[36];           /* quoted, e.g. "\"3f2a…\"" */
+	char last_modified[30];  /* IMF-fixdate of thisUpdate */
+	char expires[30];        /* IMF-fixdate of nextUpdate */
+	size_t der_len;
+	unsigned char der[];     /* exactly the bytes served */
+};
+
+struct store *store_new(void);
+void store_free(struct store **store);
+
+/* Makes a staple (headers prepared). Returns a new staple (free()) or NULL. */
+struct staple *staple_new(const struct stapler_key *key, enum stapler_cert_status status,
+    time_t this_update, time_t next_update, time_t produced_at, time_t fetched_at,
+    const unsigned char *der, size_t der_len);
+
+/* 1 while the staple may be served at now: before next_update - STORE_EXPIRY_MARGIN and not
+ * before this_update - OCSP skew. */
+int staple_servable(const struct staple *s, time_t now);
+/* Seconds an HTTP cache may keep it at now (RFC 5019 max-age), never negative. */
+long staple_max_age(const struct staple *s, time_t now);
+
+/* Takes ownership of s, replacing any staple with the same key. Returns 0 or -1 (s freed). */
+int store_put(struct store *store, struct staple *s);
+/* Returns the staple for key, or NULL. Valid until the next store_put/store_remove of that key. */
+const struct staple *store_get(const struct store *store, const struct stapler_key *key);
+/* Removes and frees the staple for key; returns 1 if there was one. */
+int store_remove(struct store *store, const struct stapler_key *key);
+size_t store_count(const struct store *store);
+/* Counts staples by status into counts[3]. */
+void store_count_status(const struct store *store, size_t counts[3]);
+
+/* Remembers that a request body with this digest named key and was checked; the memory holds
+ * until valid_until (the chain's earliest notAfter). Bounded by STORE_SEEN_MAX. */
+void store_seen_put(struct store *store, const unsigned char digest[STORE_DIGEST_LEN],
+    const struct stapler_key *key, time_t valid_until);
+/* Returns the key remembered for digest if still valid at now, else NULL. */
+const struct stapler_key *store_seen_get(struct store *store,
+    const unsigned char digest[STORE_DIGEST_LEN], time_t now);
+/* Forgets every digest (trust anchors changed). */
+void store_seen_clear(struct store *store);
+
+#endif

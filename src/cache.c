@@ -1,0 +1,723 @@
+/* The SQLite cache: opening and migrating the database, its prepared statements and writes. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+#include "stapler/cache.h"
+#include "stapler/log.h"
+
+/* Generated from sql/ by cmake/embed_sql.cmake, in file-name order. */
+extern const char *const cache_migrations[];
+extern const char *const cache_migration_names[];
+extern const size_t cache_migration_count;
+
+/* Another process (staplerctl, a checkpoint) may hold the lock briefly. */
+#define CACHE_BUSY_TIMEOUT_MS 5000
+
+enum cache_stmt {
+	ST_BEGIN,
+	ST_COMMIT,
+	ST_ROLLBACK,
+	ST_PUT_ISSUER,
+	ST_PUT_ROW,
+	ST_GET_ROW,
+	ST_GET_ISSUER,
+	ST_ALL_ROWS,
+	ST_COUNT,
+	ST_MAX
+};
+
+/* Column order read by row_read(). */
+#define ROW_COLUMNS \
+	"serial, issuer_key_hash, issuer_name_hash, subject, ocsp_url, ocsp_urls, cert_status, " \
+	"revoked_at, revocation_reason, this_update, next_update, produced_at, fetched_at, " \
+	"cert_not_after, response_der, request_der, next_refresh_at, failures, last_error, " \
+	"created_at"
+
+/* Parameter numbers of ST_PUT_ROW: the same order as ROW_COLUMNS. */
+enum put_row_param {
+	P_SERIAL = 1,
+	P_ISSUER_KEY_HASH,
+	P_ISSUER_NAME_HASH,
+	P_SUBJECT,
+	P_OCSP_URL,
+	P_OCSP_URLS,
+	P_CERT_STATUS,
+	P_REVOKED_AT,
+	P_REVOCATION_REASON,
+	P_THIS_UPDATE,
+	P_NEXT_UPDATE,
+	P_PRODUCED_AT,
+	P_FETCHED_AT,
+	P_CERT_NOT_AFTER,
+	P_RESPONSE_DER,
+	P_REQUEST_DER,
+	P_NEXT_REFRESH_AT,
+	P_FAILURES,
+	P_LAST_ERROR,
+	P_CREATED_AT,
+};
+
+static const char *const stmt_sql[ST_MAX] = {
+	[ST_BEGIN] = "BEGIN IMMEDIATE",
+	[ST_COMMIT] = "COMMIT",
+	[ST_ROLLBACK] = "ROLLBACK",
+	/* An issuer is immutable for its key hash: the first copy stays. */
+	[ST_PUT_ISSUER] =
+	    "INSERT INTO issuer (key_hash, subject, cert_der, added_at) VALUES (?1, ?2, ?3, ?4) "
+	    "ON CONFLICT(key_hash) DO NOTHING",
+	[ST_PUT_ROW] =
+	    "INSERT INTO ocsp_response (" ROW_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+	    "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20) "
+	    "ON CONFLICT(issuer_key_hash, serial) DO UPDATE SET "
+	    "issuer_name_hash = excluded.issuer_name_hash, subject = excluded.subject, "
+	    "ocsp_url = excluded.ocsp_url, ocsp_urls = excluded.ocsp_urls, "
+	    "cert_status = excluded.cert_status, revoked_at = excluded.revoked_at, "
+	    "revocation_reason = excluded.revocation_reason, this_update = excluded.this_update, "
+	    "next_update = excluded.next_update, produced_at = excluded.produced_at, "
+	    "fetched_at = excluded.fetched_at, cert_not_after = excluded.cert_not_after, "
+	    "response_der = excluded.response_der, request_der = excluded.request_der, "
+	    "next_refresh_at = excluded.next_refresh_at, failures = excluded.failures, "
+	    "last_error = excluded.last_error",
+	[ST_GET_ROW] =
+	    "SELECT " ROW_COLUMNS " FROM ocsp_response WHERE issuer_key_hash = ?1 AND serial = ?2",
+	[ST_GET_ISSUER] = "SELECT key_hash, subject, cert_der FROM issuer WHERE key_hash = ?1",
+	[ST_ALL_ROWS] = "SELECT " ROW_COLUMNS " FROM ocsp_response ORDER BY id",
+	[ST_COUNT] = "SELECT cert_status, count(*) FROM ocsp_response GROUP BY cert_status",
+};
+
+struct cache {
+	sqlite3 *db;
+	int readonly;
+	int in_foreach;       /* ST_ALL_ROWS is running: a nested foreach would restart it */
+	sqlite3_stmt *stmt[ST_MAX];
+};
+
+static void
+cache_fail(const char *op, const char *msg)
+{
+	log_error("cache_error", "op=%s err=\"%s\"", op, msg);
+}
+
+static void
+cache_fail_db(struct cache *c, const char *op)
+{
+	cache_fail(op, sqlite3_errmsg(c->db));
+}
+
+/* Ready a statement for its next use; sqlite3_reset repeats the last step's error, which was
+ * already handled. */
+static void
+stmt_done(sqlite3_stmt *st)
+{
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+}
+
+/* Runs a statement that returns no rows. Returns 0 or -1 (logged). */
+static int
+stmt_run(struct cache *c, enum cache_stmt which, const char *op)
+{
+	sqlite3_stmt *st = c->stmt[which];
+	int rc = sqlite3_step(st);
+
+	if (rc != SQLITE_DONE)
+		cache_fail_db(c, op);
+	stmt_done(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Runs a query whose answer is one integer. Returns 0 or -1. */
+static int
+query_int(sqlite3 *db, const char *sql, int *value)
+{
+	sqlite3_stmt *st = NULL;
+	int ret = -1;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		goto out;
+	if (sqlite3_step(st) != SQLITE_ROW)
+		goto out;
+	*value = sqlite3_column_int(st, 0);
+	ret = 0;
+out:
+	sqlite3_finalize(st);
+	return ret;
+}
+
+static int
+exec_user_version(sqlite3 *db, int *version)
+{
+	return query_int(db, "PRAGMA user_version", version);
+}
+
+/* Applies one pending migration in its own transaction. Sets *done when none is left.
+ * The version is read again under the write lock, so two processes opening a new
+ * database at once cannot apply a migration twice. */
+static int
+migrate_one(sqlite3 *db, const char *path, int *done, char *err, size_t errlen)
+{
+	char *msg = NULL, setver[64];
+	int version, objects, in_tx = 0, ret = -1;
+
+	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK) {
+		snprintf(err, errlen, "%s: cannot start migration: %s", path, msg ? msg : "?");
+		goto out;
+	}
+	in_tx = 1;
+	if (exec_user_version(db, &version) != 0) {
+		snprintf(err, errlen, "%s: cannot read schema version: %s", path, sqlite3_errmsg(db));
+		goto out;
+	}
+	if (version < 0 || (size_t)version > cache_migration_count) {
+		snprintf(err, errlen, "%s: schema version %d is newer than this build knows (%zu); "
+		    "use a newer staplerd", path, version, cache_migration_count);
+		goto out;
+	}
+	/* Version 0 with tables in it is some other program's database (a wrong path in the
+	 * config): adding ours to it would hide the mistake. */
+	if (version == 0) {
+		if (query_int(db, "SELECT count(*) FROM sqlite_master", &objects) != 0) {
+			snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(db));
+			goto out;
+		}
+		if (objects > 0) {
+			snprintf(err, errlen, "%s: not a staplerd database (it has tables but no "
+			    "schema version)", path);
+			goto out;
+		}
+	}
+	if ((size_t)version == cache_migration_count) {
+		*done = 1;
+	} else {
+		if (sqlite3_exec(db, cache_migrations[version], NULL, NULL, &msg) != SQLITE_OK) {
+			snprintf(err, errlen, "%s: migration %s failed: %s", path,
+			    cache_migration_names[version], msg ? msg : "?");
+			goto out;
+		}
+		snprintf(setver, sizeof(setver), "PRAGMA user_version = %d", version + 1);
+		if (sqlite3_exec(db, setver, NULL, NULL, &msg) != SQLITE_OK) {
+			snprintf(err, errlen, "%s: cannot set schema version: %s", path,
+			    msg ? msg : "?");
+			goto out;
+		}
+	}
+	if (sqlite3_exec(db, "COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
+		snprintf(err, errlen, "%s: cannot commit migration: %s", path, msg ? msg : "?");
+		goto out;
+	}
+	in_tx = 0;
+	ret = 0;
+out:
+	if (in_tx)
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	sqlite3_free(msg);
+	return ret;
+}
+
+/* Read-write setup. Migrations run first, so a database that is not ours is refused before
+ * anything in it changes, and with foreign keys still off, so a future migration may rebuild
+ * a table the way SQLite documents. Then WAL, so staplerctl reads while the daemon writes;
+ * NORMAL is durable enough in WAL mode (a crash loses at most the last commits, never
+ * consistency). */
+static int
+setup_readwrite(sqlite3 *db, const char *path, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = NULL;
+	const char *text;
+	char *msg = NULL, mode[16] = "";
+	int version, ret = -1, done = 0;
+
+	/* An up-to-date database (every start but the first) needs no write lock. */
+	if (exec_user_version(db, &version) == 0 && version >= 0 &&
+	    (size_t)version == cache_migration_count)
+		done = 1;
+	while (!done) {
+		if (migrate_one(db, path, &done, err, errlen) != 0)
+			goto out;
+	}
+	if (sqlite3_prepare_v2(db, "PRAGMA journal_mode = WAL", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_ROW) {
+		snprintf(err, errlen, "%s: cannot enable WAL: %s", path, sqlite3_errmsg(db));
+		goto out;
+	}
+	text = (const char *)sqlite3_column_text(st, 0);
+	snprintf(mode, sizeof(mode), "%s", text ? text : "?");
+	/* An in-memory database (tests) has no journal file to put in WAL mode. */
+	if (strcmp(mode, "wal") != 0 && strcmp(mode, "memory") != 0) {
+		snprintf(err, errlen, "%s: cannot enable WAL (journal mode stays %s)", path, mode);
+		goto out;
+	}
+	if (sqlite3_exec(db, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON", NULL, NULL,
+	    &msg) != SQLITE_OK) {
+		snprintf(err, errlen, "%s: %s", path, msg ? msg : "?");
+		goto out;
+	}
+	ret = 0;
+out:
+	sqlite3_finalize(st);
+	sqlite3_free(msg);
+	return ret;
+}
+
+/* Read-only setup: never migrates, so the schema must already be the one this build knows. */
+static int
+setup_readonly(sqlite3 *db, const char *path, char *err, size_t errlen)
+{
+	int version;
+
+	if (exec_user_version(db, &version) != 0) {
+		snprintf(err, errlen, "%s: cannot read schema version: %s", path, sqlite3_errmsg(db));
+		return -1;
+	}
+	if (version < 0 || (size_t)version > cache_migration_count) {
+		snprintf(err, errlen, "%s: schema version %d is newer than this build knows (%zu); "
+		    "use a newer staplerctl", path, version, cache_migration_count);
+		return -1;
+	}
+	if ((size_t)version < cache_migration_count) {
+		snprintf(err, errlen, "%s: schema version %d, expected %zu; staplerd creates and "
+		    "migrates the database when it starts", path, version, cache_migration_count);
+		return -1;
+	}
+	return 0;
+}
+
+/* Errors go to err only: the caller reports them (a startup error, or staplerctl's one line). */
+struct cache *
+cache_open(const char *path, int readonly, char *err, size_t errlen)
+{
+	struct cache *c = NULL;
+	int flags, rc;
+
+	if (errlen > 0)
+		err[0] = '\0';
+	if (path == NULL || path[0] == '\0') {
+		snprintf(err, errlen, "cache: no database path");
+		goto fail;
+	}
+	c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		goto fail;
+	}
+	c->readonly = readonly;
+	flags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+	rc = sqlite3_open_v2(path, &c->db, flags, NULL);
+	if (rc != SQLITE_OK) {
+		snprintf(err, errlen, "%s: %s", path,
+		    c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+		goto fail;
+	}
+	sqlite3_busy_timeout(c->db, CACHE_BUSY_TIMEOUT_MS);
+	if (readonly) {
+		if (setup_readonly(c->db, path, err, errlen) != 0)
+			goto fail;
+	} else {
+		if (setup_readwrite(c->db, path, err, errlen) != 0)
+			goto fail;
+	}
+	for (int i = 0; i < ST_MAX; i++) {
+		/* PERSISTENT: these live as long as the connection. */
+		if (sqlite3_prepare_v3(c->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+		    &c->stmt[i], NULL) != SQLITE_OK) {
+			snprintf(err, errlen, "%s: cannot prepare statement: %s", path,
+			    sqlite3_errmsg(c->db));
+			goto fail;
+		}
+	}
+	return c;
+fail:
+	cache_close(&c);
+	return NULL;
+}
+
+void
+cache_close(struct cache **cache)
+{
+	struct cache *c;
+
+	if (cache == NULL || *cache == NULL)
+		return;
+	c = *cache;
+	for (int i = 0; i < ST_MAX; i++)
+		sqlite3_finalize(c->stmt[i]);
+	/* All statements are finalized, so close cannot be left pending. */
+	if (c->db != NULL && sqlite3_close(c->db) != SQLITE_OK)
+		cache_fail("close", sqlite3_errmsg(c->db));
+	free(c);
+	*cache = NULL;
+}
+
+int
+cache_schema_version(struct cache *cache)
+{
+	int version;
+
+	if (exec_user_version(cache->db, &version) != 0) {
+		cache_fail_db(cache, "schema_version");
+		return -1;
+	}
+	return version;
+}
+
+/* Keys are compared as text: a lowercase or empty one would make a second row for the same
+ * certificate, so only uppercase hex (and a serial's '-') gets in. */
+static int
+valid_hex(const char *s, size_t cap, int allow_sign)
+{
+	size_t i = 0, len = strnlen(s, cap);
+
+	if (len == cap)
+		return 0;
+	if (allow_sign && s[0] == '-')
+		i++;
+	if (i == len)
+		return 0;
+	for (; i < len; i++) {
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'A' && s[i] <= 'F')))
+			return 0;
+	}
+	return 1;
+}
+
+/* Optional values are NULL in the database rather than magic numbers. */
+static int
+bind_optional_int(sqlite3_stmt *st, int param, long long value, long long none)
+{
+	if (value == none)
+		return sqlite3_bind_null(st, param);
+	return sqlite3_bind_int64(st, param, value);
+}
+
+static int
+bind_row(sqlite3_stmt *st, const struct cache_row *row, long long created_at)
+{
+	int rc = SQLITE_OK;
+
+#define B(call) do { if (rc == SQLITE_OK) rc = (call); } while (0)
+	B(sqlite3_bind_text(st, P_SERIAL, row->serial, -1, SQLITE_STATIC));
+	B(sqlite3_bind_text(st, P_ISSUER_KEY_HASH, row->issuer_key_hash, -1, SQLITE_STATIC));
+	B(sqlite3_bind_text(st, P_ISSUER_NAME_HASH, row->issuer_name_hash, -1, SQLITE_STATIC));
+	B(sqlite3_bind_text(st, P_SUBJECT, row->subject, -1, SQLITE_STATIC));
+	B(sqlite3_bind_text(st, P_OCSP_URL, row->ocsp_url, -1, SQLITE_STATIC));
+	B(sqlite3_bind_text(st, P_OCSP_URLS, row->ocsp_urls, -1, SQLITE_STATIC));
+	B(sqlite3_bind_text(st, P_CERT_STATUS, stapler_status_name(row->status), -1,
+	    SQLITE_STATIC));
+	B(bind_optional_int(st, P_REVOKED_AT, row->revoked_at, 0));
+	B(bind_optional_int(st, P_REVOCATION_REASON, row->revocation_reason, -1));
+	B(sqlite3_bind_int64(st, P_THIS_UPDATE, row->this_update));
+	B(sqlite3_bind_int64(st, P_NEXT_UPDATE, row->next_update));
+	B(sqlite3_bind_int64(st, P_PRODUCED_AT, row->produced_at));
+	B(sqlite3_bind_int64(st, P_FETCHED_AT, row->fetched_at));
+	B(sqlite3_bind_int64(st, P_CERT_NOT_AFTER, row->cert_not_after));
+	/* A NULL pointer binds SQL NULL, which NOT NULL rejects: a row needs both DERs. */
+	B(sqlite3_bind_blob64(st, P_RESPONSE_DER, row->response_der, row->response_len,
+	    SQLITE_STATIC));
+	B(sqlite3_bind_blob64(st, P_REQUEST_DER, row->request_der, row->request_len,
+	    SQLITE_STATIC));
+	B(sqlite3_bind_int64(st, P_NEXT_REFRESH_AT, row->next_refresh_at));
+	B(sqlite3_bind_int(st, P_FAILURES, row->failures));
+	B(sqlite3_bind_text(st, P_LAST_ERROR, row->last_error, -1, SQLITE_STATIC));
+	B(sqlite3_bind_int64(st, P_CREATED_AT, created_at));
+#undef B
+	return rc == SQLITE_OK ? 0 : -1;
+}
+
+int
+cache_store(struct cache *cache, const struct cache_issuer *issuer, const struct cache_row *row)
+{
+	sqlite3_stmt *st;
+	long long now = (long long)time(NULL);
+	int in_tx = 0, ret = -1;
+
+	if (cache->readonly) {
+		cache_fail("store", "database is open read-only");
+		goto out;
+	}
+	if (!valid_hex(row->serial, sizeof(row->serial), 1) ||
+	    !valid_hex(row->issuer_key_hash, sizeof(row->issuer_key_hash), 0) ||
+	    !valid_hex(row->issuer_name_hash, sizeof(row->issuer_name_hash), 0)) {
+		cache_fail("store", "serial and hashes must be uppercase hex");
+		goto out;
+	}
+	if ((unsigned)row->status > STAPLER_UNKNOWN) {
+		cache_fail("store", "invalid certificate status");
+		goto out;
+	}
+	/* A row is verified against its own issuer, never another CA's. */
+	if (issuer != NULL && strcmp(issuer->key_hash, row->issuer_key_hash) != 0) {
+		cache_fail("store", "issuer key hash differs from the row's");
+		goto out;
+	}
+	if (stmt_run(cache, ST_BEGIN, "store") != 0)
+		goto out;
+	in_tx = 1;
+	if (issuer != NULL) {
+		st = cache->stmt[ST_PUT_ISSUER];
+		if (sqlite3_bind_text(st, 1, issuer->key_hash, -1, SQLITE_STATIC) != SQLITE_OK ||
+		    sqlite3_bind_text(st, 2, issuer->subject, -1, SQLITE_STATIC) != SQLITE_OK ||
+		    sqlite3_bind_blob64(st, 3, issuer->cert_der, issuer->cert_len,
+		    SQLITE_STATIC) != SQLITE_OK ||
+		    sqlite3_bind_int64(st, 4, now) != SQLITE_OK) {
+			cache_fail_db(cache, "store_issuer");
+			stmt_done(st);
+			goto out;
+		}
+		if (stmt_run(cache, ST_PUT_ISSUER, "store_issuer") != 0)
+			goto out;
+	}
+	st = cache->stmt[ST_PUT_ROW];
+	/* created_at is only written by the INSERT branch; the upsert keeps the first value. */
+	if (bind_row(st, row, row->created_at != 0 ? row->created_at : now) != 0) {
+		cache_fail_db(cache, "store");
+		stmt_done(st);
+		goto out;
+	}
+	if (stmt_run(cache, ST_PUT_ROW, "store") != 0)
+		goto out;
+	if (stmt_run(cache, ST_COMMIT, "store_commit") != 0)
+		goto out;
+	in_tx = 0;
+	ret = 0;
+out:
+	if (in_tx)
+		stmt_run(cache, ST_ROLLBACK, "store_rollback");
+	return ret;
+}
+
+/* Copies a TEXT column into a new string; NULL stays NULL. */
+static int
+col_strdup(sqlite3_stmt *st, int col, char **out)
+{
+	const unsigned char *text = sqlite3_column_text(st, col);
+	int len = sqlite3_column_bytes(st, col);
+
+	*out = NULL;
+	if (text == NULL)
+		return sqlite3_column_type(st, col) == SQLITE_NULL ? 0 : -1;
+	*out = malloc((size_t)len + 1);
+	if (*out == NULL)
+		return -1;
+	memcpy(*out, text, (size_t)len + 1);
+	return 0;
+}
+
+/* Copies a TEXT column into a fixed buffer; too long means the row is not ours. */
+static int
+col_copy(sqlite3_stmt *st, int col, char *out, size_t cap)
+{
+	const unsigned char *text = sqlite3_column_text(st, col);
+	size_t len = (size_t)sqlite3_column_bytes(st, col);
+
+	if (text == NULL || len >= cap)
+		return -1;
+	memcpy(out, text, len + 1);
+	return 0;
+}
+
+/* Copies a BLOB column; a zero-length blob gives NULL and 0. */
+static int
+col_blob(sqlite3_stmt *st, int col, unsigned char **out, size_t *len)
+{
+	const void *blob = sqlite3_column_blob(st, col);
+	int n = sqlite3_column_bytes(st, col);
+
+	*out = NULL;
+	*len = 0;
+	if (blob == NULL || n <= 0)
+		return 0;
+	*out = malloc((size_t)n);
+	if (*out == NULL)
+		return -1;
+	memcpy(*out, blob, (size_t)n);
+	*len = (size_t)n;
+	return 0;
+}
+
+/* Fills row from the current result (ROW_COLUMNS order). On failure row is cleared. */
+static int
+row_read(sqlite3_stmt *st, struct cache_row *row)
+{
+	const char *status;
+
+	memset(row, 0, sizeof(*row));
+	status = (const char *)sqlite3_column_text(st, 6);
+	if (col_copy(st, 0, row->serial, sizeof(row->serial)) != 0 ||
+	    col_copy(st, 1, row->issuer_key_hash, sizeof(row->issuer_key_hash)) != 0 ||
+	    col_copy(st, 2, row->issuer_name_hash, sizeof(row->issuer_name_hash)) != 0 ||
+	    col_strdup(st, 3, &row->subject) != 0 ||
+	    col_strdup(st, 4, &row->ocsp_url) != 0 ||
+	    col_strdup(st, 5, &row->ocsp_urls) != 0 ||
+	    status == NULL || stapler_status_parse(status, &row->status) != 0 ||
+	    col_blob(st, 14, &row->response_der, &row->response_len) != 0 ||
+	    col_blob(st, 15, &row->request_der, &row->request_len) != 0 ||
+	    col_strdup(st, 18, &row->last_error) != 0)
+		goto fail;
+	row->revoked_at = sqlite3_column_type(st, 7) == SQLITE_NULL ? 0 :
+	    sqlite3_column_int64(st, 7);
+	row->revocation_reason = sqlite3_column_type(st, 8) == SQLITE_NULL ? -1 :
+	    sqlite3_column_int(st, 8);
+	row->this_update = sqlite3_column_int64(st, 9);
+	row->next_update = sqlite3_column_int64(st, 10);
+	row->produced_at = sqlite3_column_int64(st, 11);
+	row->fetched_at = sqlite3_column_int64(st, 12);
+	row->cert_not_after = sqlite3_column_int64(st, 13);
+	row->next_refresh_at = sqlite3_column_int64(st, 16);
+	row->failures = sqlite3_column_int(st, 17);
+	row->created_at = sqlite3_column_int64(st, 19);
+	return 0;
+fail:
+	cache_row_clear(row);
+	return -1;
+}
+
+/* *row is zeroed on every return, so cache_row_clear() after any result is safe. */
+int
+cache_get(struct cache *cache, const char *issuer_key_hash, const char *serial,
+    struct cache_row *row)
+{
+	sqlite3_stmt *st = cache->stmt[ST_GET_ROW];
+	int rc, ret = -1;
+
+	memset(row, 0, sizeof(*row));
+	if (sqlite3_bind_text(st, 1, issuer_key_hash, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 2, serial, -1, SQLITE_STATIC) != SQLITE_OK) {
+		cache_fail_db(cache, "get");
+		goto out;
+	}
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		ret = 0;
+	} else if (rc != SQLITE_ROW) {
+		cache_fail_db(cache, "get");
+	} else if (row_read(st, row) != 0) {
+		cache_fail("get", "unreadable row (out of memory or corrupt)");
+	} else {
+		ret = 1;
+	}
+out:
+	stmt_done(st);
+	return ret;
+}
+
+int
+cache_get_issuer(struct cache *cache, const char *key_hash, struct cache_issuer *issuer)
+{
+	sqlite3_stmt *st = cache->stmt[ST_GET_ISSUER];
+	int rc, ret = -1;
+
+	memset(issuer, 0, sizeof(*issuer));
+	if (sqlite3_bind_text(st, 1, key_hash, -1, SQLITE_STATIC) != SQLITE_OK) {
+		cache_fail_db(cache, "get_issuer");
+		goto out;
+	}
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		ret = 0;
+	} else if (rc != SQLITE_ROW) {
+		cache_fail_db(cache, "get_issuer");
+	} else if (col_copy(st, 0, issuer->key_hash, sizeof(issuer->key_hash)) != 0 ||
+	    col_strdup(st, 1, &issuer->subject) != 0 ||
+	    col_blob(st, 2, &issuer->cert_der, &issuer->cert_len) != 0) {
+		cache_fail("get_issuer", "unreadable row (out of memory or corrupt)");
+		cache_issuer_clear(issuer);
+	} else {
+		ret = 1;
+	}
+out:
+	stmt_done(st);
+	return ret;
+}
+
+int
+cache_foreach(struct cache *cache, int (*cb)(const struct cache_row *row, void *arg), void *arg)
+{
+	sqlite3_stmt *st = cache->stmt[ST_ALL_ROWS];
+	struct cache_row row;
+	int rc, ret = 0;
+
+	if (cache->in_foreach) {
+		cache_fail("foreach", "called from its own callback");
+		return -1;
+	}
+	cache->in_foreach = 1;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (row_read(st, &row) != 0) {
+			cache_fail("foreach", "unreadable row (out of memory or corrupt)");
+			ret = -1;
+			goto out;
+		}
+		ret = cb(&row, arg);
+		cache_row_clear(&row);
+		if (ret != 0)
+			goto out;
+	}
+	if (rc != SQLITE_DONE) {
+		cache_fail_db(cache, "foreach");
+		ret = -1;
+	}
+out:
+	stmt_done(st);
+	cache->in_foreach = 0;
+	return ret;
+}
+
+int
+cache_count(struct cache *cache, long long *total, long long counts[3])
+{
+	sqlite3_stmt *st = cache->stmt[ST_COUNT];
+	enum stapler_cert_status status;
+	long long sum = 0, by[3] = { 0, 0, 0 };
+	const char *name;
+	int rc, ret = -1;
+
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		name = (const char *)sqlite3_column_text(st, 0);
+		if (name == NULL || stapler_status_parse(name, &status) != 0) {
+			cache_fail("count", "unknown cert_status in database");
+			goto out;
+		}
+		by[status] = sqlite3_column_int64(st, 1);
+		sum += by[status];
+	}
+	if (rc != SQLITE_DONE) {
+		cache_fail_db(cache, "count");
+		goto out;
+	}
+	if (total != NULL)
+		*total = sum;
+	if (counts != NULL)
+		memcpy(counts, by, sizeof(by));
+	ret = 0;
+out:
+	stmt_done(st);
+	return ret;
+}
+
+void
+cache_row_clear(struct cache_row *row)
+{
+	if (row == NULL)
+		return;
+	free(row->subject);
+	free(row->ocsp_url);
+	free(row->ocsp_urls);
+	free(row->response_der);
+	free(row->request_der);
+	free(row->last_error);
+	memset(row, 0, sizeof(*row));
+}
+
+void
+cache_issuer_clear(struct cache_issuer *issuer)
+{
+	if (issuer == NULL)
+		return;
+	free(issuer->subject);
+	free(issuer->cert_der);
+	memset(issuer, 0, sizeof(*issuer));
+}

@@ -1,0 +1,557 @@
+/* Certificates: PEM/DER request bodies, the trust bundle and chain check, AIA OCSP URLs, the CertID. */
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+#include "stapler/certs.h"
+#include "stapler/util.h"
+
+struct certs_trust {
+	X509_STORE *store;
+	STACK_OF(X509) *certs;
+};
+
+/* OpenSSL's getters take non-const pointers for what they only read. */
+#define CERTS_UNCONST(type, p) ((type *)(uintptr_t)(p))
+
+static int
+is_space(unsigned char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+static int
+only_space(const unsigned char *p, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if (!is_space(p[i]))
+			return 0;
+	return 1;
+}
+
+static void *
+memmem_bounded(const unsigned char *hay, size_t hlen, const char *needle)
+{
+	size_t nlen = strlen(needle);
+	size_t i;
+
+	if (nlen == 0 || hlen < nlen)
+		return NULL;
+	for (i = 0; i + nlen <= hlen; i++)
+		if (memcmp(hay + i, needle, nlen) == 0)
+			return CERTS_UNCONST(unsigned char, hay + i);
+	return NULL;
+}
+
+/* Reads the next PEM block of bio as one certificate. Returns 1 with *out set, 0 at the end
+ * of the input, -1 when the block is not a certificate or does not parse. Text outside
+ * blocks is skipped, as in every CA bundle with comments. */
+static int
+read_pem_cert(BIO *bio, X509 **out)
+{
+	char *name = NULL, *header = NULL;
+	unsigned char *data = NULL;
+	const unsigned char *p;
+	long len = 0;
+	unsigned long e;
+	int rc = -1;
+
+	*out = NULL;
+	if (!PEM_read_bio(bio, &name, &header, &data, &len)) {
+		e = ERR_peek_last_error();
+		if (ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE)
+			rc = 0;
+		goto done;
+	}
+	if (strcmp(name, PEM_STRING_X509) != 0 && strcmp(name, PEM_STRING_X509_OLD) != 0)
+		goto done;
+	p = data;
+	if ((*out = d2i_X509(NULL, &p, len)) == NULL)
+		goto done;
+	if (p != data + len) {
+		X509_free(*out);
+		*out = NULL;
+		goto done;
+	}
+	rc = 1;
+
+done:
+	OPENSSL_free(name);
+	OPENSSL_free(header);
+	OPENSSL_free(data);
+	ERR_clear_error();
+	return rc;
+}
+
+struct certs_trust *
+certs_trust_load(const char *path, char *err, size_t errlen)
+{
+	struct certs_trust *trust = NULL;
+	BIO *bio = NULL;
+	X509 *x = NULL;
+	unsigned long e;
+	int i, r;
+
+	ERR_clear_error();
+	if ((trust = calloc(1, sizeof(*trust))) == NULL ||
+	    (trust->certs = sk_X509_new_null()) == NULL ||
+	    (trust->store = X509_STORE_new()) == NULL) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		goto fail;
+	}
+	if ((bio = BIO_new_file(path, "r")) == NULL) {
+		snprintf(err, errlen, "%s: cannot open trust bundle", path);
+		goto fail;
+	}
+	while ((r = read_pem_cert(bio, &x)) == 1) {
+		if (!sk_X509_push(trust->certs, x)) {
+			snprintf(err, errlen, "%s: out of memory", path);
+			goto fail;
+		}
+		x = NULL;
+	}
+	if (r < 0) {
+		snprintf(err, errlen, "%s: PEM block %d is not a valid certificate", path,
+		    sk_X509_num(trust->certs) + 1);
+		goto fail;
+	}
+	if (sk_X509_num(trust->certs) == 0) {
+		snprintf(err, errlen, "%s: no certificate in trust bundle", path);
+		goto fail;
+	}
+	for (i = 0; i < sk_X509_num(trust->certs); i++) {
+		if (!X509_STORE_add_cert(trust->store, sk_X509_value(trust->certs, i))) {
+			e = ERR_peek_last_error();
+			/* A certificate listed twice is harmless. */
+			if (ERR_GET_REASON(e) == X509_R_CERT_ALREADY_IN_HASH_TABLE)
+				continue;
+			snprintf(err, errlen, "%s: cannot add certificate %d to the store", path, i + 1);
+			goto fail;
+		}
+	}
+	/* Intermediates in the bundle are anchors too. */
+	X509_STORE_set_flags(trust->store, X509_V_FLAG_PARTIAL_CHAIN);
+	BIO_free(bio);
+	ERR_clear_error();
+	return trust;
+
+fail:
+	X509_free(x);
+	BIO_free(bio);
+	certs_trust_free(&trust);
+	ERR_clear_error();
+	return NULL;
+}
+
+void
+certs_trust_free(struct certs_trust **trust)
+{
+	if (trust == NULL || *trust == NULL)
+		return;
+	X509_STORE_free((*trust)->store);
+	sk_X509_pop_free((*trust)->certs, X509_free);
+	free(*trust);
+	*trust = NULL;
+}
+
+int
+certs_trust_count(const struct certs_trust *trust)
+{
+	return trust == NULL ? 0 : sk_X509_num(trust->certs);
+}
+
+X509 *
+certs_trust_find_by_key_hash(const struct certs_trust *trust, const unsigned char *key_hash)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen;
+	X509 *x;
+	int i;
+
+	if (trust == NULL || key_hash == NULL)
+		return NULL;
+	for (i = 0; i < sk_X509_num(trust->certs); i++) {
+		x = sk_X509_value(trust->certs, i);
+		mdlen = 0;
+		if (X509_pubkey_digest(x, EVP_sha1(), md, &mdlen) &&
+		    mdlen == STAPLER_SHA1_LEN && memcmp(md, key_hash, STAPLER_SHA1_LEN) == 0)
+			return x;
+	}
+	ERR_clear_error();
+	return NULL;
+}
+
+static STACK_OF(X509) *
+parse_pem(const unsigned char *body, size_t len, char *err, size_t errlen)
+{
+	static const char begin[] = "-----BEGIN CERTIFICATE-----";
+	static const char end[] = "-----END CERTIFICATE-----";
+	STACK_OF(X509) *certs = NULL;
+	const unsigned char *p = body, *stop = body + len;
+	const unsigned char *b, *e;
+	BIO *bio = NULL;
+	X509 *x = NULL;
+
+	if ((certs = sk_X509_new_null()) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	for (;;) {
+		while (p < stop && is_space(*p))
+			p++;
+		if (p == stop)
+			break;
+		/* Each block must start right here: anything else is junk. */
+		if ((size_t)(stop - p) < sizeof(begin) - 1 ||
+		    memcmp(p, begin, sizeof(begin) - 1) != 0) {
+			if ((size_t)(stop - p) >= 11 && memcmp(p, "-----BEGIN ", 11) == 0)
+				snprintf(err, errlen, "PEM block %d is not a certificate",
+				    sk_X509_num(certs) + 1);
+			else
+				snprintf(err, errlen, "junk in PEM body after certificate %d",
+				    sk_X509_num(certs));
+			goto fail;
+		}
+		if (sk_X509_num(certs) >= CERTS_MAX_CHAIN) {
+			snprintf(err, errlen, "more than %d certificates", CERTS_MAX_CHAIN);
+			goto fail;
+		}
+		b = p;
+		if ((e = memmem_bounded(b, (size_t)(stop - b), end)) == NULL) {
+			snprintf(err, errlen, "PEM certificate %d has no END line",
+			    sk_X509_num(certs) + 1);
+			goto fail;
+		}
+		e += sizeof(end) - 1;
+		if (e - b > INT_MAX || (bio = BIO_new_mem_buf(b, (int)(e - b))) == NULL) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+		if (read_pem_cert(bio, &x) != 1) {
+			snprintf(err, errlen, "PEM certificate %d does not parse",
+			    sk_X509_num(certs) + 1);
+			goto fail;
+		}
+		BIO_free(bio);
+		bio = NULL;
+		if (!sk_X509_push(certs, x)) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+		x = NULL;
+		p = e;
+	}
+	if (sk_X509_num(certs) == 0) {
+		snprintf(err, errlen, "body holds no certificate");
+		goto fail;
+	}
+	return certs;
+
+fail:
+	X509_free(x);
+	BIO_free(bio);
+	sk_X509_pop_free(certs, X509_free);
+	return NULL;
+}
+
+static STACK_OF(X509) *
+parse_der(const unsigned char *body, size_t len, char *err, size_t errlen)
+{
+	STACK_OF(X509) *certs = NULL;
+	const unsigned char *p = body;
+	X509 *x = NULL;
+
+	if (len > LONG_MAX || (x = d2i_X509(NULL, &p, (long)len)) == NULL) {
+		snprintf(err, errlen, "body is not a PEM or DER certificate");
+		goto fail;
+	}
+	if (p != body + len) {
+		snprintf(err, errlen, "DER certificate followed by %zu trailing bytes",
+		    (size_t)(body + len - p));
+		goto fail;
+	}
+	if ((certs = sk_X509_new_null()) == NULL || !sk_X509_push(certs, x)) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	return certs;
+
+fail:
+	X509_free(x);
+	sk_X509_free(certs);
+	return NULL;
+}
+
+STACK_OF(X509) *
+certs_parse(const unsigned char *body, size_t len, char *err, size_t errlen)
+{
+	STACK_OF(X509) *certs;
+
+	ERR_clear_error();
+	if (body == NULL || len == 0 || only_space(body, len)) {
+		snprintf(err, errlen, "empty body");
+		return NULL;
+	}
+	if (memmem_bounded(body, len, "-----BEGIN") != NULL)
+		certs = parse_pem(body, len, err, errlen);
+	else
+		certs = parse_der(body, len, err, errlen);
+	ERR_clear_error();
+	return certs;
+}
+
+static int
+asn1_time_to_time_t(const ASN1_TIME *t, time_t *out)
+{
+	struct tm tm;
+
+	memset(&tm, 0, sizeof(tm));
+	if (t == NULL || !ASN1_TIME_to_tm(t, &tm))
+		return -1;
+	*out = timegm(&tm);
+	return 0;
+}
+
+int
+certs_verify_chain(const struct certs_trust *trust, STACK_OF(X509) *certs, time_t now,
+    X509 **issuer, time_t *not_after, char *err, size_t errlen)
+{
+	X509_STORE_CTX *ctx = NULL;
+	STACK_OF(X509) *untrusted = NULL;
+	STACK_OF(X509) *chain;
+	X509 *subject, *iss = NULL;
+	char name[256];
+	time_t t, earliest = 0;
+	int i, n, rc = -1, verr;
+
+	*issuer = NULL;
+	ERR_clear_error();
+	if (trust == NULL || certs == NULL || sk_X509_num(certs) < 1) {
+		snprintf(err, errlen, "no certificate to verify");
+		goto done;
+	}
+	subject = sk_X509_value(certs, 0);
+	certs_subject(subject, name, sizeof(name));
+	if ((untrusted = sk_X509_new_null()) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto done;
+	}
+	for (i = 1; i < sk_X509_num(certs); i++) {
+		if (!sk_X509_push(untrusted, sk_X509_value(certs, i))) {
+			snprintf(err, errlen, "out of memory");
+			goto done;
+		}
+	}
+	if ((ctx = X509_STORE_CTX_new()) == NULL ||
+	    !X509_STORE_CTX_init(ctx, trust->store, subject, untrusted)) {
+		snprintf(err, errlen, "out of memory");
+		goto done;
+	}
+	X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(ctx), now);
+	/* DLMS/IoT certificates carry no TLS purpose; only the chain matters. */
+	X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_ANY);
+	if (X509_verify_cert(ctx) != 1) {
+		verr = X509_STORE_CTX_get_error(ctx);
+		snprintf(err, errlen, "%s (depth %d): %s", X509_verify_cert_error_string(verr),
+		    X509_STORE_CTX_get_error_depth(ctx), name);
+		goto done;
+	}
+	chain = X509_STORE_CTX_get0_chain(ctx);
+	n = sk_X509_num(chain);
+	if (n >= 2) {
+		iss = sk_X509_value(chain, 1);
+		if (!X509_up_ref(iss)) {
+			iss = NULL;
+			snprintf(err, errlen, "out of memory");
+			goto done;
+		}
+	} else {
+		/* The subject is itself an anchor: its issuer must be in the bundle too. */
+		if (X509_STORE_CTX_get1_issuer(&iss, ctx, subject) != 1)
+			iss = NULL;
+		if (iss == NULL || X509_cmp(iss, subject) == 0) {
+			snprintf(err, errlen,
+			    "certificate is a trust anchor and its issuer is not in the bundle: %s",
+			    name);
+			goto done;
+		}
+		if (X509_cmp_time(X509_get0_notAfter(iss), &now) <= 0 ||
+		    X509_cmp_time(X509_get0_notBefore(iss), &now) > 0) {
+			snprintf(err, errlen, "issuer certificate is not valid now: %s", name);
+			goto done;
+		}
+		if (asn1_time_to_time_t(X509_get0_notAfter(iss), &earliest) != 0) {
+			snprintf(err, errlen, "issuer notAfter does not parse: %s", name);
+			goto done;
+		}
+	}
+	for (i = 0; i < n; i++) {
+		if (asn1_time_to_time_t(X509_get0_notAfter(sk_X509_value(chain, i)), &t) != 0) {
+			snprintf(err, errlen, "notAfter does not parse (depth %d): %s", i, name);
+			goto done;
+		}
+		if (earliest == 0 || t < earliest)
+			earliest = t;
+	}
+	*issuer = iss;
+	iss = NULL;
+	*not_after = earliest;
+	rc = 0;
+
+done:
+	X509_free(iss);
+	X509_STORE_CTX_free(ctx);
+	sk_X509_free(untrusted);
+	ERR_clear_error();
+	return rc;
+}
+
+/* X509_get1_ocsp() is not used: it de-duplicates through a sorted stack, which loses the
+ * certificate's order of preference. */
+int
+certs_ocsp_urls(X509 *cert, struct certs_urls *out)
+{
+	AUTHORITY_INFO_ACCESS *aia = NULL;
+	ACCESS_DESCRIPTION *ad;
+	const unsigned char *data;
+	int i, j, len, dup;
+
+	memset(out, 0, sizeof(*out));
+	if (cert == NULL ||
+	    (aia = X509_get_ext_d2i(cert, NID_info_access, NULL, NULL)) == NULL)
+		goto done;
+	for (i = 0; i < sk_ACCESS_DESCRIPTION_num(aia) && out->n < CERTS_MAX_URLS; i++) {
+		ad = sk_ACCESS_DESCRIPTION_value(aia, i);
+		if (OBJ_obj2nid(ad->method) != NID_ad_OCSP || ad->location == NULL ||
+		    ad->location->type != GEN_URI)
+			continue;
+		data = ASN1_STRING_get0_data(ad->location->d.uniformResourceIdentifier);
+		len = ASN1_STRING_length(ad->location->d.uniformResourceIdentifier);
+		/* Too long, empty, or with an embedded NUL: not a URL we will fetch. */
+		if (data == NULL || len <= 0 || len >= CERTS_MAX_URL_LEN ||
+		    memchr(data, '\0', (size_t)len) != NULL)
+			continue;
+		for (dup = 0, j = 0; j < out->n; j++)
+			if (strlen(out->url[j]) == (size_t)len && memcmp(out->url[j], data, (size_t)len) == 0)
+				dup = 1;
+		if (dup)
+			continue;
+		if ((out->url[out->n] = strndup((const char *)data, (size_t)len)) == NULL)
+			break;
+		out->n++;
+	}
+
+done:
+	AUTHORITY_INFO_ACCESS_free(aia);
+	ERR_clear_error();
+	return out->n;
+}
+
+void
+certs_urls_free(struct certs_urls *urls)
+{
+	int i;
+
+	if (urls == NULL)
+		return;
+	for (i = 0; i < urls->n && i < CERTS_MAX_URLS; i++) {
+		free(urls->url[i]);
+		urls->url[i] = NULL;
+	}
+	urls->n = 0;
+}
+
+OCSP_CERTID *
+certs_certid(X509 *subject, X509 *issuer)
+{
+	OCSP_CERTID *id;
+
+	if (subject == NULL || issuer == NULL)
+		return NULL;
+	id = OCSP_cert_to_id(EVP_sha1(), subject, issuer);
+	ERR_clear_error();
+	return id;
+}
+
+int
+certs_certid_key(const OCSP_CERTID *id, struct stapler_key *key)
+{
+	ASN1_OCTET_STRING *khash = NULL;
+	ASN1_INTEGER *serial = NULL;
+	int slen;
+
+	memset(key, 0, sizeof(*key));
+	if (id == NULL ||
+	    !OCSP_id_get0_info(NULL, NULL, &khash, &serial, CERTS_UNCONST(OCSP_CERTID, id)))
+		return -1;
+	if (khash == NULL || ASN1_STRING_length(khash) != STAPLER_SHA1_LEN || serial == NULL)
+		return -1;
+	slen = ASN1_STRING_length(serial);
+	if (slen < 0 || slen > STAPLER_SERIAL_MAX)
+		return -1;
+	memcpy(key->key_hash, ASN1_STRING_get0_data(khash), STAPLER_SHA1_LEN);
+	if (slen > 0)
+		memcpy(key->serial, ASN1_STRING_get0_data(serial), (size_t)slen);
+	key->serial_len = (unsigned char)slen;
+	key->serial_negative = ASN1_STRING_type(serial) == V_ASN1_NEG_INTEGER;
+	return 0;
+}
+
+void
+certs_certid_name_hash_hex(const OCSP_CERTID *id, char out[STAPLER_SHA1_HEX])
+{
+	ASN1_OCTET_STRING *nhash = NULL;
+
+	out[0] = '\0';
+	if (id == NULL ||
+	    !OCSP_id_get0_info(&nhash, NULL, NULL, NULL, CERTS_UNCONST(OCSP_CERTID, id)) ||
+	    nhash == NULL || ASN1_STRING_length(nhash) != STAPLER_SHA1_LEN)
+		return;
+	util_hex(ASN1_STRING_get0_data(nhash), STAPLER_SHA1_LEN, out);
+}
+
+void
+certs_subject(X509 *cert, char *out, size_t cap)
+{
+	BIO *bio = NULL;
+	int n;
+
+	if (cap == 0)
+		return;
+	out[0] = '\0';
+	if (cert == NULL || (bio = BIO_new(BIO_s_mem())) == NULL)
+		goto done;
+	if (X509_NAME_print_ex(bio, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253) < 0)
+		goto done;
+	n = BIO_read(bio, out, cap - 1 > INT_MAX ? INT_MAX : (int)(cap - 1));
+	out[n > 0 ? n : 0] = '\0';
+
+done:
+	BIO_free(bio);
+	ERR_clear_error();
+}
+
+unsigned char *
+certs_der(X509 *cert, size_t *len)
+{
+	unsigned char *der = NULL;
+	int n;
+
+	*len = 0;
+	if (cert == NULL || (n = i2d_X509(cert, &der)) <= 0) {
+		ERR_clear_error();
+		return NULL;
+	}
+	*len = (size_t)n;
+	return der;
+}

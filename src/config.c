@@ -1,0 +1,319 @@
+/* Configuration: one table of keys (section, name, type, default), parsed with inih;
+ * every error names the file, the line and the key. */
+#include <ctype.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <ini.h>
+
+#include "stapler/config.h"
+#include "stapler/util.h"
+
+enum key_type { K_STRING, K_SIZE, K_DURATION, K_LONG, K_HOSTS, K_LEVEL };
+
+struct key_def {
+	const char *section;
+	const char *name;
+	enum key_type type;
+	size_t offset;
+	const char *def;   /* default, parsed like a file value */
+	long min, max;     /* bounds for K_LONG, K_SIZE and K_DURATION (0/0: none) */
+};
+
+#define OFF(f) offsetof(struct stapler_config, f)
+
+static const struct key_def keys[] = {
+	{ "server", "listen", K_STRING, OFF(listen), "127.0.0.1:8080", 0, 0 },
+	{ "server", "admin_socket", K_STRING, OFF(admin_socket), "/run/staplerd/admin.sock", 0, 0 },
+	{ "server", "max_request", K_SIZE, OFF(max_request), "64k", 1024, 16L * 1024 * 1024 },
+	{ "cache", "database", K_STRING, OFF(database), "/var/lib/staplerd/cache.db", 0, 0 },
+	{ "trust", "ca_file", K_STRING, OFF(ca_file), "/etc/staplerd/ca-bundle.pem", 0, 0 },
+	{ "upstream", "timeout", K_DURATION, OFF(upstream_timeout), "10s", 1, 600 },
+	{ "upstream", "max_parallel", K_LONG, OFF(max_parallel), "64", 1, 4096 },
+	{ "upstream", "allow", K_HOSTS, 0, "", 0, 0 },
+	{ "refresh", "window", K_DURATION, OFF(refresh_window), "7d", 0, 0 },
+	{ "refresh", "min_interval", K_DURATION, OFF(refresh_min_interval), "1h", 0, 0 },
+	{ "refresh", "check_interval", K_DURATION, OFF(refresh_check_interval), "1m", 1, 0 },
+	{ "log", "level", K_LEVEL, OFF(log_level), "info", 0, 0 },
+};
+
+struct parse_ctx {
+	struct stapler_config *cfg;
+	const char *path;
+	FILE *fp;
+	int line;          /* line the reader handed to inih last */
+	char *err;
+	size_t errlen;
+	int failed;
+};
+
+static int
+set_error(struct parse_ctx *ctx, const char *key, const char *msg)
+{
+	if (ctx->failed)
+		return 0;
+	ctx->failed = 1;
+	snprintf(ctx->err, ctx->errlen, "%s:%d: %s: %s", ctx->path, ctx->line, key, msg);
+	return 0;
+}
+
+static void
+hosts_clear(struct stapler_config *cfg)
+{
+	for (size_t i = 0; i < cfg->n_allow; i++)
+		free(cfg->allow[i]);
+	cfg->n_allow = 0;
+}
+
+/* Parses a space-separated host list; returns NULL or a message. */
+static const char *
+set_hosts(struct stapler_config *cfg, const char *value)
+{
+	const char *p = value;
+
+	hosts_clear(cfg);
+	while (*p != '\0') {
+		size_t len;
+		char *h;
+
+		while (isspace((unsigned char)*p) || *p == ',')
+			p++;
+		if (*p == '\0')
+			break;
+		len = strcspn(p, " \t,");
+		if (cfg->n_allow == CONFIG_MAX_ALLOW)
+			return "too many hosts";
+		if (len > 253)
+			return "host name too long";
+		if ((h = strndup(p, len)) == NULL)
+			return "out of memory";
+		for (char *c = h; *c != '\0'; c++) {
+			*c = (char)tolower((unsigned char)*c);
+			if (!isalnum((unsigned char)*c) && strchr(".-_:[]", *c) == NULL) {
+				free(h);
+				return "not a host name";
+			}
+		}
+		cfg->allow[cfg->n_allow++] = h;
+		p += len;
+	}
+	return NULL;
+}
+
+/* Applies one value; returns NULL or what is wrong with it. */
+static const char *
+apply(struct stapler_config *cfg, const struct key_def *k, const char *value)
+{
+	char *base = (char *)cfg;
+	long long ll;
+	size_t sz;
+	long l;
+
+	switch (k->type) {
+	case K_STRING: {
+		char **slot = (char **)(base + k->offset);
+		char *copy;
+
+		if (*value == '\0')
+			return "must not be empty";
+		if ((copy = strdup(value)) == NULL)
+			return "out of memory";
+		free(*slot);
+		*slot = copy;
+		return NULL;
+	}
+	case K_SIZE:
+		if (util_parse_size(value, &sz) < 0)
+			return "not a size (bytes, or a number with k or m)";
+		if (k->max != 0 && (sz < (size_t)k->min || sz > (size_t)k->max))
+			return "size out of range";
+		*(size_t *)(base + k->offset) = sz;
+		return NULL;
+	case K_DURATION:
+		if (util_parse_duration(value, &ll) < 0)
+			return "not a duration (a number with s, m, h or d)";
+		if (ll < k->min || (k->max != 0 && ll > k->max))
+			return "duration out of range";
+		*(long long *)(base + k->offset) = ll;
+		return NULL;
+	case K_LONG:
+		if (util_parse_long(value, k->min, k->max, &l) < 0)
+			return "not a whole number in range";
+		*(long *)(base + k->offset) = l;
+		return NULL;
+	case K_HOSTS:
+		return set_hosts(cfg, value);
+	case K_LEVEL: {
+		static const char *const levels[] = { "error", "warn", "info", "debug" };
+
+		for (size_t i = 0; i < UTIL_ARRAY_LEN(levels); i++) {
+			if (strcmp(value, levels[i]) == 0) {
+				char **slot = (char **)(base + k->offset);
+
+				free(*slot);
+				*slot = strdup(value);
+				return *slot == NULL ? "out of memory" : NULL;
+			}
+		}
+		return "must be error, warn, info or debug";
+	}
+	}
+	return "unknown key type";
+}
+
+static int
+handler(void *user, const char *section, const char *name, const char *value)
+{
+	struct parse_ctx *ctx = user;
+	char msg[160];
+
+	if (ctx->failed)
+		return 0;
+	if (name == NULL) {
+		/* inih reports a section header with a NULL name (INI_CALL_HANDLER_ON_NEW_SECTION). */
+		return 1;
+	}
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(keys); i++) {
+		const char *why;
+
+		if (strcmp(keys[i].section, section) != 0 || strcmp(keys[i].name, name) != 0)
+			continue;
+		if ((why = apply(ctx->cfg, &keys[i], value)) != NULL)
+			return set_error(ctx, name, why);
+		return 1;
+	}
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(keys); i++) {
+		if (strcmp(keys[i].section, section) == 0) {
+			snprintf(msg, sizeof(msg), "unknown key in section [%s]", section);
+			return set_error(ctx, name, msg);
+		}
+	}
+	snprintf(msg, sizeof(msg), "unknown section [%s]", section);
+	return set_error(ctx, name, msg);
+}
+
+/* fgets that counts lines, so errors can name the line inih is on. */
+static char *
+reader(char *str, int num, void *stream)
+{
+	struct parse_ctx *ctx = stream;
+	char *r = fgets(str, num, ctx->fp);
+
+	if (r != NULL)
+		ctx->line++;
+	return r;
+}
+
+struct stapler_config *
+config_default(void)
+{
+	struct stapler_config *cfg = calloc(1, sizeof(*cfg));
+
+	if (cfg == NULL)
+		return NULL;
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(keys); i++) {
+		if (apply(cfg, &keys[i], keys[i].def) != NULL && keys[i].type != K_HOSTS) {
+			config_free(&cfg);
+			return NULL;
+		}
+	}
+	return cfg;
+}
+
+struct stapler_config *
+config_load(const char *path, char *err, size_t errlen)
+{
+	struct stapler_config *cfg = NULL;
+	struct parse_ctx ctx = { 0 };
+	int r;
+
+	if ((cfg = config_default()) == NULL) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		return NULL;
+	}
+	if ((cfg->path = strdup(path)) == NULL)
+		goto fail;
+	ctx.cfg = cfg;
+	ctx.path = path;
+	ctx.err = err;
+	ctx.errlen = errlen;
+	if ((ctx.fp = fopen(path, "r")) == NULL) {
+		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		goto fail;
+	}
+	r = ini_parse_stream(reader, &ctx, handler, &ctx);
+	fclose(ctx.fp);
+	if (ctx.failed)
+		goto fail;
+	if (r != 0) {
+		/* A syntax error inih found itself (no '=' or an unclosed section). */
+		snprintf(err, errlen, "%s:%d: syntax error", path, r);
+		goto fail;
+	}
+	return cfg;
+fail:
+	config_free(&cfg);
+	return NULL;
+}
+
+void
+config_free(struct stapler_config **cfgp)
+{
+	struct stapler_config *cfg;
+
+	if (cfgp == NULL || (cfg = *cfgp) == NULL)
+		return;
+	free(cfg->path);
+	free(cfg->listen);
+	free(cfg->admin_socket);
+	free(cfg->database);
+	free(cfg->ca_file);
+	free(cfg->log_level);
+	hosts_clear(cfg);
+	free(cfg);
+	*cfgp = NULL;
+}
+
+int
+config_host_allowed(const struct stapler_config *cfg, const char *host)
+{
+	if (cfg->n_allow == 0)
+		return 1;
+	for (size_t i = 0; i < cfg->n_allow; i++) {
+		if (strcasecmp(cfg->allow[i], host) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+int
+config_split_listen(const char *listen, char *host, size_t cap, unsigned short *port)
+{
+	const char *colon;
+	size_t hlen;
+	long p;
+
+	if (listen[0] == '[') {
+		const char *close = strchr(listen, ']');
+
+		if (close == NULL || close[1] != ':')
+			return -1;
+		hlen = (size_t)(close - listen - 1);
+		listen++;
+		colon = close + 1;
+	} else {
+		if ((colon = strrchr(listen, ':')) == NULL)
+			return -1;
+		hlen = (size_t)(colon - listen);
+	}
+	if (hlen == 0 || hlen >= cap || util_parse_long(colon + 1, 0, 65535, &p) < 0)
+		return -1;
+	memcpy(host, listen, hlen);
+	host[hlen] = '\0';
+	*port = (unsigned short)p;
+	return 0;
+}

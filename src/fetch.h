@@ -1,0 +1,62 @@
+/* Upstream OCSP fetches: libcurl's multi_socket interface driven by the daemon's libevent
+ * loop, with URL policy, a total timeout, a response size cap and per-host concurrency caps. */
+#ifndef STAPLER_FETCH_H
+#define STAPLER_FETCH_H
+
+#include <stddef.h>
+
+struct event_base;
+struct stapler_config;
+
+/* Largest upstream answer accepted; OCSP responses are a few KiB. */
+#define FETCH_MAX_BODY (64 * 1024)
+/* Transfers run at once against one upstream host; the rest wait in line. */
+#define FETCH_PER_HOST_MAX 8
+/* Fetches that may wait for a free slot before new ones are refused. */
+#define FETCH_QUEUE_MAX 100000
+
+enum fetch_status {
+	FETCH_OK = 0,       /* HTTP 200 with a body */
+	FETCH_NETWORK,      /* resolve/connect/transfer error */
+	FETCH_TIMEOUT,      /* total timeout passed */
+	FETCH_HTTP,         /* a status other than 200 (redirects included: none are followed) */
+	FETCH_TOO_BIG,      /* body larger than FETCH_MAX_BODY */
+	FETCH_CANCELLED,    /* the fetcher was freed before the transfer ended */
+};
+
+struct fetch_result {
+	enum fetch_status status;
+	const char *url;               /* the responder URL asked (not the GET URL) */
+	long http_code;
+	const unsigned char *body;     /* valid during the callback only */
+	size_t len;
+	const char *error;             /* human text when status != FETCH_OK */
+};
+
+typedef void (*fetch_cb)(const struct fetch_result *res, void *arg);
+
+struct fetcher;
+
+/* Returns a new fetcher on base, or NULL. It keeps a pointer to cfg (timeout, max_parallel,
+ * allow): fetch_set_config() swaps it on reload. */
+struct fetcher *fetch_new(struct event_base *base, const struct stapler_config *cfg);
+/* Cancels every transfer (their callbacks run with FETCH_CANCELLED) and frees the fetcher. */
+void fetch_free(struct fetcher **f);
+void fetch_set_config(struct fetcher *f, const struct stapler_config *cfg);
+
+/* Checks that url may be fetched: http or https, a host, the [upstream] allow list. Returns 0,
+ * or -1 with err set. When host is not NULL it receives the lowercase host name. */
+int fetch_url_allowed(const struct stapler_config *cfg, const char *url, char *host, size_t hostcap,
+    char *err, size_t errlen);
+
+/* Queues the OCSP request der (copied) for url: GET when the RFC 5019 URL fits in 255 bytes,
+ * POST otherwise. Returns 0 and later calls cb exactly once, never from inside fetch_start;
+ * or returns -1 with err set (policy refusal or queue full) and never calls cb. */
+int fetch_start(struct fetcher *f, const char *url, const unsigned char *der, size_t len,
+    fetch_cb cb, void *arg, char *err, size_t errlen);
+
+/* Transfers running and waiting. */
+size_t fetch_active(const struct fetcher *f);
+size_t fetch_queued(const struct fetcher *f);
+
+#endif

@@ -1,0 +1,346 @@
+/* OCSP with OpenSSL only: request building and decoding, GET URLs, and the pure response verifier. */
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ocsp.h>
+#include <openssl/x509_vfy.h>
+
+#include "stapler/ocsp.h"
+
+/* OpenSSL's lookups take non-const pointers for what they only read. */
+#define OCSP_UNCONST(type, p) ((type *)(uintptr_t)(p))
+
+const char *
+ocsp_verdict_name(enum ocsp_verdict v)
+{
+	switch (v) {
+	case OCSP_OK:
+		return "ok";
+	case OCSP_TRY_LATER:
+		return "try_later";
+	case OCSP_MALFORMED:
+		return "malformed";
+	case OCSP_REFUSED:
+		return "refused";
+	case OCSP_BAD_SIGNATURE:
+		return "bad_signature";
+	case OCSP_BAD_SIGNER:
+		return "bad_signer";
+	case OCSP_WRONG_CERTID:
+		return "wrong_certid";
+	case OCSP_NOT_YET_VALID:
+		return "not_yet_valid";
+	case OCSP_EXPIRED:
+		return "expired";
+	case OCSP_NO_NEXT_UPDATE:
+		return "no_next_update";
+	}
+	return "invalid";
+}
+
+int
+ocsp_verdict_is_temporary(enum ocsp_verdict v)
+{
+	return v == OCSP_TRY_LATER;
+}
+
+int
+ocsp_request_build(const OCSP_CERTID *id, unsigned char **der, size_t *len)
+{
+	OCSP_REQUEST *req = NULL;
+	OCSP_CERTID *cid = NULL;
+	unsigned char *out = NULL;
+	int n, rc = -1;
+
+	*der = NULL;
+	*len = 0;
+	if (id == NULL)
+		goto done;
+	if ((req = OCSP_REQUEST_new()) == NULL || (cid = OCSP_CERTID_dup(id)) == NULL)
+		goto done;
+	if (OCSP_request_add0_id(req, cid) == NULL)
+		goto done;
+	cid = NULL;
+	/* No nonce: cached responses cannot echo one (PRODUCT.md §8.3). */
+	if ((n = i2d_OCSP_REQUEST(req, &out)) <= 0)
+		goto done;
+	*der = out;
+	*len = (size_t)n;
+	rc = 0;
+
+done:
+	OCSP_CERTID_free(cid);
+	OCSP_REQUEST_free(req);
+	ERR_clear_error();
+	return rc;
+}
+
+OCSP_CERTID *
+ocsp_request_certid(const unsigned char *der, size_t len)
+{
+	OCSP_REQUEST *req = NULL;
+	OCSP_ONEREQ *one;
+	OCSP_CERTID *id = NULL;
+	const unsigned char *p = der;
+
+	if (der == NULL || len == 0 || len > LONG_MAX)
+		goto done;
+	if ((req = d2i_OCSP_REQUEST(NULL, &p, (long)len)) == NULL || p != der + len)
+		goto done;
+	if (OCSP_request_onereq_count(req) != 1)
+		goto done;
+	if ((one = OCSP_request_onereq_get0(req, 0)) == NULL)
+		goto done;
+	id = OCSP_CERTID_dup(OCSP_onereq_get0_id(one));
+
+done:
+	OCSP_REQUEST_free(req);
+	ERR_clear_error();
+	return id;
+}
+
+char *
+ocsp_get_url(const char *base, const unsigned char *der, size_t len)
+{
+	unsigned char *b64 = NULL;
+	char *url = NULL;
+	size_t blen, need, i, o;
+	int slash, n;
+
+	if (base == NULL || der == NULL || len == 0 || len > OCSP_GET_MAX)
+		goto done;
+	blen = strlen(base);
+	if ((b64 = malloc(4 * ((len + 2) / 3) + 1)) == NULL)
+		goto done;
+	n = EVP_EncodeBlock(b64, der, (int)len);
+	if (n <= 0)
+		goto done;
+	slash = blen == 0 || base[blen - 1] != '/';
+	need = blen + (size_t)slash;
+	for (i = 0; i < (size_t)n; i++)
+		need += (b64[i] == '+' || b64[i] == '/' || b64[i] == '=') ? 3 : 1;
+	if (need > OCSP_GET_MAX || (url = malloc(need + 1)) == NULL)
+		goto done;
+	memcpy(url, base, blen);
+	o = blen;
+	if (slash)
+		url[o++] = '/';
+	for (i = 0; i < (size_t)n; i++) {
+		switch (b64[i]) {
+		case '+':
+			memcpy(url + o, "%2B", 3);
+			o += 3;
+			break;
+		case '/':
+			memcpy(url + o, "%2F", 3);
+			o += 3;
+			break;
+		case '=':
+			memcpy(url + o, "%3D", 3);
+			o += 3;
+			break;
+		default:
+			url[o++] = (char)b64[i];
+		}
+	}
+	url[o] = '\0';
+
+done:
+	free(b64);
+	return url;
+}
+
+static int
+asn1_time_to_time_t(const ASN1_TIME *t, time_t *out)
+{
+	struct tm tm;
+
+	memset(&tm, 0, sizeof(tm));
+	if (t == NULL || !ASN1_TIME_to_tm(t, &tm))
+		return -1;
+	*out = timegm(&tm);
+	return 0;
+}
+
+/* Classifies a failed OCSP_basic_verify from the error queue, which it empties. A signature
+ * that does not verify under the signer's key is BAD_SIGNATURE; everything else (no signer,
+ * signer not certified by the issuer, no OCSPSigning EKU, CertIDs of another issuer) is
+ * BAD_SIGNER. */
+static enum ocsp_verdict
+classify_verify_failure(char *detail, size_t cap)
+{
+	enum ocsp_verdict v = OCSP_BAD_SIGNER;
+	const char *data = NULL, *reason = NULL;
+	char extra[128] = "";
+	unsigned long e;
+	int flags = 0;
+
+	while ((e = ERR_get_error_all(NULL, NULL, NULL, &data, &flags)) != 0) {
+		if (ERR_GET_LIB(e) != ERR_LIB_OCSP)
+			continue;
+		if (ERR_GET_REASON(e) == OCSP_R_SIGNATURE_FAILURE)
+			v = OCSP_BAD_SIGNATURE;
+		/* OpenSSL raises the OCSP reason last; it is the most specific one. */
+		reason = ERR_reason_error_string(e);
+		extra[0] = '\0';
+		if ((flags & ERR_TXT_STRING) != 0 && data != NULL)
+			snprintf(extra, sizeof(extra), "%s", data);
+	}
+	if (reason == NULL)
+		reason = v == OCSP_BAD_SIGNATURE ? "signature does not verify" :
+		    "responder is not authorised by the issuer";
+	if (extra[0] != '\0')
+		snprintf(detail, cap, "%s: %s", reason, extra);
+	else
+		snprintf(detail, cap, "%s", reason);
+	return v;
+}
+
+enum ocsp_verdict
+ocsp_verify(const unsigned char *der, size_t len, const OCSP_CERTID *id, X509 *issuer,
+    time_t now, struct ocsp_result *res)
+{
+	enum ocsp_verdict v = OCSP_MALFORMED;
+	OCSP_RESPONSE *resp = NULL;
+	OCSP_BASICRESP *bs = NULL;
+	X509_STORE *store = NULL;
+	STACK_OF(X509) *certs = NULL;
+	ASN1_GENERALIZEDTIME *rev = NULL, *thisupd = NULL, *nextupd = NULL;
+	const unsigned char *p = der;
+	int rstatus, status = -1, reason = -1;
+
+	memset(res, 0, sizeof(*res));
+	res->revocation_reason = -1;
+	res->status = STAPLER_UNKNOWN;
+	ERR_clear_error();
+
+	if (der == NULL || len == 0 || len > LONG_MAX ||
+	    (resp = d2i_OCSP_RESPONSE(NULL, &p, (long)len)) == NULL) {
+		snprintf(res->detail, sizeof(res->detail), "not a DER OCSPResponse");
+		goto done;
+	}
+	if (p != der + len) {
+		snprintf(res->detail, sizeof(res->detail), "%zu trailing bytes after the response",
+		    (size_t)(der + len - p));
+		goto done;
+	}
+	rstatus = OCSP_response_status(resp);
+	switch (rstatus) {
+	case OCSP_RESPONSE_STATUS_SUCCESSFUL:
+		break;
+	case OCSP_RESPONSE_STATUS_TRYLATER:
+	case OCSP_RESPONSE_STATUS_INTERNALERROR:
+		v = OCSP_TRY_LATER;
+		snprintf(res->detail, sizeof(res->detail), "responseStatus %s",
+		    OCSP_response_status_str(rstatus));
+		goto done;
+	case OCSP_RESPONSE_STATUS_MALFORMEDREQUEST:
+	case OCSP_RESPONSE_STATUS_SIGREQUIRED:
+	case OCSP_RESPONSE_STATUS_UNAUTHORIZED:
+		v = OCSP_REFUSED;
+		snprintf(res->detail, sizeof(res->detail), "responseStatus %s",
+		    OCSP_response_status_str(rstatus));
+		goto done;
+	default:
+		snprintf(res->detail, sizeof(res->detail), "unknown responseStatus %d", rstatus);
+		goto done;
+	}
+	if ((bs = OCSP_response_get1_basic(resp)) == NULL) {
+		snprintf(res->detail, sizeof(res->detail), "not a basic OCSP response");
+		goto done;
+	}
+
+	if (id == NULL) {
+		v = OCSP_WRONG_CERTID;
+		snprintf(res->detail, sizeof(res->detail), "no CertID to look for");
+		goto done;
+	}
+	/* Only the issuer is trusted, and only at now: the signer is the issuer itself or a
+	 * delegate the issuer certified for OCSPSigning (OCSP_NOEXPLICIT). */
+	if (issuer == NULL || (store = X509_STORE_new()) == NULL ||
+	    !X509_STORE_add_cert(store, issuer) || (certs = sk_X509_new_null()) == NULL ||
+	    !sk_X509_push(certs, issuer)) {
+		v = OCSP_BAD_SIGNER;
+		snprintf(res->detail, sizeof(res->detail), "no issuer to verify against");
+		goto done;
+	}
+	X509_STORE_set_flags(store, X509_V_FLAG_PARTIAL_CHAIN);
+	X509_VERIFY_PARAM_set_time(X509_STORE_get0_param(store), now);
+	ERR_clear_error();
+	if (OCSP_basic_verify(bs, certs, store, OCSP_NOEXPLICIT) != 1) {
+		v = classify_verify_failure(res->detail, sizeof(res->detail));
+		goto done;
+	}
+
+	if (!OCSP_resp_find_status(bs, OCSP_UNCONST(OCSP_CERTID, id), &status, &reason, &rev,
+	    &thisupd, &nextupd)) {
+		v = OCSP_WRONG_CERTID;
+		snprintf(res->detail, sizeof(res->detail), "no SingleResponse for the CertID asked for");
+		goto done;
+	}
+	if (asn1_time_to_time_t(thisupd, &res->this_update) != 0 ||
+	    asn1_time_to_time_t(OCSP_resp_get0_produced_at(bs), &res->produced_at) != 0) {
+		v = OCSP_MALFORMED;
+		snprintf(res->detail, sizeof(res->detail), "bad thisUpdate or producedAt");
+		goto done;
+	}
+	if (nextupd == NULL) {
+		v = OCSP_NO_NEXT_UPDATE;
+		snprintf(res->detail, sizeof(res->detail), "no nextUpdate");
+		goto done;
+	}
+	if (asn1_time_to_time_t(nextupd, &res->next_update) != 0) {
+		v = OCSP_MALFORMED;
+		snprintf(res->detail, sizeof(res->detail), "bad nextUpdate");
+		goto done;
+	}
+	if (res->next_update < res->this_update) {
+		v = OCSP_MALFORMED;
+		snprintf(res->detail, sizeof(res->detail), "nextUpdate before thisUpdate");
+		goto done;
+	}
+	if (res->this_update > now + OCSP_SKEW) {
+		v = OCSP_NOT_YET_VALID;
+		snprintf(res->detail, sizeof(res->detail), "thisUpdate %lld s in the future",
+		    (long long)(res->this_update - now));
+		goto done;
+	}
+	if (res->next_update <= now) {
+		v = OCSP_EXPIRED;
+		snprintf(res->detail, sizeof(res->detail), "nextUpdate passed %lld s ago",
+		    (long long)(now - res->next_update));
+		goto done;
+	}
+	switch (status) {
+	case V_OCSP_CERTSTATUS_GOOD:
+		res->status = STAPLER_GOOD;
+		break;
+	case V_OCSP_CERTSTATUS_REVOKED:
+		res->status = STAPLER_REVOKED;
+		res->revocation_reason = reason;
+		if (asn1_time_to_time_t(rev, &res->revoked_at) != 0) {
+			v = OCSP_MALFORMED;
+			snprintf(res->detail, sizeof(res->detail), "bad revocationTime");
+			goto done;
+		}
+		break;
+	default:
+		res->status = STAPLER_UNKNOWN;
+		break;
+	}
+	res->detail[0] = '\0';
+	v = OCSP_OK;
+
+done:
+	sk_X509_free(certs);
+	X509_STORE_free(store);
+	OCSP_BASICRESP_free(bs);
+	OCSP_RESPONSE_free(resp);
+	ERR_clear_error();
+	return v;
+}

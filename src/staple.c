@@ -1,0 +1,468 @@
+/* The staple service: a submitted certificate becomes a verified staple, from memory when it
+ * can; else one upstream fetch per certificate (concurrent submissions wait on the same one),
+ * trying each AIA URL in order, verified, stored in SQLite and in the memory index. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#include <openssl/evp.h>
+
+#include "fetch.h"
+#include "staple.h"
+#include "stapler/cache.h"
+#include "stapler/certs.h"
+#include "stapler/config.h"
+#include "stapler/log.h"
+#include "stapler/ocsp.h"
+#include "stapler/table.h"
+#include "stapler/util.h"
+
+struct staple_wait {
+	struct pending *p;
+	staple_cb cb;
+	void *arg;
+	unsigned char digest[STORE_DIGEST_LEN];
+	TAILQ_ENTRY(staple_wait) link;
+};
+
+/* One certificate with a fetch in flight, and everyone waiting for it. */
+struct pending {
+	struct staple_service *svc;
+	struct stapler_key key;
+	char serial_hex[STAPLER_SERIAL_HEX_MAX];
+	char key_hash_hex[STAPLER_SHA1_HEX];
+	X509 *issuer;
+	OCSP_CERTID *id;
+	struct certs_urls urls;
+	int url_index;
+	char subject[512];
+	time_t not_after;
+	unsigned char *req;
+	size_t req_len;
+	char last_error[512];
+	TAILQ_HEAD(, staple_wait) waiters;
+};
+
+struct staple_service {
+	const struct stapler_config *cfg;
+	const struct certs_trust *trust;
+	struct cache *cache;
+	struct store *store;
+	struct fetcher *fetch;
+	struct table pending;
+	uint64_t seed;
+};
+
+static int
+pending_match(const void *entry, const void *key)
+{
+	return stapler_key_equal(&((const struct pending *)entry)->key, key);
+}
+
+static const void *
+pending_key_of(const void *entry)
+{
+	return &((const struct pending *)entry)->key;
+}
+
+int
+staple_outcome_http(enum staple_outcome outcome)
+{
+	switch (outcome) {
+	case STAPLE_OK: return 200;
+	case STAPLE_BAD_INPUT: return 400;
+	case STAPLE_UNTRUSTED: return 403;
+	case STAPLE_NO_URL: return 422;
+	case STAPLE_UPSTREAM_FAILED: return 502;
+	case STAPLE_UNAVAILABLE: return 503;
+	}
+	return 500;
+}
+
+struct staple_service *
+staple_service_new(const struct stapler_config *cfg, const struct certs_trust *trust,
+    struct cache *cache, struct store *store, struct fetcher *fetch)
+{
+	struct staple_service *svc = calloc(1, sizeof(*svc));
+
+	if (svc == NULL)
+		return NULL;
+	svc->cfg = cfg;
+	svc->trust = trust;
+	svc->cache = cache;
+	svc->store = store;
+	svc->fetch = fetch;
+	svc->pending.hash = table_key_hash;
+	svc->pending.match = pending_match;
+	svc->pending.key_of = pending_key_of;
+	svc->seed = (uint64_t)(uintptr_t)svc ^ (uint64_t)time(NULL);
+	return svc;
+}
+
+static void
+pending_free(struct pending *p)
+{
+	struct staple_wait *w;
+
+	while ((w = TAILQ_FIRST(&p->waiters)) != NULL) {
+		TAILQ_REMOVE(&p->waiters, w, link);
+		free(w);
+	}
+	X509_free(p->issuer);
+	OCSP_CERTID_free(p->id);
+	certs_urls_free(&p->urls);
+	OPENSSL_free(p->req);
+	free(p);
+}
+
+void
+staple_service_free(struct staple_service **svcp)
+{
+	struct staple_service *svc;
+
+	if (svcp == NULL || (svc = *svcp) == NULL)
+		return;
+	/* Fetches still in flight belong to the fetcher; it must be freed first, which ends them. */
+	for (size_t i = 0; i < svc->pending.cap; i++) {
+		if (svc->pending.slot[i] != NULL)
+			pending_free(svc->pending.slot[i]);
+	}
+	table_clear(&svc->pending, 0);
+	free(svc);
+	*svcp = NULL;
+}
+
+void
+staple_service_reload(struct staple_service *svc, const struct stapler_config *cfg,
+    const struct certs_trust *trust)
+{
+	svc->cfg = cfg;
+	svc->trust = trust;
+	store_seen_clear(svc->store);
+}
+
+size_t
+staple_service_pending(const struct staple_service *svc)
+{
+	return svc->pending.count;
+}
+
+static int
+load_row(const struct cache_row *row, void *arg)
+{
+	struct staple_service *svc = arg;
+	struct stapler_key key;
+	struct staple *s;
+
+	if (stapler_key_from_hex(&key, row->issuer_key_hash, row->serial) < 0) {
+		log_warn("cache_row_skipped", "serial=%s issuer=%s reason=\"bad key\"", row->serial,
+		    row->issuer_key_hash);
+		return 0;
+	}
+	s = staple_new(&key, row->status, (time_t)row->this_update, (time_t)row->next_update,
+	    (time_t)row->produced_at, (time_t)row->fetched_at, row->response_der, row->response_len);
+	if (s == NULL || store_put(svc->store, s) < 0)
+		return -1;
+	return 0;
+}
+
+long
+staple_service_load(struct staple_service *svc)
+{
+	if (cache_foreach(svc->cache, load_row, svc) != 0)
+		return -1;
+	return (long)store_count(svc->store);
+}
+
+/* Answers and frees every waiter of p, then p itself. */
+static void
+pending_finish(struct pending *p, enum staple_outcome outcome, const struct staple *s,
+    const char *error)
+{
+	struct staple_service *svc = p->svc;
+	struct staple_wait *w;
+
+	table_remove(&svc->pending, &p->key, svc->seed);
+	while ((w = TAILQ_FIRST(&p->waiters)) != NULL) {
+		TAILQ_REMOVE(&p->waiters, w, link);
+		if (outcome == STAPLE_OK)
+			store_seen_put(svc->store, w->digest, &p->key, p->not_after);
+		w->cb(outcome, s, error, w->arg);
+		free(w);
+	}
+	pending_free(p);
+}
+
+/* Stores a verified response in SQLite and memory; returns the staple or NULL. */
+static const struct staple *
+commit(struct pending *p, const char *url, const unsigned char *der, size_t len,
+    const struct ocsp_result *r, time_t now)
+{
+	struct staple_service *svc = p->svc;
+	struct cache_row row = { 0 };
+	struct cache_issuer issuer = { 0 };
+	struct staple *s;
+	char urls[CERTS_MAX_URLS * CERTS_MAX_URL_LEN];
+	size_t off = 0;
+	unsigned char *issuer_der;
+	size_t issuer_len;
+
+	for (int i = 0; i < p->urls.n; i++) {
+		int n = snprintf(urls + off, sizeof(urls) - off, "%s%s", i ? "\n" : "", p->urls.url[i]);
+
+		if (n > 0 && (size_t)n < sizeof(urls) - off)
+			off += (size_t)n;
+	}
+	util_strlcpy(row.serial, p->serial_hex, sizeof(row.serial));
+	util_strlcpy(row.issuer_key_hash, p->key_hash_hex, sizeof(row.issuer_key_hash));
+	certs_certid_name_hash_hex(p->id, row.issuer_name_hash);
+	row.subject = p->subject;
+	row.ocsp_url = (char *)(uintptr_t)url;
+	row.ocsp_urls = urls;
+	row.status = r->status;
+	row.revoked_at = r->revoked_at;
+	row.revocation_reason = r->revocation_reason;
+	row.this_update = r->this_update;
+	row.next_update = r->next_update;
+	row.produced_at = r->produced_at;
+	row.fetched_at = now;
+	row.cert_not_after = p->not_after;
+	row.response_der = (unsigned char *)(uintptr_t)der;
+	row.response_len = len;
+	row.request_der = p->req;
+	row.request_len = p->req_len;
+	row.next_refresh_at = 0;
+	row.created_at = now;
+
+	util_strlcpy(issuer.key_hash, p->key_hash_hex, sizeof(issuer.key_hash));
+	if ((issuer_der = certs_der(p->issuer, &issuer_len)) == NULL)
+		return NULL;
+	{
+		char isub[512];
+
+		certs_subject(p->issuer, isub, sizeof(isub));
+		issuer.subject = isub;
+		issuer.cert_der = issuer_der;
+		issuer.cert_len = issuer_len;
+		/* A verified staple is served even if the disk write fails; it is only lost at restart. */
+		if (cache_store(svc->cache, &issuer, &row) < 0)
+			log_error("cache_store_failed", "serial=%s issuer=%s", p->serial_hex, p->key_hash_hex);
+	}
+	OPENSSL_free(issuer_der);
+	s = staple_new(&p->key, r->status, r->this_update, r->next_update, r->produced_at, now, der, len);
+	if (s == NULL || store_put(svc->store, s) < 0)
+		return NULL;
+	return store_get(svc->store, &p->key);
+}
+
+static int try_next_url(struct pending *p);
+
+static void
+on_fetched(const struct fetch_result *res, void *arg)
+{
+	struct pending *p = arg;
+	const struct staple *old, *s;
+	struct ocsp_result r;
+	enum ocsp_verdict v;
+	time_t now = time(NULL);
+
+	if (res->status == FETCH_CANCELLED) {
+		pending_finish(p, STAPLE_UNAVAILABLE, NULL, "shutting down");
+		return;
+	}
+	if (res->status != FETCH_OK) {
+		snprintf(p->last_error, sizeof(p->last_error), "%s: %s", res->url, res->error);
+		log_warn("fetch_failed", "serial=%s issuer=%s url=\"%s\" error=\"%s\"", p->serial_hex,
+		    p->key_hash_hex, res->url, res->error);
+		p->url_index++;
+		(void)try_next_url(p);
+		return;
+	}
+	v = ocsp_verify(res->body, res->len, p->id, p->issuer, now, &r);
+	if (v != OCSP_OK) {
+		snprintf(p->last_error, sizeof(p->last_error), "%s: %s: %s", res->url,
+		    ocsp_verdict_name(v), r.detail);
+		log_warn("response_rejected", "serial=%s issuer=%s url=\"%s\" verdict=%s detail=\"%s\"",
+		    p->serial_hex, p->key_hash_hex, res->url, ocsp_verdict_name(v), r.detail);
+		p->url_index++;
+		(void)try_next_url(p);
+		return;
+	}
+	old = store_get(p->svc->store, &p->key);
+	if (old != NULL && old->status == STAPLER_REVOKED && r.status != STAPLER_REVOKED) {
+		/* A signed revocation is final here: never roll back to good or unknown. */
+		snprintf(p->last_error, sizeof(p->last_error), "%s: says %s for a revoked certificate",
+		    res->url, stapler_status_name(r.status));
+		log_warn("response_rejected", "serial=%s issuer=%s url=\"%s\" verdict=rollback status=%s",
+		    p->serial_hex, p->key_hash_hex, res->url, stapler_status_name(r.status));
+		p->url_index++;
+		(void)try_next_url(p);
+		return;
+	}
+	if ((s = commit(p, res->url, res->body, res->len, &r, now)) == NULL) {
+		pending_finish(p, STAPLE_UNAVAILABLE, NULL, "out of memory");
+		return;
+	}
+	log_info("staple_fetched", "serial=%s issuer=%s url=\"%s\" status=%s this_update=%lld next_update=%lld",
+	    p->serial_hex, p->key_hash_hex, res->url, stapler_status_name(r.status),
+	    (long long)r.this_update, (long long)r.next_update);
+	pending_finish(p, STAPLE_OK, s, NULL);
+}
+
+/* Starts the fetch at p->url_index or the next URL that can be fetched and returns 0; when
+ * none is left, answers the waiters with the last error, frees p and returns -1. */
+static int
+try_next_url(struct pending *p)
+{
+	char err[256];
+
+	for (; p->url_index < p->urls.n; p->url_index++) {
+		if (fetch_start(p->svc->fetch, p->urls.url[p->url_index], p->req, p->req_len, on_fetched, p,
+		    err, sizeof(err)) == 0)
+			return 0;
+		snprintf(p->last_error, sizeof(p->last_error), "%.200s: %.250s", p->urls.url[p->url_index], err);
+	}
+	pending_finish(p, STAPLE_UPSTREAM_FAILED, NULL, p->last_error);
+	return -1;
+}
+
+static struct staple_wait *
+wait_add(struct pending *p, const unsigned char *digest, staple_cb cb, void *arg)
+{
+	struct staple_wait *w = calloc(1, sizeof(*w));
+
+	if (w == NULL)
+		return NULL;
+	w->p = p;
+	w->cb = cb;
+	w->arg = arg;
+	memcpy(w->digest, digest, STORE_DIGEST_LEN);
+	TAILQ_INSERT_TAIL(&p->waiters, w, link);
+	return w;
+}
+
+/* Checks the submission and fills p; returns STAPLE_OK or the outcome to answer with. */
+static enum staple_outcome
+prepare(struct staple_service *svc, const unsigned char *body, size_t len, time_t now,
+    struct pending *p, char *err, size_t errlen)
+{
+	STACK_OF(X509) *certs = NULL;
+	enum staple_outcome out = STAPLE_BAD_INPUT;
+	char why[256];
+	X509 *subject;
+	int usable = 0;
+
+	if ((certs = certs_parse(body, len, why, sizeof(why))) == NULL) {
+		snprintf(err, errlen, "%s", why);
+		goto out;
+	}
+	subject = sk_X509_value(certs, 0);
+	certs_subject(subject, p->subject, sizeof(p->subject));
+	if (certs_verify_chain(svc->trust, certs, now, &p->issuer, &p->not_after, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "issuer not trusted: %s", why);
+		out = STAPLE_UNTRUSTED;
+		goto out;
+	}
+	if ((p->id = certs_certid(subject, p->issuer)) == NULL ||
+	    certs_certid_key(p->id, &p->key) < 0) {
+		snprintf(err, errlen, "cannot compute the OCSP CertID (serial longer than %d octets?)",
+		    STAPLER_SERIAL_MAX);
+		goto out;
+	}
+	stapler_key_serial_hex(&p->key, p->serial_hex);
+	stapler_key_hash_hex(&p->key, p->key_hash_hex);
+	if (certs_ocsp_urls(subject, &p->urls) == 0) {
+		snprintf(err, errlen, "certificate has no OCSP URL (authorityInfoAccess)");
+		out = STAPLE_NO_URL;
+		goto out;
+	}
+	/* Policy first: a URL the operator did not allow is never contacted. */
+	for (int i = 0; i < p->urls.n; i++) {
+		if (fetch_url_allowed(svc->cfg, p->urls.url[i], NULL, 0, why, sizeof(why)) == 0)
+			usable++;
+		else
+			snprintf(err, errlen, "no OCSP URL may be fetched: %s", why);
+	}
+	if (usable == 0) {
+		out = strstr(err, "allow") != NULL ? STAPLE_UNTRUSTED : STAPLE_NO_URL;
+		goto out;
+	}
+	if (ocsp_request_build(p->id, &p->req, &p->req_len) < 0) {
+		snprintf(err, errlen, "cannot build the OCSP request");
+		out = STAPLE_UNAVAILABLE;
+		goto out;
+	}
+	out = STAPLE_OK;
+out:
+	sk_X509_pop_free(certs, X509_free);
+	return out;
+}
+
+struct staple_wait *
+staple_submit(struct staple_service *svc, const unsigned char *body, size_t len, time_t now,
+    staple_cb cb, void *arg)
+{
+	unsigned char digest[STORE_DIGEST_LEN];
+	const struct stapler_key *seen;
+	const struct staple *s;
+	struct pending *p = NULL, *running;
+	struct staple_wait *w;
+	enum staple_outcome out;
+	char err[512] = "";
+	void *replaced;
+
+	if (EVP_Digest(body, len, digest, NULL, EVP_sha256(), NULL) != 1) {
+		cb(STAPLE_UNAVAILABLE, NULL, "digest failed", arg);
+		return NULL;
+	}
+	/* The hot path: a body seen before maps straight to its staple. */
+	if ((seen = store_seen_get(svc->store, digest, now)) != NULL &&
+	    (s = store_get(svc->store, seen)) != NULL && staple_servable(s, now)) {
+		cb(STAPLE_OK, s, NULL, arg);
+		return NULL;
+	}
+	if ((p = calloc(1, sizeof(*p))) == NULL) {
+		cb(STAPLE_UNAVAILABLE, NULL, "out of memory", arg);
+		return NULL;
+	}
+	p->svc = svc;
+	TAILQ_INIT(&p->waiters);
+	if ((out = prepare(svc, body, len, now, p, err, sizeof(err))) != STAPLE_OK) {
+		log_info("submission_refused", "status=%d error=\"%s\"", staple_outcome_http(out), err);
+		pending_free(p);
+		cb(out, NULL, err, arg);
+		return NULL;
+	}
+	if ((s = store_get(svc->store, &p->key)) != NULL && staple_servable(s, now)) {
+		store_seen_put(svc->store, digest, &p->key, p->not_after);
+		pending_free(p);
+		cb(STAPLE_OK, s, NULL, arg);
+		return NULL;
+	}
+	if ((running = table_get(&svc->pending, &p->key, svc->seed)) != NULL) {
+		pending_free(p);
+		if ((w = wait_add(running, digest, cb, arg)) == NULL)
+			cb(STAPLE_UNAVAILABLE, NULL, "out of memory", arg);
+		return w;
+	}
+	if (table_put(&svc->pending, p, svc->seed, &replaced) < 0 ||
+	    (w = wait_add(p, digest, cb, arg)) == NULL) {
+		table_remove(&svc->pending, &p->key, svc->seed);
+		pending_free(p);
+		cb(STAPLE_UNAVAILABLE, NULL, "out of memory", arg);
+		return NULL;
+	}
+	/* When no URL can start, the waiter has been answered already and is gone. */
+	if (try_next_url(p) < 0)
+		return NULL;
+	return w;
+}
+
+void
+staple_wait_cancel(struct staple_wait *w)
+{
+	if (w == NULL)
+		return;
+	TAILQ_REMOVE(&w->p->waiters, w, link);
+	free(w);
+}

@@ -1,0 +1,217 @@
+/* The in-memory staple index: staples by (issuer key hash, serial) with headers prepared, and
+ * the digests of request bodies already checked. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "stapler/ocsp.h"
+#include "stapler/table.h"
+#include "stapler/store.h"
+#include "stapler/util.h"
+
+struct seen {
+	unsigned char digest[STORE_DIGEST_LEN];
+	struct stapler_key key;
+	time_t valid_until;
+};
+
+struct store {
+	uint64_t seed;  /* keeps bucket placement unpredictable to submitters */
+	struct table staples;
+	struct table seen;
+};
+
+static int
+staple_match(const void *entry, const void *key)
+{
+	return stapler_key_equal(&((const struct staple *)entry)->key, key);
+}
+
+static const void *
+staple_key_of(const void *entry)
+{
+	return &((const struct staple *)entry)->key;
+}
+
+static uint64_t
+digest_hash(const void *k, uint64_t seed)
+{
+	return table_fnv(TABLE_FNV_BASIS ^ seed, k, STORE_DIGEST_LEN);
+}
+
+static int
+seen_match(const void *entry, const void *key)
+{
+	return memcmp(((const struct seen *)entry)->digest, key, STORE_DIGEST_LEN) == 0;
+}
+
+static const void *
+seen_key_of(const void *entry)
+{
+	return ((const struct seen *)entry)->digest;
+}
+
+struct store *
+store_new(void)
+{
+	struct store *s = calloc(1, sizeof(*s));
+
+	if (s == NULL)
+		return NULL;
+	if (RAND_bytes((unsigned char *)&s->seed, sizeof(s->seed)) != 1)
+		s->seed = (uint64_t)time(NULL);
+	s->staples.hash = table_key_hash;
+	s->staples.match = staple_match;
+	s->staples.key_of = staple_key_of;
+	s->seen.hash = digest_hash;
+	s->seen.match = seen_match;
+	s->seen.key_of = seen_key_of;
+	return s;
+}
+
+void
+store_free(struct store **sp)
+{
+	struct store *s;
+
+	if (sp == NULL || (s = *sp) == NULL)
+		return;
+	table_clear(&s->staples, 1);
+	table_clear(&s->seen, 1);
+	free(s);
+	*sp = NULL;
+}
+
+struct staple *
+staple_new(const struct stapler_key *key, enum stapler_cert_status status, time_t this_update,
+    time_t next_update, time_t produced_at, time_t fetched_at, const unsigned char *der,
+    size_t der_len)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	char hex[2 * 16 + 1];
+	struct staple *s;
+
+	if ((s = malloc(sizeof(*s) + der_len)) == NULL)
+		return NULL;
+	s->key = *key;
+	s->status = status;
+	s->this_update = this_update;
+	s->next_update = next_update;
+	s->produced_at = produced_at;
+	s->fetched_at = fetched_at;
+	s->der_len = der_len;
+	memcpy(s->der, der, der_len);
+	/* A strong validator: the first 128 bits of SHA-256 over the exact bytes served. */
+	if (EVP_Digest(der, der_len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen < 16) {
+		free(s);
+		return NULL;
+	}
+	util_hex(md, 16, hex);
+	snprintf(s->etag, sizeof(s->etag), "\"%s\"", hex);
+	util_http_date(this_update, s->last_modified);
+	util_http_date(next_update, s->expires);
+	return s;
+}
+
+int
+staple_servable(const struct staple *s, time_t now)
+{
+	return now < s->next_update - STORE_EXPIRY_MARGIN && now >= s->this_update - OCSP_SKEW;
+}
+
+long
+staple_max_age(const struct staple *s, time_t now)
+{
+	time_t left = s->next_update - STORE_EXPIRY_MARGIN - now;
+
+	return left > 0 ? (long)left : 0;
+}
+
+int
+store_put(struct store *store, struct staple *s)
+{
+	void *old;
+
+	if (table_put(&store->staples, s, store->seed, &old) < 0) {
+		free(s);
+		return -1;
+	}
+	free(old);
+	return 0;
+}
+
+const struct staple *
+store_get(const struct store *store, const struct stapler_key *key)
+{
+	return table_get(&store->staples, key, store->seed);
+}
+
+int
+store_remove(struct store *store, const struct stapler_key *key)
+{
+	void *old = table_remove(&store->staples, key, store->seed);
+
+	free(old);
+	return old != NULL;
+}
+
+size_t
+store_count(const struct store *store)
+{
+	return store->staples.count;
+}
+
+void
+store_count_status(const struct store *store, size_t counts[3])
+{
+	counts[0] = counts[1] = counts[2] = 0;
+	for (size_t i = 0; i < store->staples.cap; i++) {
+		const struct staple *s = store->staples.slot[i];
+
+		if (s != NULL && (unsigned)s->status < 3)
+			counts[s->status]++;
+	}
+}
+
+void
+store_seen_put(struct store *store, const unsigned char digest[STORE_DIGEST_LEN],
+    const struct stapler_key *key, time_t valid_until)
+{
+	struct seen *e;
+	void *old;
+
+	if (store->seen.count >= STORE_SEEN_MAX && table_get(&store->seen, digest, store->seed) == NULL)
+		return;
+	if ((e = malloc(sizeof(*e))) == NULL)
+		return;
+	memcpy(e->digest, digest, STORE_DIGEST_LEN);
+	e->key = *key;
+	e->valid_until = valid_until;
+	if (table_put(&store->seen, e, store->seed, &old) < 0)
+		free(e);
+	free(old);
+}
+
+const struct stapler_key *
+store_seen_get(struct store *store, const unsigned char digest[STORE_DIGEST_LEN], time_t now)
+{
+	struct seen *e = table_get(&store->seen, digest, store->seed);
+
+	if (e == NULL)
+		return NULL;
+	if (now >= e->valid_until) {
+		free(table_remove(&store->seen, digest, store->seed));
+		return NULL;
+	}
+	return &e->key;
+}
+
+void
+store_seen_clear(struct store *store)
+{
+	table_clear(&store->seen, 1);
+}

@@ -1,0 +1,81 @@
+/* Shared types: certificate status names and the (issuer key hash, serial) key. */
+#include <string.h>
+
+#include "stapler/types.h"
+#include "stapler/util.h"
+
+static const char *const status_names[] = { "good", "revoked", "unknown" };
+
+const char *
+stapler_status_name(enum stapler_cert_status status)
+{
+	if ((unsigned)status < UTIL_ARRAY_LEN(status_names))
+		return status_names[status];
+	return "invalid";
+}
+
+int
+stapler_status_parse(const char *name, enum stapler_cert_status *out)
+{
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(status_names); i++) {
+		if (strcmp(name, status_names[i]) == 0) {
+			*out = (enum stapler_cert_status)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+void
+stapler_key_serial_hex(const struct stapler_key *key, char out[STAPLER_SERIAL_HEX_MAX])
+{
+	char *p = out;
+
+	if (key->serial_negative)
+		*p++ = '-';
+	if (key->serial_len == 0) {
+		memcpy(p, "00", 3);
+		return;
+	}
+	util_hex(key->serial, key->serial_len, p);
+}
+
+void
+stapler_key_hash_hex(const struct stapler_key *key, char out[STAPLER_SHA1_HEX])
+{
+	util_hex(key->key_hash, sizeof(key->key_hash), out);
+}
+
+int
+stapler_key_from_hex(struct stapler_key *key, const char *key_hash_hex, const char *serial_hex)
+{
+	unsigned char serial[STAPLER_SERIAL_MAX];
+	int n;
+
+	memset(key, 0, sizeof(*key));
+	if (util_unhex(key_hash_hex, key->key_hash, sizeof(key->key_hash)) != STAPLER_SHA1_LEN)
+		return -1;
+	if (serial_hex[0] == '-') {
+		key->serial_negative = 1;
+		serial_hex++;
+	}
+	n = util_unhex(serial_hex, serial, sizeof(serial));
+	if (n < 0)
+		return -1;
+	/* "00" is how an empty (zero) serial prints; leading zero octets are not part of the
+	 * magnitude OpenSSL keeps. */
+	int skip = 0;
+	while (skip < n && serial[skip] == 0)
+		skip++;
+	key->serial_len = (unsigned char)(n - skip);
+	memcpy(key->serial, serial + skip, (size_t)(n - skip));
+	return 0;
+}
+
+int
+stapler_key_equal(const struct stapler_key *a, const struct stapler_key *b)
+{
+	return a->serial_len == b->serial_len && a->serial_negative == b->serial_negative &&
+	    memcmp(a->key_hash, b->key_hash, sizeof(a->key_hash)) == 0 &&
+	    memcmp(a->serial, b->serial, a->serial_len) == 0;
+}

@@ -1,0 +1,194 @@
+/* Small helpers shared by all modules: hex, durations and sizes, base64, dates, strings. */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "stapler/util.h"
+
+void
+util_hex(const unsigned char *in, size_t len, char *out)
+{
+	static const char digits[] = "0123456789ABCDEF";
+
+	for (size_t i = 0; i < len; i++) {
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 0x0f];
+	}
+	out[2 * len] = '\0';
+}
+
+static int
+hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = tolower(c);
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+int
+util_unhex(const char *hex, unsigned char *out, size_t cap)
+{
+	size_t n = 0;
+	int hi = -1;
+
+	for (const char *p = hex; *p != '\0'; p++) {
+		int v;
+
+		if (*p == ':')
+			continue;
+		if ((v = hexval((unsigned char)*p)) < 0)
+			return -1;
+		if (hi < 0) {
+			hi = v;
+			continue;
+		}
+		if (n >= cap)
+			return -1;
+		out[n++] = (unsigned char)(hi << 4 | v);
+		hi = -1;
+	}
+	if (hi >= 0 || n > INT_MAX)
+		return -1;
+	return (int)n;
+}
+
+/* Parses a non-negative integer with an optional one-letter suffix from units. */
+static int
+parse_scaled(const char *s, const char *units, const long long *scale, long long *out)
+{
+	char *end;
+	long long v, mult = 1;
+
+	if (s == NULL || !isdigit((unsigned char)*s))
+		return -1;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || v < 0)
+		return -1;
+	if (*end != '\0') {
+		const char *u = strchr(units, tolower((unsigned char)*end));
+
+		if (u == NULL || end[1] != '\0')
+			return -1;
+		mult = scale[u - units];
+	}
+	if (v > LLONG_MAX / mult)
+		return -1;
+	*out = v * mult;
+	return 0;
+}
+
+int
+util_parse_duration(const char *s, long long *seconds)
+{
+	static const long long scale[] = { 1, 60, 3600, 86400 };
+
+	return parse_scaled(s, "smhd", scale, seconds);
+}
+
+int
+util_parse_size(const char *s, size_t *bytes)
+{
+	static const long long scale[] = { 1, 1024, 1024 * 1024 };
+	long long v;
+
+	if (parse_scaled(s, "bkm", scale, &v) < 0 || (unsigned long long)v > SIZE_MAX)
+		return -1;
+	*bytes = (size_t)v;
+	return 0;
+}
+
+int
+util_parse_long(const char *s, long min, long max, long *out)
+{
+	char *end;
+	long v;
+
+	if (s == NULL || *s == '\0')
+		return -1;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+char *
+util_base64(const unsigned char *in, size_t len)
+{
+	char *out;
+
+	if (len > (size_t)INT_MAX / 4 * 3 - 3)
+		return NULL;
+	if ((out = malloc(4 * ((len + 2) / 3) + 1)) == NULL)
+		return NULL;
+	EVP_EncodeBlock((unsigned char *)out, in, (int)len);
+	return out;
+}
+
+unsigned char *
+util_unbase64(const char *in, size_t inlen, size_t *outlen)
+{
+	unsigned char *out;
+	int n;
+	size_t pad = 0;
+
+	if (inlen == 0 || inlen % 4 != 0 || inlen > INT_MAX)
+		return NULL;
+	if ((out = malloc(inlen / 4 * 3 + 1)) == NULL)
+		return NULL;
+	/* EVP_DecodeBlock keeps the padding bytes as zeros; count them off. */
+	if ((n = EVP_DecodeBlock(out, (const unsigned char *)in, (int)inlen)) < 0) {
+		free(out);
+		return NULL;
+	}
+	if (in[inlen - 1] == '=')
+		pad++;
+	if (in[inlen - 2] == '=')
+		pad++;
+	*outlen = (size_t)n - pad;
+	return out;
+}
+
+void
+util_http_date(time_t t, char out[30])
+{
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(out, 30, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+}
+
+void
+util_iso_time(time_t t, char out[21])
+{
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(out, 21, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+int
+util_strlcpy(char *dst, const char *src, size_t cap)
+{
+	size_t n = strlen(src);
+
+	if (cap == 0)
+		return -1;
+	if (n >= cap) {
+		memcpy(dst, src, cap - 1);
+		dst[cap - 1] = '\0';
+		return -1;
+	}
+	memcpy(dst, src, n + 1);
+	return 0;
+}

@@ -1,0 +1,774 @@
+/* Unit tests for cache.c: schema and migrations, the upsert key, NULL mapping, read-only use. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "stapler/cache.h"
+
+#define KEY_A "0123456789ABCDEF0123456789ABCDEF01234567"
+#define KEY_B "FEDCBA9876543210FEDCBA9876543210FEDCBA98"
+#define NAME_HASH "00112233445566778899AABBCCDDEEFF00112233"
+
+static char tmpdir[512];
+static int dbseq;
+
+/* A fresh database path per test, so tests stay independent. */
+static void
+db_path(char *out, size_t cap)
+{
+	int n = snprintf(out, cap, "%s/cache%d.db", tmpdir, ++dbseq);
+
+	assert_true(n > 0 && (size_t)n < cap);
+}
+
+static int
+group_setup(void **state)
+{
+	const char *base = getenv("STAPLER_TEST_TMP");
+	int n;
+
+	if (base == NULL || base[0] == '\0')
+		base = "/tmp";
+	n = snprintf(tmpdir, sizeof(tmpdir), "%s/test_cache.XXXXXX", base);
+	if (n < 0 || (size_t)n >= sizeof(tmpdir) || mkdtemp(tmpdir) == NULL)
+		return -1;
+	return 0;
+}
+
+static int
+group_teardown(void **state)
+{
+	char path[1024];
+	struct dirent *de;
+	DIR *d = opendir(tmpdir);
+
+	if (d == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", tmpdir, de->d_name);
+		unlink(path);
+	}
+	closedir(d);
+	return rmdir(tmpdir);
+}
+
+static struct cache *
+open_rw(const char *path)
+{
+	char err[512];
+	struct cache *c = cache_open(path, 0, err, sizeof(err));
+
+	if (c == NULL)
+		fail_msg("cache_open(%s): %s", path, err);
+	return c;
+}
+
+static unsigned char *
+dup_bytes(const void *p, size_t len)
+{
+	unsigned char *out = malloc(len);
+
+	assert_non_null(out);
+	memcpy(out, p, len);
+	return out;
+}
+
+static char *
+dup_str(const char *s)
+{
+	return s != NULL ? (char *)dup_bytes(s, strlen(s) + 1) : NULL;
+}
+
+/* A row whose blobs hold NUL and high bytes, so a text round trip would show. */
+static void
+make_row(struct cache_row *row, const char *key_hash, const char *serial,
+    enum stapler_cert_status status)
+{
+	static const unsigned char resp[] = { 0x30, 0x82, 0x00, 0x05, 0xff, 0x00, 0x7f, 0x80 };
+	static const unsigned char req[] = { 0x30, 0x00, 0x01, 0x00 };
+
+	memset(row, 0, sizeof(*row));
+	snprintf(row->serial, sizeof(row->serial), "%s", serial);
+	snprintf(row->issuer_key_hash, sizeof(row->issuer_key_hash), "%s", key_hash);
+	snprintf(row->issuer_name_hash, sizeof(row->issuer_name_hash), "%s", NAME_HASH);
+	row->subject = dup_str("CN=meter 0042,O=Utility \"Nord\"");
+	row->ocsp_url = dup_str("http://ocsp.example.net/a");
+	row->ocsp_urls = dup_str("http://ocsp.example.net/a\nhttp://ocsp2.example.net/");
+	row->status = status;
+	row->revoked_at = 0;
+	row->revocation_reason = -1;
+	row->this_update = 1700000000;
+	row->next_update = 1700604800;
+	row->produced_at = 1700000001;
+	row->fetched_at = 1700000002;
+	row->cert_not_after = 2000000000;
+	row->response_der = dup_bytes(resp, sizeof(resp));
+	row->response_len = sizeof(resp);
+	row->request_der = dup_bytes(req, sizeof(req));
+	row->request_len = sizeof(req);
+	row->next_refresh_at = 1700100000;
+	row->failures = 0;
+	row->last_error = NULL;
+	row->created_at = 1700000003;
+}
+
+static void
+make_issuer(struct cache_issuer *iss, const char *key_hash, const char *subject)
+{
+	static const unsigned char der[] = { 0x30, 0x82, 0x01, 0x00, 0x00, 0xaa, 0x55 };
+
+	memset(iss, 0, sizeof(*iss));
+	snprintf(iss->key_hash, sizeof(iss->key_hash), "%s", key_hash);
+	iss->subject = dup_str(subject);
+	iss->cert_der = dup_bytes(der, sizeof(der));
+	iss->cert_len = sizeof(der);
+}
+
+static void
+store_one(struct cache *c, const char *key_hash, const char *serial,
+    enum stapler_cert_status status)
+{
+	struct cache_issuer iss;
+	struct cache_row row;
+
+	make_issuer(&iss, key_hash, "CN=Test CA");
+	make_row(&row, key_hash, serial, status);
+	assert_int_equal(cache_store(c, &iss, &row), 0);
+	cache_row_clear(&row);
+	cache_issuer_clear(&iss);
+}
+
+static void
+assert_opt_str_equal(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		assert_ptr_equal(a, b);
+	else
+		assert_string_equal(a, b);
+}
+
+static void
+assert_row_equal(const struct cache_row *a, const struct cache_row *b, int same_created)
+{
+	assert_string_equal(a->serial, b->serial);
+	assert_string_equal(a->issuer_key_hash, b->issuer_key_hash);
+	assert_string_equal(a->issuer_name_hash, b->issuer_name_hash);
+	assert_string_equal(a->subject, b->subject);
+	assert_string_equal(a->ocsp_url, b->ocsp_url);
+	assert_string_equal(a->ocsp_urls, b->ocsp_urls);
+	assert_int_equal(a->status, b->status);
+	assert_int_equal(a->revoked_at, b->revoked_at);
+	assert_int_equal(a->revocation_reason, b->revocation_reason);
+	assert_int_equal(a->this_update, b->this_update);
+	assert_int_equal(a->next_update, b->next_update);
+	assert_int_equal(a->produced_at, b->produced_at);
+	assert_int_equal(a->fetched_at, b->fetched_at);
+	assert_int_equal(a->cert_not_after, b->cert_not_after);
+	assert_int_equal(a->response_len, b->response_len);
+	assert_memory_equal(a->response_der, b->response_der, a->response_len);
+	assert_int_equal(a->request_len, b->request_len);
+	assert_memory_equal(a->request_der, b->request_der, a->request_len);
+	assert_int_equal(a->next_refresh_at, b->next_refresh_at);
+	assert_int_equal(a->failures, b->failures);
+	assert_opt_str_equal(a->last_error, b->last_error);
+	if (same_created)
+		assert_int_equal(a->created_at, b->created_at);
+}
+
+/* Runs one query returning one integer, straight through SQLite. */
+static long long
+raw_int(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	long long v;
+
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}
+
+static int
+raw_exec(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+	int rc;
+
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+	    NULL), SQLITE_OK);
+	rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+	sqlite3_close(db);
+	return rc;
+}
+
+static void
+test_open_creates_schema(void **state)
+{
+	char path[600], mode[16] = "";
+	struct cache *c;
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+
+	db_path(path, sizeof(path));
+	c = open_rw(path);
+	assert_int_equal(cache_schema_version(c), 1);
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	snprintf(mode, sizeof(mode), "%s", (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	assert_string_equal(mode, "wal");
+	assert_int_equal(raw_int(path, "SELECT count(*) FROM sqlite_master WHERE type = 'table' "
+	    "AND name IN ('issuer', 'ocsp_response')"), 2);
+	assert_int_equal(raw_int(path, "SELECT count(*) FROM sqlite_master WHERE type = 'index' "
+	    "AND tbl_name = 'ocsp_response' AND sql LIKE '%next_refresh_at%'"), 1);
+	cache_close(&c);
+	assert_null(c);
+}
+
+static void
+test_reopen_idempotent(void **state)
+{
+	char path[600];
+	struct cache *c;
+	struct cache_row row;
+	long long total;
+
+	db_path(path, sizeof(path));
+	c = open_rw(path);
+	store_one(c, KEY_A, "01AB", STAPLER_GOOD);
+	cache_close(&c);
+	/* A second migration run would fail on CREATE TABLE or lose the row. */
+	c = open_rw(path);
+	assert_int_equal(cache_schema_version(c), 1);
+	assert_int_equal(cache_count(c, &total, NULL), 0);
+	assert_int_equal(total, 1);
+	assert_int_equal(cache_get(c, KEY_A, "01AB", &row), 1);
+	cache_row_clear(&row);
+	cache_close(&c);
+	assert_int_equal(raw_int(path, "PRAGMA user_version"), 1);
+}
+
+static void
+test_close_null(void **state)
+{
+	struct cache *c = NULL;
+
+	cache_close(NULL);
+	cache_close(&c);
+	assert_null(c);
+	cache_row_clear(NULL);
+	cache_issuer_clear(NULL);
+}
+
+static void
+test_roundtrip_good_nulls(void **state)
+{
+	char path[600];
+	struct cache *c;
+	struct cache_row in, out;
+
+	db_path(path, sizeof(path));
+	c = open_rw(path);
+	store_one(c, KEY_A, "1000", STAPLER_GOOD);
+	make_row(&in, KEY_A, "1000", STAPLER_GOOD);
+	assert_int_equal(cache_get(c, KEY_A, "1000", &out), 1);
+	assert_row_equal(&in, &out, 1);
+	assert_int_equal(out.revoked_at, 0);
+	assert_int_equal(out.revocation_reason, -1);
+	assert_null(out.last_error);
+	cache_row_clear(&out);
+	cache_row_clear(&in);
+	cache_close(&c);
+	assert_int_equal(raw_int(path, "SELECT revoked_at IS NULL AND revocation_reason IS NULL "
+	    "AND last_error IS NULL AND typeof(response_der) = 'blob' FROM ocsp_response"), 1);
+}
+
+static void
+test_roundtrip_revoked(void **state)
+{
+	char path[600];
+	struct cache *c;
+	struct cache_issuer iss;
+	struct cache_row in, out;
+
+	db_path(path, sizeof(path));
+	c = open_rw(path);
+	make_issuer(&iss, KEY_A, "CN=Test CA");
+	make_row(&in, KEY_A, "-7F", STAPLER_REVOKED);
+	in.revoked_at = 1699990000;
+	in.revocation_reason = 0;   /* unspecified: a real value, not "none" */
+	in.failures = 3;
+	in.last_error = dup_str("upstream timeout after 10s");
+	assert_int_equal(cache_store(c, &iss, &in), 0);
+	assert_int_equal(cache_get(c, KEY_A, "-7F", &out), 1);
+	assert_row_equal(&in, &out, 1);
+	cache_row_clear(&out);
+	cache_row_clear(&in);
+	cache_issuer_clear(&iss);
+	cache_close(&c);
+	assert_int_equal(raw_int(path, "SELECT cert_status = 'revoked' AND revocation_reason = 0 "
+	    "FROM ocsp_response"), 1);
+}
+
+static void
+test_upsert_replaces_keeps_created(void **state)
+{
+	char path[600];
+	struct cache *c;
+	struct cache_issuer iss;
+	struct cache_row in, out;
+	long long total, counts[3];
+
+	db_path(path, sizeof(path));
+	c = open_rw(path);
+	store_one(c, KEY_A, "ABCD", STAPLER_GOOD);
+
+	make_issuer(&iss, KEY_A, "CN=Other subject, ignored");
+	make_row(&in, KEY_A, "ABCD", STAPLER_REVOKED);
+	free(in.subject);
+	in.subject = dup_str("CN=renamed");
+	free(in.response_der);
+	in.response_der = dup_bytes("\x30\x03\x0a\x01\x00", 5);
+	in.response_len = 5;
+	in.revoked_at = 1700050000;
+	in.revocation_reason = 1;
+	in.this_update += 3600;
+	in.next_update += 3600;
+	in.next_refresh_at = 0;
+	in.failures = 2;
+	in.last_error = dup_str("tryLater");
+	in.created_at = 1800000000;
+	assert_int_equal(cache_store(c, &iss, &in), 0);
+
+	assert_int_equal(cache_get(c, KEY_A, "ABCD", &out), 1);
+	assert_row_equal(&in, &out, 0);
+	assert_int_equal(out.created_at, 1700000003);
+	cache_row_clear(&out);
+	assert_int_equal(cache_count(c, &total, counts), 0);
+	assert_int_equal(total, 1);
+	assert_int_equal(counts[STAPLER_REVOKED], 1);
+	assert_int_equal(counts[STAPLER_GOOD], 0);
+	cache_issuer_clear(&iss);
+
+	/* The issuer row stays the first one seen. */
+	assert_int_equal(cache_get_issuer(c, KEY_A, &iss), 1);
+	assert_string_equal(iss.subject, "CN=Test CA");
+	cache_issuer_clear(&iss);
+	cache_row_clear(&in);
+	cache_close(&c);
+}
+
+static void
+test_same_serial_two_issuers(void **state)
+{
+	char path[600];
+	struct cache *c;
+	struct cache_row a, b;
+	long long total;
+
+	db_path(path, sizeof(path));
+	c = open_rw(path);
+	store_one(c, KEY_A, "05", STAPLER_GOOD);
+	store_one(c, KEY_B, "05", STAPLER_REVOKED);
+	assert_int_equal(cache_count(c, &total, NULL), 0);
+	assert_int_equal(total, 2);
+	assert_int_equal(cache_get(c, KEY_A, "05", &a), 1);
+	assert_int_equal(cache_get(c, KEY_B, "05", &b), 1);
+	assert_string_equal(a.issuer_key_hash, KEY_A);
+	assert_int_equal(a.status, STAPLER_GOOD);
+	assert_string_equal(b.issuer_key_hash, KEY_B);
+	assert_int_equal(b.status, STAPLER_REVOKED);
+	cache_row_clear(&a);
+	cache_row_clear(&b);
+	cache_close(&c);
+}
+
+static void
+test_get_absent(void **state)
+{
+	char path[600];
+	struct cache *c;
+	struct cache_row row;
+	struct cache_issuer iss;
+
+	db_path(path, sizeof(path));
+	c = open_rw(path);
+	assert_int_equal(cache_get(c, KEY_A, "01", &row), 0);
+	store_one(c, KEY_A, "01", STAPLER_GOOD);
+	assert_int_equal(cache_get(c, KEY_A, "02", &row), 0);
+	assert_int_equal(cache_get(c, KEY_B, "01", &row), 0);
+	cache_row_clear(&row);
+	assert_int_equal(cache_get_issuer(c, KEY_B, &iss), 0);
+	cache_issuer_clear(&iss);
+	cache_close(&c);
+}
+
+static void
+test_get_issuer(void **state)
+{
+	char path[600];
+	struct cache *c;
+	struct cache_issuer in, out;
+
+	db_path(path, sizeof(path));
+	c = open_rw(path);
+	store_one(c, KEY_B, "77", STAPLER_UNKNOWN);
+	make_issuer(&in, KEY_B, "CN=Test CA");
+	assert_int_equal(cache_get_issuer(c, KEY_B, &out), 1);
+	assert_string_equal(out.key_hash, KEY_B);
+	assert_string_equal(out.subject, in.subject);
+	assert_int_equal(out.cert_len, in.cert_len);
+	assert_memory_equal(out.cert_der, in.cert_der, in.cert_len);
+	cache_issuer_clear(&out);
+	cache_issuer_clear(&in);
+	cache_close(&c);
+}
+
+struct visit {
+	int seen;
+	int stop_after;
+	char serials[8][STAPLER_SERIAL_HEX_MAX];
+};
+
+static int
+visit_cb(const struct cache_row *row, void *arg)
+{
+	struct visit *v = arg;
+
+	assert_non_null(row->response_der);
+	if (v->seen < 8)
+		snprintf(v->serials[v->seen], sizeof(v->serials[0]), "%s", row->serial);
+	v->seen++;
+	return v->stop_after != 0 && v->seen >= v->stop_after ? 42 : 0;
+}
+
+static void
+test_foreach(void **state)
+{
+	char path[600];
+	struct cache *c;
+	struct visit v;
+
+	db_path(path, sizeof(path));
+	c = open_rw(path);
+	memset(&v, 0, sizeof(v));
+	assert_int_equal(cache_foreach(c, visit_cb, &v), 0);
+	assert_int_equal(v.seen, 0);
+
+	store_one(c, KEY_A, "03", STAPLER_GOOD);
+	store_one(c, KEY_A, "01", STAPLER_GOOD);
+	store_one(c, KEY_B, "02", STAPLER_REVOKED);
+	memset(&v, 0, sizeof(v));
+	assert_int_equal(cache_foreach(c, visit_cb, &v), 0);
+	assert_int_equal(v.seen, 3);
+	/* rowid order, i.e. insertion order. */
+	assert_string_equal(v.serials[0], "03");
+	assert_string_equal(v.serials[1], "01");
+	assert_string_equal(v.serials[2], "02");
+
+	memset(&v, 0, sizeof(v));
+	v.stop_after = 2;
+	assert_int_equal(cache_foreach(c, visit_cb, &v), 42);
+	assert_int_equal(v.seen, 2);
+
+	/* The statement was reset: a full pass works again. */
+	memset(&v, 0, sizeof(v));
+	assert_int_equal(cache_foreach(c, visit_cb, &v), 0);
+	assert_int_equal(v.seen, 3);
+	cache_close(&c);
+}
+
+static struct cache *reentry_cache;
+
+/* Warm start may write back (e.g. reschedule) while iterating; nesting foreach is refused. */
+static int
+reentry_cb(const struct cache_row *row, void *arg)
+{
+	struct visit v;
+	struct cache_row copy = *row;
+
+	memset(&v, 0, sizeof(v));
+	assert_int_equal(cache_foreach(reentry_cache, visit_cb, &v), -1);
+	assert_int_equal(v.seen, 0);
+	copy.failures = row->failures + 1;
+	assert_int_equal(cache_store(reentry_cache, NULL, &copy), 0);
+	(*(int *)arg)++;
+	return 0;
+}
+
+static void
+test_foreach_reentry(void **state)
+{
+	char path[600];
+	struct cache_row row;
+	int calls = 0;
+
+	db_path(path, sizeof(path));
+	reentry_cache = open_rw(path);
+	store_one(reentry_cache, KEY_A, "01", STAPLER_GOOD);
+	store_one(reentry_cache, KEY_A, "02", STAPLER_GOOD);
+	assert_int_equal(cache_foreach(reentry_cache, reentry_cb, &calls), 0);
+	assert_int_equal(calls, 2);
+	assert_int_equal(cache_get(reentry_cache, KEY_A, "02", &row), 1);
+	assert_int_equal(row.failures, 1);
+	cache_row_clear(&row);
+	cache_close(&reentry_cache);
+}
+
+static void
+test_count(void **state)
+{
+	char path[600];
+	struct cache *c;
+	long long total = -1, counts[3] = { -1, -1, -1 };
+
+	db_path(path, sizeof(path));
+	c = open_rw(path);
+	assert_int_equal(cache_count(c, &total, counts), 0);
+	assert_int_equal(total, 0);
+	assert_int_equal(counts[0] + counts[1] + counts[2], 0);
+	store_one(c, KEY_A, "01", STAPLER_GOOD);
+	store_one(c, KEY_A, "02", STAPLER_GOOD);
+	store_one(c, KEY_A, "03", STAPLER_REVOKED);
+	store_one(c, KEY_B, "01", STAPLER_UNKNOWN);
+	store_one(c, KEY_B, "02", STAPLER_GOOD);
+	assert_int_equal(cache_count(c, &total, counts), 0);
+	assert_int_equal(total, 5);
+	assert_int_equal(counts[STAPLER_GOOD], 3);
+	assert_int_equal(counts[STAPLER_REVOKED], 1);
+	assert_int_equal(counts[STAPLER_UNKNOWN], 1);
+	cache_close(&c);
+}
+
+static void
+test_store_rolls_back(void **state)
+{
+	char path[600];
+	struct cache *c;
+	struct cache_issuer iss;
+	struct cache_row row;
+	long long total;
+
+	db_path(path, sizeof(path));
+	c = open_rw(path);
+	/* The issuer insert succeeds, the row violates NOT NULL: nothing may remain. */
+	make_issuer(&iss, KEY_A, "CN=Test CA");
+	make_row(&row, KEY_A, "10", STAPLER_GOOD);
+	free(row.subject);
+	row.subject = NULL;
+	assert_int_equal(cache_store(c, &iss, &row), -1);
+	cache_issuer_clear(&iss);
+	assert_int_equal(cache_get_issuer(c, KEY_A, &iss), 0);
+	cache_row_clear(&row);
+
+	/* Without an issuer, the row needs one already known (foreign key). */
+	make_row(&row, KEY_B, "10", STAPLER_GOOD);
+	assert_int_equal(cache_store(c, NULL, &row), -1);
+	cache_row_clear(&row);
+
+	/* Keys must be uppercase hex, or one certificate could get two rows. */
+	make_issuer(&iss, KEY_A, "CN=Test CA");
+	make_row(&row, KEY_A, "0a", STAPLER_GOOD);
+	assert_int_equal(cache_store(c, &iss, &row), -1);
+	cache_row_clear(&row);
+	/* The row's issuer must be the issuer given. */
+	make_row(&row, KEY_B, "0A", STAPLER_GOOD);
+	assert_int_equal(cache_store(c, &iss, &row), -1);
+	cache_row_clear(&row);
+	cache_issuer_clear(&iss);
+
+	assert_int_equal(cache_count(c, &total, NULL), 0);
+	assert_int_equal(total, 0);
+
+	/* And the connection is still usable, with no transaction left open. */
+	store_one(c, KEY_A, "10", STAPLER_GOOD);
+	make_row(&row, KEY_A, "11", STAPLER_GOOD);
+	assert_int_equal(cache_store(c, NULL, &row), 0);
+	cache_row_clear(&row);
+	assert_int_equal(cache_count(c, &total, NULL), 0);
+	assert_int_equal(total, 2);
+	cache_close(&c);
+}
+
+static void
+test_readonly_missing(void **state)
+{
+	char path[600], err[512] = "x";
+	struct cache *c;
+
+	db_path(path, sizeof(path));
+	c = cache_open(path, 1, err, sizeof(err));
+	assert_null(c);
+	assert_non_null(strstr(err, path));
+	assert_true(strlen(err) > strlen(path) + 2);
+	/* Read-only never creates the file. */
+	assert_int_equal(access(path, F_OK), -1);
+}
+
+static void
+test_readonly_old_schema(void **state)
+{
+	char path[600], err[512] = "";
+	struct cache *c;
+
+	db_path(path, sizeof(path));
+	/* A database some other tool made: no migrations applied. */
+	assert_int_equal(raw_exec(path, "CREATE TABLE t(x)"), SQLITE_OK);
+	c = cache_open(path, 1, err, sizeof(err));
+	assert_null(c);
+	assert_non_null(strstr(err, "schema version 0"));
+	/* Nor does a read-write open adopt it (a wrong path in the config). */
+	err[0] = '\0';
+	c = cache_open(path, 0, err, sizeof(err));
+	assert_null(c);
+	assert_non_null(strstr(err, "not a staplerd database"));
+	assert_int_equal(raw_int(path, "SELECT count(*) FROM sqlite_master"), 1);
+	assert_int_equal(raw_int(path, "SELECT journal_mode = 'delete' FROM pragma_journal_mode"),
+	    1);
+}
+
+static void
+test_readonly_cannot_write(void **state)
+{
+	char path[600], err[512];
+	struct cache *c;
+	struct cache_issuer iss;
+	struct cache_row row;
+	long long total;
+
+	db_path(path, sizeof(path));
+	c = open_rw(path);
+	store_one(c, KEY_A, "01", STAPLER_GOOD);
+	cache_close(&c);
+
+	c = cache_open(path, 1, err, sizeof(err));
+	if (c == NULL)
+		fail_msg("read-only open: %s", err);
+	assert_int_equal(cache_schema_version(c), 1);
+	make_issuer(&iss, KEY_A, "CN=Test CA");
+	make_row(&row, KEY_A, "02", STAPLER_GOOD);
+	assert_int_equal(cache_store(c, &iss, &row), -1);
+	cache_row_clear(&row);
+	cache_issuer_clear(&iss);
+	assert_int_equal(cache_get(c, KEY_A, "01", &row), 1);
+	cache_row_clear(&row);
+	assert_int_equal(cache_count(c, &total, NULL), 0);
+	assert_int_equal(total, 1);
+	cache_close(&c);
+}
+
+/* staplerctl reads while the daemon writes (WAL). */
+static void
+test_readonly_beside_writer(void **state)
+{
+	char path[600], err[512];
+	struct cache *rw, *ro;
+	long long total;
+
+	db_path(path, sizeof(path));
+	rw = open_rw(path);
+	store_one(rw, KEY_A, "01", STAPLER_GOOD);
+	ro = cache_open(path, 1, err, sizeof(err));
+	if (ro == NULL)
+		fail_msg("read-only open: %s", err);
+	assert_int_equal(cache_count(ro, &total, NULL), 0);
+	assert_int_equal(total, 1);
+	store_one(rw, KEY_A, "02", STAPLER_REVOKED);
+	assert_int_equal(cache_count(ro, &total, NULL), 0);
+	assert_int_equal(total, 2);
+	cache_close(&ro);
+	cache_close(&rw);
+}
+
+static void
+test_newer_schema_refused(void **state)
+{
+	char path[600], err[512] = "";
+	struct cache *c;
+
+	db_path(path, sizeof(path));
+	c = open_rw(path);
+	cache_close(&c);
+	assert_int_equal(raw_exec(path, "PRAGMA user_version = 99"), SQLITE_OK);
+	c = cache_open(path, 0, err, sizeof(err));
+	assert_null(c);
+	assert_non_null(strstr(err, "99"));
+	assert_non_null(strstr(err, "newer"));
+	err[0] = '\0';
+	c = cache_open(path, 1, err, sizeof(err));
+	assert_null(c);
+	assert_non_null(strstr(err, "newer"));
+	/* Refusing must not have touched the version. */
+	assert_int_equal(raw_int(path, "PRAGMA user_version"), 99);
+}
+
+static void
+test_status_check_constraint(void **state)
+{
+	char path[600];
+	struct cache *c;
+#define INSERT_WITH_STATUS(s) \
+	"INSERT INTO ocsp_response (serial, issuer_key_hash, issuer_name_hash, subject, " \
+	"ocsp_url, ocsp_urls, cert_status, this_update, next_update, produced_at, fetched_at, " \
+	"cert_not_after, response_der, request_der, created_at) VALUES ('01', '" KEY_A "', " \
+	"'" NAME_HASH "', 'CN=x', 'http://a/', 'http://a/', '" s "', 1, 2, 1, 1, 3, x'30', " \
+	"x'30', 1)"
+
+	db_path(path, sizeof(path));
+	c = open_rw(path);
+	cache_close(&c);
+	assert_int_equal(raw_exec(path, INSERT_WITH_STATUS("valid")), SQLITE_CONSTRAINT);
+	assert_int_equal(raw_exec(path, INSERT_WITH_STATUS("GOOD")), SQLITE_CONSTRAINT);
+	assert_int_equal(raw_exec(path, INSERT_WITH_STATUS("")), SQLITE_CONSTRAINT);
+	/* The same statement with a listed status goes in (no foreign-key check on a raw
+	 * connection), so the CHECK alone refused the others. */
+	assert_int_equal(raw_exec(path, INSERT_WITH_STATUS("good")), SQLITE_OK);
+	assert_int_equal(raw_int(path, "SELECT count(*) FROM ocsp_response"), 1);
+#undef INSERT_WITH_STATUS
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_open_creates_schema),
+		cmocka_unit_test(test_reopen_idempotent),
+		cmocka_unit_test(test_close_null),
+		cmocka_unit_test(test_roundtrip_good_nulls),
+		cmocka_unit_test(test_roundtrip_revoked),
+		cmocka_unit_test(test_upsert_replaces_keeps_created),
+		cmocka_unit_test(test_same_serial_two_issuers),
+		cmocka_unit_test(test_get_absent),
+		cmocka_unit_test(test_get_issuer),
+		cmocka_unit_test(test_foreach),
+		cmocka_unit_test(test_foreach_reentry),
+		cmocka_unit_test(test_count),
+		cmocka_unit_test(test_store_rolls_back),
+		cmocka_unit_test(test_readonly_missing),
+		cmocka_unit_test(test_readonly_old_schema),
+		cmocka_unit_test(test_readonly_cannot_write),
+		cmocka_unit_test(test_readonly_beside_writer),
+		cmocka_unit_test(test_newer_schema_refused),
+		cmocka_unit_test(test_status_check_constraint),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

@@ -1,0 +1,701 @@
+/* Unit tests for ocsp.c: the response verifier at an injected time, requests, GET URLs. */
+#define _GNU_SOURCE   /* memmem */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include <openssl/evp.h>
+#include <openssl/ocsp.h>
+
+#include "stapler/certs.h"
+#include "stapler/ocsp.h"
+#include "testpki.h"
+
+#define DAY 86400L
+
+/* The fixture: a CA (the issuer) and its leaf, at an injected now a month ahead of the real
+ * clock (so a check that read the clock would see different validity). */
+struct fx {
+	time_t now;
+	struct testpki_ent ca;      /* issuer of the leaf, signs responses */
+	struct testpki_ent leaf;
+	struct testpki_ent other;   /* an unrelated CA */
+	OCSP_CERTID *id;
+};
+
+static int
+setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	struct testpki_cert_opts co = { .cn = "OCSP Test CA", .ca = 1, .not_before = -365 * DAY,
+		.not_after = 365 * DAY };
+
+	assert_non_null(f);
+	f->now = time(NULL) + 30 * DAY;
+	co.base = f->now;
+	f->ca = testpki_cert(&co);
+	f->leaf = testpki_leaf("Meter 0042", &f->ca, 0x42, "http://ocsp.example/", f->now);
+	co.cn = "Unrelated CA";
+	f->other = testpki_cert(&co);
+	f->id = certs_certid(f->leaf.cert, f->ca.cert);
+	assert_non_null(f->id);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *f = *state;
+
+	OCSP_CERTID_free(f->id);
+	testpki_ent_free(&f->ca);
+	testpki_ent_free(&f->leaf);
+	testpki_ent_free(&f->other);
+	free(f);
+	return 0;
+}
+
+/* A good response for the leaf, signed by its CA, valid now-1h..now+7d. */
+static struct testpki_resp_opts
+good_opts(const struct fx *f)
+{
+	struct testpki_resp_opts o = {
+		.response_status = OCSP_RESPONSE_STATUS_SUCCESSFUL,
+		.subject = f->leaf.cert, .issuer = f->ca.cert,
+		.cert_status = V_OCSP_CERTSTATUS_GOOD, .reason = -1,
+		.this_update = f->now - 3600, .next_update = f->now + 7 * DAY,
+		.signer = &f->ca,
+	};
+
+	return o;
+}
+
+static enum ocsp_verdict
+verify_opts(const struct fx *f, const struct testpki_resp_opts *o, time_t now,
+    struct ocsp_result *res)
+{
+	unsigned char *der;
+	size_t len;
+	enum ocsp_verdict v;
+
+	der = testpki_ocsp_response(o, &len);
+	v = ocsp_verify(der, len, f->id, f->ca.cert, now, res);
+	OPENSSL_free(der);
+	if (v != OCSP_OK)
+		assert_true(res->detail[0] != '\0');
+	return v;
+}
+
+static void
+expect_verdict(const struct fx *f, const struct testpki_resp_opts *o, enum ocsp_verdict want)
+{
+	struct ocsp_result res;
+	enum ocsp_verdict v = verify_opts(f, o, f->now, &res);
+
+	if (v != want)
+		fail_msg("verdict %s (%s), want %s", ocsp_verdict_name(v), res.detail,
+		    ocsp_verdict_name(want));
+}
+
+/* A delegated responder certificate issued by issuer. */
+static struct testpki_ent
+responder(const struct fx *f, const struct testpki_ent *issuer, int eku, long nb, long na)
+{
+	static const unsigned char serial[2] = { 0x0c, 0x5b };
+	struct testpki_cert_opts o = {
+		.cn = "OCSP Responder", .issuer = issuer, .serial = serial, .serial_len = 2,
+		.base = f->now, .not_before = nb, .not_after = na, .ocsp_signing = eku,
+	};
+
+	return testpki_cert(&o);
+}
+
+/* --- verdicts on well-signed responses -------------------------------------------------- */
+
+static void
+test_good(void **state)
+{
+	struct fx *f = *state;
+	struct testpki_resp_opts o = good_opts(f);
+	struct ocsp_result res;
+	time_t before = time(NULL);
+
+	assert_int_equal(verify_opts(f, &o, f->now, &res), OCSP_OK);
+	assert_int_equal(res.status, STAPLER_GOOD);
+	assert_int_equal((long long)res.this_update, (long long)(f->now - 3600));
+	assert_int_equal((long long)res.next_update, (long long)(f->now + 7 * DAY));
+	assert_int_equal(res.revocation_reason, -1);
+	assert_int_equal((long long)res.revoked_at, 0);
+	/* OCSP_basic_sign stamps producedAt with the real clock. */
+	assert_true(res.produced_at >= before - 1 && res.produced_at <= time(NULL) + 1);
+	assert_string_equal(res.detail, "");
+
+	/* responderID byKey works as well as byName. */
+	o.resp_id_by_key = 1;
+	expect_verdict(f, &o, OCSP_OK);
+	/* So does the issuer's own certificate included in the response. */
+	o.include_signer = 1;
+	expect_verdict(f, &o, OCSP_OK);
+}
+
+static void
+test_revoked(void **state)
+{
+	struct fx *f = *state;
+	struct testpki_resp_opts o = good_opts(f);
+	struct ocsp_result res;
+
+	o.cert_status = V_OCSP_CERTSTATUS_REVOKED;
+	o.revoked_at = f->now - 5 * DAY;
+	o.reason = OCSP_REVOKED_STATUS_KEYCOMPROMISE;
+	assert_int_equal(verify_opts(f, &o, f->now, &res), OCSP_OK);
+	assert_int_equal(res.status, STAPLER_REVOKED);
+	assert_int_equal((long long)res.revoked_at, (long long)(f->now - 5 * DAY));
+	assert_int_equal(res.revocation_reason, OCSP_REVOKED_STATUS_KEYCOMPROMISE);
+
+	o.reason = -1;
+	assert_int_equal(verify_opts(f, &o, f->now, &res), OCSP_OK);
+	assert_int_equal(res.status, STAPLER_REVOKED);
+	assert_int_equal(res.revocation_reason, -1);
+}
+
+static void
+test_unknown(void **state)
+{
+	struct fx *f = *state;
+	struct testpki_resp_opts o = good_opts(f);
+	struct ocsp_result res;
+
+	o.cert_status = V_OCSP_CERTSTATUS_UNKNOWN;
+	assert_int_equal(verify_opts(f, &o, f->now, &res), OCSP_OK);
+	assert_int_equal(res.status, STAPLER_UNKNOWN);
+}
+
+static void
+test_expired(void **state)
+{
+	struct fx *f = *state;
+	struct testpki_resp_opts o = good_opts(f);
+	struct ocsp_result res;
+
+	o.this_update = f->now - 7 * DAY;
+	o.next_update = f->now - 1;
+	expect_verdict(f, &o, OCSP_EXPIRED);
+	/* nextUpdate == now is no longer good. */
+	o.next_update = f->now;
+	expect_verdict(f, &o, OCSP_EXPIRED);
+	/* The same response a second earlier is. */
+	assert_int_equal(verify_opts(f, &o, f->now - 1, &res), OCSP_OK);
+	assert_false(ocsp_verdict_is_temporary(OCSP_EXPIRED));
+}
+
+static void
+test_this_update_in_future(void **state)
+{
+	struct fx *f = *state;
+	struct testpki_resp_opts o = good_opts(f);
+
+	o.this_update = f->now + OCSP_SKEW + 60;
+	expect_verdict(f, &o, OCSP_NOT_YET_VALID);
+	o.this_update = f->now + OCSP_SKEW + 1;
+	expect_verdict(f, &o, OCSP_NOT_YET_VALID);
+	/* Within the skew: accepted. */
+	o.this_update = f->now + OCSP_SKEW;
+	expect_verdict(f, &o, OCSP_OK);
+	o.this_update = f->now + 60;
+	expect_verdict(f, &o, OCSP_OK);
+}
+
+static void
+test_no_next_update(void **state)
+{
+	struct fx *f = *state;
+	struct testpki_resp_opts o = good_opts(f);
+
+	o.no_next_update = 1;
+	expect_verdict(f, &o, OCSP_NO_NEXT_UPDATE);
+}
+
+static void
+test_next_before_this(void **state)
+{
+	struct fx *f = *state;
+	struct testpki_resp_opts o = good_opts(f);
+
+	o.this_update = f->now - 3600;
+	o.next_update = f->now - 7200;
+	expect_verdict(f, &o, OCSP_MALFORMED);
+}
+
+static void
+test_wrong_certid(void **state)
+{
+	struct fx *f = *state;
+	struct testpki_ent sibling = testpki_leaf("Meter 0043", &f->ca, 0x43, NULL, f->now);
+	struct testpki_resp_opts o = good_opts(f);
+
+	o.subject = sibling.cert;
+	expect_verdict(f, &o, OCSP_WRONG_CERTID);
+	testpki_ent_free(&sibling);
+	/* No CertID at all: nothing can match. */
+	{
+		struct testpki_resp_opts g = good_opts(f);
+		struct ocsp_result res;
+		unsigned char *der;
+		size_t len;
+
+		der = testpki_ocsp_response(&g, &len);
+		assert_int_equal(ocsp_verify(der, len, NULL, f->ca.cert, f->now, &res),
+		    OCSP_WRONG_CERTID);
+		assert_int_equal(ocsp_verify(der, len, f->id, NULL, f->now, &res), OCSP_BAD_SIGNER);
+		OPENSSL_free(der);
+	}
+}
+
+/* --- who signed ------------------------------------------------------------------------- */
+
+static void
+test_unrelated_signer(void **state)
+{
+	struct fx *f = *state;
+	struct testpki_resp_opts o = good_opts(f);
+
+	o.signer = &f->other;
+	expect_verdict(f, &o, OCSP_BAD_SIGNER);
+	/* With its certificate in the response: the signature verifies, the signer does not. */
+	o.include_signer = 1;
+	expect_verdict(f, &o, OCSP_BAD_SIGNER);
+	o.resp_id_by_key = 1;
+	expect_verdict(f, &o, OCSP_BAD_SIGNER);
+	/* The leaf itself (issued by the CA, but no OCSPSigning) may not sign its own status. */
+	o.signer = &f->leaf;
+	expect_verdict(f, &o, OCSP_BAD_SIGNER);
+}
+
+static void
+test_delegated_responder_with_eku(void **state)
+{
+	struct fx *f = *state;
+	struct testpki_ent r = responder(f, &f->ca, 1, -DAY, 30 * DAY);
+	struct testpki_resp_opts o = good_opts(f);
+
+	o.signer = &r;
+	o.include_signer = 1;
+	expect_verdict(f, &o, OCSP_OK);
+	o.resp_id_by_key = 1;
+	expect_verdict(f, &o, OCSP_OK);
+	/* Not included in the response: nothing tells who the signer is. */
+	o.include_signer = 0;
+	expect_verdict(f, &o, OCSP_BAD_SIGNER);
+	testpki_ent_free(&r);
+}
+
+static void
+test_delegated_responder_without_eku(void **state)
+{
+	struct fx *f = *state;
+	struct testpki_ent r = responder(f, &f->ca, 0, -DAY, 30 * DAY);
+	struct testpki_resp_opts o = good_opts(f);
+
+	o.signer = &r;
+	o.include_signer = 1;
+	expect_verdict(f, &o, OCSP_BAD_SIGNER);
+	/* Not even when the issuer carries OpenSSL "trusted for OCSP signing" aux data: only
+	 * the EKU certifies a responder (OCSP_NOEXPLICIT). */
+	assert_true(X509_add1_trust_object(f->ca.cert, OBJ_nid2obj(NID_OCSP_sign)));
+	expect_verdict(f, &o, OCSP_BAD_SIGNER);
+	testpki_ent_free(&r);
+}
+
+static void
+test_delegated_responder_of_other_ca(void **state)
+{
+	struct fx *f = *state;
+	struct testpki_ent r = responder(f, &f->other, 1, -DAY, 30 * DAY);
+	struct testpki_resp_opts o = good_opts(f);
+
+	o.signer = &r;
+	o.include_signer = 1;
+	expect_verdict(f, &o, OCSP_BAD_SIGNER);
+	testpki_ent_free(&r);
+}
+
+static void
+test_delegated_responder_expired_at_now(void **state)
+{
+	struct fx *f = *state;
+	/* Valid from a day before the real clock until a day before the injected now. */
+	struct testpki_ent r = responder(f, &f->ca, 1, -31 * DAY, -DAY);
+	struct testpki_resp_opts o = good_opts(f);
+	struct ocsp_result res;
+	time_t earlier = f->now - 29 * DAY;
+
+	o.signer = &r;
+	o.include_signer = 1;
+	assert_int_equal(verify_opts(f, &o, f->now, &res), OCSP_BAD_SIGNER);
+	assert_non_null(strstr(res.detail, "expired"));
+
+	/* The same responder while it was valid: accepted. */
+	o.this_update = earlier - 3600;
+	o.next_update = earlier + DAY;
+	assert_int_equal(verify_opts(f, &o, earlier, &res), OCSP_OK);
+	testpki_ent_free(&r);
+}
+
+static void
+test_intermediate_issuer(void **state)
+{
+	/* The issuer is an intermediate whose root is nowhere in sight: it alone is trusted. */
+	struct fx *f = *state;
+	struct testpki_ent sub = testpki_ca("OCSP Sub CA", &f->ca, f->now);
+	struct testpki_ent leaf = testpki_leaf("Meter 0099", &sub, 0x99, NULL, f->now);
+	struct testpki_ent r = responder(f, &sub, 1, -DAY, 30 * DAY);
+	struct testpki_resp_opts o = good_opts(f);
+	OCSP_CERTID *id = certs_certid(leaf.cert, sub.cert);
+	struct ocsp_result res;
+	unsigned char *der;
+	size_t len;
+
+	o.subject = leaf.cert;
+	o.issuer = sub.cert;
+	o.signer = &sub;
+	der = testpki_ocsp_response(&o, &len);
+	assert_int_equal(ocsp_verify(der, len, id, sub.cert, f->now, &res), OCSP_OK);
+	/* The root above it did not sign for the leaf. */
+	assert_int_equal(ocsp_verify(der, len, id, f->ca.cert, f->now, &res), OCSP_BAD_SIGNER);
+	OPENSSL_free(der);
+
+	o.signer = &r;
+	o.include_signer = 1;
+	der = testpki_ocsp_response(&o, &len);
+	assert_int_equal(ocsp_verify(der, len, id, sub.cert, f->now, &res), OCSP_OK);
+	OPENSSL_free(der);
+
+	/* A responder certified by the root for the root's own certificates is not a responder
+	 * for the intermediate's. */
+	testpki_ent_free(&r);
+	r = responder(f, &f->ca, 1, -DAY, 30 * DAY);
+	o.signer = &r;
+	der = testpki_ocsp_response(&o, &len);
+	if ((ocsp_verify(der, len, id, sub.cert, f->now, &res)) != OCSP_BAD_SIGNER)
+		fail_msg("root's responder accepted for the intermediate: %s", res.detail);
+	OPENSSL_free(der);
+
+	OCSP_CERTID_free(id);
+	testpki_ent_free(&r);
+	testpki_ent_free(&leaf);
+	testpki_ent_free(&sub);
+}
+
+static void
+test_corrupt_signature(void **state)
+{
+	struct fx *f = *state;
+	struct testpki_resp_opts o = good_opts(f);
+	struct ocsp_result res;
+	unsigned char *der;
+	size_t len;
+
+	/* Without certificates the response ends with the signature BIT STRING; its last
+	 * byte is the last byte of ECDSA's s. */
+	der = testpki_ocsp_response(&o, &len);
+	assert_int_equal(ocsp_verify(der, len, f->id, f->ca.cert, f->now, &res), OCSP_OK);
+	der[len - 1] ^= 0x01;
+	assert_int_equal(ocsp_verify(der, len, f->id, f->ca.cert, f->now, &res),
+	    OCSP_BAD_SIGNATURE);
+	assert_true(res.detail[0] != '\0');
+	assert_false(ocsp_verdict_is_temporary(OCSP_BAD_SIGNATURE));
+	OPENSSL_free(der);
+}
+
+static void
+test_corrupt_signed_data(void **state)
+{
+	struct fx *f = *state;
+	struct testpki_resp_opts o = good_opts(f);
+	struct ocsp_result res;
+	unsigned char *der, *p;
+	char want[16];
+	struct tm tm;
+	time_t t = f->now + 7 * DAY;
+	size_t len;
+
+	/* Move nextUpdate by changing one digit of its GeneralizedTime: still well formed,
+	 * no longer what the CA signed. */
+	der = testpki_ocsp_response(&o, &len);
+	gmtime_r(&t, &tm);
+	strftime(want, sizeof(want), "%Y%m%d%H%M%S", &tm);
+	p = memmem(der, len, want, 14);
+	assert_non_null(p);
+	p[3] = p[3] == '9' ? '8' : (unsigned char)(p[3] + 1);
+	assert_int_equal(ocsp_verify(der, len, f->id, f->ca.cert, f->now, &res),
+	    OCSP_BAD_SIGNATURE);
+	OPENSSL_free(der);
+}
+
+/* --- responseStatus and garbage --------------------------------------------------------- */
+
+static void
+expect_status(const struct fx *f, int status, enum ocsp_verdict want, int temporary)
+{
+	struct testpki_resp_opts o = good_opts(f);
+
+	o.response_status = status;
+	expect_verdict(f, &o, want);
+	assert_int_equal(ocsp_verdict_is_temporary(want), temporary);
+}
+
+static void
+test_response_status(void **state)
+{
+	struct fx *f = *state;
+
+	expect_status(f, OCSP_RESPONSE_STATUS_TRYLATER, OCSP_TRY_LATER, 1);
+	expect_status(f, OCSP_RESPONSE_STATUS_INTERNALERROR, OCSP_TRY_LATER, 1);
+	expect_status(f, OCSP_RESPONSE_STATUS_UNAUTHORIZED, OCSP_REFUSED, 0);
+	expect_status(f, OCSP_RESPONSE_STATUS_MALFORMEDREQUEST, OCSP_REFUSED, 0);
+	expect_status(f, OCSP_RESPONSE_STATUS_SIGREQUIRED, OCSP_REFUSED, 0);
+	assert_false(ocsp_verdict_is_temporary(OCSP_OK));
+}
+
+static void
+test_malformed(void **state)
+{
+	struct fx *f = *state;
+	struct testpki_resp_opts o = good_opts(f);
+	struct ocsp_result res;
+	unsigned char junk[512], *der, *longer;
+	size_t len, i;
+	uint32_t x = 0x12345678;
+
+	der = testpki_ocsp_response(&o, &len);
+	/* Truncated at every length: never accepted, never a crash. */
+	for (i = 0; i < len; i++)
+		assert_int_equal(ocsp_verify(der, i, f->id, f->ca.cert, f->now, &res),
+		    OCSP_MALFORMED);
+	longer = malloc(len + 1);
+	assert_non_null(longer);
+	memcpy(longer, der, len);
+	longer[len] = 0;
+	assert_int_equal(ocsp_verify(longer, len + 1, f->id, f->ca.cert, f->now, &res),
+	    OCSP_MALFORMED);
+	assert_non_null(strstr(res.detail, "trailing"));
+	assert_int_equal(ocsp_verify(longer, len, f->id, f->ca.cert, f->now, &res), OCSP_OK);
+	assert_int_equal(ocsp_verify(NULL, 0, f->id, f->ca.cert, f->now, &res), OCSP_MALFORMED);
+	for (i = 0; i < sizeof(junk); i++) {
+		x = x * 1103515245u + 12345u;
+		junk[i] = (unsigned char)(x >> 16);
+	}
+	assert_int_equal(ocsp_verify(junk, sizeof(junk), f->id, f->ca.cert, f->now, &res),
+	    OCSP_MALFORMED);
+	memcpy(junk, "HTTP/1.1 200 OK\r\n", 17);
+	assert_int_equal(ocsp_verify(junk, 17, f->id, f->ca.cert, f->now, &res), OCSP_MALFORMED);
+	free(longer);
+	OPENSSL_free(der);
+}
+
+static void
+test_verdict_names(void **state)
+{
+	(void)state;
+	assert_string_equal(ocsp_verdict_name(OCSP_OK), "ok");
+	assert_string_equal(ocsp_verdict_name(OCSP_TRY_LATER), "try_later");
+	assert_string_equal(ocsp_verdict_name(OCSP_BAD_SIGNER), "bad_signer");
+	assert_string_equal(ocsp_verdict_name(OCSP_NO_NEXT_UPDATE), "no_next_update");
+	assert_string_not_equal(ocsp_verdict_name(OCSP_BAD_SIGNATURE),
+	    ocsp_verdict_name(OCSP_BAD_SIGNER));
+}
+
+/* --- requests and GET URLs -------------------------------------------------------------- */
+
+static void
+test_request_round_trip(void **state)
+{
+	struct fx *f = *state;
+	unsigned char *der = NULL, *longer;
+	const unsigned char *p;
+	OCSP_REQUEST *req;
+	OCSP_CERTID *back, *other;
+	struct testpki_ent sibling;
+	size_t len;
+
+	assert_int_equal(ocsp_request_build(f->id, &der, &len), 0);
+	assert_non_null(der);
+	back = ocsp_request_certid(der, len);
+	assert_non_null(back);
+	assert_int_equal(OCSP_id_cmp(back, f->id), 0);
+	OCSP_CERTID_free(back);
+
+	/* A control: another serial gives another CertID. */
+	sibling = testpki_leaf("Meter 0043", &f->ca, 0x43, NULL, f->now);
+	other = certs_certid(sibling.cert, f->ca.cert);
+	assert_int_not_equal(OCSP_id_cmp(other, f->id), 0);
+	OCSP_CERTID_free(other);
+	testpki_ent_free(&sibling);
+
+	/* No nonce, no other extension, no signature. */
+	p = der;
+	req = d2i_OCSP_REQUEST(NULL, &p, (long)len);
+	assert_non_null(req);
+	assert_int_equal(OCSP_REQUEST_get_ext_by_NID(req, NID_id_pkix_OCSP_Nonce, -1), -1);
+	assert_int_equal(OCSP_REQUEST_get_ext_count(req), 0);
+	assert_int_equal(OCSP_ONEREQ_get_ext_count(OCSP_request_onereq_get0(req, 0)), 0);
+	assert_int_equal(OCSP_request_is_signed(req), 0);
+	assert_int_equal(OCSP_request_onereq_count(req), 1);
+
+	/* Two CertIDs: not a request we answer. */
+	assert_non_null(OCSP_request_add0_id(req, OCSP_CERTID_dup(f->id)));
+	{
+		unsigned char *two = NULL;
+		int n = i2d_OCSP_REQUEST(req, &two);
+
+		assert_true(n > 0);
+		assert_null(ocsp_request_certid(two, (size_t)n));
+		OPENSSL_free(two);
+	}
+	OCSP_REQUEST_free(req);
+
+	longer = malloc(len + 1);
+	assert_non_null(longer);
+	memcpy(longer, der, len);
+	longer[len] = 0;
+	assert_null(ocsp_request_certid(longer, len + 1));
+	assert_null(ocsp_request_certid(der, len - 1));
+	assert_null(ocsp_request_certid(der, 0));
+	assert_null(ocsp_request_certid((const unsigned char *)"GET / HTTP/1.0", 14));
+	free(longer);
+	OPENSSL_free(der);
+}
+
+static void
+test_get_url_escaping(void **state)
+{
+	/* base64 of fb ff is "+/8=": every character that needs escaping. */
+	static const unsigned char bytes[2] = { 0xfb, 0xff };
+	char *url;
+
+	(void)state;
+	url = ocsp_get_url("http://ocsp.example", bytes, sizeof(bytes));
+	assert_non_null(url);
+	assert_string_equal(url, "http://ocsp.example/%2B%2F8%3D");
+	free(url);
+	url = ocsp_get_url("http://ocsp.example/", bytes, sizeof(bytes));
+	assert_non_null(url);
+	assert_string_equal(url, "http://ocsp.example/%2B%2F8%3D");
+	free(url);
+	url = ocsp_get_url("http://ocsp.example/ocsp/", (const unsigned char *)"abc", 3);
+	assert_non_null(url);
+	assert_string_equal(url, "http://ocsp.example/ocsp/YWJj");
+	free(url);
+}
+
+static void
+test_get_url_real_request(void **state)
+{
+	struct fx *f = *state;
+	unsigned char *der = NULL, *dec;
+	char *url, *q, b64[512];
+	size_t len, n = 0;
+	int dlen;
+
+	assert_int_equal(ocsp_request_build(f->id, &der, &len), 0);
+	url = ocsp_get_url("http://ocsp.example:8080/path", der, len);
+	assert_non_null(url);
+	assert_int_equal(strncmp(url, "http://ocsp.example:8080/path/", 30), 0);
+	assert_true(strlen(url) <= OCSP_GET_MAX);
+	/* Undo the URL encoding, then the base64: the request comes back. */
+	for (q = url + 30; *q != '\0' && n < sizeof(b64) - 1; q++) {
+		if (*q == '%') {
+			assert_true(strncmp(q, "%2B", 3) == 0 || strncmp(q, "%2F", 3) == 0 ||
+			    strncmp(q, "%3D", 3) == 0);
+			b64[n++] = q[2] == 'B' ? '+' : q[2] == 'F' ? '/' : '=';
+			q += 2;
+		} else {
+			assert_true(*q != '+' && *q != '/' && *q != '=');
+			b64[n++] = *q;
+		}
+	}
+	b64[n] = '\0';
+	dec = malloc(n);
+	assert_non_null(dec);
+	dlen = EVP_DecodeBlock(dec, (unsigned char *)b64, (int)n);
+	assert_true(dlen >= (int)len);   /* DecodeBlock counts padding as zero bytes */
+	assert_memory_equal(dec, der, len);
+	free(dec);
+	free(url);
+	OPENSSL_free(der);
+}
+
+static void
+test_get_url_too_long(void **state)
+{
+	unsigned char zeros[300];
+	char *url;
+
+	(void)state;
+	memset(zeros, 0, sizeof(zeros));
+	/* "http://xyz/" is 11 bytes; 183 zero bytes are 244 base64 characters: 255 in all. */
+	url = ocsp_get_url("http://xyz", zeros, 183);
+	assert_non_null(url);
+	assert_int_equal(strlen(url), OCSP_GET_MAX);
+	free(url);
+	assert_null(ocsp_get_url("http://xyz", zeros, 184));
+	assert_null(ocsp_get_url("http://xyz", zeros, sizeof(zeros)));
+	/* The escapes count: 2 bytes of fb ff take 11 + 10 bytes, not 11 + 4. */
+	{
+		char base[300];
+		unsigned char ff[2] = { 0xfb, 0xff };
+
+		memset(base, 'a', sizeof(base));
+		memcpy(base, "http://", 7);
+		base[OCSP_GET_MAX - 10 - 1] = '\0';   /* base + '/' + 10 = 255 */
+		url = ocsp_get_url(base, ff, 2);
+		assert_non_null(url);
+		assert_int_equal(strlen(url), OCSP_GET_MAX);
+		free(url);
+		base[OCSP_GET_MAX - 10 - 1] = 'a';
+		base[OCSP_GET_MAX - 10] = '\0';
+		assert_null(ocsp_get_url(base, ff, 2));
+	}
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_good, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_revoked, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unknown, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_expired, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_this_update_in_future, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_no_next_update, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_next_before_this, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wrong_certid, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unrelated_signer, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delegated_responder_with_eku, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delegated_responder_without_eku, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delegated_responder_of_other_ca, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delegated_responder_expired_at_now, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_intermediate_issuer, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_corrupt_signature, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_corrupt_signed_data, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_response_status, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
+		cmocka_unit_test(test_verdict_names),
+		cmocka_unit_test_setup_teardown(test_request_round_trip, setup, teardown),
+		cmocka_unit_test(test_get_url_escaping),
+		cmocka_unit_test_setup_teardown(test_get_url_real_request, setup, teardown),
+		cmocka_unit_test(test_get_url_too_long),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

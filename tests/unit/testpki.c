@@ -1,0 +1,305 @@
+/* Test PKI built in memory with OpenSSL: EC P-256 keys, certificates, OCSP responses, temp dirs. */
+#include <dirent.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/bn.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+#include "testpki.h"
+
+#define TESTPKI_DAY 86400L
+
+static void
+die(const char *what)
+{
+	fprintf(stderr, "testpki: %s failed\n", what);
+	ERR_print_errors_fp(stderr);
+	abort();
+}
+
+#define CHECK(cond, what) do { if (!(cond)) die(what); } while (0)
+
+EVP_PKEY *
+testpki_key(void)
+{
+	EVP_PKEY *k = EVP_EC_gen("P-256");
+
+	CHECK(k != NULL, "EVP_EC_gen");
+	return k;
+}
+
+static void
+add_ext(X509 *x, int nid, void *value, int crit)
+{
+	CHECK(X509_add1_ext_i2d(x, nid, value, crit, X509V3_ADD_DEFAULT) == 1, "X509_add1_ext_i2d");
+}
+
+static void
+add_aia(X509 *x, const char *const *urls, int n)
+{
+	AUTHORITY_INFO_ACCESS *aia = sk_ACCESS_DESCRIPTION_new_null();
+	ACCESS_DESCRIPTION *ad;
+	ASN1_IA5STRING *uri;
+	int i;
+
+	CHECK(aia != NULL, "AIA");
+	for (i = 0; i < n; i++) {
+		CHECK((ad = ACCESS_DESCRIPTION_new()) != NULL, "ACCESS_DESCRIPTION_new");
+		ASN1_OBJECT_free(ad->method);
+		ad->method = OBJ_nid2obj(NID_ad_OCSP);
+		CHECK((uri = ASN1_IA5STRING_new()) != NULL, "ASN1_IA5STRING_new");
+		CHECK(ASN1_STRING_set(uri, urls[i], (int)strlen(urls[i])), "ASN1_STRING_set");
+		GENERAL_NAME_set0_value(ad->location, GEN_URI, uri);
+		CHECK(sk_ACCESS_DESCRIPTION_push(aia, ad), "push");
+	}
+	add_ext(x, NID_info_access, aia, 0);
+	AUTHORITY_INFO_ACCESS_free(aia);
+}
+
+struct testpki_ent
+testpki_cert(const struct testpki_cert_opts *o)
+{
+	static const unsigned char one = 1;
+	struct testpki_ent e;
+	const struct testpki_ent *signer;
+	X509_NAME *name;
+	ASN1_INTEGER *serial;
+	BIGNUM *bn;
+	time_t base = o->base;
+
+	e.key = testpki_key();
+	CHECK((e.cert = X509_new()) != NULL, "X509_new");
+	CHECK(X509_set_version(e.cert, X509_VERSION_3), "X509_set_version");
+
+	CHECK((bn = BN_bin2bn(o->serial != NULL ? o->serial : &one,
+	    o->serial != NULL ? (int)o->serial_len : 1, NULL)) != NULL, "BN_bin2bn");
+	CHECK((serial = BN_to_ASN1_INTEGER(bn, NULL)) != NULL, "BN_to_ASN1_INTEGER");
+	CHECK(X509_set_serialNumber(e.cert, serial), "X509_set_serialNumber");
+	ASN1_INTEGER_free(serial);
+	BN_free(bn);
+
+	CHECK((name = X509_NAME_new()) != NULL, "X509_NAME_new");
+	CHECK(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
+	    (const unsigned char *)o->cn, -1, -1, 0), "X509_NAME_add_entry_by_txt");
+	CHECK(X509_set_subject_name(e.cert, name), "X509_set_subject_name");
+	signer = o->issuer;
+	CHECK(X509_set_issuer_name(e.cert,
+	    signer != NULL ? X509_get_subject_name(signer->cert) : name), "X509_set_issuer_name");
+	X509_NAME_free(name);
+
+	CHECK(ASN1_TIME_adj(X509_getm_notBefore(e.cert), base, 0, o->not_before) != NULL,
+	    "notBefore");
+	CHECK(ASN1_TIME_adj(X509_getm_notAfter(e.cert), base, 0, o->not_after) != NULL,
+	    "notAfter");
+	CHECK(X509_set_pubkey(e.cert, e.key), "X509_set_pubkey");
+
+	if (o->ca) {
+		BASIC_CONSTRAINTS *bc = BASIC_CONSTRAINTS_new();
+
+		CHECK(bc != NULL, "BASIC_CONSTRAINTS_new");
+		bc->ca = 0xFF;
+		add_ext(e.cert, NID_basic_constraints, bc, 1);
+		BASIC_CONSTRAINTS_free(bc);
+	}
+	if (o->ocsp_signing) {
+		EXTENDED_KEY_USAGE *eku = sk_ASN1_OBJECT_new_null();
+
+		CHECK(eku != NULL, "EKU");
+		CHECK(sk_ASN1_OBJECT_push(eku, OBJ_nid2obj(NID_OCSP_sign)), "EKU push");
+		add_ext(e.cert, NID_ext_key_usage, eku, 0);
+		sk_ASN1_OBJECT_pop_free(eku, ASN1_OBJECT_free);
+	}
+	if (o->n_ocsp_urls > 0)
+		add_aia(e.cert, o->ocsp_urls, o->n_ocsp_urls);
+
+	CHECK(X509_sign(e.cert, signer != NULL ? signer->key : e.key, EVP_sha256()) > 0,
+	    "X509_sign");
+	return e;
+}
+
+struct testpki_ent
+testpki_root(const char *cn, time_t base)
+{
+	struct testpki_cert_opts o = {
+		.cn = cn, .ca = 1, .base = base,
+		.not_before = -TESTPKI_DAY, .not_after = 365 * TESTPKI_DAY,
+	};
+
+	return testpki_cert(&o);
+}
+
+struct testpki_ent
+testpki_ca(const char *cn, const struct testpki_ent *issuer, time_t base)
+{
+	static const unsigned char serial = 0x42;
+	struct testpki_cert_opts o = {
+		.cn = cn, .issuer = issuer, .serial = &serial, .serial_len = 1, .ca = 1,
+		.base = base, .not_before = -TESTPKI_DAY, .not_after = 365 * TESTPKI_DAY,
+	};
+
+	return testpki_cert(&o);
+}
+
+struct testpki_ent
+testpki_leaf(const char *cn, const struct testpki_ent *issuer, unsigned char serial,
+    const char *ocsp_url, time_t base)
+{
+	struct testpki_cert_opts o = {
+		.cn = cn, .issuer = issuer, .serial = &serial, .serial_len = 1,
+		.base = base, .not_before = -TESTPKI_DAY, .not_after = 365 * TESTPKI_DAY,
+		.ocsp_urls = &ocsp_url, .n_ocsp_urls = ocsp_url != NULL ? 1 : 0,
+	};
+
+	return testpki_cert(&o);
+}
+
+void
+testpki_ent_free(struct testpki_ent *e)
+{
+	if (e == NULL)
+		return;
+	X509_free(e->cert);
+	EVP_PKEY_free(e->key);
+	e->cert = NULL;
+	e->key = NULL;
+}
+
+unsigned char *
+testpki_ocsp_response(const struct testpki_resp_opts *o, size_t *len)
+{
+	OCSP_RESPONSE *resp;
+	OCSP_BASICRESP *bs = NULL;
+	OCSP_CERTID *id;
+	ASN1_TIME *thisupd = NULL, *nextupd = NULL, *rev = NULL;
+	unsigned char *der = NULL;
+	unsigned long flags = 0;
+	int n;
+
+	if (o->response_status != OCSP_RESPONSE_STATUS_SUCCESSFUL) {
+		CHECK((resp = OCSP_response_create(o->response_status, NULL)) != NULL,
+		    "OCSP_response_create");
+		goto encode;
+	}
+	CHECK((bs = OCSP_BASICRESP_new()) != NULL, "OCSP_BASICRESP_new");
+	if (o->id != NULL)
+		id = OCSP_CERTID_dup(o->id);
+	else
+		id = OCSP_cert_to_id(EVP_sha1(), o->subject, o->issuer);
+	CHECK(id != NULL, "CertID");
+	CHECK((thisupd = ASN1_GENERALIZEDTIME_set(NULL, o->this_update)) != NULL, "thisUpdate");
+	if (!o->no_next_update)
+		CHECK((nextupd = ASN1_GENERALIZEDTIME_set(NULL, o->next_update)) != NULL,
+		    "nextUpdate");
+	if (o->cert_status == V_OCSP_CERTSTATUS_REVOKED)
+		CHECK((rev = ASN1_GENERALIZEDTIME_set(NULL, o->revoked_at)) != NULL,
+		    "revocationTime");
+	CHECK(OCSP_basic_add1_status(bs, id, o->cert_status, o->reason, rev, thisupd,
+	    nextupd) != NULL, "OCSP_basic_add1_status");
+	if (!o->include_signer)
+		flags |= OCSP_NOCERTS;
+	if (o->resp_id_by_key)
+		flags |= OCSP_RESPID_KEY;
+	CHECK(OCSP_basic_sign(bs, o->signer->cert, o->signer->key, EVP_sha256(), NULL, flags),
+	    "OCSP_basic_sign");
+	CHECK((resp = OCSP_response_create(OCSP_RESPONSE_STATUS_SUCCESSFUL, bs)) != NULL,
+	    "OCSP_response_create");
+	OCSP_CERTID_free(id);
+	ASN1_TIME_free(thisupd);
+	ASN1_TIME_free(nextupd);
+	ASN1_TIME_free(rev);
+	OCSP_BASICRESP_free(bs);
+
+encode:
+	CHECK((n = i2d_OCSP_RESPONSE(resp, &der)) > 0, "i2d_OCSP_RESPONSE");
+	OCSP_RESPONSE_free(resp);
+	*len = (size_t)n;
+	return der;
+}
+
+unsigned char *
+testpki_pem(X509 *const *certs, int n, size_t *len)
+{
+	BIO *bio = BIO_new(BIO_s_mem());
+	unsigned char *out;
+	char *data;
+	long dlen;
+	int i;
+
+	CHECK(bio != NULL, "BIO_new");
+	for (i = 0; i < n; i++)
+		CHECK(PEM_write_bio_X509(bio, certs[i]), "PEM_write_bio_X509");
+	dlen = BIO_get_mem_data(bio, &data);
+	CHECK(dlen >= 0 && (out = malloc((size_t)dlen + 1)) != NULL, "malloc");
+	memcpy(out, data, (size_t)dlen);
+	out[dlen] = '\0';
+	*len = (size_t)dlen;
+	BIO_free(bio);
+	return out;
+}
+
+unsigned char *
+testpki_der(X509 *cert, size_t *len)
+{
+	unsigned char *der = NULL;
+	int n = i2d_X509(cert, &der);
+
+	CHECK(n > 0, "i2d_X509");
+	*len = (size_t)n;
+	return der;
+}
+
+char *
+testpki_tmpdir(void)
+{
+	const char *base = getenv("STAPLER_TEST_TMP");
+	char *path;
+	size_t cap;
+
+	if (base == NULL || *base == '\0')
+		base = "/tmp";
+	cap = strlen(base) + sizeof("/testpki.XXXXXX");
+	CHECK((path = malloc(cap)) != NULL, "malloc");
+	snprintf(path, cap, "%s/testpki.XXXXXX", base);
+	CHECK(mkdtemp(path) != NULL, "mkdtemp");
+	return path;
+}
+
+char *
+testpki_write_file(const char *dir, const char *name, const void *buf, size_t len)
+{
+	size_t cap = strlen(dir) + strlen(name) + 2;
+	char *path;
+	FILE *f;
+
+	CHECK((path = malloc(cap)) != NULL, "malloc");
+	snprintf(path, cap, "%s/%s", dir, name);
+	CHECK((f = fopen(path, "wb")) != NULL, "fopen");
+	CHECK(len == 0 || fwrite(buf, 1, len, f) == len, "fwrite");
+	CHECK(fclose(f) == 0, "fclose");
+	return path;
+}
+
+void
+testpki_tmpdir_remove(const char *dir)
+{
+	struct dirent *de;
+	char path[4096];
+	DIR *d;
+
+	if (dir == NULL || (d = opendir(dir)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		unlink(path);
+	}
+	closedir(d);
+	rmdir(dir);
+}
