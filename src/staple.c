@@ -22,21 +22,16 @@ struct staple_wait {
 	staple_cb cb;
 	void *arg;
 	unsigned char digest[STORE_DIGEST_LEN];
+	int has_digest;
 	TAILQ_ENTRY(staple_wait) link;
 };
 
 /* One certificate with a fetch in flight, and everyone waiting for it. */
 struct pending {
 	struct staple_service *svc;
-	struct stapler_key key;
-	char serial_hex[STAPLER_SERIAL_HEX_MAX];
-	char key_hash_hex[STAPLER_SHA1_HEX];
-	X509 *issuer;
-	OCSP_CERTID *id;
-	struct certs_urls urls;
+	struct stapler_key key;      /* the table's key: a copy of t->key */
+	struct staple_target *t;
 	int url_index;
-	char subject[512];
-	time_t not_after;
 	unsigned char *req;
 	size_t req_len;
 	char last_error[512];
@@ -108,9 +103,7 @@ pending_free(struct pending *p)
 		TAILQ_REMOVE(&p->waiters, w, link);
 		free(w);
 	}
-	X509_free(p->issuer);
-	OCSP_CERTID_free(p->id);
-	certs_urls_free(&p->urls);
+	staple_target_free(&p->t);
 	OPENSSL_free(p->req);
 	free(p);
 }
@@ -186,7 +179,8 @@ pending_finish(struct pending *p, enum staple_outcome outcome, const struct stap
 	while ((w = TAILQ_FIRST(&p->waiters)) != NULL) {
 		TAILQ_REMOVE(&p->waiters, w, link);
 		if (outcome == STAPLE_OK)
-			store_seen_put(svc->store, w->digest, &p->key, p->not_after);
+			if (w->has_digest)
+				store_seen_put(svc->store, w->digest, &p->key, p->t->not_after);
 		w->cb(outcome, s, error, w->arg);
 		free(w);
 	}
@@ -207,16 +201,16 @@ commit(struct pending *p, const char *url, const unsigned char *der, size_t len,
 	unsigned char *issuer_der;
 	size_t issuer_len;
 
-	for (int i = 0; i < p->urls.n; i++) {
-		int n = snprintf(urls + off, sizeof(urls) - off, "%s%s", i ? "\n" : "", p->urls.url[i]);
+	for (int i = 0; i < p->t->urls.n; i++) {
+		int n = snprintf(urls + off, sizeof(urls) - off, "%s%s", i ? "\n" : "", p->t->urls.url[i]);
 
 		if (n > 0 && (size_t)n < sizeof(urls) - off)
 			off += (size_t)n;
 	}
-	util_strlcpy(row.serial, p->serial_hex, sizeof(row.serial));
-	util_strlcpy(row.issuer_key_hash, p->key_hash_hex, sizeof(row.issuer_key_hash));
-	certs_certid_name_hash_hex(p->id, row.issuer_name_hash);
-	row.subject = p->subject;
+	util_strlcpy(row.serial, p->t->serial_hex, sizeof(row.serial));
+	util_strlcpy(row.issuer_key_hash, p->t->key_hash_hex, sizeof(row.issuer_key_hash));
+	certs_certid_name_hash_hex(p->t->id, row.issuer_name_hash);
+	row.subject = p->t->subject;
 	row.ocsp_url = (char *)(uintptr_t)url;
 	row.ocsp_urls = urls;
 	row.status = r->status;
@@ -226,7 +220,7 @@ commit(struct pending *p, const char *url, const unsigned char *der, size_t len,
 	row.next_update = r->next_update;
 	row.produced_at = r->produced_at;
 	row.fetched_at = now;
-	row.cert_not_after = p->not_after;
+	row.cert_not_after = p->t->not_after;
 	row.response_der = (unsigned char *)(uintptr_t)der;
 	row.response_len = len;
 	row.request_der = p->req;
@@ -234,19 +228,19 @@ commit(struct pending *p, const char *url, const unsigned char *der, size_t len,
 	row.next_refresh_at = 0;
 	row.created_at = now;
 
-	util_strlcpy(issuer.key_hash, p->key_hash_hex, sizeof(issuer.key_hash));
-	if ((issuer_der = certs_der(p->issuer, &issuer_len)) == NULL)
+	util_strlcpy(issuer.key_hash, p->t->key_hash_hex, sizeof(issuer.key_hash));
+	if ((issuer_der = certs_der(p->t->issuer, &issuer_len)) == NULL)
 		return NULL;
 	{
 		char isub[512];
 
-		certs_subject(p->issuer, isub, sizeof(isub));
+		certs_subject(p->t->issuer, isub, sizeof(isub));
 		issuer.subject = isub;
 		issuer.cert_der = issuer_der;
 		issuer.cert_len = issuer_len;
 		/* A verified staple is served even if the disk write fails; it is only lost at restart. */
 		if (cache_store(svc->cache, &issuer, &row) < 0)
-			log_error("cache_store_failed", "serial=%s issuer=%s", p->serial_hex, p->key_hash_hex);
+			log_error("cache_store_failed", "serial=%s issuer=%s", p->t->serial_hex, p->t->key_hash_hex);
 	}
 	OPENSSL_free(issuer_der);
 	s = staple_new(&p->key, r->status, r->this_update, r->next_update, r->produced_at, now, der, len);
@@ -272,18 +266,18 @@ on_fetched(const struct fetch_result *res, void *arg)
 	}
 	if (res->status != FETCH_OK) {
 		snprintf(p->last_error, sizeof(p->last_error), "%s: %s", res->url, res->error);
-		log_warn("fetch_failed", "serial=%s issuer=%s url=\"%s\" error=\"%s\"", p->serial_hex,
-		    p->key_hash_hex, res->url, res->error);
+		log_warn("fetch_failed", "serial=%s issuer=%s url=\"%s\" error=\"%s\"", p->t->serial_hex,
+		    p->t->key_hash_hex, res->url, res->error);
 		p->url_index++;
 		(void)try_next_url(p);
 		return;
 	}
-	v = ocsp_verify(res->body, res->len, p->id, p->issuer, now, &r);
+	v = ocsp_verify(res->body, res->len, p->t->id, p->t->issuer, now, &r);
 	if (v != OCSP_OK) {
 		snprintf(p->last_error, sizeof(p->last_error), "%s: %s: %s", res->url,
 		    ocsp_verdict_name(v), r.detail);
 		log_warn("response_rejected", "serial=%s issuer=%s url=\"%s\" verdict=%s detail=\"%s\"",
-		    p->serial_hex, p->key_hash_hex, res->url, ocsp_verdict_name(v), r.detail);
+		    p->t->serial_hex, p->t->key_hash_hex, res->url, ocsp_verdict_name(v), r.detail);
 		p->url_index++;
 		(void)try_next_url(p);
 		return;
@@ -294,7 +288,7 @@ on_fetched(const struct fetch_result *res, void *arg)
 		snprintf(p->last_error, sizeof(p->last_error), "%s: says %s for a revoked certificate",
 		    res->url, stapler_status_name(r.status));
 		log_warn("response_rejected", "serial=%s issuer=%s url=\"%s\" verdict=rollback status=%s",
-		    p->serial_hex, p->key_hash_hex, res->url, stapler_status_name(r.status));
+		    p->t->serial_hex, p->t->key_hash_hex, res->url, stapler_status_name(r.status));
 		p->url_index++;
 		(void)try_next_url(p);
 		return;
@@ -304,7 +298,7 @@ on_fetched(const struct fetch_result *res, void *arg)
 		return;
 	}
 	log_info("staple_fetched", "serial=%s issuer=%s url=\"%s\" status=%s this_update=%lld next_update=%lld",
-	    p->serial_hex, p->key_hash_hex, res->url, stapler_status_name(r.status),
+	    p->t->serial_hex, p->t->key_hash_hex, res->url, stapler_status_name(r.status),
 	    (long long)r.this_update, (long long)r.next_update);
 	pending_finish(p, STAPLE_OK, s, NULL);
 }
@@ -316,11 +310,11 @@ try_next_url(struct pending *p)
 {
 	char err[256];
 
-	for (; p->url_index < p->urls.n; p->url_index++) {
-		if (fetch_start(p->svc->fetch, p->urls.url[p->url_index], p->req, p->req_len, on_fetched, p,
+	for (; p->url_index < p->t->urls.n; p->url_index++) {
+		if (fetch_start(p->svc->fetch, p->t->urls.url[p->url_index], p->req, p->req_len, on_fetched, p,
 		    err, sizeof(err)) == 0)
 			return 0;
-		snprintf(p->last_error, sizeof(p->last_error), "%.200s: %.250s", p->urls.url[p->url_index], err);
+		snprintf(p->last_error, sizeof(p->last_error), "%.200s: %.250s", p->t->urls.url[p->url_index], err);
 	}
 	pending_finish(p, STAPLE_UPSTREAM_FAILED, NULL, p->last_error);
 	return -1;
@@ -336,74 +330,114 @@ wait_add(struct pending *p, const unsigned char *digest, staple_cb cb, void *arg
 	w->p = p;
 	w->cb = cb;
 	w->arg = arg;
-	memcpy(w->digest, digest, STORE_DIGEST_LEN);
+	if (digest != NULL) {
+		memcpy(w->digest, digest, STORE_DIGEST_LEN);
+		w->has_digest = 1;
+	}
 	TAILQ_INSERT_TAIL(&p->waiters, w, link);
 	return w;
 }
 
-/* Checks the submission and fills p; returns STAPLE_OK or the outcome to answer with. */
-static enum staple_outcome
-prepare(struct staple_service *svc, const unsigned char *body, size_t len, time_t now,
-    struct pending *p, char *err, size_t errlen)
+struct staple_target *
+staple_target_new(X509 *subject, X509 *issuer, time_t not_after, char *err, size_t errlen)
 {
-	STACK_OF(X509) *certs = NULL;
-	enum staple_outcome out = STAPLE_BAD_INPUT;
-	char why[256];
-	X509 *subject;
-	int usable = 0;
+	struct staple_target *t;
 
-	if ((certs = certs_parse(body, len, why, sizeof(why))) == NULL) {
-		snprintf(err, errlen, "%s", why);
-		goto out;
+	if ((t = calloc(1, sizeof(*t))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
 	}
-	subject = sk_X509_value(certs, 0);
-	certs_subject(subject, p->subject, sizeof(p->subject));
-	if (certs_verify_chain(svc->trust, certs, now, &p->issuer, &p->not_after, why, sizeof(why)) < 0) {
-		snprintf(err, errlen, "issuer not trusted: %s", why);
-		out = STAPLE_UNTRUSTED;
-		goto out;
+	if (!X509_up_ref(issuer)) {
+		free(t);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
 	}
-	if ((p->id = certs_certid(subject, p->issuer)) == NULL ||
-	    certs_certid_key(p->id, &p->key) < 0) {
+	t->issuer = issuer;
+	t->not_after = not_after;
+	certs_subject(subject, t->subject, sizeof(t->subject));
+	if ((t->id = certs_certid(subject, issuer)) == NULL || certs_certid_key(t->id, &t->key) < 0) {
 		snprintf(err, errlen, "cannot compute the OCSP CertID (serial longer than %d octets?)",
 		    STAPLER_SERIAL_MAX);
-		goto out;
+		staple_target_free(&t);
+		return NULL;
 	}
-	stapler_key_serial_hex(&p->key, p->serial_hex);
-	stapler_key_hash_hex(&p->key, p->key_hash_hex);
-	if (certs_ocsp_urls(subject, &p->urls) == 0) {
+	stapler_key_serial_hex(&t->key, t->serial_hex);
+	stapler_key_hash_hex(&t->key, t->key_hash_hex);
+	certs_ocsp_urls(subject, &t->urls);
+	return t;
+}
+
+struct staple_target *
+staple_target_from_certid(const OCSP_CERTID *id, X509 *issuer, const struct certs_urls *urls,
+    const char *subject, time_t not_after)
+{
+	struct staple_target *t;
+
+	if ((t = calloc(1, sizeof(*t))) == NULL)
+		return NULL;
+	if (!X509_up_ref(issuer)) {
+		free(t);
+		return NULL;
+	}
+	t->issuer = issuer;
+	t->not_after = not_after;
+	util_strlcpy(t->subject, subject != NULL ? subject : "", sizeof(t->subject));
+	if ((t->id = OCSP_CERTID_dup(id)) == NULL || certs_certid_key(t->id, &t->key) < 0)
+		goto fail;
+	stapler_key_serial_hex(&t->key, t->serial_hex);
+	stapler_key_hash_hex(&t->key, t->key_hash_hex);
+	for (int i = 0; urls != NULL && i < urls->n && i < CERTS_MAX_URLS; i++) {
+		if ((t->urls.url[i] = strdup(urls->url[i])) == NULL)
+			goto fail;
+		t->urls.n++;
+	}
+	return t;
+fail:
+	staple_target_free(&t);
+	return NULL;
+}
+
+void
+staple_target_free(struct staple_target **tp)
+{
+	struct staple_target *t;
+
+	if (tp == NULL || (t = *tp) == NULL)
+		return;
+	X509_free(t->issuer);
+	OCSP_CERTID_free(t->id);
+	certs_urls_free(&t->urls);
+	free(t);
+	*tp = NULL;
+}
+
+/* Checks that t may be fetched at all. Returns STAPLE_OK or the outcome to answer with. */
+static enum staple_outcome
+target_check(struct staple_service *svc, const struct staple_target *t, char *err, size_t errlen)
+{
+	char why[256];
+	int usable = 0;
+
+	if (t->urls.n == 0) {
 		snprintf(err, errlen, "certificate has no OCSP URL (authorityInfoAccess)");
-		out = STAPLE_NO_URL;
-		goto out;
+		return STAPLE_NO_URL;
 	}
 	/* Policy first: a URL the operator did not allow is never contacted. */
-	for (int i = 0; i < p->urls.n; i++) {
-		if (fetch_url_allowed(svc->cfg, p->urls.url[i], NULL, 0, why, sizeof(why)) == 0)
+	for (int i = 0; i < t->urls.n; i++) {
+		if (fetch_url_allowed(svc->cfg, t->urls.url[i], NULL, 0, why, sizeof(why)) == 0)
 			usable++;
 		else
 			snprintf(err, errlen, "no OCSP URL may be fetched: %s", why);
 	}
-	if (usable == 0) {
-		out = strstr(err, "allow") != NULL ? STAPLE_UNTRUSTED : STAPLE_NO_URL;
-		goto out;
-	}
-	if (ocsp_request_build(p->id, &p->req, &p->req_len) < 0) {
-		snprintf(err, errlen, "cannot build the OCSP request");
-		out = STAPLE_UNAVAILABLE;
-		goto out;
-	}
-	out = STAPLE_OK;
-out:
-	sk_X509_pop_free(certs, X509_free);
-	return out;
+	if (usable == 0)
+		return strstr(err, "allow") != NULL ? STAPLE_UNTRUSTED : STAPLE_NO_URL;
+	return STAPLE_OK;
 }
 
 struct staple_wait *
-staple_submit(struct staple_service *svc, const unsigned char *body, size_t len, time_t now,
-    staple_cb cb, void *arg)
+staple_ensure(struct staple_service *svc, struct staple_target *t, const unsigned char *digest,
+    time_t now, staple_cb cb, void *arg)
 {
-	unsigned char digest[STORE_DIGEST_LEN];
-	const struct stapler_key *seen;
 	const struct staple *s;
 	struct pending *p = NULL, *running;
 	struct staple_wait *w;
@@ -411,39 +445,40 @@ staple_submit(struct staple_service *svc, const unsigned char *body, size_t len,
 	char err[512] = "";
 	void *replaced;
 
-	if (EVP_Digest(body, len, digest, NULL, EVP_sha256(), NULL) != 1) {
-		cb(STAPLE_UNAVAILABLE, NULL, "digest failed", arg);
-		return NULL;
-	}
-	/* The hot path: a body seen before maps straight to its staple. */
-	if ((seen = store_seen_get(svc->store, digest, now)) != NULL &&
-	    (s = store_get(svc->store, seen)) != NULL && staple_servable(s, now)) {
+	if ((s = store_get(svc->store, &t->key)) != NULL && staple_servable(s, now)) {
+		if (digest != NULL)
+			store_seen_put(svc->store, digest, &t->key, t->not_after);
+		staple_target_free(&t);
 		cb(STAPLE_OK, s, NULL, arg);
 		return NULL;
 	}
+	if ((running = table_get(&svc->pending, &t->key, svc->seed)) != NULL) {
+		staple_target_free(&t);
+		if ((w = wait_add(running, digest, cb, arg)) == NULL)
+			cb(STAPLE_UNAVAILABLE, NULL, "out of memory", arg);
+		return w;
+	}
+	if ((out = target_check(svc, t, err, sizeof(err))) != STAPLE_OK) {
+		log_info("submission_refused", "serial=%s issuer=%s status=%d error=\"%s\"",
+		    t->serial_hex, t->key_hash_hex, staple_outcome_http(out), err);
+		staple_target_free(&t);
+		cb(out, NULL, err, arg);
+		return NULL;
+	}
 	if ((p = calloc(1, sizeof(*p))) == NULL) {
+		staple_target_free(&t);
 		cb(STAPLE_UNAVAILABLE, NULL, "out of memory", arg);
 		return NULL;
 	}
 	p->svc = svc;
+	p->key = t->key;
+	p->t = t;
+	t = NULL;
 	TAILQ_INIT(&p->waiters);
-	if ((out = prepare(svc, body, len, now, p, err, sizeof(err))) != STAPLE_OK) {
-		log_info("submission_refused", "status=%d error=\"%s\"", staple_outcome_http(out), err);
+	if (ocsp_request_build(p->t->id, &p->req, &p->req_len) < 0) {
 		pending_free(p);
-		cb(out, NULL, err, arg);
+		cb(STAPLE_UNAVAILABLE, NULL, "cannot build the OCSP request", arg);
 		return NULL;
-	}
-	if ((s = store_get(svc->store, &p->key)) != NULL && staple_servable(s, now)) {
-		store_seen_put(svc->store, digest, &p->key, p->not_after);
-		pending_free(p);
-		cb(STAPLE_OK, s, NULL, arg);
-		return NULL;
-	}
-	if ((running = table_get(&svc->pending, &p->key, svc->seed)) != NULL) {
-		pending_free(p);
-		if ((w = wait_add(running, digest, cb, arg)) == NULL)
-			cb(STAPLE_UNAVAILABLE, NULL, "out of memory", arg);
-		return w;
 	}
 	if (table_put(&svc->pending, p, svc->seed, &replaced) < 0 ||
 	    (w = wait_add(p, digest, cb, arg)) == NULL) {
@@ -456,6 +491,66 @@ staple_submit(struct staple_service *svc, const unsigned char *body, size_t len,
 	if (try_next_url(p) < 0)
 		return NULL;
 	return w;
+}
+
+/* Parses a body and checks its chain; returns STAPLE_OK with a new target, or the outcome. */
+static enum staple_outcome
+prepare(struct staple_service *svc, const unsigned char *body, size_t len, time_t now,
+    struct staple_target **out_t, char *err, size_t errlen)
+{
+	STACK_OF(X509) *certs = NULL;
+	enum staple_outcome out = STAPLE_BAD_INPUT;
+	X509 *issuer = NULL;
+	time_t not_after;
+	char why[256];
+
+	*out_t = NULL;
+	if ((certs = certs_parse(body, len, why, sizeof(why))) == NULL) {
+		snprintf(err, errlen, "%s", why);
+		goto out;
+	}
+	if (certs_verify_chain(svc->trust, certs, now, &issuer, &not_after, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "issuer not trusted: %s", why);
+		out = STAPLE_UNTRUSTED;
+		goto out;
+	}
+	if ((*out_t = staple_target_new(sk_X509_value(certs, 0), issuer, not_after, err,
+	    errlen)) == NULL)
+		goto out;
+	out = STAPLE_OK;
+out:
+	X509_free(issuer);
+	sk_X509_pop_free(certs, X509_free);
+	return out;
+}
+
+struct staple_wait *
+staple_submit(struct staple_service *svc, const unsigned char *body, size_t len, time_t now,
+    staple_cb cb, void *arg)
+{
+	unsigned char digest[STORE_DIGEST_LEN];
+	const struct stapler_key *seen;
+	const struct staple *s;
+	struct staple_target *t;
+	enum staple_outcome out;
+	char err[512] = "";
+
+	if (EVP_Digest(body, len, digest, NULL, EVP_sha256(), NULL) != 1) {
+		cb(STAPLE_UNAVAILABLE, NULL, "digest failed", arg);
+		return NULL;
+	}
+	/* The hot path: a body seen before maps straight to its staple. */
+	if ((seen = store_seen_get(svc->store, digest, now)) != NULL &&
+	    (s = store_get(svc->store, seen)) != NULL && staple_servable(s, now)) {
+		cb(STAPLE_OK, s, NULL, arg);
+		return NULL;
+	}
+	if ((out = prepare(svc, body, len, now, &t, err, sizeof(err))) != STAPLE_OK) {
+		log_info("submission_refused", "status=%d error=\"%s\"", staple_outcome_http(out), err);
+		cb(out, NULL, err, arg);
+		return NULL;
+	}
+	return staple_ensure(svc, t, digest, now, cb, arg);
 }
 
 void

@@ -6,6 +6,10 @@
 #include <stddef.h>
 #include <time.h>
 
+#include <openssl/ocsp.h>
+#include <openssl/x509.h>
+
+#include "stapler/certs.h"
 #include "stapler/store.h"
 
 struct cache;
@@ -30,6 +34,31 @@ typedef void (*staple_cb)(enum staple_outcome outcome, const struct staple *s, c
 struct staple_service;
 struct staple_wait;
 
+/* One certificate to staple: who it is (key, CertID), who issued it (verifies the answer),
+ * where to ask (AIA URLs in order) and until when it is worth asking (earliest notAfter of
+ * its chain). Every path that fetches (a submission, a chain staple, an OCSP proxy miss, a
+ * refresh) builds one and hands it to staple_ensure(). */
+struct staple_target {
+	struct stapler_key key;
+	char serial_hex[STAPLER_SERIAL_HEX_MAX];
+	char key_hash_hex[STAPLER_SHA1_HEX];
+	OCSP_CERTID *id;          /* owned */
+	X509 *issuer;             /* owned reference */
+	struct certs_urls urls;   /* owned */
+	char subject[512];
+	time_t not_after;
+};
+
+/* A new target for subject under issuer (a new reference is taken on issuer): CertID, key,
+ * AIA URLs. Returns NULL with err set when the CertID cannot be made (serial too long). A
+ * target without URLs is returned all the same (urls.n == 0): staple_ensure() answers 422. */
+struct staple_target *staple_target_new(X509 *subject, X509 *issuer, time_t not_after,
+    char *err, size_t errlen);
+/* A new target from a CertID (copied), its issuer (new reference) and URLs (copied). */
+struct staple_target *staple_target_from_certid(const OCSP_CERTID *id, X509 *issuer,
+    const struct certs_urls *urls, const char *subject, time_t not_after);
+void staple_target_free(struct staple_target **t);
+
 /* The service uses (does not own) every part passed in. */
 struct staple_service *staple_service_new(const struct stapler_config *cfg,
     const struct certs_trust *trust, struct cache *cache, struct store *store, struct fetcher *fetch);
@@ -47,6 +76,13 @@ long staple_service_load(struct staple_service *svc);
 struct staple_wait *staple_submit(struct staple_service *svc, const unsigned char *body, size_t len,
     time_t now, staple_cb cb, void *arg);
 void staple_wait_cancel(struct staple_wait *w);
+
+/* Gets a staple for t (taken: freed by the service): from memory when a servable one is there,
+ * else through the one fetch in flight for t->key, else a new fetch over t's URLs. digest, when
+ * not NULL, is remembered for the body that named t once the staple is there. Calls cb at once
+ * and returns NULL when the answer is known now; otherwise returns a wait handle. */
+struct staple_wait *staple_ensure(struct staple_service *svc, struct staple_target *t,
+    const unsigned char *digest, time_t now, staple_cb cb, void *arg);
 
 /* Certificates with a fetch in flight. */
 size_t staple_service_pending(const struct staple_service *svc);
