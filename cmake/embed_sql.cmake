@@ -1,5 +1,6 @@
 # Writes OUT: a C array of the migration scripts named in SQL_FILES, in order.
 set(body "/* Generated from sql/ by cmake/embed_sql.cmake; do not edit. */\n#include <stddef.h>\n")
+string(REPLACE "|" ";" SQL_FILES "${SQL_FILES}")
 set(names "")
 set(i 0)
 foreach(f IN LISTS SQL_FILES)

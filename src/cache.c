@@ -27,6 +27,12 @@ enum cache_stmt {
 	ST_GET_ISSUER,
 	ST_ALL_ROWS,
 	ST_COUNT,
+	ST_DUE,
+	ST_SET_REFRESH,
+	ST_SET_FAILURE,
+	ST_DELETE,
+	ST_EXPIRED,
+	ST_SPREAD,
 	ST_MAX
 };
 
@@ -87,6 +93,23 @@ static const char *const stmt_sql[ST_MAX] = {
 	[ST_GET_ISSUER] = "SELECT key_hash, subject, cert_der FROM issuer WHERE key_hash = ?1",
 	[ST_ALL_ROWS] = "SELECT " ROW_COLUMNS " FROM ocsp_response ORDER BY id",
 	[ST_COUNT] = "SELECT cert_status, count(*) FROM ocsp_response GROUP BY cert_status",
+	/* Rides the next_refresh_at index; a certificate past its notAfter is never refetched. */
+	[ST_DUE] =
+	    "SELECT " ROW_COLUMNS " FROM ocsp_response WHERE next_refresh_at <= ?1 "
+	    "AND cert_not_after > ?1 ORDER BY next_refresh_at LIMIT ?2",
+	[ST_SET_REFRESH] =
+	    "UPDATE ocsp_response SET next_refresh_at = ?3 WHERE issuer_key_hash = ?1 AND serial = ?2",
+	[ST_SET_FAILURE] =
+	    "UPDATE ocsp_response SET failures = ?3, last_error = ?4, next_refresh_at = ?5 "
+	    "WHERE issuer_key_hash = ?1 AND serial = ?2",
+	[ST_DELETE] = "DELETE FROM ocsp_response WHERE issuer_key_hash = ?1 AND serial = ?2",
+	[ST_EXPIRED] =
+	    "SELECT issuer_key_hash, serial FROM ocsp_response WHERE cert_not_after < ?1 "
+	    "ORDER BY cert_not_after LIMIT ?2",
+	/* Warm start: entries already due are spread over the next ?2 seconds. */
+	[ST_SPREAD] =
+	    "UPDATE ocsp_response SET next_refresh_at = ?1 + abs(random() % ?2) "
+	    "WHERE next_refresh_at <= ?1",
 };
 
 struct cache {
@@ -350,6 +373,12 @@ cache_close(struct cache **cache)
 		cache_fail("close", sqlite3_errmsg(c->db));
 	free(c);
 	*cache = NULL;
+}
+
+int
+cache_schema_latest(void)
+{
+	return (int)cache_migration_count;
 }
 
 int
@@ -720,4 +749,177 @@ cache_issuer_clear(struct cache_issuer *issuer)
 	free(issuer->subject);
 	free(issuer->cert_der);
 	memset(issuer, 0, sizeof(*issuer));
+}
+
+int
+cache_due(struct cache *cache, long long now, int limit,
+    int (*cb)(const struct cache_row *row, void *arg), void *arg)
+{
+	sqlite3_stmt *st = cache->stmt[ST_DUE];
+	struct cache_row row;
+	int rc, n = 0, ret = -1;
+
+	if (sqlite3_bind_int64(st, 1, now) != SQLITE_OK || sqlite3_bind_int(st, 2, limit) != SQLITE_OK) {
+		cache_fail_db(cache, "due");
+		goto out;
+	}
+	/* Rows are read first and handed out after the statement is reset, so that cb may write
+	 * (each row is copied: a batch is bounded by limit). */
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (row_read(st, &row) != 0) {
+			cache_fail("due", "unreadable row (out of memory or corrupt)");
+			goto out;
+		}
+		ret = cb(&row, arg);
+		cache_row_clear(&row);
+		n++;
+		if (ret != 0)
+			goto out;
+	}
+	if (rc != SQLITE_DONE) {
+		cache_fail_db(cache, "due");
+		goto out;
+	}
+	ret = n;
+out:
+	stmt_done(st);
+	return ret;
+}
+
+/* Binds (key hash, serial) as ?1 and ?2. */
+static int
+bind_key(sqlite3_stmt *st, const char *issuer_key_hash, const char *serial)
+{
+	return sqlite3_bind_text(st, 1, issuer_key_hash, -1, SQLITE_STATIC) == SQLITE_OK &&
+	    sqlite3_bind_text(st, 2, serial, -1, SQLITE_STATIC) == SQLITE_OK ? 0 : -1;
+}
+
+int
+cache_set_refresh(struct cache *cache, const struct cache_refresh *items, size_t n)
+{
+	sqlite3_stmt *st = cache->stmt[ST_SET_REFRESH];
+	int in_tx = 0, ret = -1;
+
+	if (n == 0)
+		return 0;
+	if (stmt_run(cache, ST_BEGIN, "set_refresh") != 0)
+		goto out;
+	in_tx = 1;
+	for (size_t i = 0; i < n; i++) {
+		if (bind_key(st, items[i].issuer_key_hash, items[i].serial) != 0 ||
+		    sqlite3_bind_int64(st, 3, items[i].next_refresh_at) != SQLITE_OK) {
+			cache_fail_db(cache, "set_refresh");
+			stmt_done(st);
+			goto out;
+		}
+		if (stmt_run(cache, ST_SET_REFRESH, "set_refresh") != 0)
+			goto out;
+	}
+	if (stmt_run(cache, ST_COMMIT, "set_refresh_commit") != 0)
+		goto out;
+	in_tx = 0;
+	ret = 0;
+out:
+	if (in_tx)
+		stmt_run(cache, ST_ROLLBACK, "set_refresh_rollback");
+	return ret;
+}
+
+int
+cache_set_failure(struct cache *cache, const char *issuer_key_hash, const char *serial,
+    int failures, const char *last_error, long long next_refresh_at)
+{
+	sqlite3_stmt *st = cache->stmt[ST_SET_FAILURE];
+
+	if (bind_key(st, issuer_key_hash, serial) != 0 ||
+	    sqlite3_bind_int(st, 3, failures) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 4, last_error, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 5, next_refresh_at) != SQLITE_OK) {
+		cache_fail_db(cache, "set_failure");
+		stmt_done(st);
+		return -1;
+	}
+	return stmt_run(cache, ST_SET_FAILURE, "set_failure");
+}
+
+int
+cache_delete(struct cache *cache, const char *issuer_key_hash, const char *serial)
+{
+	sqlite3_stmt *st = cache->stmt[ST_DELETE];
+
+	if (bind_key(st, issuer_key_hash, serial) != 0) {
+		cache_fail_db(cache, "delete");
+		stmt_done(st);
+		return -1;
+	}
+	if (stmt_run(cache, ST_DELETE, "delete") != 0)
+		return -1;
+	return sqlite3_changes(cache->db) > 0 ? 1 : 0;
+}
+
+int
+cache_purge_expired(struct cache *cache, long long before, int limit,
+    void (*cb)(const char *issuer_key_hash, const char *serial, void *arg), void *arg)
+{
+	sqlite3_stmt *st = cache->stmt[ST_EXPIRED];
+	struct cache_refresh *keys = NULL;
+	int rc, n = 0, in_tx = 0, ret = -1;
+
+	if (limit <= 0)
+		return 0;
+	if ((keys = calloc((size_t)limit, sizeof(*keys))) == NULL) {
+		cache_fail("purge", "out of memory");
+		return -1;
+	}
+	if (sqlite3_bind_int64(st, 1, before) != SQLITE_OK || sqlite3_bind_int(st, 2, limit) != SQLITE_OK) {
+		cache_fail_db(cache, "purge");
+		stmt_done(st);
+		goto out;
+	}
+	while (n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (col_copy(st, 0, keys[n].issuer_key_hash, sizeof(keys[n].issuer_key_hash)) != 0 ||
+		    col_copy(st, 1, keys[n].serial, sizeof(keys[n].serial)) != 0)
+			continue;
+		n++;
+	}
+	stmt_done(st);
+	if (n == 0) {
+		ret = 0;
+		goto out;
+	}
+	if (stmt_run(cache, ST_BEGIN, "purge") != 0)
+		goto out;
+	in_tx = 1;
+	for (int i = 0; i < n; i++) {
+		if (cache_delete(cache, keys[i].issuer_key_hash, keys[i].serial) < 0)
+			goto out;
+	}
+	if (stmt_run(cache, ST_COMMIT, "purge_commit") != 0)
+		goto out;
+	in_tx = 0;
+	for (int i = 0; cb != NULL && i < n; i++)
+		cb(keys[i].issuer_key_hash, keys[i].serial, arg);
+	ret = n;
+out:
+	if (in_tx)
+		stmt_run(cache, ST_ROLLBACK, "purge_rollback");
+	free(keys);
+	return ret;
+}
+
+int
+cache_spread_due(struct cache *cache, long long now, long long spread)
+{
+	sqlite3_stmt *st = cache->stmt[ST_SPREAD];
+
+	if (spread < 1)
+		spread = 1;
+	if (sqlite3_bind_int64(st, 1, now) != SQLITE_OK || sqlite3_bind_int64(st, 2, spread) != SQLITE_OK) {
+		cache_fail_db(cache, "spread");
+		stmt_done(st);
+		return -1;
+	}
+	if (stmt_run(cache, ST_SPREAD, "spread") != 0)
+		return -1;
+	return sqlite3_changes(cache->db);
 }

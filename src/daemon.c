@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <curl/curl.h>
 #include <event2/event.h>
@@ -10,6 +11,7 @@
 #include "daemon.h"
 #include "fetch.h"
 #include "http_api.h"
+#include "refresh.h"
 #include "staple.h"
 #include "stapler/cache.h"
 #include "stapler/certs.h"
@@ -29,6 +31,7 @@ struct daemon {
 	struct fetcher *fetch;
 	struct staple_service *svc;
 	struct http_api *api;
+	struct refresher *refresh;
 	struct event *sig_term, *sig_int, *sig_hup, *drain;
 	int stopping;
 	int idle_ticks;
@@ -103,6 +106,7 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	staple_service_reload(d->svc, ncfg, ntrust);
 	fetch_set_config(d->fetch, ncfg);
 	http_api_set_config(d->api, ncfg);
+	refresh_set_config(d->refresh, ncfg);
 	certs_trust_free(&d->trust);
 	config_free(&d->cfg);
 	d->trust = ntrust;
@@ -116,6 +120,7 @@ daemon_free(struct daemon *d)
 	/* Order matters: the HTTP side first (no more callbacks into the service), then the
 	 * fetcher (its cancelled callbacks still reach the service), then the rest. */
 	http_api_free(&d->api);
+	refresh_free(&d->refresh);
 	fetch_free(&d->fetch);
 	staple_service_free(&d->svc);
 	store_free(&d->store);
@@ -164,6 +169,11 @@ daemon_run(struct stapler_config *cfg)
 	/* Warm start before listening: every valid cached staple is served from the first request. */
 	if ((loaded = staple_service_load(d.svc)) < 0) {
 		log_error("startup_failed", "error=\"cannot load the cache\"");
+		goto out;
+	}
+	if ((d.refresh = refresh_new(d.base, d.cfg, d.cache, d.store, d.svc, d.fetch)) == NULL ||
+	    refresh_warm_start(d.refresh, (long long)time(NULL)) < 0) {
+		log_error("startup_failed", "error=\"cannot start the refresh timer\"");
 		goto out;
 	}
 	if ((d.api = http_api_new(d.base, d.cfg, d.svc, d.store, d.fetch, err, sizeof(err))) == NULL) {

@@ -17,9 +17,13 @@
 
 #define HOST_MAX 256
 
+/* An upstream host: its transfers, and its health. Kept while it has work or a failure. */
 struct host {
 	char name[HOST_MAX];
-	int active;
+	int active;          /* transfers running */
+	int queued;          /* transfers waiting for a slot */
+	int failures;        /* consecutive transport failures (network, timeout, HTTP 5xx) */
+	time_t retry_at;     /* while failing: no new refresh work before this */
 	LIST_ENTRY(host) link;
 };
 
@@ -29,8 +33,7 @@ struct job {
 	struct curl_slist *headers;
 	char *url;           /* responder URL */
 	char *get_url;       /* RFC 5019 GET URL, or NULL for POST */
-	struct host *host;   /* set while running */
-	char host_name[HOST_MAX];
+	struct host *host;   /* counted in host->queued, then host->active */
 	unsigned char *req;
 	size_t req_len;
 	unsigned char *body;
@@ -132,7 +135,7 @@ on_write(char *data, size_t size, size_t nmemb, void *userp)
 }
 
 static struct host *
-host_get(struct fetcher *f, const char *name)
+host_find(const struct fetcher *f, const char *name)
 {
 	struct host *h;
 
@@ -140,6 +143,16 @@ host_get(struct fetcher *f, const char *name)
 		if (strcmp(h->name, name) == 0)
 			return h;
 	}
+	return NULL;
+}
+
+static struct host *
+host_get(struct fetcher *f, const char *name)
+{
+	struct host *h;
+
+	if ((h = host_find(f, name)) != NULL)
+		return h;
 	if ((h = calloc(1, sizeof(*h))) == NULL)
 		return NULL;
 	util_strlcpy(h->name, name, sizeof(h->name));
@@ -148,12 +161,35 @@ host_get(struct fetcher *f, const char *name)
 }
 
 static void
-host_release(struct host *h)
+host_gc(struct host *h)
 {
-	if (--h->active == 0) {
+	if (h->active == 0 && h->queued == 0 && h->failures == 0) {
 		LIST_REMOVE(h, link);
 		free(h);
 	}
+}
+
+/* Transport failures mark the host as failing, with a backoff that doubles up to
+ * FETCH_HOST_BACKOFF_CAP; any answer at all (even one we reject) shows it is alive. */
+static void
+host_outcome(struct host *h, enum fetch_status status, long code)
+{
+	long long delay = FETCH_HOST_BACKOFF_BASE;
+
+	if (status == FETCH_CANCELLED)
+		return;
+	if (status == FETCH_NETWORK || status == FETCH_TIMEOUT ||
+	    (status == FETCH_HTTP && code >= 500)) {
+		h->failures++;
+		for (int i = 1; i < h->failures && delay < FETCH_HOST_BACKOFF_CAP; i++)
+			delay *= 2;
+		if (delay > FETCH_HOST_BACKOFF_CAP)
+			delay = FETCH_HOST_BACKOFF_CAP;
+		h->retry_at = time(NULL) + (time_t)delay;
+		return;
+	}
+	h->failures = 0;
+	h->retry_at = 0;
 }
 
 static void
@@ -185,11 +221,15 @@ job_finish(struct job *j, enum fetch_status status, long code, const char *error
 		curl_multi_remove_handle(f->multi, j->easy);
 		TAILQ_REMOVE(&f->running, j, link);
 		f->n_running--;
-		host_release(j->host);
+		j->host->active--;
 	} else {
 		TAILQ_REMOVE(&f->queue, j, link);
 		f->n_queued--;
+		j->host->queued--;
 	}
+	host_outcome(j->host, status, code);
+	host_gc(j->host);
+	j->host = NULL;
 	if (status != FETCH_OK) {
 		res.body = NULL;
 		res.len = 0;
@@ -250,19 +290,17 @@ on_kick(evutil_socket_t fd, short what, void *arg)
 	struct job *j, *next;
 
 	for (j = TAILQ_FIRST(&f->queue); j != NULL && f->n_running < (size_t)f->cfg->max_parallel; j = next) {
-		struct host *h;
+		struct host *h = j->host;
 
 		next = TAILQ_NEXT(j, link);
-		if ((h = host_get(f, j->host_name)) == NULL)
-			break;
 		if (h->active >= FETCH_PER_HOST_MAX)
 			continue;
 		TAILQ_REMOVE(&f->queue, j, link);
 		f->n_queued--;
+		h->queued--;
 		TAILQ_INSERT_TAIL(&f->running, j, link);
 		f->n_running++;
 		h->active++;
-		j->host = h;
 		if (job_begin(j) < 0) {
 			if (j->easy != NULL) {
 				curl_easy_cleanup(j->easy);
@@ -270,9 +308,10 @@ on_kick(evutil_socket_t fd, short what, void *arg)
 			}
 			TAILQ_REMOVE(&f->running, j, link);
 			f->n_running--;
-			host_release(h);
+			h->active--;
 			TAILQ_INSERT_HEAD(&f->queue, j, link);
 			f->n_queued++;
+			h->queued++;
 			job_finish(j, FETCH_NETWORK, 0, "cannot start transfer");
 		}
 	}
@@ -413,6 +452,7 @@ void
 fetch_free(struct fetcher **fp)
 {
 	struct fetcher *f;
+	struct host *h;
 	struct job *j;
 
 	if (fp == NULL || (f = *fp) == NULL)
@@ -421,6 +461,10 @@ fetch_free(struct fetcher **fp)
 		job_finish(j, FETCH_CANCELLED, 0, "shutting down");
 	while ((j = TAILQ_FIRST(&f->queue)) != NULL)
 		job_finish(j, FETCH_CANCELLED, 0, "shutting down");
+	while ((h = LIST_FIRST(&f->hosts)) != NULL) {
+		LIST_REMOVE(h, link);
+		free(h);
+	}
 	if (f->multi != NULL)
 		curl_multi_cleanup(f->multi);
 	if (f->timer != NULL)
@@ -442,6 +486,7 @@ fetch_start(struct fetcher *f, const char *url, const unsigned char *der, size_t
     fetch_cb cb, void *arg, char *err, size_t errlen)
 {
 	struct job *j;
+	char host[HOST_MAX];
 
 	if (f->n_queued >= FETCH_QUEUE_MAX) {
 		snprintf(err, errlen, "too many upstream fetches waiting");
@@ -454,9 +499,10 @@ fetch_start(struct fetcher *f, const char *url, const unsigned char *der, size_t
 	j->f = f;
 	j->cb = cb;
 	j->arg = arg;
-	if (fetch_url_allowed(f->cfg, url, j->host_name, sizeof(j->host_name), err, errlen) < 0)
+	if (fetch_url_allowed(f->cfg, url, host, sizeof(host), err, errlen) < 0)
 		goto fail;
-	if ((j->url = strdup(url)) == NULL || (j->req = malloc(len)) == NULL) {
+	if ((j->url = strdup(url)) == NULL || (j->req = malloc(len)) == NULL ||
+	    (j->host = host_get(f, host)) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -465,6 +511,7 @@ fetch_start(struct fetcher *f, const char *url, const unsigned char *der, size_t
 	j->get_url = ocsp_get_url(url, der, len);   /* NULL: too long for GET, use POST */
 	TAILQ_INSERT_TAIL(&f->queue, j, link);
 	f->n_queued++;
+	j->host->queued++;
 	event_active(f->kick, EV_TIMEOUT, 0);
 	return 0;
 fail:
@@ -482,4 +529,22 @@ size_t
 fetch_queued(const struct fetcher *f)
 {
 	return f->n_queued;
+}
+
+int
+fetch_host_state(const struct fetcher *f, const char *url, time_t now, int *load, time_t *retry_at)
+{
+	char host[HOST_MAX], err[256];
+	const struct host *h;
+
+	*load = 0;
+	*retry_at = 0;
+	if (fetch_url_allowed(f->cfg, url, host, sizeof(host), err, sizeof(err)) < 0)
+		return -1;
+	if ((h = host_find(f, host)) == NULL)
+		return 0;
+	*load = h->active + h->queued;
+	if (h->failures > 0 && h->retry_at > now)
+		*retry_at = h->retry_at;
+	return 0;
 }

@@ -4,6 +4,7 @@
 #define STAPLER_FETCH_H
 
 #include <stddef.h>
+#include <time.h>
 
 struct event_base;
 struct stapler_config;
@@ -12,6 +13,10 @@ struct stapler_config;
 #define FETCH_MAX_BODY (64 * 1024)
 /* Transfers run at once against one upstream host; the rest wait in line. */
 #define FETCH_PER_HOST_MAX 8
+/* After transport failures a host is left alone by refresh work for this long, doubling per
+ * consecutive failure up to the cap (seconds). */
+#define FETCH_HOST_BACKOFF_BASE 10
+#define FETCH_HOST_BACKOFF_CAP 600
 /* Fetches that may wait for a free slot before new ones are refused. */
 #define FETCH_QUEUE_MAX 100000
 
@@ -54,6 +59,12 @@ int fetch_url_allowed(const struct stapler_config *cfg, const char *url, char *h
  * or returns -1 with err set (policy refusal or queue full) and never calls cb. */
 int fetch_start(struct fetcher *f, const char *url, const unsigned char *der, size_t len,
     fetch_cb cb, void *arg, char *err, size_t errlen);
+
+/* The health of url's host, for the refresh scheduler: *load is its transfers running and
+ * waiting; *retry_at is the end of its failure backoff when it is failing at now, else 0.
+ * Returns 0, or -1 when url may not be fetched at all. */
+int fetch_host_state(const struct fetcher *f, const char *url, time_t now, int *load,
+    time_t *retry_at);
 
 /* Transfers running and waiting. */
 size_t fetch_active(const struct fetcher *f);

@@ -1,11 +1,13 @@
 /* The staple service: a submitted certificate becomes a verified staple, from memory when it
  * can; else one upstream fetch per certificate (concurrent submissions wait on the same one),
  * trying each AIA URL in order, verified, stored in SQLite and in the memory index. */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
 
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 
 #include "fetch.h"
 #include "staple.h"
@@ -14,6 +16,7 @@
 #include "stapler/config.h"
 #include "stapler/log.h"
 #include "stapler/ocsp.h"
+#include "stapler/sched.h"
 #include "stapler/table.h"
 #include "stapler/util.h"
 
@@ -31,6 +34,7 @@ struct pending {
 	struct staple_service *svc;
 	struct stapler_key key;      /* the table's key: a copy of t->key */
 	struct staple_target *t;
+	int refresh;                 /* started by the scheduler or an operator, not a client */
 	int url_index;
 	unsigned char *req;
 	size_t req_len;
@@ -46,6 +50,7 @@ struct staple_service {
 	struct fetcher *fetch;
 	struct table pending;
 	uint64_t seed;
+	uint64_t rng;                /* xorshift state: jitter only, not secrets */
 };
 
 static int
@@ -74,6 +79,29 @@ staple_outcome_http(enum staple_outcome outcome)
 	return 500;
 }
 
+double
+staple_service_random(struct staple_service *svc)
+{
+	uint64_t x = svc->rng;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	svc->rng = x;
+	return (double)(x >> 11) / (double)(1ULL << 53);
+}
+
+static struct sched_policy
+policy(const struct staple_service *svc)
+{
+	struct sched_policy pol = {
+		.window = svc->cfg->refresh_window,
+		.min_interval = svc->cfg->refresh_min_interval,
+	};
+
+	return pol;
+}
+
 struct staple_service *
 staple_service_new(const struct stapler_config *cfg, const struct certs_trust *trust,
     struct cache *cache, struct store *store, struct fetcher *fetch)
@@ -91,6 +119,8 @@ staple_service_new(const struct stapler_config *cfg, const struct certs_trust *t
 	svc->pending.match = pending_match;
 	svc->pending.key_of = pending_key_of;
 	svc->seed = (uint64_t)(uintptr_t)svc ^ (uint64_t)time(NULL);
+	if (RAND_bytes((unsigned char *)&svc->rng, sizeof(svc->rng)) != 1 || svc->rng == 0)
+		svc->rng = svc->seed | 1;
 	return svc;
 }
 
@@ -167,6 +197,35 @@ staple_service_load(struct staple_service *svc)
 	return (long)store_count(svc->store);
 }
 
+/* Every URL failed. A cached entry keeps its response byte for byte (served until its
+ * nextUpdate, checked at serve time) and gets its failure counted and its retry backed off. */
+static void
+record_failure(struct pending *p, const char *error)
+{
+	struct staple_service *svc = p->svc;
+	struct cache_row row;
+	time_t now = time(NULL), next;
+	int failures;
+
+	if (cache_get(svc->cache, p->t->key_hash_hex, p->t->serial_hex, &row) != 1) {
+		/* Nothing cached: the client gets 502, the scheduler has nothing to retry. */
+		log_warn("fetch_failed_uncached", "serial=%s issuer=%s error=\"%s\"", p->t->serial_hex,
+		    p->t->key_hash_hex, error);
+		cache_row_clear(&row);
+		return;
+	}
+	failures = row.failures + 1;
+	next = sched_retry_at(failures, now, (time_t)row.next_update, staple_service_random(svc));
+	if (cache_set_failure(svc->cache, row.issuer_key_hash, row.serial, failures, error,
+	    (long long)next) < 0)
+		log_error("cache_store_failed", "serial=%s issuer=%s", row.serial, row.issuer_key_hash);
+	log_warn("refresh_failed", "serial=%s issuer=%s url=\"%s\" outcome=failed failures=%d "
+	    "next_try=%lld served_until=%lld error=\"%s\"", row.serial, row.issuer_key_hash,
+	    row.ocsp_url, failures, (long long)next, (long long)(row.next_update - STORE_EXPIRY_MARGIN),
+	    error);
+	cache_row_clear(&row);
+}
+
 /* Answers and frees every waiter of p, then p itself. */
 static void
 pending_finish(struct pending *p, enum staple_outcome outcome, const struct staple *s,
@@ -176,11 +235,12 @@ pending_finish(struct pending *p, enum staple_outcome outcome, const struct stap
 	struct staple_wait *w;
 
 	table_remove(&svc->pending, &p->key, svc->seed);
+	if (outcome == STAPLE_UPSTREAM_FAILED)
+		record_failure(p, error);
 	while ((w = TAILQ_FIRST(&p->waiters)) != NULL) {
 		TAILQ_REMOVE(&p->waiters, w, link);
-		if (outcome == STAPLE_OK)
-			if (w->has_digest)
-				store_seen_put(svc->store, w->digest, &p->key, p->t->not_after);
+		if (outcome == STAPLE_OK && w->has_digest)
+			store_seen_put(svc->store, w->digest, &p->key, p->t->not_after);
 		w->cb(outcome, s, error, w->arg);
 		free(w);
 	}
@@ -190,9 +250,10 @@ pending_finish(struct pending *p, enum staple_outcome outcome, const struct stap
 /* Stores a verified response in SQLite and memory; returns the staple or NULL. */
 static const struct staple *
 commit(struct pending *p, const char *url, const unsigned char *der, size_t len,
-    const struct ocsp_result *r, time_t now)
+    const struct ocsp_result *r, time_t now, time_t *next_refresh)
 {
 	struct staple_service *svc = p->svc;
+	struct sched_policy pol = policy(svc);
 	struct cache_row row = { 0 };
 	struct cache_issuer issuer = { 0 };
 	struct staple *s;
@@ -225,8 +286,10 @@ commit(struct pending *p, const char *url, const unsigned char *der, size_t len,
 	row.response_len = len;
 	row.request_der = p->req;
 	row.request_len = p->req_len;
-	row.next_refresh_at = 0;
+	row.next_refresh_at = sched_next_refresh(&pol, r->this_update, r->next_update, now,
+	    staple_service_random(svc));
 	row.created_at = now;
+	*next_refresh = (time_t)row.next_refresh_at;
 
 	util_strlcpy(issuer.key_hash, p->t->key_hash_hex, sizeof(issuer.key_hash));
 	if ((issuer_der = certs_der(p->t->issuer, &issuer_len)) == NULL)
@@ -258,7 +321,7 @@ on_fetched(const struct fetch_result *res, void *arg)
 	const struct staple *old, *s;
 	struct ocsp_result r;
 	enum ocsp_verdict v;
-	time_t now = time(NULL);
+	time_t now = time(NULL), next = 0;
 
 	if (res->status == FETCH_CANCELLED) {
 		pending_finish(p, STAPLE_UNAVAILABLE, NULL, "shutting down");
@@ -293,13 +356,14 @@ on_fetched(const struct fetch_result *res, void *arg)
 		(void)try_next_url(p);
 		return;
 	}
-	if ((s = commit(p, res->url, res->body, res->len, &r, now)) == NULL) {
+	if ((s = commit(p, res->url, res->body, res->len, &r, now, &next)) == NULL) {
 		pending_finish(p, STAPLE_UNAVAILABLE, NULL, "out of memory");
 		return;
 	}
-	log_info("staple_fetched", "serial=%s issuer=%s url=\"%s\" status=%s this_update=%lld next_update=%lld",
+	log_info(p->refresh ? "refreshed" : "staple_fetched", "serial=%s issuer=%s url=\"%s\" "
+	    "outcome=ok status=%s this_update=%lld next_update=%lld failures=0 next_try=%lld",
 	    p->t->serial_hex, p->t->key_hash_hex, res->url, stapler_status_name(r.status),
-	    (long long)r.this_update, (long long)r.next_update);
+	    (long long)r.this_update, (long long)r.next_update, (long long)next);
 	pending_finish(p, STAPLE_OK, s, NULL);
 }
 
@@ -434,9 +498,10 @@ target_check(struct staple_service *svc, const struct staple_target *t, char *er
 	return STAPLE_OK;
 }
 
-struct staple_wait *
-staple_ensure(struct staple_service *svc, struct staple_target *t, const unsigned char *digest,
-    time_t now, staple_cb cb, void *arg)
+/* staple_ensure(); with refresh set, a servable staple does not stop a new fetch. */
+static struct staple_wait *
+ensure(struct staple_service *svc, struct staple_target *t, const unsigned char *digest,
+    time_t now, int refresh, staple_cb cb, void *arg)
 {
 	const struct staple *s;
 	struct pending *p = NULL, *running;
@@ -445,7 +510,7 @@ staple_ensure(struct staple_service *svc, struct staple_target *t, const unsigne
 	char err[512] = "";
 	void *replaced;
 
-	if ((s = store_get(svc->store, &t->key)) != NULL && staple_servable(s, now)) {
+	if (!refresh && (s = store_get(svc->store, &t->key)) != NULL && staple_servable(s, now)) {
 		if (digest != NULL)
 			store_seen_put(svc->store, digest, &t->key, t->not_after);
 		staple_target_free(&t);
@@ -472,6 +537,7 @@ staple_ensure(struct staple_service *svc, struct staple_target *t, const unsigne
 	}
 	p->svc = svc;
 	p->key = t->key;
+	p->refresh = refresh;
 	p->t = t;
 	t = NULL;
 	TAILQ_INIT(&p->waiters);
@@ -491,6 +557,98 @@ staple_ensure(struct staple_service *svc, struct staple_target *t, const unsigne
 	if (try_next_url(p) < 0)
 		return NULL;
 	return w;
+}
+
+struct staple_wait *
+staple_ensure(struct staple_service *svc, struct staple_target *t, const unsigned char *digest,
+    time_t now, staple_cb cb, void *arg)
+{
+	return ensure(svc, t, digest, now, 0, cb, arg);
+}
+
+/* The target of a cached row: the issuer certificate from the issuer table, the CertID from
+ * the stored request, the URLs in their order. Returns NULL (logged) when the row is unusable. */
+static struct staple_target *
+target_from_row(struct staple_service *svc, const struct cache_row *row)
+{
+	struct staple_target *t = NULL;
+	struct cache_issuer ci;
+	struct certs_urls urls = { 0 };
+	OCSP_CERTID *id = NULL;
+	const unsigned char *p;
+	X509 *issuer = NULL;
+	const char *u, *e;
+
+	if (cache_get_issuer(svc->cache, row->issuer_key_hash, &ci) != 1) {
+		log_error("refresh_skipped", "serial=%s issuer=%s reason=\"issuer certificate not cached\"",
+		    row->serial, row->issuer_key_hash);
+		return NULL;
+	}
+	p = ci.cert_der;
+	if (ci.cert_len > LONG_MAX || (issuer = d2i_X509(NULL, &p, (long)ci.cert_len)) == NULL ||
+	    (id = ocsp_request_certid(row->request_der, row->request_len)) == NULL) {
+		log_error("refresh_skipped", "serial=%s issuer=%s reason=\"stored issuer or request does not parse\"",
+		    row->serial, row->issuer_key_hash);
+		goto out;
+	}
+	for (u = row->ocsp_urls; u != NULL && *u != '\0' && urls.n < CERTS_MAX_URLS; u = *e ? e + 1 : e) {
+		e = u + strcspn(u, "\n");
+		if (e > u && (urls.url[urls.n] = strndup(u, (size_t)(e - u))) != NULL)
+			urls.n++;
+	}
+	t = staple_target_from_certid(id, issuer, &urls, row->subject, (time_t)row->cert_not_after);
+	if (t != NULL && strcmp(t->serial_hex, row->serial) != 0) {
+		log_error("refresh_skipped", "serial=%s issuer=%s reason=\"stored request is for serial %s\"",
+		    row->serial, row->issuer_key_hash, t->serial_hex);
+		staple_target_free(&t);
+	}
+out:
+	certs_urls_free(&urls);
+	OCSP_CERTID_free(id);
+	X509_free(issuer);
+	cache_issuer_clear(&ci);
+	return t;
+}
+
+struct staple_wait *
+staple_refresh_row(struct staple_service *svc, const struct cache_row *row, time_t now,
+    staple_cb cb, void *arg)
+{
+	struct staple_target *t;
+
+	if ((t = target_from_row(svc, row)) == NULL) {
+		cb(STAPLE_UNAVAILABLE, NULL, "cached entry cannot be refreshed (see the log)", arg);
+		return NULL;
+	}
+	return ensure(svc, t, NULL, now, 1, cb, arg);
+}
+
+int
+staple_service_is_pending(const struct staple_service *svc, const char *issuer_key_hash,
+    const char *serial)
+{
+	struct stapler_key key;
+
+	if (stapler_key_from_hex(&key, issuer_key_hash, serial) < 0)
+		return 0;
+	return table_get(&svc->pending, &key, svc->seed) != NULL;
+}
+
+int
+staple_service_evict(struct staple_service *svc, const char *issuer_key_hash, const char *serial)
+{
+	struct stapler_key key;
+	int rc;
+
+	if (stapler_key_from_hex(&key, issuer_key_hash, serial) < 0)
+		return -1;
+	if ((rc = cache_delete(svc->cache, issuer_key_hash, serial)) < 0)
+		return -1;
+	if (store_remove(svc->store, &key))
+		rc = 1;
+	if (rc)
+		log_info("evicted", "serial=%s issuer=%s", serial, issuer_key_hash);
+	return rc;
 }
 
 /* Parses a body and checks its chain; returns STAPLE_OK with a new target, or the outcome. */

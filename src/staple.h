@@ -13,6 +13,7 @@
 #include "stapler/store.h"
 
 struct cache;
+struct cache_row;
 struct certs_trust;
 struct fetcher;
 struct stapler_config;
@@ -83,6 +84,20 @@ void staple_wait_cancel(struct staple_wait *w);
  * and returns NULL when the answer is known now; otherwise returns a wait handle. */
 struct staple_wait *staple_ensure(struct staple_service *svc, struct staple_target *t,
     const unsigned char *digest, time_t now, staple_cb cb, void *arg);
+
+/* Fetches a cached entry again now, even while its staple is servable (the scheduler, an
+ * operator's refresh). cb gets the outcome, as for staple_ensure(); on failure the entry keeps
+ * its response and its failure is recorded with a backed-off retry time. */
+struct staple_wait *staple_refresh_row(struct staple_service *svc, const struct cache_row *row,
+    time_t now, staple_cb cb, void *arg);
+/* 1 when the entry has a fetch in flight. */
+int staple_service_is_pending(const struct staple_service *svc, const char *issuer_key_hash,
+    const char *serial);
+/* Forgets an entry: its row and its staple. Returns 1 when it was there, 0 when not, -1 on
+ * error (a malformed key included). */
+int staple_service_evict(struct staple_service *svc, const char *issuer_key_hash, const char *serial);
+/* A number in [0, 1) for jitter. */
+double staple_service_random(struct staple_service *svc);
 
 /* Certificates with a fetch in flight. */
 size_t staple_service_pending(const struct staple_service *svc);

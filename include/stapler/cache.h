@@ -42,6 +42,8 @@ struct cache_issuer {
  * Returns NULL with err set ("path: message") on failure. */
 struct cache *cache_open(const char *path, int readonly, char *err, size_t errlen);
 void cache_close(struct cache **cache);
+/* The schema version this build creates (the number of migrations in sql/). */
+int cache_schema_latest(void);
 /* The schema version the database is at (PRAGMA user_version). */
 int cache_schema_version(struct cache *cache);
 
@@ -62,6 +64,36 @@ int cache_foreach(struct cache *cache, int (*cb)(const struct cache_row *row, vo
 
 /* Number of rows, and of rows per status (counts[STAPLER_GOOD…STAPLER_UNKNOWN]). 0 or -1. */
 int cache_count(struct cache *cache, long long *total, long long counts[3]);
+
+/* The scheduler's side. */
+
+/* A row's key and when to fetch it next. */
+struct cache_refresh {
+	char issuer_key_hash[STAPLER_SHA1_HEX];
+	char serial[STAPLER_SERIAL_HEX_MAX];
+	long long next_refresh_at;
+};
+
+/* Calls cb for at most limit rows due at now (next_refresh_at <= now, certificate not
+ * expired), earliest first; stops when cb returns non-zero. Returns the number of rows
+ * handed to cb, or -1. cb must not call cache functions. */
+int cache_due(struct cache *cache, long long now, int limit,
+    int (*cb)(const struct cache_row *row, void *arg), void *arg);
+/* Sets next_refresh_at of n rows in one transaction. Returns 0 or -1. */
+int cache_set_refresh(struct cache *cache, const struct cache_refresh *items, size_t n);
+/* Records a failed refresh: failure count, last error, next try. The response stays as it is.
+ * Returns 0 or -1. */
+int cache_set_failure(struct cache *cache, const char *issuer_key_hash, const char *serial,
+    int failures, const char *last_error, long long next_refresh_at);
+/* Deletes one row. Returns 1 when it was there, 0 when not, -1 on error. */
+int cache_delete(struct cache *cache, const char *issuer_key_hash, const char *serial);
+/* Deletes at most limit rows whose certificate expired before `before`, in one transaction,
+ * then calls cb (may be NULL) with each deleted key. Returns the count or -1. */
+int cache_purge_expired(struct cache *cache, long long before, int limit,
+    void (*cb)(const char *issuer_key_hash, const char *serial, void *arg), void *arg);
+/* Warm start: moves rows already due at now to a random time in [now, now + spread). Returns
+ * the number of rows moved, or -1. */
+int cache_spread_due(struct cache *cache, long long now, long long spread);
 
 void cache_row_clear(struct cache_row *row);
 void cache_issuer_clear(struct cache_issuer *issuer);

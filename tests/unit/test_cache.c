@@ -227,7 +227,7 @@ test_open_creates_schema(void **state)
 
 	db_path(path, sizeof(path));
 	c = open_rw(path);
-	assert_int_equal(cache_schema_version(c), 1);
+	assert_int_equal(cache_schema_version(c), cache_schema_latest());
 	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
@@ -239,6 +239,9 @@ test_open_creates_schema(void **state)
 	    "AND name IN ('issuer', 'ocsp_response')"), 2);
 	assert_int_equal(raw_int(path, "SELECT count(*) FROM sqlite_master WHERE type = 'index' "
 	    "AND tbl_name = 'ocsp_response' AND sql LIKE '%next_refresh_at%'"), 1);
+	assert_int_equal(raw_int(path, "SELECT count(*) FROM sqlite_master WHERE type = 'index' "
+	    "AND tbl_name = 'ocsp_response' AND sql LIKE '%cert_not_after%'"), 1);
+	assert_true(cache_schema_latest() >= 2);
 	cache_close(&c);
 	assert_null(c);
 }
@@ -257,13 +260,13 @@ test_reopen_idempotent(void **state)
 	cache_close(&c);
 	/* A second migration run would fail on CREATE TABLE or lose the row. */
 	c = open_rw(path);
-	assert_int_equal(cache_schema_version(c), 1);
+	assert_int_equal(cache_schema_version(c), cache_schema_latest());
 	assert_int_equal(cache_count(c, &total, NULL), 0);
 	assert_int_equal(total, 1);
 	assert_int_equal(cache_get(c, KEY_A, "01AB", &row), 1);
 	cache_row_clear(&row);
 	cache_close(&c);
-	assert_int_equal(raw_int(path, "PRAGMA user_version"), 1);
+	assert_int_equal(raw_int(path, "PRAGMA user_version"), cache_schema_latest());
 }
 
 static void
@@ -662,7 +665,7 @@ test_readonly_cannot_write(void **state)
 	c = cache_open(path, 1, err, sizeof(err));
 	if (c == NULL)
 		fail_msg("read-only open: %s", err);
-	assert_int_equal(cache_schema_version(c), 1);
+	assert_int_equal(cache_schema_version(c), cache_schema_latest());
 	make_issuer(&iss, KEY_A, "CN=Test CA");
 	make_row(&row, KEY_A, "02", STAPLER_GOOD);
 	assert_int_equal(cache_store(c, &iss, &row), -1);
@@ -745,6 +748,167 @@ test_status_check_constraint(void **state)
 #undef INSERT_WITH_STATUS
 }
 
+/* Stores a row with the given refresh time and certificate expiry. */
+static void
+store_sched(struct cache *c, const char *serial, long long next_refresh_at, long long not_after)
+{
+	struct cache_issuer iss;
+	struct cache_row row;
+
+	make_issuer(&iss, KEY_A, "CN=Test CA");
+	make_row(&row, KEY_A, serial, STAPLER_GOOD);
+	row.next_refresh_at = next_refresh_at;
+	row.cert_not_after = not_after;
+	assert_int_equal(cache_store(c, &iss, &row), 0);
+	cache_row_clear(&row);
+	cache_issuer_clear(&iss);
+}
+
+struct due_seen {
+	char serial[8][STAPLER_SERIAL_HEX_MAX];
+	int n;
+};
+
+static int
+due_cb(const struct cache_row *row, void *arg)
+{
+	struct due_seen *d = arg;
+
+	snprintf(d->serial[d->n++], sizeof(d->serial[0]), "%s", row->serial);
+	return 0;
+}
+
+static void
+test_due_order_limit_and_expired_certs(void **state)
+{
+	char path[600];
+	struct cache *c;
+	struct due_seen d = { 0 };
+
+	db_path(path, sizeof(path));
+	c = open_rw(path);
+	store_sched(c, "03", 300, 5000);
+	store_sched(c, "01", 100, 5000);
+	store_sched(c, "02", 200, 5000);
+	store_sched(c, "04", 400, 5000);     /* not due at 350 */
+	store_sched(c, "05", 50, 340);       /* due, but the certificate expired */
+	assert_int_equal(cache_due(c, 350, 2, due_cb, &d), 2);
+	assert_string_equal(d.serial[0], "01");
+	assert_string_equal(d.serial[1], "02");
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(cache_due(c, 350, 10, due_cb, &d), 3);
+	assert_string_equal(d.serial[2], "03");
+	cache_close(&c);
+}
+
+static void
+test_set_refresh_and_failure_keep_response(void **state)
+{
+	char path[600];
+	struct cache *c;
+	struct cache_row before, after;
+	struct cache_refresh items[2] = {
+		{ KEY_A, "01", 9000 }, { KEY_A, "02", 9100 },
+	};
+
+	db_path(path, sizeof(path));
+	c = open_rw(path);
+	store_sched(c, "01", 100, 50000);
+	store_sched(c, "02", 100, 50000);
+	assert_int_equal(cache_get(c, KEY_A, "01", &before), 1);
+	assert_int_equal(cache_set_refresh(c, items, 2), 0);
+	assert_int_equal(cache_set_failure(c, KEY_A, "01", 3, "http://x/: timed out", 7777), 0);
+	assert_int_equal(cache_get(c, KEY_A, "01", &after), 1);
+	assert_int_equal(after.failures, 3);
+	assert_string_equal(after.last_error, "http://x/: timed out");
+	assert_int_equal(after.next_refresh_at, 7777);
+	/* The response and its times are untouched, byte for byte. */
+	assert_int_equal(after.response_len, before.response_len);
+	assert_memory_equal(after.response_der, before.response_der, before.response_len);
+	assert_int_equal(after.next_update, before.next_update);
+	assert_int_equal(after.fetched_at, before.fetched_at);
+	cache_row_clear(&after);
+	assert_int_equal(cache_get(c, KEY_A, "02", &after), 1);
+	assert_int_equal(after.next_refresh_at, 9100);
+	assert_int_equal(after.failures, 0);
+	cache_row_clear(&after);
+	cache_row_clear(&before);
+	/* A successful store clears the failure state again. */
+	store_sched(c, "01", 8000, 50000);
+	assert_int_equal(cache_get(c, KEY_A, "01", &after), 1);
+	assert_int_equal(after.failures, 0);
+	assert_null(after.last_error);
+	cache_row_clear(&after);
+	cache_close(&c);
+}
+
+static int purged_n;
+
+static void
+purged_cb(const char *key_hash, const char *serial, void *arg)
+{
+	assert_string_equal(key_hash, KEY_A);
+	purged_n++;
+}
+
+static void
+test_delete_and_purge(void **state)
+{
+	char path[600];
+	struct cache *c;
+	struct cache_row row;
+	long long total;
+
+	db_path(path, sizeof(path));
+	c = open_rw(path);
+	store_sched(c, "01", 100, 1000);
+	store_sched(c, "02", 100, 2000);
+	store_sched(c, "03", 100, 3000);
+	store_sched(c, "04", 100, 900);
+	assert_int_equal(cache_delete(c, KEY_A, "03"), 1);
+	assert_int_equal(cache_delete(c, KEY_A, "03"), 0);
+	assert_int_equal(cache_get(c, KEY_A, "03", &row), 0);
+	purged_n = 0;
+	/* Expired before 1500: 04 and 01, and at most one per call. */
+	assert_int_equal(cache_purge_expired(c, 1500, 1, purged_cb, NULL), 1);
+	assert_int_equal(cache_purge_expired(c, 1500, 10, purged_cb, NULL), 1);
+	assert_int_equal(cache_purge_expired(c, 1500, 10, purged_cb, NULL), 0);
+	assert_int_equal(purged_n, 2);
+	assert_int_equal(cache_count(c, &total, NULL), 0);
+	assert_int_equal(total, 1);
+	assert_int_equal(cache_get(c, KEY_A, "02", &row), 1);
+	cache_row_clear(&row);
+	cache_close(&c);
+}
+
+static void
+test_spread_due(void **state)
+{
+	char path[600];
+	struct cache *c;
+	struct cache_row row;
+	char serial[8];
+
+	db_path(path, sizeof(path));
+	c = open_rw(path);
+	for (int i = 0; i < 20; i++) {
+		snprintf(serial, sizeof(serial), "%02X", i + 1);
+		store_sched(c, serial, i < 10 ? 10 : 5000, 50000);
+	}
+	assert_int_equal(cache_spread_due(c, 1000, 60), 10);
+	for (int i = 0; i < 20; i++) {
+		snprintf(serial, sizeof(serial), "%02X", i + 1);
+		assert_int_equal(cache_get(c, KEY_A, serial, &row), 1);
+		if (i < 10) {
+			assert_in_range(row.next_refresh_at, 1000, 1059);
+		} else {
+			assert_int_equal(row.next_refresh_at, 5000);
+		}
+		cache_row_clear(&row);
+	}
+	cache_close(&c);
+}
+
 int
 main(void)
 {
@@ -761,6 +925,10 @@ main(void)
 		cmocka_unit_test(test_foreach),
 		cmocka_unit_test(test_foreach_reentry),
 		cmocka_unit_test(test_count),
+		cmocka_unit_test(test_due_order_limit_and_expired_certs),
+		cmocka_unit_test(test_set_refresh_and_failure_keep_response),
+		cmocka_unit_test(test_delete_and_purge),
+		cmocka_unit_test(test_spread_due),
 		cmocka_unit_test(test_store_rolls_back),
 		cmocka_unit_test(test_readonly_missing),
 		cmocka_unit_test(test_readonly_old_schema),

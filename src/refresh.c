@@ -1,0 +1,219 @@
+/* The refresh timer: applies the refresh policy (sched.c) to the cache on every tick, with
+ * bounded batches, per-host limits and failure backoff, so that staples stay fresh without a
+ * refetch storm against any upstream. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "fetch.h"
+#include "refresh.h"
+#include "staple.h"
+#include "stapler/cache.h"
+#include "stapler/config.h"
+#include "stapler/log.h"
+#include "stapler/store.h"
+#include "stapler/types.h"
+
+struct refresher {
+	struct event_base *base;
+	const struct stapler_config *cfg;
+	struct cache *cache;
+	struct store *store;
+	struct staple_service *svc;
+	struct fetcher *fetch;
+	struct event *timer;
+};
+
+/* The keys one tick collects before it touches anything (cache_due's callback may not use
+ * the cache). */
+struct batch {
+	struct cache_refresh item[REFRESH_BATCH];
+	size_t n;
+};
+
+static int
+collect(const struct cache_row *row, void *arg)
+{
+	struct batch *b = arg;
+	struct cache_refresh *it = &b->item[b->n++];
+
+	memcpy(it->issuer_key_hash, row->issuer_key_hash, sizeof(it->issuer_key_hash));
+	memcpy(it->serial, row->serial, sizeof(it->serial));
+	return b->n == REFRESH_BATCH;
+}
+
+static void
+on_purged(const char *issuer_key_hash, const char *serial, void *arg)
+{
+	struct refresher *r = arg;
+	struct stapler_key key;
+
+	if (stapler_key_from_hex(&key, issuer_key_hash, serial) == 0)
+		store_remove(r->store, &key);
+	log_info("purged", "serial=%s issuer=%s reason=\"certificate expired\"", serial, issuer_key_hash);
+}
+
+static void
+on_refreshed(enum staple_outcome outcome, const struct staple *s, const char *error, void *arg)
+{
+	/* The service logs the outcome and records it in the cache. */
+}
+
+/* Whether the entry's upstream can take more work now. When it cannot, *later says when to
+ * look again. */
+static int
+admit(struct refresher *r, const struct cache_row *row, time_t now, time_t *later)
+{
+	const char *u = row->ocsp_urls, *e;
+	time_t soonest = 0;
+	char url[CERTS_MAX_URL_LEN];
+
+	/* Admitted when any of its URLs is on a host that is neither failing nor backed up. */
+	for (; u != NULL && *u != '\0'; u = *e ? e + 1 : e) {
+		size_t len;
+		time_t retry;
+		int load;
+
+		e = u + strcspn(u, "\n");
+		if ((len = (size_t)(e - u)) == 0 || len >= sizeof(url))
+			continue;
+		memcpy(url, u, len);
+		url[len] = '\0';
+		if (fetch_host_state(r->fetch, url, now, &load, &retry) < 0)
+			continue;
+		if (retry == 0 && load < REFRESH_HOST_BACKLOG)
+			return 1;
+		if (retry == 0)
+			retry = now + (time_t)r->cfg->refresh_check_interval;
+		if (soonest == 0 || retry < soonest)
+			soonest = retry;
+	}
+	/* No URL may be fetched at all (policy changed): the service reports why. */
+	if (soonest == 0)
+		return 1;
+	*later = soonest;
+	return 0;
+}
+
+static void
+tick(struct refresher *r)
+{
+	struct batch *b;
+	time_t now = time(NULL);
+	long long lease;
+	size_t started = 0, deferred = 0;
+	int purged;
+
+	purged = cache_purge_expired(r->cache, (long long)now - REFRESH_RETENTION, REFRESH_PURGE_BATCH,
+	    on_purged, r);
+	if ((b = calloc(1, sizeof(*b))) == NULL) {
+		log_error("refresh_tick_failed", "error=\"out of memory\"");
+		return;
+	}
+	if (cache_due(r->cache, (long long)now, REFRESH_BATCH, collect, b) < 0)
+		goto out;
+	/* A lease first, in one transaction: an entry whose fetch is under way (or lost in a
+	 * crash) is not picked again before every URL had its chance to time out. */
+	lease = (long long)now + r->cfg->upstream_timeout * (CERTS_MAX_URLS + 1) + 30;
+	for (size_t i = 0; i < b->n; i++)
+		b->item[i].next_refresh_at = lease;
+	if (cache_set_refresh(r->cache, b->item, b->n) < 0)
+		goto out;
+	for (size_t i = 0; i < b->n; i++) {
+		struct cache_row row;
+		time_t later;
+
+		if (staple_service_is_pending(r->svc, b->item[i].issuer_key_hash, b->item[i].serial))
+			continue;
+		if (cache_get(r->cache, b->item[i].issuer_key_hash, b->item[i].serial, &row) != 1) {
+			cache_row_clear(&row);
+			continue;
+		}
+		if (!admit(r, &row, now, &later)) {
+			/* The host is failing or busy: come back after its backoff, spread a little. */
+			struct cache_refresh again = b->item[i];
+
+			again.next_refresh_at = (long long)later +
+			    (long long)(staple_service_random(r->svc) * (double)r->cfg->refresh_check_interval);
+			cache_set_refresh(r->cache, &again, 1);
+			deferred++;
+		} else {
+			staple_refresh_row(r->svc, &row, now, on_refreshed, NULL);
+			started++;
+		}
+		cache_row_clear(&row);
+	}
+out:
+	if (b->n > 0 || purged > 0)
+		log_info("refresh_tick", "due=%zu started=%zu deferred=%zu purged=%d", b->n, started,
+		    deferred, purged);
+	free(b);
+}
+
+static void
+on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct refresher *r = arg;
+	struct timeval tv = { (time_t)r->cfg->refresh_check_interval, 0 };
+
+	tick(r);
+	evtimer_add(r->timer, &tv);
+}
+
+struct refresher *
+refresh_new(struct event_base *base, const struct stapler_config *cfg, struct cache *cache,
+    struct store *store, struct staple_service *svc, struct fetcher *fetch)
+{
+	struct refresher *r = calloc(1, sizeof(*r));
+	struct timeval tv = { (time_t)cfg->refresh_check_interval, 0 };
+
+	if (r == NULL)
+		return NULL;
+	r->base = base;
+	r->cfg = cfg;
+	r->cache = cache;
+	r->store = store;
+	r->svc = svc;
+	r->fetch = fetch;
+	if ((r->timer = evtimer_new(base, on_timer, r)) == NULL || evtimer_add(r->timer, &tv) < 0) {
+		refresh_free(&r);
+		return NULL;
+	}
+	return r;
+}
+
+void
+refresh_free(struct refresher **rp)
+{
+	struct refresher *r;
+
+	if (rp == NULL || (r = *rp) == NULL)
+		return;
+	if (r->timer != NULL)
+		event_free(r->timer);
+	free(r);
+	*rp = NULL;
+}
+
+void
+refresh_set_config(struct refresher *r, const struct stapler_config *cfg)
+{
+	r->cfg = cfg;
+}
+
+int
+refresh_warm_start(struct refresher *r, long long now)
+{
+	long long spread = r->cfg->refresh_check_interval * REFRESH_WARM_SPREAD_TICKS;
+	int n;
+
+	if (spread > REFRESH_WARM_SPREAD_MAX)
+		spread = REFRESH_WARM_SPREAD_MAX;
+	if ((n = cache_spread_due(r->cache, now, spread)) < 0)
+		return -1;
+	if (n > 0)
+		log_info("warm_start_spread", "due=%d over_seconds=%lld", n, spread);
+	return 0;
+}

@@ -1,0 +1,37 @@
+/* The refresh timer: every check_interval it purges expired certificates' rows and starts a
+ * bounded batch of due refreshes through the staple service, host by host within limits. */
+#ifndef STAPLER_REFRESH_H
+#define STAPLER_REFRESH_H
+
+struct event_base;
+struct stapler_config;
+struct cache;
+struct store;
+struct staple_service;
+struct fetcher;
+
+/* Refreshes started per tick at most: bounds the work one tick does on the loop. */
+#define REFRESH_BATCH 512
+/* New refresh work is not given to a host that has this many transfers running or waiting. */
+#define REFRESH_HOST_BACKLOG 32
+/* Rows of certificates expired longer ago than this are deleted, at most REFRESH_PURGE_BATCH
+ * per tick. */
+#define REFRESH_RETENTION (30 * 86400)
+#define REFRESH_PURGE_BATCH 256
+/* A warm start spreads entries already due over this many check intervals (at most
+ * REFRESH_WARM_SPREAD_MAX seconds), so a restart does not refetch everything in one burst. */
+#define REFRESH_WARM_SPREAD_TICKS 5
+#define REFRESH_WARM_SPREAD_MAX 300
+
+struct refresher;
+
+/* Starts the timer. Returns NULL on failure. The parts are used, not owned. */
+struct refresher *refresh_new(struct event_base *base, const struct stapler_config *cfg,
+    struct cache *cache, struct store *store, struct staple_service *svc, struct fetcher *fetch);
+void refresh_free(struct refresher **r);
+/* Applies a reloaded configuration (check_interval takes effect at the next tick). */
+void refresh_set_config(struct refresher *r, const struct stapler_config *cfg);
+/* Spreads entries already due at now over the first minutes (warm start). Returns 0 or -1. */
+int refresh_warm_start(struct refresher *r, long long now);
+
+#endif

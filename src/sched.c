@@ -1,0 +1,59 @@
+/* Refresh policy: when each cached staple is fetched again (pure; see stapler/sched.h). */
+#include "stapler/sched.h"
+
+static double
+clamp01(double r)
+{
+	return r < 0 ? 0 : (r >= 1 ? 0.999999 : r);
+}
+
+time_t
+sched_next_refresh(const struct sched_policy *p, time_t this_update, time_t next_update,
+    time_t fetched_at, double r)
+{
+	long long validity, min_gap, reserve, at, lo, hi;
+
+	if (next_update == 0 || next_update <= this_update) {
+		this_update = fetched_at;
+		next_update = fetched_at + SCHED_NO_NEXT_UPDATE_VALIDITY;
+	}
+	validity = (long long)(next_update - this_update);
+	min_gap = p->min_interval < validity / 2 ? p->min_interval : validity / 2;
+	if (min_gap < 1)
+		min_gap = 1;
+	reserve = validity / 2 < SCHED_RETRY_RESERVE ? validity / 2 : SCHED_RETRY_RESERVE;
+
+	at = (long long)next_update - p->window;
+	lo = (long long)fetched_at + min_gap;
+	hi = (long long)next_update - reserve;
+	if (at > hi)
+		at = hi;
+	if (at < lo)
+		at = lo;
+	/* Jitter only ever delays, and never past the latest point (or past lo when a late
+	 * fetch left no room at all). */
+	if (hi < lo)
+		hi = lo;
+	at += (long long)(clamp01(r) * (double)(min_gap / 4));
+	if (at > hi)
+		at = hi;
+	return (time_t)at;
+}
+
+time_t
+sched_retry_at(int failures, time_t now, time_t next_update, double r)
+{
+	long long delay = SCHED_BACKOFF_BASE;
+
+	for (int i = 1; i < failures && delay < SCHED_BACKOFF_CAP; i++)
+		delay *= 2;
+	if (delay > SCHED_BACKOFF_CAP)
+		delay = SCHED_BACKOFF_CAP;
+	if (next_update > now && delay > (long long)(next_update - now) / 4)
+		delay = (long long)(next_update - now) / 4;
+	if (delay < SCHED_RETRY_MIN)
+		delay = SCHED_RETRY_MIN;
+	/* "Equal jitter": between half and all of the delay. */
+	delay = delay / 2 + (long long)(clamp01(r) * (double)(delay - delay / 2));
+	return now + (time_t)delay;
+}
