@@ -6,7 +6,7 @@ PACKAGES=(
   build-essential cmake pkg-config
   libssl-dev openssl libcurl4-openssl-dev libsqlite3-dev sqlite3 libevent-dev libinih-dev
   libcmocka-dev
-  curl python3 iproute2 util-linux ca-certificates
+  curl python3 python3-cryptography iproute2 util-linux ca-certificates
 )
 
 missing=()

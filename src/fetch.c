@@ -15,7 +15,7 @@
 #include "stapler/ocsp.h"
 #include "stapler/util.h"
 
-#define HOST_MAX 256
+#define HOST_MAX 272   /* a host name and ":port" */
 
 /* An upstream host: its transfers, and its health. Kept while it has work or a failure. */
 struct host {
@@ -104,6 +104,35 @@ fetch_url_allowed(const struct stapler_config *cfg, const char *url, char *host,
 out:
 	curl_free(scheme);
 	curl_free(h);
+	curl_url_cleanup(u);
+	return ret;
+}
+
+/* The upstream a URL names, for per-upstream limits and health: "host:port" (the default
+ * port made explicit), after the URL passed the policy check. Returns 0 or -1 with err set. */
+static int
+upstream_key(const struct stapler_config *cfg, const char *url, char *key, size_t cap,
+    char *err, size_t errlen)
+{
+	char host[HOST_MAX], *port = NULL;
+	CURLU *u = NULL;
+	int ret = -1;
+
+	if (fetch_url_allowed(cfg, url, host, sizeof(host), err, errlen) < 0)
+		return -1;
+	if ((u = curl_url()) == NULL ||
+	    curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK) {
+		snprintf(err, errlen, "not a valid URL: %.200s", url);
+		goto out;
+	}
+	if (snprintf(key, cap, "%s:%s", host, port) >= (int)cap) {
+		snprintf(err, errlen, "host name too long");
+		goto out;
+	}
+	ret = 0;
+out:
+	curl_free(port);
 	curl_url_cleanup(u);
 	return ret;
 }
@@ -499,7 +528,7 @@ fetch_start(struct fetcher *f, const char *url, const unsigned char *der, size_t
 	j->f = f;
 	j->cb = cb;
 	j->arg = arg;
-	if (fetch_url_allowed(f->cfg, url, host, sizeof(host), err, errlen) < 0)
+	if (upstream_key(f->cfg, url, host, sizeof(host), err, errlen) < 0)
 		goto fail;
 	if ((j->url = strdup(url)) == NULL || (j->req = malloc(len)) == NULL ||
 	    (j->host = host_get(f, host)) == NULL) {
@@ -539,7 +568,7 @@ fetch_host_state(const struct fetcher *f, const char *url, time_t now, int *load
 
 	*load = 0;
 	*retry_at = 0;
-	if (fetch_url_allowed(f->cfg, url, host, sizeof(host), err, sizeof(err)) < 0)
+	if (upstream_key(f->cfg, url, host, sizeof(host), err, sizeof(err)) < 0)
 		return -1;
 	if ((h = host_find(f, host)) == NULL)
 		return 0;

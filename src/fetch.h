@@ -11,7 +11,7 @@ struct stapler_config;
 
 /* Largest upstream answer accepted; OCSP responses are a few KiB. */
 #define FETCH_MAX_BODY (64 * 1024)
-/* Transfers run at once against one upstream host; the rest wait in line. */
+/* Transfers run at once against one upstream (host:port); the rest wait in line. */
 #define FETCH_PER_HOST_MAX 8
 /* After transport failures a host is left alone by refresh work for this long, doubling per
  * consecutive failure up to the cap (seconds). */

@@ -527,6 +527,107 @@ class CountingForwarder:
         self.thread.join(timeout=5)
 
 
+class FaultProxy(CountingForwarder):
+    """A CountingForwarder whose answers can be switched to a fault: the faults that
+    `openssl ocsp` cannot produce itself. mode is one of
+      "forward"  pass the request to the upstream (the default)
+      "status"   answer with HTTP status self.status and a short text body
+      "body"     answer 200 application/ocsp-response with self.body (bytes, or a callable
+                 taking the request bytes and returning bytes)
+      "stall"    wait self.stall seconds, then close without an answer
+      "close"    close the connection without an answer
+    """
+
+    def __init__(self, upstream_port, port=None):
+        super().__init__(upstream_port, port)
+        self.mode = "forward"
+        self.status = 500
+        self.body = b""
+        self.stall = 0
+        self.upstream_port_alt = None
+        fwd = self
+        handler = self.server.RequestHandlerClass
+        forward = handler._forward
+
+        def _forward(hself, body):
+            mode = fwd.mode
+            if mode == "forward":
+                return forward(hself, body)
+            with fwd.lock:
+                fwd.requests.append((hself.command, hself.path))
+            if mode == "status":
+                data = b"fault injected\n"
+                hself.send_response(fwd.status)
+                hself.send_header("Content-Type", "text/plain")
+            elif mode == "body":
+                data = fwd.body(body) if callable(fwd.body) else fwd.body
+                hself.send_response(200)
+                hself.send_header("Content-Type", "application/ocsp-response")
+            elif mode == "stall":
+                time.sleep(fwd.stall)
+                hself.close_connection = True
+                return
+            else:
+                hself.close_connection = True
+                return
+            hself.send_header("Content-Length", str(len(data)))
+            hself.send_header("Connection", "close")
+            hself.end_headers()
+            hself.wfile.write(data)
+
+        handler._forward = _forward
+
+    def set(self, mode, **kw):
+        for k, v in kw.items():
+            setattr(self, k, v)
+        self.mode = mode
+
+
+class Crafter:
+    """Signs OCSP responses with arbitrary contents (times, status, signer, CertID), with the
+    python3-cryptography package: the hostile and broken answers a real responder does not
+    give on request."""
+
+    def __init__(self):
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.x509 import ocsp
+        self.x509, self.hashes, self.serialization, self.ocsp = x509, hashes, serialization, ocsp
+
+    def _cert(self, c):
+        return self.x509.load_pem_x509_certificate(c.pem())
+
+    def _key(self, c):
+        with open(c.key, "rb") as f:
+            return self.serialization.load_pem_private_key(f.read(), password=None)
+
+    def unsuccessful(self, status="TRY_LATER"):
+        r = self.ocsp.OCSPResponseBuilder.build_unsuccessful(
+            getattr(self.ocsp.OCSPResponseStatus, status))
+        return r.public_bytes(self.serialization.Encoding.DER)
+
+    def response(self, cert, issuer, signer, status="good", this_update=-60, next_update=86400,
+                 now=None):
+        """A signed response for cert (issued by issuer), signed by signer (a Cert with key),
+        with thisUpdate/nextUpdate relative to now (seconds); next_update None leaves it out."""
+        import datetime
+        now = datetime.datetime.utcfromtimestamp(int(now or time.time()))
+        st = {"good": self.ocsp.OCSPCertStatus.GOOD, "revoked": self.ocsp.OCSPCertStatus.REVOKED,
+              "unknown": self.ocsp.OCSPCertStatus.UNKNOWN}[status]
+        b = self.ocsp.OCSPResponseBuilder().add_response(
+            cert=self._cert(cert), issuer=self._cert(issuer), algorithm=self.hashes.SHA1(),
+            cert_status=st, this_update=now + datetime.timedelta(seconds=this_update),
+            next_update=(None if next_update is None
+                         else now + datetime.timedelta(seconds=next_update)),
+            revocation_time=(now - datetime.timedelta(hours=1) if status == "revoked" else None),
+            revocation_reason=None)
+        b = b.responder_id(self.ocsp.OCSPResponderEncoding.HASH, self._cert(signer))
+        if signer is not issuer:
+            b = b.certificates([self._cert(signer)])
+        return b.sign(self._key(signer), self.hashes.SHA256()).public_bytes(
+            self.serialization.Encoding.DER)
+
+
 class ConnectionCounter:
     """A plain TCP listener that counts accepted connections and closes them at once: proves
     that nothing was contacted."""
@@ -736,6 +837,11 @@ class IntegrationTestCase(unittest.TestCase):
 
     def forwarder(self, upstream_port):
         f = CountingForwarder(upstream_port).start()
+        self.addCleanup(f.stop)
+        return f
+
+    def fault_proxy(self, upstream_port):
+        f = FaultProxy(upstream_port).start()
         self.addCleanup(f.stop)
         return f
 
