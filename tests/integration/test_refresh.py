@@ -215,6 +215,28 @@ class RefreshTest(IntegrationTestCase):
         self.assertEqual(st, 200, b[:300])
         self.assertNotEqual(b, fixed)
 
+    def test_dead_upstream_is_not_hammered(self):
+        """Many entries due at once on one upstream that just died: after the first batch fails,
+        the upstream is left alone for its backoff instead of getting every entry's retry."""
+        proxy = self.fault_proxy(self.port)
+        leaves = [self.pki.leaf(self.root, "leaf-%d" % i, serial="%04X" % (0x4000 + i),
+                                ocsp_urls=[proxy.url]) for i in range(48)]
+        self.responder(self.root, port=self.port, ndays=7)
+        d = self.staplerd(self.ca_file, extra=FAST_REFRESH)
+        for leaf in leaves:
+            self.staple_ok(d, leaf)
+        proxy.set("close")
+        n0 = proxy.count
+        time.sleep(4)
+        # One tick hands a host at most REFRESH_HOST_BACKLOG (32) refreshes; their failures put
+        # the host in backoff (10 s), so the remaining entries wait instead of failing too.
+        tried = proxy.count - n0
+        self.assertGreater(tried, 0)
+        self.assertLessEqual(tried, 32, "the dead upstream got %d requests" % tried)
+        # Every entry keeps serving its staple meanwhile.
+        for leaf in leaves[:5]:
+            self.staple_ok(d, leaf)
+
     def test_restart_with_upstream_down_serves_at_once(self):
         leaf, proxy = self.leaf_behind_proxy("leaf", "3301")
         resp = self.responder(self.root, port=self.port, ndays=7)
