@@ -36,6 +36,7 @@ struct pending {
 	struct staple_target *t;
 	int refresh;                 /* started by the scheduler or an operator, not a client */
 	int url_index;
+	int permanent;               /* the last URL gave an answer that was wrong, not absent */
 	unsigned char *req;
 	size_t req_len;
 	char last_error[512];
@@ -219,10 +220,13 @@ record_failure(struct pending *p, const char *error)
 	if (cache_set_failure(svc->cache, row.issuer_key_hash, row.serial, failures, error,
 	    (long long)next) < 0)
 		log_error("cache_store_failed", "serial=%s issuer=%s", row.serial, row.issuer_key_hash);
-	log_warn("refresh_failed", "serial=%s issuer=%s url=\"%s\" outcome=failed failures=%d "
-	    "next_try=%lld served_until=%lld error=\"%s\"", row.serial, row.issuer_key_hash,
-	    row.ocsp_url, failures, (long long)next, (long long)(row.next_update - STORE_EXPIRY_MARGIN),
-	    error);
+	/* A wrong answer (bad signature, another CertID, an unauthorised signer) is worth an
+	 * operator's attention; an absent one (timeout, 5xx, tryLater) is routine. */
+	log_msg(p->permanent ? LOG_LVL_ERROR : LOG_LVL_WARN, "refresh_failed", "serial=%s issuer=%s "
+	    "url=\"%s\" outcome=%s failures=%d next_try=%lld served_until=%lld error=\"%s\"",
+	    row.serial, row.issuer_key_hash, row.ocsp_url, p->permanent ? "invalid_response" :
+	    "unavailable", failures, (long long)next,
+	    (long long)(row.next_update - STORE_EXPIRY_MARGIN), error);
 	cache_row_clear(&row);
 }
 
@@ -328,6 +332,7 @@ on_fetched(const struct fetch_result *res, void *arg)
 		return;
 	}
 	if (res->status != FETCH_OK) {
+		p->permanent = 0;
 		snprintf(p->last_error, sizeof(p->last_error), "%s: %s", res->url, res->error);
 		log_warn("fetch_failed", "serial=%s issuer=%s url=\"%s\" error=\"%s\"", p->t->serial_hex,
 		    p->t->key_hash_hex, res->url, res->error);
@@ -337,6 +342,7 @@ on_fetched(const struct fetch_result *res, void *arg)
 	}
 	v = ocsp_verify(res->body, res->len, p->t->id, p->t->issuer, now, &r);
 	if (v != OCSP_OK) {
+		p->permanent = !ocsp_verdict_is_temporary(v);
 		snprintf(p->last_error, sizeof(p->last_error), "%s: %s: %s", res->url,
 		    ocsp_verdict_name(v), r.detail);
 		log_warn("response_rejected", "serial=%s issuer=%s url=\"%s\" verdict=%s detail=\"%s\"",
@@ -348,6 +354,7 @@ on_fetched(const struct fetch_result *res, void *arg)
 	old = store_get(p->svc->store, &p->key);
 	if (old != NULL && old->status == STAPLER_REVOKED && r.status != STAPLER_REVOKED) {
 		/* A signed revocation is final here: never roll back to good or unknown. */
+		p->permanent = 1;
 		snprintf(p->last_error, sizeof(p->last_error), "%s: says %s for a revoked certificate",
 		    res->url, stapler_status_name(r.status));
 		log_warn("response_rejected", "serial=%s issuer=%s url=\"%s\" verdict=rollback status=%s",
