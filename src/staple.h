@@ -15,6 +15,7 @@
 struct cache;
 struct certs_trust;
 struct fetcher;
+struct issuers;
 struct stapler_config;
 
 enum staple_outcome {
@@ -58,6 +59,8 @@ struct staple_target *staple_target_new(X509 *subject, X509 *issuer, time_t not_
 struct staple_target *staple_target_from_certid(const OCSP_CERTID *id, X509 *issuer,
     const struct certs_urls *urls, const char *subject, time_t not_after);
 void staple_target_free(struct staple_target **t);
+/* How many URLs a fetch for t would try: its issuer's [responders] override, else its own. */
+int staple_target_url_count(const struct staple_service *svc, const struct staple_target *t);
 
 /* The service uses (does not own) every part passed in. */
 struct staple_service *staple_service_new(const struct stapler_config *cfg,
@@ -83,6 +86,12 @@ void staple_wait_cancel(struct staple_wait *w);
  * and returns NULL when the answer is known now; otherwise returns a wait handle. */
 struct staple_wait *staple_ensure(struct staple_service *svc, struct staple_target *t,
     const unsigned char *digest, time_t now, staple_cb cb, void *arg);
+
+/* The parts the OCSP proxy and chain staples consult; owned by the service (issuers) or
+ * by its creator, valid until the next reload (trust). */
+struct issuers *staple_service_issuers(struct staple_service *svc);
+const struct certs_trust *staple_service_trust(const struct staple_service *svc);
+struct store *staple_service_store(struct staple_service *svc);
 
 /* Certificates with a fetch in flight. */
 size_t staple_service_pending(const struct staple_service *svc);
