@@ -323,18 +323,23 @@ asn1_time_to_time_t(const ASN1_TIME *t, time_t *out)
 }
 
 int
-certs_verify_chain(const struct certs_trust *trust, STACK_OF(X509) *certs, time_t now,
-    X509 **issuer, time_t *not_after, char *err, size_t errlen)
+certs_not_after(X509 *cert, time_t *out)
+{
+	return cert == NULL ? -1 : asn1_time_to_time_t(X509_get0_notAfter(cert), out);
+}
+
+int
+certs_verify_chain_get(const struct certs_trust *trust, STACK_OF(X509) *certs, time_t now,
+    STACK_OF(X509) **chain_out, time_t *not_after, char *err, size_t errlen)
 {
 	X509_STORE_CTX *ctx = NULL;
-	STACK_OF(X509) *untrusted = NULL;
-	STACK_OF(X509) *chain;
+	STACK_OF(X509) *untrusted = NULL, *chain = NULL;
 	X509 *subject, *iss = NULL;
 	char name[256];
 	time_t t, earliest = 0;
-	int i, n, rc = -1, verr;
+	int i, rc = -1, verr;
 
-	*issuer = NULL;
+	*chain_out = NULL;
 	ERR_clear_error();
 	if (trust == NULL || certs == NULL || sk_X509_num(certs) < 1) {
 		snprintf(err, errlen, "no certificate to verify");
@@ -366,16 +371,11 @@ certs_verify_chain(const struct certs_trust *trust, STACK_OF(X509) *certs, time_
 		    X509_STORE_CTX_get_error_depth(ctx), name);
 		goto done;
 	}
-	chain = X509_STORE_CTX_get0_chain(ctx);
-	n = sk_X509_num(chain);
-	if (n >= 2) {
-		iss = sk_X509_value(chain, 1);
-		if (!X509_up_ref(iss)) {
-			iss = NULL;
-			snprintf(err, errlen, "out of memory");
-			goto done;
-		}
-	} else {
+	if ((chain = X509_chain_up_ref(X509_STORE_CTX_get0_chain(ctx))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto done;
+	}
+	if (sk_X509_num(chain) < 2) {
 		/* The subject is itself an anchor: its issuer must be in the bundle too. */
 		if (X509_STORE_CTX_get1_issuer(&iss, ctx, subject) != 1)
 			iss = NULL;
@@ -390,30 +390,52 @@ certs_verify_chain(const struct certs_trust *trust, STACK_OF(X509) *certs, time_
 			snprintf(err, errlen, "issuer certificate is not valid now: %s", name);
 			goto done;
 		}
-		if (asn1_time_to_time_t(X509_get0_notAfter(iss), &earliest) != 0) {
-			snprintf(err, errlen, "issuer notAfter does not parse: %s", name);
+		if (!sk_X509_push(chain, iss)) {
+			snprintf(err, errlen, "out of memory");
 			goto done;
 		}
+		iss = NULL;
 	}
-	for (i = 0; i < n; i++) {
-		if (asn1_time_to_time_t(X509_get0_notAfter(sk_X509_value(chain, i)), &t) != 0) {
+	for (i = 0; i < sk_X509_num(chain); i++) {
+		if (certs_not_after(sk_X509_value(chain, i), &t) != 0) {
 			snprintf(err, errlen, "notAfter does not parse (depth %d): %s", i, name);
 			goto done;
 		}
 		if (earliest == 0 || t < earliest)
 			earliest = t;
 	}
-	*issuer = iss;
-	iss = NULL;
+	*chain_out = chain;
+	chain = NULL;
 	*not_after = earliest;
 	rc = 0;
 
 done:
 	X509_free(iss);
+	sk_X509_pop_free(chain, X509_free);
 	X509_STORE_CTX_free(ctx);
 	sk_X509_free(untrusted);
 	ERR_clear_error();
 	return rc;
+}
+
+int
+certs_verify_chain(const struct certs_trust *trust, STACK_OF(X509) *certs, time_t now,
+    X509 **issuer, time_t *not_after, char *err, size_t errlen)
+{
+	STACK_OF(X509) *chain;
+
+	*issuer = NULL;
+	if (certs_verify_chain_get(trust, certs, now, &chain, not_after, err, errlen) < 0)
+		return -1;
+	*issuer = sk_X509_value(chain, 1);
+	if (!X509_up_ref(*issuer)) {
+		*issuer = NULL;
+		snprintf(err, errlen, "out of memory");
+		sk_X509_pop_free(chain, X509_free);
+		return -1;
+	}
+	sk_X509_pop_free(chain, X509_free);
+	return 0;
 }
 
 /* X509_get1_ocsp() is not used: it de-duplicates through a sorted stack, which loses the

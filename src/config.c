@@ -1,5 +1,11 @@
 /* Configuration: one table of keys (section, name, type, default), parsed with inih;
- * every error names the file, the line and the key. */
+ * every error names the file, the line and the key.
+ *
+ * Besides the fixed keys below there is one open section, [responders]: each key is an issuer
+ * key hash (hex SHA-1 of the CA public key, as in a CertID; any case, colons allowed) and its
+ * value the space-separated http/https responder URLs that every fetch for that issuer's
+ * certificates uses, in order, instead of their AIA URLs (like nginx ssl_stapling_responder).
+ * The [upstream] allow list applies to them too. */
 #include <ctype.h>
 #include <errno.h>
 #include <stddef.h>
@@ -165,6 +171,159 @@ apply(struct stapler_config *cfg, const struct key_def *k, const char *value)
 	return "unknown key type";
 }
 
+static void
+responders_clear(struct stapler_config *cfg)
+{
+	for (size_t i = 0; i < cfg->n_responders; i++) {
+		for (int j = 0; j < cfg->responders[i].n; j++)
+			free(cfg->responders[i].url[j]);
+	}
+	free(cfg->responders);
+	cfg->responders = NULL;
+	cfg->n_responders = 0;
+}
+
+/* The host of an http(s) URL (lowercase, brackets kept for IPv6) into host; NULL or what is
+ * wrong with the URL. */
+static const char *
+url_host(const char *url, char *host, size_t cap)
+{
+	const char *p;
+	size_t len;
+
+	if (strncasecmp(url, "http://", 7) == 0)
+		p = url + 7;
+	else if (strncasecmp(url, "https://", 8) == 0)
+		p = url + 8;
+	else
+		return "responder URL must start with http:// or https://";
+	if (strlen(url) >= CONFIG_MAX_URL_LEN)
+		return "responder URL too long";
+	for (const char *c = url; *c != '\0'; c++) {
+		if ((unsigned char)*c <= 0x20 || *c == 0x7f)
+			return "responder URL holds a control character or space";
+	}
+	len = strcspn(p, "/?#");
+	if (memchr(p, '@', len) != NULL)
+		return "responder URL must not carry user information";
+	if (*p == '[') {
+		const char *close = memchr(p, ']', len);
+
+		if (close == NULL)
+			return "responder URL has a bad IPv6 host";
+		len = (size_t)(close - p) + 1;
+	} else {
+		const char *colon = memchr(p, ':', len);
+
+		if (colon != NULL)
+			len = (size_t)(colon - p);
+	}
+	if (len == 0 || len >= cap)
+		return "responder URL has no host";
+	for (size_t i = 0; i < len; i++)
+		host[i] = (char)tolower((unsigned char)p[i]);
+	host[len] = '\0';
+	return NULL;
+}
+
+/* Parses one [responders] line; returns NULL or a message. */
+static const char *
+responder_add(struct stapler_config *cfg, const char *name, const char *value, int line)
+{
+	struct config_responder r = { .line = line }, *grown;
+	const char *p = value, *why = NULL;
+	char host[256];
+
+	if (util_unhex(name, r.key_hash, sizeof(r.key_hash)) != (int)sizeof(r.key_hash))
+		return "not an issuer key hash (40 hex digits: SHA-1 of the CA public key)";
+	if (config_responder_find(cfg, r.key_hash) != NULL)
+		return "issuer listed twice in [responders]";
+	if (cfg->n_responders >= CONFIG_MAX_RESPONDERS)
+		return "too many [responders] entries";
+	while (*p != '\0') {
+		size_t len;
+
+		while (isspace((unsigned char)*p))
+			p++;
+		if (*p == '\0')
+			break;
+		len = strcspn(p, " \t");
+		if (r.n == CONFIG_MAX_RESPONDER_URLS) {
+			why = "too many responder URLs (at most 4)";
+			goto fail;
+		}
+		if ((r.url[r.n] = strndup(p, len)) == NULL) {
+			why = "out of memory";
+			goto fail;
+		}
+		if ((why = url_host(r.url[r.n++], host, sizeof(host))) != NULL)
+			goto fail;
+		p += len;
+	}
+	if (r.n == 0) {
+		why = "no responder URL";
+		goto fail;
+	}
+	if ((grown = realloc(cfg->responders, (cfg->n_responders + 1) * sizeof(*grown))) == NULL) {
+		why = "out of memory";
+		goto fail;
+	}
+	cfg->responders = grown;
+	cfg->responders[cfg->n_responders++] = r;
+	return NULL;
+fail:
+	for (int i = 0; i < r.n; i++)
+		free(r.url[i]);
+	return why;
+}
+
+/* One [responders] line. inih also splits at ':', so "AB:CD:…:EF = url" arrives as name "AB"
+ * and value "CD:…:EF = url": the key is put back together up to the '='. */
+static int
+responder_line(struct parse_ctx *ctx, const char *name, const char *value)
+{
+	char key[128];
+	const char *eq = strchr(value, '='), *why;
+	size_t klen;
+
+	if (eq != NULL && strspn(value, "0123456789abcdefABCDEF: \t") == (size_t)(eq - value)) {
+		klen = (size_t)(eq - value);
+		while (klen > 0 && (value[klen - 1] == ' ' || value[klen - 1] == '\t'))
+			klen--;
+		if (snprintf(key, sizeof(key), "%s:%.*s", name, (int)klen, value) >= (int)sizeof(key))
+			return set_error(ctx, name, "not an issuer key hash");
+		for (value = eq + 1; *value == ' ' || *value == '\t'; value++)
+			;
+		name = key;
+	}
+	if ((why = responder_add(ctx->cfg, name, value, ctx->line)) != NULL)
+		return set_error(ctx, name, why);
+	return 1;
+}
+
+/* After the whole file is read ([upstream] may come later): every override URL must pass the
+ * allow list. Returns 0 or -1 with ctx's error set. */
+static int
+responders_check(struct parse_ctx *ctx)
+{
+	struct stapler_config *cfg = ctx->cfg;
+	char host[256], key[2 * 20 + 1], msg[320];
+
+	for (size_t i = 0; i < cfg->n_responders; i++) {
+		for (int j = 0; j < cfg->responders[i].n; j++) {
+			if (url_host(cfg->responders[i].url[j], host, sizeof(host)) != NULL ||
+			    config_host_allowed(cfg, host))
+				continue;
+			util_hex(cfg->responders[i].key_hash, 20, key);
+			ctx->line = cfg->responders[i].line;
+			snprintf(msg, sizeof(msg), "host %.200s is not in [upstream] allow", host);
+			set_error(ctx, key, msg);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static int
 handler(void *user, const char *section, const char *name, const char *value)
 {
@@ -177,6 +336,8 @@ handler(void *user, const char *section, const char *name, const char *value)
 		/* inih reports a section header with a NULL name (INI_CALL_HANDLER_ON_NEW_SECTION). */
 		return 1;
 	}
+	if (strcmp(section, "responders") == 0)
+		return responder_line(ctx, name, value);
 	for (size_t i = 0; i < UTIL_ARRAY_LEN(keys); i++) {
 		const char *why;
 
@@ -254,6 +415,8 @@ config_load(const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "%s:%d: syntax error", path, r);
 		goto fail;
 	}
+	if (responders_check(&ctx) < 0)
+		goto fail;
 	return cfg;
 fail:
 	config_free(&cfg);
@@ -274,6 +437,7 @@ config_free(struct stapler_config **cfgp)
 	free(cfg->ca_file);
 	free(cfg->log_level);
 	hosts_clear(cfg);
+	responders_clear(cfg);
 	free(cfg);
 	*cfgp = NULL;
 }
@@ -288,6 +452,16 @@ config_host_allowed(const struct stapler_config *cfg, const char *host)
 			return 1;
 	}
 	return 0;
+}
+
+const struct config_responder *
+config_responder_find(const struct stapler_config *cfg, const unsigned char *key_hash)
+{
+	for (size_t i = 0; i < cfg->n_responders; i++) {
+		if (memcmp(cfg->responders[i].key_hash, key_hash, sizeof(cfg->responders[i].key_hash)) == 0)
+			return &cfg->responders[i];
+	}
+	return NULL;
 }
 
 int

@@ -13,6 +13,7 @@
 
 #include "fetch.h"
 #include "http_api.h"
+#include "http_routes.h"
 #include "staple.h"
 #include "stapler/config.h"
 #include "stapler/log.h"
@@ -247,6 +248,19 @@ on_request(struct evhttp_request *req, void *arg)
 		send_error(req, 503, "shutting down");
 		return;
 	}
+	if (strcmp(path, "/v1/staples") == 0) {
+		if (cmd != EVHTTP_REQ_POST) {
+			evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
+			send_error(req, 405, "use POST");
+		} else {
+			http_staples_handle(api, req);
+		}
+		return;
+	}
+	if (strcmp(path, "/ocsp") == 0 || strncmp(path, "/ocsp/", 6) == 0) {
+		http_ocsp_handle(api, req, path);
+		return;
+	}
 	if (strcmp(path, "/v1/staple") == 0) {
 		if (cmd != EVHTTP_REQ_POST) {
 			evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
@@ -314,6 +328,42 @@ http_api_set_config(struct http_api *api, const struct stapler_config *cfg)
 	/* Bodies up to the hard cap are read and answered with our JSON 413; beyond it evhttp
 	 * refuses them itself without buffering. */
 	evhttp_set_max_body_size(api->http, (ev_ssize_t)(hard < 1024 * 1024 ? 1024 * 1024 : hard));
+}
+
+void
+http_api_send_staple(struct evhttp_request *req, const struct staple *s, time_t now)
+{
+	send_staple(req, s, now);
+}
+
+void
+http_api_send_error(struct evhttp_request *req, int code, const char *msg)
+{
+	send_error(req, code, msg);
+}
+
+struct staple_service *
+http_api_service(struct http_api *api)
+{
+	return api->svc;
+}
+
+const struct stapler_config *
+http_api_config(const struct http_api *api)
+{
+	return api->cfg;
+}
+
+void
+http_api_wait_begin(struct http_api *api)
+{
+	api->waiting++;
+}
+
+void
+http_api_wait_end(struct http_api *api)
+{
+	api->waiting--;
 }
 
 unsigned short

@@ -1,4 +1,5 @@
 /* OCSP with OpenSSL only: request building and decoding, GET URLs, and the pure response verifier. */
+#include <ctype.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -80,28 +81,175 @@ done:
 	return rc;
 }
 
-OCSP_CERTID *
-ocsp_request_certid(const unsigned char *der, size_t len)
+const char *
+ocsp_request_error_name(enum ocsp_request_error e)
 {
+	switch (e) {
+	case OCSP_REQ_OK:
+		return "ok";
+	case OCSP_REQ_JUNK:
+		return "junk";
+	case OCSP_REQ_NO_ID:
+		return "no_certid";
+	case OCSP_REQ_MANY_IDS:
+		return "several_certids";
+	}
+	return "invalid";
+}
+
+enum ocsp_request_error
+ocsp_request_decode(const unsigned char *der, size_t len, OCSP_CERTID **id, int *has_nonce)
+{
+	enum ocsp_request_error e = OCSP_REQ_JUNK;
 	OCSP_REQUEST *req = NULL;
 	OCSP_ONEREQ *one;
-	OCSP_CERTID *id = NULL;
 	const unsigned char *p = der;
+	int n;
 
+	*id = NULL;
+	if (has_nonce != NULL)
+		*has_nonce = 0;
 	if (der == NULL || len == 0 || len > LONG_MAX)
 		goto done;
 	if ((req = d2i_OCSP_REQUEST(NULL, &p, (long)len)) == NULL || p != der + len)
 		goto done;
-	if (OCSP_request_onereq_count(req) != 1)
+	if ((n = OCSP_request_onereq_count(req)) != 1) {
+		e = n == 0 ? OCSP_REQ_NO_ID : OCSP_REQ_MANY_IDS;
 		goto done;
-	if ((one = OCSP_request_onereq_get0(req, 0)) == NULL)
+	}
+	if ((one = OCSP_request_onereq_get0(req, 0)) == NULL ||
+	    (*id = OCSP_CERTID_dup(OCSP_onereq_get0_id(one))) == NULL)
 		goto done;
-	id = OCSP_CERTID_dup(OCSP_onereq_get0_id(one));
+	if (has_nonce != NULL)
+		*has_nonce = OCSP_REQUEST_get_ext_by_NID(req, NID_id_pkix_OCSP_Nonce, -1) >= 0;
+	e = OCSP_REQ_OK;
 
 done:
 	OCSP_REQUEST_free(req);
 	ERR_clear_error();
+	return e;
+}
+
+OCSP_CERTID *
+ocsp_request_certid(const unsigned char *der, size_t len)
+{
+	OCSP_CERTID *id;
+
+	(void)ocsp_request_decode(der, len, &id, NULL);
 	return id;
+}
+
+static int
+hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+unsigned char *
+ocsp_get_decode(const char *path, size_t max, size_t *len)
+{
+	unsigned char *der = NULL;
+	char *b64 = NULL;
+	size_t plen, n = 0, i;
+	int dlen;
+
+	*len = 0;
+	if (path == NULL || max == 0 || max > INT_MAX / 2)
+		return NULL;
+	plen = strlen(path);
+	/* Each DER byte takes at most 4/3 base64 characters, each at most 3 escaped ones. */
+	if (plen > 3 * (4 * (max / 3 + 1)) + 16 || (b64 = malloc(plen + 4)) == NULL)
+		return NULL;
+	for (i = 0; i < plen; i++) {
+		char c = path[i];
+
+		if (c == '%') {
+			int hi = i + 2 < plen ? hex_digit(path[i + 1]) : -1;
+			int lo = hi >= 0 ? hex_digit(path[i + 2]) : -1;
+
+			if (lo < 0)
+				goto fail;
+			c = (char)(hi << 4 | lo);
+			i += 2;
+		}
+		switch (c) {
+		case ' ':   /* '+' decoded as a space by a form decoder on the way */
+		case '-':   /* URL-safe base64 */
+			c = '+';
+			break;
+		case '_':
+			c = '/';
+			break;
+		case '\r':
+		case '\n':
+			continue;
+		case '/':
+			/* A DER request starts with 0x30 ('M'): a leading '/' is a doubled slash. */
+			if (n == 0)
+				continue;
+			break;
+		default:
+			break;
+		}
+		b64[n++] = c;
+	}
+	while (n % 4 != 0 && n % 4 != 1)
+		b64[n++] = '=';
+	b64[n] = '\0';
+	if (n == 0 || n % 4 != 0 || n / 4 * 3 > max + 2)
+		goto fail;
+	for (i = 0; i < n; i++) {
+		if (!isalnum((unsigned char)b64[i]) && b64[i] != '+' && b64[i] != '/' &&
+		    !(b64[i] == '=' && i >= n - 2))
+			goto fail;
+	}
+	if (b64[n - 2] == '=' && b64[n - 1] != '=')
+		goto fail;
+	if ((der = malloc(n / 4 * 3 + 1)) == NULL)
+		goto fail;
+	/* EVP_DecodeBlock counts the padding as zero bytes; take them off. */
+	if ((dlen = EVP_DecodeBlock(der, (unsigned char *)b64, (int)n)) < 0)
+		goto fail;
+	dlen -= (b64[n - 1] == '=') + (b64[n - 2] == '=');
+	if (dlen <= 0 || (size_t)dlen > max)
+		goto fail;
+	*len = (size_t)dlen;
+	free(b64);
+	return der;
+fail:
+	free(der);
+	free(b64);
+	return NULL;
+}
+
+int
+ocsp_response_status_build(int status, unsigned char **der, size_t *len)
+{
+	OCSP_RESPONSE *resp = NULL;
+	unsigned char *out = NULL;
+	int n, rc = -1;
+
+	*der = NULL;
+	*len = 0;
+	/* A successful response needs a signed body: not what this builds. */
+	if (status == OCSP_RESPONSE_STATUS_SUCCESSFUL ||
+	    (resp = OCSP_response_create(status, NULL)) == NULL)
+		goto done;
+	if ((n = i2d_OCSP_RESPONSE(resp, &out)) <= 0)
+		goto done;
+	*der = out;
+	*len = (size_t)n;
+	rc = 0;
+done:
+	OCSP_RESPONSE_free(resp);
+	ERR_clear_error();
+	return rc;
 }
 
 char *

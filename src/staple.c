@@ -14,6 +14,7 @@
 #include "stapler/cache.h"
 #include "stapler/certs.h"
 #include "stapler/config.h"
+#include "stapler/issuers.h"
 #include "stapler/log.h"
 #include "stapler/ocsp.h"
 #include "stapler/sched.h"
@@ -52,6 +53,7 @@ struct staple_service {
 	struct table pending;
 	uint64_t seed;
 	uint64_t rng;                /* xorshift state: jitter only, not secrets */
+	struct issuers *issuers;   /* who the OCSP proxy serves, learned from stored staples */
 };
 
 static int
@@ -122,6 +124,10 @@ staple_service_new(const struct stapler_config *cfg, const struct certs_trust *t
 	svc->seed = (uint64_t)(uintptr_t)svc ^ (uint64_t)time(NULL);
 	if (RAND_bytes((unsigned char *)&svc->rng, sizeof(svc->rng)) != 1 || svc->rng == 0)
 		svc->rng = svc->seed | 1;
+	if ((svc->issuers = issuers_new()) == NULL) {
+		free(svc);
+		return NULL;
+	}
 	return svc;
 }
 
@@ -152,6 +158,7 @@ staple_service_free(struct staple_service **svcp)
 			pending_free(svc->pending.slot[i]);
 	}
 	table_clear(&svc->pending, 0);
+	issuers_free(&svc->issuers);
 	free(svc);
 	*svcp = NULL;
 }
@@ -165,10 +172,45 @@ staple_service_reload(struct staple_service *svc, const struct stapler_config *c
 	store_seen_clear(svc->store);
 }
 
+struct issuers *
+staple_service_issuers(struct staple_service *svc)
+{
+	return svc->issuers;
+}
+
+const struct certs_trust *
+staple_service_trust(const struct staple_service *svc)
+{
+	return svc->trust;
+}
+
+struct store *
+staple_service_store(struct staple_service *svc)
+{
+	return svc->store;
+}
+
 size_t
 staple_service_pending(const struct staple_service *svc)
 {
 	return svc->pending.count;
+}
+
+/* Learns the issuer of a cached row and its URLs for the OCSP proxy (one query per issuer). */
+static void
+learn_row_issuer(struct staple_service *svc, const struct cache_row *row,
+    const struct stapler_key *key)
+{
+	struct cache_issuer ci;
+
+	if (!issuers_known(svc->issuers, key->key_hash)) {
+		if (cache_get_issuer(svc->cache, row->issuer_key_hash, &ci) != 1 ||
+		    issuers_learn_der(svc->issuers, ci.cert_der, ci.cert_len, row->ocsp_urls) < 0)
+			log_warn("issuer_not_learned", "issuer=%s", row->issuer_key_hash);
+		cache_issuer_clear(&ci);
+		return;
+	}
+	(void)issuers_add_urls(svc->issuers, key->key_hash, row->ocsp_urls);
 }
 
 static int
@@ -187,6 +229,7 @@ load_row(const struct cache_row *row, void *arg)
 	    (time_t)row->produced_at, (time_t)row->fetched_at, row->response_der, row->response_len);
 	if (s == NULL || store_put(svc->store, s) < 0)
 		return -1;
+	learn_row_issuer(svc, row, &key);
 	return 0;
 }
 
@@ -266,6 +309,7 @@ commit(struct pending *p, const char *url, const unsigned char *der, size_t len,
 	unsigned char *issuer_der;
 	size_t issuer_len;
 
+	urls[0] = '\0';   /* a target with no URL of its own (an override serves it) */
 	for (int i = 0; i < p->t->urls.n; i++) {
 		int n = snprintf(urls + off, sizeof(urls) - off, "%s%s", i ? "\n" : "", p->t->urls.url[i]);
 
@@ -313,10 +357,27 @@ commit(struct pending *p, const char *url, const unsigned char *der, size_t len,
 	s = staple_new(&p->key, r->status, r->this_update, r->next_update, r->produced_at, now, der, len);
 	if (s == NULL || store_put(svc->store, s) < 0)
 		return NULL;
+	if (issuers_learn(svc->issuers, p->t->issuer, &p->t->urls) < 0)
+		log_warn("issuer_not_learned", "issuer=%s", p->t->key_hash_hex);
 	return store_get(svc->store, &p->key);
 }
 
 static int try_next_url(struct pending *p);
+
+/* The URLs a fetch for t tries, in order: the [responders] override for its issuer when the
+ * operator configured one, else the target's own (AIA or learned) URLs. Returns the count. */
+static int
+target_urls(const struct staple_service *svc, const struct staple_target *t, char *const **urls)
+{
+	const struct config_responder *r = config_responder_find(svc->cfg, t->key.key_hash);
+
+	if (r != NULL) {
+		*urls = r->url;
+		return r->n;
+	}
+	*urls = t->urls.url;
+	return t->urls.n;
+}
 
 static void
 on_fetched(const struct fetch_result *res, void *arg)
@@ -379,13 +440,15 @@ on_fetched(const struct fetch_result *res, void *arg)
 static int
 try_next_url(struct pending *p)
 {
+	char *const *urls;
+	int n = target_urls(p->svc, p->t, &urls);
 	char err[256];
 
-	for (; p->url_index < p->t->urls.n; p->url_index++) {
-		if (fetch_start(p->svc->fetch, p->t->urls.url[p->url_index], p->req, p->req_len, on_fetched, p,
+	for (; p->url_index < n; p->url_index++) {
+		if (fetch_start(p->svc->fetch, urls[p->url_index], p->req, p->req_len, on_fetched, p,
 		    err, sizeof(err)) == 0)
 			return 0;
-		snprintf(p->last_error, sizeof(p->last_error), "%.200s: %.250s", p->t->urls.url[p->url_index], err);
+		snprintf(p->last_error, sizeof(p->last_error), "%.200s: %.250s", urls[p->url_index], err);
 	}
 	pending_finish(p, STAPLE_UPSTREAM_FAILED, NULL, p->last_error);
 	return -1;
@@ -482,20 +545,30 @@ staple_target_free(struct staple_target **tp)
 	*tp = NULL;
 }
 
+int
+staple_target_url_count(const struct staple_service *svc, const struct staple_target *t)
+{
+	char *const *urls;
+
+	return target_urls(svc, t, &urls);
+}
+
 /* Checks that t may be fetched at all. Returns STAPLE_OK or the outcome to answer with. */
 static enum staple_outcome
 target_check(struct staple_service *svc, const struct staple_target *t, char *err, size_t errlen)
 {
+	char *const *urls;
+	int n = target_urls(svc, t, &urls);
 	char why[256];
 	int usable = 0;
 
-	if (t->urls.n == 0) {
+	if (n == 0) {
 		snprintf(err, errlen, "certificate has no OCSP URL (authorityInfoAccess)");
 		return STAPLE_NO_URL;
 	}
 	/* Policy first: a URL the operator did not allow is never contacted. */
-	for (int i = 0; i < t->urls.n; i++) {
-		if (fetch_url_allowed(svc->cfg, t->urls.url[i], NULL, 0, why, sizeof(why)) == 0)
+	for (int i = 0; i < n; i++) {
+		if (fetch_url_allowed(svc->cfg, urls[i], NULL, 0, why, sizeof(why)) == 0)
 			usable++;
 		else
 			snprintf(err, errlen, "no OCSP URL may be fetched: %s", why);

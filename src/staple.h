@@ -16,6 +16,7 @@ struct cache;
 struct cache_row;
 struct certs_trust;
 struct fetcher;
+struct issuers;
 struct stapler_config;
 
 enum staple_outcome {
@@ -59,6 +60,8 @@ struct staple_target *staple_target_new(X509 *subject, X509 *issuer, time_t not_
 struct staple_target *staple_target_from_certid(const OCSP_CERTID *id, X509 *issuer,
     const struct certs_urls *urls, const char *subject, time_t not_after);
 void staple_target_free(struct staple_target **t);
+/* How many URLs a fetch for t would try: its issuer's [responders] override, else its own. */
+int staple_target_url_count(const struct staple_service *svc, const struct staple_target *t);
 
 /* The service uses (does not own) every part passed in. */
 struct staple_service *staple_service_new(const struct stapler_config *cfg,
@@ -98,6 +101,11 @@ int staple_service_is_pending(const struct staple_service *svc, const char *issu
 int staple_service_evict(struct staple_service *svc, const char *issuer_key_hash, const char *serial);
 /* A number in [0, 1) for jitter. */
 double staple_service_random(struct staple_service *svc);
+/* The parts the OCSP proxy and chain staples consult; owned by the service (issuers) or
+ * by its creator, valid until the next reload (trust). */
+struct issuers *staple_service_issuers(struct staple_service *svc);
+const struct certs_trust *staple_service_trust(const struct staple_service *svc);
+struct store *staple_service_store(struct staple_service *svc);
 
 /* Certificates with a fetch in flight. */
 size_t staple_service_pending(const struct staple_service *svc);

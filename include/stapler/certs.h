@@ -36,6 +36,15 @@ STACK_OF(X509) *certs_parse(const unsigned char *body, size_t len, char *err, si
 int certs_verify_chain(const struct certs_trust *trust, STACK_OF(X509) *certs, time_t now,
     X509 **issuer, time_t *not_after, char *err, size_t errlen);
 
+/* Like certs_verify_chain(), but hands back the verified chain: *chain is a new stack
+ * (sk_X509_pop_free(…, X509_free)) of certs[0], then each issuer in turn up to the trust
+ * anchor; when certs[0] is itself an anchor, its issuer from the bundle follows it. So
+ * chain[i + 1] is always the issuer of chain[i], and the stack holds at least two. */
+int certs_verify_chain_get(const struct certs_trust *trust, STACK_OF(X509) *certs, time_t now,
+    STACK_OF(X509) **chain, time_t *not_after, char *err, size_t errlen);
+/* notAfter of cert as Unix seconds into *out. Returns 0, or -1 when it does not parse. */
+int certs_not_after(X509 *cert, time_t *out);
+
 /* The AIA id-ad-ocsp URLs of cert, in certificate order, at most CERTS_MAX_URLS of them and
  * each shorter than CERTS_MAX_URL_LEN. urls[i] are new strings (certs_urls_free()). Returns the
  * count (0 when there is no AIA OCSP URL). */

@@ -5,6 +5,19 @@
 #include <stddef.h>
 
 #define CONFIG_MAX_ALLOW 64
+/* [responders]: issuers with an override, and URLs per issuer (tried in order). */
+#define CONFIG_MAX_RESPONDERS 1024
+#define CONFIG_MAX_RESPONDER_URLS 4
+#define CONFIG_MAX_URL_LEN 1024
+
+/* One [responders] entry: every fetch for certificates of this issuer goes to these URLs
+ * instead of the certificates' AIA URLs. */
+struct config_responder {
+	unsigned char key_hash[20];     /* SHA-1 of the issuer's public key, as in the CertID */
+	int line;                       /* where it was configured, for later errors */
+	int n;
+	char *url[CONFIG_MAX_RESPONDER_URLS];
+};
 
 struct stapler_config {
 	char *path;              /* file it was read from, or NULL for defaults */
@@ -27,6 +40,9 @@ struct stapler_config {
 	long long refresh_check_interval; /* seconds */
 	/* [log] */
 	char *log_level;         /* error|warn|info|debug */
+	/* [responders] */
+	size_t n_responders;
+	struct config_responder *responders;
 };
 
 /* Returns a new configuration holding the defaults; NULL on allocation failure. */
@@ -38,6 +54,10 @@ void config_free(struct stapler_config **cfg);
 
 /* Returns 1 when host may be contacted under the [upstream] allow list, else 0. */
 int config_host_allowed(const struct stapler_config *cfg, const char *host);
+
+/* Returns the [responders] override for an issuer key hash (20 bytes), or NULL. */
+const struct config_responder *config_responder_find(const struct stapler_config *cfg,
+    const unsigned char *key_hash);
 
 /* Splits "host:port" ("[v6]:port" too) into host (cap bytes) and port; returns 0 or -1. */
 int config_split_listen(const char *listen, char *host, size_t cap, unsigned short *port);

@@ -53,6 +53,36 @@ int ocsp_request_build(const OCSP_CERTID *id, unsigned char **der, size_t *len);
 /* The CertID of a DER request holding exactly one; returns a new OCSP_CERTID or NULL. */
 OCSP_CERTID *ocsp_request_certid(const unsigned char *der, size_t len);
 
+/* Why a client's request cannot be answered (all are malformedRequest on the wire). */
+enum ocsp_request_error {
+	OCSP_REQ_OK = 0,
+	OCSP_REQ_JUNK,        /* not a DER OCSPRequest, or trailing bytes */
+	OCSP_REQ_NO_ID,       /* an empty requestList */
+	OCSP_REQ_MANY_IDS,    /* more than one CertID (RFC 5019 §2.1.1: one per request) */
+};
+
+/* "ok", "junk", "no_certid", "several_certids". */
+const char *ocsp_request_error_name(enum ocsp_request_error e);
+
+/* Decodes a client's DER OCSPRequest. On OCSP_REQ_OK *id is a new copy of its one CertID
+ * (OCSP_CERTID_free) and *has_nonce says whether it asked for a nonce (which a cached
+ * response cannot echo, so callers ignore it); otherwise *id is NULL. has_nonce may be NULL.
+ * Signatures and other extensions are ignored. */
+enum ocsp_request_error ocsp_request_decode(const unsigned char *der, size_t len,
+    OCSP_CERTID **id, int *has_nonce);
+
+/* Decodes the request part of an RFC 5019 GET path (what follows "/ocsp/", still URL
+ * encoded). Tolerates what real clients and proxies produce: %-escapes in any case, '+'
+ * decoded to a space, the extra leading '/' of a doubled slash, URL-safe base64 and missing
+ * padding. Returns a new buffer (free()) and its length in *len, or NULL when it is not
+ * base64 or would decode to more than max bytes. */
+unsigned char *ocsp_get_decode(const char *path, size_t max, size_t *len);
+
+/* DER of an unsigned OCSPResponse holding only status (RFC 6960 §2.3: malformedRequest,
+ * internalError, tryLater, sigRequired, unauthorized). Returns 0 with a new buffer in *der
+ * (OPENSSL_free) or -1. */
+int ocsp_response_status_build(int status, unsigned char **der, size_t *len);
+
 /* RFC 5019 GET URL: base, a '/' unless base ends with one, then the URL-encoded base64 of der.
  * Returns a new string (free()) when it is at most OCSP_GET_MAX bytes, else NULL (use POST). */
 char *ocsp_get_url(const char *base, const unsigned char *der, size_t len);

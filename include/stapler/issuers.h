@@ -1,0 +1,54 @@
+/* The issuers the OCSP proxy serves: CA certificates learned from stored staples (the SQLite
+ * issuer table at warm start, every new staple after) with the responder URLs their
+ * certificates named, and the lookup from a client's CertID to the issuer it names. */
+#ifndef STAPLER_ISSUERS_H
+#define STAPLER_ISSUERS_H
+
+#include <stddef.h>
+
+#include <openssl/ocsp.h>
+#include <openssl/x509.h>
+
+#include "stapler/certs.h"
+#include "stapler/types.h"
+
+/* Bound on learned issuers (CAs, not certificates): beyond it new ones are not learned. */
+#define ISSUERS_MAX 65536
+
+struct issuers;
+
+struct issuers *issuers_new(void);
+void issuers_free(struct issuers **r);
+size_t issuers_count(const struct issuers *r);
+
+/* Records issuer (a new reference is taken) and appends the URLs of urls it does not hold
+ * yet, up to CERTS_MAX_URLS. urls may be NULL. Returns 0 or -1 (out of memory, full). */
+int issuers_learn(struct issuers *r, X509 *issuer, const struct certs_urls *urls);
+/* The same from a cache row's parts: the issuer's DER and its '\n'-separated URL list. */
+int issuers_learn_der(struct issuers *r, const unsigned char *der, size_t len, const char *urls);
+/* Appends a '\n'-separated URL list to a learned issuer. Returns 0, or -1 when it is not
+ * known (or memory ran out). */
+int issuers_add_urls(struct issuers *r, const unsigned char key_hash[STAPLER_SHA1_LEN],
+    const char *urls);
+/* 1 when an issuer with this SHA-1 key hash has been learned, else 0. */
+int issuers_known(const struct issuers *r, const unsigned char key_hash[STAPLER_SHA1_LEN]);
+
+/* Why issuers_resolve() found no issuer (all are the OCSP `unauthorized` status). */
+enum issuers_miss {
+	ISSUERS_FOUND = 0,
+	ISSUERS_HASH_ALG,       /* CertID hashed with something other than SHA-1 */
+	ISSUERS_UNKNOWN,        /* no learned issuer or trust anchor has this key hash */
+	ISSUERS_NAME_MISMATCH,  /* key hash known, issuerNameHash is not that issuer's */
+};
+
+/* Finds the issuer a client's CertID names: a learned issuer or else a trust anchor (trust
+ * may be NULL) with its key hash, whose subject name hashes to the CertID's issuerNameHash.
+ * Returns the certificate (owned by the registry or the trust store: valid until the next
+ * learn or reload) and points *urls at its learned URLs (n == 0 for an anchor never seen in
+ * a staple); else NULL with *miss set. */
+X509 *issuers_resolve(const struct issuers *r, const struct certs_trust *trust,
+    const OCSP_CERTID *id, const struct certs_urls **urls, enum issuers_miss *miss);
+/* "found", "hash_algorithm", "unknown_issuer", "issuer_name_mismatch". */
+const char *issuers_miss_name(enum issuers_miss m);
+
+#endif

@@ -1,0 +1,207 @@
+/* Chain staples: the verified chain pairs each certificate with its issuer; every certificate
+ * with a URL to ask becomes a staple_target, and all of them go through staple_ensure() at
+ * once (memory hit, joined fetch or new fetch); the answer waits for the last one. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chain.h"
+#include "stapler/certs.h"
+#include "stapler/log.h"
+#include "stapler/util.h"
+
+struct chain_part {
+	struct chain_wait *cw;
+	struct staple_wait *wait;   /* while the fetch runs */
+	int done;
+	enum staple_outcome outcome;
+	char error[512];
+	struct chain_staple st;     /* st.der owned (malloc) once done */
+};
+
+struct chain_wait {
+	chain_cb cb;
+	void *arg;
+	int starting;               /* inside chain_submit: answers wait for the loop to end */
+	int n, left;
+	struct chain_part part[CERTS_MAX_CHAIN];
+};
+
+static void
+chain_free(struct chain_wait *cw)
+{
+	for (int i = 0; i < cw->n; i++)
+		free((void *)(uintptr_t)cw->part[i].st.der);
+	free(cw);
+}
+
+/* Answers from the parts, in chain order, and frees cw. */
+static void
+chain_finish(struct chain_wait *cw)
+{
+	struct chain_staple out[CERTS_MAX_CHAIN];
+
+	for (int i = 0; i < cw->n; i++) {
+		if (cw->part[i].outcome != STAPLE_OK) {
+			cw->cb(cw->part[i].outcome, NULL, 0, cw->part[i].error, cw->arg);
+			chain_free(cw);
+			return;
+		}
+		out[i] = cw->part[i].st;
+	}
+	cw->cb(STAPLE_OK, out, cw->n, NULL, cw->arg);
+	chain_free(cw);
+}
+
+static void
+on_part(enum staple_outcome outcome, const struct staple *s, const char *error, void *arg)
+{
+	struct chain_part *part = arg;
+	struct chain_wait *cw = part->cw;
+	unsigned char *der;
+
+	part->wait = NULL;
+	part->done = 1;
+	part->outcome = outcome;
+	if (outcome == STAPLE_OK) {
+		if ((der = malloc(s->der_len)) == NULL) {
+			part->outcome = STAPLE_UNAVAILABLE;
+			error = "out of memory";
+		} else {
+			memcpy(der, s->der, s->der_len);
+			part->st.der = der;
+			part->st.der_len = s->der_len;
+			part->st.status = s->status;
+			part->st.this_update = s->this_update;
+			part->st.next_update = s->next_update;
+		}
+	}
+	if (part->outcome != STAPLE_OK)
+		snprintf(part->error, sizeof(part->error), "%s: %s", part->st.serial,
+		    error != NULL ? error : "failed");
+	if (--cw->left == 0 && !cw->starting)
+		chain_finish(cw);
+}
+
+/* Builds one target per certificate of chain that has a URL to ask, into t[]; returns the
+ * count, or -1 with err set (a CertID that cannot be made). */
+static int
+chain_targets(struct staple_service *svc, STACK_OF(X509) *chain, struct staple_target **t,
+    char *err, size_t errlen)
+{
+	time_t not_after = 0, na;
+	int n = 0;
+
+	/* The last certificate is the anchor's issuer or the anchor itself: nothing above it. */
+	for (int i = sk_X509_num(chain) - 2; i >= 0; i--) {
+		X509 *cert = sk_X509_value(chain, i);
+		struct staple_target *one;
+
+		/* Each staple is worth asking while its own part of the chain is valid. */
+		if (certs_not_after(sk_X509_value(chain, i + 1), &na) == 0 &&
+		    (not_after == 0 || na < not_after))
+			not_after = na;
+		if (certs_not_after(cert, &na) == 0 && (not_after == 0 || na < not_after))
+			not_after = na;
+		if ((one = staple_target_new(cert, sk_X509_value(chain, i + 1), not_after, err,
+		    errlen)) == NULL)
+			goto fail;
+		if (staple_target_url_count(svc, one) == 0) {
+			staple_target_free(&one);
+			continue;
+		}
+		t[n++] = one;
+	}
+	/* Built from the top down; answered leaf first. */
+	for (int i = 0; i < n / 2; i++) {
+		struct staple_target *tmp = t[i];
+
+		t[i] = t[n - 1 - i];
+		t[n - 1 - i] = tmp;
+	}
+	return n;
+fail:
+	while (n > 0)
+		staple_target_free(&t[--n]);
+	return -1;
+}
+
+struct chain_wait *
+chain_submit(struct staple_service *svc, const unsigned char *body, size_t len, time_t now,
+    chain_cb cb, void *arg)
+{
+	struct staple_target *t[CERTS_MAX_CHAIN];
+	STACK_OF(X509) *certs = NULL, *chain = NULL;
+	struct chain_wait *cw = NULL;
+	enum staple_outcome out = STAPLE_BAD_INPUT;
+	char err[512] = "", why[256];
+	time_t not_after;
+	int n = 0;
+
+	if ((certs = certs_parse(body, len, why, sizeof(why))) == NULL) {
+		snprintf(err, sizeof(err), "%s", why);
+		goto refuse;
+	}
+	if (certs_verify_chain_get(staple_service_trust(svc), certs, now, &chain, &not_after, why,
+	    sizeof(why)) < 0) {
+		snprintf(err, sizeof(err), "issuer not trusted: %s", why);
+		out = STAPLE_UNTRUSTED;
+		goto refuse;
+	}
+	if ((n = chain_targets(svc, chain, t, err, sizeof(err))) < 0)
+		goto refuse;
+	if (n == 0) {
+		snprintf(err, sizeof(err), "no certificate of the chain has an OCSP URL");
+		out = STAPLE_NO_URL;
+		goto refuse;
+	}
+	if ((cw = calloc(1, sizeof(*cw))) == NULL) {
+		snprintf(err, sizeof(err), "out of memory");
+		out = STAPLE_UNAVAILABLE;
+		goto refuse;
+	}
+	sk_X509_pop_free(certs, X509_free);
+	sk_X509_pop_free(chain, X509_free);
+	cw->cb = cb;
+	cw->arg = arg;
+	cw->n = cw->left = n;
+	cw->starting = 1;
+	for (int i = 0; i < n; i++) {
+		struct chain_part *part = &cw->part[i];
+
+		part->cw = cw;
+		util_strlcpy(part->st.serial, t[i]->serial_hex, sizeof(part->st.serial));
+		util_strlcpy(part->st.issuer, t[i]->key_hash_hex, sizeof(part->st.issuer));
+		/* staple_ensure() takes the target and may answer before it returns. */
+		part->wait = staple_ensure(svc, t[i], NULL, now, on_part, part);
+		t[i] = NULL;
+	}
+	cw->starting = 0;
+	if (cw->left == 0) {
+		chain_finish(cw);
+		return NULL;
+	}
+	return cw;
+
+refuse:
+	while (n > 0)
+		staple_target_free(&t[--n]);
+	sk_X509_pop_free(certs, X509_free);
+	sk_X509_pop_free(chain, X509_free);
+	log_info("submission_refused", "route=staples status=%d error=\"%s\"",
+	    staple_outcome_http(out), err);
+	cb(out, NULL, 0, err, arg);
+	return NULL;
+}
+
+void
+chain_wait_cancel(struct chain_wait *cw)
+{
+	if (cw == NULL)
+		return;
+	for (int i = 0; i < cw->n; i++) {
+		if (!cw->part[i].done)
+			staple_wait_cancel(cw->part[i].wait);
+	}
+	chain_free(cw);
+}

@@ -1,0 +1,40 @@
+/* Chain staples (POST /v1/staples): one verified staple per certificate of a submitted chain
+ * that has an OCSP URL, leaf first, each fetched and verified against its own issuer. */
+#ifndef STAPLER_CHAIN_H
+#define STAPLER_CHAIN_H
+
+#include <stddef.h>
+#include <time.h>
+
+#include "staple.h"
+
+/* One staple of a chain answer. */
+struct chain_staple {
+	char serial[STAPLER_SERIAL_HEX_MAX];   /* uppercase hex */
+	char issuer[STAPLER_SHA1_HEX];         /* issuer key hash, uppercase hex */
+	enum stapler_cert_status status;
+	time_t this_update, next_update;
+	const unsigned char *der;              /* the DER OCSPResponse */
+	size_t der_len;
+};
+
+/* Called once. On STAPLE_OK staples[0..n-1] (valid during the call only) are the staples in
+ * chain order; otherwise error says why: the first certificate, in chain order, whose staple
+ * failed decides the outcome (all or nothing). */
+typedef void (*chain_cb)(enum staple_outcome outcome, const struct chain_staple *staples, int n,
+    const char *error, void *arg);
+
+struct chain_wait;
+
+/* Parses body (PEM subject-first chain or one DER certificate), verifies the whole chain
+ * against the trust anchors (STAPLE_UNTRUSTED before anything is contacted), then gets a
+ * staple for every certificate of the verified chain that has a URL to ask (AIA or a
+ * [responders] override), all in parallel through staple_ensure(); STAPLE_NO_URL when none
+ * has. Calls cb at once and returns NULL when the answer is known now; otherwise returns a
+ * wait handle and calls cb when the last fetch ends. */
+struct chain_wait *chain_submit(struct staple_service *svc, const unsigned char *body, size_t len,
+    time_t now, chain_cb cb, void *arg);
+/* Drops the callback and every wait of the chain (client gone); the fetches go on. */
+void chain_wait_cancel(struct chain_wait *w);
+
+#endif

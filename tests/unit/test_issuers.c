@@ -1,0 +1,172 @@
+/* Unit tests for issuers.c: learning issuers and resolving a client's CertID to one. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include <openssl/evp.h>
+
+#include "stapler/certs.h"
+#include "stapler/issuers.h"
+#include "testpki.h"
+
+struct fx {
+	struct testpki_ent root, ca, leaf, root_leaf, impostor;
+	struct issuers *r;
+	struct certs_trust *trust;
+	char *dir;
+};
+
+static int
+setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	time_t now = time(NULL);
+	unsigned char *pem;
+	size_t len;
+	char *path, err[256];
+
+	assert_non_null(f);
+	f->root = testpki_root("Issuers Root", now);
+	f->ca = testpki_ca("Issuers CA", &f->root, now);
+	f->leaf = testpki_leaf("Leaf", &f->ca, 7, "http://ocsp.ca/", now);
+	f->root_leaf = testpki_leaf("Root leaf", &f->root, 8, NULL, now);
+	/* Another key under the CA's name. */
+	f->impostor = testpki_root("Issuers CA", now);
+	f->r = issuers_new();
+	assert_non_null(f->r);
+	f->dir = testpki_tmpdir();
+	pem = testpki_pem(&f->root.cert, 1, &len);
+	path = testpki_write_file(f->dir, "bundle.pem", pem, len);
+	f->trust = certs_trust_load(path, err, sizeof(err));
+	assert_non_null(f->trust);
+	free(path);
+	free(pem);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *f = *state;
+
+	issuers_free(&f->r);
+	assert_null(f->r);
+	issuers_free(NULL);
+	certs_trust_free(&f->trust);
+	testpki_tmpdir_remove(f->dir);
+	free(f->dir);
+	testpki_ent_free(&f->root);
+	testpki_ent_free(&f->ca);
+	testpki_ent_free(&f->leaf);
+	testpki_ent_free(&f->root_leaf);
+	testpki_ent_free(&f->impostor);
+	free(f);
+	return 0;
+}
+
+static void
+test_learn_and_resolve(void **state)
+{
+	struct fx *f = *state;
+	struct certs_urls urls = { 0 };
+	const struct certs_urls *got;
+	enum issuers_miss miss;
+	OCSP_CERTID *id = certs_certid(f->leaf.cert, f->ca.cert);
+
+	/* Not learned yet, and not an anchor. */
+	assert_null(issuers_resolve(f->r, f->trust, id, &got, &miss));
+	assert_int_equal(miss, ISSUERS_UNKNOWN);
+	assert_int_equal(got->n, 0);
+
+	certs_ocsp_urls(f->leaf.cert, &urls);
+	assert_int_equal(issuers_learn(f->r, f->ca.cert, &urls), 0);
+	/* Twice, and the same URL again from a cache row: no duplicates. */
+	assert_int_equal(issuers_learn(f->r, f->ca.cert, &urls), 0);
+	assert_int_equal(issuers_count(f->r), 1);
+	{
+		unsigned char *der;
+		size_t len;
+
+		der = testpki_der(f->ca.cert, &len);
+		assert_int_equal(issuers_learn_der(f->r, der, len, "http://ocsp.ca/\nhttp://backup.ca/"), 0);
+		assert_int_equal(issuers_learn_der(f->r, der, 10, NULL), -1);
+		OPENSSL_free(der);
+	}
+	assert_int_equal(issuers_count(f->r), 1);
+	assert_ptr_equal(issuers_resolve(f->r, f->trust, id, &got, &miss), f->ca.cert);
+	assert_int_equal(miss, ISSUERS_FOUND);
+	assert_int_equal(got->n, 2);
+	assert_string_equal(got->url[0], "http://ocsp.ca/");
+	assert_string_equal(got->url[1], "http://backup.ca/");
+	certs_urls_free(&urls);
+	OCSP_CERTID_free(id);
+}
+
+static void
+test_anchor_without_urls(void **state)
+{
+	struct fx *f = *state;
+	const struct certs_urls *got;
+	enum issuers_miss miss;
+	OCSP_CERTID *id = certs_certid(f->root_leaf.cert, f->root.cert);
+	X509 *x;
+
+	x = issuers_resolve(f->r, f->trust, id, &got, &miss);
+	assert_non_null(x);
+	assert_int_equal(X509_cmp(x, f->root.cert), 0);   /* the bundle's own copy */
+	assert_int_equal(miss, ISSUERS_FOUND);
+	assert_int_equal(got->n, 0);
+	assert_null(issuers_resolve(f->r, NULL, id, &got, &miss));
+	assert_int_equal(miss, ISSUERS_UNKNOWN);
+	OCSP_CERTID_free(id);
+}
+
+static void
+test_name_hash_and_algorithm(void **state)
+{
+	struct fx *f = *state;
+	const struct certs_urls *got;
+	enum issuers_miss miss;
+	OCSP_CERTID *id;
+
+	assert_int_equal(issuers_learn(f->r, f->ca.cert, NULL), 0);
+	/* The impostor's name hash is the CA's (same name), its key hash is not: unknown. */
+	id = certs_certid(f->leaf.cert, f->impostor.cert);
+	assert_null(issuers_resolve(f->r, f->trust, id, &got, &miss));
+	assert_int_equal(miss, ISSUERS_UNKNOWN);
+	OCSP_CERTID_free(id);
+	/* The CA's key hash with the root's name hash. */
+	id = OCSP_cert_id_new(EVP_sha1(), X509_get_subject_name(f->root.cert),
+	    X509_get0_pubkey_bitstr(f->ca.cert), X509_get_serialNumber(f->leaf.cert));
+	assert_non_null(id);
+	assert_null(issuers_resolve(f->r, f->trust, id, &got, &miss));
+	assert_int_equal(miss, ISSUERS_NAME_MISMATCH);
+	assert_string_equal(issuers_miss_name(miss), "issuer_name_mismatch");
+	OCSP_CERTID_free(id);
+	/* SHA-256 CertIDs are not served. */
+	id = OCSP_cert_to_id(EVP_sha256(), f->leaf.cert, f->ca.cert);
+	assert_null(issuers_resolve(f->r, f->trust, id, &got, &miss));
+	assert_int_equal(miss, ISSUERS_HASH_ALG);
+	OCSP_CERTID_free(id);
+	assert_null(issuers_resolve(f->r, f->trust, NULL, &got, &miss));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_learn_and_resolve, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_anchor_without_urls, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_name_hash_and_algorithm, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
