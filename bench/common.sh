@@ -1,0 +1,89 @@
+# Shared by the benchmarks: packages, a Release build, a demo PKI with `openssl ocsp`, and
+# cleanup of every process started (by PID). Sourced, not run.
+set -euo pipefail
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+work=$(mktemp -d /tmp/staplerd-bench.XXXXXX)
+pids=()
+
+cleanup() {
+	for pid in "${pids[@]}"; do
+		kill "$pid" 2>/dev/null || true
+	done
+	for pid in "${pids[@]}"; do
+		wait "$pid" 2>/dev/null || true
+	done
+	[[ ${KEEP:-0} == 1 ]] || rm -rf "$work"
+}
+trap cleanup EXIT
+
+bench_deps() {
+	local missing=()
+	for p in wrk nginx-light "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+	done
+	bash "$top/scripts/deps.sh"
+	if ((${#missing[@]})); then
+		DEBIAN_FRONTEND=noninteractive apt-get update -q
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+	fi
+}
+
+bench_build() {
+	cmake -S "$top" -B "$top/build-bench" -DCMAKE_BUILD_TYPE=Release -DSTAPLER_TESTS=OFF >/dev/null
+	cmake --build "$top/build-bench" -j"$(nproc)" --target staplerd >/dev/null
+	staplerd=$top/build-bench/staplerd
+}
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# Starts `openssl ocsp` for the demo PKI in $work/pki on port $1; waits for its log line (never
+# probe its port: OpenSSL 3.0's responder hangs after a connection without a request).
+start_upstream() {
+	local port=$1
+	bash "$top/scripts/demo-pki.sh" "$work/pki" "$port"
+	openssl ocsp -index "$work/pki/index.txt" -port "$port" -CA "$work/pki/root.pem" \
+		-rsigner "$work/pki/ocsp.pem" -rkey "$work/pki/ocsp.key" -ndays 30 >"$work/ocsp.log" 2>&1 &
+	pids+=($!)
+	for _ in $(seq 100); do
+		grep -q "waiting for OCSP client connections" "$work/ocsp.log" && return 0
+		sleep 0.1
+	done
+	echo "openssl ocsp did not start" >&2
+	return 1
+}
+
+# Writes a config for port $1 and database $2, starts staplerd, waits for /healthz.
+start_staplerd() {
+	local port=$1 db=$2
+	cat >"$work/staplerd.conf" <<CONF
+[server]
+listen = 127.0.0.1:$port
+admin_socket = $work/admin.sock
+[cache]
+database = $db
+[trust]
+ca_file = $work/pki/ca-bundle.pem
+[upstream]
+allow = 127.0.0.1
+[log]
+level = warn
+CONF
+	"$staplerd" -c "$work/staplerd.conf" 2>"$work/staplerd.log" &
+	staplerd_pid=$!
+	pids+=($staplerd_pid)
+	for _ in $(seq 6000); do
+		curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && return 0
+		kill -0 "$staplerd_pid" 2>/dev/null || break
+		sleep 0.01
+	done
+	echo "staplerd did not start:" >&2
+	cat "$work/staplerd.log" >&2
+	return 1
+}
+
+machine() {
+	echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)," \
+		"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -sr)"
+}

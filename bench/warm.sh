@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Scale: a cache of N entries (default 1,000,000), made by copying one real row under new
+# serials straight into SQLite; measures how long staplerd takes from start to answering
+# /healthz (warm start), its resident memory, and the DER bytes it holds.
+#   bench/warm.sh [N]
+source "$(dirname "$0")/common.sh"
+n=${1:-1000000}
+bench_deps sqlite3
+bench_build
+
+up=$(free_port)
+start_upstream "$up"
+sp=$(free_port)
+start_staplerd "$sp" "$work/cache.db"
+curl -fsS --data-binary @"$work/pki/meter1.pem" -o "$work/staple.der" "http://127.0.0.1:$sp/v1/staple"
+kill "$staplerd_pid"
+wait "$staplerd_pid" || true
+
+# Copies of the real row under serials 1..N; due far in the future, so no refresh runs.
+sqlite3 "$work/cache.db" <<SQL
+WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < $n)
+INSERT INTO ocsp_response (serial, issuer_key_hash, issuer_name_hash, subject, ocsp_url, ocsp_urls,
+	cert_status, revoked_at, revocation_reason, this_update, next_update, produced_at, fetched_at,
+	cert_not_after, response_der, request_der, next_refresh_at, failures, last_error, created_at)
+SELECT printf('%016X', i), r.issuer_key_hash, r.issuer_name_hash, r.subject, r.ocsp_url, r.ocsp_urls,
+	r.cert_status, r.revoked_at, r.revocation_reason, r.this_update, r.next_update, r.produced_at,
+	r.fetched_at, r.cert_not_after, r.response_der, r.request_der, 4102444800, 0, NULL, r.created_at
+FROM seq, (SELECT * FROM ocsp_response LIMIT 1) AS r;
+SQL
+rows=$(sqlite3 "$work/cache.db" "SELECT count(*) FROM ocsp_response")
+der=$(sqlite3 "$work/cache.db" "SELECT sum(length(response_der)) FROM ocsp_response")
+dbsize=$(stat -c %s "$work/cache.db")
+
+machine
+t0=$(date +%s.%N)
+start_staplerd "$sp" "$work/cache.db"
+t1=$(date +%s.%N)
+rss=$(awk '/VmRSS/ {print $2}' "/proc/$staplerd_pid/status")
+curl -fsS "http://127.0.0.1:$sp/healthz"
+# A staple loaded from the database is served without a fetch.
+curl -fsS --data-binary @"$work/pki/meter1.pem" -o "$work/again.der" "http://127.0.0.1:$sp/v1/staple"
+cmp "$work/staple.der" "$work/again.der"
+echo "RESULT rows=$rows db_bytes=$dbsize der_bytes=$der warm_start_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')" \
+	"rss_kib=$rss rss_per_entry_b=$(awk -v r="$rss" -v n="$rows" 'BEGIN {printf "%.0f", r * 1024 / n}')" \
+	"der_per_entry_b=$(awk -v d="$der" -v n="$rows" 'BEGIN {printf "%.0f", d / n}')"
