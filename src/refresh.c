@@ -61,34 +61,55 @@ on_refreshed(enum staple_outcome outcome, const struct staple *s, const char *er
 	/* The service logs the outcome and records it in the cache. */
 }
 
-/* Whether the entry's upstream can take more work now. When it cannot, *later says when to
- * look again. */
+/* Folds one URL into admission: 1 when its upstream can take work now; else updates *soonest
+ * with when to look again. */
+static int
+admit_url(struct refresher *r, const char *url, time_t now, time_t *soonest)
+{
+	time_t retry;
+	int load;
+
+	if (fetch_host_state(r->fetch, url, now, &load, &retry) < 0)
+		return 0;
+	if (retry == 0 && load < REFRESH_HOST_BACKLOG)
+		return 1;
+	if (retry == 0)
+		retry = now + (time_t)r->cfg->refresh_check_interval;
+	if (*soonest == 0 || retry < *soonest)
+		*soonest = retry;
+	return 0;
+}
+
+/* Whether the entry's upstreams can take more work now: any of the URLs a fetch would try (the
+ * [responders] override, else the row's) on an upstream that is neither failing nor backed up.
+ * When none can, *later says when to look again. */
 static int
 admit(struct refresher *r, const struct cache_row *row, time_t now, time_t *later)
 {
+	const struct config_responder *ov;
+	struct stapler_key key;
 	const char *u = row->ocsp_urls, *e;
 	time_t soonest = 0;
 	char url[CERTS_MAX_URL_LEN];
 
-	/* Admitted when any of its URLs is on a host that is neither failing nor backed up. */
-	for (; u != NULL && *u != '\0'; u = *e ? e + 1 : e) {
-		size_t len;
-		time_t retry;
-		int load;
+	if (stapler_key_from_hex(&key, row->issuer_key_hash, row->serial) == 0 &&
+	    (ov = config_responder_find(r->cfg, key.key_hash)) != NULL) {
+		for (int i = 0; i < ov->n; i++) {
+			if (admit_url(r, ov->url[i], now, &soonest))
+				return 1;
+		}
+	} else {
+		for (; u != NULL && *u != '\0'; u = *e ? e + 1 : e) {
+			size_t len;
 
-		e = u + strcspn(u, "\n");
-		if ((len = (size_t)(e - u)) == 0 || len >= sizeof(url))
-			continue;
-		memcpy(url, u, len);
-		url[len] = '\0';
-		if (fetch_host_state(r->fetch, url, now, &load, &retry) < 0)
-			continue;
-		if (retry == 0 && load < REFRESH_HOST_BACKLOG)
-			return 1;
-		if (retry == 0)
-			retry = now + (time_t)r->cfg->refresh_check_interval;
-		if (soonest == 0 || retry < soonest)
-			soonest = retry;
+			e = u + strcspn(u, "\n");
+			if ((len = (size_t)(e - u)) == 0 || len >= sizeof(url))
+				continue;
+			memcpy(url, u, len);
+			url[len] = '\0';
+			if (admit_url(r, url, now, &soonest))
+				return 1;
+		}
 	}
 	/* No URL may be fetched at all (policy changed): the service reports why. */
 	if (soonest == 0)
