@@ -236,48 +236,53 @@ entry_clear(struct cache_report_entry *e)
 }
 
 static void
+field(const char *name, const char *value)
+{
+	printf("%-18s %s\n", name, value);
+}
+
+static void
 show_text(struct ctl *ctl, const struct cache_report_entry *e, const struct cache_row *row,
     const char *text)
 {
-	static const char *const fmt = "%-18s %s\n";
 	char t[64], n[32];
 
-	printf(fmt, "serial", e->serial);
-	printf(fmt, "issuer key hash", e->issuer_key_hash);
-	printf(fmt, "issuer name hash", row->issuer_name_hash);
-	printf(fmt, "subject", e->subject);
-	printf(fmt, "issuer", e->issuer_subject);
-	printf(fmt, "status", stapler_status_name(row->status));
+	field("serial", e->serial);
+	field("issuer key hash", e->issuer_key_hash);
+	field("issuer name hash", row->issuer_name_hash);
+	field("subject", e->subject);
+	field("issuer", e->issuer_subject);
+	field("status", stapler_status_name(row->status));
 	if (row->status == STAPLER_REVOKED) {
 		ctl_time(row->revoked_at, ctl->now, t, sizeof(t));
-		printf(fmt, "revoked at", t);
+		field("revoked at", t);
 		snprintf(n, sizeof(n), "%d", row->revocation_reason);
-		printf(fmt, "revocation reason", row->revocation_reason >= 0 ? n : "-");
+		field("revocation reason", row->revocation_reason >= 0 ? n : "-");
 	}
 	ctl_time(row->this_update, ctl->now, t, sizeof(t));
-	printf(fmt, "this update", t);
+	field("this update", t);
 	ctl_time(row->next_update, ctl->now, t, sizeof(t));
-	printf(fmt, "next update", t);
+	field("next update", t);
 	ctl_time(row->produced_at, ctl->now, t, sizeof(t));
-	printf(fmt, "produced at", t);
+	field("produced at", t);
 	ctl_time(row->fetched_at, ctl->now, t, sizeof(t));
-	printf(fmt, "last fetch", t);
+	field("last fetch", t);
 	ctl_time(row->next_refresh_at, ctl->now, t, sizeof(t));
-	printf(fmt, "next refresh", t);
+	field("next refresh", t);
 	ctl_time(row->cert_not_after, ctl->now, t, sizeof(t));
-	printf(fmt, "cert not after", t);
+	field("cert not after", t);
 	ctl_time(row->created_at, ctl->now, t, sizeof(t));
-	printf(fmt, "first stored", t);
+	field("first stored", t);
 	snprintf(n, sizeof(n), "%d", row->failures);
-	printf(fmt, "failures", n);
-	printf(fmt, "last error", row->last_error ? row->last_error : "-");
-	printf(fmt, "ocsp url", row->ocsp_url);
+	field("failures", n);
+	field("last error", row->last_error ? row->last_error : "-");
+	field("ocsp url", row->ocsp_url);
 	for (const char *u = row->ocsp_urls, *end; u != NULL && *u; u = *end ? end + 1 : end) {
 		end = u + strcspn(u, "\n");
 		printf("%-18s %.*s\n", "aia url", (int)(end - u), u);
 	}
 	snprintf(n, sizeof(n), "%zu bytes", row->response_len);
-	printf(fmt, "response", n);
+	field("response", n);
 	printf("\n%s", text);
 }
 
