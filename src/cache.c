@@ -923,3 +923,25 @@ cache_spread_due(struct cache *cache, long long now, long long spread)
 		return -1;
 	return sqlite3_changes(cache->db);
 }
+
+long long
+cache_mark_all_due(struct cache *cache, long long now)
+{
+	sqlite3_stmt *st = NULL;
+	long long n = -1;
+
+	if (sqlite3_prepare_v2(cache->db, "UPDATE ocsp_response SET next_refresh_at = ?1 "
+	    "WHERE next_refresh_at > ?1", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 1, now) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
+		cache_fail_db(cache, "mark_all_due");
+	else
+		n = sqlite3_changes64(cache->db);
+	sqlite3_finalize(st);
+	return n;
+}
+
+sqlite3 *
+cache_db(struct cache *cache)
+{
+	return cache->db;
+}

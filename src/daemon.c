@@ -8,6 +8,7 @@
 #include <curl/curl.h>
 #include <event2/event.h>
 
+#include "admin.h"
 #include "daemon.h"
 #include "fetch.h"
 #include "http_api.h"
@@ -32,6 +33,7 @@ struct daemon {
 	struct staple_service *svc;
 	struct http_api *api;
 	struct refresher *refresh;
+	struct admin *admin;
 	struct event *sig_term, *sig_int, *sig_hup, *drain;
 	int stopping;
 	int idle_ticks;
@@ -58,7 +60,8 @@ on_drain(evutil_socket_t fd, short what, void *arg)
 
 	/* Wait until no client waits for an upstream answer, then one more tick so the last
 	 * replies leave the socket buffers. */
-	if (http_api_waiting(d->api) == 0 && staple_service_pending(d->svc) == 0)
+	if (http_api_waiting(d->api) == 0 && admin_waiting(d->admin) == 0 &&
+	    staple_service_pending(d->svc) == 0)
 		d->idle_ticks++;
 	if (d->idle_ticks >= 2)
 		event_base_loopexit(d->base, NULL);
@@ -78,6 +81,7 @@ on_stop(evutil_socket_t sig, short what, void *arg)
 	d->stopping = 1;
 	log_info("stopping", "signal=%d waiting=%zu", (int)sig, http_api_waiting(d->api));
 	http_api_shutdown(d->api);
+	admin_shutdown(d->admin);
 	if ((d->drain = event_new(d->base, -1, EV_PERSIST, on_drain, d)) == NULL ||
 	    event_add(d->drain, &tick) < 0)
 		event_base_loopbreak(d->base);
@@ -107,6 +111,7 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	fetch_set_config(d->fetch, ncfg);
 	http_api_set_config(d->api, ncfg);
 	refresh_set_config(d->refresh, ncfg);
+	admin_set_config(d->admin, ncfg);
 	certs_trust_free(&d->trust);
 	config_free(&d->cfg);
 	d->trust = ntrust;
@@ -119,6 +124,7 @@ daemon_free(struct daemon *d)
 {
 	/* Order matters: the HTTP side first (no more callbacks into the service), then the
 	 * fetcher (its cancelled callbacks still reach the service), then the rest. */
+	admin_free(&d->admin);
 	http_api_free(&d->api);
 	refresh_free(&d->refresh);
 	fetch_free(&d->fetch);
@@ -177,6 +183,10 @@ daemon_run(struct stapler_config *cfg)
 		goto out;
 	}
 	if ((d.api = http_api_new(d.base, d.cfg, d.svc, d.store, d.fetch, err, sizeof(err))) == NULL) {
+		log_error("startup_failed", "error=\"%s\"", err);
+		goto out;
+	}
+	if ((d.admin = admin_new(d.base, d.cfg, d.cache, d.svc, err, sizeof(err))) == NULL) {
 		log_error("startup_failed", "error=\"%s\"", err);
 		goto out;
 	}

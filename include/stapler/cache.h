@@ -95,6 +95,13 @@ int cache_purge_expired(struct cache *cache, long long before, int limit,
  * the number of rows moved, or -1. */
 int cache_spread_due(struct cache *cache, long long now, long long spread);
 
+/* Operator's refresh of everything: sets next_refresh_at = now on every row not already due,
+ * so the scheduler picks them up at its next ticks. Returns the number of rows marked, or -1. */
+long long cache_mark_all_due(struct cache *cache, long long now);
+
+/* The SQLite handle, for the read-only reports of cache_report.c. Owned by the cache. */
+struct sqlite3 *cache_db(struct cache *cache);
+
 void cache_row_clear(struct cache_row *row);
 void cache_issuer_clear(struct cache_issuer *issuer);
 

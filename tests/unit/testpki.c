@@ -170,6 +170,20 @@ testpki_ent_free(struct testpki_ent *e)
 	e->key = NULL;
 }
 
+struct testpki_resp_opts
+testpki_resp_good(X509 *subject, const struct testpki_ent *issuer, time_t now)
+{
+	struct testpki_resp_opts o = {
+		.response_status = OCSP_RESPONSE_STATUS_SUCCESSFUL,
+		.subject = subject, .issuer = issuer->cert,
+		.cert_status = V_OCSP_CERTSTATUS_GOOD, .reason = -1,
+		.this_update = now - 3600, .next_update = now + 7 * 86400,
+		.signer = issuer,
+	};
+
+	return o;
+}
+
 unsigned char *
 testpki_ocsp_response(const struct testpki_resp_opts *o, size_t *len)
 {

@@ -67,6 +67,11 @@ struct testpki_resp_opts {
 	int resp_id_by_key;         /* responderID byKey instead of byName */
 };
 
+/* Options for a successful good response for subject under issuer (which signs it), valid
+ * from now - 1 h to now + 7 d. */
+struct testpki_resp_opts testpki_resp_good(X509 *subject, const struct testpki_ent *issuer,
+    time_t now);
+
 /* DER OCSPResponse built from o (OPENSSL_free), its length in *len. */
 unsigned char *testpki_ocsp_response(const struct testpki_resp_opts *o, size_t *len);
 

@@ -1,0 +1,70 @@
+/* Read-only reports over the cache for operators (staplerctl, the admin socket): filtered
+ * listings, counts, lookups by serial across issuers. SQLite only, no libevent; safe on a
+ * database opened read-only while the daemon writes (WAL). */
+#ifndef STAPLER_CACHE_REPORT_H
+#define STAPLER_CACHE_REPORT_H
+
+#include "stapler/cache.h"
+#include "stapler/types.h"
+
+/* What cache_report_list() selects; zero-initialise, then set what matters. */
+struct cache_report_filter {
+	int status;            /* 0: any; else 1 + enum stapler_cert_status */
+	int due;               /* next_refresh_at <= now */
+	int expired;           /* next_update <= now */
+	const char *issuer;    /* canonical key hash (fmt_key_hash), or NULL */
+	const char *serial;    /* canonical serial (fmt_serial), or NULL */
+	long long now;
+	int limit;             /* 0: no limit */
+};
+
+/* One listed entry: what a table or a lookup needs, without the DER blobs. Valid during the
+ * callback only. */
+struct cache_report_entry {
+	char serial[STAPLER_SERIAL_HEX_MAX];
+	char issuer_key_hash[STAPLER_SHA1_HEX];
+	const char *subject;
+	const char *issuer_subject;   /* "" when the issuer row is missing */
+	const char *ocsp_url;
+	const char *last_error;       /* NULL after a success */
+	enum stapler_cert_status status;
+	long long this_update, next_update, fetched_at, next_refresh_at, cert_not_after;
+	int failures;
+};
+
+/* Calls cb for every entry matching f, by next_refresh_at, then serial and issuer; stops when
+ * cb returns non-zero. cb must not call cache functions. Returns the number of entries handed
+ * to cb, or -1 (logged). */
+int cache_report_list(struct cache *cache, const struct cache_report_filter *f,
+    int (*cb)(const struct cache_report_entry *e, void *arg), void *arg);
+
+#define CACHE_REPORT_MAX_HOSTS 64
+#define CACHE_REPORT_HOST_LEN 256
+
+/* Per upstream (the authority of the URL a response came from): its entries, how many of them
+ * are healthy (last refresh succeeded) and failing, and the failed attempts they count. */
+struct cache_report_host {
+	char host[CACHE_REPORT_HOST_LEN];
+	long long entries, ok, failing, failures;
+};
+
+struct cache_report_stats {
+	long long total;
+	long long by_status[3];       /* index: enum stapler_cert_status */
+	long long expired;            /* next_update <= now: no longer served */
+	long long expiring_24h;       /* now < next_update <= now + 24 h */
+	long long due;                /* next_refresh_at <= now */
+	long long failing;            /* failures > 0 */
+	long long issuers;            /* distinct issuers among the entries */
+	int n_hosts;                  /* at most CACHE_REPORT_MAX_HOSTS, most entries first */
+	long long other_hosts;        /* entries of hosts beyond that bound */
+	struct cache_report_host host[CACHE_REPORT_MAX_HOSTS];
+};
+
+/* Fills *st at now. Returns 0 or -1 (logged). */
+int cache_report_stats(struct cache *cache, long long now, struct cache_report_stats *st);
+
+/* The authority ("host:port" or "host") of an http(s) URL into out; "" when there is none. */
+void cache_report_url_host(const char *url, char *out, size_t cap);
+
+#endif

@@ -1,0 +1,742 @@
+/* The admin socket: staplerctl's actions on the daemon's loop. A line protocol over a Unix
+ * stream socket (docs/admin-protocol.md): requests are answered when their outcome is known,
+ * several may be in flight per connection, and everything is bounded (line length,
+ * connections, requests in flight, entries refreshed at once). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "admin.h"
+#include "staple.h"
+#include "stapler/cache.h"
+#include "stapler/cache_report.h"
+#include "stapler/config.h"
+#include "stapler/fmt.h"
+#include "stapler/log.h"
+#include "stapler/store.h"
+#include "stapler/unixsock.h"
+#include "stapler/util.h"
+
+/* A serial given without an issuer matches at most this many entries worth listing. */
+#define ADMIN_LOOKUP_MAX 16
+#define ADMIN_REPLY_MAX 2048
+
+struct admin_req;
+
+/* One staple operation of a request (a submission, one entry's refresh). */
+struct admin_op {
+	struct admin_req *r;
+	struct staple_wait *w;
+	int in_call;            /* inside staple_submit/refresh: the callback may come at once */
+	int done;
+	TAILQ_ENTRY(admin_op) link;
+};
+
+struct admin_req {
+	struct admin_conn *c;
+	char id[ADMIN_ID_MAX + 1];
+	int multi;              /* `refresh due=1`: reply with counts */
+	int left;               /* operations not finished, +1 while they are being started */
+	int ok, failed;
+	enum staple_outcome outcome;   /* of the first failure, or of the single operation */
+	char error[512];
+	char serial[STAPLER_SERIAL_HEX_MAX], issuer[STAPLER_SHA1_HEX];
+	enum stapler_cert_status status;
+	long long this_update, next_update, fetched_at;
+	TAILQ_HEAD(, admin_op) ops;
+	TAILQ_ENTRY(admin_req) link;
+};
+
+struct admin_conn {
+	struct admin *a;
+	struct bufferevent *bev;
+	int inflight;
+	int eof;                /* close once every reply is written */
+	TAILQ_HEAD(, admin_req) reqs;
+	TAILQ_ENTRY(admin_conn) link;
+};
+
+struct admin {
+	struct event_base *base;
+	const struct stapler_config *cfg;
+	struct cache *cache;
+	struct staple_service *svc;
+	struct evconnlistener *listener;
+	char *path;             /* the socket file we created, until removed */
+	dev_t dev;
+	ino_t ino;
+	int nconns;
+	size_t waiting;
+	TAILQ_HEAD(, admin_conn) conns;
+};
+
+static const char *const outcome_names[] = {
+	[STAPLE_OK] = "ok",
+	[STAPLE_BAD_INPUT] = "bad_input",
+	[STAPLE_UNTRUSTED] = "untrusted",
+	[STAPLE_NO_URL] = "no_url",
+	[STAPLE_UPSTREAM_FAILED] = "upstream_failed",
+	[STAPLE_UNAVAILABLE] = "unavailable",
+};
+
+static void conn_process(struct admin_conn *c);
+
+static void
+conn_free(struct admin_conn *c)
+{
+	struct admin_req *r;
+	struct admin_op *op;
+
+	while ((r = TAILQ_FIRST(&c->reqs)) != NULL) {
+		TAILQ_REMOVE(&c->reqs, r, link);
+		while ((op = TAILQ_FIRST(&r->ops)) != NULL) {
+			TAILQ_REMOVE(&r->ops, op, link);
+			/* No callback may reach a freed request. */
+			staple_wait_cancel(op->w);
+			c->a->waiting--;
+			free(op);
+		}
+		free(r);
+	}
+	TAILQ_REMOVE(&c->a->conns, c, link);
+	c->a->nconns--;
+	bufferevent_free(c->bev);
+	free(c);
+}
+
+/* Sends one reply line: verb, the request's id, then fields (already " k=v" formatted). */
+static void
+send_line(struct admin_conn *c, const char *verb, const char *id, const char *fields)
+{
+	char line[ADMIN_REPLY_MAX];
+	size_t len;
+
+	len = (size_t)snprintf(line, sizeof(line), "%s", verb);
+	if (id != NULL && id[0] != '\0')
+		fmt_kv_add(line, &len, sizeof(line), "id", id);
+	evbuffer_add_printf(bufferevent_get_output(c->bev), "%s%s\n", line, fields);
+}
+
+static void
+send_error(struct admin_conn *c, const char *id, const char *outcome, const char *error)
+{
+	char f[ADMIN_REPLY_MAX];
+	size_t len = 0;
+
+	f[0] = '\0';
+	fmt_kv_add(f, &len, sizeof(f), "outcome", outcome);
+	fmt_kv_add(f, &len, sizeof(f), "error", error);
+	send_line(c, "error", id, f);
+}
+
+static void
+add_ll(char *f, size_t *len, size_t cap, const char *key, long long v)
+{
+	char num[24];
+
+	snprintf(num, sizeof(num), "%lld", v);
+	fmt_kv_add(f, len, cap, key, num);
+}
+
+/* Replies to a finished request and frees it; reading resumes if it had paused. */
+static void
+req_reply(struct admin_req *r)
+{
+	struct admin_conn *c = r->c;
+	char f[ADMIN_REPLY_MAX];
+	size_t len = 0;
+
+	f[0] = '\0';
+	if (r->multi) {
+		add_ll(f, &len, sizeof(f), "refreshed", r->ok);
+		add_ll(f, &len, sizeof(f), "failed", r->failed);
+		if (r->failed > 0)
+			fmt_kv_add(f, &len, sizeof(f), "error", r->error);
+		send_line(c, "ok", r->id, f);
+	} else if (r->outcome == STAPLE_OK) {
+		fmt_kv_add(f, &len, sizeof(f), "serial", r->serial);
+		fmt_kv_add(f, &len, sizeof(f), "issuer", r->issuer);
+		fmt_kv_add(f, &len, sizeof(f), "status", stapler_status_name(r->status));
+		add_ll(f, &len, sizeof(f), "this_update", r->this_update);
+		add_ll(f, &len, sizeof(f), "next_update", r->next_update);
+		add_ll(f, &len, sizeof(f), "fetched_at", r->fetched_at);
+		send_line(c, "ok", r->id, f);
+	} else {
+		char http[8];
+
+		fmt_kv_add(f, &len, sizeof(f), "outcome", outcome_names[r->outcome]);
+		snprintf(http, sizeof(http), "%d", staple_outcome_http(r->outcome));
+		fmt_kv_add(f, &len, sizeof(f), "http", http);
+		if (r->serial[0] != '\0') {
+			fmt_kv_add(f, &len, sizeof(f), "serial", r->serial);
+			fmt_kv_add(f, &len, sizeof(f), "issuer", r->issuer);
+		}
+		fmt_kv_add(f, &len, sizeof(f), "error", r->error);
+		send_line(c, "error", r->id, f);
+	}
+	TAILQ_REMOVE(&c->reqs, r, link);
+	free(r);
+	if (c->inflight-- == ADMIN_MAX_INFLIGHT && !c->eof) {
+		bufferevent_enable(c->bev, EV_READ);
+		conn_process(c);
+	}
+}
+
+static void
+req_left(struct admin_req *r)
+{
+	if (--r->left == 0)
+		req_reply(r);
+}
+
+static void
+on_op_done(enum staple_outcome outcome, const struct staple *s, const char *error, void *arg)
+{
+	struct admin_op *op = arg;
+	struct admin_req *r = op->r;
+
+	op->w = NULL;
+	op->done = 1;
+	r->c->a->waiting--;
+	TAILQ_REMOVE(&r->ops, op, link);
+	if (outcome == STAPLE_OK) {
+		r->ok++;
+		stapler_key_serial_hex(&s->key, r->serial);
+		stapler_key_hash_hex(&s->key, r->issuer);
+		r->status = s->status;
+		r->this_update = (long long)s->this_update;
+		r->next_update = (long long)s->next_update;
+		r->fetched_at = (long long)s->fetched_at;
+	} else if (r->failed++ == 0) {
+		/* A request of several operations reports its first failure. */
+		r->outcome = outcome;
+		util_strlcpy(r->error, error != NULL ? error : outcome_names[outcome], sizeof(r->error));
+	}
+	if (!op->in_call)
+		free(op);
+	req_left(r);
+}
+
+static struct admin_op *
+op_new(struct admin_req *r)
+{
+	struct admin_op *op = calloc(1, sizeof(*op));
+
+	if (op == NULL)
+		return NULL;
+	op->r = r;
+	op->in_call = 1;
+	r->left++;
+	r->c->a->waiting++;
+	TAILQ_INSERT_TAIL(&r->ops, op, link);
+	return op;
+}
+
+/* After the call that may have answered at once: keep the wait handle, or free op. */
+static void
+op_started(struct admin_op *op, struct staple_wait *w)
+{
+	op->in_call = 0;
+	if (op->done)
+		free(op);
+	else
+		op->w = w;
+}
+
+/* Refreshes one cached entry as part of r. */
+static void
+refresh_one(struct admin *a, struct admin_req *r, const char *issuer, const char *serial,
+    time_t now)
+{
+	struct cache_row row;
+	struct admin_op *op;
+	int rc;
+
+	if ((rc = cache_get(a->cache, issuer, serial, &row)) != 1 || (op = op_new(r)) == NULL) {
+		if (r->failed++ == 0) {
+			r->outcome = STAPLE_UNAVAILABLE;
+			snprintf(r->error, sizeof(r->error), "%s", rc == 0 ? "entry vanished" :
+			    rc < 0 ? "cache error" : "out of memory");
+		}
+	} else {
+		op_started(op, staple_refresh_row(a->svc, &row, now, on_op_done, op));
+	}
+	cache_row_clear(&row);
+}
+
+/* The keys a lookup or the due query found. */
+struct keys {
+	struct cache_refresh item[ADMIN_REFRESH_DUE_MAX];
+	int n;
+};
+
+static int
+collect_entry(const struct cache_report_entry *e, void *arg)
+{
+	struct keys *k = arg;
+
+	memcpy(k->item[k->n].issuer_key_hash, e->issuer_key_hash, sizeof(e->issuer_key_hash));
+	memcpy(k->item[k->n].serial, e->serial, sizeof(e->serial));
+	return ++k->n == ADMIN_LOOKUP_MAX;
+}
+
+static int
+collect_row(const struct cache_row *row, void *arg)
+{
+	struct keys *k = arg;
+
+	memcpy(k->item[k->n].issuer_key_hash, row->issuer_key_hash, sizeof(row->issuer_key_hash));
+	memcpy(k->item[k->n].serial, row->serial, sizeof(row->serial));
+	return ++k->n == ADMIN_REFRESH_DUE_MAX;
+}
+
+/* Resolves serial= and issuer= of a request line to exactly one entry. Returns 0 with *key
+ * set, or -1 after replying with the error. */
+static int
+lookup(struct admin_conn *c, const char *id, const char *line, struct cache_refresh *key)
+{
+	char sraw[2 * STAPLER_SERIAL_HEX_MAX], iraw[2 * STAPLER_SHA1_HEX];
+	char serial[STAPLER_SERIAL_HEX_MAX], issuer[STAPLER_SHA1_HEX];
+	struct cache_report_filter f = { .limit = ADMIN_LOOKUP_MAX };
+	struct keys *k;
+	int n, has_issuer;
+
+	if (fmt_kv_get(line, "serial", sraw, sizeof(sraw)) != 1 || fmt_serial(sraw, serial) < 0) {
+		send_error(c, id, "bad_request", "serial= missing or not a hex serial");
+		return -1;
+	}
+	if ((has_issuer = fmt_kv_get(line, "issuer", iraw, sizeof(iraw))) < 0 ||
+	    (has_issuer && fmt_key_hash(iraw, issuer) < 0)) {
+		send_error(c, id, "bad_request", "issuer= is not a 40-digit hex key hash");
+		return -1;
+	}
+	if ((k = calloc(1, sizeof(*k))) == NULL) {
+		send_error(c, id, "unavailable", "out of memory");
+		return -1;
+	}
+	f.serial = serial;
+	f.issuer = has_issuer ? issuer : NULL;
+	f.now = (long long)time(NULL);
+	if ((n = cache_report_list(c->a->cache, &f, collect_entry, k)) < 0) {
+		send_error(c, id, "unavailable", "cache error (see the daemon log)");
+	} else if (n == 0) {
+		send_error(c, id, "not_found", "no cached entry with that serial");
+		n = -1;
+	} else if (n > 1) {
+		char list[ADMIN_LOOKUP_MAX * STAPLER_SHA1_HEX], f2[ADMIN_REPLY_MAX];
+		size_t off = 0, len = 0;
+
+		list[0] = '\0';
+		for (int i = 0; i < k->n; i++)
+			off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%s", i ? "," : "",
+			    k->item[i].issuer_key_hash);
+		f2[0] = '\0';
+		fmt_kv_add(f2, &len, sizeof(f2), "outcome", "ambiguous");
+		fmt_kv_add(f2, &len, sizeof(f2), "issuers", list);
+		fmt_kv_add(f2, &len, sizeof(f2), "error", "serial is cached for several issuers; "
+		    "give the issuer");
+		send_line(c, "error", id, f2);
+		n = -1;
+	} else {
+		*key = k->item[0];
+	}
+	free(k);
+	return n == 1 ? 0 : -1;
+}
+
+static struct admin_req *
+req_new(struct admin_conn *c, const char *id)
+{
+	struct admin_req *r = calloc(1, sizeof(*r));
+
+	if (r == NULL) {
+		send_error(c, id, "unavailable", "out of memory");
+		return NULL;
+	}
+	r->c = c;
+	util_strlcpy(r->id, id, sizeof(r->id));
+	r->left = 1;     /* held while operations are being started */
+	TAILQ_INIT(&r->ops);
+	TAILQ_INSERT_TAIL(&c->reqs, r, link);
+	c->inflight++;
+	return r;
+}
+
+static void
+do_submit(struct admin_conn *c, const char *id, const char *line)
+{
+	struct admin *a = c->a;
+	struct admin_req *r;
+	struct admin_op *op;
+	unsigned char *body;
+	size_t blen = strlen(line), len = 0;
+	char *b64;
+
+	if ((b64 = malloc(blen + 1)) == NULL) {
+		send_error(c, id, "unavailable", "out of memory");
+		return;
+	}
+	if (fmt_kv_get(line, "body", b64, blen + 1) != 1 ||
+	    (body = util_unbase64(b64, strlen(b64), &len)) == NULL) {
+		free(b64);
+		send_error(c, id, "bad_input", "body= missing or not base64");
+		return;
+	}
+	free(b64);
+	if (len > a->cfg->max_request) {
+		free(body);
+		send_error(c, id, "bad_input", "certificate body larger than [server] max_request");
+		return;
+	}
+	if ((r = req_new(c, id)) != NULL) {
+		if ((op = op_new(r)) == NULL) {
+			r->outcome = STAPLE_UNAVAILABLE;
+			snprintf(r->error, sizeof(r->error), "out of memory");
+		} else {
+			op_started(op, staple_submit(a->svc, body, len, time(NULL), on_op_done, op));
+		}
+		req_left(r);
+	}
+	free(body);
+}
+
+static void
+do_refresh(struct admin_conn *c, const char *id, const char *line)
+{
+	struct admin *a = c->a;
+	struct cache_refresh key;
+	struct admin_req *r;
+	struct keys *k;
+	char flag[8];
+	time_t now = time(NULL);
+
+	if (fmt_kv_get(line, "all", flag, sizeof(flag)) == 1 && strcmp(flag, "1") == 0) {
+		long long n = cache_mark_all_due(a->cache, (long long)now);
+		char f[64];
+		size_t len = 0;
+
+		if (n < 0) {
+			send_error(c, id, "unavailable", "cache error (see the daemon log)");
+			return;
+		}
+		f[0] = '\0';
+		add_ll(f, &len, sizeof(f), "marked", n);
+		log_info("admin_refresh_all", "marked=%lld", n);
+		send_line(c, "ok", id, f);
+		return;
+	}
+	if (fmt_kv_get(line, "due", flag, sizeof(flag)) == 1 && strcmp(flag, "1") == 0) {
+		if ((k = calloc(1, sizeof(*k))) == NULL) {
+			send_error(c, id, "unavailable", "out of memory");
+			return;
+		}
+		if (cache_due(a->cache, (long long)now, ADMIN_REFRESH_DUE_MAX, collect_row, k) < 0) {
+			free(k);
+			send_error(c, id, "unavailable", "cache error (see the daemon log)");
+			return;
+		}
+		if ((r = req_new(c, id)) != NULL) {
+			r->multi = 1;
+			for (int i = 0; i < k->n; i++)
+				refresh_one(a, r, k->item[i].issuer_key_hash, k->item[i].serial, now);
+			req_left(r);
+		}
+		free(k);
+		return;
+	}
+	if (lookup(c, id, line, &key) < 0)
+		return;
+	if ((r = req_new(c, id)) != NULL) {
+		util_strlcpy(r->serial, key.serial, sizeof(r->serial));
+		util_strlcpy(r->issuer, key.issuer_key_hash, sizeof(r->issuer));
+		refresh_one(a, r, key.issuer_key_hash, key.serial, now);
+		req_left(r);
+	}
+}
+
+static void
+do_evict(struct admin_conn *c, const char *id, const char *line)
+{
+	struct cache_refresh key;
+	char f[ADMIN_REPLY_MAX];
+	size_t len = 0;
+
+	if (lookup(c, id, line, &key) < 0)
+		return;
+	if (staple_service_evict(c->a->svc, key.issuer_key_hash, key.serial) < 0) {
+		send_error(c, id, "unavailable", "cache error (see the daemon log)");
+		return;
+	}
+	f[0] = '\0';
+	fmt_kv_add(f, &len, sizeof(f), "serial", key.serial);
+	fmt_kv_add(f, &len, sizeof(f), "issuer", key.issuer_key_hash);
+	send_line(c, "ok", id, f);
+}
+
+static void
+handle_line(struct admin_conn *c, const char *line)
+{
+	char verb[16], id[ADMIN_ID_MAX + 1] = "";
+	size_t vlen = strcspn(line, " ");
+
+	if (fmt_kv_get(line, "id", id, sizeof(id)) < 0) {
+		send_error(c, NULL, "bad_request", "malformed line or id longer than 32 characters");
+		return;
+	}
+	if (vlen == 0 || vlen >= sizeof(verb)) {
+		send_error(c, id, "bad_request", "unknown command");
+		return;
+	}
+	memcpy(verb, line, vlen);
+	verb[vlen] = '\0';
+	if (strcmp(verb, "ping") == 0) {
+		char f[64];
+		size_t len = 0;
+
+		f[0] = '\0';
+		fmt_kv_add(f, &len, sizeof(f), "version", STAPLER_VERSION);
+		send_line(c, "ok", id, f);
+	} else if (strcmp(verb, "submit") == 0) {
+		do_submit(c, id, line);
+	} else if (strcmp(verb, "refresh") == 0) {
+		do_refresh(c, id, line);
+	} else if (strcmp(verb, "evict") == 0) {
+		do_evict(c, id, line);
+	} else {
+		send_error(c, id, "bad_request", "unknown command");
+	}
+}
+
+/* Handles every complete line while the connection may take more requests. */
+static void
+conn_process(struct admin_conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	char *line;
+	size_t n;
+
+	while (!c->eof && c->inflight < ADMIN_MAX_INFLIGHT &&
+	    (line = evbuffer_readln(in, &n, EVBUFFER_EOL_LF)) != NULL) {
+		if (n > 0 && line[n - 1] == '\r')
+			line[n - 1] = '\0';
+		handle_line(c, line);
+		free(line);
+	}
+	if (c->inflight >= ADMIN_MAX_INFLIGHT) {
+		bufferevent_disable(c->bev, EV_READ);
+	} else if (!c->eof && evbuffer_get_length(in) > ADMIN_LINE_MAX) {
+		send_error(c, NULL, "bad_request", "line too long");
+		c->eof = 1;
+		bufferevent_disable(c->bev, EV_READ);
+	}
+}
+
+static void
+on_read(struct bufferevent *bev, void *arg)
+{
+	conn_process(arg);
+}
+
+static void
+on_write(struct bufferevent *bev, void *arg)
+{
+	struct admin_conn *c = arg;
+
+	/* Everything written: a client that has hung up its side is done once nothing waits. */
+	if (c->eof && TAILQ_EMPTY(&c->reqs))
+		conn_free(c);
+}
+
+static void
+on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct admin_conn *c = arg;
+
+	if (what & BEV_EVENT_EOF) {
+		/* Half-closed: answer what was asked, then close. */
+		c->eof = 1;
+		if (TAILQ_EMPTY(&c->reqs) && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			conn_free(c);
+		return;
+	}
+	conn_free(c);
+}
+
+static void
+on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+{
+	struct admin *a = arg;
+	struct admin_conn *c;
+	static const char busy[] = "error outcome=busy error=\"too many admin connections\"\n";
+
+	if (a->nconns >= ADMIN_MAX_CONNS || (c = calloc(1, sizeof(*c))) == NULL) {
+		if (write(fd, busy, sizeof(busy) - 1) < 0) {
+			/* Nothing more to tell a client that cannot be written to. */
+		}
+		evutil_closesocket(fd);
+		return;
+	}
+	if ((c->bev = bufferevent_socket_new(a->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
+		evutil_closesocket(fd);
+		free(c);
+		return;
+	}
+	c->a = a;
+	TAILQ_INIT(&c->reqs);
+	TAILQ_INSERT_TAIL(&a->conns, c, link);
+	a->nconns++;
+	/* Reading stops at one over the line bound, so a client cannot make us buffer more. */
+	bufferevent_setwatermark(c->bev, EV_READ, 0, ADMIN_LINE_MAX + 1);
+	bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+/* Removes a socket file left by a daemon that is gone; a live one is an error. */
+static int
+clear_stale(const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+	char why[256];
+	int fd;
+
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : -1;
+	if (!S_ISSOCK(st.st_mode)) {
+		snprintf(err, errlen, "admin_socket %s: exists and is not a socket", path);
+		return -1;
+	}
+	if ((fd = unixsock_connect(path, why, sizeof(why))) >= 0) {
+		close(fd);
+		snprintf(err, errlen, "admin_socket %s: another process is listening on it", path);
+		return -1;
+	}
+	unlink(path);
+	return 0;
+}
+
+static void
+remove_socket(struct admin *a)
+{
+	struct stat st;
+
+	if (a->listener != NULL)
+		evconnlistener_free(a->listener);
+	a->listener = NULL;
+	/* Only our own file: a newer daemon may have replaced it. */
+	if (a->path != NULL && lstat(a->path, &st) == 0 && st.st_dev == a->dev && st.st_ino == a->ino)
+		unlink(a->path);
+	free(a->path);
+	a->path = NULL;
+}
+
+static int
+listen_socket(struct admin *a, const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un sun;
+	struct stat st;
+	mode_t old;
+	int fd = -1, dirfd = -1, rc;
+
+	if (clear_stale(path, err, errlen) < 0)
+		return -1;
+	if (unixsock_addr(path, &sun, &dirfd, err, errlen) < 0)
+		return -1;
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0)
+		goto fail;
+	/* Created 0660 from the start: no moment where others may connect. */
+	old = umask(0117);
+	rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+	umask(old);
+	if (rc < 0 || listen(fd, 16) < 0 || lstat(path, &st) < 0)
+		goto fail;
+	a->dev = st.st_dev;
+	a->ino = st.st_ino;
+	if ((a->path = strdup(path)) == NULL)
+		goto fail;
+	if ((a->listener = evconnlistener_new(a->base, on_accept, a, LEV_OPT_CLOSE_ON_FREE, 0,
+	    fd)) == NULL)
+		goto fail;
+	if (dirfd >= 0)
+		close(dirfd);
+	return 0;
+fail:
+	snprintf(err, errlen, "admin_socket %s: %s", path, errno ? strerror(errno) : "cannot listen");
+	if (fd >= 0)
+		close(fd);
+	if (dirfd >= 0)
+		close(dirfd);
+	if (a->path != NULL)
+		remove_socket(a);
+	return -1;
+}
+
+struct admin *
+admin_new(struct event_base *base, const struct stapler_config *cfg, struct cache *cache,
+    struct staple_service *svc, char *err, size_t errlen)
+{
+	struct admin *a = calloc(1, sizeof(*a));
+
+	if (a == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	a->base = base;
+	a->cfg = cfg;
+	a->cache = cache;
+	a->svc = svc;
+	TAILQ_INIT(&a->conns);
+	if (cfg->admin_socket == NULL || cfg->admin_socket[0] == '\0')
+		return a;
+	errno = 0;
+	if (listen_socket(a, cfg->admin_socket, err, errlen) < 0) {
+		free(a);
+		return NULL;
+	}
+	log_info("admin_listening", "path=\"%s\"", cfg->admin_socket);
+	return a;
+}
+
+void
+admin_shutdown(struct admin *a)
+{
+	if (a != NULL)
+		remove_socket(a);
+}
+
+void
+admin_free(struct admin **ap)
+{
+	struct admin *a;
+	struct admin_conn *c;
+
+	if (ap == NULL || (a = *ap) == NULL)
+		return;
+	while ((c = TAILQ_FIRST(&a->conns)) != NULL)
+		conn_free(c);
+	remove_socket(a);
+	free(a);
+	*ap = NULL;
+}
+
+void
+admin_set_config(struct admin *a, const struct stapler_config *cfg)
+{
+	a->cfg = cfg;
+}
+
+size_t
+admin_waiting(const struct admin *a)
+{
+	return a != NULL ? a->waiting : 0;
+}

@@ -1,0 +1,208 @@
+/* Read-only reports over the cache for operators: filtered listings, counts and upstream
+ * health, lookups by serial across issuers. Its own statements on the cache's connection;
+ * nothing here writes. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "stapler/cache_report.h"
+#include "stapler/log.h"
+#include "stapler/util.h"
+
+static const char list_sql[] =
+    "SELECT r.serial, r.issuer_key_hash, r.subject, coalesce(i.subject, ''), r.ocsp_url, "
+    "r.last_error, r.cert_status, r.this_update, r.next_update, r.fetched_at, "
+    "r.next_refresh_at, r.cert_not_after, r.failures "
+    "FROM ocsp_response r LEFT JOIN issuer i ON i.key_hash = r.issuer_key_hash "
+    "WHERE (?1 IS NULL OR r.cert_status = ?1) AND (?2 = 0 OR r.next_refresh_at <= ?4) "
+    "AND (?3 = 0 OR r.next_update <= ?4) AND (?5 IS NULL OR r.issuer_key_hash = ?5) "
+    "AND (?6 IS NULL OR r.serial = ?6) "
+    "ORDER BY r.next_refresh_at, r.serial, r.issuer_key_hash LIMIT ?7";
+
+static const char totals_sql[] =
+    "SELECT count(*), sum(cert_status = 'good'), sum(cert_status = 'revoked'), "
+    "sum(cert_status = 'unknown'), sum(next_update <= ?1), "
+    "sum(next_update > ?1 AND next_update <= ?1 + 86400), sum(next_refresh_at <= ?1), "
+    "sum(failures > 0), count(DISTINCT issuer_key_hash) FROM ocsp_response";
+
+static const char hosts_sql[] =
+    "SELECT ocsp_url, count(*), sum(failures = 0), sum(failures > 0), sum(failures) "
+    "FROM ocsp_response GROUP BY ocsp_url";
+
+static void
+report_fail(sqlite3 *db, const char *op)
+{
+	log_error("cache_error", "op=%s err=\"%s\"", op, sqlite3_errmsg(db));
+}
+
+static const char *
+col_text(sqlite3_stmt *st, int col)
+{
+	const char *s = (const char *)sqlite3_column_text(st, col);
+
+	return s != NULL ? s : "";
+}
+
+static int
+bind_opt_text(sqlite3_stmt *st, int param, const char *s)
+{
+	return s != NULL ? sqlite3_bind_text(st, param, s, -1, SQLITE_STATIC) :
+	    sqlite3_bind_null(st, param);
+}
+
+int
+cache_report_list(struct cache *cache, const struct cache_report_filter *f,
+    int (*cb)(const struct cache_report_entry *e, void *arg), void *arg)
+{
+	sqlite3 *db = cache_db(cache);
+	sqlite3_stmt *st = NULL;
+	struct cache_report_entry e;
+	int rc, n = 0, ret = -1;
+
+	if (sqlite3_prepare_v2(db, list_sql, -1, &st, NULL) != SQLITE_OK ||
+	    bind_opt_text(st, 1, f->status > 0 ?
+	    stapler_status_name((enum stapler_cert_status)(f->status - 1)) : NULL) != SQLITE_OK ||
+	    sqlite3_bind_int(st, 2, f->due) != SQLITE_OK ||
+	    sqlite3_bind_int(st, 3, f->expired) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 4, f->now) != SQLITE_OK ||
+	    bind_opt_text(st, 5, f->issuer) != SQLITE_OK ||
+	    bind_opt_text(st, 6, f->serial) != SQLITE_OK ||
+	    sqlite3_bind_int(st, 7, f->limit > 0 ? f->limit : -1) != SQLITE_OK) {
+		report_fail(db, "report_list");
+		goto out;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		memset(&e, 0, sizeof(e));
+		util_strlcpy(e.serial, col_text(st, 0), sizeof(e.serial));
+		util_strlcpy(e.issuer_key_hash, col_text(st, 1), sizeof(e.issuer_key_hash));
+		e.subject = col_text(st, 2);
+		e.issuer_subject = col_text(st, 3);
+		e.ocsp_url = col_text(st, 4);
+		e.last_error = (const char *)sqlite3_column_text(st, 5);
+		if (stapler_status_parse(col_text(st, 6), &e.status) != 0)
+			e.status = STAPLER_UNKNOWN;
+		e.this_update = sqlite3_column_int64(st, 7);
+		e.next_update = sqlite3_column_int64(st, 8);
+		e.fetched_at = sqlite3_column_int64(st, 9);
+		e.next_refresh_at = sqlite3_column_int64(st, 10);
+		e.cert_not_after = sqlite3_column_int64(st, 11);
+		e.failures = sqlite3_column_int(st, 12);
+		n++;
+		if (cb(&e, arg) != 0)
+			break;
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		report_fail(db, "report_list");
+		goto out;
+	}
+	ret = n;
+out:
+	sqlite3_finalize(st);
+	return ret;
+}
+
+void
+cache_report_url_host(const char *url, char *out, size_t cap)
+{
+	const char *p = strstr(url, "://");
+	size_t n;
+
+	if (cap == 0)
+		return;
+	out[0] = '\0';
+	if (p == NULL)
+		return;
+	p += 3;
+	n = strcspn(p, "/?#");
+	/* userinfo is not part of the host. */
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] == '@') {
+			p += i + 1;
+			n -= i + 1;
+			i = 0;
+		}
+	}
+	if (n >= cap)
+		n = cap - 1;
+	memcpy(out, p, n);
+	out[n] = '\0';
+}
+
+static int
+host_cmp(const void *a, const void *b)
+{
+	const struct cache_report_host *x = a, *y = b;
+
+	if (x->entries != y->entries)
+		return x->entries > y->entries ? -1 : 1;
+	return strcmp(x->host, y->host);
+}
+
+/* Adds one GROUP BY ocsp_url result to its host. */
+static void
+add_host(struct cache_report_stats *s, sqlite3_stmt *st)
+{
+	char host[CACHE_REPORT_HOST_LEN];
+	struct cache_report_host *h = NULL;
+
+	cache_report_url_host(col_text(st, 0), host, sizeof(host));
+	for (int i = 0; i < s->n_hosts && h == NULL; i++) {
+		if (strcmp(s->host[i].host, host) == 0)
+			h = &s->host[i];
+	}
+	if (h == NULL && s->n_hosts == CACHE_REPORT_MAX_HOSTS) {
+		s->other_hosts += sqlite3_column_int64(st, 1);
+		return;
+	}
+	if (h == NULL) {
+		h = &s->host[s->n_hosts++];
+		util_strlcpy(h->host, host, sizeof(h->host));
+	}
+	h->entries += sqlite3_column_int64(st, 1);
+	h->ok += sqlite3_column_int64(st, 2);
+	h->failing += sqlite3_column_int64(st, 3);
+	h->failures += sqlite3_column_int64(st, 4);
+}
+
+int
+cache_report_stats(struct cache *cache, long long now, struct cache_report_stats *s)
+{
+	sqlite3 *db = cache_db(cache);
+	sqlite3_stmt *st = NULL;
+	int rc, in_tx = 0, ret = -1;
+
+	memset(s, 0, sizeof(*s));
+	/* One read transaction: the counts and the hosts describe the same moment. */
+	if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+		goto fail;
+	in_tx = 1;
+	if (sqlite3_prepare_v2(db, totals_sql, -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 1, now) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW)
+		goto fail;
+	s->total = sqlite3_column_int64(st, 0);
+	for (int i = 0; i < 3; i++)
+		s->by_status[i] = sqlite3_column_int64(st, 1 + i);
+	s->expired = sqlite3_column_int64(st, 4);
+	s->expiring_24h = sqlite3_column_int64(st, 5);
+	s->due = sqlite3_column_int64(st, 6);
+	s->failing = sqlite3_column_int64(st, 7);
+	s->issuers = sqlite3_column_int64(st, 8);
+	sqlite3_finalize(st);
+	if (sqlite3_prepare_v2(db, hosts_sql, -1, &st, NULL) != SQLITE_OK)
+		goto fail;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		add_host(s, st);
+	if (rc != SQLITE_DONE)
+		goto fail;
+	qsort(s->host, (size_t)s->n_hosts, sizeof(s->host[0]), host_cmp);
+	ret = 0;
+	goto out;
+fail:
+	report_fail(db, "report_stats");
+out:
+	sqlite3_finalize(st);
+	if (in_tx)
+		sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	return ret;
+}
