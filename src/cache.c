@@ -763,8 +763,8 @@ cache_due(struct cache *cache, long long now, int limit,
 		cache_fail_db(cache, "due");
 		goto out;
 	}
-	/* Rows are read first and handed out after the statement is reset, so that cb may write
-	 * (each row is copied: a batch is bounded by limit). */
+	/* Each row is copied and handed to cb while the statement steps: cb must not use the
+	 * cache (a write could move rows within the index being scanned). */
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (row_read(st, &row) != 0) {
 			cache_fail("due", "unreadable row (out of memory or corrupt)");
