@@ -431,6 +431,25 @@ ocsp_verify(const unsigned char *der, size_t len, const OCSP_CERTID *id, X509 *i
 		snprintf(res->detail, sizeof(res->detail), "no SingleResponse for the CertID asked for");
 		goto done;
 	}
+	/* The status is reported even when the times refuse the response (a relying party says
+	 * "expired response saying good"); the verdict still decides. */
+	switch (status) {
+	case V_OCSP_CERTSTATUS_GOOD:
+		res->status = STAPLER_GOOD;
+		break;
+	case V_OCSP_CERTSTATUS_REVOKED:
+		res->status = STAPLER_REVOKED;
+		res->revocation_reason = reason;
+		if (asn1_time_to_time_t(rev, &res->revoked_at) != 0) {
+			v = OCSP_MALFORMED;
+			snprintf(res->detail, sizeof(res->detail), "bad revocationTime");
+			goto done;
+		}
+		break;
+	default:
+		res->status = STAPLER_UNKNOWN;
+		break;
+	}
 	if (asn1_time_to_time_t(thisupd, &res->this_update) != 0 ||
 	    asn1_time_to_time_t(OCSP_resp_get0_produced_at(bs), &res->produced_at) != 0) {
 		v = OCSP_MALFORMED;
@@ -463,23 +482,6 @@ ocsp_verify(const unsigned char *der, size_t len, const OCSP_CERTID *id, X509 *i
 		snprintf(res->detail, sizeof(res->detail), "nextUpdate passed %lld s ago",
 		    (long long)(now - res->next_update));
 		goto done;
-	}
-	switch (status) {
-	case V_OCSP_CERTSTATUS_GOOD:
-		res->status = STAPLER_GOOD;
-		break;
-	case V_OCSP_CERTSTATUS_REVOKED:
-		res->status = STAPLER_REVOKED;
-		res->revocation_reason = reason;
-		if (asn1_time_to_time_t(rev, &res->revoked_at) != 0) {
-			v = OCSP_MALFORMED;
-			snprintf(res->detail, sizeof(res->detail), "bad revocationTime");
-			goto done;
-		}
-		break;
-	default:
-		res->status = STAPLER_UNKNOWN;
-		break;
 	}
 	res->detail[0] = '\0';
 	v = OCSP_OK;

@@ -77,6 +77,8 @@ stapler_verify_staple(const unsigned char *der, size_t len, X509 *cert, X509 *is
 	out->next_update = r.next_update;
 	out->produced_at = r.produced_at;
 	if (v == OCSP_EXPIRED) {
+		/* What the stale response said, for the report; the code says it is stale. */
+		out->status = r.status;
 		out->code = STAPLER_VERIFY_STALE;
 		snprintf(out->detail, sizeof(out->detail), "%s: %s", ocsp_verdict_name(v), r.detail);
 		goto out;
@@ -85,7 +87,6 @@ stapler_verify_staple(const unsigned char *der, size_t len, X509 *cert, X509 *is
 		snprintf(out->detail, sizeof(out->detail), "%s: %s", ocsp_verdict_name(v), r.detail);
 		goto out;
 	}
-	/* ocsp_verify() decodes the status only for a response it accepts. */
 	out->status = r.status;
 	out->revocation_reason = r.revocation_reason;
 	out->revoked_at = r.revoked_at;

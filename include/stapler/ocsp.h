@@ -91,7 +91,9 @@ char *ocsp_get_url(const char *base, const unsigned char *der, size_t len);
  * response signed by issuer, or by a responder certificate issued by issuer with
  * id-kp-OCSPSigning and valid at now; a SingleResponse for id; thisUpdate <= now + OCSP_SKEW;
  * nextUpdate present and > now. Fills *res (times, status) and returns OCSP_OK, or another
- * verdict with res->detail set. Does no I/O and reads no clock. */
+ * verdict with res->detail set; once the SingleResponse is found, res->status says what it
+ * claims even when the times refuse it (EXPIRED, NOT_YET_VALID): only OCSP_OK makes it true.
+ * Does no I/O and reads no clock. */
 enum ocsp_verdict ocsp_verify(const unsigned char *der, size_t len, const OCSP_CERTID *id,
     X509 *issuer, time_t now, struct ocsp_result *res);
 
