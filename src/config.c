@@ -54,7 +54,7 @@ struct parse_ctx {
 	int line;          /* line the reader handed to inih last */
 	char *err;
 	size_t errlen;
-	int failed;
+	int failed;        /* line of the first value error, or 0 */
 };
 
 static int
@@ -62,7 +62,7 @@ set_error(struct parse_ctx *ctx, const char *key, const char *msg)
 {
 	if (ctx->failed)
 		return 0;
-	ctx->failed = 1;
+	ctx->failed = ctx->line;
 	snprintf(ctx->err, ctx->errlen, "%s:%d: %s: %s", ctx->path, ctx->line, key, msg);
 	return 0;
 }
@@ -408,7 +408,10 @@ config_load(const char *path, char *err, size_t errlen)
 	}
 	r = ini_parse_stream(reader, &ctx, handler, &ctx);
 	fclose(ctx.fp);
-	if (ctx.failed)
+	/* inih keeps going after a syntax error and returns the first line it failed on (ours
+	 * included), so a syntax error before our first value error is the one to report:
+	 * after "[server" every key would be in section "". */
+	if (ctx.failed && (r <= 0 || r >= ctx.failed))
 		goto fail;
 	if (r != 0) {
 		/* A syntax error inih found itself (no '=' or an unclosed section). */

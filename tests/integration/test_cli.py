@@ -4,6 +4,7 @@ Run inside tests/integration/netns-run (CTest does): only loopback exists there.
 """
 
 import os
+import re
 import signal
 import sys
 import time
@@ -139,6 +140,40 @@ class CliTest(IntegrationTestCase):
         p = self.staplerd_run("-c", conf)
         self.assertNotEqual(p.returncode, 0)
         self.assertIn("bad.conf:3: bogus:", p.stderr)
+
+    # ----------------------------------------------------------------------------------------
+    # conf/staplerd.conf, the shipped example: accepted as it is
+
+    SHIPPED_CONF = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "conf",
+                                "staplerd.conf")
+
+    def shipped_conf(self, uncomment_all=False):
+        """The shipped configuration with only the paths and the port replaced (the keys
+        stay where they are, set instead of commented out). With uncomment_all, every other
+        key is set too, at the default the file documents."""
+        with open(self.SHIPPED_CONF) as f:
+            text = f.read()
+        values = {"listen": "127.0.0.1:1",
+                  "admin_socket": os.path.join(self.tmp, "admin.sock"),
+                  "database": os.path.join(self.tmp, "cache.db"),
+                  "ca_file": self.ca_file}
+        for key, value in values.items():
+            text, n = re.subn(r"(?m)^;?%s = .*$" % key, "%s = %s" % (key, value), text)
+            self.assertEqual(n, 1, "conf/staplerd.conf: one line for %s" % key)
+        if uncomment_all:
+            text, n = re.subn(r"(?m)^;([a-z_]+ =.*)$", r"\1", text)
+            self.assertGreater(n, 0)
+        return self.write_conf("staplerd.conf", text)
+
+    def test_shipped_conf_is_accepted(self):
+        p = self.staplerd_run("-t", "-c", self.shipped_conf())
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("is ok", p.stdout)
+
+    def test_shipped_conf_defaults_are_valid_keys_and_values(self):
+        # Every commented key exists and its documented default is a valid value.
+        p = self.staplerd_run("-t", "-c", self.shipped_conf(uncomment_all=True))
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
 
     # ----------------------------------------------------------------------------------------
     # Signals

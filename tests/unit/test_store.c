@@ -1,0 +1,505 @@
+/* Unit tests for store.c (the in-memory staple index and the seen-digest map, at injected
+ * times) and table.c (open addressing with backward-shift deletion). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "stapler/ocsp.h"
+#include "stapler/store.h"
+#include "stapler/table.h"
+#include "stapler/util.h"
+
+#define HASH_A "0123456789ABCDEF0123456789ABCDEF01234567"
+#define HASH_B "FEDCBA9876543210FEDCBA9876543210FEDCBA98"
+
+/* Times far from the real clock, so nothing here can pass by reading the clock. */
+#define T0 ((time_t)2000000000)
+#define DAY 86400
+
+static struct stapler_key
+key_of(const char *hash, const char *serial)
+{
+	struct stapler_key k;
+
+	assert_int_equal(stapler_key_from_hex(&k, hash, serial), 0);
+	return k;
+}
+
+static struct staple *
+make(const struct stapler_key *k, enum stapler_cert_status st, time_t this_update,
+    time_t next_update, const char *der)
+{
+	struct staple *s = staple_new(k, st, this_update, next_update, this_update + 1,
+	    this_update + 2, (const unsigned char *)der, strlen(der));
+
+	assert_non_null(s);
+	return s;
+}
+
+static void
+test_staple_new_headers(void **state)
+{
+	struct stapler_key k = key_of(HASH_A, "4D4554455231");
+	struct staple *s = make(&k, STAPLER_REVOKED, 784111777, 784111777 + 7 * DAY, "DER bytes");
+
+	assert_true(stapler_key_equal(&s->key, &k));
+	assert_int_equal(s->status, STAPLER_REVOKED);
+	assert_int_equal(s->this_update, 784111777);
+	assert_int_equal(s->next_update, 784111777 + 7 * DAY);
+	assert_int_equal(s->produced_at, 784111778);
+	assert_int_equal(s->fetched_at, 784111779);
+	assert_int_equal(s->der_len, 9);
+	assert_memory_equal(s->der, "DER bytes", 9);
+	assert_string_equal(s->last_modified, "Sun, 06 Nov 1994 08:49:37 GMT");
+	assert_string_equal(s->expires, "Sun, 13 Nov 1994 08:49:37 GMT");
+	/* A strong validator: a quoted 128-bit hex digest. */
+	assert_int_equal(strlen(s->etag), 34);
+	assert_int_equal(s->etag[0], '"');
+	assert_int_equal(s->etag[33], '"');
+	assert_int_equal(strspn(s->etag + 1, "0123456789ABCDEF"), 32);
+	free(s);
+}
+
+/* The ETag depends on the bytes served and on nothing else. */
+static void
+test_etag_per_bytes(void **state)
+{
+	struct stapler_key a = key_of(HASH_A, "01"), b = key_of(HASH_B, "02");
+	struct staple *s1 = make(&a, STAPLER_GOOD, T0, T0 + DAY, "response one");
+	struct staple *s2 = make(&b, STAPLER_REVOKED, T0 + 50, T0 + 9 * DAY, "response one");
+	struct staple *s3 = make(&a, STAPLER_GOOD, T0, T0 + DAY, "response two");
+	struct staple *s4 = make(&a, STAPLER_GOOD, T0, T0 + DAY, "response onf");
+
+	assert_string_equal(s1->etag, s2->etag);
+	assert_string_not_equal(s1->etag, s3->etag);
+	assert_string_not_equal(s1->etag, s4->etag);
+	free(s1);
+	free(s2);
+	free(s3);
+	free(s4);
+}
+
+static void
+test_servable(void **state)
+{
+	struct stapler_key k = key_of(HASH_A, "01");
+	time_t tu = T0, nu = T0 + 7 * DAY;
+	struct staple *s = make(&k, STAPLER_GOOD, tu, nu, "x");
+
+	assert_true(staple_servable(s, tu));
+	assert_true(staple_servable(s, tu + DAY));
+	/* Stops STORE_EXPIRY_MARGIN before nextUpdate, not at it. */
+	assert_true(staple_servable(s, nu - STORE_EXPIRY_MARGIN - 1));
+	assert_false(staple_servable(s, nu - STORE_EXPIRY_MARGIN));
+	assert_false(staple_servable(s, nu - 1));
+	assert_false(staple_servable(s, nu));
+	assert_false(staple_servable(s, nu + DAY));
+	/* thisUpdate slightly ahead of our clock is tolerated up to OCSP_SKEW. */
+	assert_true(staple_servable(s, tu - OCSP_SKEW));
+	assert_false(staple_servable(s, tu - OCSP_SKEW - 1));
+	free(s);
+
+	/* A validity shorter than the margin is never servable. */
+	s = make(&k, STAPLER_GOOD, tu, tu + STORE_EXPIRY_MARGIN, "x");
+	assert_false(staple_servable(s, tu));
+	free(s);
+}
+
+static void
+test_max_age(void **state)
+{
+	struct stapler_key k = key_of(HASH_A, "01");
+	time_t nu = T0 + 7 * DAY;
+	struct staple *s = make(&k, STAPLER_GOOD, T0, nu, "x");
+
+	/* Bounded by nextUpdate minus the margin: a cache never holds it past our own cutoff. */
+	assert_int_equal(staple_max_age(s, T0), 7 * DAY - STORE_EXPIRY_MARGIN);
+	assert_int_equal(staple_max_age(s, nu - STORE_EXPIRY_MARGIN - 100), 100);
+	assert_int_equal(staple_max_age(s, nu - STORE_EXPIRY_MARGIN - 1), 1);
+	assert_int_equal(staple_max_age(s, nu - STORE_EXPIRY_MARGIN), 0);
+	assert_int_equal(staple_max_age(s, nu), 0);
+	assert_int_equal(staple_max_age(s, nu + 365 * DAY), 0);
+	free(s);
+}
+
+static void
+test_put_get_replace_remove(void **state)
+{
+	struct store *st = store_new();
+	struct stapler_key a = key_of(HASH_A, "4D45544552000001");
+	struct stapler_key a_other_issuer = key_of(HASH_B, "4D45544552000001");
+	struct stapler_key a_negative = key_of(HASH_A, "-4D45544552000001");
+	struct stapler_key a_leading_zero = key_of(HASH_A, "004D45544552000001");
+	const struct staple *got;
+	size_t counts[3];
+
+	assert_non_null(st);
+	assert_null(store_get(st, &a));
+	assert_int_equal(store_remove(st, &a), 0);
+	assert_int_equal(store_count(st), 0);
+
+	assert_int_equal(store_put(st, make(&a, STAPLER_GOOD, T0, T0 + DAY, "first")), 0);
+	got = store_get(st, &a);
+	assert_non_null(got);
+	assert_memory_equal(got->der, "first", 5);
+	/* The same magnitude with a leading zero octet is the same certificate... */
+	assert_ptr_equal(store_get(st, &a_leading_zero), got);
+	/* ...but the same serial from another issuer, or negative, is not (PRODUCT.md §6). */
+	assert_null(store_get(st, &a_other_issuer));
+	assert_null(store_get(st, &a_negative));
+
+	assert_int_equal(store_put(st, make(&a_other_issuer, STAPLER_UNKNOWN, T0, T0 + DAY, "other")), 0);
+	assert_int_equal(store_count(st), 2);
+
+	/* Replacing keeps one entry per key and frees the old one (ASan checks). */
+	assert_int_equal(store_put(st, make(&a, STAPLER_REVOKED, T0 + 10, T0 + 2 * DAY, "second")), 0);
+	assert_int_equal(store_count(st), 2);
+	got = store_get(st, &a);
+	assert_non_null(got);
+	assert_int_equal(got->status, STAPLER_REVOKED);
+	assert_int_equal(got->der_len, 6);
+	assert_memory_equal(got->der, "second", 6);
+	assert_memory_equal(store_get(st, &a_other_issuer)->der, "other", 5);
+
+	store_count_status(st, counts);
+	assert_int_equal(counts[STAPLER_GOOD], 0);
+	assert_int_equal(counts[STAPLER_REVOKED], 1);
+	assert_int_equal(counts[STAPLER_UNKNOWN], 1);
+
+	assert_int_equal(store_remove(st, &a), 1);
+	assert_null(store_get(st, &a));
+	assert_int_equal(store_remove(st, &a), 0);
+	assert_int_equal(store_count(st), 1);
+	assert_non_null(store_get(st, &a_other_issuer));
+	store_free(&st);
+	assert_null(st);
+	store_free(&st);
+	store_free(NULL);
+}
+
+/* Thousands of staples stay findable through growth, replacement and removal. */
+static void
+test_many_staples(void **state)
+{
+	enum { N = 5000 };
+	struct store *st = store_new();
+	char serial[16], der[32];
+	size_t counts[3];
+
+	assert_non_null(st);
+	for (int i = 0; i < N; i++) {
+		struct stapler_key k;
+
+		snprintf(serial, sizeof(serial), "%06X", i + 1);
+		snprintf(der, sizeof(der), "der-%d", i);
+		k = key_of(i % 2 ? HASH_A : HASH_B, serial);
+		assert_int_equal(store_put(st, make(&k, (enum stapler_cert_status)(i % 3), T0,
+		    T0 + DAY, der)), 0);
+	}
+	assert_int_equal(store_count(st), N);
+	store_count_status(st, counts);
+	assert_int_equal(counts[0] + counts[1] + counts[2], N);
+	assert_int_equal(counts[STAPLER_GOOD], (N + 2) / 3);
+	for (int i = 0; i < N; i += 3) {
+		struct stapler_key k;
+
+		snprintf(serial, sizeof(serial), "%06X", i + 1);
+		k = key_of(i % 2 ? HASH_A : HASH_B, serial);
+		assert_int_equal(store_remove(st, &k), 1);
+	}
+	for (int i = 0; i < N; i++) {
+		const struct staple *s;
+		struct stapler_key k;
+
+		snprintf(serial, sizeof(serial), "%06X", i + 1);
+		snprintf(der, sizeof(der), "der-%d", i);
+		k = key_of(i % 2 ? HASH_A : HASH_B, serial);
+		s = store_get(st, &k);
+		if (i % 3 == 0) {
+			assert_null(s);
+		} else {
+			assert_non_null(s);
+			assert_int_equal(s->der_len, strlen(der));
+			assert_memory_equal(s->der, der, s->der_len);
+		}
+	}
+	store_free(&st);
+}
+
+static void
+digest_of(unsigned char d[STORE_DIGEST_LEN], unsigned int n)
+{
+	memset(d, 0, STORE_DIGEST_LEN);
+	memcpy(d, &n, sizeof(n));
+	d[STORE_DIGEST_LEN - 1] = 0x5a;
+}
+
+static void
+test_seen(void **state)
+{
+	struct store *st = store_new();
+	struct stapler_key a = key_of(HASH_A, "01"), b = key_of(HASH_B, "02");
+	unsigned char d1[STORE_DIGEST_LEN], d2[STORE_DIGEST_LEN];
+	const struct stapler_key *got;
+
+	assert_non_null(st);
+	digest_of(d1, 1);
+	digest_of(d2, 2);
+	assert_null(store_seen_get(st, d1, T0));
+
+	store_seen_put(st, d1, &a, T0 + 100);
+	got = store_seen_get(st, d1, T0);
+	assert_non_null(got);
+	assert_true(stapler_key_equal(got, &a));
+	assert_null(store_seen_get(st, d2, T0));
+	assert_non_null(store_seen_get(st, d1, T0 + 99));
+
+	/* Putting the same digest again replaces its key and lifetime. */
+	store_seen_put(st, d1, &b, T0 + 200);
+	got = store_seen_get(st, d1, T0 + 150);
+	assert_non_null(got);
+	assert_true(stapler_key_equal(got, &b));
+
+	/* At valid_until the memory is gone, and stays gone (it was dropped, not skipped). */
+	assert_null(store_seen_get(st, d1, T0 + 200));
+	assert_null(store_seen_get(st, d1, T0));
+
+	store_seen_put(st, d1, &a, T0 + 100);
+	store_seen_put(st, d2, &b, T0 + 100);
+	store_seen_clear(st);
+	assert_null(store_seen_get(st, d1, T0));
+	assert_null(store_seen_get(st, d2, T0));
+	/* Usable after a clear. */
+	store_seen_put(st, d2, &b, T0 + 100);
+	assert_non_null(store_seen_get(st, d2, T0));
+
+	/* The seen map is separate from the staples. */
+	assert_int_equal(store_count(st), 0);
+	store_free(&st);
+}
+
+/* At STORE_SEEN_MAX digests, new ones are not remembered; known ones still update. */
+static void
+test_seen_bound(void **state)
+{
+	struct store *st = store_new();
+	struct stapler_key a = key_of(HASH_A, "01"), b = key_of(HASH_B, "02");
+	unsigned char d[STORE_DIGEST_LEN];
+	const struct stapler_key *got;
+
+	assert_non_null(st);
+	for (unsigned int i = 0; i < STORE_SEEN_MAX; i++) {
+		digest_of(d, i);
+		store_seen_put(st, d, &a, T0 + 100);
+	}
+	digest_of(d, STORE_SEEN_MAX);
+	store_seen_put(st, d, &a, T0 + 100);
+	assert_null(store_seen_get(st, d, T0));
+
+	digest_of(d, 7);
+	store_seen_put(st, d, &b, T0 + 100);
+	got = store_seen_get(st, d, T0);
+	assert_non_null(got);
+	assert_true(stapler_key_equal(got, &b));
+
+	/* An expired digest leaves on lookup, which makes room again. */
+	digest_of(d, 8);
+	store_seen_put(st, d, &a, T0 + 10);
+	assert_null(store_seen_get(st, d, T0 + 10));
+	digest_of(d, STORE_SEEN_MAX + 1);
+	store_seen_put(st, d, &a, T0 + 100);
+	assert_non_null(store_seen_get(st, d, T0));
+	store_free(&st);
+}
+
+/* table.c with entries that are plain ints and hash functions chosen to collide. */
+struct ent {
+	int k;
+};
+
+static int
+ent_match(const void *entry, const void *key)
+{
+	return ((const struct ent *)entry)->k == *(const int *)key;
+}
+
+static const void *
+ent_key(const void *entry)
+{
+	return &((const struct ent *)entry)->k;
+}
+
+/* Every key in one probe run. */
+static uint64_t
+hash_same(const void *key, uint64_t seed)
+{
+	return 5;
+}
+
+/* Runs that start at the last slots and wrap around to slot 0. */
+static uint64_t
+hash_wrap(const void *key, uint64_t seed)
+{
+	return UINT64_MAX - (uint64_t)(*(const int *)key % 5);
+}
+
+/* Short clusters next to each other, so runs of different homes interleave. */
+static uint64_t
+hash_cluster(const void *key, uint64_t seed)
+{
+	return (uint64_t)(*(const int *)key / 3) * 2;
+}
+
+static uint64_t
+hash_fnv(const void *key, uint64_t seed)
+{
+	return table_fnv(TABLE_FNV_BASIS ^ seed, key, sizeof(int));
+}
+
+/* Checks that exactly the keys marked present are found, with their own entries. */
+static void
+check_table(const struct table *t, struct ent *ents, const char *present, int n)
+{
+	size_t count = 0;
+
+	for (int i = 0; i < n; i++) {
+		void *e = table_get(t, &ents[i].k, 42);
+
+		if (present[i]) {
+			if (e != &ents[i])
+				fail_msg("key %d lost", ents[i].k);
+			count++;
+		} else if (e != NULL) {
+			fail_msg("key %d found after removal", ents[i].k);
+		}
+	}
+	assert_int_equal(t->count, count);
+}
+
+static void
+table_churn(uint64_t (*hash)(const void *, uint64_t), int n)
+{
+	struct table t = { .hash = hash, .match = ent_match, .key_of = ent_key };
+	struct ent *ents = calloc((size_t)n, sizeof(*ents));
+	char *present = calloc((size_t)n, 1);
+	unsigned int rnd = 12345;
+	void *old;
+
+	assert_non_null(ents);
+	assert_non_null(present);
+	for (int i = 0; i < n; i++) {
+		ents[i].k = i * 7 + 1;
+		assert_int_equal(table_put(&t, &ents[i], 42, &old), 0);
+		assert_null(old);
+		present[i] = 1;
+	}
+	check_table(&t, ents, present, n);
+	/* Remove in a scrambled order, checking everything after each removal. */
+	for (int round = 0; round < n; round++) {
+		int i;
+
+		rnd = rnd * 1103515245u + 12345u;
+		i = (int)((rnd >> 8) % (unsigned int)n);
+		if (present[i]) {
+			assert_ptr_equal(table_remove(&t, &ents[i].k, 42), &ents[i]);
+			present[i] = 0;
+		} else {
+			assert_null(table_remove(&t, &ents[i].k, 42));
+			assert_int_equal(table_put(&t, &ents[i], 42, &old), 0);
+			assert_null(old);
+			present[i] = 1;
+		}
+		check_table(&t, ents, present, n);
+	}
+	/* Then empty it. */
+	for (int i = 0; i < n; i++) {
+		if (present[i]) {
+			assert_ptr_equal(table_remove(&t, &ents[i].k, 42), &ents[i]);
+			present[i] = 0;
+		}
+	}
+	check_table(&t, ents, present, n);
+	assert_int_equal(t.count, 0);
+	table_clear(&t, 0);
+	assert_null(t.slot);
+	free(present);
+	free(ents);
+}
+
+static void
+test_table_one_run(void **state)
+{
+	table_churn(hash_same, 200);
+}
+
+static void
+test_table_wraparound(void **state)
+{
+	table_churn(hash_wrap, 40);
+	table_churn(hash_wrap, 300);
+}
+
+static void
+test_table_clusters(void **state)
+{
+	table_churn(hash_cluster, 40);
+	table_churn(hash_cluster, 1000);
+}
+
+static void
+test_table_fnv(void **state)
+{
+	table_churn(hash_fnv, 3000);
+}
+
+static void
+test_table_replace(void **state)
+{
+	struct table t = { .hash = hash_same, .match = ent_match, .key_of = ent_key };
+	struct ent a = { 1 }, b = { 2 }, a2 = { 1 };
+	void *old = &b;
+
+	assert_null(table_get(&t, &a.k, 0));
+	assert_null(table_remove(&t, &a.k, 0));
+	assert_int_equal(table_put(&t, &a, 0, &old), 0);
+	assert_null(old);
+	assert_int_equal(table_put(&t, &b, 0, &old), 0);
+	assert_int_equal(table_put(&t, &a2, 0, &old), 0);
+	assert_ptr_equal(old, &a);
+	assert_int_equal(t.count, 2);
+	assert_ptr_equal(table_get(&t, &a.k, 0), &a2);
+	assert_ptr_equal(table_get(&t, &b.k, 0), &b);
+	table_clear(&t, 0);
+	assert_int_equal(t.count, 0);
+	assert_int_equal(t.cap, 0);
+	assert_null(table_get(&t, &b.k, 0));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_staple_new_headers),
+		cmocka_unit_test(test_etag_per_bytes),
+		cmocka_unit_test(test_servable),
+		cmocka_unit_test(test_max_age),
+		cmocka_unit_test(test_put_get_replace_remove),
+		cmocka_unit_test(test_many_staples),
+		cmocka_unit_test(test_seen),
+		cmocka_unit_test(test_seen_bound),
+		cmocka_unit_test(test_table_one_run),
+		cmocka_unit_test(test_table_wraparound),
+		cmocka_unit_test(test_table_clusters),
+		cmocka_unit_test(test_table_fnv),
+		cmocka_unit_test(test_table_replace),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
