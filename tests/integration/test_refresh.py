@@ -237,6 +237,34 @@ class RefreshTest(IntegrationTestCase):
         for leaf in leaves[:5]:
             self.staple_ok(d, leaf)
 
+    def test_warm_start_spreads_due_entries(self):
+        leaves = []
+        proxy = self.fault_proxy(self.port)
+        for i in range(12):
+            leaves.append(self.pki.leaf(self.root, "leaf-%d" % i, serial="%04X" % (0x5000 + i),
+                                        ocsp_urls=[proxy.url]))
+        self.responder(self.root, port=self.port, ndays=7)
+        # Ticks every 10 s: a restart spreads due entries over the next 5 ticks (50 s).
+        d = self.staplerd(self.ca_file, extra="[refresh]\nwindow = 30d\nmin_interval = 1s\n"
+                          "check_interval = 10s\n")
+        for leaf in leaves:
+            self.staple_ok(d, leaf)
+        self.assertEqual(d.stop(), 0)
+        # Every entry is due (min_interval 1 s has passed), strictly before the restart second.
+        time.sleep(2.1)
+        before = {r["serial"]: r["next_refresh_at"] for r in d.db_rows()}
+        self.assertTrue(all(t <= time.time() for t in before.values()), before)
+        t0 = int(time.time())
+        n0 = proxy.count
+        d.start(new_port=True)
+        after = {r["serial"]: r["next_refresh_at"] for r in d.db_rows()}
+        self.assertEqual(set(after), set(before))
+        for serial, t in after.items():
+            self.assertGreaterEqual(t, t0, serial)
+            self.assertLess(t, t0 + 50 + 2, serial)
+        self.assertGreater(len(set(after.values())), 3, "not spread: %r" % after)
+        self.assertEqual(proxy.count, n0, "the restart refetched at once")
+
     def test_restart_with_upstream_down_serves_at_once(self):
         leaf, proxy = self.leaf_behind_proxy("leaf", "3301")
         resp = self.responder(self.root, port=self.port, ndays=7)

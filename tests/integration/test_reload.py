@@ -1,0 +1,93 @@
+"""SIGHUP of the real staplerd (PRODUCT.md §3): a reload swaps configuration and trust anchors
+without losing the cache, and a bad file changes nothing.
+
+Run inside tests/integration/netns-run (CTest does).
+"""
+
+import os
+import signal
+import sys
+import time
+import unittest
+
+sys.dont_write_bytecode = True      # keep the source tree clean
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import IntegrationTestCase, free_port, ocsp_url, read_text, staplerd_binary, wait_until
+
+PEM = "application/pem-certificate-chain"
+
+
+def setUpModule():
+    if not os.access(staplerd_binary(), os.X_OK):
+        raise AssertionError("staplerd binary not found at %s (set STAPLERD)" % staplerd_binary())
+
+
+class ReloadTest(IntegrationTestCase):
+
+    def ca_with_leaf(self, name, serial):
+        ca = self.pki.root(name)
+        self.pki.responder(ca)
+        port = free_port()
+        leaf = self.pki.leaf(ca, "leaf-" + name, serial=serial, ocsp_urls=[ocsp_url(port)])
+        self.responder(ca, port=port)
+        return ca, leaf
+
+    def hup(self, d, event):
+        """Sends SIGHUP and waits for the log line of its outcome."""
+        before = read_text(d.log).count("event=" + event)
+        os.kill(d.proc.pid, signal.SIGHUP)
+        ok = wait_until(lambda: read_text(d.log).count("event=" + event) > before, 10)
+        self.assertTrue(ok, "no %s after SIGHUP:\n%s" % (event, read_text(d.log, 3000)))
+        self.assertIsNone(d.proc.poll(), "staplerd exited on SIGHUP")
+
+    def test_reload_adds_a_trust_anchor_and_keeps_the_cache(self):
+        ca_a, leaf_a = self.ca_with_leaf("ca-a", "5001")
+        ca_b, leaf_b = self.ca_with_leaf("ca-b", "5002")
+        bundle = self.pki.bundle("ca-bundle.pem", ca_a)
+        d = self.staplerd(bundle)
+        st, _, staple_a = d.staple(leaf_a.pem(), PEM)
+        self.assertEqual(st, 200)
+        st, h, b = d.staple(leaf_b.pem(), PEM)
+        self.assertJsonError(st, h, b, 403)
+
+        self.pki.bundle("ca-bundle.pem", ca_a, ca_b)      # the same path, new contents
+        self.hup(d, "reloaded")
+        st, _, staple_b = d.staple(leaf_b.pem(), PEM)
+        self.assertEqual(st, 200, staple_b[:300])
+        # The cache survived: the first staple is still the same bytes.
+        st, _, again = d.staple(leaf_a.pem(), PEM)
+        self.assertEqual((st, again), (200, staple_a))
+
+        # Removing the anchor again: its certificates are refused, nothing is fetched.
+        self.pki.bundle("ca-bundle.pem", ca_a)
+        self.hup(d, "reloaded")
+        st, h, b = d.staple(leaf_b.pem(), PEM)
+        self.assertJsonError(st, h, b, 403)
+
+    def test_bad_config_on_reload_changes_nothing(self):
+        ca_a, leaf_a = self.ca_with_leaf("ca-a", "5101")
+        d = self.staplerd(self.pki.bundle("ca-bundle.pem", ca_a))
+        st, _, staple_a = d.staple(leaf_a.pem(), PEM)
+        self.assertEqual(st, 200)
+        good = d.config_text()
+        for bad in (good + "[server]\nbogus = 1\n",
+                    good.replace("max_request = 64k", "max_request = lots"),
+                    good.replace(d.ca_file, os.path.join(self.tmp, "missing.pem"))):
+            with open(d.conf, "w") as f:
+                f.write(bad)
+            self.hup(d, "reload_failed")
+            st, _, again = d.staple(leaf_a.pem(), PEM)
+            self.assertEqual((st, again), (200, staple_a))
+        self.assertIn("bogus", read_text(d.log))
+        # The old limits are still in force: 64k, not a value from a rejected file.
+        st, h, b = d.staple(b"A" * (70 * 1024), PEM)
+        self.assertJsonError(st, h, b, 413)
+        # A good file again reloads.
+        with open(d.conf, "w") as f:
+            f.write(good)
+        self.hup(d, "reloaded")
+
+
+if __name__ == "__main__":
+    unittest.main()
