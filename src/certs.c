@@ -310,22 +310,10 @@ certs_parse(const unsigned char *body, size_t len, char *err, size_t errlen)
 	return certs;
 }
 
-static int
-asn1_time_to_time_t(const ASN1_TIME *t, time_t *out)
-{
-	struct tm tm;
-
-	memset(&tm, 0, sizeof(tm));
-	if (t == NULL || !ASN1_TIME_to_tm(t, &tm))
-		return -1;
-	*out = timegm(&tm);
-	return 0;
-}
-
 int
 certs_not_after(X509 *cert, time_t *out)
 {
-	return cert == NULL ? -1 : asn1_time_to_time_t(X509_get0_notAfter(cert), out);
+	return cert == NULL ? -1 : util_asn1_time(X509_get0_notAfter(cert), out);
 }
 
 int

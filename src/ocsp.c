@@ -12,6 +12,7 @@
 #include <openssl/x509_vfy.h>
 
 #include "stapler/ocsp.h"
+#include "stapler/util.h"
 
 /* OpenSSL's lookups take non-const pointers for what they only read. */
 #define OCSP_UNCONST(type, p) ((type *)(uintptr_t)(p))
@@ -303,18 +304,6 @@ done:
 	return url;
 }
 
-static int
-asn1_time_to_time_t(const ASN1_TIME *t, time_t *out)
-{
-	struct tm tm;
-
-	memset(&tm, 0, sizeof(tm));
-	if (t == NULL || !ASN1_TIME_to_tm(t, &tm))
-		return -1;
-	*out = timegm(&tm);
-	return 0;
-}
-
 /* Classifies a failed OCSP_basic_verify from the error queue, which it empties. A signature
  * that does not verify under the signer's key is BAD_SIGNATURE; everything else (no signer,
  * signer not certified by the issuer, no OCSPSigning EKU, CertIDs of another issuer) is
@@ -440,7 +429,7 @@ ocsp_verify(const unsigned char *der, size_t len, const OCSP_CERTID *id, X509 *i
 	case V_OCSP_CERTSTATUS_REVOKED:
 		res->status = STAPLER_REVOKED;
 		res->revocation_reason = reason;
-		if (asn1_time_to_time_t(rev, &res->revoked_at) != 0) {
+		if (util_asn1_time(rev, &res->revoked_at) != 0) {
 			v = OCSP_MALFORMED;
 			snprintf(res->detail, sizeof(res->detail), "bad revocationTime");
 			goto done;
@@ -450,8 +439,8 @@ ocsp_verify(const unsigned char *der, size_t len, const OCSP_CERTID *id, X509 *i
 		res->status = STAPLER_UNKNOWN;
 		break;
 	}
-	if (asn1_time_to_time_t(thisupd, &res->this_update) != 0 ||
-	    asn1_time_to_time_t(OCSP_resp_get0_produced_at(bs), &res->produced_at) != 0) {
+	if (util_asn1_time(thisupd, &res->this_update) != 0 ||
+	    util_asn1_time(OCSP_resp_get0_produced_at(bs), &res->produced_at) != 0) {
 		v = OCSP_MALFORMED;
 		snprintf(res->detail, sizeof(res->detail), "bad thisUpdate or producedAt");
 		goto done;
@@ -461,7 +450,7 @@ ocsp_verify(const unsigned char *der, size_t len, const OCSP_CERTID *id, X509 *i
 		snprintf(res->detail, sizeof(res->detail), "no nextUpdate");
 		goto done;
 	}
-	if (asn1_time_to_time_t(nextupd, &res->next_update) != 0) {
+	if (util_asn1_time(nextupd, &res->next_update) != 0) {
 		v = OCSP_MALFORMED;
 		snprintf(res->detail, sizeof(res->detail), "bad nextUpdate");
 		goto done;

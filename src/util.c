@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/asn1.h>
 #include <openssl/evp.h>
 
 #include "stapler/util.h"
@@ -190,5 +191,17 @@ util_strlcpy(char *dst, const char *src, size_t cap)
 		return -1;
 	}
 	memcpy(dst, src, n + 1);
+	return 0;
+}
+
+int
+util_asn1_time(const ASN1_TIME *t, time_t *out)
+{
+	struct tm tm;
+
+	memset(&tm, 0, sizeof(tm));
+	if (t == NULL || !ASN1_TIME_to_tm(t, &tm))
+		return -1;
+	*out = timegm(&tm);
 	return 0;
 }

@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <time.h>
 
+#include <openssl/asn1.h>
+
 #define UTIL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Uppercase hex of len bytes into out, which holds 2 * len + 1 bytes. */
@@ -29,6 +31,10 @@ unsigned char *util_unbase64(const char *in, size_t inlen, size_t *outlen);
 void util_http_date(time_t t, char out[30]);
 /* ISO 8601 UTC ("2026-11-21T14:00:00Z"); out holds 21 bytes. */
 void util_iso_time(time_t t, char out[21]);
+
+/* An ASN.1 UTCTime/GeneralizedTime as Unix seconds UTC. Returns 0, or -1 when t is NULL or
+ * does not parse. */
+int util_asn1_time(const ASN1_TIME *t, time_t *out);
 
 /* Copies at most cap - 1 bytes and always terminates; returns -1 when src was cut. */
 int util_strlcpy(char *dst, const char *src, size_t cap);
