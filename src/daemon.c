@@ -104,8 +104,9 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 		config_free(&ncfg);
 		return;
 	}
-	if (strcmp(ncfg->listen, d->cfg->listen) != 0 || strcmp(ncfg->database, d->cfg->database) != 0)
-		log_warn("reload_partial", "reason=\"listen and database change only at restart\"");
+	if (strcmp(ncfg->listen, d->cfg->listen) != 0 || strcmp(ncfg->database, d->cfg->database) != 0 ||
+	    strcmp(ncfg->admin_socket, d->cfg->admin_socket) != 0)
+		log_warn("reload_partial", "reason=\"listen, database and admin_socket change only at restart\"");
 	daemon_apply_log_level(ncfg);
 	staple_service_reload(d->svc, ncfg, ntrust);
 	fetch_set_config(d->fetch, ncfg);
