@@ -55,6 +55,8 @@ struct parse_ctx {
 	char *err;
 	size_t errlen;
 	int failed;        /* line of the first value error, or 0 */
+	int cont;          /* the line read last is indented: an inih continuation line */
+	int too_long;      /* line longer than inih takes, or 0 */
 };
 
 static int
@@ -77,11 +79,12 @@ hosts_clear(struct stapler_config *cfg)
 
 /* Parses a space-separated host list; returns NULL or a message. */
 static const char *
-set_hosts(struct stapler_config *cfg, const char *value)
+set_hosts(struct stapler_config *cfg, const char *value, int append)
 {
 	const char *p = value;
 
-	hosts_clear(cfg);
+	if (!append)
+		hosts_clear(cfg);
 	while (*p != '\0') {
 		size_t len;
 		char *h;
@@ -152,7 +155,7 @@ apply(struct stapler_config *cfg, const struct key_def *k, const char *value)
 		*(long *)(base + k->offset) = l;
 		return NULL;
 	case K_HOSTS:
-		return set_hosts(cfg, value);
+		return set_hosts(cfg, value, 0);
 	case K_LEVEL: {
 		static const char *const levels[] = { "error", "warn", "info", "debug" };
 
@@ -277,6 +280,36 @@ fail:
 	return why;
 }
 
+/* An indented continuation of the [responders] entry above it: more URLs, in order. */
+static int
+responder_more(struct parse_ctx *ctx, const char *name, const char *value)
+{
+	struct config_responder *r;
+	const char *p = value, *why;
+	char host[256];
+
+	if (ctx->cfg->n_responders == 0)
+		return set_error(ctx, name, "continuation line without a [responders] entry above");
+	r = &ctx->cfg->responders[ctx->cfg->n_responders - 1];
+	while (*p != '\0') {
+		size_t len;
+
+		while (isspace((unsigned char)*p))
+			p++;
+		if (*p == '\0')
+			break;
+		len = strcspn(p, " \t");
+		if (r->n == CONFIG_MAX_RESPONDER_URLS)
+			return set_error(ctx, name, "too many responder URLs (at most 4)");
+		if ((r->url[r->n] = strndup(p, len)) == NULL)
+			return set_error(ctx, name, "out of memory");
+		if ((why = url_host(r->url[r->n++], host, sizeof(host))) != NULL)
+			return set_error(ctx, name, why);
+		p += len;
+	}
+	return 1;
+}
+
 /* One [responders] line. inih also splits at ':', so "AB:CD:…:EF = url" arrives as name "AB"
  * and value "CD:…:EF = url": the key is put back together up to the '='. */
 static int
@@ -337,13 +370,18 @@ handler(void *user, const char *section, const char *name, const char *value)
 		return 1;
 	}
 	if (strcmp(section, "responders") == 0)
-		return responder_line(ctx, name, value);
+		return ctx->cont ? responder_more(ctx, name, value) : responder_line(ctx, name, value);
 	for (size_t i = 0; i < UTIL_ARRAY_LEN(keys); i++) {
 		const char *why;
 
 		if (strcmp(keys[i].section, section) != 0 || strcmp(keys[i].name, name) != 0)
 			continue;
-		if ((why = apply(ctx->cfg, &keys[i], value)) != NULL)
+		/* A host list may go on over indented continuation lines. */
+		if (keys[i].type == K_HOSTS && ctx->cont)
+			why = set_hosts(ctx->cfg, value, 1);
+		else
+			why = apply(ctx->cfg, &keys[i], value);
+		if (why != NULL)
 			return set_error(ctx, name, why);
 		return 1;
 	}
@@ -363,12 +401,24 @@ reader(char *str, int num, void *stream)
 {
 	struct parse_ctx *ctx = stream;
 	char *r = fgets(str, num, ctx->fp);
+	size_t n;
+	int c;
 
-	if (r != NULL)
-		ctx->line++;
+	if (r == NULL)
+		return NULL;
+	ctx->line++;
+	n = strlen(str);
+	/* inih would take the rest of a long line as a line of its own: refuse it here, where the
+	 * line number is still right. A line of exactly num - 1 bytes plus its newline is fine. */
+	if (n == (size_t)num - 1 && str[n - 1] != '\n') {
+		if ((c = getc(ctx->fp)) != '\n' && c != EOF) {
+			ctx->too_long = ctx->line;
+			return NULL;
+		}
+	}
+	ctx->cont = str[0] == ' ' || str[0] == '\t';
 	return r;
 }
-
 struct stapler_config *
 config_default(void)
 {
@@ -408,6 +458,11 @@ config_load(const char *path, char *err, size_t errlen)
 	}
 	r = ini_parse_stream(reader, &ctx, handler, &ctx);
 	fclose(ctx.fp);
+	if (ctx.too_long && (!ctx.failed || ctx.too_long < ctx.failed) && (r <= 0 || r > ctx.too_long)) {
+		snprintf(err, errlen, "%s:%d: line longer than %d bytes (a long list goes on over "
+		    "indented continuation lines)", path, ctx.too_long, INI_MAX_LINE - 1);
+		goto fail;
+	}
 	/* inih keeps going after a syntax error and returns the first line it failed on (ours
 	 * included), so a syntax error before our first value error is the one to report:
 	 * after "[server" every key would be in section "". */

@@ -242,6 +242,59 @@ test_allow_long_line(void **state)
 	cfg = load_text(f, text);
 	assert_null(cfg);
 	assert_non_null(strstr(f->err, f->path));
+	/* ...with the right line number and the way out. */
+	assert_non_null(strstr(f->err, ":2: line longer than 199 bytes"));
+	assert_non_null(strstr(f->err, "continuation"));
+}
+
+static void
+test_line_of_exactly_the_limit(void **state)
+{
+	struct fx *f = *state;
+	struct stapler_config *cfg;
+	char text[512];
+	int n;
+
+	/* 199 bytes and a newline is the longest line inih takes: accepted. */
+	n = snprintf(text, sizeof(text), "[upstream]\nallow = ");
+	while (n < 11 + 199)
+		n += snprintf(text + n, sizeof(text) - (size_t)n, "%s", n + 10 <= 11 + 199 ? "h.example " : "x");
+	snprintf(text + n, sizeof(text) - (size_t)n, "\n[server]\nlisten = 127.0.0.1:1\n");
+	cfg = load_text(f, text);
+	if (cfg == NULL)
+		fail_msg("%s", f->err);
+	assert_string_equal(cfg->listen, "127.0.0.1:1");
+	config_free(&cfg);
+}
+
+static void
+test_allow_continuation_lines(void **state)
+{
+	struct fx *f = *state;
+	struct stapler_config *cfg;
+	char text[4096];
+	size_t off;
+
+	/* 60 hosts over indented continuation lines, five per line. */
+	off = (size_t)snprintf(text, sizeof(text), "[upstream]\nallow = host0.example\n");
+	for (int i = 1; i < 60; i++)
+		off += (size_t)snprintf(text + off, sizeof(text) - off, "%shost%d.example%s",
+		    i % 5 == 1 ? "    " : " ", i, i % 5 == 0 ? "\n" : "");
+	snprintf(text + off, sizeof(text) - off, "\ntimeout = 3s\n");
+	cfg = load_text(f, text);
+	if (cfg == NULL)
+		fail_msg("%s", f->err);
+	assert_int_equal(cfg->n_allow, 60);
+	assert_string_equal(cfg->allow[0], "host0.example");
+	assert_string_equal(cfg->allow[59], "host59.example");
+	assert_int_equal(cfg->upstream_timeout, 3);
+	config_free(&cfg);
+	/* A second, unindented allow line replaces the list (the last one wins, as for any key). */
+	cfg = load_text(f, "[upstream]\nallow = a.example\n  b.example\nallow = c.example\n");
+	assert_non_null(cfg);
+	assert_int_equal(cfg->n_allow, 1);
+	assert_string_equal(cfg->allow[0], "c.example");
+	config_free(&cfg);
 }
 
 /* A bad configuration and the error it must give, after "PATH:". */
@@ -431,6 +484,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_bad_configs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_range_bounds, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_line_of_exactly_the_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_allow_continuation_lines, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_host_allowed, setup, teardown),
 		cmocka_unit_test(test_split_listen),
 	};

@@ -113,12 +113,40 @@ test_override_errors(void **state)
 	assert_error("[responder]\n" HASH " = http://a/\n", 2, HASH, "unknown section");
 }
 
+static void
+test_override_continuation_lines(void **state)
+{
+	struct stapler_config *cfg;
+	const struct config_responder *r;
+	unsigned char key[20];
+	char err[512];
+
+	(void)state;
+	/* Long URLs do not fit one 199-byte line: they go on over indented lines, in order. */
+	cfg = load("[responders]\n" HASH_COLONS " = http://proxy-ocsp-primary.utility.example/ocsp\n"
+	    "    http://proxy-ocsp-secondary.utility.example/ocsp\n"
+	    "\thttp://127.0.0.1:8888/\n[server]\nlisten = 127.0.0.1:1\n", err, sizeof(err), NULL);
+	if (cfg == NULL)
+		fail_msg("%s", err);
+	assert_int_equal(util_unhex(HASH, key, sizeof(key)), 20);
+	assert_non_null(r = config_responder_find(cfg, key));
+	assert_int_equal(r->n, 3);
+	assert_string_equal(r->url[0], "http://proxy-ocsp-primary.utility.example/ocsp");
+	assert_string_equal(r->url[1], "http://proxy-ocsp-secondary.utility.example/ocsp");
+	assert_string_equal(r->url[2], "http://127.0.0.1:8888/");
+	config_free(&cfg);
+	assert_error("[responders]\n" HASH " = http://a/ http://b/ http://c/\n  http://d/ http://e/\n",
+	    3, HASH, "too many responder URLs");
+	assert_error("[responders]\n" HASH " = http://a/\n  ftp://b/\n", 3, HASH, "http://");
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_overrides_parse),
 		cmocka_unit_test(test_override_errors),
+		cmocka_unit_test(test_override_continuation_lines),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
