@@ -229,20 +229,14 @@ url_host(const char *url, char *host, size_t cap)
 	return NULL;
 }
 
-/* Parses one [responders] line; returns NULL or a message. */
+/* Appends the space-separated URLs of value to r (which owns them, also on failure); returns
+ * NULL or what is wrong. */
 static const char *
-responder_add(struct stapler_config *cfg, const char *name, const char *value, int line)
+responder_urls(struct config_responder *r, const char *value)
 {
-	struct config_responder r = { .line = line }, *grown;
-	const char *p = value, *why = NULL;
+	const char *p = value, *why;
 	char host[256];
 
-	if (util_unhex(name, r.key_hash, sizeof(r.key_hash)) != (int)sizeof(r.key_hash))
-		return "not an issuer key hash (40 hex digits: SHA-1 of the CA public key)";
-	if (config_responder_find(cfg, r.key_hash) != NULL)
-		return "issuer listed twice in [responders]";
-	if (cfg->n_responders >= CONFIG_MAX_RESPONDERS)
-		return "too many [responders] entries";
 	while (*p != '\0') {
 		size_t len;
 
@@ -251,18 +245,32 @@ responder_add(struct stapler_config *cfg, const char *name, const char *value, i
 		if (*p == '\0')
 			break;
 		len = strcspn(p, " \t");
-		if (r.n == CONFIG_MAX_RESPONDER_URLS) {
-			why = "too many responder URLs (at most 4)";
-			goto fail;
-		}
-		if ((r.url[r.n] = strndup(p, len)) == NULL) {
-			why = "out of memory";
-			goto fail;
-		}
-		if ((why = url_host(r.url[r.n++], host, sizeof(host))) != NULL)
-			goto fail;
+		if (r->n == CONFIG_MAX_RESPONDER_URLS)
+			return "too many responder URLs (at most 4)";
+		if ((r->url[r->n] = strndup(p, len)) == NULL)
+			return "out of memory";
+		if ((why = url_host(r->url[r->n++], host, sizeof(host))) != NULL)
+			return why;
 		p += len;
 	}
+	return NULL;
+}
+
+/* Parses one [responders] line; returns NULL or a message. */
+static const char *
+responder_add(struct stapler_config *cfg, const char *name, const char *value, int line)
+{
+	struct config_responder r = { .line = line }, *grown;
+	const char *why = NULL;
+
+	if (util_unhex(name, r.key_hash, sizeof(r.key_hash)) != (int)sizeof(r.key_hash))
+		return "not an issuer key hash (40 hex digits: SHA-1 of the CA public key)";
+	if (config_responder_find(cfg, r.key_hash) != NULL)
+		return "issuer listed twice in [responders]";
+	if (cfg->n_responders >= CONFIG_MAX_RESPONDERS)
+		return "too many [responders] entries";
+	if ((why = responder_urls(&r, value)) != NULL)
+		goto fail;
 	if (r.n == 0) {
 		why = "no responder URL";
 		goto fail;
@@ -285,28 +293,13 @@ static int
 responder_more(struct parse_ctx *ctx, const char *name, const char *value)
 {
 	struct config_responder *r;
-	const char *p = value, *why;
-	char host[256];
+	const char *why;
 
 	if (ctx->cfg->n_responders == 0)
 		return set_error(ctx, name, "continuation line without a [responders] entry above");
 	r = &ctx->cfg->responders[ctx->cfg->n_responders - 1];
-	while (*p != '\0') {
-		size_t len;
-
-		while (isspace((unsigned char)*p))
-			p++;
-		if (*p == '\0')
-			break;
-		len = strcspn(p, " \t");
-		if (r->n == CONFIG_MAX_RESPONDER_URLS)
-			return set_error(ctx, name, "too many responder URLs (at most 4)");
-		if ((r->url[r->n] = strndup(p, len)) == NULL)
-			return set_error(ctx, name, "out of memory");
-		if ((why = url_host(r->url[r->n++], host, sizeof(host))) != NULL)
-			return set_error(ctx, name, why);
-		p += len;
-	}
+	if ((why = responder_urls(r, value)) != NULL)
+		return set_error(ctx, name, why);
 	return 1;
 }
 
