@@ -35,7 +35,7 @@ fi
 
 bash scripts/deps.sh
 cmake -S . -B build >/dev/null
-cmake --build build -j"$(nproc 2>/dev/null || echo 2)" --target staplerd >/dev/null
+cmake --build build -j"$(nproc 2>/dev/null || echo 2)" --target staplerd staplerctl >/dev/null
 
 if [[ ${1:-} == -c ]]; then
   exec build/staplerd -c "${2:?-c needs a file}"
