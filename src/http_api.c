@@ -210,15 +210,19 @@ handle_healthz(struct http_api *api, struct evhttp_request *req)
 {
 	struct evbuffer *out = evbuffer_new();
 	int code = api->shutting_down ? 503 : 200;
+	size_t by[3];
 
 	if (out == NULL) {
 		send_error(req, 503, "out of memory");
 		return;
 	}
+	store_count_status(api->store, by);
 	evbuffer_add_printf(out,
-	    "{\"status\":\"%s\",\"staples\":%zu,\"fetching\":%zu,\"fetch_queue\":%zu,\"waiting_clients\":%zu}\n",
-	    api->shutting_down ? "shutting_down" : "ok", store_count(api->store),
-	    fetch_active(api->fetch), fetch_queued(api->fetch), api->waiting);
+	    "{\"status\":\"%s\",\"staples\":%zu,\"good\":%zu,\"revoked\":%zu,\"unknown\":%zu,"
+	    "\"fetching\":%zu,\"fetch_queue\":%zu,\"waiting_clients\":%zu}\n",
+	    api->shutting_down ? "shutting_down" : "ok", store_count(api->store), by[STAPLER_GOOD],
+	    by[STAPLER_REVOKED], by[STAPLER_UNKNOWN], fetch_active(api->fetch), fetch_queued(api->fetch),
+	    api->waiting);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
 	evhttp_send_reply(req, code, reason_phrase(code), out);

@@ -22,6 +22,7 @@ struct store {
 	uint64_t seed;  /* keeps bucket placement unpredictable to submitters */
 	struct table staples;
 	struct table seen;
+	size_t by_status[3];   /* staples per status, kept on put/remove: /healthz reads it */
 };
 
 static int
@@ -140,6 +141,10 @@ store_put(struct store *store, struct staple *s)
 		free(s);
 		return -1;
 	}
+	if (old != NULL && (unsigned)((struct staple *)old)->status < 3)
+		store->by_status[((struct staple *)old)->status]--;
+	if ((unsigned)s->status < 3)
+		store->by_status[s->status]++;
 	free(old);
 	return 0;
 }
@@ -153,8 +158,10 @@ store_get(const struct store *store, const struct stapler_key *key)
 int
 store_remove(struct store *store, const struct stapler_key *key)
 {
-	void *old = table_remove(&store->staples, key, store->seed);
+	struct staple *old = table_remove(&store->staples, key, store->seed);
 
+	if (old != NULL && (unsigned)old->status < 3)
+		store->by_status[old->status]--;
 	free(old);
 	return old != NULL;
 }
@@ -168,13 +175,7 @@ store_count(const struct store *store)
 void
 store_count_status(const struct store *store, size_t counts[3])
 {
-	counts[0] = counts[1] = counts[2] = 0;
-	for (size_t i = 0; i < store->staples.cap; i++) {
-		const struct staple *s = store->staples.slot[i];
-
-		if (s != NULL && (unsigned)s->status < 3)
-			counts[s->status]++;
-	}
+	memcpy(counts, store->by_status, sizeof(store->by_status));
 }
 
 void

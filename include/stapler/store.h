@@ -50,7 +50,7 @@ const struct staple *store_get(const struct store *store, const struct stapler_k
 /* Removes and frees the staple for key; returns 1 if there was one. */
 int store_remove(struct store *store, const struct stapler_key *key);
 size_t store_count(const struct store *store);
-/* Counts staples by status into counts[3]. */
+/* Staples by status into counts[3] (kept as they change: no scan). */
 void store_count_status(const struct store *store, size_t counts[3]);
 
 /* Remembers that a request body with this digest named key and was checked; the memory holds

@@ -124,6 +124,9 @@ class StapleTest(IntegrationTestCase):
         self.assertStapleVerifies(body, ns.inter, ns.root.cert, ns.leaf, "revoked")
         rows = d.wait_rows(1, "WHERE serial = ?", (ns.leaf.serial,))
         self.assertEqual(rows[0]["cert_status"], "revoked")
+        st, _, b = d.request("GET", "/healthz")
+        doc = json.loads(b.decode())
+        self.assertEqual((doc["staples"], doc["good"], doc["revoked"], doc["unknown"]), (1, 0, 1, 0))
 
     def test_first_aia_url_dead_second_answers(self):
         dead = free_port()          # nothing listens there
