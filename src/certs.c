@@ -170,6 +170,26 @@ certs_trust_count(const struct certs_trust *trust)
 	return trust == NULL ? 0 : sk_X509_num(trust->certs);
 }
 
+int
+certs_trust_accepts(const struct certs_trust *trust, X509 *cert, time_t now)
+{
+	X509_STORE_CTX *ctx = NULL;
+	int ok = 0;
+
+	if (trust == NULL || cert == NULL)
+		return 0;
+	if ((ctx = X509_STORE_CTX_new()) != NULL &&
+	    X509_STORE_CTX_init(ctx, trust->store, cert, NULL)) {
+		X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(ctx), now);
+		X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_ANY);
+		/* The store takes partial chains: an anchor itself is accepted. */
+		ok = X509_verify_cert(ctx) == 1;
+	}
+	X509_STORE_CTX_free(ctx);
+	ERR_clear_error();
+	return ok;
+}
+
 X509 *
 certs_trust_find_by_key_hash(const struct certs_trust *trust, const unsigned char *key_hash)
 {

@@ -17,6 +17,7 @@ struct issuer {
 	unsigned char key_hash[STAPLER_SHA1_LEN];
 	X509 *cert;
 	struct certs_urls urls;
+	int trusted;        /* chains to the trust anchors in force (issuers_retrust) */
 };
 
 struct issuers {
@@ -125,6 +126,8 @@ entry_for(struct issuers *r, X509 *issuer)
 		return e;
 	if (r->by_key.count >= ISSUERS_MAX || (e = calloc(1, sizeof(*e))) == NULL)
 		return NULL;
+	/* Not served until issuers_learn() (a verified chain) or issuers_retrust() says so. */
+	e->trusted = 0;
 	memcpy(e->key_hash, md, STAPLER_SHA1_LEN);
 	if (!X509_up_ref(issuer)) {
 		free(e);
@@ -145,6 +148,8 @@ issuers_learn(struct issuers *r, X509 *issuer, const struct certs_urls *urls)
 
 	if (issuer == NULL || (e = entry_for(r, issuer)) == NULL)
 		return -1;
+	/* It issued a certificate whose chain was just verified against the anchors. */
+	e->trusted = 1;
 	for (int i = 0; urls != NULL && i < urls->n; i++) {
 		if (urls_add(&e->urls, urls->url[i], strlen(urls->url[i])) < 0)
 			return -1;
@@ -231,10 +236,13 @@ issuers_resolve(const struct issuers *r, const struct certs_trust *trust, const 
 		*miss = ISSUERS_HASH_ALG;
 		return NULL;
 	}
-	if ((e = table_get(&r->by_key, ASN1_STRING_get0_data(khash), 0)) != NULL) {
+	if ((e = table_get(&r->by_key, ASN1_STRING_get0_data(khash), 0)) != NULL && e->trusted) {
 		cert = e->cert;
 		*urls = &e->urls;
 	} else if ((cert = certs_trust_find_by_key_hash(trust, ASN1_STRING_get0_data(khash))) == NULL) {
+		/* Learned once, but its anchor is gone: it is served no more. */
+		if (e != NULL)
+			*miss = ISSUERS_UNTRUSTED;
 		return NULL;
 	}
 	if (!name_hash_matches(cert, nhash)) {
@@ -244,6 +252,23 @@ issuers_resolve(const struct issuers *r, const struct certs_trust *trust, const 
 	}
 	*miss = ISSUERS_FOUND;
 	return cert;
+}
+
+size_t
+issuers_retrust(struct issuers *r, const struct certs_trust *trust, time_t now)
+{
+	size_t untrusted = 0;
+
+	for (size_t i = 0; i < r->by_key.cap; i++) {
+		struct issuer *e = r->by_key.slot[i];
+
+		if (e == NULL)
+			continue;
+		e->trusted = certs_trust_accepts(trust, e->cert, now);
+		if (!e->trusted)
+			untrusted++;
+	}
+	return untrusted;
 }
 
 const char *
@@ -258,6 +283,8 @@ issuers_miss_name(enum issuers_miss m)
 		return "unknown_issuer";
 	case ISSUERS_NAME_MISMATCH:
 		return "issuer_name_mismatch";
+	case ISSUERS_UNTRUSTED:
+		return "issuer_no_longer_trusted";
 	}
 	return "invalid";
 }

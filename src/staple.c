@@ -163,6 +163,17 @@ staple_service_free(struct staple_service **svcp)
 	*svcp = NULL;
 }
 
+/* Learned issuers that no longer chain to the anchors in force are served no more. */
+static void
+retrust(struct staple_service *svc)
+{
+	size_t untrusted = issuers_retrust(svc->issuers, svc->trust, time(NULL));
+
+	if (untrusted > 0)
+		log_warn("issuers_untrusted", "count=%zu reason=\"no longer chain to the trust anchors: "
+		    "not served by /ocsp, not refreshed\"", untrusted);
+}
+
 void
 staple_service_reload(struct staple_service *svc, const struct stapler_config *cfg,
     const struct certs_trust *trust)
@@ -170,6 +181,7 @@ staple_service_reload(struct staple_service *svc, const struct stapler_config *c
 	svc->cfg = cfg;
 	svc->trust = trust;
 	store_seen_clear(svc->store);
+	retrust(svc);
 }
 
 struct issuers *
@@ -238,6 +250,8 @@ staple_service_load(struct staple_service *svc)
 {
 	if (cache_foreach(svc->cache, load_row, svc) != 0)
 		return -1;
+	/* The anchors may have changed while the daemon was down. */
+	retrust(svc);
 	return (long)store_count(svc->store);
 }
 
@@ -696,8 +710,21 @@ staple_refresh_row(struct staple_service *svc, const struct cache_row *row, time
 {
 	struct staple_target *t;
 
+	static const char untrusted[] = "issuer no longer chains to the trust anchors";
+
 	if ((t = target_from_row(svc, row)) == NULL) {
 		cb(STAPLE_UNAVAILABLE, NULL, "cached entry cannot be refreshed (see the log)", arg);
+		return NULL;
+	}
+	/* Only certificates that chain to the anchors in force make staplerd contact anything:
+	 * an entry whose CA was removed is left alone (and purged once its certificate expired). */
+	if (!certs_trust_accepts(svc->trust, t->issuer, now)) {
+		log_warn("refresh_skipped", "serial=%s issuer=%s reason=\"%s\"", row->serial,
+		    row->issuer_key_hash, untrusted);
+		cache_set_failure(svc->cache, row->issuer_key_hash, row->serial, row->failures + 1,
+		    untrusted, (long long)now + SCHED_BACKOFF_CAP);
+		staple_target_free(&t);
+		cb(STAPLE_UNTRUSTED, NULL, untrusted, arg);
 		return NULL;
 	}
 	return ensure(svc, t, NULL, now, 1, cb, arg);

@@ -5,6 +5,7 @@
 #define STAPLER_ISSUERS_H
 
 #include <stddef.h>
+#include <time.h>
 
 #include <openssl/ocsp.h>
 #include <openssl/x509.h>
@@ -21,10 +22,12 @@ struct issuers *issuers_new(void);
 void issuers_free(struct issuers **r);
 size_t issuers_count(const struct issuers *r);
 
-/* Records issuer (a new reference is taken) and appends the URLs of urls it does not hold
+/* Records issuer (a new reference is taken) as trusted (it issued a certificate whose chain
+ * was verified) and appends the URLs of urls it does not hold
  * yet, up to CERTS_MAX_URLS. urls may be NULL. Returns 0 or -1 (out of memory, full). */
 int issuers_learn(struct issuers *r, X509 *issuer, const struct certs_urls *urls);
-/* The same from a cache row's parts: the issuer's DER and its '\n'-separated URL list. */
+/* The same from a cache row's parts: the issuer's DER and its '\n'-separated URL list. A new
+ * issuer learned this way is not served until issuers_retrust() finds it trusted. */
 int issuers_learn_der(struct issuers *r, const unsigned char *der, size_t len, const char *urls);
 /* Appends a '\n'-separated URL list to a learned issuer. Returns 0, or -1 when it is not
  * known (or memory ran out). */
@@ -33,15 +36,21 @@ int issuers_add_urls(struct issuers *r, const unsigned char key_hash[STAPLER_SHA
 /* 1 when an issuer with this SHA-1 key hash has been learned, else 0. */
 int issuers_known(const struct issuers *r, const unsigned char key_hash[STAPLER_SHA1_LEN]);
 
+/* Checks every learned issuer against the trust anchors in force at now (warm start, reload):
+ * one that no longer chains to them is not served, and no /ocsp miss for it reaches an
+ * upstream. Returns the number of learned issuers not trusted. */
+size_t issuers_retrust(struct issuers *r, const struct certs_trust *trust, time_t now);
+
 /* Why issuers_resolve() found no issuer (all are the OCSP `unauthorized` status). */
 enum issuers_miss {
 	ISSUERS_FOUND = 0,
 	ISSUERS_HASH_ALG,       /* CertID hashed with something other than SHA-1 */
 	ISSUERS_UNKNOWN,        /* no learned issuer or trust anchor has this key hash */
 	ISSUERS_NAME_MISMATCH,  /* key hash known, issuerNameHash is not that issuer's */
+	ISSUERS_UNTRUSTED,      /* learned, but it no longer chains to the trust anchors */
 };
 
-/* Finds the issuer a client's CertID names: a learned issuer or else a trust anchor (trust
+/* Finds the issuer a client's CertID names: a learned issuer still trusted, or else a trust anchor (trust
  * may be NULL) with its key hash, whose subject name hashes to the CertID's issuerNameHash.
  * Returns the certificate (owned by the registry or the trust store: valid until the next
  * learn or reload) and points *urls at its learned URLs (n == 0 for an anchor never seen in

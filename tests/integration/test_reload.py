@@ -14,6 +14,7 @@ sys.dont_write_bytecode = True      # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import IntegrationTestCase, free_port, ocsp_url, read_text, staplerd_binary, wait_until
+from test_ocsp import UNAUTHORIZED, cert_id, ocsp_request
 
 PEM = "application/pem-certificate-chain"
 
@@ -87,6 +88,54 @@ class ReloadTest(IntegrationTestCase):
         with open(d.conf, "w") as f:
             f.write(good)
         self.hup(d, "reloaded")
+
+    def test_removed_anchor_is_not_served_forwarded_or_refreshed(self):
+        """After the operator removes a CA from the bundle, nothing of it reaches an upstream:
+        not an /ocsp miss, not a refresh; and /ocsp no longer answers for it. Also after a
+        restart with the new bundle."""
+        root = self.pki.root("root")
+        inter = self.pki.intermediate(root, "intermediate")
+        self.pki.responder(inter)
+        port = free_port()
+        proxy = self.fault_proxy(port)
+        a, b, c = [self.pki.leaf(inter, name, serial=serial, ocsp_urls=[proxy.url])
+                   for name, serial in (("a", "5201"), ("b", "5202"), ("c", "5203"))]
+        self.responder(inter, port=port, ndays=30)
+        other = self.pki.root("other")
+        d = self.staplerd(self.pki.bundle("ca-bundle.pem", root),
+                          extra="[refresh]\nwindow = 60d\nmin_interval = 1s\ncheck_interval = 1s\n")
+
+        def ocsp(leaf):
+            return d.request("POST", "/ocsp", body=ocsp_request([cert_id(inter.der(), leaf.serial)]),
+                             headers={"Content-Type": "application/ocsp-request"})
+
+        st, _, body = d.staple(a.pem() + inter.pem(), PEM)
+        self.assertEqual(st, 200)
+        st, _, body = ocsp(b)           # a miss for a learned issuer is forwarded
+        self.assertEqual(st, 200)
+        self.assertNotEqual(body, UNAUTHORIZED)
+        wait_until(lambda: proxy.count >= 4, 5)   # refreshes run every second
+
+        self.pki.bundle("ca-bundle.pem", other)
+        self.hup(d, "reloaded")
+        self.assertIn("event=issuers_untrusted", read_text(d.log))
+        time.sleep(0.5)                 # a fetch started before the reload has arrived by now
+        n0 = proxy.count
+        for leaf in (a, b, c):          # cached, cached through /ocsp, never seen
+            st, h, body = ocsp(leaf)
+            self.assertEqual((st, body), (200, UNAUTHORIZED), leaf.name)
+        time.sleep(3)
+        self.assertEqual(proxy.count, n0, "an upstream of the removed CA was contacted")
+        rows = d.db_rows("WHERE serial = ?", (a.serial,))
+        self.assertIn("no longer chains to the trust anchors", rows[0]["last_error"] or "")
+
+        # A restart with the new bundle keeps it that way.
+        self.assertEqual(d.stop(), 0)
+        d.start(new_port=True)
+        st, _, body = ocsp(a)
+        self.assertEqual((st, body), (200, UNAUTHORIZED))
+        time.sleep(2)
+        self.assertEqual(proxy.count, n0)
 
 
 if __name__ == "__main__":

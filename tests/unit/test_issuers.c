@@ -159,11 +159,60 @@ test_name_hash_and_algorithm(void **state)
 	assert_null(issuers_resolve(f->r, f->trust, NULL, &got, &miss));
 }
 
+/* A learned issuer is served only while it chains to the anchors in force. */
+static void
+test_retrust(void **state)
+{
+	struct fx *f = *state;
+	const struct certs_urls *got;
+	enum issuers_miss miss;
+	OCSP_CERTID *id = certs_certid(f->leaf.cert, f->ca.cert);
+	struct certs_trust *other;
+	unsigned char *der, *pem;
+	size_t len;
+	char *path, err[256];
+
+	/* Learned from the cache (warm start): not served until checked against the anchors. */
+	der = testpki_der(f->ca.cert, &len);
+	assert_int_equal(issuers_learn_der(f->r, der, len, "http://ocsp.ca/"), 0);
+	OPENSSL_free(der);
+	assert_null(issuers_resolve(f->r, f->trust, id, &got, &miss));
+	assert_int_equal(miss, ISSUERS_UNTRUSTED);
+	assert_int_equal(issuers_retrust(f->r, f->trust, time(NULL)), 0);
+	{
+		X509 *x = issuers_resolve(f->r, f->trust, id, &got, &miss);
+
+		assert_non_null(x);
+		assert_int_equal(X509_cmp(x, f->ca.cert), 0);
+	}
+	assert_int_equal(got->n, 1);
+
+	/* The anchors change to another root: the CA is no longer served. */
+	pem = testpki_pem(&f->impostor.cert, 1, &len);
+	path = testpki_write_file(f->dir, "other.pem", pem, len);
+	assert_non_null(other = certs_trust_load(path, err, sizeof(err)));
+	assert_int_equal(issuers_retrust(f->r, other, time(NULL)), 1);
+	assert_null(issuers_resolve(f->r, other, id, &got, &miss));
+	assert_int_equal(miss, ISSUERS_UNTRUSTED);
+	assert_int_equal(got->n, 0);
+	/* Nor past the anchor's validity. */
+	assert_int_equal(issuers_retrust(f->r, f->trust, time(NULL) + 20L * 365 * 86400), 1);
+	assert_int_equal(issuers_retrust(f->r, f->trust, time(NULL)), 0);
+	assert_false(certs_trust_accepts(other, f->ca.cert, time(NULL)));
+	assert_true(certs_trust_accepts(f->trust, f->ca.cert, time(NULL)));
+	assert_true(certs_trust_accepts(f->trust, f->root.cert, time(NULL)));
+	certs_trust_free(&other);
+	free(pem);
+	free(path);
+	OCSP_CERTID_free(id);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_learn_and_resolve, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_retrust, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_anchor_without_urls, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_name_hash_and_algorithm, setup, teardown),
 	};
