@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages staplerd needs to build, test and run (only what is missing).
+# With --fuzz, also clang and libFuzzer for fuzz/run.sh (docs/fuzzing.md).
 set -euo pipefail
 
 PACKAGES=(
@@ -8,6 +9,9 @@ PACKAGES=(
   libcmocka-dev
   curl python3 python3-cryptography iproute2 util-linux ca-certificates
 )
+if [[ ${1:-} == --fuzz ]]; then
+  PACKAGES+=(clang libclang-rt-dev)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -7,13 +7,20 @@
 #include <unistd.h>
 
 #include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
 #include <openssl/err.h>
+#include <openssl/param_build.h>
 #include <openssl/pem.h>
+#include <openssl/sha.h>
 #include <openssl/x509v3.h>
 
 #include "testpki.h"
 
 #define TESTPKI_DAY 86400L
+
+/* noreturn: clang then knows that what follows a failed CHECK() never runs. */
+static void die(const char *what) __attribute__((noreturn));
 
 static void
 die(const char *what)
@@ -31,6 +38,42 @@ testpki_key(void)
 	EVP_PKEY *k = EVP_EC_gen("P-256");
 
 	CHECK(k != NULL, "EVP_EC_gen");
+	return k;
+}
+
+EVP_PKEY *
+testpki_key_seeded(const char *label)
+{
+	unsigned char d[SHA256_DIGEST_LENGTH], pub[65];
+	EC_GROUP *g = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
+	EC_POINT *pt = NULL;
+	BIGNUM *priv;
+	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+	OSSL_PARAM *params;
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+	EVP_PKEY *k = NULL;
+	size_t plen;
+
+	CHECK(g != NULL && bld != NULL && ctx != NULL, "seeded key setup");
+	SHA256((const unsigned char *)label, strlen(label), d);
+	/* A SHA-256 at or above the P-256 order is a 2^-32 chance: not worth reducing. */
+	CHECK((priv = BN_bin2bn(d, sizeof(d), NULL)) != NULL, "BN_bin2bn");
+	CHECK((pt = EC_POINT_new(g)) != NULL && EC_POINT_mul(g, pt, priv, NULL, NULL, NULL),
+	    "EC_POINT_mul");
+	plen = EC_POINT_point2oct(g, pt, POINT_CONVERSION_UNCOMPRESSED, pub, sizeof(pub), NULL);
+	CHECK(plen == sizeof(pub), "EC_POINT_point2oct");
+	CHECK(OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) &&
+	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_PRIV_KEY, priv) &&
+	    OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pub, plen) &&
+	    (params = OSSL_PARAM_BLD_to_param(bld)) != NULL, "OSSL_PARAM_BLD");
+	CHECK(EVP_PKEY_fromdata_init(ctx) == 1 &&
+	    EVP_PKEY_fromdata(ctx, &k, EVP_PKEY_KEYPAIR, params) == 1, "EVP_PKEY_fromdata");
+	OSSL_PARAM_free(params);
+	OSSL_PARAM_BLD_free(bld);
+	EVP_PKEY_CTX_free(ctx);
+	EC_POINT_free(pt);
+	BN_clear_free(priv);
+	EC_GROUP_free(g);
 	return k;
 }
 
@@ -73,7 +116,12 @@ testpki_cert(const struct testpki_cert_opts *o)
 	BIGNUM *bn;
 	time_t base = o->base;
 
-	e.key = testpki_key();
+	if (o->key != NULL) {
+		CHECK(EVP_PKEY_up_ref(o->key), "EVP_PKEY_up_ref");
+		e.key = o->key;
+	} else {
+		e.key = testpki_key();
+	}
 	CHECK((e.cert = X509_new()) != NULL, "X509_new");
 	CHECK(X509_set_version(e.cert, X509_VERSION_3), "X509_set_version");
 

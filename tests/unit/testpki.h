@@ -21,6 +21,7 @@ struct testpki_ent {
 /* What testpki_cert() makes. Zero-initialise, then set what matters. */
 struct testpki_cert_opts {
 	const char *cn;                  /* subject CN (required) */
+	EVP_PKEY *key;                   /* its key (a reference is taken); NULL: a new one */
 	const struct testpki_ent *issuer; /* NULL: self-signed */
 	const unsigned char *serial;     /* big-endian magnitude; NULL: serial 1 */
 	size_t serial_len;
@@ -35,6 +36,9 @@ struct testpki_cert_opts {
 
 /* A new EC P-256 key (EVP_PKEY_free). */
 EVP_PKEY *testpki_key(void);
+/* The same key every time for the same label (its SHA-256 is the private scalar), so that
+ * fuzz seeds signed in one run still verify in the next. Never for anything but tests. */
+EVP_PKEY *testpki_key_seeded(const char *label);
 
 /* A new key and a certificate for it as described by o, signed by o->issuer's key (or its
  * own). Free with testpki_ent_free(). */
