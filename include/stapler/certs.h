@@ -41,8 +41,10 @@ int certs_verify_chain(const struct certs_trust *trust, STACK_OF(X509) *certs, t
 
 /* Like certs_verify_chain(), but hands back the verified chain: *chain is a new stack
  * (sk_X509_pop_free(…, X509_free)) of certs[0], then each issuer in turn up to the trust
- * anchor; when certs[0] is itself an anchor, its issuer from the bundle follows it. So
- * chain[i + 1] is always the issuer of chain[i], and the stack holds at least two. */
+ * anchor; when certs[0] is itself an anchor (an intermediate in the bundle), its issuer from
+ * the bundle follows it. A self-signed root as certs[0] is refused: nothing above it could sign
+ * an OCSP response for it. So chain[i + 1] is always the issuer of chain[i], and the stack
+ * holds at least two. */
 int certs_verify_chain_get(const struct certs_trust *trust, STACK_OF(X509) *certs, time_t now,
     STACK_OF(X509) **chain, time_t *not_after, char *err, size_t errlen);
 /* notAfter of cert as Unix seconds into *out. Returns 0, or -1 when it does not parse. */
