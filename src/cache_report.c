@@ -15,7 +15,9 @@ static const char list_sql[] =
     "r.last_error, r.cert_status, r.this_update, r.next_update, r.fetched_at, "
     "r.next_refresh_at, r.cert_not_after, r.failures "
     "FROM ocsp_response r LEFT JOIN issuer i ON i.key_hash = r.issuer_key_hash "
-    "WHERE (?1 IS NULL OR r.cert_status = ?1) AND (?2 = 0 OR r.next_refresh_at <= ?4) "
+    "WHERE (?1 IS NULL OR r.cert_status = ?1) "
+    /* Due as the scheduler sees it: a certificate past its notAfter is never refetched. */
+    "AND (?2 = 0 OR (r.next_refresh_at <= ?4 AND r.cert_not_after > ?4)) "
     "AND (?3 = 0 OR r.next_update <= ?4) AND (?5 IS NULL OR r.issuer_key_hash = ?5) "
     "AND (?6 IS NULL OR r.serial = ?6) "
     "ORDER BY r.next_refresh_at, r.serial, r.issuer_key_hash LIMIT ?7";
@@ -23,7 +25,8 @@ static const char list_sql[] =
 static const char totals_sql[] =
     "SELECT count(*), sum(cert_status = 'good'), sum(cert_status = 'revoked'), "
     "sum(cert_status = 'unknown'), sum(next_update <= ?1), "
-    "sum(next_update > ?1 AND next_update <= ?1 + 86400), sum(next_refresh_at <= ?1), "
+    "sum(next_update > ?1 AND next_update <= ?1 + 86400), "
+    "sum(next_refresh_at <= ?1 AND cert_not_after > ?1), "
     "sum(failures > 0), count(DISTINCT issuer_key_hash) FROM ocsp_response";
 
 static const char hosts_sql[] =

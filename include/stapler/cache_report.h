@@ -10,7 +10,7 @@
 /* What cache_report_list() selects; zero-initialise, then set what matters. */
 struct cache_report_filter {
 	int status;            /* 0: any; else 1 + enum stapler_cert_status */
-	int due;               /* next_refresh_at <= now */
+	int due;               /* next_refresh_at <= now, certificate not expired (as the scheduler) */
 	int expired;           /* next_update <= now */
 	const char *issuer;    /* canonical key hash (fmt_key_hash), or NULL */
 	const char *serial;    /* canonical serial (fmt_serial), or NULL */
@@ -53,7 +53,7 @@ struct cache_report_stats {
 	long long by_status[3];       /* index: enum stapler_cert_status */
 	long long expired;            /* next_update <= now: no longer served */
 	long long expiring_24h;       /* now < next_update <= now + 24 h */
-	long long due;                /* next_refresh_at <= now */
+	long long due;                /* next_refresh_at <= now, certificate not expired */
 	long long failing;            /* failures > 0 */
 	long long issuers;            /* distinct issuers among the entries */
 	int n_hosts;                  /* at most CACHE_REPORT_MAX_HOSTS, most entries first */

@@ -14,6 +14,7 @@
 #include <sqlite3.h>
 
 #include "stapler/cache.h"
+#include "stapler/cache_report.h"
 
 #define KEY_A "0123456789ABCDEF0123456789ABCDEF01234567"
 #define KEY_B "FEDCBA9876543210FEDCBA9876543210FEDCBA98"
@@ -909,6 +910,39 @@ test_spread_due(void **state)
 	cache_close(&c);
 }
 
+static int
+report_cb(const struct cache_report_entry *e, void *arg)
+{
+	struct due_seen *d = arg;
+
+	snprintf(d->serial[d->n++], sizeof(d->serial[0]), "%s", e->serial);
+	return 0;
+}
+
+/* staplerctl's "due" is the scheduler's: not the entries of expired certificates. */
+static void
+test_report_due_matches_scheduler(void **state)
+{
+	char path[600];
+	struct cache *c;
+	struct due_seen d = { 0 }, s = { 0 };
+	struct cache_report_filter f = { .due = 1, .now = 350 };
+	struct cache_report_stats st;
+
+	db_path(path, sizeof(path));
+	c = open_rw(path);
+	store_sched(c, "01", 100, 5000);
+	store_sched(c, "02", 50, 340);       /* due, but the certificate expired */
+	store_sched(c, "03", 400, 5000);     /* not due */
+	assert_int_equal(cache_report_list(c, &f, report_cb, &d), 1);
+	assert_string_equal(d.serial[0], "01");
+	assert_int_equal(cache_due(c, 350, 10, due_cb, &s), 1);
+	assert_string_equal(s.serial[0], d.serial[0]);
+	assert_int_equal(cache_report_stats(c, 350, &st), 0);
+	assert_int_equal(st.due, 1);
+	cache_close(&c);
+}
+
 int
 main(void)
 {
@@ -929,6 +963,7 @@ main(void)
 		cmocka_unit_test(test_set_refresh_and_failure_keep_response),
 		cmocka_unit_test(test_delete_and_purge),
 		cmocka_unit_test(test_spread_due),
+		cmocka_unit_test(test_report_due_matches_scheduler),
 		cmocka_unit_test(test_store_rolls_back),
 		cmocka_unit_test(test_readonly_missing),
 		cmocka_unit_test(test_readonly_old_schema),
