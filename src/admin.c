@@ -563,6 +563,16 @@ on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct admin_conn *c = arg;
 
+	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING)) {
+		/* Quiet while waiting for its answers is fine; quiet with nothing asked is idle. */
+		if (!TAILQ_EMPTY(&c->reqs)) {
+			bufferevent_enable(bev, EV_READ);
+			return;
+		}
+		log_info("admin_idle_closed", "after_seconds=%d", ADMIN_IDLE_TIMEOUT);
+		conn_free(c);
+		return;
+	}
 	if (what & BEV_EVENT_EOF) {
 		/* Half-closed: answer what was asked, then close. */
 		c->eof = 1;
@@ -578,6 +588,7 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
 {
 	struct admin *a = arg;
 	struct admin_conn *c;
+	const struct timeval idle = { ADMIN_IDLE_TIMEOUT, 0 };
 	static const char busy[] = "error outcome=busy error=\"too many admin connections\"\n";
 
 	if (a->nconns >= ADMIN_MAX_CONNS || (c = calloc(1, sizeof(*c))) == NULL) {
@@ -599,6 +610,7 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
 	/* Reading stops at one over the line bound, so a client cannot make us buffer more. */
 	bufferevent_setwatermark(c->bev, EV_READ, 0, ADMIN_LINE_MAX + 1);
 	bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
+	bufferevent_set_timeouts(c->bev, &idle, NULL);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 

@@ -19,6 +19,9 @@ struct staple_service;
 #define ADMIN_MAX_INFLIGHT 64
 /* `refresh due=1` fetches at most this many due entries at once. */
 #define ADMIN_REFRESH_DUE_MAX 256
+/* A connection that sends nothing for this long while no request of it is in flight is
+ * closed, so idle clients cannot hold the ADMIN_MAX_CONNS slots (seconds). */
+#define ADMIN_IDLE_TIMEOUT 20
 /* The request id a client may attach, echoed in the reply. */
 #define ADMIN_ID_MAX 32
 

@@ -381,6 +381,36 @@ class StaplerctlTest(IntegrationTestCase):
         mode = os.stat(self.d.admin_socket).st_mode & 0o777
         self.assertEqual(mode, 0o660)
 
+    def test_idle_admin_connections_are_closed(self):
+        """Idle clients cannot hold the 16 admin connection slots (ADMIN_IDLE_TIMEOUT 20 s)."""
+        import socket
+        ca = self.ca_with_responder()
+        self.start(ca)
+        idle = []
+        for _ in range(16):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(self.d.admin_socket)
+            idle.append(s)
+        try:
+            # All slots are held: a 17th client is turned away.
+            extra = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            extra.settimeout(5)
+            extra.connect(self.d.admin_socket)
+            self.assertIn(b"too many admin connections", extra.recv(200))
+            extra.close()
+            # After the idle timeout the daemon has closed them...
+            for s in idle:
+                s.settimeout(30)
+                self.assertEqual(s.recv(10), b"", "idle connection not closed")
+            # ...and actions work again.
+            p = self.ctl("stats")
+            self.assertEqual(p.returncode, 0, p.stderr)
+            p = self.ctl("refresh", "--due")
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        finally:
+            for s in idle:
+                s.close()
+
 
 if __name__ == "__main__":
     unittest.main()
