@@ -31,13 +31,6 @@ struct http_api {
 	size_t waiting;
 };
 
-/* One request waiting for a fetch. */
-struct waiter {
-	struct http_api *api;
-	struct evhttp_request *req;
-	struct staple_wait *wait;
-	int answered;
-};
 
 static void
 json_string(struct evbuffer *out, const char *s)
@@ -141,68 +134,110 @@ send_staple(struct evhttp_request *req, const struct staple *s, time_t now)
 	evbuffer_free(out);
 }
 
-static void
-on_client_close(struct evhttp_connection *evcon, void *arg)
+struct http_wait *
+http_wait_new(struct http_api *api, struct evhttp_request *req)
 {
-	struct waiter *w = arg;
+	struct http_wait *w = calloc(1, sizeof(*w));
 
-	/* The client left before the fetch ended: drop its callback, keep the fetch. */
-	staple_wait_cancel(w->wait);
+	if (w == NULL)
+		return NULL;
+	w->api = api;
+	w->req = req;
+	return w;
+}
+
+static void
+on_wait_client_close(struct evhttp_connection *evcon, void *arg)
+{
+	struct http_wait *w = arg;
+
+	/* The client left before its answer: drop its callback, keep the fetch. */
+	w->cancel(w->handle);
 	w->api->waiting--;
 	free(w);
+}
+
+void
+http_wait_start(struct http_wait *w, void *handle, void (*cancel)(void *handle))
+{
+	if (handle == NULL) {
+		/* Answered already (memory hit or refusal). */
+		free(w);
+		return;
+	}
+	w->handle = handle;
+	w->cancel = cancel;
+	w->api->waiting++;
+	evhttp_connection_set_closecb(evhttp_request_get_connection(w->req), on_wait_client_close, w);
+}
+
+int
+http_wait_detach(struct http_wait *w)
+{
+	if (w->handle == NULL)
+		return 0;
+	evhttp_connection_set_closecb(evhttp_request_get_connection(w->req), NULL, NULL);
+	w->api->waiting--;
+	return 1;
+}
+
+int
+http_api_body(struct http_api *api, struct evhttp_request *req, unsigned char **body,
+    size_t *len)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	char msg[96];
+
+	*body = NULL;
+	if ((*len = evbuffer_get_length(in)) > api->cfg->max_request) {
+		snprintf(msg, sizeof(msg), "request body larger than %zu bytes", api->cfg->max_request);
+		send_error(req, 413, msg);
+		return -1;
+	}
+	if (*len > 0)
+		*body = evbuffer_pullup(in, -1);
+	return 0;
+}
+
+static void
+cancel_staple(void *handle)
+{
+	staple_wait_cancel(handle);
 }
 
 static void
 on_staple(enum staple_outcome outcome, const struct staple *s, const char *error, void *arg)
 {
-	struct waiter *w = arg;
+	struct http_wait *w = arg;
+	int started = http_wait_detach(w);
 
-	if (w->wait != NULL) {
-		evhttp_connection_set_closecb(evhttp_request_get_connection(w->req), NULL, NULL);
-		w->api->waiting--;
-	}
 	if (outcome == STAPLE_OK)
 		send_staple(w->req, s, time(NULL));
 	else
 		send_error(w->req, staple_outcome_http(outcome), error);
-	if (w->wait != NULL)
+	if (started)
 		free(w);
-	else
-		w->answered = 1;
 }
 
 static void
 handle_staple(struct http_api *api, struct evhttp_request *req)
 {
-	struct evbuffer *in = evhttp_request_get_input_buffer(req);
-	size_t len = evbuffer_get_length(in);
 	unsigned char *body;
-	struct waiter *w;
-	char msg[96];
+	struct http_wait *w;
+	size_t len;
 
-	if (len > api->cfg->max_request) {
-		snprintf(msg, sizeof(msg), "request body larger than %zu bytes", api->cfg->max_request);
-		send_error(req, 413, msg);
+	if (http_api_body(api, req, &body, &len) < 0)
 		return;
-	}
 	if (len == 0) {
 		send_error(req, 400, "empty body: send a PEM chain or a DER certificate");
 		return;
 	}
-	if ((body = evbuffer_pullup(in, -1)) == NULL || (w = calloc(1, sizeof(*w))) == NULL) {
+	if (body == NULL || (w = http_wait_new(api, req)) == NULL) {
 		send_error(req, 503, "out of memory");
 		return;
 	}
-	w->api = api;
-	w->req = req;
-	w->wait = staple_submit(api->svc, body, len, time(NULL), on_staple, w);
-	if (w->wait == NULL) {
-		/* Answered already (memory hit or refusal). */
-		free(w);
-		return;
-	}
-	api->waiting++;
-	evhttp_connection_set_closecb(evhttp_request_get_connection(req), on_client_close, w);
+	http_wait_start(w, staple_submit(api->svc, body, len, time(NULL), on_staple, w),
+	    cancel_staple);
 }
 
 static void
@@ -356,18 +391,6 @@ const struct stapler_config *
 http_api_config(const struct http_api *api)
 {
 	return api->cfg;
-}
-
-void
-http_api_wait_begin(struct http_api *api)
-{
-	api->waiting++;
-}
-
-void
-http_api_wait_end(struct http_api *api)
-{
-	api->waiting--;
 }
 
 unsigned short

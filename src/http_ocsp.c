@@ -18,13 +18,6 @@
 #include "stapler/ocsp.h"
 #include "stapler/store.h"
 
-/* One client waiting for a forwarded miss. */
-struct ocsp_waiter {
-	struct http_api *api;
-	struct evhttp_request *req;
-	struct staple_wait *wait;
-};
-
 /* An unsigned OCSPResponse with only a status; never cached by HTTP caches. */
 static void
 send_status(struct evhttp_request *req, int status)
@@ -67,30 +60,22 @@ outcome_status(enum staple_outcome outcome)
 }
 
 static void
-on_client_close(struct evhttp_connection *evcon, void *arg)
+cancel_staple(void *handle)
 {
-	struct ocsp_waiter *w = arg;
-
-	staple_wait_cancel(w->wait);
-	http_api_wait_end(w->api);
-	free(w);
+	staple_wait_cancel(handle);
 }
 
 static void
 on_staple(enum staple_outcome outcome, const struct staple *s, const char *error, void *arg)
 {
-	struct ocsp_waiter *w = arg;
+	struct http_wait *w = arg;
+	int started = http_wait_detach(w);
 
-	if (w->wait != NULL) {
-		evhttp_connection_set_closecb(evhttp_request_get_connection(w->req), NULL, NULL);
-		http_api_wait_end(w->api);
-	}
 	if (outcome == STAPLE_OK)
 		http_api_send_staple(w->req, s, time(NULL));
 	else
 		send_status(w->req, outcome_status(outcome));
-	/* Called before staple_ensure() returned: the caller frees w. */
-	if (w->wait != NULL)
+	if (started)
 		free(w);
 }
 
@@ -102,7 +87,7 @@ answer(struct http_api *api, struct evhttp_request *req, const unsigned char *de
 	const struct certs_urls *urls;
 	const struct staple *s;
 	struct staple_target *t;
-	struct ocsp_waiter *w;
+	struct http_wait *w;
 	struct stapler_key key;
 	enum ocsp_request_error e;
 	enum issuers_miss miss;
@@ -141,19 +126,12 @@ answer(struct http_api *api, struct evhttp_request *req, const unsigned char *de
 	if (certs_not_after(issuer, &not_after) < 0)
 		not_after = now;
 	if ((t = staple_target_from_certid(id, issuer, urls, "", not_after)) == NULL ||
-	    (w = calloc(1, sizeof(*w))) == NULL) {
+	    (w = http_wait_new(api, req)) == NULL) {
 		staple_target_free(&t);
 		send_status(req, OCSP_RESPONSE_STATUS_INTERNALERROR);
 		goto out;
 	}
-	w->api = api;
-	w->req = req;
-	if ((w->wait = staple_ensure(svc, t, NULL, now, on_staple, w)) == NULL) {
-		free(w);
-		goto out;
-	}
-	http_api_wait_begin(api);
-	evhttp_connection_set_closecb(evhttp_request_get_connection(req), on_client_close, w);
+	http_wait_start(w, staple_ensure(svc, t, NULL, now, on_staple, w), cancel_staple);
 out:
 	OCSP_CERTID_free(id);
 }
@@ -163,19 +141,13 @@ http_ocsp_handle(struct http_api *api, struct evhttp_request *req, const char *p
 {
 	const struct stapler_config *cfg = http_api_config(api);
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
-	struct evbuffer *in;
 	unsigned char *der;
 	size_t len;
-	char msg[96];
 
 	if (cmd == EVHTTP_REQ_POST) {
-		in = evhttp_request_get_input_buffer(req);
-		if ((len = evbuffer_get_length(in)) > cfg->max_request) {
-			snprintf(msg, sizeof(msg), "request body larger than %zu bytes", cfg->max_request);
-			http_api_send_error(req, 413, msg);
+		if (http_api_body(api, req, &der, &len) < 0)
 			return;
-		}
-		if (len == 0 || (der = evbuffer_pullup(in, -1)) == NULL) {
+		if (der == NULL) {
 			send_status(req, OCSP_RESPONSE_STATUS_MALFORMEDREQUEST);
 			return;
 		}

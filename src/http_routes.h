@@ -22,8 +22,27 @@ void http_api_send_staple(struct evhttp_request *req, const struct staple *s, ti
 void http_api_send_error(struct evhttp_request *req, int code, const char *msg);
 struct staple_service *http_api_service(struct http_api *api);
 const struct stapler_config *http_api_config(const struct http_api *api);
-/* Counts clients waiting for an upstream answer (the drain on shutdown waits for them). */
-void http_api_wait_begin(struct http_api *api);
-void http_api_wait_end(struct http_api *api);
+/* Reads the request body, at most max_request bytes. Returns -1 after answering 413; else 0
+ * with *len and *body (valid during the request; NULL when *len is 0 or memory ran out). */
+int http_api_body(struct http_api *api, struct evhttp_request *req, unsigned char **body,
+    size_t *len);
+
+/* A client whose answer comes later, from a callback of the staple service: while it waits,
+ * the drain on shutdown counts it, and a client that leaves cancels its wait handle. */
+struct http_wait {
+	struct http_api *api;
+	struct evhttp_request *req;
+	void *handle;                  /* the service's wait handle, once the wait started */
+	void (*cancel)(void *handle);
+};
+
+/* A new wait for req, or NULL (out of memory; the caller answers). */
+struct http_wait *http_wait_new(struct http_api *api, struct evhttp_request *req);
+/* After the call that takes w as its callback argument: handle NULL means the callback ran
+ * already (w is freed here); else the client waits, and cancel(handle) runs if it leaves. */
+void http_wait_start(struct http_wait *w, void *handle, void (*cancel)(void *handle));
+/* In the answer callback, before replying: the client waits no more. Returns 1 when the
+ * callback frees w after replying, 0 when http_wait_start() will (an answer given at once). */
+int http_wait_detach(struct http_wait *w);
 
 #endif

@@ -11,12 +11,6 @@
 #include "stapler/config.h"
 #include "stapler/util.h"
 
-struct staples_waiter {
-	struct http_api *api;
-	struct evhttp_request *req;
-	struct chain_wait *wait;
-};
-
 static void
 send_staples(struct evhttp_request *req, const struct chain_staple *st, int n)
 {
@@ -54,62 +48,43 @@ send_staples(struct evhttp_request *req, const struct chain_staple *st, int n)
 }
 
 static void
-on_client_close(struct evhttp_connection *evcon, void *arg)
+cancel_chain(void *handle)
 {
-	struct staples_waiter *w = arg;
-
-	chain_wait_cancel(w->wait);
-	http_api_wait_end(w->api);
-	free(w);
+	chain_wait_cancel(handle);
 }
 
 static void
 on_chain(enum staple_outcome outcome, const struct chain_staple *st, int n, const char *error,
     void *arg)
 {
-	struct staples_waiter *w = arg;
+	struct http_wait *w = arg;
+	int started = http_wait_detach(w);
 
-	if (w->wait != NULL) {
-		evhttp_connection_set_closecb(evhttp_request_get_connection(w->req), NULL, NULL);
-		http_api_wait_end(w->api);
-	}
 	if (outcome == STAPLE_OK)
 		send_staples(w->req, st, n);
 	else
 		http_api_send_error(w->req, staple_outcome_http(outcome), error);
-	/* Called before chain_submit() returned: the caller frees w. */
-	if (w->wait != NULL)
+	if (started)
 		free(w);
 }
 
 void
 http_staples_handle(struct http_api *api, struct evhttp_request *req)
 {
-	struct evbuffer *in = evhttp_request_get_input_buffer(req);
-	size_t len = evbuffer_get_length(in), max = http_api_config(api)->max_request;
-	struct staples_waiter *w;
 	unsigned char *body;
-	char msg[96];
+	struct http_wait *w;
+	size_t len;
 
-	if (len > max) {
-		snprintf(msg, sizeof(msg), "request body larger than %zu bytes", max);
-		http_api_send_error(req, 413, msg);
+	if (http_api_body(api, req, &body, &len) < 0)
 		return;
-	}
 	if (len == 0) {
 		http_api_send_error(req, 400, "empty body: send a PEM chain or a DER certificate");
 		return;
 	}
-	if ((body = evbuffer_pullup(in, -1)) == NULL || (w = calloc(1, sizeof(*w))) == NULL) {
+	if (body == NULL || (w = http_wait_new(api, req)) == NULL) {
 		http_api_send_error(req, 503, "out of memory");
 		return;
 	}
-	w->api = api;
-	w->req = req;
-	if ((w->wait = chain_submit(http_api_service(api), body, len, time(NULL), on_chain, w)) == NULL) {
-		free(w);
-		return;
-	}
-	http_api_wait_begin(api);
-	evhttp_connection_set_closecb(evhttp_request_get_connection(req), on_client_close, w);
+	http_wait_start(w, chain_submit(http_api_service(api), body, len, time(NULL), on_chain, w),
+	    cancel_chain);
 }
