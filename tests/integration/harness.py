@@ -678,6 +678,15 @@ class ConnectionCounter:
 # --------------------------------------------------------------------------------------------
 # The daemon
 
+PEM = "application/pem-certificate-chain"
+
+
+def setUpModule():
+    """For test modules to import: fails their tests at once when the binary is missing."""
+    if not os.access(staplerd_binary(), os.X_OK):
+        raise AssertionError("staplerd binary not found at %s (set STAPLERD)" % staplerd_binary())
+
+
 def staplerd_binary():
     return os.environ.get("STAPLERD") or os.path.join(
         os.path.dirname(os.path.abspath(__file__)), "..", "..", "build", "staplerd")

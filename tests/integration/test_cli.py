@@ -13,12 +13,9 @@ import unittest
 sys.dont_write_bytecode = True      # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import IntegrationTestCase, Staplerd, run, staplerd_binary, stop_process
+from harness import (IntegrationTestCase, run, setUpModule, Staplerd, staplerd_binary,
+                     stop_process)
 
-
-def setUpModule():
-    if not os.access(staplerd_binary(), os.X_OK):
-        raise AssertionError("staplerd binary not found at %s (set STAPLERD)" % staplerd_binary())
 
 
 class CliTest(IntegrationTestCase):

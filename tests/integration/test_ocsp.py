@@ -16,10 +16,9 @@ import urllib.parse
 sys.dont_write_bytecode = True      # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (OPENSSL, IntegrationTestCase, _der_children, _der_read, free_port,
-                     ocsp_url, run, staplerd_binary)
+from harness import (_der_children, _der_read, free_port, IntegrationTestCase, ocsp_url, OPENSSL,
+                     PEM, run, setUpModule, staplerd_binary)
 
-PEM = "application/pem-certificate-chain"
 OCSP_REQUEST = "application/ocsp-request"
 OCSP_RESPONSE = "application/ocsp-response"
 
@@ -31,10 +30,6 @@ SHA1_OID = bytes.fromhex("06052b0e03021a")
 SHA256_OID = bytes.fromhex("0609608648016503040201")
 NONCE_OID = bytes.fromhex("06092b0601050507300102")
 
-
-def setUpModule():
-    if not os.access(staplerd_binary(), os.X_OK):
-        raise AssertionError("staplerd binary not found at %s (set STAPLERD)" % staplerd_binary())
 
 
 # --------------------------------------------------------------------------------------------

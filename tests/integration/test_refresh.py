@@ -14,19 +14,14 @@ import unittest
 sys.dont_write_bytecode = True      # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (ConnectionCounter, Crafter, IntegrationTestCase, free_port, ocsp_url,
-                     response_text, staplerd_binary, wait_until)
+from harness import (Crafter, free_port, IntegrationTestCase, PEM, response_text, setUpModule,
+                     wait_until)
 
-PEM = "application/pem-certificate-chain"
 
 # Due one second after every fetch, checked every second: the scheduler's bounds, not a
 # sleep in staplerd, decide how often the upstream is asked.
 FAST_REFRESH = "[refresh]\nwindow = 30d\nmin_interval = 1s\ncheck_interval = 1s\n"
 
-
-def setUpModule():
-    if not os.access(staplerd_binary(), os.X_OK):
-        raise AssertionError("staplerd binary not found at %s (set STAPLERD)" % staplerd_binary())
 
 
 class RefreshTest(IntegrationTestCase):

@@ -13,15 +13,11 @@ import unittest
 sys.dont_write_bytecode = True      # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import IntegrationTestCase, free_port, ocsp_url, read_text, staplerd_binary, wait_until
+from harness import (free_port, IntegrationTestCase, ocsp_url, PEM, read_text, setUpModule,
+                     wait_until)
 from test_ocsp import UNAUTHORIZED, cert_id, ocsp_request
 
-PEM = "application/pem-certificate-chain"
 
-
-def setUpModule():
-    if not os.access(staplerd_binary(), os.X_OK):
-        raise AssertionError("staplerd binary not found at %s (set STAPLERD)" % staplerd_binary())
 
 
 class ReloadTest(IntegrationTestCase):

@@ -14,17 +14,12 @@ import unittest
 sys.dont_write_bytecode = True      # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (ConnectionCounter, IntegrationTestCase, free_port, ocsp_url, raw_http,
-                     staplerd_binary, verify_staple)
+from harness import (ConnectionCounter, free_port, IntegrationTestCase, ocsp_url, PEM, raw_http,
+                     setUpModule, verify_staple)
 
-PEM = "application/pem-certificate-chain"
 DER = "application/pkix-cert"
 OCSP_RESPONSE = "application/ocsp-response"
 
-
-def setUpModule():
-    if not os.access(staplerd_binary(), os.X_OK):
-        raise AssertionError("staplerd binary not found at %s (set STAPLERD)" % staplerd_binary())
 
 
 class StapleTest(IntegrationTestCase):

@@ -14,9 +14,8 @@ import unittest
 sys.dont_write_bytecode = True      # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (IntegrationTestCase, free_port, ocsp_url, run, staplerd_binary)
+from harness import PEM, IntegrationTestCase, free_port, ocsp_url, run, staplerd_binary
 
-PEM = "application/pem-certificate-chain"
 
 
 def staplerctl_binary():

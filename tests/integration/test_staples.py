@@ -15,14 +15,9 @@ import unittest
 sys.dont_write_bytecode = True      # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import CA, IntegrationTestCase, free_port, ocsp_url, staplerd_binary
-
-PEM = "application/pem-certificate-chain"
+from harness import (CA, free_port, IntegrationTestCase, ocsp_url, PEM, setUpModule)
 
 
-def setUpModule():
-    if not os.access(staplerd_binary(), os.X_OK):
-        raise AssertionError("staplerd binary not found at %s (set STAPLERD)" % staplerd_binary())
 
 
 class StaplesTest(IntegrationTestCase):
