@@ -291,16 +291,6 @@ collect_entry(const struct cache_report_entry *e, void *arg)
 	return ++k->n == ADMIN_LOOKUP_MAX;
 }
 
-static int
-collect_row(const struct cache_row *row, void *arg)
-{
-	struct keys *k = arg;
-
-	memcpy(k->item[k->n].issuer_key_hash, row->issuer_key_hash, sizeof(row->issuer_key_hash));
-	memcpy(k->item[k->n].serial, row->serial, sizeof(row->serial));
-	return ++k->n == ADMIN_REFRESH_DUE_MAX;
-}
-
 /* Resolves serial= and issuer= of a request line to exactly one entry. Returns 0 with *key
  * set, or -1 after replying with the error. */
 static int
@@ -441,7 +431,7 @@ do_refresh(struct admin_conn *c, const char *id, const char *line)
 			send_error(c, id, "unavailable", "out of memory");
 			return;
 		}
-		if (cache_due(a->cache, (long long)now, ADMIN_REFRESH_DUE_MAX, collect_row, k) < 0) {
+		if ((k->n = cache_due(a->cache, (long long)now, ADMIN_REFRESH_DUE_MAX, k->item)) < 0) {
 			free(k);
 			send_error(c, id, "unavailable", "cache error (see the daemon log)");
 			return;

@@ -95,7 +95,7 @@ static const char *const stmt_sql[ST_MAX] = {
 	[ST_COUNT] = "SELECT cert_status, count(*) FROM ocsp_response GROUP BY cert_status",
 	/* Rides the next_refresh_at index; a certificate past its notAfter is never refetched. */
 	[ST_DUE] =
-	    "SELECT " ROW_COLUMNS " FROM ocsp_response WHERE next_refresh_at <= ?1 "
+	    "SELECT issuer_key_hash, serial FROM ocsp_response WHERE next_refresh_at <= ?1 "
 	    "AND cert_not_after > ?1 ORDER BY next_refresh_at LIMIT ?2",
 	[ST_SET_REFRESH] =
 	    "UPDATE ocsp_response SET next_refresh_at = ?3 WHERE issuer_key_hash = ?1 AND serial = ?2",
@@ -751,39 +751,38 @@ cache_issuer_clear(struct cache_issuer *issuer)
 	memset(issuer, 0, sizeof(*issuer));
 }
 
-int
-cache_due(struct cache *cache, long long now, int limit,
-    int (*cb)(const struct cache_row *row, void *arg), void *arg)
+/* Steps st, a query of (issuer_key_hash, serial) bound to now (?1) and limit (?2), into
+ * keys[0..limit). Returns the count, or -1 (logged). Resets st. */
+static int
+read_keys(struct cache *cache, sqlite3_stmt *st, const char *op, long long now, int limit,
+    struct cache_refresh *keys)
 {
-	sqlite3_stmt *st = cache->stmt[ST_DUE];
-	struct cache_row row;
-	int rc, n = 0, ret = -1;
+	int rc = SQLITE_DONE, n = 0;
 
 	if (sqlite3_bind_int64(st, 1, now) != SQLITE_OK || sqlite3_bind_int(st, 2, limit) != SQLITE_OK) {
-		cache_fail_db(cache, "due");
-		goto out;
+		cache_fail_db(cache, op);
+		stmt_done(st);
+		return -1;
 	}
-	/* Each row is copied and handed to cb while the statement steps: cb must not use the
-	 * cache (a write could move rows within the index being scanned). */
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (row_read(st, &row) != 0) {
-			cache_fail("due", "unreadable row (out of memory or corrupt)");
-			goto out;
-		}
-		ret = cb(&row, arg);
-		cache_row_clear(&row);
+	while (n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (col_copy(st, 0, keys[n].issuer_key_hash, sizeof(keys[n].issuer_key_hash)) != 0 ||
+		    col_copy(st, 1, keys[n].serial, sizeof(keys[n].serial)) != 0)
+			continue;
+		keys[n].next_refresh_at = 0;
 		n++;
-		if (ret != 0)
-			goto out;
 	}
-	if (rc != SQLITE_DONE) {
-		cache_fail_db(cache, "due");
-		goto out;
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+		cache_fail_db(cache, op);
+		n = -1;
 	}
-	ret = n;
-out:
 	stmt_done(st);
-	return ret;
+	return n;
+}
+
+int
+cache_due(struct cache *cache, long long now, int limit, struct cache_refresh *keys)
+{
+	return read_keys(cache, cache->stmt[ST_DUE], "due", now, limit, keys);
 }
 
 /* Binds (key hash, serial) as ?1 and ?2. */
@@ -861,9 +860,8 @@ int
 cache_purge_expired(struct cache *cache, long long before, int limit,
     void (*cb)(const char *issuer_key_hash, const char *serial, void *arg), void *arg)
 {
-	sqlite3_stmt *st = cache->stmt[ST_EXPIRED];
 	struct cache_refresh *keys = NULL;
-	int rc, n = 0, in_tx = 0, ret = -1;
+	int n, in_tx = 0, ret = -1;
 
 	if (limit <= 0)
 		return 0;
@@ -871,20 +869,8 @@ cache_purge_expired(struct cache *cache, long long before, int limit,
 		cache_fail("purge", "out of memory");
 		return -1;
 	}
-	if (sqlite3_bind_int64(st, 1, before) != SQLITE_OK || sqlite3_bind_int(st, 2, limit) != SQLITE_OK) {
-		cache_fail_db(cache, "purge");
-		stmt_done(st);
-		goto out;
-	}
-	while (n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (col_copy(st, 0, keys[n].issuer_key_hash, sizeof(keys[n].issuer_key_hash)) != 0 ||
-		    col_copy(st, 1, keys[n].serial, sizeof(keys[n].serial)) != 0)
-			continue;
-		n++;
-	}
-	stmt_done(st);
-	if (n == 0) {
-		ret = 0;
+	if ((n = read_keys(cache, cache->stmt[ST_EXPIRED], "purge", before, limit, keys)) <= 0) {
+		ret = n;
 		goto out;
 	}
 	if (stmt_run(cache, ST_BEGIN, "purge") != 0)

@@ -26,23 +26,11 @@ struct refresher {
 	struct event *timer;
 };
 
-/* The keys one tick collects before it touches anything (cache_due's callback may not use
- * the cache). */
+/* The keys of the entries one tick refreshes. */
 struct batch {
 	struct cache_refresh item[REFRESH_BATCH];
 	size_t n;
 };
-
-static int
-collect(const struct cache_row *row, void *arg)
-{
-	struct batch *b = arg;
-	struct cache_refresh *it = &b->item[b->n++];
-
-	memcpy(it->issuer_key_hash, row->issuer_key_hash, sizeof(it->issuer_key_hash));
-	memcpy(it->serial, row->serial, sizeof(it->serial));
-	return b->n == REFRESH_BATCH;
-}
 
 static void
 on_purged(const char *issuer_key_hash, const char *serial, void *arg)
@@ -125,7 +113,7 @@ tick(struct refresher *r)
 	time_t now = time(NULL);
 	long long lease;
 	size_t started = 0, deferred = 0;
-	int purged;
+	int purged, n;
 
 	purged = cache_purge_expired(r->cache, (long long)now - REFRESH_RETENTION, REFRESH_PURGE_BATCH,
 	    on_purged, r);
@@ -133,8 +121,9 @@ tick(struct refresher *r)
 		log_error("refresh_tick_failed", "error=\"out of memory\"");
 		return;
 	}
-	if (cache_due(r->cache, (long long)now, REFRESH_BATCH, collect, b) < 0)
+	if ((n = cache_due(r->cache, (long long)now, REFRESH_BATCH, b->item)) < 0)
 		goto out;
+	b->n = (size_t)n;
 	/* A lease first, in one transaction: an entry whose fetch is under way (or lost in a
 	 * crash) is not picked again before every URL had its chance to time out. */
 	lease = (long long)now + r->cfg->upstream_timeout * (CERTS_MAX_URLS + 1) + 30;

@@ -74,11 +74,9 @@ struct cache_refresh {
 	long long next_refresh_at;
 };
 
-/* Calls cb for at most limit rows due at now (next_refresh_at <= now, certificate not
- * expired), earliest first; stops when cb returns non-zero. Returns the number of rows
- * handed to cb, or -1. cb must not call cache functions. */
-int cache_due(struct cache *cache, long long now, int limit,
-    int (*cb)(const struct cache_row *row, void *arg), void *arg);
+/* The keys of at most limit rows due at now (next_refresh_at <= now, certificate not
+ * expired), earliest first, into keys[] (next_refresh_at 0). Returns the count, or -1. */
+int cache_due(struct cache *cache, long long now, int limit, struct cache_refresh *keys);
 /* Sets next_refresh_at of n rows in one transaction. Returns 0 or -1. */
 int cache_set_refresh(struct cache *cache, const struct cache_refresh *items, size_t n);
 /* Records a failed refresh: failure count, last error, next try. The response stays as it is.

@@ -765,26 +765,12 @@ store_sched(struct cache *c, const char *serial, long long next_refresh_at, long
 	cache_issuer_clear(&iss);
 }
 
-struct due_seen {
-	char serial[8][STAPLER_SERIAL_HEX_MAX];
-	int n;
-};
-
-static int
-due_cb(const struct cache_row *row, void *arg)
-{
-	struct due_seen *d = arg;
-
-	snprintf(d->serial[d->n++], sizeof(d->serial[0]), "%s", row->serial);
-	return 0;
-}
-
 static void
 test_due_order_limit_and_expired_certs(void **state)
 {
 	char path[600];
 	struct cache *c;
-	struct due_seen d = { 0 };
+	struct cache_refresh d[8];
 
 	db_path(path, sizeof(path));
 	c = open_rw(path);
@@ -793,12 +779,13 @@ test_due_order_limit_and_expired_certs(void **state)
 	store_sched(c, "02", 200, 5000);
 	store_sched(c, "04", 400, 5000);     /* not due at 350 */
 	store_sched(c, "05", 50, 340);       /* due, but the certificate expired */
-	assert_int_equal(cache_due(c, 350, 2, due_cb, &d), 2);
-	assert_string_equal(d.serial[0], "01");
-	assert_string_equal(d.serial[1], "02");
-	memset(&d, 0, sizeof(d));
-	assert_int_equal(cache_due(c, 350, 10, due_cb, &d), 3);
-	assert_string_equal(d.serial[2], "03");
+	assert_int_equal(cache_due(c, 350, 2, d), 2);
+	assert_string_equal(d[0].serial, "01");
+	assert_string_equal(d[1].serial, "02");
+	assert_string_equal(d[0].issuer_key_hash, KEY_A);
+	memset(d, 0, sizeof(d));
+	assert_int_equal(cache_due(c, 350, 8, d), 3);
+	assert_string_equal(d[2].serial, "03");
 	cache_close(&c);
 }
 
@@ -913,9 +900,9 @@ test_spread_due(void **state)
 static int
 report_cb(const struct cache_report_entry *e, void *arg)
 {
-	struct due_seen *d = arg;
+	struct cache_refresh *seen = arg;
 
-	snprintf(d->serial[d->n++], sizeof(d->serial[0]), "%s", e->serial);
+	snprintf(seen->serial, sizeof(seen->serial), "%s", e->serial);
 	return 0;
 }
 
@@ -925,7 +912,7 @@ test_report_due_matches_scheduler(void **state)
 {
 	char path[600];
 	struct cache *c;
-	struct due_seen d = { 0 }, s = { 0 };
+	struct cache_refresh listed = { .serial = "" }, due[4];
 	struct cache_report_filter f = { .due = 1, .now = 350 };
 	struct cache_report_stats st;
 
@@ -934,10 +921,10 @@ test_report_due_matches_scheduler(void **state)
 	store_sched(c, "01", 100, 5000);
 	store_sched(c, "02", 50, 340);       /* due, but the certificate expired */
 	store_sched(c, "03", 400, 5000);     /* not due */
-	assert_int_equal(cache_report_list(c, &f, report_cb, &d), 1);
-	assert_string_equal(d.serial[0], "01");
-	assert_int_equal(cache_due(c, 350, 10, due_cb, &s), 1);
-	assert_string_equal(s.serial[0], d.serial[0]);
+	assert_int_equal(cache_report_list(c, &f, report_cb, &listed), 1);
+	assert_string_equal(listed.serial, "01");
+	assert_int_equal(cache_due(c, 350, 4, due), 1);
+	assert_string_equal(due[0].serial, listed.serial);
 	assert_int_equal(cache_report_stats(c, 350, &st), 0);
 	assert_int_equal(st.due, 1);
 	cache_close(&c);
