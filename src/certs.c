@@ -501,6 +501,25 @@ certs_urls_free(struct certs_urls *urls)
 	urls->n = 0;
 }
 
+int
+certs_urls_split(const char *list, struct certs_urls *out)
+{
+	size_t len;
+
+	memset(out, 0, sizeof(*out));
+	for (; list != NULL && *list != '\0' && out->n < CERTS_MAX_URLS; list += len + (list[len] != '\0')) {
+		len = strcspn(list, "\n");
+		if (len == 0 || len >= CERTS_MAX_URL_LEN)
+			continue;
+		if ((out->url[out->n] = strndup(list, len)) == NULL) {
+			certs_urls_free(out);
+			return -1;
+		}
+		out->n++;
+	}
+	return out->n;
+}
+
 OCSP_CERTID *
 certs_certid(X509 *subject, X509 *issuer)
 {

@@ -161,16 +161,15 @@ issuers_learn(struct issuers *r, X509 *issuer, const struct certs_urls *urls)
 static int
 add_url_list(struct issuer *e, const char *urls)
 {
-	while (urls != NULL && *urls != '\0') {
-		size_t n = strcspn(urls, "\n");
+	struct certs_urls list;
+	int rc = 0;
 
-		if (urls_add(&e->urls, urls, n) < 0)
-			return -1;
-		urls += n;
-		if (*urls == '\n')
-			urls++;
-	}
-	return 0;
+	if (certs_urls_split(urls, &list) < 0)
+		return -1;
+	for (int i = 0; i < list.n && rc == 0; i++)
+		rc = urls_add(&e->urls, list.url[i], strlen(list.url[i]));
+	certs_urls_free(&list);
+	return rc;
 }
 
 int

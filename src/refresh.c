@@ -2,7 +2,6 @@
  * bounded batches, per-host limits and failure backoff, so that staples stay fresh without a
  * refetch storm against any upstream. */
 #include <stdlib.h>
-#include <string.h>
 #include <time.h>
 
 #include <event2/event.h>
@@ -68,39 +67,27 @@ admit_url(struct refresher *r, const char *url, time_t now, time_t *soonest)
 	return 0;
 }
 
-/* Whether the entry's upstreams can take more work now: any of the URLs a fetch would try (the
- * [responders] override, else the row's) on an upstream that is neither failing nor backed up.
- * When none can, *later says when to look again. */
+/* Whether the entry's upstreams can take more work now: any of the URLs a fetch would try
+ * (staple_fetch_urls(): the [responders] override, else the row's) on an upstream that is
+ * neither failing nor backed up. When none can, *later says when to look again. */
 static int
 admit(struct refresher *r, const struct cache_row *row, time_t now, time_t *later)
 {
-	const struct config_responder *ov;
+	struct certs_urls own;
 	struct stapler_key key;
-	const char *u = row->ocsp_urls, *e;
+	char *const *urls;
 	time_t soonest = 0;
-	char url[CERTS_MAX_URL_LEN];
+	int n, ok = 0;
 
-	if (stapler_key_from_hex(&key, row->issuer_key_hash, row->serial) == 0 &&
-	    (ov = config_responder_find(r->cfg, key.key_hash)) != NULL) {
-		for (int i = 0; i < ov->n; i++) {
-			if (admit_url(r, ov->url[i], now, &soonest))
-				return 1;
-		}
-	} else {
-		for (; u != NULL && *u != '\0'; u = *e ? e + 1 : e) {
-			size_t len;
-
-			e = u + strcspn(u, "\n");
-			if ((len = (size_t)(e - u)) == 0 || len >= sizeof(url))
-				continue;
-			memcpy(url, u, len);
-			url[len] = '\0';
-			if (admit_url(r, url, now, &soonest))
-				return 1;
-		}
-	}
-	/* No URL may be fetched at all (policy changed): the service reports why. */
-	if (soonest == 0)
+	if (stapler_key_from_hex(&key, row->issuer_key_hash, row->serial) < 0 ||
+	    certs_urls_split(row->ocsp_urls, &own) < 0)
+		return 1;       /* the service reports what is wrong with the entry */
+	n = staple_fetch_urls(r->svc, key.key_hash, &own, &urls);
+	for (int i = 0; i < n && !ok; i++)
+		ok = admit_url(r, urls[i], now, &soonest);
+	certs_urls_free(&own);
+	/* Admitted, or no URL may be fetched at all (policy changed): the service reports why. */
+	if (ok || soonest == 0)
 		return 1;
 	*later = soonest;
 	return 0;

@@ -378,19 +378,18 @@ commit(struct pending *p, const char *url, const unsigned char *der, size_t len,
 
 static int try_next_url(struct pending *p);
 
-/* The URLs a fetch for t tries, in order: the [responders] override for its issuer when the
- * operator configured one, else the target's own (AIA or learned) URLs. Returns the count. */
-static int
-target_urls(const struct staple_service *svc, const struct staple_target *t, char *const **urls)
+int
+staple_fetch_urls(const struct staple_service *svc, const unsigned char *key_hash,
+    const struct certs_urls *own, char *const **urls)
 {
-	const struct config_responder *r = config_responder_find(svc->cfg, t->key.key_hash);
+	const struct config_responder *r = config_responder_find(svc->cfg, key_hash);
 
 	if (r != NULL) {
 		*urls = r->url;
 		return r->n;
 	}
-	*urls = t->urls.url;
-	return t->urls.n;
+	*urls = own->url;
+	return own->n;
 }
 
 static void
@@ -455,7 +454,7 @@ static int
 try_next_url(struct pending *p)
 {
 	char *const *urls;
-	int n = target_urls(p->svc, p->t, &urls);
+	int n = staple_fetch_urls(p->svc, p->t->key.key_hash, &p->t->urls, &urls);
 	char err[256];
 
 	for (; p->url_index < n; p->url_index++) {
@@ -564,7 +563,7 @@ staple_target_url_count(const struct staple_service *svc, const struct staple_ta
 {
 	char *const *urls;
 
-	return target_urls(svc, t, &urls);
+	return staple_fetch_urls(svc, t->key.key_hash, &t->urls, &urls);
 }
 
 /* Checks that t may be fetched at all. Returns STAPLE_OK or the outcome to answer with. */
@@ -572,7 +571,7 @@ static enum staple_outcome
 target_check(struct staple_service *svc, const struct staple_target *t, char *err, size_t errlen)
 {
 	char *const *urls;
-	int n = target_urls(svc, t, &urls);
+	int n = staple_fetch_urls(svc, t->key.key_hash, &t->urls, &urls);
 	char why[256];
 	int usable = 0;
 
@@ -671,7 +670,6 @@ target_from_row(struct staple_service *svc, const struct cache_row *row)
 	OCSP_CERTID *id = NULL;
 	const unsigned char *p;
 	X509 *issuer = NULL;
-	const char *u, *e;
 
 	if (cache_get_issuer(svc->cache, row->issuer_key_hash, &ci) != 1) {
 		log_error("refresh_skipped", "serial=%s issuer=%s reason=\"issuer certificate not cached\"",
@@ -685,10 +683,10 @@ target_from_row(struct staple_service *svc, const struct cache_row *row)
 		    row->serial, row->issuer_key_hash);
 		goto out;
 	}
-	for (u = row->ocsp_urls; u != NULL && *u != '\0' && urls.n < CERTS_MAX_URLS; u = *e ? e + 1 : e) {
-		e = u + strcspn(u, "\n");
-		if (e > u && (urls.url[urls.n] = strndup(u, (size_t)(e - u))) != NULL)
-			urls.n++;
+	if (certs_urls_split(row->ocsp_urls, &urls) < 0) {
+		log_error("refresh_skipped", "serial=%s issuer=%s reason=\"out of memory\"", row->serial,
+		    row->issuer_key_hash);
+		goto out;
 	}
 	t = staple_target_from_certid(id, issuer, &urls, row->subject, (time_t)row->cert_not_after);
 	if (t != NULL && strcmp(t->serial_hex, row->serial) != 0) {

@@ -62,6 +62,11 @@ struct staple_target *staple_target_from_certid(const OCSP_CERTID *id, X509 *iss
 void staple_target_free(struct staple_target **t);
 /* How many URLs a fetch for t would try: its issuer's [responders] override, else its own. */
 int staple_target_url_count(const struct staple_service *svc, const struct staple_target *t);
+/* The URLs a fetch for a certificate of the issuer with this SHA-1 key hash tries, in order:
+ * the [responders] override when the operator configured one, else its own (AIA or learned)
+ * URLs own. *urls stays valid until the next reload or until own is freed. Returns the count. */
+int staple_fetch_urls(const struct staple_service *svc, const unsigned char *key_hash,
+    const struct certs_urls *own, char *const **urls);
 
 /* The service uses (does not own) every part passed in. */
 struct staple_service *staple_service_new(const struct stapler_config *cfg,

@@ -59,6 +59,10 @@ struct certs_urls {
 };
 int certs_ocsp_urls(X509 *cert, struct certs_urls *out);
 void certs_urls_free(struct certs_urls *urls);
+/* Fills out from a '\n'-separated URL list (the cache's ocsp_urls): at most CERTS_MAX_URLS,
+ * empty entries and entries of CERTS_MAX_URL_LEN bytes or more skipped; list may be NULL.
+ * Returns the count (certs_urls_free() after), or -1 when memory ran out (out is emptied). */
+int certs_urls_split(const char *list, struct certs_urls *out);
 
 /* The SHA-1 CertID of subject under issuer. Returns a new OCSP_CERTID (OCSP_CERTID_free), or NULL. */
 OCSP_CERTID *certs_certid(X509 *subject, X509 *issuer);

@@ -967,6 +967,34 @@ test_subject_and_der(void **state)
 	OPENSSL_free(der);
 }
 
+/* The cache's '\n'-separated URL list, as refreshes and the OCSP proxy read it back. */
+static void
+test_urls_split(void **state)
+{
+	struct certs_urls u;
+	char list[2 * CERTS_MAX_URL_LEN + 64], *p;
+
+	assert_int_equal(certs_urls_split(NULL, &u), 0);
+	assert_int_equal(certs_urls_split("", &u), 0);
+	assert_int_equal(certs_urls_split("http://a/\n\nhttp://b/\n", &u), 2);
+	assert_string_equal(u.url[0], "http://a/");
+	assert_string_equal(u.url[1], "http://b/");
+	certs_urls_free(&u);
+	/* At most CERTS_MAX_URLS, in order. */
+	assert_int_equal(certs_urls_split("http://1/\nhttp://2/\nhttp://3/\nhttp://4/\nhttp://5/", &u),
+	    CERTS_MAX_URLS);
+	assert_string_equal(u.url[CERTS_MAX_URLS - 1], "http://4/");
+	certs_urls_free(&u);
+	/* An entry too long to be a URL we fetch is skipped, the next one kept. */
+	p = list + snprintf(list, sizeof(list), "http://");
+	memset(p, 'x', CERTS_MAX_URL_LEN);
+	snprintf(p + CERTS_MAX_URL_LEN, sizeof(list) - (size_t)(p - list) - CERTS_MAX_URL_LEN,
+	    "\nhttp://ok/");
+	assert_int_equal(certs_urls_split(list, &u), 1);
+	assert_string_equal(u.url[0], "http://ok/");
+	certs_urls_free(&u);
+}
+
 int
 main(void)
 {
@@ -978,6 +1006,7 @@ main(void)
 		cmocka_unit_test_setup(test_certid_serial_too_long, setup_time),
 		cmocka_unit_test_setup(test_aia_urls, setup_time),
 		cmocka_unit_test_setup(test_aia_url_too_long_skipped, setup_time),
+		cmocka_unit_test(test_urls_split),
 		cmocka_unit_test_setup_teardown(test_parse_pem_chain_in_order, setup_pki, teardown_pki),
 		cmocka_unit_test_setup_teardown(test_parse_pem_whitespace_and_crlf, setup_pki,
 		    teardown_pki),
