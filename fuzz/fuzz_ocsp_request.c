@@ -58,7 +58,7 @@ answer(const unsigned char *der, size_t len)
 	OCSP_CERTID_free(id2);
 	if (id == NULL)
 		return;
-	if (issuers_resolve(learned, fuzz_trust(), id, &urls, &miss) == NULL)
+	if (issuers_resolve(learned, fuzz_trust(), FUZZ_NOW, id, &urls, &miss) == NULL)
 		(void)issuers_miss_name(miss);
 	if (certs_certid_key(id, &key) == 0) {
 		stapler_key_serial_hex(&key, serial);

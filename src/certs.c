@@ -171,11 +171,15 @@ certs_trust_count(const struct certs_trust *trust)
 }
 
 int
-certs_trust_accepts(const struct certs_trust *trust, X509 *cert, time_t now)
+certs_trust_accepts(const struct certs_trust *trust, X509 *cert, time_t now, time_t *until)
 {
 	X509_STORE_CTX *ctx = NULL;
+	STACK_OF(X509) *chain;
+	time_t t;
 	int ok = 0;
 
+	if (until != NULL)
+		*until = 0;
 	if (trust == NULL || cert == NULL)
 		return 0;
 	if ((ctx = X509_STORE_CTX_new()) != NULL &&
@@ -184,6 +188,14 @@ certs_trust_accepts(const struct certs_trust *trust, X509 *cert, time_t now)
 		X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_ANY);
 		/* The store takes partial chains: an anchor itself is accepted. */
 		ok = X509_verify_cert(ctx) == 1;
+	}
+	/* The verdict holds until the first certificate of the chain expires. */
+	if (ok && until != NULL && (chain = X509_STORE_CTX_get0_chain(ctx)) != NULL) {
+		for (int i = 0; i < sk_X509_num(chain); i++) {
+			if (util_asn1_time(X509_get0_notAfter(sk_X509_value(chain, i)), &t) == 0 &&
+			    (*until == 0 || t < *until))
+				*until = t;
+		}
 	}
 	X509_STORE_CTX_free(ctx);
 	ERR_clear_error();

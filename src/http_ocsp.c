@@ -102,8 +102,8 @@ answer(struct http_api *api, struct evhttp_request *req, const unsigned char *de
 		send_status(req, OCSP_RESPONSE_STATUS_MALFORMEDREQUEST);
 		goto out;
 	}
-	issuer = issuers_resolve(staple_service_issuers(svc), staple_service_trust(svc), id, &urls,
-	    &miss);
+	issuer = issuers_resolve(staple_service_issuers(svc), staple_service_trust(svc), now, id,
+	    &urls, &miss);
 	if (issuer == NULL || certs_certid_key(id, &key) < 0) {
 		log_debug("ocsp_refused", "status=unauthorized reason=%s",
 		    issuer == NULL ? issuers_miss_name(miss) : "serial_too_long");

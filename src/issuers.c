@@ -18,6 +18,7 @@ struct issuer {
 	X509 *cert;
 	struct certs_urls urls;
 	int trusted;        /* chains to the trust anchors in force (issuers_retrust) */
+	time_t until;       /* ...and that verdict holds until then; 0: check at next use */
 };
 
 struct issuers {
@@ -85,6 +86,30 @@ issuers_count(const struct issuers *r)
 	return r->by_key.count;
 }
 
+/* Whether e chains to the anchors at now: the verdict of the last check while it holds (no
+ * chain building on the way of every refresh and /ocsp request), else a new check. Learned
+ * from a verified chain or re-checked by issuers_retrust() against new anchors; a certificate
+ * of its chain expiring ends it. */
+static int
+entry_trusted(struct issuer *e, const struct certs_trust *trust, time_t now)
+{
+	if (e->trusted && now >= e->until)
+		e->trusted = certs_trust_accepts(trust, e->cert, now, &e->until);
+	return e->trusted;
+}
+
+X509 *
+issuers_get(struct issuers *r, const unsigned char key_hash[STAPLER_SHA1_LEN],
+    const struct certs_trust *trust, time_t now, int *trusted)
+{
+	struct issuer *e = table_get(&r->by_key, key_hash, 0);
+
+	if (e == NULL)
+		return NULL;
+	*trusted = entry_trusted(e, trust, now);
+	return e->cert;
+}
+
 int
 issuers_known(const struct issuers *r, const unsigned char key_hash[STAPLER_SHA1_LEN])
 {
@@ -148,8 +173,12 @@ issuers_learn(struct issuers *r, X509 *issuer, const struct certs_urls *urls)
 
 	if (issuer == NULL || (e = entry_for(r, issuer)) == NULL)
 		return -1;
-	/* It issued a certificate whose chain was just verified against the anchors. */
-	e->trusted = 1;
+	/* It issued a certificate whose chain was just verified against the anchors; how long
+	 * that holds is worked out at first use. */
+	if (!e->trusted) {
+		e->trusted = 1;
+		e->until = 0;
+	}
 	for (int i = 0; urls != NULL && i < urls->n; i++) {
 		if (urls_add(&e->urls, urls->url[i], strlen(urls->url[i])) < 0)
 			return -1;
@@ -215,13 +244,13 @@ name_hash_matches(X509 *cert, const ASN1_OCTET_STRING *name_hash)
 }
 
 X509 *
-issuers_resolve(const struct issuers *r, const struct certs_trust *trust, const OCSP_CERTID *id,
-    const struct certs_urls **urls, enum issuers_miss *miss)
+issuers_resolve(struct issuers *r, const struct certs_trust *trust, time_t now,
+    const OCSP_CERTID *id, const struct certs_urls **urls, enum issuers_miss *miss)
 {
 	static const struct certs_urls none;
 	ASN1_OCTET_STRING *nhash = NULL, *khash = NULL;
 	ASN1_OBJECT *alg = NULL;
-	const struct issuer *e;
+	struct issuer *e;
 	X509 *cert;
 
 	*urls = &none;
@@ -235,7 +264,8 @@ issuers_resolve(const struct issuers *r, const struct certs_trust *trust, const 
 		*miss = ISSUERS_HASH_ALG;
 		return NULL;
 	}
-	if ((e = table_get(&r->by_key, ASN1_STRING_get0_data(khash), 0)) != NULL && e->trusted) {
+	if ((e = table_get(&r->by_key, ASN1_STRING_get0_data(khash), 0)) != NULL &&
+	    entry_trusted(e, trust, now)) {
 		cert = e->cert;
 		*urls = &e->urls;
 	} else if ((cert = certs_trust_find_by_key_hash(trust, ASN1_STRING_get0_data(khash))) == NULL) {
@@ -263,7 +293,7 @@ issuers_retrust(struct issuers *r, const struct certs_trust *trust, time_t now)
 
 		if (e == NULL)
 			continue;
-		e->trusted = certs_trust_accepts(trust, e->cert, now);
+		e->trusted = certs_trust_accepts(trust, e->cert, now, &e->until);
 		if (!e->trusted)
 			untrusted++;
 	}

@@ -659,27 +659,49 @@ staple_ensure(struct staple_service *svc, struct staple_target *t, const unsigne
 	return ensure(svc, t, digest, now, 0, cb, arg);
 }
 
-/* The target of a cached row: the issuer certificate from the issuer table, the CertID from
- * the stored request, the URLs in their order. Returns NULL (logged) when the row is unusable. */
-static struct staple_target *
-target_from_row(struct staple_service *svc, const struct cache_row *row)
+/* The issuer of a cached row (a new reference) and whether it chains to the anchors at now:
+ * the OCSP proxy's registry holds every issuer of a stored staple with a trust verdict that
+ * holds until its chain expires, so a refresh costs no parse and, mostly, no chain check; an
+ * issuer missing there (the registry was full) is read from the issuer table and checked.
+ * NULL when neither has it. */
+static X509 *
+row_issuer(struct staple_service *svc, const struct cache_row *row, time_t now, int *trusted)
 {
-	struct staple_target *t = NULL;
+	unsigned char key_hash[STAPLER_SHA1_LEN];
 	struct cache_issuer ci;
-	struct certs_urls urls = { 0 };
-	OCSP_CERTID *id = NULL;
 	const unsigned char *p;
 	X509 *issuer = NULL;
 
-	if (cache_get_issuer(svc->cache, row->issuer_key_hash, &ci) != 1) {
+	if (util_unhex(row->issuer_key_hash, key_hash, sizeof(key_hash)) == STAPLER_SHA1_LEN &&
+	    (issuer = issuers_get(svc->issuers, key_hash, svc->trust, now, trusted)) != NULL)
+		return X509_up_ref(issuer) ? issuer : NULL;
+	if (cache_get_issuer(svc->cache, row->issuer_key_hash, &ci) == 1) {
+		p = ci.cert_der;
+		if (ci.cert_len <= LONG_MAX && (issuer = d2i_X509(NULL, &p, (long)ci.cert_len)) != NULL)
+			*trusted = certs_trust_accepts(svc->trust, issuer, now, NULL);
+	}
+	cache_issuer_clear(&ci);
+	return issuer;
+}
+
+/* The target of a cached row: its issuer, the CertID from the stored request, the URLs in
+ * their order. Returns NULL (logged) when the row is unusable. */
+static struct staple_target *
+target_from_row(struct staple_service *svc, const struct cache_row *row, time_t now,
+    int *trusted)
+{
+	struct staple_target *t = NULL;
+	struct certs_urls urls = { 0 };
+	OCSP_CERTID *id = NULL;
+	X509 *issuer;
+
+	if ((issuer = row_issuer(svc, row, now, trusted)) == NULL) {
 		log_error("refresh_skipped", "serial=%s issuer=%s reason=\"issuer certificate not cached\"",
 		    row->serial, row->issuer_key_hash);
 		return NULL;
 	}
-	p = ci.cert_der;
-	if (ci.cert_len > LONG_MAX || (issuer = d2i_X509(NULL, &p, (long)ci.cert_len)) == NULL ||
-	    (id = ocsp_request_certid(row->request_der, row->request_len)) == NULL) {
-		log_error("refresh_skipped", "serial=%s issuer=%s reason=\"stored issuer or request does not parse\"",
+	if ((id = ocsp_request_certid(row->request_der, row->request_len)) == NULL) {
+		log_error("refresh_skipped", "serial=%s issuer=%s reason=\"stored request does not parse\"",
 		    row->serial, row->issuer_key_hash);
 		goto out;
 	}
@@ -698,7 +720,6 @@ out:
 	certs_urls_free(&urls);
 	OCSP_CERTID_free(id);
 	X509_free(issuer);
-	cache_issuer_clear(&ci);
 	return t;
 }
 
@@ -706,17 +727,17 @@ struct staple_wait *
 staple_refresh_row(struct staple_service *svc, const struct cache_row *row, time_t now,
     staple_cb cb, void *arg)
 {
-	struct staple_target *t;
-
 	static const char untrusted[] = "issuer no longer chains to the trust anchors";
+	struct staple_target *t;
+	int trusted = 0;
 
-	if ((t = target_from_row(svc, row)) == NULL) {
+	if ((t = target_from_row(svc, row, now, &trusted)) == NULL) {
 		cb(STAPLE_UNAVAILABLE, NULL, "cached entry cannot be refreshed (see the log)", arg);
 		return NULL;
 	}
 	/* Only certificates that chain to the anchors in force make staplerd contact anything:
 	 * an entry whose CA was removed is left alone (and purged once its certificate expired). */
-	if (!certs_trust_accepts(svc->trust, t->issuer, now)) {
+	if (!trusted) {
 		log_warn("refresh_skipped", "serial=%s issuer=%s reason=\"%s\"", row->serial,
 		    row->issuer_key_hash, untrusted);
 		cache_set_failure(svc->cache, row->issuer_key_hash, row->serial, row->failures + 1,

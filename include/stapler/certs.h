@@ -22,8 +22,9 @@ struct certs_trust *certs_trust_load(const char *path, char *err, size_t errlen)
 void certs_trust_free(struct certs_trust **trust);
 int certs_trust_count(const struct certs_trust *trust);
 /* 1 when cert is a trust anchor or chains to one at now (a CA certificate learned earlier is
- * checked again after the anchors changed), else 0. */
-int certs_trust_accepts(const struct certs_trust *trust, X509 *cert, time_t now);
+ * checked again after the anchors changed), else 0. When until is not NULL it receives the
+ * earliest notAfter of the verified chain: the verdict holds until then (0 when refused). */
+int certs_trust_accepts(const struct certs_trust *trust, X509 *cert, time_t now, time_t *until);
 /* Returns the anchor whose public key hashes to key_hash (SHA-1, as in a CertID), or NULL.
  * The certificate is owned by the trust store. */
 X509 *certs_trust_find_by_key_hash(const struct certs_trust *trust, const unsigned char *key_hash);

@@ -33,6 +33,11 @@ int issuers_learn_der(struct issuers *r, const unsigned char *der, size_t len, c
  * known (or memory ran out). */
 int issuers_add_urls(struct issuers *r, const unsigned char key_hash[STAPLER_SHA1_LEN],
     const char *urls);
+/* The learned issuer with this SHA-1 key hash (owned by the registry), or NULL; *trusted says
+ * whether it chains to the anchors trust at now (a verdict kept until a certificate of its
+ * chain expires, and renewed by issuers_retrust() when the anchors change). */
+X509 *issuers_get(struct issuers *r, const unsigned char key_hash[STAPLER_SHA1_LEN],
+    const struct certs_trust *trust, time_t now, int *trusted);
 /* 1 when an issuer with this SHA-1 key hash has been learned, else 0. */
 int issuers_known(const struct issuers *r, const unsigned char key_hash[STAPLER_SHA1_LEN]);
 
@@ -50,12 +55,12 @@ enum issuers_miss {
 	ISSUERS_UNTRUSTED,      /* learned, but it no longer chains to the trust anchors */
 };
 
-/* Finds the issuer a client's CertID names: a learned issuer still trusted, or else a trust anchor (trust
+/* Finds the issuer a client's CertID names: a learned issuer still trusted at now, or else a trust anchor (trust
  * may be NULL) with its key hash, whose subject name hashes to the CertID's issuerNameHash.
  * Returns the certificate (owned by the registry or the trust store: valid until the next
  * learn or reload) and points *urls at its learned URLs (n == 0 for an anchor never seen in
  * a staple); else NULL with *miss set. */
-X509 *issuers_resolve(const struct issuers *r, const struct certs_trust *trust,
+X509 *issuers_resolve(struct issuers *r, const struct certs_trust *trust, time_t now,
     const OCSP_CERTID *id, const struct certs_urls **urls, enum issuers_miss *miss);
 /* "found", "hash_algorithm", "unknown_issuer", "issuer_name_mismatch". */
 const char *issuers_miss_name(enum issuers_miss m);

@@ -82,7 +82,7 @@ test_learn_and_resolve(void **state)
 	OCSP_CERTID *id = certs_certid(f->leaf.cert, f->ca.cert);
 
 	/* Not learned yet, and not an anchor. */
-	assert_null(issuers_resolve(f->r, f->trust, id, &got, &miss));
+	assert_null(issuers_resolve(f->r, f->trust, time(NULL), id, &got, &miss));
 	assert_int_equal(miss, ISSUERS_UNKNOWN);
 	assert_int_equal(got->n, 0);
 
@@ -101,7 +101,7 @@ test_learn_and_resolve(void **state)
 		OPENSSL_free(der);
 	}
 	assert_int_equal(issuers_count(f->r), 1);
-	assert_ptr_equal(issuers_resolve(f->r, f->trust, id, &got, &miss), f->ca.cert);
+	assert_ptr_equal(issuers_resolve(f->r, f->trust, time(NULL), id, &got, &miss), f->ca.cert);
 	assert_int_equal(miss, ISSUERS_FOUND);
 	assert_int_equal(got->n, 2);
 	assert_string_equal(got->url[0], "http://ocsp.ca/");
@@ -119,12 +119,12 @@ test_anchor_without_urls(void **state)
 	OCSP_CERTID *id = certs_certid(f->root_leaf.cert, f->root.cert);
 	X509 *x;
 
-	x = issuers_resolve(f->r, f->trust, id, &got, &miss);
+	x = issuers_resolve(f->r, f->trust, time(NULL), id, &got, &miss);
 	assert_non_null(x);
 	assert_int_equal(X509_cmp(x, f->root.cert), 0);   /* the bundle's own copy */
 	assert_int_equal(miss, ISSUERS_FOUND);
 	assert_int_equal(got->n, 0);
-	assert_null(issuers_resolve(f->r, NULL, id, &got, &miss));
+	assert_null(issuers_resolve(f->r, NULL, time(NULL), id, &got, &miss));
 	assert_int_equal(miss, ISSUERS_UNKNOWN);
 	OCSP_CERTID_free(id);
 }
@@ -140,23 +140,23 @@ test_name_hash_and_algorithm(void **state)
 	assert_int_equal(issuers_learn(f->r, f->ca.cert, NULL), 0);
 	/* The impostor's name hash is the CA's (same name), its key hash is not: unknown. */
 	id = certs_certid(f->leaf.cert, f->impostor.cert);
-	assert_null(issuers_resolve(f->r, f->trust, id, &got, &miss));
+	assert_null(issuers_resolve(f->r, f->trust, time(NULL), id, &got, &miss));
 	assert_int_equal(miss, ISSUERS_UNKNOWN);
 	OCSP_CERTID_free(id);
 	/* The CA's key hash with the root's name hash. */
 	id = OCSP_cert_id_new(EVP_sha1(), X509_get_subject_name(f->root.cert),
 	    X509_get0_pubkey_bitstr(f->ca.cert), X509_get_serialNumber(f->leaf.cert));
 	assert_non_null(id);
-	assert_null(issuers_resolve(f->r, f->trust, id, &got, &miss));
+	assert_null(issuers_resolve(f->r, f->trust, time(NULL), id, &got, &miss));
 	assert_int_equal(miss, ISSUERS_NAME_MISMATCH);
 	assert_string_equal(issuers_miss_name(miss), "issuer_name_mismatch");
 	OCSP_CERTID_free(id);
 	/* SHA-256 CertIDs are not served. */
 	id = OCSP_cert_to_id(EVP_sha256(), f->leaf.cert, f->ca.cert);
-	assert_null(issuers_resolve(f->r, f->trust, id, &got, &miss));
+	assert_null(issuers_resolve(f->r, f->trust, time(NULL), id, &got, &miss));
 	assert_int_equal(miss, ISSUERS_HASH_ALG);
 	OCSP_CERTID_free(id);
-	assert_null(issuers_resolve(f->r, f->trust, NULL, &got, &miss));
+	assert_null(issuers_resolve(f->r, f->trust, time(NULL), NULL, &got, &miss));
 }
 
 /* A learned issuer is served only while it chains to the anchors in force. */
@@ -176,11 +176,11 @@ test_retrust(void **state)
 	der = testpki_der(f->ca.cert, &len);
 	assert_int_equal(issuers_learn_der(f->r, der, len, "http://ocsp.ca/"), 0);
 	OPENSSL_free(der);
-	assert_null(issuers_resolve(f->r, f->trust, id, &got, &miss));
+	assert_null(issuers_resolve(f->r, f->trust, time(NULL), id, &got, &miss));
 	assert_int_equal(miss, ISSUERS_UNTRUSTED);
 	assert_int_equal(issuers_retrust(f->r, f->trust, time(NULL)), 0);
 	{
-		X509 *x = issuers_resolve(f->r, f->trust, id, &got, &miss);
+		X509 *x = issuers_resolve(f->r, f->trust, time(NULL), id, &got, &miss);
 
 		assert_non_null(x);
 		assert_int_equal(X509_cmp(x, f->ca.cert), 0);
@@ -192,19 +192,51 @@ test_retrust(void **state)
 	path = testpki_write_file(f->dir, "other.pem", pem, len);
 	assert_non_null(other = certs_trust_load(path, err, sizeof(err)));
 	assert_int_equal(issuers_retrust(f->r, other, time(NULL)), 1);
-	assert_null(issuers_resolve(f->r, other, id, &got, &miss));
+	assert_null(issuers_resolve(f->r, other, time(NULL), id, &got, &miss));
 	assert_int_equal(miss, ISSUERS_UNTRUSTED);
 	assert_int_equal(got->n, 0);
 	/* Nor past the anchor's validity. */
 	assert_int_equal(issuers_retrust(f->r, f->trust, time(NULL) + 20L * 365 * 86400), 1);
 	assert_int_equal(issuers_retrust(f->r, f->trust, time(NULL)), 0);
-	assert_false(certs_trust_accepts(other, f->ca.cert, time(NULL)));
-	assert_true(certs_trust_accepts(f->trust, f->ca.cert, time(NULL)));
-	assert_true(certs_trust_accepts(f->trust, f->root.cert, time(NULL)));
+	assert_false(certs_trust_accepts(other, f->ca.cert, time(NULL), NULL));
+	assert_true(certs_trust_accepts(f->trust, f->ca.cert, time(NULL), NULL));
+	assert_true(certs_trust_accepts(f->trust, f->root.cert, time(NULL), NULL));
 	certs_trust_free(&other);
 	free(pem);
 	free(path);
 	OCSP_CERTID_free(id);
+}
+
+/* A trust verdict holds until a certificate of the issuer's chain expires, then is redone. */
+static void
+test_trust_until_chain_expiry(void **state)
+{
+	struct fx *f = *state;
+	unsigned char key_hash[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	time_t now = time(NULL), until, ca_end, root_end;
+	int trusted = -1;
+
+	assert_int_equal(certs_not_after(f->ca.cert, &ca_end), 0);
+	assert_int_equal(certs_not_after(f->root.cert, &root_end), 0);
+	assert_true(certs_trust_accepts(f->trust, f->ca.cert, now, &until));
+	assert_int_equal(until, ca_end < root_end ? ca_end : root_end);
+	assert_false(certs_trust_accepts(f->trust, f->ca.cert, until + 1, &until));
+	assert_int_equal(until, 0);
+
+	assert_int_equal(issuers_learn(f->r, f->ca.cert, NULL), 0);
+	assert_true(X509_pubkey_digest(f->ca.cert, EVP_sha1(), key_hash, &mdlen));
+	assert_ptr_equal(issuers_get(f->r, key_hash, f->trust, now, &trusted), f->ca.cert);
+	assert_int_equal(trusted, 1);
+	/* Past the chain's first notAfter: no longer trusted, and it stays so. */
+	assert_non_null(issuers_get(f->r, key_hash, f->trust, ca_end + 1, &trusted));
+	assert_int_equal(trusted, 0);
+	assert_non_null(issuers_get(f->r, key_hash, f->trust, now, &trusted));
+	assert_int_equal(trusted, 0);
+	/* A re-check against the anchors (reload) restores it. */
+	assert_int_equal(issuers_retrust(f->r, f->trust, now), 0);
+	assert_non_null(issuers_get(f->r, key_hash, f->trust, now, &trusted));
+	assert_int_equal(trusted, 1);
 }
 
 int
@@ -213,6 +245,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_learn_and_resolve, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retrust, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_trust_until_chain_expiry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_anchor_without_urls, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_name_hash_and_algorithm, setup, teardown),
 	};
