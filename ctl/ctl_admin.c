@@ -13,10 +13,10 @@
 #include <unistd.h>
 
 #include "ctl.h"
-#include "stapler/config.h"
-#include "stapler/fmt.h"
-#include "stapler/unixsock.h"
-#include "stapler/util.h"
+#include "config.h"
+#include "fmt.h"
+#include "unixsock.h"
+#include "util.h"
 
 /* Submissions in flight at once on the connection. */
 #define IMPORT_PARALLEL 8

@@ -14,10 +14,10 @@
 #include <openssl/ocsp.h>
 
 #include "ctl.h"
-#include "stapler/cache.h"
-#include "stapler/cache_report.h"
-#include "stapler/fmt.h"
-#include "stapler/util.h"
+#include "cache.h"
+#include "cache_report.h"
+#include "fmt.h"
+#include "util.h"
 
 /* Table cells are cut to this width; --json and show carry the whole value. */
 #define CTL_CELL_MAX 48

@@ -6,9 +6,9 @@
 #include <string.h>
 
 #include "ctl.h"
-#include "stapler/certs.h"
-#include "stapler/fmt.h"
-#include "stapler/util.h"
+#include "certs.h"
+#include "fmt.h"
+#include "util.h"
 #include "stapler/verify.h"
 
 /* Certificate and chain files are small; a staple is a few KiB. */

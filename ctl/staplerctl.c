@@ -10,11 +10,11 @@
 #include <time.h>
 
 #include "ctl.h"
-#include "stapler/cache.h"
-#include "stapler/cache_report.h"
-#include "stapler/config.h"
-#include "stapler/fmt.h"
-#include "stapler/util.h"
+#include "cache.h"
+#include "cache_report.h"
+#include "config.h"
+#include "fmt.h"
+#include "util.h"
 
 static const struct ctl_command commands[] = {
 	{ "list", ctl_cmd_list,

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "fuzzpki.h"
-#include "stapler/config.h"
+#include "config.h"
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

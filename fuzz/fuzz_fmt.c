@@ -7,9 +7,9 @@
 #include <string.h>
 
 #include "fuzzpki.h"
-#include "stapler/fmt.h"
+#include "fmt.h"
 #include "stapler/types.h"
-#include "stapler/util.h"
+#include "util.h"
 
 #define FUZZ_TEXT_MAX 4096
 

@@ -7,8 +7,8 @@
 #include <openssl/err.h>
 
 #include "fuzzpki.h"
-#include "stapler/issuers.h"
-#include "stapler/ocsp.h"
+#include "issuers.h"
+#include "ocsp.h"
 #include "stapler/types.h"
 
 /* [server] max_request's default. */

@@ -8,7 +8,7 @@
 #include <openssl/err.h>
 
 #include "fuzzpki.h"
-#include "stapler/ocsp.h"
+#include "ocsp.h"
 #include "stapler/verify.h"
 
 static OCSP_CERTID *leaf_id;

@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <time.h>
 
-#include "stapler/certs.h"
+#include "certs.h"
 #include "testpki.h"
 
 /* 2026-01-01T00:00:00Z: every certificate and seed response is valid then. */

@@ -11,7 +11,7 @@
 #include <openssl/err.h>
 
 #include "fuzzpki.h"
-#include "stapler/ocsp.h"
+#include "ocsp.h"
 
 static const char *outdir;
 

@@ -19,14 +19,14 @@
 
 #include "admin.h"
 #include "staple.h"
-#include "stapler/cache.h"
-#include "stapler/cache_report.h"
-#include "stapler/config.h"
-#include "stapler/fmt.h"
-#include "stapler/log.h"
-#include "stapler/store.h"
-#include "stapler/unixsock.h"
-#include "stapler/util.h"
+#include "cache.h"
+#include "cache_report.h"
+#include "config.h"
+#include "fmt.h"
+#include "log.h"
+#include "store.h"
+#include "unixsock.h"
+#include "util.h"
 
 /* A serial given without an issuer matches at most this many entries worth listing. */
 #define ADMIN_LOOKUP_MAX 16

@@ -6,8 +6,8 @@
 
 #include <sqlite3.h>
 
-#include "stapler/cache.h"
-#include "stapler/log.h"
+#include "cache.h"
+#include "log.h"
 
 /* Generated from sql/ by cmake/embed_sql.cmake, in file-name order. */
 extern const char *const cache_migrations[];

@@ -6,9 +6,9 @@
 
 #include <sqlite3.h>
 
-#include "stapler/cache_report.h"
-#include "stapler/log.h"
-#include "stapler/util.h"
+#include "cache_report.h"
+#include "log.h"
+#include "util.h"
 
 static const char list_sql[] =
     "SELECT r.serial, r.issuer_key_hash, r.subject, coalesce(i.subject, ''), r.ocsp_url, "

@@ -11,8 +11,8 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
-#include "stapler/certs.h"
-#include "stapler/util.h"
+#include "certs.h"
+#include "util.h"
 
 struct certs_trust {
 	X509_STORE *store;

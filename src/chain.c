@@ -6,9 +6,9 @@
 #include <string.h>
 
 #include "chain.h"
-#include "stapler/certs.h"
-#include "stapler/log.h"
-#include "stapler/util.h"
+#include "certs.h"
+#include "log.h"
+#include "util.h"
 
 struct chain_part {
 	struct chain_wait *cw;

@@ -16,8 +16,8 @@
 
 #include <ini.h>
 
-#include "stapler/config.h"
-#include "stapler/util.h"
+#include "config.h"
+#include "util.h"
 
 enum key_type { K_STRING, K_SIZE, K_DURATION, K_LONG, K_HOSTS, K_LEVEL };
 

@@ -14,11 +14,11 @@
 #include "http_api.h"
 #include "refresh.h"
 #include "staple.h"
-#include "stapler/cache.h"
-#include "stapler/certs.h"
-#include "stapler/config.h"
-#include "stapler/log.h"
-#include "stapler/store.h"
+#include "cache.h"
+#include "certs.h"
+#include "config.h"
+#include "log.h"
+#include "store.h"
 
 /* How often a draining daemon checks whether in-flight work is done. */
 #define DRAIN_TICK_MS 100

@@ -10,10 +10,10 @@
 #include <event2/event.h>
 
 #include "fetch.h"
-#include "stapler/config.h"
-#include "stapler/log.h"
-#include "stapler/ocsp.h"
-#include "stapler/util.h"
+#include "config.h"
+#include "log.h"
+#include "ocsp.h"
+#include "util.h"
 
 #define HOST_MAX 272   /* a host name and ":port" */
 

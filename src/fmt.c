@@ -2,8 +2,8 @@
 #include <ctype.h>
 #include <string.h>
 
-#include "stapler/fmt.h"
-#include "stapler/util.h"
+#include "fmt.h"
+#include "util.h"
 
 void
 fmt_reltime(long long t, long long now, char *out, size_t cap)

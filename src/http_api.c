@@ -15,9 +15,9 @@
 #include "http_api.h"
 #include "http_routes.h"
 #include "staple.h"
-#include "stapler/config.h"
-#include "stapler/log.h"
-#include "stapler/store.h"
+#include "config.h"
+#include "log.h"
+#include "store.h"
 
 struct http_api {
 	struct evhttp *http;

@@ -11,12 +11,12 @@
 
 #include "http_routes.h"
 #include "staple.h"
-#include "stapler/certs.h"
-#include "stapler/config.h"
-#include "stapler/issuers.h"
-#include "stapler/log.h"
-#include "stapler/ocsp.h"
-#include "stapler/store.h"
+#include "certs.h"
+#include "config.h"
+#include "issuers.h"
+#include "log.h"
+#include "ocsp.h"
+#include "store.h"
 
 /* An unsigned OCSPResponse with only a status; never cached by HTTP caches. */
 static void

@@ -8,8 +8,8 @@
 
 #include "chain.h"
 #include "http_routes.h"
-#include "stapler/config.h"
-#include "stapler/util.h"
+#include "config.h"
+#include "util.h"
 
 static void
 send_staples(struct evhttp_request *req, const struct chain_staple *st, int n)

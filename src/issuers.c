@@ -7,8 +7,8 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 
-#include "stapler/issuers.h"
-#include "stapler/table.h"
+#include "issuers.h"
+#include "table.h"
 
 /* OpenSSL's getters take non-const pointers for what they only read. */
 #define ISSUERS_UNCONST(type, p) ((type *)(uintptr_t)(p))

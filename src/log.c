@@ -3,8 +3,8 @@
 #include <stdio.h>
 #include <time.h>
 
-#include "stapler/log.h"
-#include "stapler/util.h"
+#include "log.h"
+#include "util.h"
 
 static enum log_level current = LOG_LVL_INFO;
 static const char *const names[] = { "error", "warn", "info", "debug" };

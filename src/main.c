@@ -4,9 +4,9 @@
 #include <stdlib.h>
 
 #include "daemon.h"
-#include "stapler/cache.h"
-#include "stapler/certs.h"
-#include "stapler/config.h"
+#include "cache.h"
+#include "certs.h"
+#include "config.h"
 
 #define DEFAULT_CONFIG "/etc/staplerd/staplerd.conf"
 

@@ -11,8 +11,8 @@
 #include <openssl/ocsp.h>
 #include <openssl/x509_vfy.h>
 
-#include "stapler/ocsp.h"
-#include "stapler/util.h"
+#include "ocsp.h"
+#include "util.h"
 
 /* OpenSSL's lookups take non-const pointers for what they only read. */
 #define OCSP_UNCONST(type, p) ((type *)(uintptr_t)(p))

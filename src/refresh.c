@@ -9,10 +9,10 @@
 #include "fetch.h"
 #include "refresh.h"
 #include "staple.h"
-#include "stapler/cache.h"
-#include "stapler/config.h"
-#include "stapler/log.h"
-#include "stapler/store.h"
+#include "cache.h"
+#include "config.h"
+#include "log.h"
+#include "store.h"
 #include "stapler/types.h"
 
 struct refresher {

@@ -1,5 +1,5 @@
 /* Refresh policy: when each cached staple is fetched again (pure; see stapler/sched.h). */
-#include "stapler/sched.h"
+#include "sched.h"
 
 static double
 clamp01(double r)

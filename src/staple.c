@@ -11,15 +11,15 @@
 
 #include "fetch.h"
 #include "staple.h"
-#include "stapler/cache.h"
-#include "stapler/certs.h"
-#include "stapler/config.h"
-#include "stapler/issuers.h"
-#include "stapler/log.h"
-#include "stapler/ocsp.h"
-#include "stapler/sched.h"
-#include "stapler/table.h"
-#include "stapler/util.h"
+#include "cache.h"
+#include "certs.h"
+#include "config.h"
+#include "issuers.h"
+#include "log.h"
+#include "ocsp.h"
+#include "sched.h"
+#include "table.h"
+#include "util.h"
 
 struct staple_wait {
 	struct pending *p;

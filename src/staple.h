@@ -9,8 +9,8 @@
 #include <openssl/ocsp.h>
 #include <openssl/x509.h>
 
-#include "stapler/certs.h"
-#include "stapler/store.h"
+#include "certs.h"
+#include "store.h"
 
 struct cache;
 struct cache_row;

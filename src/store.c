@@ -7,10 +7,10 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
-#include "stapler/ocsp.h"
-#include "stapler/table.h"
-#include "stapler/store.h"
-#include "stapler/util.h"
+#include "ocsp.h"
+#include "table.h"
+#include "store.h"
+#include "util.h"
 
 struct seen {
 	unsigned char digest[STORE_DIGEST_LEN];

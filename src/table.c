@@ -2,7 +2,7 @@
  * deletion, so probe runs stay unbroken without tombstones. */
 #include <stdlib.h>
 
-#include "stapler/table.h"
+#include "table.h"
 #include "stapler/types.h"
 
 uint64_t

@@ -2,7 +2,7 @@
 #include <string.h>
 
 #include "stapler/types.h"
-#include "stapler/util.h"
+#include "util.h"
 
 static const char *const status_names[] = { "good", "revoked", "unknown" };
 

@@ -7,8 +7,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "stapler/unixsock.h"
-#include "stapler/util.h"
+#include "unixsock.h"
+#include "util.h"
 
 int
 unixsock_addr(const char *path, struct sockaddr_un *sun, int *dirfd, char *err, size_t errlen)

@@ -9,7 +9,7 @@
 #include <openssl/asn1.h>
 #include <openssl/evp.h>
 
-#include "stapler/util.h"
+#include "util.h"
 
 void
 util_hex(const unsigned char *in, size_t len, char *out)

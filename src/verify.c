@@ -4,8 +4,8 @@
 
 #include <openssl/x509v3.h>
 
-#include "stapler/certs.h"
-#include "stapler/ocsp.h"
+#include "certs.h"
+#include "ocsp.h"
 #include "stapler/verify.h"
 
 const char *

@@ -13,8 +13,8 @@
 
 #include <sqlite3.h>
 
-#include "stapler/cache.h"
-#include "stapler/cache_report.h"
+#include "cache.h"
+#include "cache_report.h"
 
 #define KEY_A "0123456789ABCDEF0123456789ABCDEF01234567"
 #define KEY_B "FEDCBA9876543210FEDCBA9876543210FEDCBA98"

@@ -15,9 +15,9 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include "stapler/certs.h"
+#include "certs.h"
 #include "stapler/types.h"
-#include "stapler/util.h"
+#include "util.h"
 #include "testpki.h"
 
 #define DAY 86400L

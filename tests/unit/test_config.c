@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "stapler/config.h"
+#include "config.h"
 #include "testpki.h"
 
 #define DAY 86400LL

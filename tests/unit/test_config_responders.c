@@ -9,8 +9,8 @@
 
 #include <cmocka.h>
 
-#include "stapler/config.h"
-#include "stapler/util.h"
+#include "config.h"
+#include "util.h"
 #include "testpki.h"
 
 #define HASH "0123456789ABCDEF0123456789ABCDEF01234567"

@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "stapler/fmt.h"
+#include "fmt.h"
 
 #define T0 1700000000LL
 

@@ -12,8 +12,8 @@
 
 #include <openssl/evp.h>
 
-#include "stapler/certs.h"
-#include "stapler/issuers.h"
+#include "certs.h"
+#include "issuers.h"
 #include "testpki.h"
 
 struct fx {

@@ -14,8 +14,8 @@
 #include <openssl/evp.h>
 #include <openssl/ocsp.h>
 
-#include "stapler/certs.h"
-#include "stapler/ocsp.h"
+#include "certs.h"
+#include "ocsp.h"
 #include "testpki.h"
 
 #define DAY 86400L

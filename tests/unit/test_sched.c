@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "stapler/sched.h"
+#include "sched.h"
 
 #define H 3600L
 #define D 86400L

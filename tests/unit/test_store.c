@@ -11,10 +11,10 @@
 
 #include <cmocka.h>
 
-#include "stapler/ocsp.h"
-#include "stapler/store.h"
-#include "stapler/table.h"
-#include "stapler/util.h"
+#include "ocsp.h"
+#include "store.h"
+#include "table.h"
+#include "util.h"
 
 #define HASH_A "0123456789ABCDEF0123456789ABCDEF01234567"
 #define HASH_B "FEDCBA9876543210FEDCBA9876543210FEDCBA98"

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "stapler/util.h"
+#include "util.h"
 
 /* Sentinel left in an output that a failed parse must not touch. */
 #define UNTOUCHED 12345

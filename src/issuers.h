@@ -10,7 +10,7 @@
 #include <openssl/ocsp.h>
 #include <openssl/x509.h>
 
-#include "stapler/certs.h"
+#include "certs.h"
 #include "stapler/types.h"
 
 /* Bound on learned issuers (CAs, not certificates): beyond it new ones are not learned. */

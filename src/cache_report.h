@@ -4,7 +4,7 @@
 #ifndef STAPLER_CACHE_REPORT_H
 #define STAPLER_CACHE_REPORT_H
 
-#include "stapler/cache.h"
+#include "cache.h"
 #include "stapler/types.h"
 
 /* What cache_report_list() selects; zero-initialise, then set what matters. */
