@@ -241,6 +241,36 @@ out:
 	return ret;
 }
 
+/* The daemon is the cache's only writer: a database it cannot write is a startup error that
+ * says what is read-only and what to do, not a failure further down ("cannot start
+ * migration", a refresh timer that cannot start). A write transaction is opened and rolled
+ * back, so the file, its directory (the -wal and -shm files) and the mount are all tried. */
+static int
+check_writable(sqlite3 *db, const char *path, char *err, size_t errlen)
+{
+	int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	int primary = rc & 0xff;
+
+	if (rc == SQLITE_OK && sqlite3_db_readonly(db, "main") != 1) {
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		return 0;
+	}
+	if (rc == SQLITE_OK)
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) {
+		snprintf(err, errlen, "%s: the database is locked by another process (%s); staplerd is "
+		    "its only writer: stop the other writer (a second staplerd on the same database?) "
+		    "and start again", path, sqlite3_errstr(rc));
+		return -1;
+	}
+	snprintf(err, errlen, "%s: the database cannot be written (%s): its file system is mounted "
+	    "read-only, or the file or its directory (which holds the -wal and -shm files) is not "
+	    "writable by the user staplerd runs as; staplerd is the cache's only writer and needs "
+	    "both writable (the unit's StateDirectory= does this)",
+	    path, rc == SQLITE_OK ? "opened read-only" : sqlite3_errmsg(db));
+	return -1;
+}
+
 /* Read-write setup. Migrations run first, so a database that is not ours is refused before
  * anything in it changes, and with foreign keys still off, so a future migration may rebuild
  * a table the way SQLite documents. Then WAL, so staplerctl reads while the daemon writes;
@@ -254,6 +284,8 @@ setup_readwrite(sqlite3 *db, const char *path, char *err, size_t errlen)
 	char *msg = NULL, mode[16] = "";
 	int version, ret = -1, done = 0;
 
+	if (check_writable(db, path, err, errlen) != 0)
+		return -1;
 	/* An up-to-date database (every start but the first) needs no write lock. */
 	if (exec_user_version(db, &version) == 0 && version >= 0 &&
 	    (size_t)version == cache_migration_count)
@@ -330,6 +362,12 @@ cache_open(const char *path, int readonly, char *err, size_t errlen)
 	c->readonly = readonly;
 	flags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
 	rc = sqlite3_open_v2(path, &c->db, flags, NULL);
+	if (rc != SQLITE_OK && !readonly && (rc & 0xff) == SQLITE_CANTOPEN) {
+		snprintf(err, errlen, "%s: cannot open or create the database (%s): its directory must "
+		    "exist and be writable by the user staplerd runs as, on a file system mounted "
+		    "read-write", path, c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+		goto fail;
+	}
 	if (rc != SQLITE_OK) {
 		snprintf(err, errlen, "%s: %s", path,
 		    c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));

@@ -43,6 +43,7 @@ static const struct key_def keys[] = {
 	{ "upstream", "allow", K_HOSTS, 0, "", 0, 0 },
 	{ "refresh", "window", K_DURATION, OFF(refresh_window), "7d", 0, 0 },
 	{ "refresh", "min_interval", K_DURATION, OFF(refresh_min_interval), "1h", 0, 0 },
+	{ "refresh", "max_interval", K_DURATION, OFF(refresh_max_interval), "1d", 1, 0 },
 	{ "refresh", "check_interval", K_DURATION, OFF(refresh_check_interval), "1m", 1, 0 },
 	{ "log", "level", K_LEVEL, OFF(log_level), "info", 0, 0 },
 };

@@ -37,6 +37,7 @@ struct stapler_config {
 	/* [refresh] */
 	long long refresh_window;       /* seconds */
 	long long refresh_min_interval; /* seconds */
+	long long refresh_max_interval; /* seconds */
 	long long refresh_check_interval; /* seconds */
 	/* [log] */
 	char *log_level;         /* error|warn|info|debug */

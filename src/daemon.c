@@ -196,7 +196,8 @@ daemon_run(struct stapler_config *cfg)
 	}
 	if ((d.refresh = refresh_new(d.base, d.cfg, d.cache, d.store, d.svc, d.fetch)) == NULL ||
 	    refresh_warm_start(d.refresh, (long long)time(NULL)) < 0) {
-		log_error("startup_failed", "error=\"cannot start the refresh timer\"");
+		log_error("startup_failed", "error=\"cannot start the refresh timer: the cache refused "
+		    "the warm-start update (see the cache_error line before this one)\"");
 		goto out;
 	}
 	if ((d.api = http_api_new(d.base, d.cfg, d.svc, d.store, d.fetch, err, sizeof(err))) == NULL) {

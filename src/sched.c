@@ -37,6 +37,18 @@ sched_next_refresh(const struct sched_policy *p, time_t this_update, time_t next
 	at += (long long)(clamp01(r) * (double)(min_gap / 4));
 	if (at > hi)
 		at = hi;
+	/* The cap on the wait: only a revocation nobody asks about stays unseen. Jitter moves
+	 * capped entries earlier, so a fleet fetched together does not come due together. */
+	if (p->max_interval > 0) {
+		long long max_gap = p->max_interval > min_gap ? p->max_interval : min_gap;
+		long long cap = (long long)fetched_at + max_gap;
+
+		if (at > cap) {
+			at = cap - (long long)(clamp01(r) * (double)(max_gap / 8));
+			if (at < lo)
+				at = lo;
+		}
+	}
 	return (time_t)at;
 }
 

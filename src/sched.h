@@ -21,13 +21,16 @@
 struct sched_policy {
 	long long window;        /* [refresh] window: refetch when nextUpdate is this close */
 	long long min_interval;  /* [refresh] min_interval: never refetch sooner after a fetch */
+	long long max_interval;  /* [refresh] max_interval: never wait longer (0: no cap) */
 };
 
 /* When to fetch a response again that was fetched at fetched_at and is valid from this_update
  * to next_update (0: absent). The window rule (next_update - window), never sooner than
  * fetched_at + min(min_interval, validity / 2), never later than next_update minus a retry
  * reserve of min(validity / 2, SCHED_RETRY_RESERVE), plus jitter of up to a quarter of that
- * minimum interval (r in [0, 1) picks where). */
+ * minimum interval (r in [0, 1) picks where). And never later than fetched_at + max_interval
+ * (when set; never below that minimum interval), less a jitter of up to an eighth of it, so a
+ * response valid for a century is still asked about again: a later revocation is seen. */
 time_t sched_next_refresh(const struct sched_policy *p, time_t this_update, time_t next_update,
     time_t fetched_at, double r);
 

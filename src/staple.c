@@ -100,6 +100,7 @@ policy(const struct staple_service *svc)
 	struct sched_policy pol = {
 		.window = svc->cfg->refresh_window,
 		.min_interval = svc->cfg->refresh_min_interval,
+		.max_interval = svc->cfg->refresh_max_interval,
 	};
 
 	return pol;

@@ -46,7 +46,7 @@ test_next_refresh_table(void **state)
 
 	for (size_t i = 0; i < sizeof(refresh_cases) / sizeof(refresh_cases[0]); i++) {
 		const struct refresh_case *c = &refresh_cases[i];
-		struct sched_policy p = { c->window, c->min_interval };
+		struct sched_policy p = { .window = c->window, .min_interval = c->min_interval };
 		time_t next_update = c->validity ? T0 + c->validity : 0;
 
 		for (size_t j = 0; j < sizeof(rs) / sizeof(rs[0]); j++) {
@@ -69,7 +69,7 @@ test_next_refresh_table(void **state)
 static void
 test_jitter_spreads_a_batch(void **state)
 {
-	struct sched_policy p = { 7 * D, H };
+	struct sched_policy p = { .window = 7 * D, .min_interval = H };
 	time_t lo = 0, hi = 0;
 
 	/* A fleet fetched in the same second does not come back in the same second. */
@@ -82,6 +82,37 @@ test_jitter_spreads_a_batch(void **state)
 			hi = at;
 	}
 	assert_true(hi - lo >= H / 5);
+}
+
+/* max_interval caps the wait whatever the validity: a 100-year response is asked about
+ * again within a day, spread by jitter, and never sooner than min_interval. */
+static void
+test_max_interval_caps_the_wait(void **state)
+{
+	const long long century = 36500LL * D;
+	struct sched_policy p = { .window = 7 * D, .min_interval = H, .max_interval = D };
+	struct sched_policy uncapped = { .window = 7 * D, .min_interval = H };
+	struct sched_policy tight = { .window = 7 * D, .min_interval = 2 * H, .max_interval = 60 };
+	time_t lo = 0, hi = 0;
+
+	assert_true(sched_next_refresh(&uncapped, T0, T0 + century, T0, 0.5) - T0 >
+	    century - 8 * D);
+	for (int i = 0; i < 100; i++) {
+		time_t at = sched_next_refresh(&p, T0, T0 + century, T0, i / 100.0);
+
+		assert_in_range(at - T0, D - D / 8, D);
+		if (lo == 0 || at < lo)
+			lo = at;
+		if (at > hi)
+			hi = at;
+	}
+	assert_true(hi - lo >= D / 10);
+	/* A cap shorter than the response's own schedule wins; a longer one changes nothing. */
+	assert_in_range(sched_next_refresh(&p, T0, T0 + 30 * D, T0, 0.0) - T0, D - D / 8, D);
+	assert_in_range(sched_next_refresh(&p, T0, T0 + 7 * D, T0, 0.0) - T0, H, H + H / 4);
+	/* min_interval (PRODUCT.md §8.6) still bounds it from below. */
+	assert_in_range(sched_next_refresh(&tight, T0, T0 + century, T0, 0.999) - T0, 2 * H - 2 * H / 8,
+	    2 * H);
 }
 
 struct retry_case {
@@ -144,6 +175,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_next_refresh_table),
 		cmocka_unit_test(test_jitter_spreads_a_batch),
+		cmocka_unit_test(test_max_interval_caps_the_wait),
 		cmocka_unit_test(test_retry_table),
 		cmocka_unit_test(test_retry_grows_monotonically),
 	};

@@ -1,0 +1,135 @@
+"""Faults of the database and of long-lived answers (issue 11): a cache that cannot be written
+is a startup error that says what is read-only and what to do, and a response valid for a
+century is still asked about again within [refresh] max_interval.
+
+Run inside tests/integration/netns-run (CTest does); the read-only cases also take a private
+mount namespace (unshare -m) for a read-only bind mount of the database directory.
+"""
+
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+import unittest
+
+sys.dont_write_bytecode = True      # keep the source tree clean
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import (free_port, IntegrationTestCase, PEM, read_text, run, setUpModule,
+                     staplerd_binary, wait_until)
+
+
+def can_mount_ro():
+    p = subprocess.run(["unshare", "-m", "sh", "-c", "mount --bind /tmp /tmp && "
+                        "mount -o remount,bind,ro /tmp && true"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10)
+    return p.returncode == 0
+
+
+class DatabaseFaultTest(IntegrationTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.root = self.pki.root("root")
+        self.ca_file = self.pki.bundle("ca-bundle.pem", self.root)
+        self.dbdir = os.path.join(self.tmp, "db")
+        os.makedirs(self.dbdir)
+
+    def start_ro(self, d):
+        """Runs staplerd with d's config while its database directory is mounted read-only;
+        returns (exit code, stderr). It must refuse to start, so it exits by itself."""
+        d.write_config()
+        script = ('mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && '
+                  'exec "$2" -c "$3"')
+        p = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", self.dbdir,
+                            staplerd_binary(), d.conf], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           timeout=30)
+        return p.returncode, p.stderr
+
+    @unittest.skipUnless(can_mount_ro(), "needs unshare -m and mount (root)")
+    def test_read_only_database_is_a_clear_startup_error(self):
+        d = self.staplerd(self.ca_file, start=False)
+        d.database = os.path.join(self.dbdir, "cache.db")
+        # A database that exists (created by a first run), then a read-only mount.
+        d.start()
+        self.assertEqual(d.stop(), 0)
+        code, err = self.start_ro(d)
+        self.assertNotEqual(code, 0, err)
+        self.assertIn("event=startup_failed", err)
+        self.assertIn(d.database, err)
+        self.assertIn("cannot be written", err)
+        self.assertIn("read-only", err)
+        self.assertNotIn("cannot start migration", err)
+        self.assertNotIn("refresh timer", err)
+        self.assertEqual(err.count("\n"), 1, err)   # one line, not a cascade
+
+    @unittest.skipUnless(can_mount_ro(), "needs unshare -m and mount (root)")
+    def test_database_cannot_be_created_is_a_clear_startup_error(self):
+        d = self.staplerd(self.ca_file, start=False)
+        d.database = os.path.join(self.dbdir, "cache.db")
+        code, err = self.start_ro(d)
+        self.assertNotEqual(code, 0, err)
+        self.assertIn("cannot open or create the database", err)
+        self.assertIn("writable", err)
+
+    def test_database_locked_by_another_process_is_named(self):
+        d = self.staplerd(self.ca_file, start=False)
+        d.database = os.path.join(self.dbdir, "cache.db")
+        d.start()
+        self.assertEqual(d.stop(), 0)
+        holder = sqlite3.connect(d.database, timeout=1, isolation_level=None)
+        try:
+            holder.execute("BEGIN IMMEDIATE")
+            d.write_config()
+            p = subprocess.run([staplerd_binary(), "-c", d.conf], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               timeout=30)
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        self.assertNotEqual(p.returncode, 0, p.stderr)
+        self.assertIn("locked by another process", p.stderr)
+
+
+class MaxIntervalTest(IntegrationTestCase):
+
+    def test_century_response_is_refetched_within_the_cap(self):
+        """`openssl ocsp -ndays 36500`: nextUpdate a hundred years away, so the window rule
+        alone would ask again in a century; max_interval = 3s asks again within seconds."""
+        root = self.pki.root("root")
+        self.pki.responder(root)
+        port = free_port()
+        up = self.responder(root, port=port, ndays=36500)
+        fwd = self.forwarder(up.port)
+        leaf = self.pki.leaf(root, "leaf", serial="1001", ocsp_urls=[fwd.url])
+        d = self.staplerd(self.pki.bundle("ca.pem", root), extra=(
+            "[refresh]\nwindow = 7d\nmin_interval = 1s\nmax_interval = 3s\n"
+            "check_interval = 1s\n"))
+        st, _, body = d.staple(leaf.pem(), PEM)
+        self.assertEqual(st, 200, body[:300])
+        row = d.wait_rows(1)[0]
+        self.assertGreater(row["next_update"] - time.time(), 99 * 365 * 86400)
+        self.assertLessEqual(row["next_refresh_at"] - row["fetched_at"], 3)
+        self.assertTrue(wait_until(lambda: fwd.count >= 3, 15),
+                        "refetched %d times in 15 s\n%s" % (fwd.count, read_text(d.log, 3000)))
+        self.assertIn("event=refreshed", read_text(d.log))
+
+    def test_default_cap_is_one_day(self):
+        root = self.pki.root("root")
+        self.pki.responder(root)
+        port = free_port()
+        up = self.responder(root, port=port, ndays=36500)
+        leaf = self.pki.leaf(root, "leaf", serial="1002", ocsp_urls=[up.url])
+        d = self.staplerd(self.pki.bundle("ca.pem", root))
+        st, _, body = d.staple(leaf.pem(), PEM)
+        self.assertEqual(st, 200, body[:300])
+        row = d.wait_rows(1)[0]
+        gap = row["next_refresh_at"] - row["fetched_at"]
+        self.assertLessEqual(gap, 86400)
+        self.assertGreaterEqual(gap, 86400 - 86400 // 8)
+
+
+if __name__ == "__main__":
+    unittest.main()
