@@ -1,6 +1,8 @@
 /* Upstream OCSP fetches on libcurl's multi_socket API, driven by the daemon's libevent loop
- * (the shape of curl's docs/examples/multi-event.c). Our own queue holds transfers until a
- * global and a per-host slot are free, so the total timeout counts from the real start. */
+ * (the shape of curl's docs/examples/multi-event.c). Our own queues, one per upstream host and
+ * priority, hold transfers until a global and a per-host slot are free, so the total timeout
+ * counts from the real start; hosts that can take work sit on a ready list per priority, so
+ * starting a transfer never scans the jobs that cannot start. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -8,6 +10,7 @@
 
 #include <curl/curl.h>
 #include <event2/event.h>
+#include <event2/event_struct.h>
 
 #include "fetch.h"
 #include "config.h"
@@ -17,6 +20,9 @@
 
 #define HOST_MAX 272   /* a host name and ":port" */
 
+struct fetch_job;
+TAILQ_HEAD(job_queue, fetch_job);
+
 /* An upstream host: its transfers, and its health. Kept while it has work or a failure. */
 struct host {
 	char name[HOST_MAX];
@@ -24,11 +30,16 @@ struct host {
 	int queued;          /* transfers waiting for a slot */
 	int failures;        /* consecutive transport failures (network, timeout, HTTP 5xx) */
 	time_t retry_at;     /* while failing: no new refresh work before this */
+	struct job_queue queue[FETCH_PRIO_COUNT];
+	/* On the fetcher's ready list of a priority while it has jobs of it and a free slot. */
+	TAILQ_ENTRY(host) ready[FETCH_PRIO_COUNT];
+	unsigned char is_ready[FETCH_PRIO_COUNT];
 	LIST_ENTRY(host) link;
 };
 
-struct job {
+struct fetch_job {
 	struct fetcher *f;
+	enum fetch_priority prio;
 	CURL *easy;
 	struct curl_slist *headers;
 	char *url;           /* responder URL */
@@ -42,14 +53,16 @@ struct job {
 	fetch_cb cb;
 	void *arg;
 	char errbuf[CURL_ERROR_SIZE];
-	TAILQ_ENTRY(job) link;
+	TAILQ_ENTRY(fetch_job) link;
 };
 
-/* libcurl's view of one socket: the event that watches it. */
+/* libcurl's view of one socket: the event that watches it, kept for the socket's life and
+ * re-assigned when libcurl changes what it waits for (no allocation per change). */
 struct sock {
-	struct event *ev;
-	struct fetcher *f;
+	struct event ev;
 };
+
+TAILQ_HEAD(host_list, host);
 
 struct fetcher {
 	struct event_base *base;
@@ -57,10 +70,12 @@ struct fetcher {
 	CURLM *multi;
 	struct event *timer;   /* libcurl's timeout */
 	struct event *kick;    /* starts queued jobs on the next loop turn */
-	TAILQ_HEAD(, job) queue;
-	TAILQ_HEAD(, job) running;
+	struct job_queue running;
+	struct host_list ready[FETCH_PRIO_COUNT];
 	LIST_HEAD(, host) hosts;
 	size_t n_queued, n_running;
+	size_t n_queued_prio[FETCH_PRIO_COUNT];
+	unsigned long long n_cancelled;
 };
 
 static void check_done(struct fetcher *f);
@@ -140,7 +155,7 @@ out:
 static size_t
 on_write(char *data, size_t size, size_t nmemb, void *userp)
 {
-	struct job *j = userp;
+	struct fetch_job *j = userp;
 	size_t n = size * nmemb;
 
 	if (n > FETCH_MAX_BODY - j->len) {
@@ -185,8 +200,26 @@ host_get(struct fetcher *f, const char *name)
 	if ((h = calloc(1, sizeof(*h))) == NULL)
 		return NULL;
 	util_strlcpy(h->name, name, sizeof(h->name));
+	for (int p = 0; p < FETCH_PRIO_COUNT; p++)
+		TAILQ_INIT(&h->queue[p]);
 	LIST_INSERT_HEAD(&f->hosts, h, link);
 	return h;
+}
+
+/* Puts h on (at the tail) or takes it off each priority's ready list, as its queues and free
+ * slots say. */
+static void
+host_ready_update(struct fetcher *f, struct host *h)
+{
+	for (int p = 0; p < FETCH_PRIO_COUNT; p++) {
+		int ready = !TAILQ_EMPTY(&h->queue[p]) && h->active < FETCH_PER_HOST_MAX;
+
+		if (ready && !h->is_ready[p])
+			TAILQ_INSERT_TAIL(&f->ready[p], h, ready[p]);
+		else if (!ready && h->is_ready[p])
+			TAILQ_REMOVE(&f->ready[p], h, ready[p]);
+		h->is_ready[p] = (unsigned char)ready;
+	}
 }
 
 static void
@@ -222,7 +255,7 @@ host_outcome(struct host *h, enum fetch_status status, long code)
 }
 
 static void
-job_free(struct job *j)
+job_free(struct fetch_job *j)
 {
 	if (j == NULL)
 		return;
@@ -236,9 +269,21 @@ job_free(struct job *j)
 	free(j);
 }
 
-/* Ends a job: unhooks it, reports, frees. */
+/* Takes a job off its host's queue (it is about to run or to end). */
 static void
-job_finish(struct job *j, enum fetch_status status, long code, const char *error)
+job_unqueue(struct fetch_job *j)
+{
+	struct fetcher *f = j->f;
+
+	TAILQ_REMOVE(&j->host->queue[j->prio], j, link);
+	f->n_queued--;
+	f->n_queued_prio[j->prio]--;
+	j->host->queued--;
+}
+
+/* Ends a job: unhooks it, reports (unless cancelled: cb is NULL then), frees. */
+static void
+job_finish(struct fetch_job *j, enum fetch_status status, long code, const char *error)
 {
 	struct fetcher *f = j->f;
 	struct fetch_result res = {
@@ -247,29 +292,41 @@ job_finish(struct job *j, enum fetch_status status, long code, const char *error
 	};
 
 	if (j->easy != NULL) {
+		/* Closes the transfer's socket through on_curl_socket(CURL_POLL_REMOVE). */
 		curl_multi_remove_handle(f->multi, j->easy);
 		TAILQ_REMOVE(&f->running, j, link);
 		f->n_running--;
 		j->host->active--;
 	} else {
-		TAILQ_REMOVE(&f->queue, j, link);
-		f->n_queued--;
-		j->host->queued--;
+		job_unqueue(j);
 	}
 	host_outcome(j->host, status, code);
+	host_ready_update(f, j->host);
 	host_gc(j->host);
 	j->host = NULL;
 	if (status != FETCH_OK) {
 		res.body = NULL;
 		res.len = 0;
 	}
-	j->cb(&res, j->arg);
+	if (j->cb != NULL)
+		j->cb(&res, j->arg);
 	job_free(j);
 	event_active(f->kick, EV_TIMEOUT, 0);
 }
 
+void
+fetch_cancel(struct fetcher *f, struct fetch_job *j)
+{
+	if (j == NULL)
+		return;
+	j->cb = NULL;
+	f->n_cancelled++;
+	/* Not an outcome of the host: its health stays as it was. */
+	job_finish(j, FETCH_CANCELLED, 0, "cancelled");
+}
+
 static int
-job_begin(struct job *j)
+job_begin(struct fetch_job *j)
 {
 	struct fetcher *f = j->f;
 	long timeout_ms = (long)f->cfg->upstream_timeout * 1000;
@@ -311,37 +368,43 @@ job_begin(struct job *j)
 	return 0;
 }
 
-/* Starts queued jobs while global and per-host slots are free. */
+/* Starts queued jobs while global slots are free: the highest priority first, and within
+ * one the hosts in turn (a host that started a job goes to the back of the ready list). */
 static void
 on_kick(evutil_socket_t fd, short what, void *arg)
 {
 	struct fetcher *f = arg;
-	struct job *j, *next;
 
-	for (j = TAILQ_FIRST(&f->queue); j != NULL && f->n_running < (size_t)f->cfg->max_parallel; j = next) {
-		struct host *h = j->host;
+	for (int p = 0; p < FETCH_PRIO_COUNT; p++) {
+		struct host *h;
 
-		next = TAILQ_NEXT(j, link);
-		if (h->active >= FETCH_PER_HOST_MAX)
-			continue;
-		TAILQ_REMOVE(&f->queue, j, link);
-		f->n_queued--;
-		h->queued--;
-		TAILQ_INSERT_TAIL(&f->running, j, link);
-		f->n_running++;
-		h->active++;
-		if (job_begin(j) < 0) {
-			if (j->easy != NULL) {
-				curl_easy_cleanup(j->easy);
-				j->easy = NULL;
+		while (f->n_running < (size_t)f->cfg->max_parallel &&
+		    (h = TAILQ_FIRST(&f->ready[p])) != NULL) {
+			struct fetch_job *j = TAILQ_FIRST(&h->queue[p]);
+
+			job_unqueue(j);
+			TAILQ_INSERT_TAIL(&f->running, j, link);
+			f->n_running++;
+			h->active++;
+			TAILQ_REMOVE(&f->ready[p], h, ready[p]);
+			h->is_ready[p] = 0;
+			host_ready_update(f, h);
+			if (job_begin(j) < 0) {
+				if (j->easy != NULL) {
+					curl_multi_remove_handle(f->multi, j->easy);
+					curl_easy_cleanup(j->easy);
+					j->easy = NULL;
+				}
+				TAILQ_REMOVE(&f->running, j, link);
+				f->n_running--;
+				h->active--;
+				/* Back on its queue for job_finish() to take off again. */
+				TAILQ_INSERT_HEAD(&h->queue[p], j, link);
+				f->n_queued++;
+				f->n_queued_prio[p]++;
+				h->queued++;
+				job_finish(j, FETCH_NETWORK, 0, "cannot start transfer");
 			}
-			TAILQ_REMOVE(&f->running, j, link);
-			f->n_running--;
-			h->active--;
-			TAILQ_INSERT_HEAD(&f->queue, j, link);
-			f->n_queued++;
-			h->queued++;
-			job_finish(j, FETCH_NETWORK, 0, "cannot start transfer");
 		}
 	}
 }
@@ -377,7 +440,7 @@ on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp
 
 	if (what == CURL_POLL_REMOVE) {
 		if (sk != NULL) {
-			event_free(sk->ev);
+			event_del(&sk->ev);
 			free(sk);
 			curl_multi_assign(f->multi, s, NULL);
 		}
@@ -387,13 +450,12 @@ on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp
 	if (sk == NULL) {
 		if ((sk = calloc(1, sizeof(*sk))) == NULL)
 			return -1;
-		sk->f = f;
 		curl_multi_assign(f->multi, s, sk);
 	} else {
-		event_free(sk->ev);
+		event_del(&sk->ev);
 	}
-	if ((sk->ev = event_new(f->base, s, kind, on_socket_event, f)) == NULL ||
-	    event_add(sk->ev, NULL) < 0)
+	if (event_assign(&sk->ev, f->base, s, kind, on_socket_event, f) < 0 ||
+	    event_add(&sk->ev, NULL) < 0)
 		return -1;
 	return 0;
 }
@@ -421,7 +483,7 @@ check_done(struct fetcher *f)
 	int left;
 
 	while ((msg = curl_multi_info_read(f->multi, &left)) != NULL) {
-		struct job *j = NULL;
+		struct fetch_job *j = NULL;
 		long code = 0;
 		char err[CURL_ERROR_SIZE + 64];
 		CURLcode rc;
@@ -460,8 +522,9 @@ fetch_new(struct event_base *base, const struct stapler_config *cfg)
 		return NULL;
 	f->base = base;
 	f->cfg = cfg;
-	TAILQ_INIT(&f->queue);
 	TAILQ_INIT(&f->running);
+	for (int p = 0; p < FETCH_PRIO_COUNT; p++)
+		TAILQ_INIT(&f->ready[p]);
 	LIST_INIT(&f->hosts);
 	if ((f->multi = curl_multi_init()) == NULL ||
 	    (f->timer = evtimer_new(base, on_timer, f)) == NULL ||
@@ -482,14 +545,17 @@ fetch_free(struct fetcher **fp)
 {
 	struct fetcher *f;
 	struct host *h;
-	struct job *j;
+	struct fetch_job *j;
 
 	if (fp == NULL || (f = *fp) == NULL)
 		return;
 	while ((j = TAILQ_FIRST(&f->running)) != NULL)
 		job_finish(j, FETCH_CANCELLED, 0, "shutting down");
-	while ((j = TAILQ_FIRST(&f->queue)) != NULL)
-		job_finish(j, FETCH_CANCELLED, 0, "shutting down");
+	/* With nothing running, every host with queued jobs is on a ready list. */
+	for (int p = 0; p < FETCH_PRIO_COUNT; p++) {
+		while ((h = TAILQ_FIRST(&f->ready[p])) != NULL)
+			job_finish(TAILQ_FIRST(&h->queue[p]), FETCH_CANCELLED, 0, "shutting down");
+	}
 	while ((h = LIST_FIRST(&f->hosts)) != NULL) {
 		LIST_REMOVE(h, link);
 		free(h);
@@ -512,9 +578,10 @@ fetch_set_config(struct fetcher *f, const struct stapler_config *cfg)
 
 int
 fetch_start(struct fetcher *f, const char *url, const unsigned char *der, size_t len,
-    fetch_cb cb, void *arg, char *err, size_t errlen)
+    enum fetch_priority prio, fetch_cb cb, void *arg, struct fetch_job **job, char *err,
+    size_t errlen)
 {
-	struct job *j;
+	struct fetch_job *j;
 	char host[HOST_MAX];
 
 	if (f->n_queued >= FETCH_QUEUE_MAX) {
@@ -526,6 +593,7 @@ fetch_start(struct fetcher *f, const char *url, const unsigned char *der, size_t
 		return -1;
 	}
 	j->f = f;
+	j->prio = prio < 0 || prio >= FETCH_PRIO_COUNT ? FETCH_PRIO_REFRESH : prio;
 	j->cb = cb;
 	j->arg = arg;
 	if (upstream_key(f->cfg, url, host, sizeof(host), err, errlen) < 0)
@@ -538,10 +606,14 @@ fetch_start(struct fetcher *f, const char *url, const unsigned char *der, size_t
 	memcpy(j->req, der, len);
 	j->req_len = len;
 	j->get_url = ocsp_get_url(url, der, len);   /* NULL: too long for GET, use POST */
-	TAILQ_INSERT_TAIL(&f->queue, j, link);
+	TAILQ_INSERT_TAIL(&j->host->queue[j->prio], j, link);
 	f->n_queued++;
+	f->n_queued_prio[j->prio]++;
 	j->host->queued++;
+	host_ready_update(f, j->host);
 	event_active(f->kick, EV_TIMEOUT, 0);
+	if (job != NULL)
+		*job = j;
 	return 0;
 fail:
 	job_free(j);
@@ -558,6 +630,18 @@ size_t
 fetch_queued(const struct fetcher *f)
 {
 	return f->n_queued;
+}
+
+size_t
+fetch_queued_prio(const struct fetcher *f, enum fetch_priority prio)
+{
+	return prio < FETCH_PRIO_COUNT ? f->n_queued_prio[prio] : 0;
+}
+
+unsigned long long
+fetch_cancelled(const struct fetcher *f)
+{
+	return f->n_cancelled;
 }
 
 int

@@ -40,7 +40,17 @@ struct fetch_result {
 
 typedef void (*fetch_cb)(const struct fetch_result *res, void *arg);
 
+/* Who waits for a fetch, in the order free slots are given out: a client with a verified
+ * certificate first, then an anonymous /ocsp miss, then the refresh scheduler. */
+enum fetch_priority {
+	FETCH_PRIO_CLIENT = 0,
+	FETCH_PRIO_ANONYMOUS,
+	FETCH_PRIO_REFRESH,
+	FETCH_PRIO_COUNT,
+};
+
 struct fetcher;
+struct fetch_job;
 
 /* Returns a new fetcher on base, or NULL. It keeps a pointer to cfg (timeout, max_parallel,
  * allow): fetch_set_config() swaps it on reload. */
@@ -55,10 +65,17 @@ int fetch_url_allowed(const struct stapler_config *cfg, const char *url, char *h
     char *err, size_t errlen);
 
 /* Queues the OCSP request der (copied) for url: GET when the RFC 5019 URL fits in 255 bytes,
- * POST otherwise. Returns 0 and later calls cb exactly once, never from inside fetch_start;
- * or returns -1 with err set (policy refusal or queue full) and never calls cb. */
+ * POST otherwise. Each upstream host has its own queue per priority, and free slots go to the
+ * highest priority first, round robin over the hosts that can take work. Returns 0 and later
+ * calls cb exactly once, never from inside fetch_start, unless fetch_cancel() comes first;
+ * *job (when job is not NULL) is the handle for that. Or returns -1 with err set (policy
+ * refusal or queue full) and never calls cb. */
 int fetch_start(struct fetcher *f, const char *url, const unsigned char *der, size_t len,
-    fetch_cb cb, void *arg, char *err, size_t errlen);
+    enum fetch_priority prio, fetch_cb cb, void *arg, struct fetch_job **job, char *err,
+    size_t errlen);
+/* Drops a fetch nobody waits for any more: queued, it is forgotten; running, its transfer is
+ * stopped and its socket closed. Its callback never runs. */
+void fetch_cancel(struct fetcher *f, struct fetch_job *job);
 
 /* The health of url's host, for the refresh scheduler: *load is its transfers running and
  * waiting; *retry_at is the end of its failure backoff when it is failing at now, else 0.
@@ -66,8 +83,11 @@ int fetch_start(struct fetcher *f, const char *url, const unsigned char *der, si
 int fetch_host_state(const struct fetcher *f, const char *url, time_t now, int *load,
     time_t *retry_at);
 
-/* Transfers running and waiting. */
+/* Transfers running and waiting, and waiting with priority prio. */
 size_t fetch_active(const struct fetcher *f);
 size_t fetch_queued(const struct fetcher *f);
+size_t fetch_queued_prio(const struct fetcher *f, enum fetch_priority prio);
+/* Fetches cancelled by fetch_cancel() since the start. */
+unsigned long long fetch_cancelled(const struct fetcher *f);
 
 #endif

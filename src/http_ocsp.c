@@ -131,6 +131,7 @@ answer(struct http_api *api, struct evhttp_request *req, const unsigned char *de
 		send_status(req, OCSP_RESPONSE_STATUS_INTERNALERROR);
 		goto out;
 	}
+	t->anonymous = 1;
 	http_wait_start(w, staple_ensure(svc, t, NULL, now, on_staple, w), cancel_staple);
 out:
 	OCSP_CERTID_free(id);

@@ -36,6 +36,7 @@ struct pending {
 	struct stapler_key key;      /* the table's key: a copy of t->key */
 	struct staple_target *t;
 	int refresh;                 /* started by the scheduler or an operator, not a client */
+	struct fetch_job *job;       /* the transfer in flight, until its callback runs */
 	int url_index;
 	int permanent;               /* the last URL gave an answer that was wrong, not absent */
 	unsigned char *req;
@@ -402,6 +403,7 @@ on_fetched(const struct fetch_result *res, void *arg)
 	enum ocsp_verdict v;
 	time_t now = time(NULL), next = 0;
 
+	p->job = NULL;
 	if (res->status == FETCH_CANCELLED) {
 		pending_finish(p, STAPLE_UNAVAILABLE, NULL, "shutting down");
 		return;
@@ -458,9 +460,12 @@ try_next_url(struct pending *p)
 	int n = staple_fetch_urls(p->svc, p->t->key.key_hash, &p->t->urls, &urls);
 	char err[256];
 
+	enum fetch_priority prio = p->refresh ? FETCH_PRIO_REFRESH :
+	    p->t->anonymous ? FETCH_PRIO_ANONYMOUS : FETCH_PRIO_CLIENT;
+
 	for (; p->url_index < n; p->url_index++) {
-		if (fetch_start(p->svc->fetch, urls[p->url_index], p->req, p->req_len, on_fetched, p,
-		    err, sizeof(err)) == 0)
+		if (fetch_start(p->svc->fetch, urls[p->url_index], p->req, p->req_len, prio, on_fetched,
+		    p, &p->job, err, sizeof(err)) == 0)
 			return 0;
 		snprintf(p->last_error, sizeof(p->last_error), "%.200s: %.250s", urls[p->url_index], err);
 	}
@@ -841,8 +846,20 @@ staple_submit(struct staple_service *svc, const unsigned char *body, size_t len,
 void
 staple_wait_cancel(struct staple_wait *w)
 {
+	struct pending *p;
+
 	if (w == NULL)
 		return;
-	TAILQ_REMOVE(&w->p->waiters, w, link);
+	p = w->p;
+	TAILQ_REMOVE(&p->waiters, w, link);
 	free(w);
+	/* A client fetch nobody waits for any more is dropped, so clients that left cannot keep
+	 * upstream slots from those still waiting; a refresh runs on for the cache's sake. */
+	if (!p->refresh && TAILQ_EMPTY(&p->waiters) && p->job != NULL) {
+		log_debug("fetch_abandoned", "serial=%s issuer=%s", p->t->serial_hex, p->t->key_hash_hex);
+		fetch_cancel(p->svc->fetch, p->job);
+		p->job = NULL;
+		table_remove(&p->svc->pending, &p->key, p->svc->seed);
+		pending_free(p);
+	}
 }

@@ -49,6 +49,7 @@ struct staple_target {
 	struct certs_urls urls;   /* owned */
 	char subject[512];
 	time_t not_after;
+	int anonymous;            /* an /ocsp miss: nobody proved the certificate exists */
 };
 
 /* A new target for subject under issuer (a new reference is taken on issuer): CertID, key,

@@ -1,0 +1,275 @@
+/* Component tests of fetch.c on the test's own event base, against HTTP servers of the test
+ * (evhttp) on 127.0.0.1: free slots go to clients before refreshes, one stalled upstream does
+ * not hold up another, cancelled fetches never call back and free their slots, and no
+ * callback runs inside fetch_start(). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <curl/curl.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+
+#include "config.h"
+#include "fetch.h"
+
+static const unsigned char REQ[] = { 0x30, 0x03, 0x02, 0x01, 0x00 };
+
+struct world {
+	struct event_base *base;
+	struct evhttp *fast, *slow;
+	unsigned short fast_port, slow_port;
+	struct stapler_config *cfg;
+	struct fetcher *f;
+	char order[64];          /* callbacks, in order: one letter per fetch */
+	size_t n_order;
+	int in_start;            /* set while fetch_start runs */
+	int called_inside;
+	int slow_seen;           /* requests the stalled server received */
+};
+
+struct call {
+	struct world *w;
+	char tag;
+	enum fetch_status status;
+	int done;
+};
+
+static void
+on_fast(struct evhttp_request *req, void *arg)
+{
+	struct evbuffer *out = evbuffer_new();
+
+	evbuffer_add(out, "ocsp", 4);
+	evhttp_send_reply(req, 200, "OK", out);
+	evbuffer_free(out);
+}
+
+/* Never answers: the request stays with evhttp until the client goes away. */
+static void
+on_slow(struct evhttp_request *req, void *arg)
+{
+	((struct world *)arg)->slow_seen++;
+}
+
+static unsigned short
+listen_on(struct evhttp *http)
+{
+	struct evhttp_bound_socket *s = evhttp_bind_socket_with_handle(http, "127.0.0.1", 0);
+	struct sockaddr_in sin;
+	socklen_t len = sizeof(sin);
+
+	assert_non_null(s);
+	assert_int_equal(getsockname(evhttp_bound_socket_get_fd(s), (struct sockaddr *)&sin, &len), 0);
+	return ntohs(sin.sin_port);
+}
+
+static int
+setup(void **state)
+{
+	struct world *w = calloc(1, sizeof(*w));
+
+	w->base = event_base_new();
+	w->fast = evhttp_new(w->base);
+	w->slow = evhttp_new(w->base);
+	evhttp_set_gencb(w->fast, on_fast, w);
+	evhttp_set_gencb(w->slow, on_slow, w);
+	w->fast_port = listen_on(w->fast);
+	w->slow_port = listen_on(w->slow);
+	w->cfg = config_default();
+	w->cfg->upstream_timeout = 30;
+	w->f = fetch_new(w->base, w->cfg);
+	assert_non_null(w->f);
+	*state = w;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct world *w = *state;
+
+	fetch_free(&w->f);
+	evhttp_free(w->fast);
+	evhttp_free(w->slow);
+	event_base_free(w->base);
+	config_free(&w->cfg);
+	free(w);
+	return 0;
+}
+
+static void
+on_done(const struct fetch_result *res, void *arg)
+{
+	struct call *c = arg;
+
+	if (c->w->in_start)
+		c->w->called_inside = 1;
+	c->status = res->status;
+	c->done = 1;
+	if (c->w->n_order < sizeof(c->w->order) - 1)
+		c->w->order[c->w->n_order++] = c->tag;
+}
+
+static void
+start(struct world *w, unsigned short port, enum fetch_priority prio, struct call *c, char tag,
+    struct fetch_job **job)
+{
+	char url[64], err[256];
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u/", port);
+	c->w = w;
+	c->tag = tag;
+	w->in_start = 1;
+	assert_int_equal(fetch_start(w->f, url, REQ, sizeof(REQ), prio, on_done, c, job, err,
+	    sizeof(err)), 0);
+	w->in_start = 0;
+}
+
+/* Runs the loop until pred holds or a few seconds passed. */
+static int
+run_until(struct world *w, int (*pred)(struct world *w, void *arg), void *arg)
+{
+	struct timeval tick = { 0, 10 * 1000 };
+
+	for (int i = 0; i < 500; i++) {
+		if (pred(w, arg))
+			return 1;
+		event_base_loopexit(w->base, &tick);
+		event_base_dispatch(w->base);
+	}
+	return pred(w, arg);
+}
+
+static int
+all_done(struct world *w, void *arg)
+{
+	struct call *calls = arg;
+
+	for (size_t i = 0; calls[i].w != NULL; i++) {
+		if (!calls[i].done)
+			return 0;
+	}
+	return 1;
+}
+
+static int
+slow_has(struct world *w, void *arg)
+{
+	return w->slow_seen >= *(int *)arg;
+}
+
+static void
+test_clients_go_before_refreshes(void **state)
+{
+	struct world *w = *state;
+	struct call c[5] = { 0 };
+
+	/* One slot: the order the queued fetches end in is the order they were started in. */
+	w->cfg->max_parallel = 1;
+	start(w, w->fast_port, FETCH_PRIO_REFRESH, &c[0], 'r', NULL);
+	start(w, w->fast_port, FETCH_PRIO_ANONYMOUS, &c[1], 'a', NULL);
+	start(w, w->fast_port, FETCH_PRIO_REFRESH, &c[2], 's', NULL);
+	start(w, w->fast_port, FETCH_PRIO_CLIENT, &c[3], 'c', NULL);
+	assert_int_equal(w->called_inside, 0);
+	assert_int_equal(fetch_queued(w->f), 4);
+	assert_int_equal(fetch_queued_prio(w->f, FETCH_PRIO_REFRESH), 2);
+	assert_true(run_until(w, all_done, c));
+	assert_int_equal(w->called_inside, 0);
+	assert_string_equal(w->order, "cars");
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(c[i].status, FETCH_OK);
+}
+
+static void
+test_stalled_host_does_not_block_another(void **state)
+{
+	struct world *w = *state;
+	struct call slow[20] = { 0 }, fast[2] = { 0 };
+	int running = FETCH_PER_HOST_MAX;
+
+	/* Twenty client fetches to a host that never answers, queued first... */
+	for (int i = 0; i < 20; i++)
+		start(w, w->slow_port, FETCH_PRIO_CLIENT, &slow[i], 'x', NULL);
+	/* ...then a refresh to another host: it is not stuck behind them. */
+	start(w, w->fast_port, FETCH_PRIO_REFRESH, &fast[0], 'f', NULL);
+	assert_true(run_until(w, all_done, fast));
+	assert_int_equal(fast[0].status, FETCH_OK);
+	assert_true(run_until(w, slow_has, &running));
+	/* The stalled host holds its own cap and no more. */
+	assert_int_equal(fetch_active(w->f), FETCH_PER_HOST_MAX);
+	assert_int_equal(fetch_queued(w->f), 20 - FETCH_PER_HOST_MAX);
+	for (int i = 0; i < 20; i++)
+		assert_int_equal(slow[i].done, 0);
+	/* Their callbacks point into this frame: end them here. */
+	fetch_free(&w->f);
+}
+
+static void
+test_cancel_frees_slots_and_never_calls_back(void **state)
+{
+	struct world *w = *state;
+	struct call slow[12] = { 0 }, fast[2] = { 0 };
+	struct fetch_job *job[12];
+	int running = FETCH_PER_HOST_MAX;
+
+	for (int i = 0; i < 12; i++)
+		start(w, w->slow_port, FETCH_PRIO_ANONYMOUS, &slow[i], 'x', &job[i]);
+	assert_true(run_until(w, slow_has, &running));
+	assert_int_equal(fetch_active(w->f), FETCH_PER_HOST_MAX);
+	/* Running and queued ones alike. */
+	for (int i = 0; i < 12; i++)
+		fetch_cancel(w->f, job[i]);
+	assert_int_equal(fetch_active(w->f), 0);
+	assert_int_equal(fetch_queued(w->f), 0);
+	assert_int_equal(fetch_cancelled(w->f), 12);
+	/* The host is usable at once: a new fetch to it starts (the stall server sees it). */
+	running = FETCH_PER_HOST_MAX + 1;
+	start(w, w->slow_port, FETCH_PRIO_CLIENT, &fast[0], 'n', &job[0]);
+	assert_true(run_until(w, slow_has, &running));
+	fetch_cancel(w->f, job[0]);
+	for (int i = 0; i < 12; i++)
+		assert_int_equal(slow[i].done, 0);
+	assert_int_equal(fast[0].done, 0);
+}
+
+static void
+test_free_cancels_with_callbacks(void **state)
+{
+	struct world *w = *state;
+	struct call slow[10] = { 0 };
+	int running = FETCH_PER_HOST_MAX;
+
+	for (int i = 0; i < 10; i++)
+		start(w, w->slow_port, i % 2 ? FETCH_PRIO_REFRESH : FETCH_PRIO_CLIENT, &slow[i], 'x', NULL);
+	assert_true(run_until(w, slow_has, &running));
+	fetch_free(&w->f);
+	for (int i = 0; i < 10; i++) {
+		assert_int_equal(slow[i].done, 1);
+		assert_int_equal(slow[i].status, FETCH_CANCELLED);
+	}
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_clients_go_before_refreshes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stalled_host_does_not_block_another, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_frees_slots_and_never_calls_back, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_free_cancels_with_callbacks, setup, teardown),
+	};
+	int rc;
+
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	rc = cmocka_run_group_tests(tests, NULL, NULL);
+	curl_global_cleanup();
+	return rc;
+}
