@@ -115,6 +115,8 @@ static const char *const stmt_sql[ST_MAX] = {
 struct cache {
 	sqlite3 *db;
 	int readonly;
+	int nowait;           /* cache_set_nowait(): no busy wait, faults left to the caller */
+	enum cache_fault fault;   /* of the last failed statement */
 	int in_foreach;       /* ST_ALL_ROWS is running: a nested foreach would restart it */
 	sqlite3_stmt *stmt[ST_MAX];
 };
@@ -125,10 +127,67 @@ cache_fail(const char *op, const char *msg)
 	log_error("cache_error", "op=%s err=\"%s\"", op, msg);
 }
 
+/* The kind of a failed statement: the faults of the disk and of other processes are
+ * transient (the write is worth keeping and trying again); the rest are bugs or bad rows. */
+static enum cache_fault
+fault_of(int code)
+{
+	switch (code & 0xff) {
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return CACHE_FAULT_BUSY;
+	case SQLITE_FULL:
+		return CACHE_FAULT_FULL;
+	case SQLITE_IOERR:
+	case SQLITE_READONLY:
+	case SQLITE_CANTOPEN:
+	case SQLITE_PROTOCOL:
+		return CACHE_FAULT_IO;
+	default:
+		return CACHE_FAULT_OTHER;
+	}
+}
+
 static void
 cache_fail_db(struct cache *c, const char *op)
 {
+	c->fault = fault_of(sqlite3_extended_errcode(c->db));
+	/* In no-wait mode the caller keeps the write and logs the fault once per interval. */
+	if (c->nowait && c->fault != CACHE_FAULT_OTHER)
+		return;
 	cache_fail(op, sqlite3_errmsg(c->db));
+}
+
+void
+cache_set_nowait(struct cache *cache)
+{
+	cache->nowait = 1;
+	sqlite3_busy_timeout(cache->db, 0);
+}
+
+enum cache_fault
+cache_fault(const struct cache *cache)
+{
+	return cache->fault;
+}
+
+const char *
+cache_fault_name(enum cache_fault f)
+{
+	switch (f) {
+	case CACHE_FAULT_NONE: return "none";
+	case CACHE_FAULT_BUSY: return "locked";
+	case CACHE_FAULT_FULL: return "disk_full";
+	case CACHE_FAULT_IO: return "io_error";
+	case CACHE_FAULT_OTHER: break;
+	}
+	return "error";
+}
+
+const char *
+cache_errmsg(const struct cache *cache)
+{
+	return sqlite3_errmsg(cache->db);
 }
 
 /* Ready a statement for its next use; sqlite3_reset repeats the last step's error, which was
@@ -501,6 +560,8 @@ cache_store(struct cache *cache, const struct cache_issuer *issuer, const struct
 	long long now = (long long)time(NULL);
 	int in_tx = 0, ret = -1;
 
+	/* A refusal below is the row's fault, not the database's: never worth a retry. */
+	cache->fault = CACHE_FAULT_OTHER;
 	if (cache->readonly) {
 		cache_fail("store", "database is open read-only");
 		goto out;

@@ -97,6 +97,26 @@ int cache_spread_due(struct cache *cache, long long now, long long spread);
  * so the scheduler picks them up at its next ticks. Returns the number of rows marked, or -1. */
 long long cache_mark_all_due(struct cache *cache, long long now);
 
+/* Why the last failed call failed: transient faults (another process holds the lock, the
+ * disk is full, an I/O error or a read-only file) are worth keeping the write and trying again;
+ * CACHE_FAULT_OTHER is a bug or a bad row. */
+enum cache_fault {
+	CACHE_FAULT_NONE = 0,
+	CACHE_FAULT_BUSY,
+	CACHE_FAULT_FULL,
+	CACHE_FAULT_IO,
+	CACHE_FAULT_OTHER,
+};
+enum cache_fault cache_fault(const struct cache *cache);
+/* "none", "locked", "disk_full", "io_error", "error". */
+const char *cache_fault_name(enum cache_fault f);
+/* SQLite's message for the last failure (valid until the next call). */
+const char *cache_errmsg(const struct cache *cache);
+/* The daemon's mode: a statement that finds the database locked fails at once instead of
+ * waiting (the event loop never waits on a lock), and transient faults are not logged here:
+ * the write-behind queue (persist.c) keeps the write and logs once per interval. */
+void cache_set_nowait(struct cache *cache);
+
 /* The SQLite handle, for the read-only reports of cache_report.c. Owned by the cache. */
 struct sqlite3 *cache_db(struct cache *cache);
 

@@ -12,6 +12,7 @@
 #include "daemon.h"
 #include "fetch.h"
 #include "http_api.h"
+#include "persist.h"
 #include "refresh.h"
 #include "staple.h"
 #include "cache.h"
@@ -30,6 +31,7 @@ struct daemon {
 	struct cache *cache;
 	struct store *store;
 	struct fetcher *fetch;
+	struct persist *persist;
 	struct staple_service *svc;
 	struct http_api *api;
 	struct refresher *refresh;
@@ -130,6 +132,7 @@ daemon_free(struct daemon *d)
 	refresh_free(&d->refresh);
 	fetch_free(&d->fetch);
 	staple_service_free(&d->svc);
+	persist_free(&d->persist);
 	store_free(&d->store);
 	cache_close(&d->cache);
 	certs_trust_free(&d->trust);
@@ -200,6 +203,13 @@ daemon_run(struct stapler_config *cfg)
 		    "the warm-start update (see the cache_error line before this one)\"");
 		goto out;
 	}
+	/* From here on the loop never waits on the database lock: writes the database refuses
+	 * now are kept and retried. */
+	if ((d.persist = persist_new(d.base, d.cache)) == NULL) {
+		log_error("startup_failed", "error=\"out of memory\"");
+		goto out;
+	}
+	staple_service_set_persist(d.svc, d.persist);
 	if ((d.api = http_api_new(d.base, d.cfg, d.svc, d.store, d.fetch, err, sizeof(err))) == NULL) {
 		log_error("startup_failed", "error=\"%s\"", err);
 		goto out;

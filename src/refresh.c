@@ -23,6 +23,7 @@ struct refresher {
 	struct staple_service *svc;
 	struct fetcher *fetch;
 	struct event *timer;
+	time_t lease_logged;       /* a failing lease write is logged once a minute */
 };
 
 /* The keys of the entries one tick refreshes. */
@@ -116,13 +117,20 @@ tick(struct refresher *r)
 	lease = (long long)now + r->cfg->upstream_timeout * (CERTS_MAX_URLS + 1) + 30;
 	for (size_t i = 0; i < b->n; i++)
 		b->item[i].next_refresh_at = lease;
-	if (cache_set_refresh(r->cache, b->item, b->n) < 0)
-		goto out;
+	if (cache_set_refresh(r->cache, b->item, b->n) < 0 && now - r->lease_logged >= 60) {
+		/* Refreshes go on without the lease (it only guards against a crash): a revocation
+		 * must be seen even while another process holds the database. */
+		log_warn("refresh_lease_failed", "fault=%s due=%zu reason=\"%s\"",
+		    cache_fault_name(cache_fault(r->cache)), b->n, cache_errmsg(r->cache));
+		r->lease_logged = now;
+	}
 	for (size_t i = 0; i < b->n; i++) {
 		struct cache_row row;
 		time_t later;
 
-		if (staple_service_is_pending(r->svc, b->item[i].issuer_key_hash, b->item[i].serial))
+		/* In flight, or refreshed already with its new row still waiting to be written. */
+		if (staple_service_is_pending(r->svc, b->item[i].issuer_key_hash, b->item[i].serial) ||
+		    staple_service_write_pending(r->svc, b->item[i].issuer_key_hash, b->item[i].serial))
 			continue;
 		if (cache_get(r->cache, b->item[i].issuer_key_hash, b->item[i].serial, &row) != 1) {
 			cache_row_clear(&row);

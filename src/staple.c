@@ -17,6 +17,7 @@
 #include "issuers.h"
 #include "log.h"
 #include "ocsp.h"
+#include "persist.h"
 #include "sched.h"
 #include "table.h"
 #include "util.h"
@@ -55,6 +56,7 @@ struct staple_service {
 	uint64_t seed;
 	uint64_t rng;                /* xorshift state: jitter only, not secrets */
 	struct issuers *issuers;   /* who the OCSP proxy serves, learned from stored staples */
+	struct persist *persist;   /* the daemon's writes go through it; NULL: straight to cache */
 };
 
 static int
@@ -210,6 +212,31 @@ staple_service_pending(const struct staple_service *svc)
 	return svc->pending.count;
 }
 
+void
+staple_service_set_persist(struct staple_service *svc, struct persist *persist)
+{
+	svc->persist = persist;
+}
+
+/* The service's writes: through the write-behind queue in the daemon, where a write the
+ * database refuses now is kept and retried; straight to the cache in tests and tools. */
+static int
+write_row(struct staple_service *svc, const struct cache_issuer *issuer,
+    const struct cache_row *row)
+{
+	return svc->persist != NULL ? persist_store(svc->persist, issuer, row) :
+	    cache_store(svc->cache, issuer, row);
+}
+
+static int
+write_failure(struct staple_service *svc, const char *issuer_key_hash, const char *serial,
+    int failures, const char *last_error, long long next_refresh_at)
+{
+	return svc->persist != NULL ? persist_failure(svc->persist, issuer_key_hash, serial, failures,
+	    last_error, next_refresh_at) : cache_set_failure(svc->cache, issuer_key_hash, serial,
+	    failures, last_error, next_refresh_at);
+}
+
 /* Learns the issuer of a cached row and its URLs for the OCSP proxy (one query per issuer). */
 static void
 learn_row_issuer(struct staple_service *svc, const struct cache_row *row,
@@ -276,8 +303,7 @@ record_failure(struct pending *p, const char *error)
 	}
 	failures = row.failures + 1;
 	next = sched_retry_at(failures, now, (time_t)row.next_update, staple_service_random(svc));
-	if (cache_set_failure(svc->cache, row.issuer_key_hash, row.serial, failures, error,
-	    (long long)next) < 0)
+	if (write_failure(svc, row.issuer_key_hash, row.serial, failures, error, (long long)next) < 0)
 		log_error("cache_store_failed", "serial=%s issuer=%s", row.serial, row.issuer_key_hash);
 	/* A wrong answer (bad signature, another CertID, an unauthorised signer) is worth an
 	 * operator's attention; an absent one (timeout, 5xx, tryLater) is routine. */
@@ -365,8 +391,9 @@ commit(struct pending *p, const char *url, const unsigned char *der, size_t len,
 		issuer.subject = isub;
 		issuer.cert_der = issuer_der;
 		issuer.cert_len = issuer_len;
-		/* A verified staple is served even if the disk write fails; it is only lost at restart. */
-		if (cache_store(svc->cache, &issuer, &row) < 0)
+		/* A verified staple is served even while the database refuses the write: the
+		 * write-behind queue keeps it and retries until it lands. */
+		if (write_row(svc, &issuer, &row) < 0)
 			log_error("cache_store_failed", "serial=%s issuer=%s", p->t->serial_hex, p->t->key_hash_hex);
 	}
 	OPENSSL_free(issuer_der);
@@ -746,13 +773,20 @@ staple_refresh_row(struct staple_service *svc, const struct cache_row *row, time
 	if (!trusted) {
 		log_warn("refresh_skipped", "serial=%s issuer=%s reason=\"%s\"", row->serial,
 		    row->issuer_key_hash, untrusted);
-		cache_set_failure(svc->cache, row->issuer_key_hash, row->serial, row->failures + 1,
-		    untrusted, (long long)now + SCHED_BACKOFF_CAP);
+		write_failure(svc, row->issuer_key_hash, row->serial, row->failures + 1, untrusted,
+		    (long long)now + SCHED_BACKOFF_CAP);
 		staple_target_free(&t);
 		cb(STAPLE_UNTRUSTED, NULL, untrusted, arg);
 		return NULL;
 	}
 	return ensure(svc, t, NULL, now, 1, cb, arg);
+}
+
+int
+staple_service_write_pending(const struct staple_service *svc, const char *issuer_key_hash,
+    const char *serial)
+{
+	return svc->persist != NULL && persist_has(svc->persist, issuer_key_hash, serial);
 }
 
 int
@@ -774,7 +808,9 @@ staple_service_evict(struct staple_service *svc, const char *issuer_key_hash, co
 
 	if (stapler_key_from_hex(&key, issuer_key_hash, serial) < 0)
 		return -1;
-	if ((rc = cache_delete(svc->cache, issuer_key_hash, serial)) < 0)
+	rc = svc->persist != NULL ? persist_delete(svc->persist, issuer_key_hash, serial) :
+	    cache_delete(svc->cache, issuer_key_hash, serial);
+	if (rc < 0)
 		return -1;
 	if (store_remove(svc->store, &key))
 		rc = 1;

@@ -17,6 +17,7 @@ struct cache_row;
 struct certs_trust;
 struct fetcher;
 struct issuers;
+struct persist;
 struct stapler_config;
 
 enum staple_outcome {
@@ -77,6 +78,10 @@ void staple_service_free(struct staple_service **svc);
 void staple_service_reload(struct staple_service *svc, const struct stapler_config *cfg,
     const struct certs_trust *trust);
 
+/* From now on the service's writes go through persist (the daemon's write-behind queue), so
+ * none waits on the database lock; without it they go straight to the cache. */
+void staple_service_set_persist(struct staple_service *svc, struct persist *persist);
+
 /* Loads every cached row into the memory index (warm start). Returns the count, or -1. */
 long staple_service_load(struct staple_service *svc);
 
@@ -99,6 +104,10 @@ struct staple_wait *staple_ensure(struct staple_service *svc, struct staple_targ
  * its response and its failure is recorded with a backed-off retry time. */
 struct staple_wait *staple_refresh_row(struct staple_service *svc, const struct cache_row *row,
     time_t now, staple_cb cb, void *arg);
+/* 1 when the entry has a write waiting in the write-behind queue: its row in the database is
+ * older than what the service knows (the scheduler leaves it alone until it lands). */
+int staple_service_write_pending(const struct staple_service *svc, const char *issuer_key_hash,
+    const char *serial);
 /* 1 when the entry has a fetch in flight. */
 int staple_service_is_pending(const struct staple_service *svc, const char *issuer_key_hash,
     const char *serial);

@@ -16,8 +16,8 @@ import unittest
 sys.dont_write_bytecode = True      # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (free_port, IntegrationTestCase, PEM, read_text, run, setUpModule,
-                     staplerd_binary, wait_until)
+from harness import (free_port, IntegrationTestCase, PEM, read_text, response_text, run,
+                     setUpModule, staplerd_binary, wait_until)
 
 
 def can_mount_ro():
@@ -91,6 +91,92 @@ class DatabaseFaultTest(IntegrationTestCase):
             holder.close()
         self.assertNotEqual(p.returncode, 0, p.stderr)
         self.assertIn("locked by another process", p.stderr)
+
+
+class LockedDatabaseTest(IntegrationTestCase):
+    """Another process holds the database's write lock (BEGIN IMMEDIATE, as a long backup or a
+    second writer would): the event loop does not wait on it. Writes are kept in memory and land
+    once the lock is gone; a revocation seen meanwhile is served at once and survives a
+    restart."""
+
+    def setUp(self):
+        super().setUp()
+        self.root = self.pki.root("root")
+        self.pki.responder(self.root)
+        self.port = free_port()
+        self.url = "http://127.0.0.1:%d/" % self.port
+        self.ca_file = self.pki.bundle("ca.pem", self.root)
+
+    def lock(self, d):
+        holder = sqlite3.connect(d.database, timeout=1, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        self.addCleanup(holder.close)
+        return holder
+
+    def test_serving_and_fetching_do_not_wait_on_the_lock(self):
+        cached = self.pki.leaf(self.root, "cached", serial="5001", ocsp_urls=[self.url])
+        fresh = self.pki.leaf(self.root, "fresh", serial="5002", ocsp_urls=[self.url])
+        self.resp = self.responder(self.root, port=self.port, ndays=7)
+        d = self.staplerd(self.ca_file)
+        st, _, want = d.staple(cached.pem(), PEM)
+        self.assertEqual(st, 200)
+        d.wait_rows(1)
+        holder = self.lock(d)
+        t0 = time.monotonic()
+        st, _, body = d.staple(cached.pem(), PEM, timeout=10)
+        self.assertEqual((st, body), (200, want))
+        self.assertLess(time.monotonic() - t0, 1.0)
+        # A miss: fetched, verified and answered while its row cannot be written.
+        t0 = time.monotonic()
+        st, _, body = d.staple(fresh.pem(), PEM, timeout=10)
+        self.assertEqual(st, 200, body[:300])
+        self.assertLess(time.monotonic() - t0, 1.0)
+        st, _, health = d.request("GET", "/healthz")
+        self.assertEqual(st, 200)
+        self.assertIn("event=cache_write_failed", read_text(d.log))
+        holder.execute("ROLLBACK")
+        rows = d.wait_rows(2, timeout=10)
+        self.assertEqual(sorted(r["serial"] for r in rows), ["5001", "5002"])
+        self.assertTrue(wait_until(lambda: "event=cache_write_recovered" in read_text(d.log), 10))
+        # One fault, one line (and the recovery), not a line per write or per retry.
+        self.assertEqual(read_text(d.log).count("event=cache_write_failed"), 1)
+
+    def test_revocation_seen_while_locked_survives_a_restart(self):
+        leaf = self.pki.leaf(self.root, "leaf", serial="5101", ocsp_urls=[self.url])
+        self.resp = self.responder(self.root, port=self.port, ndays=7)
+        d = self.staplerd(self.ca_file, extra=(
+            "[refresh]\nwindow = 30d\nmin_interval = 1s\ncheck_interval = 1s\n"))
+        st, _, good = d.staple(leaf.pem(), PEM)
+        self.assertEqual(st, 200)
+        self.assertIn(": good", response_text(good, self.tmp))
+        d.wait_rows(1)
+        # Leases are written before a refresh starts: hold the lock once the next one is out.
+        self.resp.stop()
+        self.root.revoke(leaf)
+        holder = self.lock(d)
+        self.resp = self.responder(self.root, port=self.port, ndays=7)
+        ok = wait_until(lambda: ": revoked" in response_text(d.staple(leaf.pem(), PEM)[2],
+                                                            self.tmp), 20)
+        self.assertTrue(ok, read_text(d.log, 3000))
+        row = d.db_rows()[0]
+        self.assertEqual(row["cert_status"], "good")      # not written yet
+        holder.execute("ROLLBACK")
+        holder.close()
+        self.wait_row_status(d, "revoked")
+        self.assertEqual(d.stop(), 0)
+        self.resp.stop()                                  # the staple must come from the cache
+        d.start()
+        st, _, body = d.staple(leaf.pem(), PEM)
+        self.assertEqual(st, 200, body[:300])
+        self.assertIn(": revoked", response_text(body, self.tmp))
+
+    def wait_row_status(self, d, status):
+        def probe():
+            try:
+                return d.db_rows()[0]["cert_status"] == status
+            except (sqlite3.Error, IndexError):
+                return False
+        self.assertTrue(wait_until(probe, 15), read_text(d.log, 3000))
 
 
 class MaxIntervalTest(IntegrationTestCase):

@@ -1,0 +1,473 @@
+/* Write-behind for the cache: writes tried at once, kept per entry when the database refuses
+ * them for now, retried with backoff from a timer, logged once per interval. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "cache.h"
+#include "log.h"
+#include "persist.h"
+#include "table.h"
+#include "util.h"
+
+enum op_kind { OP_STORE, OP_FAILURE, OP_DELETE };
+
+/* The one pending operation of an entry. */
+struct op {
+	struct stapler_key key;
+	char issuer_key_hash[STAPLER_SHA1_HEX];
+	char serial[STAPLER_SERIAL_HEX_MAX];
+	enum op_kind kind;
+	struct cache_row row;          /* OP_STORE: an owned copy */
+	struct cache_issuer issuer;    /* OP_STORE: an owned copy, when has_issuer */
+	int has_issuer;
+	int failures;                  /* OP_FAILURE */
+	char *last_error;
+	long long next_refresh_at;
+	TAILQ_ENTRY(op) link;
+};
+
+struct persist {
+	struct event_base *base;
+	struct cache *cache;
+	struct event *timer;
+	struct table ops;              /* by key */
+	TAILQ_HEAD(, op) fifo;
+	uint64_t seed;
+	size_t n_revocations;
+	long delay_ms;
+	int failing;
+	time_t failing_since, last_log;
+	unsigned long long suppressed, dropped;
+};
+
+static int
+op_match(const void *entry, const void *key)
+{
+	return stapler_key_equal(&((const struct op *)entry)->key, key);
+}
+
+static const void *
+op_key_of(const void *entry)
+{
+	return &((const struct op *)entry)->key;
+}
+
+static char *
+dup_or_null(const char *s)
+{
+	return s != NULL ? strdup(s) : NULL;
+}
+
+static unsigned char *
+dup_blob(const unsigned char *b, size_t len)
+{
+	unsigned char *c = malloc(len > 0 ? len : 1);
+
+	if (c != NULL && len > 0)
+		memcpy(c, b, len);
+	return c;
+}
+
+/* A deep copy of row into dst (cache_row_clear() frees it). Returns 0 or -1. */
+static int
+row_copy(struct cache_row *dst, const struct cache_row *src)
+{
+	*dst = *src;
+	dst->subject = dup_or_null(src->subject);
+	dst->ocsp_url = dup_or_null(src->ocsp_url);
+	dst->ocsp_urls = dup_or_null(src->ocsp_urls);
+	dst->last_error = dup_or_null(src->last_error);
+	dst->response_der = dup_blob(src->response_der, src->response_len);
+	dst->request_der = dup_blob(src->request_der, src->request_len);
+	if ((src->subject != NULL && dst->subject == NULL) ||
+	    (src->ocsp_url != NULL && dst->ocsp_url == NULL) ||
+	    (src->ocsp_urls != NULL && dst->ocsp_urls == NULL) ||
+	    (src->last_error != NULL && dst->last_error == NULL) ||
+	    dst->response_der == NULL || dst->request_der == NULL) {
+		cache_row_clear(dst);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+issuer_copy(struct cache_issuer *dst, const struct cache_issuer *src)
+{
+	*dst = *src;
+	dst->subject = dup_or_null(src->subject);
+	dst->cert_der = dup_blob(src->cert_der, src->cert_len);
+	if ((src->subject != NULL && dst->subject == NULL) || dst->cert_der == NULL) {
+		cache_issuer_clear(dst);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+op_clear_payload(struct persist *p, struct op *o)
+{
+	if (o->kind == OP_STORE && o->row.status == STAPLER_REVOKED)
+		p->n_revocations--;
+	cache_row_clear(&o->row);
+	if (o->has_issuer)
+		cache_issuer_clear(&o->issuer);
+	o->has_issuer = 0;
+	free(o->last_error);
+	o->last_error = NULL;
+}
+
+static void
+op_free(struct persist *p, struct op *o)
+{
+	op_clear_payload(p, o);
+	free(o);
+}
+
+static void
+op_remove(struct persist *p, struct op *o)
+{
+	table_remove(&p->ops, &o->key, p->seed);
+	TAILQ_REMOVE(&p->fifo, o, link);
+	op_free(p, o);
+}
+
+/* Runs o against the database. Returns 0 when it landed (or cannot ever land: a bad row,
+ * logged by the cache), 1 when the fault is transient and o must be kept. */
+static int
+op_try(struct persist *p, const struct op *o)
+{
+	int rc;
+
+	switch (o->kind) {
+	case OP_STORE:
+		rc = cache_store(p->cache, o->has_issuer ? &o->issuer : NULL, &o->row);
+		break;
+	case OP_FAILURE:
+		rc = cache_set_failure(p->cache, o->issuer_key_hash, o->serial, o->failures,
+		    o->last_error, o->next_refresh_at);
+		break;
+	case OP_DELETE:
+	default:
+		rc = cache_delete(p->cache, o->issuer_key_hash, o->serial) < 0 ? -1 : 0;
+		break;
+	}
+	if (rc == 0)
+		return 0;
+	return cache_fault(p->cache) == CACHE_FAULT_OTHER ? 0 : 1;
+}
+
+/* A fault that lasts is logged when it starts, then at most once per PERSIST_LOG_INTERVAL. */
+static void
+note_fault(struct persist *p)
+{
+	time_t now = time(NULL);
+
+	if (!p->failing) {
+		p->failing = 1;
+		p->failing_since = now;
+	}
+	if (p->last_log != 0 && now - p->last_log < PERSIST_LOG_INTERVAL) {
+		p->suppressed++;
+		return;
+	}
+	log_error("cache_write_failed", "fault=%s pending=%u revocations_pending=%zu since=%lld "
+	    "suppressed=%llu error=\"%s\" action=\"kept in memory and retried; staples are served "
+	    "meanwhile; free disk space or stop the process holding the database lock\"",
+	    cache_fault_name(cache_fault(p->cache)), (unsigned)p->ops.count, p->n_revocations,
+	    (long long)p->failing_since, p->suppressed, cache_errmsg(p->cache));
+	p->last_log = now;
+	p->suppressed = 0;
+}
+
+static void
+note_recovered(struct persist *p)
+{
+	if (!p->failing)
+		return;
+	log_info("cache_write_recovered", "failed_for=%llds", (long long)(time(NULL) - p->failing_since));
+	p->failing = 0;
+	p->last_log = 0;
+	p->suppressed = 0;
+	p->delay_ms = PERSIST_RETRY_FIRST_MS;
+}
+
+static void
+schedule(struct persist *p, long ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	evtimer_add(p->timer, &tv);
+}
+
+static void
+on_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct persist *p = arg;
+	struct op *o;
+
+	for (int i = 0; i < PERSIST_RETRY_BATCH && (o = TAILQ_FIRST(&p->fifo)) != NULL; i++) {
+		if (op_try(p, o) != 0) {
+			note_fault(p);
+			schedule(p, p->delay_ms);
+			if (p->delay_ms < PERSIST_RETRY_MAX_MS)
+				p->delay_ms = p->delay_ms * 2 > PERSIST_RETRY_MAX_MS ? PERSIST_RETRY_MAX_MS :
+				    p->delay_ms * 2;
+			return;
+		}
+		op_remove(p, o);
+	}
+	if (!TAILQ_EMPTY(&p->fifo)) {
+		schedule(p, 0);
+		return;
+	}
+	note_recovered(p);
+}
+
+struct persist *
+persist_new(struct event_base *base, struct cache *cache)
+{
+	struct persist *p = calloc(1, sizeof(*p));
+
+	if (p == NULL)
+		return NULL;
+	p->base = base;
+	p->cache = cache;
+	p->ops.hash = table_key_hash;
+	p->ops.match = op_match;
+	p->ops.key_of = op_key_of;
+	p->seed = (uint64_t)(uintptr_t)p ^ (uint64_t)time(NULL);
+	p->delay_ms = PERSIST_RETRY_FIRST_MS;
+	TAILQ_INIT(&p->fifo);
+	if ((p->timer = evtimer_new(base, on_retry, p)) == NULL) {
+		free(p);
+		return NULL;
+	}
+	cache_set_nowait(cache);
+	return p;
+}
+
+void
+persist_free(struct persist **pp)
+{
+	struct persist *p;
+	struct op *o;
+	size_t lost = 0, lost_revoked;
+
+	if (pp == NULL || (p = *pp) == NULL)
+		return;
+	while ((o = TAILQ_FIRST(&p->fifo)) != NULL && op_try(p, o) == 0)
+		op_remove(p, o);
+	lost_revoked = p->n_revocations;
+	while ((o = TAILQ_FIRST(&p->fifo)) != NULL) {
+		lost++;
+		op_remove(p, o);
+	}
+	if (lost > 0)
+		log_error("cache_writes_lost", "count=%zu revocations=%zu fault=%s error=\"%s\"", lost,
+		    lost_revoked, cache_fault_name(cache_fault(p->cache)), cache_errmsg(p->cache));
+	table_clear(&p->ops, 0);
+	event_free(p->timer);
+	free(p);
+	*pp = NULL;
+}
+
+/* The op pending for the entry, or a new one (kind unset, queued at the tail); NULL when the
+ * key is malformed or memory ran out. *fresh says which. */
+static struct op *
+op_get(struct persist *p, const char *issuer_key_hash, const char *serial, int *fresh)
+{
+	struct stapler_key key;
+	struct op *o;
+	void *replaced;
+
+	if (stapler_key_from_hex(&key, issuer_key_hash, serial) < 0)
+		return NULL;
+	if ((o = table_get(&p->ops, &key, p->seed)) != NULL) {
+		*fresh = 0;
+		return o;
+	}
+	if ((o = calloc(1, sizeof(*o))) == NULL)
+		return NULL;
+	o->key = key;
+	util_strlcpy(o->issuer_key_hash, issuer_key_hash, sizeof(o->issuer_key_hash));
+	util_strlcpy(o->serial, serial, sizeof(o->serial));
+	if (table_put(&p->ops, o, p->seed, &replaced) < 0) {
+		free(o);
+		return NULL;
+	}
+	TAILQ_INSERT_TAIL(&p->fifo, o, link);
+	*fresh = 1;
+	return o;
+}
+
+/* After a new op was filled in: when nothing else is pending the write is tried at once, and
+ * kept only when the database refuses it for now. */
+static void
+op_submit(struct persist *p, struct op *o)
+{
+	if (TAILQ_FIRST(&p->fifo) == o && TAILQ_NEXT(o, link) == NULL) {
+		if (op_try(p, o) == 0) {
+			op_remove(p, o);
+			note_recovered(p);
+			return;
+		}
+		note_fault(p);
+		schedule(p, p->delay_ms);
+	}
+	/* Otherwise a retry pass is scheduled already and takes it in turn. */
+}
+
+static int
+full(struct persist *p, int revocation)
+{
+	if (revocation || p->ops.count < PERSIST_MAX_PENDING)
+		return 0;
+	p->dropped++;
+	if (p->dropped == 1 || p->dropped % 10000 == 0)
+		log_error("cache_write_dropped", "pending=%u dropped=%llu reason=\"write-behind queue "
+		    "full: the database has not been writable for a long time\"", (unsigned)p->ops.count,
+		    p->dropped);
+	return 1;
+}
+
+int
+persist_store(struct persist *p, const struct cache_issuer *issuer, const struct cache_row *row)
+{
+	struct cache_row copy;
+	struct cache_issuer icopy = { 0 };
+	int fresh, revoked = row->status == STAPLER_REVOKED;
+	struct op *o;
+
+	if (full(p, revoked))
+		return -1;
+	if (row_copy(&copy, row) < 0 || (issuer != NULL && issuer_copy(&icopy, issuer) < 0)) {
+		cache_row_clear(&copy);
+		log_error("cache_write_dropped", "serial=%s issuer=%s reason=\"out of memory\"",
+		    row->serial, row->issuer_key_hash);
+		return -1;
+	}
+	if ((o = op_get(p, row->issuer_key_hash, row->serial, &fresh)) == NULL) {
+		cache_row_clear(&copy);
+		cache_issuer_clear(&icopy);
+		return -1;
+	}
+	/* A store carries the whole row: it replaces whatever was pending for the entry, but an
+	 * issuer already waiting to be written stays with it. */
+	if (!fresh && o->has_issuer && issuer == NULL) {
+		icopy = o->issuer;
+		o->has_issuer = 0;
+		memset(&o->issuer, 0, sizeof(o->issuer));
+		issuer = &icopy;
+	}
+	op_clear_payload(p, o);
+	o->kind = OP_STORE;
+	o->row = copy;
+	o->issuer = icopy;
+	o->has_issuer = issuer != NULL;
+	if (revoked)
+		p->n_revocations++;
+	if (fresh)
+		op_submit(p, o);
+	return 0;
+}
+
+int
+persist_failure(struct persist *p, const char *issuer_key_hash, const char *serial,
+    int failures, const char *last_error, long long next_refresh_at)
+{
+	char *err = dup_or_null(last_error);
+	struct op *o;
+	int fresh;
+
+	if ((last_error != NULL && err == NULL) || full(p, 0) ||
+	    (o = op_get(p, issuer_key_hash, serial, &fresh)) == NULL) {
+		free(err);
+		return -1;
+	}
+	if (!fresh && o->kind == OP_DELETE) {
+		free(err);      /* the row is going: nothing to record */
+		return 0;
+	}
+	if (!fresh && o->kind == OP_STORE) {
+		/* The pending row takes the failure record (its response stays as it was). */
+		o->row.failures = failures;
+		free(o->row.last_error);
+		o->row.last_error = err;
+		o->row.next_refresh_at = next_refresh_at;
+		return 0;
+	}
+	free(o->last_error);
+	o->kind = OP_FAILURE;
+	o->failures = failures;
+	o->last_error = err;
+	o->next_refresh_at = next_refresh_at;
+	if (fresh)
+		op_submit(p, o);
+	return 0;
+}
+
+int
+persist_delete(struct persist *p, const char *issuer_key_hash, const char *serial)
+{
+	struct stapler_key key;
+	struct op *o;
+	int had = 0, rc;
+
+	if (stapler_key_from_hex(&key, issuer_key_hash, serial) < 0)
+		return -1;
+	if ((o = table_get(&p->ops, &key, p->seed)) != NULL) {
+		/* Whatever was pending for it (a row, a failure record) is the entry. */
+		op_clear_payload(p, o);
+		o->kind = OP_DELETE;
+		return 1;
+	}
+	if ((rc = cache_delete(p->cache, issuer_key_hash, serial)) >= 0)
+		return rc;
+	if (cache_fault(p->cache) == CACHE_FAULT_OTHER)
+		return -1;
+	/* Locked or full: the delete waits its turn like any write; the row counts as there. */
+	if ((o = op_get(p, issuer_key_hash, serial, &had)) == NULL)
+		return -1;
+	o->kind = OP_DELETE;
+	note_fault(p);
+	schedule(p, p->delay_ms);
+	return 1;
+}
+
+int
+persist_has(const struct persist *p, const char *issuer_key_hash, const char *serial)
+{
+	struct stapler_key key;
+
+	if (p->ops.count == 0 || stapler_key_from_hex(&key, issuer_key_hash, serial) < 0)
+		return 0;
+	return table_get(&p->ops, &key, p->seed) != NULL;
+}
+
+size_t
+persist_pending(const struct persist *p)
+{
+	return p->ops.count;
+}
+
+size_t
+persist_pending_revocations(const struct persist *p)
+{
+	return p->n_revocations;
+}
+
+int
+persist_failing(const struct persist *p)
+{
+	return p->failing;
+}
+
+unsigned long long
+persist_dropped(const struct persist *p)
+{
+	return p->dropped;
+}

@@ -1,0 +1,54 @@
+/* Write-behind for the cache: every write the daemon makes to an entry goes through here. A
+ * write the database refuses now (another process holds the lock, the disk is full, an I/O
+ * error) is kept in memory, one coalesced operation per entry, and tried again from a timer on
+ * the event loop with backoff until it lands; the loop itself never waits on a lock. */
+#ifndef STAPLER_PERSIST_H
+#define STAPLER_PERSIST_H
+
+#include <stddef.h>
+
+struct event_base;
+struct cache;
+struct cache_issuer;
+struct cache_row;
+
+/* Operations kept at most; past it new ones are refused (counted and logged), except
+ * revocations, which are always kept: losing one would serve `good` again after a restart. */
+#define PERSIST_MAX_PENDING 100000
+/* Pending operations tried per retry pass (the next pass follows at once while more wait). */
+#define PERSIST_RETRY_BATCH 256
+/* Retry delays: from the first to the last, doubling (milliseconds). */
+#define PERSIST_RETRY_FIRST_MS 100
+#define PERSIST_RETRY_MAX_MS 5000
+/* A persisting fault is logged at most once per this many seconds. */
+#define PERSIST_LOG_INTERVAL 60
+
+struct persist;
+
+/* Returns a new write-behind queue for cache on base (cache is put in no-wait mode), or NULL. */
+struct persist *persist_new(struct event_base *base, struct cache *cache);
+/* Tries once more to write what is pending, logs what is lost, frees. */
+void persist_free(struct persist **p);
+
+/* Inserts or replaces an entry's row (with its issuer; may be NULL), as cache_store() does.
+ * Returns 0 when written or kept for a retry, -1 when refused (a bad row, or the queue full). */
+int persist_store(struct persist *p, const struct cache_issuer *issuer, const struct cache_row *row);
+/* Records a failed refresh, as cache_set_failure(); folded into a pending store of the entry. */
+int persist_failure(struct persist *p, const char *issuer_key_hash, const char *serial,
+    int failures, const char *last_error, long long next_refresh_at);
+/* Deletes an entry, as cache_delete(); drops what was pending for it. Returns 1 when a row or a
+ * pending write was there, 0 when not, -1 on a hard error. A delete the database refuses now
+ * is kept and retried like the others. */
+int persist_delete(struct persist *p, const char *issuer_key_hash, const char *serial);
+
+/* 1 when a write for the entry is pending (its row in the database is not the latest). */
+int persist_has(const struct persist *p, const char *issuer_key_hash, const char *serial);
+/* What is pending, and of that how many are revocations. */
+size_t persist_pending(const struct persist *p);
+size_t persist_pending_revocations(const struct persist *p);
+/* 1 while the last write attempt failed (the database is not writable now). */
+int persist_failing(const struct persist *p);
+/* Writes refused because the queue was full, since the start. */
+unsigned long long persist_dropped(const struct persist *p);
+
+#endif
