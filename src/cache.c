@@ -212,6 +212,19 @@ stmt_run(struct cache *c, enum cache_stmt which, const char *op)
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
+/* Ends a failed transaction. SQLite has rolled it back itself after some errors (a full
+ * disk, an I/O error), and the fault to report is the one that ended it, not this one. */
+static void
+rollback(struct cache *c, const char *op)
+{
+	enum cache_fault fault = c->fault;
+
+	if (sqlite3_get_autocommit(c->db))
+		return;
+	stmt_run(c, ST_ROLLBACK, op);
+	c->fault = fault;
+}
+
 /* Runs a query whose answer is one integer. Returns 0 or -1. */
 static int
 query_int(sqlite3 *db, const char *sql, int *value)
@@ -613,7 +626,7 @@ cache_store(struct cache *cache, const struct cache_issuer *issuer, const struct
 	ret = 0;
 out:
 	if (in_tx)
-		stmt_run(cache, ST_ROLLBACK, "store_rollback");
+		rollback(cache, "store_rollback");
 	return ret;
 }
 
@@ -919,7 +932,7 @@ cache_set_refresh(struct cache *cache, const struct cache_refresh *items, size_t
 	ret = 0;
 out:
 	if (in_tx)
-		stmt_run(cache, ST_ROLLBACK, "set_refresh_rollback");
+		rollback(cache, "set_refresh_rollback");
 	return ret;
 }
 
@@ -987,7 +1000,7 @@ cache_purge_expired(struct cache *cache, long long before, int limit,
 	ret = n;
 out:
 	if (in_tx)
-		stmt_run(cache, ST_ROLLBACK, "purge_rollback");
+		rollback(cache, "purge_rollback");
 	free(keys);
 	return ret;
 }

@@ -179,6 +179,122 @@ class LockedDatabaseTest(IntegrationTestCase):
         self.assertTrue(wait_until(probe, 15), read_text(d.log, 3000))
 
 
+class FullDisk:
+    """A small tmpfs in a mount namespace of its own, kept alive by a holder process, so a
+    staplerd started in it (nsenter) and restarted later finds the same database; the test
+    reaches it through /proc/HOLDER/root."""
+
+    def __init__(self, dir, size="16m"):
+        self.dir = dir
+        self.holder = subprocess.Popen(
+            ["unshare", "-m", "--propagation", "private", "sh", "-c",
+             'mount -t tmpfs -o size=%s tmpfs "$1" && echo ready && exec sleep 600' % size,
+             "sh", dir], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        if self.holder.stdout.readline().strip() != "ready":
+            raise AssertionError("cannot mount a tmpfs")
+
+    def path(self, *parts):
+        """The path, as this process reaches it inside the namespace."""
+        return os.path.join("/proc/%d/root" % self.holder.pid, self.dir.lstrip("/"), *parts)
+
+    def query(self, database, sql):
+        p = subprocess.run(["nsenter", "-t", str(self.holder.pid), "-m", "sqlite3", "-readonly",
+                            database, sql], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, timeout=10)
+        return p.stdout.strip()
+
+    def fill(self):
+        with open(self.path("filler"), "wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+
+    def free(self):
+        os.unlink(self.path("filler"))
+
+    def stop(self):
+        self.holder.kill()
+        self.holder.wait(timeout=10)
+
+
+class InNamespace:
+    """Wraps a harness Staplerd so that it runs inside disk's mount namespace."""
+
+    def __init__(self, d, disk):
+        self.d, self.disk = d, disk
+
+    def start(self):
+        import harness
+        real = harness.staplerd_binary
+        wrapper = os.path.join(self.d.dir, "in-ns.sh")
+        with open(wrapper, "w") as f:
+            f.write('#!/bin/sh\nexec nsenter -t %d -m "%s" "$@"\n' % (self.disk.holder.pid, real()))
+        os.chmod(wrapper, 0o755)
+        harness.staplerd_binary = lambda: wrapper
+        try:
+            self.d.start()
+        finally:
+            harness.staplerd_binary = real
+
+
+@unittest.skipUnless(can_mount_ro(), "needs unshare -m and mount (root)")
+class FullDiskTest(IntegrationTestCase):
+
+    def test_revocation_on_a_full_disk_lands_and_survives_a_restart(self):
+        root = self.pki.root("root")
+        self.pki.responder(root)
+        port = free_port()
+        leaf = self.pki.leaf(root, "leaf", serial="6101", ocsp_urls=["http://127.0.0.1:%d/" % port])
+        other = self.pki.leaf(root, "other", serial="6102",
+                              ocsp_urls=["http://127.0.0.1:%d/" % port])
+        resp = self.responder(root, port=port, ndays=7)
+        dbdir = os.path.join(self.tmp, "db")
+        os.makedirs(dbdir)
+        disk = FullDisk(dbdir)
+        self.addCleanup(disk.stop)
+        d = self.staplerd(self.pki.bundle("ca.pem", root), start=False, extra=(
+            "[refresh]\nwindow = 30d\nmin_interval = 1s\ncheck_interval = 1s\n"))
+        d.database = os.path.join(dbdir, "cache.db")
+        ns = InNamespace(d, disk)
+        ns.start()
+        st, _, good = d.staple(leaf.pem(), PEM)
+        self.assertEqual(st, 200)
+
+        def row_status(serial):
+            # SQLite resolves /proc/PID/root like any symbolic link (back into this mount
+            # namespace), so the database is read from inside the namespace.
+            return disk.query(d.database, "SELECT cert_status FROM ocsp_response WHERE "
+                              "serial = '%s'" % serial) or None
+        self.assertTrue(wait_until(lambda: row_status("6101") == "good", 10))
+        disk.fill()
+        resp.stop()
+        root.revoke(leaf)
+        resp = self.responder(root, port=port, ndays=7)
+        ok = wait_until(lambda: ": revoked" in response_text(d.staple(leaf.pem(), PEM)[2],
+                                                            self.tmp), 20)
+        self.assertTrue(ok, read_text(d.log, 3000))
+        # A new certificate is served too, while nothing can be written.
+        st, _, body = d.staple(other.pem(), PEM)
+        self.assertEqual(st, 200, body[:300])
+        time.sleep(1)
+        self.assertEqual(row_status("6101"), "good")
+        self.assertIn("fault=disk_full", read_text(d.log))
+        disk.free()
+        self.assertTrue(wait_until(lambda: row_status("6101") == "revoked", 15),
+                        read_text(d.log, 3000))
+        self.assertTrue(wait_until(lambda: row_status("6102") == "good", 15))
+        self.assertEqual(d.stop(), 0)
+        resp.stop()                       # from here on the staples come from the cache
+        ns.start()
+        st, _, body = d.staple(leaf.pem(), PEM)
+        self.assertEqual(st, 200, body[:300])
+        self.assertIn(": revoked", response_text(body, self.tmp))
+        self.assertEqual(d.staple(other.pem(), PEM)[0], 200)
+
+
 class MaxIntervalTest(IntegrationTestCase):
 
     def test_century_response_is_refetched_within_the_cap(self):
