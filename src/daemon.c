@@ -169,7 +169,7 @@ int
 daemon_run(struct stapler_config *cfg)
 {
 	struct daemon d = { .cfg = cfg };
-	char err[512];
+	char err[512], journal[4096];
 	long loaded;
 	int rc = 1;
 
@@ -197,19 +197,24 @@ daemon_run(struct stapler_config *cfg)
 		log_error("startup_failed", "error=\"cannot load the cache\"");
 		goto out;
 	}
-	if ((d.refresh = refresh_new(d.base, d.cfg, d.cache, d.store, d.svc, d.fetch)) == NULL ||
-	    refresh_warm_start(d.refresh, (long long)time(NULL)) < 0) {
-		log_error("startup_failed", "error=\"cannot start the refresh timer: the cache refused "
-		    "the warm-start update (see the cache_error line before this one)\"");
+	if ((d.refresh = refresh_new(d.base, d.cfg, d.cache, d.store, d.svc, d.fetch)) == NULL) {
+		log_error("startup_failed", "error=\"cannot start the refresh timer\"");
 		goto out;
 	}
+	/* Not fatal: a full disk must not stop the cached staples from being served. */
+	if (refresh_warm_start(d.refresh, (long long)time(NULL)) < 0)
+		log_warn("warm_start_spread_failed", "reason=\"the cache refused the update; due "
+		    "entries are refreshed as they come\"");
 	/* From here on the loop never waits on the database lock: writes the database refuses
-	 * now are kept and retried. */
-	if ((d.persist = persist_new(d.base, d.cache)) == NULL) {
+	 * now are kept and retried, revocations among them also in the journal beside it. */
+	snprintf(journal, sizeof(journal), "%s-revocations", cfg->database);
+	if ((d.persist = persist_new(d.base, d.cache, journal)) == NULL) {
 		log_error("startup_failed", "error=\"out of memory\"");
 		goto out;
 	}
 	staple_service_set_persist(d.svc, d.persist);
+	if (staple_service_replay_journal(d.svc) < 0)
+		log_warn("journal_unreadable", "path=\"%s\"", journal);
 	if ((d.api = http_api_new(d.base, d.cfg, d.svc, d.store, d.fetch, err, sizeof(err))) == NULL) {
 		log_error("startup_failed", "error=\"%s\"", err);
 		goto out;

@@ -1,9 +1,13 @@
 /* Write-behind for the cache: writes tried at once, kept per entry when the database refuses
  * them for now, retried with backoff from a timer, logged once per interval. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -27,7 +31,21 @@ struct op {
 	int failures;                  /* OP_FAILURE */
 	char *last_error;
 	long long next_refresh_at;
+	int slot;                      /* revocation journal slot, or -1 */
 	TAILQ_ENTRY(op) link;
+};
+
+/* A journal slot: header, then the DER response. Little-endian fields; checksum over the
+ * header (checksum zeroed) and the DER, so a torn write reads as an empty slot. */
+#define JOURNAL_MAGIC "STPLREV1"
+struct journal_head {
+	char magic[8];
+	uint64_t checksum;
+	char issuer_key_hash[STAPLER_SHA1_HEX];
+	char serial[STAPLER_SERIAL_HEX_MAX];
+	int64_t this_update, next_update, produced_at, fetched_at, revoked_at;
+	int32_t revocation_reason;
+	uint32_t der_len;
 };
 
 struct persist {
@@ -42,6 +60,9 @@ struct persist {
 	int failing;
 	time_t failing_since, last_log;
 	unsigned long long suppressed, dropped;
+	int journal_fd;                /* -1: no journal */
+	unsigned char slot_used[PERSIST_JOURNAL_SLOTS];
+	int journal_full_logged;
 };
 
 static int
@@ -120,6 +141,83 @@ op_clear_payload(struct persist *p, struct op *o)
 	o->last_error = NULL;
 }
 
+static uint64_t
+journal_sum(const struct journal_head *h, const unsigned char *der)
+{
+	struct journal_head copy = *h;
+
+	copy.checksum = 0;
+	return table_fnv(table_fnv(TABLE_FNV_BASIS, (const unsigned char *)&copy, sizeof(copy)), der,
+	    h->der_len);
+}
+
+static void
+journal_clear(struct persist *p, int slot)
+{
+	static const char zero[sizeof(JOURNAL_MAGIC)];
+
+	if (slot < 0 || p->journal_fd < 0)
+		return;
+	/* Not synced: a slot that survives a crash is replayed and found to be in the database. */
+	if (pwrite(p->journal_fd, zero, sizeof(zero), (off_t)slot * PERSIST_JOURNAL_SLOT_SIZE) < 0)
+		log_warn("journal_error", "op=clear slot=%d error=\"%s\"", slot, strerror(errno));
+	p->slot_used[slot] = 0;
+}
+
+/* Writes o's revocation to a journal slot (its own, or a free one) and syncs it, so a start
+ * before the database takes it still knows. A blocking write, but a rare one: only a
+ * revocation the database refused. */
+static void
+journal_write(struct persist *p, struct op *o)
+{
+	unsigned char buf[PERSIST_JOURNAL_SLOT_SIZE];
+	struct journal_head h;
+	int slot = o->slot;
+
+	if (p->journal_fd < 0)
+		return;
+	if (sizeof(h) + o->row.response_len > sizeof(buf)) {
+		log_error("journal_error", "serial=%s issuer=%s error=\"response too large for a slot\"",
+		    o->serial, o->issuer_key_hash);
+		return;
+	}
+	for (int i = 0; slot < 0 && i < PERSIST_JOURNAL_SLOTS; i++) {
+		if (!p->slot_used[i])
+			slot = i;
+	}
+	if (slot < 0) {
+		if (!p->journal_full_logged)
+			log_error("journal_full", "slots=%d reason=\"more revocations waiting for the "
+			    "database than the journal holds: these survive only while staplerd runs\"",
+			    PERSIST_JOURNAL_SLOTS);
+		p->journal_full_logged = 1;
+		return;
+	}
+	memset(&h, 0, sizeof(h));
+	memcpy(h.magic, JOURNAL_MAGIC, sizeof(h.magic));
+	util_strlcpy(h.issuer_key_hash, o->issuer_key_hash, sizeof(h.issuer_key_hash));
+	util_strlcpy(h.serial, o->serial, sizeof(h.serial));
+	h.this_update = o->row.this_update;
+	h.next_update = o->row.next_update;
+	h.produced_at = o->row.produced_at;
+	h.fetched_at = o->row.fetched_at;
+	h.revoked_at = o->row.revoked_at;
+	h.revocation_reason = o->row.revocation_reason;
+	h.der_len = (uint32_t)o->row.response_len;
+	h.checksum = journal_sum(&h, o->row.response_der);
+	memset(buf, 0, sizeof(buf));
+	memcpy(buf, &h, sizeof(h));
+	memcpy(buf + sizeof(h), o->row.response_der, o->row.response_len);
+	if (pwrite(p->journal_fd, buf, sizeof(buf), (off_t)slot * PERSIST_JOURNAL_SLOT_SIZE) !=
+	    (ssize_t)sizeof(buf) || fdatasync(p->journal_fd) < 0) {
+		log_error("journal_error", "op=write serial=%s issuer=%s error=\"%s\"", o->serial,
+		    o->issuer_key_hash, strerror(errno));
+		return;
+	}
+	o->slot = slot;
+	p->slot_used[slot] = 1;
+}
+
 static void
 op_free(struct persist *p, struct op *o)
 {
@@ -127,9 +225,11 @@ op_free(struct persist *p, struct op *o)
 	free(o);
 }
 
+/* o is done with (it landed, or can never land): it leaves the queue and the journal. */
 static void
 op_remove(struct persist *p, struct op *o)
 {
+	journal_clear(p, o->slot);
 	table_remove(&p->ops, &o->key, p->seed);
 	TAILQ_REMOVE(&p->fifo, o, link);
 	op_free(p, o);
@@ -227,13 +327,36 @@ on_retry(evutil_socket_t fd, short what, void *arg)
 	note_recovered(p);
 }
 
+static int
+journal_open(const char *path)
+{
+	off_t size = (off_t)PERSIST_JOURNAL_SLOTS * PERSIST_JOURNAL_SLOT_SIZE;
+	int fd, rc;
+
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
+		log_warn("journal_unavailable", "path=\"%s\" error=\"%s\" reason=\"a revocation the "
+		    "database refuses survives only while staplerd runs\"", path, strerror(errno));
+		return -1;
+	}
+	/* Every block now, while there is room: a full disk later cannot refuse a slot. */
+	if ((rc = posix_fallocate(fd, 0, size)) != 0) {
+		log_warn("journal_unavailable", "path=\"%s\" error=\"%s\" reason=\"cannot allocate "
+		    "it; a revocation the database refuses survives only while staplerd runs\"", path,
+		    strerror(rc));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 struct persist *
-persist_new(struct event_base *base, struct cache *cache)
+persist_new(struct event_base *base, struct cache *cache, const char *journal)
 {
 	struct persist *p = calloc(1, sizeof(*p));
 
 	if (p == NULL)
 		return NULL;
+	p->journal_fd = journal != NULL ? journal_open(journal) : -1;
 	p->base = base;
 	p->cache = cache;
 	p->ops.hash = table_key_hash;
@@ -243,11 +366,59 @@ persist_new(struct event_base *base, struct cache *cache)
 	p->delay_ms = PERSIST_RETRY_FIRST_MS;
 	TAILQ_INIT(&p->fifo);
 	if ((p->timer = evtimer_new(base, on_retry, p)) == NULL) {
+		if (p->journal_fd >= 0)
+			close(p->journal_fd);
 		free(p);
 		return NULL;
 	}
 	cache_set_nowait(cache);
 	return p;
+}
+
+int
+persist_journal_replay(struct persist *p,
+    void (*cb)(const struct persist_revocation *r, void *arg), void *arg)
+{
+	unsigned char buf[PERSIST_JOURNAL_SLOT_SIZE];
+	struct journal_head h;
+	int n = 0;
+
+	if (p->journal_fd < 0)
+		return 0;
+	for (int slot = 0; slot < PERSIST_JOURNAL_SLOTS; slot++) {
+		struct persist_revocation r;
+
+		if (pread(p->journal_fd, buf, sizeof(buf), (off_t)slot * PERSIST_JOURNAL_SLOT_SIZE) !=
+		    (ssize_t)sizeof(buf))
+			return -1;
+		memcpy(&h, buf, sizeof(h));
+		if (memcmp(h.magic, JOURNAL_MAGIC, sizeof(h.magic)) != 0)
+			continue;
+		if (h.der_len > sizeof(buf) - sizeof(h) || journal_sum(&h, buf + sizeof(h)) != h.checksum ||
+		    memchr(h.issuer_key_hash, '\0', sizeof(h.issuer_key_hash)) == NULL ||
+		    memchr(h.serial, '\0', sizeof(h.serial)) == NULL) {
+			log_warn("journal_slot_skipped", "slot=%d reason=\"torn or corrupt\"", slot);
+			journal_clear(p, slot);
+			continue;
+		}
+		r.issuer_key_hash = h.issuer_key_hash;
+		r.serial = h.serial;
+		r.this_update = h.this_update;
+		r.next_update = h.next_update;
+		r.produced_at = h.produced_at;
+		r.fetched_at = h.fetched_at;
+		r.revoked_at = h.revoked_at;
+		r.revocation_reason = h.revocation_reason;
+		r.der = buf + sizeof(h);
+		r.der_len = h.der_len;
+		/* The slot stays taken until the store the callback makes lands. */
+		p->slot_used[slot] = 1;
+		cb(&r, arg);
+		if (p->slot_used[slot] && !persist_has(p, h.issuer_key_hash, h.serial))
+			journal_clear(p, slot);
+		n++;
+	}
+	return n;
 }
 
 void
@@ -271,6 +442,8 @@ persist_free(struct persist **pp)
 		    lost_revoked, cache_fault_name(cache_fault(p->cache)), cache_errmsg(p->cache));
 	table_clear(&p->ops, 0);
 	event_free(p->timer);
+	if (p->journal_fd >= 0)
+		close(p->journal_fd);
 	free(p);
 	*pp = NULL;
 }
@@ -293,6 +466,7 @@ op_get(struct persist *p, const char *issuer_key_hash, const char *serial, int *
 	if ((o = calloc(1, sizeof(*o))) == NULL)
 		return NULL;
 	o->key = key;
+	o->slot = -1;
 	util_strlcpy(o->issuer_key_hash, issuer_key_hash, sizeof(o->issuer_key_hash));
 	util_strlcpy(o->serial, serial, sizeof(o->serial));
 	if (table_put(&p->ops, o, p->seed, &replaced) < 0) {
@@ -318,6 +492,8 @@ op_submit(struct persist *p, struct op *o)
 		note_fault(p);
 		schedule(p, p->delay_ms);
 	}
+	if (o->kind == OP_STORE && o->row.status == STAPLER_REVOKED)
+		journal_write(p, o);
 	/* Otherwise a retry pass is scheduled already and takes it in turn. */
 }
 
@@ -372,6 +548,8 @@ persist_store(struct persist *p, const struct cache_issuer *issuer, const struct
 		p->n_revocations++;
 	if (fresh)
 		op_submit(p, o);
+	else if (revoked)
+		journal_write(p, o);    /* queued behind a fault: keep it across a restart */
 	return 0;
 }
 
@@ -420,8 +598,11 @@ persist_delete(struct persist *p, const char *issuer_key_hash, const char *seria
 	if (stapler_key_from_hex(&key, issuer_key_hash, serial) < 0)
 		return -1;
 	if ((o = table_get(&p->ops, &key, p->seed)) != NULL) {
-		/* Whatever was pending for it (a row, a failure record) is the entry. */
+		/* Whatever was pending for it (a row, a failure record) is the entry; an evicted
+		 * entry's revocation is not brought back by a restart. */
 		op_clear_payload(p, o);
+		journal_clear(p, o->slot);
+		o->slot = -1;
 		o->kind = OP_DELETE;
 		return 1;
 	}

@@ -22,11 +22,32 @@ struct cache_row;
 #define PERSIST_RETRY_MAX_MS 5000
 /* A persisting fault is logged at most once per this many seconds. */
 #define PERSIST_LOG_INTERVAL 60
+/* The revocation journal: revocations that could not be written yet, in slots of a file
+ * allocated in full at start, so that writing one never needs disk space the database lacks. */
+#define PERSIST_JOURNAL_SLOTS 128
+#define PERSIST_JOURNAL_SLOT_SIZE 8192
 
 struct persist;
 
-/* Returns a new write-behind queue for cache on base (cache is put in no-wait mode), or NULL. */
-struct persist *persist_new(struct event_base *base, struct cache *cache);
+/* A revocation read back from the journal at start: the entry and its verified response. */
+struct persist_revocation {
+	const char *issuer_key_hash;
+	const char *serial;
+	long long this_update, next_update, produced_at, fetched_at, revoked_at;
+	int revocation_reason;
+	const unsigned char *der;
+	size_t der_len;
+};
+
+/* Returns a new write-behind queue for cache on base (cache is put in no-wait mode), or NULL.
+ * journal (may be NULL: none) is the path of the revocation journal, created and allocated in
+ * full when missing; a journal that cannot be allocated is logged and left out. */
+struct persist *persist_new(struct event_base *base, struct cache *cache, const char *journal);
+/* Calls cb for every revocation the journal holds (a start after a revocation could not be
+ * written); the caller puts it back in force and stores it again with persist_store(), which
+ * takes the journal slot over. Returns the count, or -1. */
+int persist_journal_replay(struct persist *p,
+    void (*cb)(const struct persist_revocation *r, void *arg), void *arg);
 /* Tries once more to write what is pending, logs what is lost, frees. */
 void persist_free(struct persist **p);
 

@@ -237,6 +237,63 @@ write_failure(struct staple_service *svc, const char *issuer_key_hash, const cha
 	    failures, last_error, next_refresh_at);
 }
 
+/* A revocation from the journal (it never reached the database before the last stop): put
+ * back in force in memory and queued for the database, unless the row has it already. */
+static void
+replay_revocation(const struct persist_revocation *r, void *arg)
+{
+	struct staple_service *svc = arg;
+	struct stapler_key key;
+	struct cache_row row;
+	struct staple *s;
+	unsigned char *der;
+
+	if (stapler_key_from_hex(&key, r->issuer_key_hash, r->serial) < 0 ||
+	    cache_get(svc->cache, r->issuer_key_hash, r->serial, &row) != 1) {
+		log_warn("revocation_not_recovered", "serial=%s issuer=%s reason=\"entry not cached\"",
+		    r->serial, r->issuer_key_hash);
+		return;
+	}
+	if (row.status == STAPLER_REVOKED && row.this_update >= r->this_update) {
+		cache_row_clear(&row);
+		return;
+	}
+	if ((der = malloc(r->der_len)) == NULL) {
+		cache_row_clear(&row);
+		return;
+	}
+	memcpy(der, r->der, r->der_len);
+	free(row.response_der);
+	row.response_der = der;
+	row.response_len = r->der_len;
+	row.status = STAPLER_REVOKED;
+	row.revoked_at = r->revoked_at;
+	row.revocation_reason = r->revocation_reason;
+	row.this_update = r->this_update;
+	row.next_update = r->next_update;
+	row.produced_at = r->produced_at;
+	row.fetched_at = r->fetched_at;
+	row.failures = 0;
+	free(row.last_error);
+	row.last_error = NULL;
+	s = staple_new(&key, STAPLER_REVOKED, (time_t)r->this_update, (time_t)r->next_update,
+	    (time_t)r->produced_at, (time_t)r->fetched_at, r->der, r->der_len);
+	if (s != NULL)
+		store_put(svc->store, s);
+	if (persist_store(svc->persist, NULL, &row) < 0)
+		log_error("cache_store_failed", "serial=%s issuer=%s", row.serial, row.issuer_key_hash);
+	log_warn("revocation_recovered", "serial=%s issuer=%s this_update=%lld reason=\"the "
+	    "revocation had not reached the database before the last stop; serving it, not the "
+	    "older good\"", row.serial, row.issuer_key_hash, (long long)r->this_update);
+	cache_row_clear(&row);
+}
+
+int
+staple_service_replay_journal(struct staple_service *svc)
+{
+	return svc->persist != NULL ? persist_journal_replay(svc->persist, replay_revocation, svc) : 0;
+}
+
 /* Learns the issuer of a cached row and its URLs for the OCSP proxy (one query per issuer). */
 static void
 learn_row_issuer(struct staple_service *svc, const struct cache_row *row,

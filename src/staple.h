@@ -81,6 +81,10 @@ void staple_service_reload(struct staple_service *svc, const struct stapler_conf
 /* From now on the service's writes go through persist (the daemon's write-behind queue), so
  * none waits on the database lock; without it they go straight to the cache. */
 void staple_service_set_persist(struct staple_service *svc, struct persist *persist);
+/* At start, after staple_service_load(): revocations the journal holds that the database does
+ * not (a stop while the database refused them) are served and queued again. Returns the
+ * number of journal records, or -1. */
+int staple_service_replay_journal(struct staple_service *svc);
 
 /* Loads every cached row into the memory index (warm start). Returns the count, or -1. */
 long staple_service_load(struct staple_service *svc);

@@ -295,6 +295,47 @@ class FullDiskTest(IntegrationTestCase):
         self.assertEqual(d.staple(other.pem(), PEM)[0], 200)
 
 
+    def test_revocation_on_a_full_disk_survives_kill_9(self):
+        """The database cannot take the revocation and the daemon is killed: the revocation
+        journal (allocated in full at start) brings it back, so the restart on the still full
+        disk serves `revoked`, never the older `good`, and it lands once space returns."""
+        root = self.pki.root("root")
+        self.pki.responder(root)
+        port = free_port()
+        leaf = self.pki.leaf(root, "leaf", serial="6201", ocsp_urls=["http://127.0.0.1:%d/" % port])
+        resp = self.responder(root, port=port, ndays=7)
+        dbdir = os.path.join(self.tmp, "db")
+        os.makedirs(dbdir)
+        disk = FullDisk(dbdir)
+        self.addCleanup(disk.stop)
+        d = self.staplerd(self.pki.bundle("ca.pem", root), start=False, extra=(
+            "[refresh]\nwindow = 30d\nmin_interval = 1s\ncheck_interval = 1s\n"))
+        d.database = os.path.join(dbdir, "cache.db")
+        ns = InNamespace(d, disk)
+        ns.start()
+        self.assertEqual(d.staple(leaf.pem(), PEM)[0], 200)
+
+        def row_status():
+            return disk.query(d.database, "SELECT cert_status FROM ocsp_response") or None
+        self.assertTrue(wait_until(lambda: row_status() == "good", 10))
+        disk.fill()
+        resp.stop()
+        root.revoke(leaf)
+        resp = self.responder(root, port=port, ndays=7)
+        self.assertTrue(wait_until(lambda: ": revoked" in response_text(
+            d.staple(leaf.pem(), PEM)[2], self.tmp), 20), read_text(d.log, 3000))
+        d.kill()
+        resp.stop()
+        self.assertEqual(row_status(), "good")            # the database never took it
+        ns.start()
+        st, _, body = d.staple(leaf.pem(), PEM)
+        self.assertEqual(st, 200, body[:300])
+        self.assertIn(": revoked", response_text(body, self.tmp))
+        self.assertIn("event=revocation_recovered", read_text(d.log))
+        disk.free()
+        self.assertTrue(wait_until(lambda: row_status() == "revoked", 15), read_text(d.log, 3000))
+
+
 class MaxIntervalTest(IntegrationTestCase):
 
     def test_century_response_is_refetched_within_the_cap(self):
