@@ -1,0 +1,155 @@
+"""Which answer staplerd keeps and hands out, and which requests it refuses (issue 9, items
+1, 4, 5, 6, 8): chain staples for an intermediate that is itself in the trust bundle, OCSP
+requests with critical extensions, the newest answer wins, nothing inside the safety margin,
+and an eviction that wins over a fetch in flight.
+
+The upstreams are OpenSSL's `openssl ocsp`; the answers it cannot give (older, nearly
+expired) come from harness.FaultProxy and harness.Crafter. Run inside
+tests/integration/netns-run (CTest does).
+"""
+
+import base64
+import json
+import os
+import sys
+import threading
+import time
+import unittest
+
+sys.dont_write_bytecode = True      # keep the source tree clean
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import (CA, Crafter, free_port, IntegrationTestCase, ocsp_url, OPENSSL, PEM, run,
+                     setUpModule, wait_until)
+from test_ocsp import MALFORMED, NONCE_OID, cert_id, der, seq
+from test_staplerctl import staplerctl_binary
+
+OCSP_REQUEST = "application/ocsp-request"
+
+# Due one second after every fetch, checked every second.
+FAST_REFRESH = "[refresh]\nwindow = 30d\nmin_interval = 1s\ncheck_interval = 1s\n"
+
+
+def request_with_extensions(ids, request_exts=(), single_exts=()):
+    """DER OCSPRequest for the CertIDs ids with request-level extensions request_exts and, on
+    every Request, singleRequestExtensions single_exts; each extension (oid_der, critical,
+    value)."""
+    def exts(items):
+        return seq(*[seq(oid, der(0x01, b"\xff") if crit else b"", der(0x04, value))
+                     for oid, crit, value in items])
+    reqs = [seq(i, der(0xA0, exts(single_exts))) if single_exts else seq(i) for i in ids]
+    tbs = [seq(*reqs)]
+    if request_exts:
+        tbs.append(der(0xA2, exts(request_exts)))
+    return seq(seq(*tbs))
+
+
+# An extension nobody defined (a private arc), and the RFC 6960 §4.4.6 service locator.
+UNKNOWN_OID = der(0x06, bytes.fromhex("2b0601040182cd1a0101"))
+SERVICE_LOCATOR_OID = der(0x06, bytes.fromhex("2b0601050507300107"))
+
+
+class PolicyTest(IntegrationTestCase):
+
+    def ca_with_aia(self, parent, name, url):
+        """A CA issued by parent whose AIA names url (parent's responder), in parent's index."""
+        cert, key, subject = self.pki._issue(
+            parent, name, "basicConstraints = critical,CA:TRUE\n"
+            "keyUsage = critical,keyCertSign,cRLSign\n"
+            "authorityInfoAccess = OCSP;URI:%s\n" % url)
+        d = cert[:-len(".pem")] + ".ca"
+        os.makedirs(d, exist_ok=True)
+        ca = CA(name, cert, key, subject, parent, d)
+        parent.add_to_index(ca)
+        return ca
+
+    def mkpki(self):
+        """The mkpki-style PKI: root, an intermediate (AIA: the root's responder), a leaf (AIA:
+        the intermediate's responder), another root; both responders running; the bundle
+        holds root + intermediate + the other root."""
+        ns = type("Pki", (), {})()
+        ns.root = self.pki.root("root")
+        self.pki.responder(ns.root)
+        ns.root_port, ns.inter_port = free_port(), free_port()
+        ns.inter = self.ca_with_aia(ns.root, "intermediate", ocsp_url(ns.root_port))
+        self.pki.responder(ns.inter)
+        ns.leaf = self.pki.leaf(ns.inter, "leaf", serial="9A01",
+                                ocsp_urls=[ocsp_url(ns.inter_port)])
+        ns.other = self.pki.root("other-root")
+        self.responder(ns.root, port=ns.root_port, ndays=30)
+        self.responder(ns.inter, port=ns.inter_port, ndays=30)
+        ns.bundle = self.pki.bundle("ca-bundle.pem", ns.root, ns.inter, ns.other)
+        return ns
+
+    def staples(self, d, body):
+        st, h, b = d.request("POST", "/v1/staples", body=body, headers={"Content-Type": PEM})
+        self.assertEqual(st, 200, b[:500])
+        return json.loads(b)["staples"]
+
+    def ctl(self, d, *args):
+        return run([staplerctl_binary(), "-c", d.conf] + list(args), check=False, timeout=60)
+
+    def row(self, d, cert):
+        rows = d.db_rows("WHERE serial = ? AND issuer_key_hash = ?",
+                         (cert.serial, cert.issuer.key_hash()))
+        return rows[0] if rows else None
+
+    def log_has(self, d, text, timeout=5):
+        return wait_until(lambda: text in open(d.log).read(), timeout)
+
+    # ----------------------------------------------------------------------------------------
+    # 1. Chain staples when the intermediate is a trust anchor too
+
+    def test_intermediate_in_bundle_gets_its_staple(self):
+        ns = self.mkpki()
+        d = self.staplerd(ns.bundle)
+        got = self.staples(d, ns.leaf.pem() + ns.inter.pem())
+        self.assertEqual([(s["serial"], s["issuer"]) for s in got],
+                         [(ns.leaf.serial, ns.inter.key_hash()),
+                          (ns.inter.serial, ns.root.key_hash())])
+        leaf_der = base64.b64decode(got[0]["response"])
+        inter_der = base64.b64decode(got[1]["response"])
+        # Each verified by openssl against its own issuer.
+        self.assertStapleVerifies(leaf_der, ns.inter, ns.bundle, ns.leaf, "good")
+        self.assertStapleVerifies(inter_der, ns.root, ns.root.cert, ns.inter, "good")
+        # The leaf alone: its issuer (an anchor) comes from the bundle, and so does the root.
+        got = self.staples(d, ns.leaf.pem())
+        self.assertEqual([s["serial"] for s in got], [ns.leaf.serial, ns.inter.serial])
+        # The intermediate alone: an anchor whose issuer is in the bundle gets its staple.
+        got = self.staples(d, ns.inter.pem())
+        self.assertEqual([s["serial"] for s in got], [ns.inter.serial])
+        st, _, single = d.staple(ns.inter.pem(), PEM)
+        self.assertEqual((st, single), (200, inter_der))
+        # A self-signed root gets none.
+        st, h, b = d.request("POST", "/v1/staples", body=ns.root.pem(),
+                             headers={"Content-Type": PEM})
+        self.assertEqual(st, 403, b)
+        # /ocsp answers for the intermediate (issuer: the root, an anchor) from the cache.
+        p = run([OPENSSL, "ocsp", "-issuer", ns.root.cert, "-cert", ns.inter.cert, "-url",
+                 "http://127.0.0.1:%d/ocsp" % d.port, "-CAfile", ns.root.cert, "-timeout",
+                 "20"], check=False, timeout=40)
+        self.assertIn("Response verify OK", p.stdout + p.stderr)
+        self.assertIn("%s: good" % ns.inter.cert, p.stdout + p.stderr)
+        # And a refresh of the intermediate's staple verifies against the root.
+        before = self.row(d, ns.inter)
+        time.sleep(1.1)
+        p = self.ctl(d, "refresh", ns.inter.serial, "--issuer", ns.root.key_hash())
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertGreater(self.row(d, ns.inter)["fetched_at"], before["fetched_at"])
+
+    def test_anchor_issuer_from_the_request(self):
+        """An intermediate in the bundle whose root is not: the root sent in the request is
+        its issuer (it signed it), so the intermediate gets a staple too."""
+        ns = self.mkpki()
+        d = self.staplerd(self.pki.bundle("inter-only.pem", ns.inter))
+        got = self.staples(d, ns.leaf.pem() + ns.inter.pem() + ns.root.pem())
+        self.assertEqual([s["serial"] for s in got], [ns.leaf.serial, ns.inter.serial])
+        self.assertStapleVerifies(base64.b64decode(got[1]["response"]), ns.root, ns.root.cert,
+                                  ns.inter, "good")
+        # Without it, only the leaf: nothing known above the anchor.
+        got = self.staples(d, ns.leaf.pem())
+        self.assertEqual([s["serial"] for s in got], [ns.leaf.serial])
+
+
+if __name__ == "__main__":
+    unittest.main()
