@@ -150,6 +150,49 @@ class PolicyTest(IntegrationTestCase):
         got = self.staples(d, ns.leaf.pem())
         self.assertEqual([s["serial"] for s in got], [ns.leaf.serial])
 
+    # ----------------------------------------------------------------------------------------
+    # 4. A critical extension staplerd does not understand is refused (RFC 6960 §4.1.2)
+
+    def test_unknown_critical_extension_is_malformed(self):
+        ns = self.mkpki()
+        d = self.staplerd(ns.bundle)
+        st, _, cached = d.staple(ns.leaf.pem(), PEM)
+        self.assertEqual(st, 200)
+        cid = cert_id(ns.inter.der(), ns.leaf.serial)
+
+        def post(req):
+            st, h, body = d.request("POST", "/ocsp", body=req,
+                                    headers={"Content-Type": OCSP_REQUEST})
+            self.assertEqual(st, 200)
+            return body
+
+        def get(req):
+            b64 = base64.b64encode(req).decode()
+            st, h, body = d.request("GET", "/ocsp/" + b64.replace("+", "%2B").replace(
+                "/", "%2F").replace("=", "%3D"))
+            self.assertEqual(st, 200)
+            return body
+
+        unknown, locator = (UNKNOWN_OID, True, b"\x05\x00"), (SERVICE_LOCATOR_OID, True,
+                                                                  seq(der(0x30, b"")))
+        nonce = (NONCE_OID, True, der(0x04, os.urandom(16)))
+        for name, req in [
+                ("request", request_with_extensions([cid], request_exts=[unknown])),
+                ("single", request_with_extensions([cid], single_exts=[unknown])),
+                ("service locator", request_with_extensions([cid], single_exts=[locator])),
+                ("after a nonce", request_with_extensions([cid], request_exts=[nonce, unknown]))]:
+            with self.subTest(where=name):
+                self.assertEqual(post(req), MALFORMED)
+                self.assertEqual(get(req), MALFORMED)
+        # Understood (the nonce, even critical) or not critical: answered from the cache.
+        for name, req in [
+                ("critical nonce", request_with_extensions([cid], request_exts=[nonce])),
+                ("not critical", request_with_extensions(
+                    [cid], request_exts=[(UNKNOWN_OID, False, b"\x05\x00")],
+                    single_exts=[(UNKNOWN_OID, False, b"\x05\x00")]))]:
+            with self.subTest(where=name):
+                self.assertEqual(post(req), cached)
+
 
 if __name__ == "__main__":
     unittest.main()
