@@ -19,8 +19,8 @@ import unittest
 sys.dont_write_bytecode = True      # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (CA, Crafter, free_port, IntegrationTestCase, ocsp_url, OPENSSL, PEM, run,
-                     setUpModule, wait_until)
+from harness import (CA, Crafter, free_port, IntegrationTestCase, ocsp_url, OPENSSL, PEM,
+                     read_text, run, setUpModule, wait_until)
 from test_ocsp import MALFORMED, NONCE_OID, cert_id, der, seq
 from test_staplerctl import staplerctl_binary
 
@@ -95,7 +95,7 @@ class PolicyTest(IntegrationTestCase):
         return rows[0] if rows else None
 
     def log_has(self, d, text, timeout=5):
-        return wait_until(lambda: text in open(d.log).read(), timeout)
+        return wait_until(lambda: text in read_text(d.log), timeout)
 
     # ----------------------------------------------------------------------------------------
     # 1. Chain staples when the intermediate is a trust anchor too
@@ -192,6 +192,132 @@ class PolicyTest(IntegrationTestCase):
                     single_exts=[(UNKNOWN_OID, False, b"\x05\x00")]))]:
             with self.subTest(where=name):
                 self.assertEqual(post(req), cached)
+
+    # ----------------------------------------------------------------------------------------
+    # 5, 6, 8. Which answer is kept
+
+    def behind_proxy(self, serial):
+        """A root with its responder, a leaf whose AIA is a FaultProxy in front of it."""
+        ns = type("Up", (), {})()
+        ns.root = self.pki.root("root")
+        ns.signer = self.pki.responder(ns.root)
+        ns.port = free_port()
+        ns.proxy = self.fault_proxy(ns.port)
+        ns.leaf = self.pki.leaf(ns.root, "leaf", serial=serial, ocsp_urls=[ns.proxy.url])
+        self.responder(ns.root, port=ns.port, ndays=7)
+        ns.bundle = self.pki.bundle("ca-bundle.pem", ns.root)
+        ns.crafter = Crafter()
+        return ns
+
+    def craft(self, ns, **kw):
+        return ns.crafter.response(ns.leaf, ns.root, ns.signer, **kw)
+
+    def test_older_answer_does_not_replace_newer(self):
+        ns = self.behind_proxy("5A01")
+        newer = self.craft(ns, this_update=-60, next_update=7 * 86400)
+        ns.proxy.set("body", body=newer)
+        d = self.staplerd(ns.bundle, extra=FAST_REFRESH)
+        st, _, got = d.staple(ns.leaf.pem(), PEM)
+        self.assertEqual((st, got), (200, newer))
+        # A lagging replica: valid, verified, and an hour older (with a later nextUpdate).
+        ns.proxy.set("body", body=lambda req: self.craft(ns, this_update=-3600,
+                                                         next_update=8 * 86400))
+        mark = ns.proxy.count
+        # Refreshed every second: two refreshes later the first has been decided.
+        self.assertTrue(wait_until(lambda: ns.proxy.count >= mark + 2, 10), "not refreshed")
+        row = self.row(d, ns.leaf)
+        self.assertEqual(bytes(row["response_der"]), newer, "the older answer was stored")
+        self.assertEqual(row["failures"], 0, "an older answer is no failure")
+        self.assertIn("older", row["last_error"] or "")
+        st, _, got = d.staple(ns.leaf.pem(), PEM)
+        self.assertEqual((st, got), (200, newer), "the older answer was served")
+        self.assertTrue(self.log_has(d, "event=response_older"), "no response_older logged")
+        line = [l for l in read_text(d.log).splitlines() if "event=response_older" in l][0]
+        self.assertIn("serial=5A01", line)
+        self.assertIn("held_this_update=", line)
+        # ...also after a restart (what is stored is the newer one).
+        d.stop()
+        ns.proxy.set("status", status=503)
+        d.start()
+        st, _, got = d.staple(ns.leaf.pem(), PEM)
+        self.assertEqual((st, got), (200, newer))
+        # A revocation replaces it at once, however old.
+        revoked = self.craft(ns, status="revoked", this_update=-7200, next_update=7 * 86400)
+        ns.proxy.set("body", body=revoked)
+        wait_until(lambda: bytes(self.row(d, ns.leaf)["response_der"]) == revoked, 10)
+        self.assertEqual(bytes(self.row(d, ns.leaf)["response_der"]), revoked)
+        st, _, got = d.staple(ns.leaf.pem(), PEM)
+        self.assertEqual((st, got), (200, revoked))
+
+    def test_answer_within_the_margin_is_not_served(self):
+        ns = self.behind_proxy("5B01")
+        # 30 s left: less than the 60 s safety margin.
+        ns.proxy.set("body", body=lambda req: self.craft(ns, this_update=-60, next_update=30))
+        d = self.staplerd(ns.bundle, extra=FAST_REFRESH)
+        for _ in range(2):
+            st, h, b = d.staple(ns.leaf.pem(), PEM)
+            self.assertJsonError(st, h, b, 502)
+            self.assertIn("safety margin", b.decode())
+        self.assertEqual(d.db_rows(), [], "a response inside the margin was stored")
+        # With a good staple held: the refresh that brings a 30 s answer is a failure, backed
+        # off, and the held staple is still the one served.
+        good = self.craft(ns, this_update=-60, next_update=7 * 86400)
+        ns.proxy.set("body", body=good)
+        st, _, got = d.staple(ns.leaf.pem(), PEM)
+        self.assertEqual((st, got), (200, good))
+        ns.proxy.set("body", body=lambda req: self.craft(ns, this_update=-60, next_update=30))
+        row = wait_until(lambda: (lambda r: r if r and r["failures"] >= 1 else None)(
+            self.row(d, ns.leaf)), 10)
+        self.assertTrue(row, "the refresh was not counted as a failure")
+        self.assertEqual(bytes(row["response_der"]), good)
+        self.assertIn("safety margin", row["last_error"])
+        # Backoff: the first retry comes after 30-60 s, not at the next tick.
+        self.assertGreaterEqual(row["next_refresh_at"], int(time.time()) + 20)
+        mark = ns.proxy.count
+        time.sleep(2.5)
+        self.assertEqual(ns.proxy.count, mark, "retried without backoff")
+        st, _, got = d.staple(ns.leaf.pem(), PEM)
+        self.assertEqual((st, got), (200, good))
+
+    def test_evict_during_a_fetch_wins(self):
+        ns = self.behind_proxy("5C01")
+        d = self.staplerd(ns.bundle)
+        st, _, first = d.staple(ns.leaf.pem(), PEM)
+        self.assertEqual(st, 200)
+        self.assertIsNotNone(self.row(d, ns.leaf))
+        # The upstream stalls 3 s, then answers (a fresh, valid response).
+        fresh = self.craft(ns, this_update=0, next_update=7 * 86400)
+
+        def slow(req):
+            time.sleep(3)
+            return fresh
+        ns.proxy.set("body", body=slow)
+        mark = ns.proxy.count
+        result = {}
+
+        def refresh():
+            result["p"] = self.ctl(d, "refresh", ns.leaf.serial)
+        t = threading.Thread(target=refresh)
+        t.start()
+        try:
+            self.assertTrue(wait_until(lambda: ns.proxy.count > mark, 10), "no fetch started")
+            p = self.ctl(d, "evict", ns.leaf.serial)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+            self.assertEqual(d.db_rows(), [])
+        finally:
+            t.join(30)
+        # Nothing came back when the fetch ended: no row, nothing in memory...
+        time.sleep(0.5)
+        self.assertEqual(d.db_rows(), [], "the fetch brought the evicted entry back")
+        self.assertTrue(self.log_has(d, "event=fetch_discarded"))
+        # ...and its waiter (the operator's refresh) got the verified answer.
+        self.assertEqual(result["p"].returncode, 0, result["p"].stdout + result["p"].stderr)
+        ns.proxy.set("forward")
+        mark = ns.proxy.count
+        st, _, got = d.staple(ns.leaf.pem(), PEM)
+        self.assertEqual(st, 200)
+        self.assertEqual(ns.proxy.count, mark + 1, "served from memory after the eviction")
+        self.assertEqual(len(d.wait_rows(1)), 1)
 
 
 if __name__ == "__main__":
