@@ -409,6 +409,27 @@ extend_chain(X509_STORE_CTX *ctx, STACK_OF(X509) *chain, STACK_OF(X509) *untrust
 	return 0;
 }
 
+void
+certs_trust_issued(const struct certs_trust *trust, time_t now,
+    void (*cb)(X509 *cert, X509 *issuer, void *arg), void *arg)
+{
+	X509 *cert, *iss;
+
+	for (int i = 0; trust != NULL && i < sk_X509_num(trust->certs); i++) {
+		cert = sk_X509_value(trust->certs, i);
+		if (is_root(cert))
+			continue;
+		for (int j = 0; j < sk_X509_num(trust->certs); j++) {
+			iss = sk_X509_value(trust->certs, j);
+			if (j != i && issued_by(cert, iss, now)) {
+				cb(cert, iss, arg);
+				break;
+			}
+		}
+	}
+	ERR_clear_error();
+}
+
 int
 certs_verify_chain_get(const struct certs_trust *trust, STACK_OF(X509) *certs, time_t now,
     STACK_OF(X509) **chain_out, time_t *not_after, char *err, size_t errlen)

@@ -29,6 +29,11 @@ int certs_trust_accepts(const struct certs_trust *trust, X509 *cert, time_t now,
  * The certificate is owned by the trust store. */
 X509 *certs_trust_find_by_key_hash(const struct certs_trust *trust, const unsigned char *key_hash);
 
+/* Calls cb for every anchor that is not a root and whose issuer (one that signed it, valid at
+ * now) is in the bundle too, with that issuer. Both are owned by the trust store. */
+void certs_trust_issued(const struct certs_trust *trust, time_t now,
+    void (*cb)(X509 *cert, X509 *issuer, void *arg), void *arg);
+
 /* Parses a request body: one or more PEM certificates (subject first, then its chain) or one
  * DER certificate. Returns a new stack (sk_X509_pop_free(…, X509_free)), or NULL with err set.
  * More than CERTS_MAX_CHAIN certificates, trailing junk, or anything not a certificate fails. */

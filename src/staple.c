@@ -167,10 +167,26 @@ staple_service_free(struct staple_service **svcp)
 }
 
 /* Learned issuers that no longer chain to the anchors in force are served no more. */
+/* An intermediate of the bundle names its issuer's responder in its AIA, as the certificate
+ * of a stored staple would: /ocsp can forward a miss for it before anyone submitted it. */
+static void
+learn_anchor(X509 *cert, X509 *issuer, void *arg)
+{
+	struct staple_service *svc = arg;
+	struct certs_urls urls;
+
+	if (certs_ocsp_urls(cert, &urls) > 0 && issuers_learn(svc->issuers, issuer, &urls) < 0)
+		log_warn("issuer_not_learned", "reason=\"registry full or out of memory\"");
+	certs_urls_free(&urls);
+}
+
 static void
 retrust(struct staple_service *svc)
 {
-	size_t untrusted = issuers_retrust(svc->issuers, svc->trust, time(NULL));
+	size_t untrusted;
+
+	certs_trust_issued(svc->trust, time(NULL), learn_anchor, svc);
+	untrusted = issuers_retrust(svc->issuers, svc->trust, time(NULL));
 
 	if (untrusted > 0)
 		log_warn("issuers_untrusted", "count=%zu reason=\"no longer chain to the trust anchors: "

@@ -137,6 +137,19 @@ class PolicyTest(IntegrationTestCase):
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         self.assertGreater(self.row(d, ns.inter)["fetched_at"], before["fetched_at"])
 
+    def test_ocsp_for_an_intermediate_in_the_bundle(self):
+        """/ocsp forwards a miss for an intermediate of the bundle to the URL its AIA names,
+        before anyone submitted it, and answers the cached staple after."""
+        ns = self.mkpki()
+        d = self.staplerd(ns.bundle)
+        for _ in range(2):
+            p = run([OPENSSL, "ocsp", "-issuer", ns.root.cert, "-cert", ns.inter.cert, "-url",
+                     "http://127.0.0.1:%d/ocsp" % d.port, "-CAfile", ns.root.cert, "-timeout",
+                     "20"], check=False, timeout=40)
+            self.assertIn("Response verify OK", p.stdout + p.stderr)
+            self.assertIn("%s: good" % ns.inter.cert, p.stdout + p.stderr)
+        self.assertEqual([r["serial"] for r in d.db_rows()], [ns.inter.serial])
+
     def test_anchor_issuer_from_the_request(self):
         """An intermediate in the bundle whose root is not: the root sent in the request is
         its issuer (it signed it), so the intermediate gets a staple too."""
