@@ -19,7 +19,7 @@ import unittest
 sys.dont_write_bytecode = True      # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (CA, Crafter, free_port, IntegrationTestCase, ocsp_url, OPENSSL, PEM,
+from harness import (Crafter, free_port, IntegrationTestCase, ocsp_url, OPENSSL, PEM,
                      read_text, run, setUpModule, wait_until)
 from test_ocsp import MALFORMED, NONCE_OID, cert_id, der, seq
 from test_staplerctl import staplerctl_binary
@@ -51,18 +51,6 @@ SERVICE_LOCATOR_OID = der(0x06, bytes.fromhex("2b0601050507300107"))
 
 class PolicyTest(IntegrationTestCase):
 
-    def ca_with_aia(self, parent, name, url):
-        """A CA issued by parent whose AIA names url (parent's responder), in parent's index."""
-        cert, key, subject = self.pki._issue(
-            parent, name, "basicConstraints = critical,CA:TRUE\n"
-            "keyUsage = critical,keyCertSign,cRLSign\n"
-            "authorityInfoAccess = OCSP;URI:%s\n" % url)
-        d = cert[:-len(".pem")] + ".ca"
-        os.makedirs(d, exist_ok=True)
-        ca = CA(name, cert, key, subject, parent, d)
-        parent.add_to_index(ca)
-        return ca
-
     def mkpki(self):
         """The mkpki-style PKI: root, an intermediate (AIA: the root's responder), a leaf (AIA:
         the intermediate's responder), another root; both responders running; the bundle
@@ -71,7 +59,7 @@ class PolicyTest(IntegrationTestCase):
         ns.root = self.pki.root("root")
         self.pki.responder(ns.root)
         ns.root_port, ns.inter_port = free_port(), free_port()
-        ns.inter = self.ca_with_aia(ns.root, "intermediate", ocsp_url(ns.root_port))
+        ns.inter = self.pki.intermediate(ns.root, ocsp_urls=[ocsp_url(ns.root_port)])
         self.pki.responder(ns.inter)
         ns.leaf = self.pki.leaf(ns.inter, "leaf", serial="9A01",
                                 ocsp_urls=[ocsp_url(ns.inter_port)])
