@@ -63,14 +63,15 @@ enum sched_keep
 sched_keep(const struct sched_answer *held, const struct sched_answer *fresh, time_t now,
     long margin)
 {
-	/* Served only before nextUpdate - margin: one that ends sooner could serve nobody. */
-	if ((long long)fresh->next_update - (long long)now <= margin)
-		return SCHED_KEEP_EXPIRING;
-	if (held == NULL)
-		return SCHED_KEEP_FRESH;
-	if (held->revoked && !fresh->revoked)
+	int first_revocation = fresh->revoked && (held == NULL || !held->revoked);
+
+	if (held != NULL && held->revoked && !fresh->revoked)
 		return SCHED_KEEP_ROLLBACK;
-	if (fresh->revoked && !held->revoked)
+	/* Served only before nextUpdate - margin: one that ends sooner could serve nobody. A
+	 * revocation still says the good answer held is wrong. */
+	if ((long long)fresh->next_update - (long long)now <= margin)
+		return first_revocation ? SCHED_KEEP_REVOKED_EXPIRING : SCHED_KEEP_EXPIRING;
+	if (held == NULL || first_revocation)
 		return SCHED_KEEP_FRESH;
 	if (fresh->this_update != held->this_update)
 		return fresh->this_update > held->this_update ? SCHED_KEEP_FRESH : SCHED_KEEP_OLDER;
@@ -89,6 +90,8 @@ sched_keep_name(enum sched_keep k)
 		return "rollback";
 	case SCHED_KEEP_OLDER:
 		return "older";
+	case SCHED_KEEP_REVOKED_EXPIRING:
+		return "revoked_expiring";
 	}
 	return "invalid";
 }

@@ -50,16 +50,19 @@ enum sched_keep {
 	SCHED_KEEP_EXPIRING,     /* it ends within the safety margin: unusable, a failure */
 	SCHED_KEEP_ROLLBACK,     /* good/unknown for a certificate held revoked: a failure */
 	SCHED_KEEP_OLDER,        /* older than the held one, which stays: not a failure */
+	SCHED_KEEP_REVOKED_EXPIRING, /* a first revocation within the margin: it replaces what is
+	                              * held (final) but is served to nobody, a failure */
 };
 
-/* The choice, at now, between held (NULL: nothing held) and fresh. In this order: a fresh
- * answer whose nextUpdate is at most margin seconds away is never used (it could not be
- * served); a revocation held is never rolled back; a fresh revocation replaces what is held
- * whatever its age; otherwise the answer with the later thisUpdate wins, the later
- * producedAt when they are equal, and the fresh one when both are equal. */
+/* The choice, at now, between held (NULL: nothing held) and fresh. In this order: a revocation
+ * held is never rolled back; a fresh answer whose nextUpdate is at most margin seconds away
+ * can be served to nobody, and is not kept (unless it is the first revocation: that one ends
+ * the good answer held all the same); a fresh revocation replaces what is held whatever its
+ * age; otherwise the answer with the later thisUpdate wins, the later producedAt when they
+ * are equal, and the fresh one when both are equal. */
 enum sched_keep sched_keep(const struct sched_answer *held, const struct sched_answer *fresh,
     time_t now, long margin);
-/* "fresh", "expiring", "rollback", "older". */
+/* "fresh", "expiring", "rollback", "older", "revoked_expiring". */
 const char *sched_keep_name(enum sched_keep k);
 
 /* When to fetch again after an upstream answered older than the held answer: as if the held

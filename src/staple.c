@@ -464,6 +464,30 @@ keep_held(struct pending *p, const char *url, const struct ocsp_result *r,
 	}
 }
 
+/* A first revocation that ends within the safety margin: the good answer held is wrong, so
+ * the revocation replaces it (and is final), but it can be served to nobody: the waiters get
+ * 502 and the entry backs off like after any failure. */
+static void
+keep_revocation(struct pending *p, const struct fetch_result *res, const struct ocsp_result *r,
+    time_t now)
+{
+	time_t next;
+
+	p->svc->stats.expiring_refused++;
+	p->permanent = 0;
+	snprintf(p->last_error, sizeof(p->last_error), "%s: revoked, but nextUpdate in %lld s, "
+	    "within the %d s safety margin: kept, served to nobody", res->url,
+	    (long long)(r->next_update - now), STORE_EXPIRY_MARGIN);
+	log_warn("response_rejected", "serial=%s issuer=%s url=\"%s\" verdict=revoked_expiring "
+	    "status=revoked next_update=%lld", p->t->serial_hex, p->t->key_hash_hex, res->url,
+	    (long long)r->next_update);
+	if (!p->evicted && commit(p, res->url, res->body, res->len, r, now, &next) == NULL) {
+		pending_finish(p, STAPLE_UNAVAILABLE, NULL, "out of memory");
+		return;
+	}
+	pending_finish(p, STAPLE_UPSTREAM_FAILED, NULL, p->last_error);
+}
+
 static void
 on_fetched(const struct fetch_result *res, void *arg)
 {
@@ -529,6 +553,9 @@ on_fetched(const struct fetch_result *res, void *arg)
 		return;
 	case SCHED_KEEP_OLDER:
 		keep_held(p, res->url, &r, old, now);
+		return;
+	case SCHED_KEEP_REVOKED_EXPIRING:
+		keep_revocation(p, res, &r, now);
 		return;
 	case SCHED_KEEP_FRESH:
 		break;

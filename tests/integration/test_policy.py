@@ -280,6 +280,33 @@ class PolicyTest(IntegrationTestCase):
         st, _, got = d.staple(ns.leaf.pem(), PEM)
         self.assertEqual((st, got), (200, good))
 
+    def test_revocation_within_the_margin_ends_the_good_staple(self):
+        """A revocation with 30 s left cannot be handed out, but it says the good staple held
+        is wrong: that one is served no more, and never comes back."""
+        ns = self.behind_proxy("5B02")
+        good = self.craft(ns, this_update=-60, next_update=7 * 86400)
+        ns.proxy.set("body", body=good)
+        d = self.staplerd(ns.bundle, extra=FAST_REFRESH)
+        st, _, got = d.staple(ns.leaf.pem(), PEM)
+        self.assertEqual((st, got), (200, good))
+        ns.proxy.set("body", body=lambda req: self.craft(ns, status="revoked", this_update=-60,
+                                                         next_update=30))
+        row = wait_until(lambda: (lambda r: r if r and r["cert_status"] == "revoked" else None)(
+            self.row(d, ns.leaf)), 10)
+        self.assertTrue(row, "the revocation was not kept")
+        self.assertGreaterEqual(row["failures"], 1)
+        self.assertIn("safety margin", row["last_error"])
+        st, h, b = d.staple(ns.leaf.pem(), PEM)
+        self.assertJsonError(st, h, b, 502)
+        # A good answer does not roll it back; a fresh revocation is served.
+        ns.proxy.set("body", body=lambda req: self.craft(ns, this_update=0))
+        st, h, b = d.staple(ns.leaf.pem(), PEM)
+        self.assertJsonError(st, h, b, 502)
+        fresh = self.craft(ns, status="revoked", this_update=0, next_update=86400)
+        ns.proxy.set("body", body=fresh)
+        st, _, got = d.staple(ns.leaf.pem(), PEM)
+        self.assertEqual((st, got), (200, fresh))
+
     def test_evict_during_a_fetch_wins(self):
         ns = self.behind_proxy("5C01")
         d = self.staplerd(ns.bundle)

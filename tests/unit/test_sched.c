@@ -174,8 +174,15 @@ static const struct keep_case keep_cases[] = {
 	    SCHED_KEEP_EXPIRING },
 	{ "one second more than the margin", 1, { 0, -H, 7 * D, -H }, { 0, 0, 661, 0 },
 	    SCHED_KEEP_FRESH },
-	{ "a revocation inside the margin too", 1, { 0, -H, 7 * D, -H }, { 1, 0, 630, 0 },
-	    SCHED_KEEP_EXPIRING },
+	/* A first revocation inside the margin ends the good answer, and is served to nobody. */
+	{ "a revocation inside the margin", 1, { 0, -H, 7 * D, -H }, { 1, 0, 630, 0 },
+	    SCHED_KEEP_REVOKED_EXPIRING },
+	{ "a revocation inside the margin, nothing held", 0, { 0 }, { 1, 0, 630, 0 },
+	    SCHED_KEEP_REVOKED_EXPIRING },
+	{ "a revocation inside the margin, revoked held", 1, { 1, -H, 7 * D, -H },
+	    { 1, 0, 630, 0 }, SCHED_KEEP_EXPIRING },
+	{ "good inside the margin, revoked held", 1, { 1, -H, 7 * D, -H }, { 0, 0, 630, 0 },
+	    SCHED_KEEP_ROLLBACK },
 };
 
 static struct sched_answer
