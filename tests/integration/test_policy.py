@@ -213,13 +213,18 @@ class PolicyTest(IntegrationTestCase):
     def craft(self, ns, **kw):
         return ns.crafter.response(ns.leaf, ns.root, ns.signer, **kw)
 
+    def start_serving(self, ns, body):
+        """staplerd (refreshing every second) with body, the upstream's answer, served."""
+        ns.proxy.set("body", body=body)
+        d = self.staplerd(ns.bundle, extra=FAST_REFRESH)
+        st, _, got = d.staple(ns.leaf.pem(), PEM)
+        self.assertEqual((st, got), (200, body))
+        return d
+
     def test_older_answer_does_not_replace_newer(self):
         ns = self.behind_proxy("5A01")
         newer = self.craft(ns, this_update=-60, next_update=7 * 86400)
-        ns.proxy.set("body", body=newer)
-        d = self.staplerd(ns.bundle, extra=FAST_REFRESH)
-        st, _, got = d.staple(ns.leaf.pem(), PEM)
-        self.assertEqual((st, got), (200, newer))
+        d = self.start_serving(ns, newer)
         # A lagging replica: valid, verified, and an hour older (with a later nextUpdate).
         ns.proxy.set("body", body=lambda req: self.craft(ns, this_update=-3600,
                                                          next_update=8 * 86400))
@@ -285,10 +290,7 @@ class PolicyTest(IntegrationTestCase):
         is wrong: that one is served no more, and never comes back."""
         ns = self.behind_proxy("5B02")
         good = self.craft(ns, this_update=-60, next_update=7 * 86400)
-        ns.proxy.set("body", body=good)
-        d = self.staplerd(ns.bundle, extra=FAST_REFRESH)
-        st, _, got = d.staple(ns.leaf.pem(), PEM)
-        self.assertEqual((st, got), (200, good))
+        d = self.start_serving(ns, good)
         ns.proxy.set("body", body=lambda req: self.craft(ns, status="revoked", this_update=-60,
                                                          next_update=30))
         row = wait_until(lambda: (lambda r: r if r and r["cert_status"] == "revoked" else None)(
