@@ -348,16 +348,98 @@ certs_not_after(X509 *cert, time_t *out)
 	return cert == NULL ? -1 : util_asn1_time(X509_get0_notAfter(cert), out);
 }
 
+/* 1 when iss issued cert: names and key identifiers match (X509_check_issued) and iss's
+ * key verifies cert's signature, with iss valid at now. */
+static int
+issued_by(X509 *cert, X509 *iss, time_t now)
+{
+	EVP_PKEY *key;
+
+	if (X509_check_issued(iss, cert) != X509_V_OK ||
+	    X509_cmp_time(X509_get0_notAfter(iss), &now) <= 0 ||
+	    X509_cmp_time(X509_get0_notBefore(iss), &now) > 0)
+		return 0;
+	return (key = X509_get0_pubkey(iss)) != NULL && X509_verify(cert, key) == 1;
+}
+
+/* 1 when cert is self-issued and self-signed: a root, above which nothing can sign. */
+static int
+is_root(X509 *cert)
+{
+	return (X509_get_extension_flags(cert) & EXFLAG_SS) != 0;
+}
+
+/* Extends a verified chain above its last certificate while that one is not a root and its
+ * issuer is known: a trust anchor of ctx's store, or a certificate of the request
+ * (untrusted), either of which must have signed it. Every certificate of the chain but a
+ * root then has its issuer next to it. Returns 0, or -1 when memory ran out. */
+static int
+extend_chain(X509_STORE_CTX *ctx, STACK_OF(X509) *chain, STACK_OF(X509) *untrusted, time_t now)
+{
+	X509 *top, *iss;
+	int i, j, bound = CERTS_MAX_CHAIN + sk_X509_num(untrusted) + 1;
+
+	while (sk_X509_num(chain) < bound) {
+		top = sk_X509_value(chain, sk_X509_num(chain) - 1);
+		if (is_root(top))
+			return 0;
+		iss = NULL;
+		if (X509_STORE_CTX_get1_issuer(&iss, ctx, top) != 1 || !issued_by(top, iss, now)) {
+			X509_free(iss);
+			iss = NULL;
+			for (i = 0; i < sk_X509_num(untrusted) && iss == NULL; i++) {
+				if (issued_by(top, sk_X509_value(untrusted, i), now))
+					iss = sk_X509_value(untrusted, i);
+			}
+			if (iss == NULL || !X509_up_ref(iss))
+				return iss == NULL ? 0 : -1;
+		}
+		/* A certificate already in the chain would make a loop (cross-signed CAs). */
+		for (j = 0; j < sk_X509_num(chain); j++) {
+			if (X509_cmp(sk_X509_value(chain, j), iss) == 0) {
+				X509_free(iss);
+				return 0;
+			}
+		}
+		if (!sk_X509_push(chain, iss)) {
+			X509_free(iss);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void
+certs_trust_issued(const struct certs_trust *trust, time_t now,
+    void (*cb)(X509 *cert, X509 *issuer, void *arg), void *arg)
+{
+	X509 *cert, *iss;
+
+	for (int i = 0; trust != NULL && i < sk_X509_num(trust->certs); i++) {
+		cert = sk_X509_value(trust->certs, i);
+		if (is_root(cert))
+			continue;
+		for (int j = 0; j < sk_X509_num(trust->certs); j++) {
+			iss = sk_X509_value(trust->certs, j);
+			if (j != i && issued_by(cert, iss, now)) {
+				cb(cert, iss, arg);
+				break;
+			}
+		}
+	}
+	ERR_clear_error();
+}
+
 int
 certs_verify_chain_get(const struct certs_trust *trust, STACK_OF(X509) *certs, time_t now,
     STACK_OF(X509) **chain_out, time_t *not_after, char *err, size_t errlen)
 {
 	X509_STORE_CTX *ctx = NULL;
 	STACK_OF(X509) *untrusted = NULL, *chain = NULL;
-	X509 *subject, *iss = NULL;
+	X509 *subject;
 	char name[256];
 	time_t t, earliest = 0;
-	int i, rc = -1, verr;
+	int i, rc = -1, verr, verified;
 
 	*chain_out = NULL;
 	ERR_clear_error();
@@ -395,28 +477,23 @@ certs_verify_chain_get(const struct certs_trust *trust, STACK_OF(X509) *certs, t
 		snprintf(err, errlen, "out of memory");
 		goto done;
 	}
-	if (sk_X509_num(chain) < 2) {
-		/* The subject is itself an anchor: its issuer must be in the bundle too. */
-		if (X509_STORE_CTX_get1_issuer(&iss, ctx, subject) != 1)
-			iss = NULL;
-		if (iss == NULL || X509_cmp(iss, subject) == 0) {
-			snprintf(err, errlen,
-			    "certificate is a trust anchor and its issuer is not in the bundle: %s",
-			    name);
-			goto done;
-		}
-		if (X509_cmp_time(X509_get0_notAfter(iss), &now) <= 0 ||
-		    X509_cmp_time(X509_get0_notBefore(iss), &now) > 0) {
-			snprintf(err, errlen, "issuer certificate is not valid now: %s", name);
-			goto done;
-		}
-		if (!sk_X509_push(chain, iss)) {
-			snprintf(err, errlen, "out of memory");
-			goto done;
-		}
-		iss = NULL;
+	/* The partial chain stops at the first trusted certificate; an anchor that is not a
+	 * root still needs its issuer for its own staple. */
+	verified = sk_X509_num(chain);
+	if (extend_chain(ctx, chain, untrusted, now) < 0) {
+		snprintf(err, errlen, "out of memory");
+		goto done;
 	}
-	for (i = 0; i < sk_X509_num(chain); i++) {
+	if (sk_X509_num(chain) < 2) {
+		snprintf(err, errlen, "certificate is a trust anchor and its issuer is not in the "
+		    "bundle or the request: %s", name);
+		goto done;
+	}
+	/* The subject's validity ends with the verified chain's; the issuer found above an
+	 * anchor subject bounds it too (its staple is signed by that issuer). */
+	if (verified < 2)
+		verified = 2;
+	for (i = 0; i < verified; i++) {
 		if (certs_not_after(sk_X509_value(chain, i), &t) != 0) {
 			snprintf(err, errlen, "notAfter does not parse (depth %d): %s", i, name);
 			goto done;
@@ -430,7 +507,6 @@ certs_verify_chain_get(const struct certs_trust *trust, STACK_OF(X509) *certs, t
 	rc = 0;
 
 done:
-	X509_free(iss);
 	sk_X509_pop_free(chain, X509_free);
 	X509_STORE_CTX_free(ctx);
 	sk_X509_free(untrusted);

@@ -29,6 +29,11 @@ int certs_trust_accepts(const struct certs_trust *trust, X509 *cert, time_t now,
  * The certificate is owned by the trust store. */
 X509 *certs_trust_find_by_key_hash(const struct certs_trust *trust, const unsigned char *key_hash);
 
+/* Calls cb for every anchor that is not a root and whose issuer (one that signed it, valid at
+ * now) is in the bundle too, with that issuer. Both are owned by the trust store. */
+void certs_trust_issued(const struct certs_trust *trust, time_t now,
+    void (*cb)(X509 *cert, X509 *issuer, void *arg), void *arg);
+
 /* Parses a request body: one or more PEM certificates (subject first, then its chain) or one
  * DER certificate. Returns a new stack (sk_X509_pop_free(…, X509_free)), or NULL with err set.
  * More than CERTS_MAX_CHAIN certificates, trailing junk, or anything not a certificate fails. */
@@ -41,11 +46,14 @@ int certs_verify_chain(const struct certs_trust *trust, STACK_OF(X509) *certs, t
     X509 **issuer, time_t *not_after, char *err, size_t errlen);
 
 /* Like certs_verify_chain(), but hands back the verified chain: *chain is a new stack
- * (sk_X509_pop_free(…, X509_free)) of certs[0], then each issuer in turn up to the trust
- * anchor; when certs[0] is itself an anchor (an intermediate in the bundle), its issuer from
- * the bundle follows it. A self-signed root as certs[0] is refused: nothing above it could sign
- * an OCSP response for it. So chain[i + 1] is always the issuer of chain[i], and the stack
- * holds at least two. */
+ * (sk_X509_pop_free(…, X509_free)) of certs[0], then each issuer in turn up to the first
+ * trust anchor, then on above it while an issuer is known: an intermediate that is itself an
+ * anchor is followed by its issuer from the bundle or from certs[1..] (one that signed it),
+ * up to a self-signed root or to an anchor whose issuer is unknown. So chain[i + 1] is always
+ * the issuer of chain[i], and every certificate but the last can get a staple. A certs[0]
+ * with no known issuer (a self-signed root, an anchor alone) is refused: the stack holds at
+ * least two. *not_after is the earliest notAfter of the verified part (and of certs[0]'s
+ * issuer). */
 int certs_verify_chain_get(const struct certs_trust *trust, STACK_OF(X509) *certs, time_t now,
     STACK_OF(X509) **chain, time_t *not_after, char *err, size_t errlen);
 /* notAfter of cert as Unix seconds into *out. Returns 0, or -1 when it does not parse. */

@@ -92,7 +92,9 @@ chain_targets(struct staple_service *svc, STACK_OF(X509) *chain, struct staple_t
 	time_t not_after = 0, na;
 	int n = 0;
 
-	/* The last certificate is the anchor's issuer or the anchor itself: nothing above it. */
+	/* The last certificate is a root, or an anchor whose issuer is known neither to the
+	 * bundle nor to the request: nothing above it can sign its staple. The others each
+	 * have their issuer next to them, anchors in the bundle included. */
 	for (int i = sk_X509_num(chain) - 2; i >= 0; i--) {
 		X509 *cert = sk_X509_value(chain, i);
 		struct staple_target *one;

@@ -94,8 +94,20 @@ ocsp_request_error_name(enum ocsp_request_error e)
 		return "no_certid";
 	case OCSP_REQ_MANY_IDS:
 		return "several_certids";
+	case OCSP_REQ_CRITICAL_EXT:
+		return "critical_extension";
 	}
 	return "invalid";
+}
+
+/* 1 when a request extension is critical and not one staplerd understands. Only the nonce
+ * is understood (and then ignored: a cached response cannot echo it); RFC 6960 §4.1.2 lets
+ * no responder answer a request whose critical extension it does not know. */
+static int
+critical_unknown(X509_EXTENSION *ext)
+{
+	return X509_EXTENSION_get_critical(ext) > 0 &&
+	    OBJ_obj2nid(X509_EXTENSION_get_object(ext)) != NID_id_pkix_OCSP_Nonce;
 }
 
 enum ocsp_request_error
@@ -118,8 +130,21 @@ ocsp_request_decode(const unsigned char *der, size_t len, OCSP_CERTID **id, int 
 		e = n == 0 ? OCSP_REQ_NO_ID : OCSP_REQ_MANY_IDS;
 		goto done;
 	}
-	if ((one = OCSP_request_onereq_get0(req, 0)) == NULL ||
-	    (*id = OCSP_CERTID_dup(OCSP_onereq_get0_id(one))) == NULL)
+	if ((one = OCSP_request_onereq_get0(req, 0)) == NULL)
+		goto done;
+	for (int i = 0; i < OCSP_REQUEST_get_ext_count(req); i++) {
+		if (critical_unknown(OCSP_REQUEST_get_ext(req, i))) {
+			e = OCSP_REQ_CRITICAL_EXT;
+			goto done;
+		}
+	}
+	for (int i = 0; i < OCSP_ONEREQ_get_ext_count(one); i++) {
+		if (critical_unknown(OCSP_ONEREQ_get_ext(one, i))) {
+			e = OCSP_REQ_CRITICAL_EXT;
+			goto done;
+		}
+	}
+	if ((*id = OCSP_CERTID_dup(OCSP_onereq_get0_id(one))) == NULL)
 		goto done;
 	if (has_nonce != NULL)
 		*has_nonce = OCSP_REQUEST_get_ext_by_NID(req, NID_id_pkix_OCSP_Nonce, -1) >= 0;

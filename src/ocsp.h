@@ -59,15 +59,18 @@ enum ocsp_request_error {
 	OCSP_REQ_JUNK,        /* not a DER OCSPRequest, or trailing bytes */
 	OCSP_REQ_NO_ID,       /* an empty requestList */
 	OCSP_REQ_MANY_IDS,    /* more than one CertID (RFC 5019 §2.1.1: one per request) */
+	OCSP_REQ_CRITICAL_EXT, /* a critical extension other than the nonce, in requestExtensions
+	                        * or singleRequestExtensions (RFC 6960 §4.1.2) */
 };
 
-/* "ok", "junk", "no_certid", "several_certids". */
+/* "ok", "junk", "no_certid", "several_certids", "critical_extension". */
 const char *ocsp_request_error_name(enum ocsp_request_error e);
 
 /* Decodes a client's DER OCSPRequest. On OCSP_REQ_OK *id is a new copy of its one CertID
  * (OCSP_CERTID_free) and *has_nonce says whether it asked for a nonce (which a cached
  * response cannot echo, so callers ignore it); otherwise *id is NULL. has_nonce may be NULL.
- * Signatures and other extensions are ignored. */
+ * Signatures and non-critical extensions are ignored; a critical one other than the nonce
+ * is OCSP_REQ_CRITICAL_EXT. */
 enum ocsp_request_error ocsp_request_decode(const unsigned char *der, size_t len,
     OCSP_CERTID **id, int *has_nonce);
 

@@ -1,4 +1,5 @@
-/* Refresh policy: when each cached staple is fetched again (pure; see stapler/sched.h). */
+/* Refresh policy: when each cached staple is fetched again, and which of two answers is kept
+ * (pure; see sched.h). */
 #include "sched.h"
 
 static double
@@ -68,4 +69,55 @@ sched_retry_at(int failures, time_t now, time_t next_update, double r)
 	/* "Equal jitter": between half and all of the delay. */
 	delay = delay / 2 + (long long)(clamp01(r) * (double)(delay - delay / 2));
 	return now + (time_t)delay;
+}
+
+enum sched_keep
+sched_keep(const struct sched_answer *held, const struct sched_answer *fresh, time_t now,
+    long margin)
+{
+	int first_revocation = fresh->revoked && (held == NULL || !held->revoked);
+
+	if (held != NULL && held->revoked && !fresh->revoked)
+		return SCHED_KEEP_ROLLBACK;
+	/* Served only before nextUpdate - margin: one that ends sooner could serve nobody. A
+	 * revocation still says the good answer held is wrong. */
+	if ((long long)fresh->next_update - (long long)now <= margin)
+		return first_revocation ? SCHED_KEEP_REVOKED_EXPIRING : SCHED_KEEP_EXPIRING;
+	if (held == NULL || first_revocation)
+		return SCHED_KEEP_FRESH;
+	if (fresh->this_update != held->this_update)
+		return fresh->this_update > held->this_update ? SCHED_KEEP_FRESH : SCHED_KEEP_OLDER;
+	return fresh->produced_at >= held->produced_at ? SCHED_KEEP_FRESH : SCHED_KEEP_OLDER;
+}
+
+const char *
+sched_keep_name(enum sched_keep k)
+{
+	switch (k) {
+	case SCHED_KEEP_FRESH:
+		return "fresh";
+	case SCHED_KEEP_EXPIRING:
+		return "expiring";
+	case SCHED_KEEP_ROLLBACK:
+		return "rollback";
+	case SCHED_KEEP_OLDER:
+		return "older";
+	case SCHED_KEEP_REVOKED_EXPIRING:
+		return "revoked_expiring";
+	}
+	return "invalid";
+}
+
+time_t
+sched_after_older(const struct sched_policy *p, const struct sched_answer *held, time_t now,
+    double r)
+{
+	time_t at = sched_next_refresh(p, held->this_update, held->next_update, now, r);
+	long long cap = held->next_update > now ? (long long)(held->next_update - now) / 4 : 0;
+
+	if (cap < SCHED_RETRY_MIN)
+		cap = SCHED_RETRY_MIN;
+	if ((long long)at > (long long)now + cap)
+		at = now + (time_t)cap;
+	return at;
 }

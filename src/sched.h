@@ -41,4 +41,38 @@ time_t sched_next_refresh(const struct sched_policy *p, time_t this_update, time
  * retries fit before it expires. */
 time_t sched_retry_at(int failures, time_t now, time_t next_update, double r);
 
+/* Which answer is kept: a verified fresh answer against the one held for the same
+ * certificate. Only what the rule needs of each. */
+struct sched_answer {
+	int revoked;             /* status revoked (a signed revocation is final) */
+	time_t this_update, next_update, produced_at;
+};
+
+enum sched_keep {
+	SCHED_KEEP_FRESH = 0,    /* store and serve the fresh answer */
+	SCHED_KEEP_EXPIRING,     /* it ends within the safety margin: unusable, a failure */
+	SCHED_KEEP_ROLLBACK,     /* good/unknown for a certificate held revoked: a failure */
+	SCHED_KEEP_OLDER,        /* older than the held one, which stays: not a failure */
+	SCHED_KEEP_REVOKED_EXPIRING, /* a first revocation within the margin: it replaces what is
+	                              * held (final) but is served to nobody, a failure */
+};
+
+/* The choice, at now, between held (NULL: nothing held) and fresh. In this order: a revocation
+ * held is never rolled back; a fresh answer whose nextUpdate is at most margin seconds away
+ * can be served to nobody, and is not kept (unless it is the first revocation: that one ends
+ * the good answer held all the same); a fresh revocation replaces what is held whatever its
+ * age; otherwise the answer with the later thisUpdate wins, the later producedAt when they
+ * are equal, and the fresh one when both are equal. */
+enum sched_keep sched_keep(const struct sched_answer *held, const struct sched_answer *fresh,
+    time_t now, long margin);
+/* "fresh", "expiring", "rollback", "older", "revoked_expiring". */
+const char *sched_keep_name(enum sched_keep k);
+
+/* When to fetch again after an upstream answered older than the held answer: as if the held
+ * answer had just been fetched again (sched_next_refresh() with fetched_at = now), but never
+ * later than a quarter of its remaining life from now (at least SCHED_RETRY_MIN), so a
+ * lagging upstream is asked again before the held answer runs out. */
+time_t sched_after_older(const struct sched_policy *p, const struct sched_answer *held,
+    time_t now, double r);
+
 #endif

@@ -40,6 +40,8 @@ struct pending {
 	struct fetch_job *job;       /* the transfer in flight, until its callback runs */
 	int url_index;
 	int permanent;               /* the last URL gave an answer that was wrong, not absent */
+	int evicted;                 /* evicted while in flight: out of the table, stores nothing */
+	int kept_held;               /* an older answer came: no failure to record */
 	unsigned char *req;
 	size_t req_len;
 	char last_error[512];
@@ -57,6 +59,7 @@ struct staple_service {
 	uint64_t rng;                /* xorshift state: jitter only, not secrets */
 	struct issuers *issuers;   /* who the OCSP proxy serves, learned from stored staples */
 	struct persist *persist;   /* the daemon's writes go through it; NULL: straight to cache */
+	struct staple_stats stats;
 };
 
 static int
@@ -168,10 +171,26 @@ staple_service_free(struct staple_service **svcp)
 }
 
 /* Learned issuers that no longer chain to the anchors in force are served no more. */
+/* An intermediate of the bundle names its issuer's responder in its AIA, as the certificate
+ * of a stored staple would: /ocsp can forward a miss for it before anyone submitted it. */
+static void
+learn_anchor(X509 *cert, X509 *issuer, void *arg)
+{
+	struct staple_service *svc = arg;
+	struct certs_urls urls;
+
+	if (certs_ocsp_urls(cert, &urls) > 0 && issuers_learn(svc->issuers, issuer, &urls) < 0)
+		log_warn("issuer_not_learned", "reason=\"registry full or out of memory\"");
+	certs_urls_free(&urls);
+}
+
 static void
 retrust(struct staple_service *svc)
 {
-	size_t untrusted = issuers_retrust(svc->issuers, svc->trust, time(NULL));
+	size_t untrusted;
+
+	certs_trust_issued(svc->trust, time(NULL), learn_anchor, svc);
+	untrusted = issuers_retrust(svc->issuers, svc->trust, time(NULL));
 
 	if (untrusted > 0)
 		log_warn("issuers_untrusted", "count=%zu reason=\"no longer chain to the trust anchors: "
@@ -210,6 +229,12 @@ size_t
 staple_service_pending(const struct staple_service *svc)
 {
 	return svc->pending.count;
+}
+
+void
+staple_service_stats(const struct staple_service *svc, struct staple_stats *out)
+{
+	*out = svc->stats;
 }
 
 void
@@ -380,12 +405,15 @@ pending_finish(struct pending *p, enum staple_outcome outcome, const struct stap
 	struct staple_service *svc = p->svc;
 	struct staple_wait *w;
 
-	table_remove(&svc->pending, &p->key, svc->seed);
-	if (outcome == STAPLE_UPSTREAM_FAILED)
+	/* An evicted fetch left the table already; a newer one for the key may be in it. */
+	if (!p->evicted)
+		table_remove(&svc->pending, &p->key, svc->seed);
+	/* An evicted entry has no row to record a failure on (or a newer fetch's row). */
+	if (outcome == STAPLE_UPSTREAM_FAILED && !p->evicted && !p->kept_held)
 		record_failure(p, error);
 	while ((w = TAILQ_FIRST(&p->waiters)) != NULL) {
 		TAILQ_REMOVE(&p->waiters, w, link);
-		if (outcome == STAPLE_OK && w->has_digest)
+		if (outcome == STAPLE_OK && w->has_digest && !p->evicted)
 			store_seen_put(svc->store, w->digest, &p->key, p->t->not_after);
 		w->cb(outcome, s, error, w->arg);
 		free(w);
@@ -478,11 +506,81 @@ staple_fetch_urls(const struct staple_service *svc, const unsigned char *key_has
 	return own->n;
 }
 
+static struct sched_answer
+answer_of(enum stapler_cert_status status, time_t this_update, time_t next_update,
+    time_t produced_at)
+{
+	struct sched_answer a = { status == STAPLER_REVOKED, this_update, next_update, produced_at };
+
+	return a;
+}
+
+/* The upstream answered, verified, but older than the staple held (a lagging replica, a
+ * cache in front of the responder): the held staple stays, in memory and in its row, and is
+ * what the waiters get while it is servable. An answer came, so this is no failure: the
+ * failure count is reset and the next try is paced by sched_after_older(). */
+static void
+keep_held(struct pending *p, const char *url, const struct ocsp_result *r,
+    const struct staple *held, time_t now)
+{
+	struct staple_service *svc = p->svc;
+	struct sched_policy pol = policy(svc);
+	struct sched_answer h = answer_of(held->status, held->this_update, held->next_update,
+	    held->produced_at);
+	time_t next = sched_after_older(&pol, &h, now, staple_service_random(svc));
+	char note[512];
+
+	svc->stats.older_refused++;
+	snprintf(note, sizeof(note), "%.300s: older answer not kept: thisUpdate %lld before the "
+	    "held %lld", url, (long long)r->this_update, (long long)held->this_update);
+	log_warn("response_older", "serial=%s issuer=%s url=\"%s\" this_update=%lld "
+	    "held_this_update=%lld produced_at=%lld held_produced_at=%lld next_try=%lld",
+	    p->t->serial_hex, p->t->key_hash_hex, url, (long long)r->this_update,
+	    (long long)held->this_update, (long long)r->produced_at, (long long)held->produced_at,
+	    (long long)next);
+	if (!p->evicted && write_failure(svc, p->t->key_hash_hex, p->t->serial_hex, 0, note,
+	    (long long)next) < 0)
+		log_error("cache_store_failed", "serial=%s issuer=%s", p->t->serial_hex,
+		    p->t->key_hash_hex);
+	if (staple_servable(held, now))
+		pending_finish(p, STAPLE_OK, held, NULL);
+	else {
+		p->kept_held = 1;
+		pending_finish(p, STAPLE_UPSTREAM_FAILED, NULL, note);
+	}
+}
+
+/* A first revocation that ends within the safety margin: the good answer held is wrong, so
+ * the revocation replaces it (and is final), but it can be served to nobody: the waiters get
+ * 502 and the entry backs off like after any failure. */
+static void
+keep_revocation(struct pending *p, const struct fetch_result *res, const struct ocsp_result *r,
+    time_t now)
+{
+	time_t next;
+
+	p->svc->stats.expiring_refused++;
+	p->permanent = 0;
+	snprintf(p->last_error, sizeof(p->last_error), "%s: revoked, but nextUpdate in %lld s, "
+	    "within the %d s safety margin: kept, served to nobody", res->url,
+	    (long long)(r->next_update - now), STORE_EXPIRY_MARGIN);
+	log_warn("response_rejected", "serial=%s issuer=%s url=\"%s\" verdict=revoked_expiring "
+	    "status=revoked next_update=%lld", p->t->serial_hex, p->t->key_hash_hex, res->url,
+	    (long long)r->next_update);
+	if (!p->evicted && commit(p, res->url, res->body, res->len, r, now, &next) == NULL) {
+		pending_finish(p, STAPLE_UNAVAILABLE, NULL, "out of memory");
+		return;
+	}
+	pending_finish(p, STAPLE_UPSTREAM_FAILED, NULL, p->last_error);
+}
+
 static void
 on_fetched(const struct fetch_result *res, void *arg)
 {
 	struct pending *p = arg;
 	const struct staple *old, *s;
+	struct staple *unstored;
+	struct sched_answer held, fresh;
 	struct ocsp_result r;
 	enum ocsp_verdict v;
 	time_t now = time(NULL), next = 0;
@@ -513,7 +611,24 @@ on_fetched(const struct fetch_result *res, void *arg)
 		return;
 	}
 	old = store_get(p->svc->store, &p->key);
-	if (old != NULL && old->status == STAPLER_REVOKED && r.status != STAPLER_REVOKED) {
+	if (old != NULL)
+		held = answer_of(old->status, old->this_update, old->next_update, old->produced_at);
+	fresh = answer_of(r.status, r.this_update, r.next_update, r.produced_at);
+	switch (sched_keep(old != NULL ? &held : NULL, &fresh, now, STORE_EXPIRY_MARGIN)) {
+	case SCHED_KEEP_EXPIRING:
+		/* It could be served to nobody, and would be fetched again on every request. */
+		p->svc->stats.expiring_refused++;
+		p->permanent = 0;
+		snprintf(p->last_error, sizeof(p->last_error), "%s: expiring: nextUpdate in %lld s, "
+		    "within the %d s safety margin", res->url, (long long)(r.next_update - now),
+		    STORE_EXPIRY_MARGIN);
+		log_warn("response_rejected", "serial=%s issuer=%s url=\"%s\" verdict=expiring "
+		    "status=%s next_update=%lld", p->t->serial_hex, p->t->key_hash_hex, res->url,
+		    stapler_status_name(r.status), (long long)r.next_update);
+		p->url_index++;
+		(void)try_next_url(p);
+		return;
+	case SCHED_KEEP_ROLLBACK:
 		/* A signed revocation is final here: never roll back to good or unknown. */
 		p->permanent = 1;
 		snprintf(p->last_error, sizeof(p->last_error), "%s: says %s for a revoked certificate",
@@ -522,6 +637,27 @@ on_fetched(const struct fetch_result *res, void *arg)
 		    p->t->serial_hex, p->t->key_hash_hex, res->url, stapler_status_name(r.status));
 		p->url_index++;
 		(void)try_next_url(p);
+		return;
+	case SCHED_KEEP_OLDER:
+		keep_held(p, res->url, &r, old, now);
+		return;
+	case SCHED_KEEP_REVOKED_EXPIRING:
+		keep_revocation(p, res, &r, now);
+		return;
+	case SCHED_KEEP_FRESH:
+		break;
+	}
+	if (p->evicted) {
+		/* The eviction came after this fetch started and wins: its waiters get the
+		 * verified answer, and nothing is stored. */
+		p->svc->stats.evicted_in_flight++;
+		log_info("fetch_discarded", "serial=%s issuer=%s url=\"%s\" reason=evicted status=%s",
+		    p->t->serial_hex, p->t->key_hash_hex, res->url, stapler_status_name(r.status));
+		unstored = staple_new(&p->key, r.status, r.this_update, r.next_update, r.produced_at,
+		    now, res->body, res->len);
+		pending_finish(p, unstored != NULL ? STAPLE_OK : STAPLE_UNAVAILABLE, unstored,
+		    unstored != NULL ? NULL : "out of memory");
+		free(unstored);
 		return;
 	}
 	if ((s = commit(p, res->url, res->body, res->len, &r, now, &next)) == NULL) {
@@ -861,6 +997,7 @@ int
 staple_service_evict(struct staple_service *svc, const char *issuer_key_hash, const char *serial)
 {
 	struct stapler_key key;
+	struct pending *p;
 	int rc;
 
 	if (stapler_key_from_hex(&key, issuer_key_hash, serial) < 0)
@@ -871,6 +1008,14 @@ staple_service_evict(struct staple_service *svc, const char *issuer_key_hash, co
 		return -1;
 	if (store_remove(svc->store, &key))
 		rc = 1;
+	/* A fetch that started before the eviction must not bring the entry back when it
+	 * ends: it leaves the table (a request from now on starts a fetch of its own) and
+	 * stores nothing; its waiters still get what it fetches. */
+	if ((p = table_get(&svc->pending, &key, svc->seed)) != NULL) {
+		table_remove(&svc->pending, &key, svc->seed);
+		p->evicted = 1;
+		rc = 1;
+	}
 	if (rc)
 		log_info("evicted", "serial=%s issuer=%s", serial, issuer_key_hash);
 	return rc;
@@ -952,7 +1097,9 @@ staple_wait_cancel(struct staple_wait *w)
 		log_debug("fetch_abandoned", "serial=%s issuer=%s", p->t->serial_hex, p->t->key_hash_hex);
 		fetch_cancel(p->svc->fetch, p->job);
 		p->job = NULL;
-		table_remove(&p->svc->pending, &p->key, p->svc->seed);
+		/* An evicted fetch left the table already, and another may stand there now. */
+		if (table_get(&p->svc->pending, &p->key, p->svc->seed) == p)
+			table_remove(&p->svc->pending, &p->key, p->svc->seed);
 		pending_free(p);
 	}
 }

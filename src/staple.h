@@ -115,8 +115,9 @@ int staple_service_write_pending(const struct staple_service *svc, const char *i
 /* 1 when the entry has a fetch in flight. */
 int staple_service_is_pending(const struct staple_service *svc, const char *issuer_key_hash,
     const char *serial);
-/* Forgets an entry: its row and its staple. Returns 1 when it was there, 0 when not, -1 on
- * error (a malformed key included). */
+/* Forgets an entry: its row, its staple, and what a fetch in flight for it would store (that
+ * fetch still answers its waiters, and stores nothing). Returns 1 when it was there (or in
+ * flight), 0 when not, -1 on error (a malformed key included). */
 int staple_service_evict(struct staple_service *svc, const char *issuer_key_hash, const char *serial);
 /* A number in [0, 1) for jitter. */
 double staple_service_random(struct staple_service *svc);
@@ -128,6 +129,15 @@ struct store *staple_service_store(struct staple_service *svc);
 
 /* Certificates with a fetch in flight. */
 size_t staple_service_pending(const struct staple_service *svc);
+
+/* Counters of answers the service did not keep (docs/design.md "Which answer is kept"),
+ * since start; for /metrics. */
+struct staple_stats {
+	unsigned long long older_refused;      /* verified, but older than the staple held */
+	unsigned long long expiring_refused;   /* verified, but within the safety margin */
+	unsigned long long evicted_in_flight;  /* verified after its entry was evicted: not stored */
+};
+void staple_service_stats(const struct staple_service *svc, struct staple_stats *out);
 
 /* The HTTP status for an outcome. */
 int staple_outcome_http(enum staple_outcome outcome);

@@ -338,13 +338,18 @@ class Pki:
         run(args)
         return cert, key, subject
 
-    def intermediate(self, parent, name="intermediate", serial=None):
-        cert, key, subject = self._issue(
-            parent, name, "basicConstraints = critical,CA:TRUE\n"
-            "keyUsage = critical,keyCertSign,cRLSign\n", serial)
+    def intermediate(self, parent, name="intermediate", serial=None, ocsp_urls=()):
+        """A CA issued by parent. With ocsp_urls (its AIA, usually parent's responder) it goes
+        into parent's index, so that it can have a staple of its own."""
+        ext = "basicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign\n"
+        if ocsp_urls:
+            ext += "authorityInfoAccess = " + ",".join("OCSP;URI:" + u for u in ocsp_urls) + "\n"
+        cert, key, subject = self._issue(parent, name, ext, serial)
         d = cert[:-len(".pem")] + ".ca"
         os.makedirs(d, exist_ok=True)
         ca = CA(name, cert, key, subject, parent, d)
+        if ocsp_urls:
+            parent.add_to_index(ca)
         return ca
 
     def leaf(self, ca, name="leaf", serial=None, ocsp_urls=(), index=True, revoked=False):

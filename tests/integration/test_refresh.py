@@ -204,8 +204,10 @@ class RefreshTest(IntegrationTestCase):
         row = self.row(d, leaf)
         self.assertEqual(bytes(row["response_der"]), fixed)
         self.assertGreaterEqual(row["failures"], 1)
-        # When the upstream is back, the entry recovers.
-        proxy.set("body", body=lambda req: crafter.response(leaf, self.root, self.signer))
+        # When the upstream is back, the entry recovers (with a newer answer: an older one
+        # than the staple held is never kept).
+        proxy.set("body", body=lambda req: crafter.response(leaf, self.root, self.signer,
+                                                            this_update=0))
         st, h, b = d.staple(leaf.pem(), PEM)
         self.assertEqual(st, 200, b[:300])
         self.assertNotEqual(b, fixed)

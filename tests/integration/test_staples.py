@@ -15,31 +15,19 @@ import unittest
 sys.dont_write_bytecode = True      # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (CA, free_port, IntegrationTestCase, ocsp_url, PEM, setUpModule)
+from harness import (free_port, IntegrationTestCase, ocsp_url, PEM, setUpModule)
 
 
 
 
 class StaplesTest(IntegrationTestCase):
 
-    def intermediate_with_aia(self, root, url, name="intermediate"):
-        """A CA issued by root whose AIA names url (the root's responder)."""
-        cert, key, subject = self.pki._issue(
-            root, name, "basicConstraints = critical,CA:TRUE\n"
-            "keyUsage = critical,keyCertSign,cRLSign\n"
-            "authorityInfoAccess = OCSP;URI:%s\n" % url)
-        d = cert[:-len(".pem")] + ".ca"
-        os.makedirs(d, exist_ok=True)
-        inter = CA(name, cert, key, subject, root, d)
-        root.add_to_index(inter)
-        return inter
-
     def chain(self, inter_url=None, leaf_urls=None, start_root=True, start_inter=True):
         ns = type("Chain", (), {})()
         ns.root = self.pki.root("root")
         self.pki.responder(ns.root)
         ns.root_port, ns.inter_port = free_port(), free_port()
-        ns.inter = self.intermediate_with_aia(ns.root, inter_url or ocsp_url(ns.root_port))
+        ns.inter = self.pki.intermediate(ns.root, ocsp_urls=[inter_url or ocsp_url(ns.root_port)])
         self.pki.responder(ns.inter)
         urls = [ocsp_url(ns.inter_port)] if leaf_urls is None else leaf_urls
         ns.leaf = self.pki.leaf(ns.inter, "leaf", serial="9001", ocsp_urls=urls)

@@ -833,6 +833,62 @@ test_chain_subject_is_anchor(void **state)
 	bundle_free(&b);
 }
 
+/* The chain handed back, as the chain staples see it: the length and whether chain[i] is
+ * certs[want[i]] of the pki (0 leaf, 1 ca, 2 root). */
+static void
+assert_chain(const struct bundle *b, X509 *const *body, int n, const struct pki *p,
+    const int *want, int nwant)
+{
+	X509 *const all[3] = { p->leaf.cert, p->ca.cert, p->root.cert };
+	STACK_OF(X509) *sk = chain_of(body, n), *chain = NULL;
+	time_t not_after = 0;
+	char err[256] = "";
+
+	if (certs_verify_chain_get(b->trust, sk, now_t, &chain, &not_after, err, sizeof(err)) != 0)
+		fail_msg("verify: %s", err);
+	assert_int_equal(sk_X509_num(chain), nwant);
+	for (int i = 0; i < nwant; i++)
+		assert_int_equal(X509_cmp(sk_X509_value(chain, i), all[want[i]]), 0);
+	sk_X509_pop_free(chain, X509_free);
+	sk_X509_pop_free(sk, X509_free);
+}
+
+static void
+test_chain_goes_on_above_an_anchor(void **state)
+{
+	struct pki *p = *state;
+	X509 *mkpki[3] = { p->root.cert, p->ca.cert, p->other_root.cert };
+	X509 *ca_only[1] = { p->ca.cert };
+	X509 *leaf_ca[2] = { p->leaf.cert, p->ca.cert };
+	X509 *leaf_ca_root[3] = { p->leaf.cert, p->ca.cert, p->root.cert };
+	X509 *leaf_ca_fake[3] = { p->leaf.cert, p->ca.cert, NULL };
+	static const int full[3] = { 0, 1, 2 }, short_[2] = { 0, 1 };
+	struct testpki_cert_opts fo = {
+		/* The root's name, another key: it did not sign the intermediate. */
+		.cn = "Test Root", .ca = 1, .base = now_t, .not_before = -DAY, .not_after = DAY,
+	};
+	struct testpki_ent fake = testpki_cert(&fo);
+	struct bundle b;
+
+	/* Root + intermediate + another root: the partial chain stops at the intermediate, and
+	 * the root from the bundle follows it, so the intermediate gets a staple too. */
+	bundle_load(&b, mkpki, 3);
+	assert_chain(&b, leaf_ca, 2, p, full, 3);
+	assert_chain(&b, leaf_ca, 1, p, full, 3);
+	bundle_free(&b);
+
+	/* The intermediate alone is trusted: its issuer may come from the request... */
+	bundle_load(&b, ca_only, 1);
+	assert_chain(&b, leaf_ca_root, 3, p, full, 3);
+	/* ...not without it... */
+	assert_chain(&b, leaf_ca, 2, p, short_, 2);
+	/* ...and only one that signed it. */
+	leaf_ca_fake[2] = fake.cert;
+	assert_chain(&b, leaf_ca_fake, 3, p, short_, 2);
+	bundle_free(&b);
+	testpki_ent_free(&fake);
+}
+
 static void
 test_trust_find_by_key_hash(void **state)
 {
@@ -1027,6 +1083,8 @@ main(void)
 		cmocka_unit_test_setup(test_chain_expired_leaf_at_injected_now, setup_time),
 		cmocka_unit_test_setup(test_chain_not_after_is_earliest, setup_time),
 		cmocka_unit_test_setup_teardown(test_chain_subject_is_anchor, setup_pki, teardown_pki),
+		cmocka_unit_test_setup_teardown(test_chain_goes_on_above_an_anchor, setup_pki,
+		    teardown_pki),
 		cmocka_unit_test_setup_teardown(test_trust_find_by_key_hash, setup_pki, teardown_pki),
 		cmocka_unit_test_setup_teardown(test_trust_load_errors, setup_pki, teardown_pki),
 		cmocka_unit_test_setup_teardown(test_subject_and_der, setup_pki, teardown_pki),

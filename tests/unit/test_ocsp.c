@@ -747,6 +747,83 @@ test_request_decode(void **state)
 	OCSP_CERTID_free(sha256);
 }
 
+/* Where an extension goes in request_with_ext(). */
+enum ext_place { EXT_REQUEST, EXT_SINGLE };
+
+/* DER of a request for id with one extension (nid, critical) at place; nid NID_undef is a
+ * private OID nobody defined. */
+static unsigned char *
+request_with_ext(OCSP_CERTID *id, enum ext_place place, int nid, int critical, size_t *len)
+{
+	OCSP_REQUEST *req = OCSP_REQUEST_new();
+	ASN1_OCTET_STRING *value = ASN1_OCTET_STRING_new();
+	ASN1_OBJECT *obj;
+	X509_EXTENSION *ext;
+	OCSP_ONEREQ *one;
+	unsigned char *der = NULL;
+	int dlen;
+
+	assert_non_null(req);
+	assert_non_null(value);
+	assert_int_equal(ASN1_OCTET_STRING_set(value, (const unsigned char *)"\x05\x00", 2), 1);
+	obj = nid == NID_undef ? OBJ_txt2obj("1.3.6.1.4.1.59034.1.1", 1) : OBJ_nid2obj(nid);
+	assert_non_null(obj);
+	ext = X509_EXTENSION_create_by_OBJ(NULL, obj, critical, value);
+	assert_non_null(ext);
+	assert_non_null(one = OCSP_request_add0_id(req, OCSP_CERTID_dup(id)));
+	if (place == EXT_REQUEST)
+		assert_int_equal(OCSP_REQUEST_add_ext(req, ext, -1), 1);
+	else
+		assert_int_equal(OCSP_ONEREQ_add_ext(one, ext, -1), 1);
+	dlen = i2d_OCSP_REQUEST(req, &der);
+	assert_true(dlen > 0);
+	*len = (size_t)dlen;
+	X509_EXTENSION_free(ext);
+	ASN1_OBJECT_free(obj);
+	ASN1_OCTET_STRING_free(value);
+	OCSP_REQUEST_free(req);
+	return der;
+}
+
+static void
+test_request_critical_extensions(void **state)
+{
+	static const struct {
+		enum ext_place place;
+		int nid, critical;
+		enum ocsp_request_error want;
+	} cases[] = {
+		/* Not understood and critical: refused, at either level. */
+		{ EXT_REQUEST, NID_undef, 1, OCSP_REQ_CRITICAL_EXT },
+		{ EXT_SINGLE, NID_undef, 1, OCSP_REQ_CRITICAL_EXT },
+		{ EXT_SINGLE, NID_id_pkix_OCSP_serviceLocator, 1, OCSP_REQ_CRITICAL_EXT },
+		{ EXT_REQUEST, NID_id_pkix_OCSP_acceptableResponses, 1, OCSP_REQ_CRITICAL_EXT },
+		/* Not critical: ignored. */
+		{ EXT_REQUEST, NID_undef, 0, OCSP_REQ_OK },
+		{ EXT_SINGLE, NID_undef, 0, OCSP_REQ_OK },
+		/* The nonce is understood (and ignored), critical or not. */
+		{ EXT_REQUEST, NID_id_pkix_OCSP_Nonce, 1, OCSP_REQ_OK },
+		{ EXT_SINGLE, NID_id_pkix_OCSP_Nonce, 1, OCSP_REQ_OK },
+	};
+	struct fx *f = *state;
+	OCSP_CERTID *id;
+	unsigned char *der;
+	size_t len;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		der = request_with_ext(f->id, cases[i].place, cases[i].nid, cases[i].critical, &len);
+		if (ocsp_request_decode(der, len, &id, NULL) != cases[i].want)
+			fail_msg("case %zu: not %s", i, ocsp_request_error_name(cases[i].want));
+		if (cases[i].want == OCSP_REQ_OK)
+			assert_int_equal(OCSP_id_cmp(id, f->id), 0);
+		else
+			assert_null(id);
+		OCSP_CERTID_free(id);
+		OPENSSL_free(der);
+	}
+	assert_string_equal(ocsp_request_error_name(OCSP_REQ_CRITICAL_EXT), "critical_extension");
+}
+
 /* Decodes path with ocsp_get_decode() and checks it gives want[0..wlen-1]. */
 static void
 assert_get_decodes(const char *path, const unsigned char *want, size_t wlen)
@@ -858,6 +935,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_get_url_real_request, setup, teardown),
 		cmocka_unit_test(test_get_url_too_long),
 		cmocka_unit_test_setup_teardown(test_request_decode, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_request_critical_extensions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_get_decode_quirks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_status_responses, setup, teardown),
 	};

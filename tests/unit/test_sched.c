@@ -169,6 +169,99 @@ test_retry_grows_monotonically(void **state)
 	assert_in_range(prev - now, SCHED_BACKOFF_CAP * 99 / 100, SCHED_BACKOFF_CAP);
 }
 
+/* --- which answer is kept ------------------------------------------------------------------ */
+
+#define NOW (T0 + 600)
+#define MARGIN 60
+
+struct keep_case {
+	const char *name;
+	int held;                 /* 0: nothing held */
+	struct sched_answer h, f; /* times relative to T0 */
+	enum sched_keep want;
+};
+
+static const struct keep_case keep_cases[] = {
+	{ "nothing held", 0, { 0 }, { 0, 0, 7 * D, 0 }, SCHED_KEEP_FRESH },
+	{ "newer thisUpdate", 1, { 0, 0, 7 * D, 0 }, { 0, H, 7 * D + H, H }, SCHED_KEEP_FRESH },
+	{ "older thisUpdate", 1, { 0, H, 7 * D + H, H }, { 0, 0, 8 * D, 2 * H }, SCHED_KEEP_OLDER },
+	{ "older by one second", 1, { 0, 1, 7 * D, 1 }, { 0, 0, 7 * D, 5 }, SCHED_KEEP_OLDER },
+	{ "equal thisUpdate, later producedAt", 1, { 0, 0, 7 * D, 10 }, { 0, 0, 7 * D, 20 },
+	    SCHED_KEEP_FRESH },
+	{ "equal thisUpdate, earlier producedAt", 1, { 0, 0, 7 * D, 20 }, { 0, 0, 7 * D, 10 },
+	    SCHED_KEEP_OLDER },
+	{ "the same answer again", 1, { 0, 0, 7 * D, 10 }, { 0, 0, 7 * D, 10 }, SCHED_KEEP_FRESH },
+	{ "revoked replaces good whatever its age", 1, { 0, H, 7 * D, H }, { 1, -D, 7 * D, -D },
+	    SCHED_KEEP_FRESH },
+	{ "good never replaces revoked", 1, { 1, 0, 7 * D, 0 }, { 0, H, 7 * D, H },
+	    SCHED_KEEP_ROLLBACK },
+	{ "older revoked after revoked", 1, { 1, H, 7 * D, H }, { 1, 0, 7 * D, 0 },
+	    SCHED_KEEP_OLDER },
+	{ "newer revoked after revoked", 1, { 1, 0, 7 * D, 0 }, { 1, H, 7 * D, H },
+	    SCHED_KEEP_FRESH },
+	/* NOW is T0 + 600: a nextUpdate at T0 + 660 is exactly the margin away. */
+	{ "30 s left", 0, { 0 }, { 0, 0, 630, 0 }, SCHED_KEEP_EXPIRING },
+	{ "exactly the margin left", 1, { 0, -H, 7 * D, -H }, { 0, 0, 660, 0 },
+	    SCHED_KEEP_EXPIRING },
+	{ "one second more than the margin", 1, { 0, -H, 7 * D, -H }, { 0, 0, 661, 0 },
+	    SCHED_KEEP_FRESH },
+	/* A first revocation inside the margin ends the good answer, and is served to nobody. */
+	{ "a revocation inside the margin", 1, { 0, -H, 7 * D, -H }, { 1, 0, 630, 0 },
+	    SCHED_KEEP_REVOKED_EXPIRING },
+	{ "a revocation inside the margin, nothing held", 0, { 0 }, { 1, 0, 630, 0 },
+	    SCHED_KEEP_REVOKED_EXPIRING },
+	{ "a revocation inside the margin, revoked held", 1, { 1, -H, 7 * D, -H },
+	    { 1, 0, 630, 0 }, SCHED_KEEP_EXPIRING },
+	{ "good inside the margin, revoked held", 1, { 1, -H, 7 * D, -H }, { 0, 0, 630, 0 },
+	    SCHED_KEEP_ROLLBACK },
+};
+
+static struct sched_answer
+at_t0(struct sched_answer a)
+{
+	a.this_update += T0;
+	a.next_update += T0;
+	a.produced_at += T0;
+	return a;
+}
+
+static void
+test_keep_table(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(keep_cases) / sizeof(keep_cases[0]); i++) {
+		const struct keep_case *c = &keep_cases[i];
+		struct sched_answer h = at_t0(c->h), f = at_t0(c->f);
+		enum sched_keep got = sched_keep(c->held ? &h : NULL, &f, NOW, MARGIN);
+
+		if (got != c->want)
+			fail_msg("%s: %s, expected %s", c->name, sched_keep_name(got),
+			    sched_keep_name(c->want));
+	}
+	assert_string_equal(sched_keep_name(SCHED_KEEP_OLDER), "older");
+}
+
+static void
+test_after_older(void **state)
+{
+	struct sched_policy p = { .window = 7 * D, .min_interval = H };
+	struct sched_answer held = { 0, T0, T0 + 7 * D, T0 };
+	time_t at;
+
+	(void)state;
+	/* Plenty of life left: paced like a refetch of the held answer (min_interval). */
+	at = sched_after_older(&p, &held, NOW, 0.0);
+	assert_int_equal((long long)(at - NOW), H);
+	/* 20 minutes left: a quarter of it, not an hour. */
+	held.next_update = NOW + 20 * 60;
+	at = sched_after_older(&p, &held, NOW, 0.5);
+	assert_int_equal((long long)(at - NOW), 5 * 60);
+	/* Nothing left: still not sooner than SCHED_RETRY_MIN. */
+	held.next_update = NOW - 1;
+	at = sched_after_older(&p, &held, NOW, 0.5);
+	assert_int_equal((long long)(at - NOW), SCHED_RETRY_MIN);
+}
+
 int
 main(void)
 {
@@ -178,6 +271,8 @@ main(void)
 		cmocka_unit_test(test_max_interval_caps_the_wait),
 		cmocka_unit_test(test_retry_table),
 		cmocka_unit_test(test_retry_grows_monotonically),
+		cmocka_unit_test(test_keep_table),
+		cmocka_unit_test(test_after_older),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
