@@ -577,3 +577,42 @@ fetch_host_state(const struct fetcher *f, const char *url, time_t now, int *load
 		*retry_at = h->retry_at;
 	return 0;
 }
+
+/* One pass over both lists; the next job is taken before a callback runs, and a cancelled
+ * callback starts nothing new on the running list (job_finish only kicks the queue). */
+static size_t
+cancel_list(struct job *first, fetch_cb cb, int (*match)(void *arg, void *ctx), void *ctx)
+{
+	struct job *j, *next;
+	size_t n = 0;
+
+	for (j = first; j != NULL; j = next) {
+		next = TAILQ_NEXT(j, link);
+		if (j->cb == cb && match(j->arg, ctx)) {
+			job_finish(j, FETCH_CANCELLED, 0, "cancelled");
+			n++;
+		}
+	}
+	return n;
+}
+
+size_t
+fetch_cancel_if(struct fetcher *f, fetch_cb cb, int (*match)(void *arg, void *ctx), void *ctx)
+{
+	size_t n = cancel_list(TAILQ_FIRST(&f->running), cb, match, ctx);
+
+	return n + cancel_list(TAILQ_FIRST(&f->queue), cb, match, ctx);
+}
+
+size_t
+fetch_hosts_failing(const struct fetcher *f)
+{
+	const struct host *h;
+	size_t n = 0;
+
+	LIST_FOREACH(h, &f->hosts, link) {
+		if (h->failures > 0)
+			n++;
+	}
+	return n;
+}
