@@ -51,7 +51,8 @@ static const struct ctl_command commands[] = {
 	  "Copies the database to FILE while the daemon runs: SQLite's online backup from a\n"
 	  "read-only connection (it never blocks the daemon), written to FILE.tmp, checked with\n"
 	  "PRAGMA integrity_check, then renamed to FILE. Refuses an existing FILE unless --force.\n"
-	  "Restore: stop staplerd, copy FILE to the database path (owner staplerd), start it.\n" },
+	  "Restore: stop staplerd, remove the database's -wal and -shm files if left, copy FILE\n"
+	  "to the database path (owner staplerd), start staplerd (docs/operations.md).\n" },
 	{ "verify", ctl_cmd_verify,
 	  "verify --cert FILE [--chain FILE] --staple FILE [--ca FILE] [--max-age D] [--json]",
 	  "Checks a staple the way a relying party does: signature, signer authorisation, CertID,\n"
