@@ -291,11 +291,12 @@ class OpsTest(IntegrationTestCase):
         t.join(timeout=5)
         self.assertEqual(code, 0)
         self.assertGreaterEqual(elapsed, 1.9, "did not wait for the client")
-        self.assertLess(elapsed, 2 + 1.5, "stop took %.1fs for drain_timeout = 2s" % elapsed)
+        # The bound plus the last replies' grace (1 s), with room for a loaded machine.
+        self.assertLess(elapsed, 2 + 2.0, "stop took %.1fs for drain_timeout = 2s" % elapsed)
         # The client still waiting at the bound got 503, as the answer came.
         st, h, body = result["answer"]
         self.assertJsonError(st, h, body, 503)
-        self.assertLess(result["t"] - t0, 2 + 1.0)
+        self.assertLess(result["t"] - t0, 2 + 1.5)
         log = read_text(d.log)
         self.assertIn("event=drain_timeout seconds=2 fetches_cancelled=1", log)
         self.assertDatabaseClean(d)
@@ -310,7 +311,7 @@ class OpsTest(IntegrationTestCase):
         elapsed = time.monotonic() - t0
         d.proc = None
         self.assertEqual(code, 0)
-        self.assertLess(elapsed, 1.0)
+        self.assertLess(elapsed, 2.0, "a second SIGTERM took %.1fs" % elapsed)
         self.assertIn("event=stopping_now", read_text(d.log))
         self.assertDatabaseClean(d)
 
@@ -407,7 +408,12 @@ class OpsTest(IntegrationTestCase):
     def test_install_into_destdir(self):
         dest = os.path.join(self.tmp, "dest")
         env = dict(os.environ, DESTDIR=dest)
-        p = subprocess.run(["cmake", "--install", self.build_dir(), "--prefix", "/usr"],
+        build = self.build_dir()
+        with open(os.path.join(build, "CMakeCache.txt")) as f:
+            # A sanitizer build installs an instrumented library: link the example alike.
+            extra = (["-fsanitize=address,undefined"]
+                     if "STAPLER_SANITIZE:BOOL=ON" in f.read() else [])
+        p = subprocess.run(["cmake", "--install", build, "--prefix", "/usr"],
                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                            timeout=120)
         self.assertEqual(p.returncode, 0, p.stdout)
@@ -443,7 +449,7 @@ class OpsTest(IntegrationTestCase):
         self.assertIn("-I%s/usr/include" % dest, flags.stdout)
         exe = os.path.join(self.tmp, "verify_example")
         cc = subprocess.run(["cc", os.path.join(SRC, "examples", "verify_example.c"), "-o", exe]
-                            + flags.stdout.split(), stdout=subprocess.PIPE,
+                            + flags.stdout.split() + extra, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, timeout=120,
                             cwd=self.tmp)
         self.assertEqual(cc.returncode, 0, cc.stdout)
