@@ -48,7 +48,8 @@ struct daemon {
 	/* systemd notification (NULL without NOTIFY_SOCKET) and the STATUS= text sent last */
 	struct notify *notify;
 	struct event *status_tick;
-	char status[256];
+	char status[NOTIFY_MSG_MAX];
+	char note[640];        /* leads every STATUS= until cleared: the last reload failed */
 	/* the drain: when it started, and whether drain_timeout has passed */
 	struct timespec drain_start;
 	int drain_expired;
@@ -74,6 +75,8 @@ status_text(const struct daemon *d, const char *prefix, char *buf, size_t cap)
 {
 	size_t by[3];
 
+	if (prefix == NULL && d->note[0] != '\0')
+		prefix = d->note;
 	store_count_status(d->store, by);
 	snprintf(buf, cap, "%s%sserving %zu staples (%zu good, %zu revoked, %zu unknown); "
 	    "%zu fetches running, %zu queued; %zu upstreams failing", prefix != NULL ? prefix : "",
@@ -219,7 +222,7 @@ static void
 on_hup(evutil_socket_t sig, short what, void *arg)
 {
 	struct daemon *d = arg;
-	char err[512], failed[600];
+	char err[512];
 
 	if (d->stopping) {
 		log_info("reload_ignored", "reason=\"stopping\"");
@@ -229,11 +232,13 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	if (notify_reloading(d->notify, "reloading the configuration") < 0)
 		log_debug("notify_failed", "message=RELOADING");
 	if (reload(d, err, sizeof(err)) == 0) {
+		d->note[0] = '\0';
 		notify_state(d, "READY=1", "reloaded");
 		return;
 	}
-	snprintf(failed, sizeof(failed), "reload failed, previous configuration kept: %s", err);
-	notify_state(d, "READY=1", failed);
+	/* Still serving with the old configuration; the status says so until a reload works. */
+	snprintf(d->note, sizeof(d->note), "last reload failed, previous configuration kept: %s", err);
+	notify_state(d, "READY=1", NULL);
 }
 
 static void

@@ -169,11 +169,18 @@ class OpsTest(IntegrationTestCase):
         os.kill(d.proc.pid, signal.SIGHUP)
         j, _ = rx.wait_for("RELOADING", "1", after=k + 1)
         k, (_, fields, _) = rx.wait_for("READY", "1", after=j + 1)
-        self.assertIn("reload failed, previous configuration kept", fields["STATUS"])
+        self.assertTrue(fields["STATUS"].startswith(
+            "last reload failed, previous configuration kept: "), fields)
         self.assertIn("max_request", fields["STATUS"])
+        self.assertIn("serving 1 staples", fields["STATUS"])
+        self.assertEqual(d.staple(leaf.pem(), PEM)[0], 200)
+        # The failure stays in the status until a reload works.
         with open(d.conf, "w") as f:
             f.write(good)
-        self.assertEqual(d.staple(leaf.pem(), PEM)[0], 200)
+        os.kill(d.proc.pid, signal.SIGHUP)
+        j, _ = rx.wait_for("RELOADING", "1", after=k + 1)
+        k, (_, fields, _) = rx.wait_for("READY", "1", after=j + 1)
+        self.assertTrue(fields["STATUS"].startswith("reloaded; serving 1 staples"), fields)
 
         # SIGTERM: STOPPING=1, then exit 0.
         proc = d.proc
