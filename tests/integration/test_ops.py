@@ -371,6 +371,7 @@ class OpsTest(IntegrationTestCase):
         finally:
             conn.close()
         self.assertEqual(d.stop(), 0)
+        self.assertIn("drain_timeout=10\n", read_text(d.log))     # the default
 
         # Restore into a fresh daemon elsewhere, with the upstream gone: every staple must
         # come from the backup.
