@@ -47,6 +47,12 @@ static const struct ctl_command commands[] = {
 	{ "evict", ctl_cmd_evict, "evict SERIAL [--issuer HASH] [--json]",
 	  "Removes an entry from the daemon's database and memory: it is no longer served, and\n"
 	  "the next submission of the certificate fetches a new staple.\n" },
+	{ "backup", ctl_cmd_backup, "backup FILE [--force] [--json]",
+	  "Copies the database to FILE while the daemon runs: SQLite's online backup from a\n"
+	  "read-only connection (it never blocks the daemon), written to FILE.tmp, checked with\n"
+	  "PRAGMA integrity_check, then renamed to FILE. Refuses an existing FILE unless --force.\n"
+	  "Restore: stop staplerd, remove the database's -wal and -shm files if left, copy FILE\n"
+	  "to the database path (owner staplerd), start staplerd (docs/operations.md).\n" },
 	{ "verify", ctl_cmd_verify,
 	  "verify --cert FILE [--chain FILE] --staple FILE [--ca FILE] [--max-age D] [--json]",
 	  "Checks a staple the way a relying party does: signature, signer authorisation, CertID,\n"

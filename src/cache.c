@@ -1043,3 +1043,96 @@ cache_db(struct cache *cache)
 {
 	return cache->db;
 }
+
+int
+cache_checkpoint(struct cache *cache)
+{
+	int log_frames = 0, done = 0;
+
+	if (cache == NULL || cache->readonly)
+		return -1;
+	if (sqlite3_wal_checkpoint_v2(cache->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log_frames,
+	    &done) != SQLITE_OK) {
+		cache_fail_db(cache, "checkpoint");
+		return -1;
+	}
+	return 0;
+}
+
+/* The first column of the first row of sql on db, into out; 0 or -1. */
+static int
+query_text(sqlite3 *db, const char *sql, char *out, size_t cap)
+{
+	sqlite3_stmt *st = NULL;
+	const unsigned char *v;
+	int rc = -1;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW && (v = sqlite3_column_text(st, 0)) != NULL) {
+		snprintf(out, cap, "%s", (const char *)v);
+		rc = 0;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+long
+cache_backup(struct cache *cache, const char *dest, char *err, size_t errlen)
+{
+	sqlite3 *dst = NULL;
+	sqlite3_backup *b = NULL;
+	char check[256], mode[32];
+	long pages = -1;
+	int rc, in_txn = 0;
+
+	/* One read transaction around every step: the snapshot cannot change between steps, so
+	 * the backup never restarts, however busy the writer is. */
+	if (sqlite3_exec(cache->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "cannot start a read transaction: %s", sqlite3_errmsg(cache->db));
+		goto out;
+	}
+	in_txn = 1;
+	if (query_text(cache->db, "SELECT count(*) FROM sqlite_master", check, sizeof(check)) < 0) {
+		snprintf(err, errlen, "cannot read the database: %s", sqlite3_errmsg(cache->db));
+		goto out;
+	}
+	if (sqlite3_open_v2(dest, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+	    SQLITE_OK) {
+		snprintf(err, errlen, "%s: %s", dest, dst != NULL ? sqlite3_errmsg(dst) : "out of memory");
+		goto out;
+	}
+	if ((b = sqlite3_backup_init(dst, "main", cache->db, "main")) == NULL) {
+		snprintf(err, errlen, "%s: %s", dest, sqlite3_errmsg(dst));
+		goto out;
+	}
+	while ((rc = sqlite3_backup_step(b, CACHE_BACKUP_STEP)) == SQLITE_OK ||
+	    rc == SQLITE_BUSY || rc == SQLITE_LOCKED) {
+		if (rc != SQLITE_OK)
+			sqlite3_sleep(10);
+	}
+	pages = sqlite3_backup_pagecount(b);
+	rc = sqlite3_backup_finish(b);
+	b = NULL;
+	if (rc != SQLITE_OK) {
+		snprintf(err, errlen, "%s: backup failed: %s", dest, sqlite3_errstr(rc));
+		pages = -1;
+		goto out;
+	}
+	if (query_text(dst, "PRAGMA journal_mode = DELETE", mode, sizeof(mode)) < 0 ||
+	    query_text(dst, "PRAGMA integrity_check", check, sizeof(check)) < 0 ||
+	    strcmp(check, "ok") != 0) {
+		snprintf(err, errlen, "%s: the copy fails PRAGMA integrity_check: %s", dest,
+		    sqlite3_errmsg(dst));
+		pages = -1;
+	}
+out:
+	if (b != NULL)
+		sqlite3_backup_finish(b);
+	if (dst != NULL && sqlite3_close(dst) != SQLITE_OK && pages >= 0) {
+		snprintf(err, errlen, "%s: cannot close: %s", dest, sqlite3_errmsg(dst));
+		pages = -1;
+	}
+	if (in_txn)
+		sqlite3_exec(cache->db, "COMMIT", NULL, NULL, NULL);
+	return pages;
+}

@@ -123,4 +123,21 @@ struct sqlite3 *cache_db(struct cache *cache);
 void cache_row_clear(struct cache_row *row);
 void cache_issuer_clear(struct cache_issuer *issuer);
 
+/* Operations on the whole file. */
+
+/* Folds the WAL into the database and truncates it (PRAGMA wal_checkpoint(TRUNCATE)), so a
+ * stopped daemon leaves one self-contained file. Returns 0, or -1 (logged) when it could not
+ * complete (a reader held it past the busy timeout). */
+int cache_checkpoint(struct cache *cache);
+
+/* Copies the database into a new file dest with SQLite's online backup API, CACHE_BACKUP_STEP
+ * pages per step, all inside one read transaction of cache: a consistent snapshot, and in WAL
+ * mode a reader never blocks the daemon's writer. The copy is switched to a rollback journal
+ * (one self-contained file) and must pass PRAGMA integrity_check. dest must be absent or an
+ * empty file (the caller creates it exclusively).
+ * Returns the number of pages copied, or -1 with err set (dest may then be left behind for
+ * the caller to remove). */
+#define CACHE_BACKUP_STEP 256
+long cache_backup(struct cache *cache, const char *dest, char *err, size_t errlen);
+
 #endif

@@ -36,6 +36,7 @@ static const struct key_def keys[] = {
 	{ "server", "listen", K_STRING, OFF(listen), "127.0.0.1:8080", 0, 0 },
 	{ "server", "admin_socket", K_STRING, OFF(admin_socket), "/run/staplerd/admin.sock", 0, 0 },
 	{ "server", "max_request", K_SIZE, OFF(max_request), "64k", 1024, 16L * 1024 * 1024 },
+	{ "server", "drain_timeout", K_DURATION, OFF(drain_timeout), "10s", 0, 300 },
 	{ "cache", "database", K_STRING, OFF(database), "/var/lib/staplerd/cache.db", 0, 0 },
 	{ "trust", "ca_file", K_STRING, OFF(ca_file), "/etc/staplerd/ca-bundle.pem", 0, 0 },
 	{ "upstream", "timeout", K_DURATION, OFF(upstream_timeout), "10s", 1, 600 },

@@ -25,6 +25,7 @@ struct stapler_config {
 	char *listen;            /* "host:port" */
 	char *admin_socket;
 	size_t max_request;      /* bytes */
+	long long drain_timeout; /* seconds a stop waits for clients' fetches */
 	/* [cache] */
 	char *database;
 	/* [trust] */

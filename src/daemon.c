@@ -1,5 +1,7 @@
 /* The daemon: builds every part on one event_base, warm-starts the memory index from SQLite,
- * and turns signals into events: HUP reloads, the first TERM/INT drains, the second exits. */
+ * and turns signals into events: HUP reloads, the first TERM/INT drains (bounded by
+ * drain_timeout), the second exits. Tells systemd (notify.c) when it is ready, reloading or
+ * stopping, and what it is doing. */
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,10 +21,16 @@
 #include "certs.h"
 #include "config.h"
 #include "log.h"
+#include "notify.h"
 #include "store.h"
 
 /* How often a draining daemon checks whether in-flight work is done. */
 #define DRAIN_TICK_MS 100
+/* After drain_timeout the waiters left are answered 503; their replies get this long to
+ * leave before the loop ends regardless (milliseconds). */
+#define DRAIN_GRACE_MS 1000
+/* How often the STATUS= line for systemd is refreshed (only when it changed). */
+#define STATUS_INTERVAL_S 5
 
 struct daemon {
 	struct event_base *base;
@@ -39,6 +47,14 @@ struct daemon {
 	struct event *sig_term, *sig_int, *sig_hup, *drain;
 	int stopping;
 	int idle_ticks;
+	/* systemd notification (NULL without NOTIFY_SOCKET) and the STATUS= text sent last */
+	struct notify *notify;
+	struct event *status_tick;
+	char status[NOTIFY_MSG_MAX];
+	char note[640];        /* leads every STATUS= until cleared: the last reload failed */
+	/* the drain: when it started, and whether drain_timeout has passed */
+	struct timespec drain_start;
+	int drain_expired;
 };
 
 int
@@ -55,17 +71,89 @@ daemon_apply_log_level(const struct stapler_config *cfg)
 	return -1;
 }
 
+/* What systemctl status shows: the cache, the fetches, the upstreams in trouble. */
+static void
+status_text(const struct daemon *d, const char *prefix, char *buf, size_t cap)
+{
+	size_t by[3];
+
+	if (prefix == NULL && d->note[0] != '\0')
+		prefix = d->note;
+	store_count_status(d->store, by);
+	snprintf(buf, cap, "%s%sserving %zu staples (%zu good, %zu revoked, %zu unknown); "
+	    "%zu fetches running, %zu queued; %zu upstreams failing", prefix != NULL ? prefix : "",
+	    prefix != NULL ? "; " : "", store_count(d->store), by[STAPLER_GOOD],
+	    by[STAPLER_REVOKED], by[STAPLER_UNKNOWN], fetch_active(d->fetch), fetch_queued(d->fetch),
+	    fetch_hosts_failing(d->fetch));
+}
+
+/* Sends head (READY=1, STOPPING=1, or NULL for a status update) with the current status. */
+static void
+notify_state(struct daemon *d, const char *head, const char *prefix)
+{
+	if (d->notify == NULL)
+		return;
+	status_text(d, prefix, d->status, sizeof(d->status));
+	if (notify_send(d->notify, head, d->status) < 0)
+		log_debug("notify_failed", "message=\"%s\"", head != NULL ? head : "STATUS");
+}
+
+static void
+on_status_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+	char now[sizeof(d->status)];
+
+	if (d->stopping)
+		return;
+	status_text(d, NULL, now, sizeof(now));
+	if (strcmp(now, d->status) != 0)
+		notify_state(d, NULL, NULL);
+}
+
+/* Runs on the first loop turn: the cache is loaded and every listener accepts. */
+static void
+on_ready(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+
+	if (!d->stopping)
+		notify_state(d, "READY=1", NULL);
+}
+
+static long long
+drain_elapsed_ms(const struct daemon *d)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (long long)(now.tv_sec - d->drain_start.tv_sec) * 1000 +
+	    (now.tv_nsec - d->drain_start.tv_nsec) / 1000000;
+}
+
 static void
 on_drain(evutil_socket_t fd, short what, void *arg)
 {
 	struct daemon *d = arg;
+	long long elapsed = drain_elapsed_ms(d);
 
+	/* Past drain_timeout, every fetch left is cancelled: its waiting clients get 503 now,
+	 * so the stop fits systemd's TimeoutStopSec whatever the upstreams do. */
+	if (!d->drain_expired && elapsed >= d->cfg->drain_timeout * 1000) {
+		size_t waiting = http_api_waiting(d->api) + admin_waiting(d->admin);
+		size_t cancelled = staple_service_drop_pending(d->svc, 1);
+
+		d->drain_expired = 1;
+		log_warn("drain_timeout", "seconds=%lld fetches_cancelled=%zu waiting=%zu",
+		    d->cfg->drain_timeout, cancelled, waiting);
+	}
 	/* Wait until no client waits for an upstream answer, then one more tick so the last
 	 * replies leave the socket buffers. */
 	if (http_api_waiting(d->api) == 0 && admin_waiting(d->admin) == 0 &&
 	    staple_service_pending(d->svc) == 0)
 		d->idle_ticks++;
-	if (d->idle_ticks >= 2)
+	if (d->idle_ticks >= 2 || (d->drain_expired &&
+	    elapsed >= d->cfg->drain_timeout * 1000 + DRAIN_GRACE_MS))
 		event_base_loopexit(d->base, NULL);
 }
 
@@ -74,6 +162,7 @@ on_stop(evutil_socket_t sig, short what, void *arg)
 {
 	struct daemon *d = arg;
 	struct timeval tick = { 0, DRAIN_TICK_MS * 1000 };
+	size_t dropped;
 
 	if (d->stopping) {
 		log_warn("stopping_now", "signal=%d", (int)sig);
@@ -81,30 +170,38 @@ on_stop(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	d->stopping = 1;
-	log_info("stopping", "signal=%d waiting=%zu", (int)sig, http_api_waiting(d->api));
+	notify_state(d, "STOPPING=1", "stopping");
 	http_api_shutdown(d->api);
 	admin_shutdown(d->admin);
+	/* No new refresh work, and the refreshes in flight end now: nobody waits for them, and
+	 * each could take timeout x URLs. Their entries keep their responses and leases. */
+	refresh_free(&d->refresh);
+	dropped = staple_service_drop_pending(d->svc, 0);
+	log_info("stopping", "signal=%d waiting=%zu refreshes_dropped=%zu drain_timeout=%lld",
+	    (int)sig, http_api_waiting(d->api) + admin_waiting(d->admin), dropped,
+	    d->cfg->drain_timeout);
+	clock_gettime(CLOCK_MONOTONIC, &d->drain_start);
 	if ((d->drain = event_new(d->base, -1, EV_PERSIST, on_drain, d)) == NULL ||
 	    event_add(d->drain, &tick) < 0)
 		event_base_loopbreak(d->base);
 }
 
-static void
-on_hup(evutil_socket_t sig, short what, void *arg)
+/* Loads the file and the trust bundle and swaps them in; returns 0, or -1 with err set when
+ * either does not load (the old ones stay). */
+static int
+reload(struct daemon *d, char *err, size_t errlen)
 {
-	struct daemon *d = arg;
 	struct stapler_config *ncfg;
 	struct certs_trust *ntrust;
-	char err[512];
 
-	if ((ncfg = config_load(d->cfg->path, err, sizeof(err))) == NULL) {
+	if ((ncfg = config_load(d->cfg->path, err, errlen)) == NULL) {
 		log_error("reload_failed", "error=\"%s\"", err);
-		return;
+		return -1;
 	}
-	if ((ntrust = certs_trust_load(ncfg->ca_file, err, sizeof(err))) == NULL) {
+	if ((ntrust = certs_trust_load(ncfg->ca_file, err, errlen)) == NULL) {
 		log_error("reload_failed", "error=\"%s\"", err);
 		config_free(&ncfg);
-		return;
+		return -1;
 	}
 	if (strcmp(ncfg->listen, d->cfg->listen) != 0 || strcmp(ncfg->database, d->cfg->database) != 0 ||
 	    strcmp(ncfg->admin_socket, d->cfg->admin_socket) != 0)
@@ -120,6 +217,30 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	d->trust = ntrust;
 	d->cfg = ncfg;
 	log_info("reloaded", "config=\"%s\" anchors=%d", d->cfg->path, certs_trust_count(d->trust));
+	return 0;
+}
+
+static void
+on_hup(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+	char err[512];
+
+	if (d->stopping) {
+		log_info("reload_ignored", "reason=\"stopping\"");
+		return;
+	}
+	/* systemd shows "reloading" until READY=1 comes back, whatever the outcome. */
+	if (notify_reloading(d->notify, "reloading the configuration") < 0)
+		log_debug("notify_failed", "message=RELOADING");
+	if (reload(d, err, sizeof(err)) == 0) {
+		d->note[0] = '\0';
+		notify_state(d, "READY=1", "reloaded");
+		return;
+	}
+	/* Still serving with the old configuration; the status says so until a reload works. */
+	snprintf(d->note, sizeof(d->note), "last reload failed, previous configuration kept: %s", err);
+	notify_state(d, "READY=1", NULL);
 }
 
 static void
@@ -144,6 +265,9 @@ daemon_free(struct daemon *d)
 		event_free(d->sig_hup);
 	if (d->drain != NULL)
 		event_free(d->drain);
+	if (d->status_tick != NULL)
+		event_free(d->status_tick);
+	notify_close(&d->notify);
 	if (d->base != NULL)
 		event_base_free(d->base);
 	config_free(&d->cfg);
@@ -169,11 +293,14 @@ int
 daemon_run(struct stapler_config *cfg)
 {
 	struct daemon d = { .cfg = cfg };
+	struct timeval now = { 0, 0 }, status_every = { STATUS_INTERVAL_S, 0 };
 	char err[512], journal[4096];
 	long loaded;
 	int rc = 1;
 
 	signal(SIGPIPE, SIG_IGN);
+	if (notify_open(getenv("NOTIFY_SOCKET"), &d.notify, err, sizeof(err)) < 0)
+		log_warn("notify_unavailable", "error=\"%s\"", err);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		log_error("startup_failed", "error=\"curl_global_init failed\"");
 		goto out;
@@ -193,6 +320,8 @@ daemon_run(struct stapler_config *cfg)
 		goto out;
 	}
 	/* Warm start before listening: every valid cached staple is served from the first request. */
+	if (d.notify != NULL && notify_send(d.notify, NULL, "loading the cache") < 0)
+		log_debug("notify_failed", "message=STATUS");
 	if ((loaded = staple_service_load(d.svc)) < 0) {
 		log_error("startup_failed", "error=\"cannot load the cache\"");
 		goto out;
@@ -231,12 +360,21 @@ daemon_run(struct stapler_config *cfg)
 		log_error("startup_failed", "error=\"cannot install signal handlers\"");
 		goto out;
 	}
+	if (d.notify != NULL && (event_base_once(d.base, -1, EV_TIMEOUT, on_ready, &d, &now) < 0 ||
+	    (d.status_tick = event_new(d.base, -1, EV_PERSIST, on_status_tick, &d)) == NULL ||
+	    event_add(d.status_tick, &status_every) < 0)) {
+		log_error("startup_failed", "error=\"cannot schedule the readiness notification\"");
+		goto out;
+	}
 	log_info("started", "version=%s config=\"%s\" anchors=%d cached=%ld",
 	    STAPLER_VERSION, cfg->path != NULL ? cfg->path : "", certs_trust_count(d.trust), loaded);
 	if (event_base_dispatch(d.base) < 0) {
 		log_error("loop_failed", "error=\"event_base_dispatch\"");
 		goto out;
 	}
+	/* One self-contained file left behind: the WAL folded in and truncated. */
+	if (cache_checkpoint(d.cache) == 0)
+		log_info("checkpointed", "database=\"%s\"", d.cfg->database);
 	log_info("stopped", "cached=%zu", store_count(d.store));
 	rc = 0;
 out:

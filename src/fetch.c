@@ -40,6 +40,7 @@ struct host {
 struct fetch_job {
 	struct fetcher *f;
 	enum fetch_priority prio;
+	struct fetch_job **sweep;    /* its place in a fetch_cancel_if() pass, cleared when freed */
 	CURL *easy;
 	struct curl_slist *headers;
 	char *url;           /* responder URL */
@@ -259,6 +260,8 @@ job_free(struct fetch_job *j)
 {
 	if (j == NULL)
 		return;
+	if (j->sweep != NULL)
+		*j->sweep = NULL;
 	if (j->easy != NULL)
 		curl_easy_cleanup(j->easy);
 	curl_slist_free_all(j->headers);
@@ -660,4 +663,52 @@ fetch_host_state(const struct fetcher *f, const char *url, time_t now, int *load
 	if (h->failures > 0 && h->retry_at > now)
 		*retry_at = h->retry_at;
 	return 0;
+}
+
+size_t
+fetch_cancel_if(struct fetcher *f, fetch_cb cb, int (*match)(void *arg, void *ctx), void *ctx)
+{
+	struct fetch_job *j, **sweep;
+	struct host *h;
+	size_t n = 0, done = 0;
+
+	/* The matching jobs first, then their ends: a callback may end other jobs of the list
+	 * (a client of several waits leaving), which then clear their place in it (job_free). */
+	if ((sweep = calloc(f->n_running + f->n_queued + 1, sizeof(*sweep))) == NULL)
+		return 0;
+	TAILQ_FOREACH(j, &f->running, link) {
+		if (j->cb == cb && match(j->arg, ctx))
+			sweep[n++] = j;
+	}
+	LIST_FOREACH(h, &f->hosts, link) {
+		for (int p = 0; p < FETCH_PRIO_COUNT; p++) {
+			TAILQ_FOREACH(j, &h->queue[p], link) {
+				if (j->cb == cb && match(j->arg, ctx))
+					sweep[n++] = j;
+			}
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		sweep[i]->sweep = &sweep[i];
+	for (size_t i = 0; i < n; i++) {
+		if (sweep[i] != NULL) {
+			job_finish(sweep[i], FETCH_CANCELLED, 0, "cancelled");
+			done++;
+		}
+	}
+	free(sweep);
+	return done;
+}
+
+size_t
+fetch_hosts_failing(const struct fetcher *f)
+{
+	const struct host *h;
+	size_t n = 0;
+
+	LIST_FOREACH(h, &f->hosts, link) {
+		if (h->failures > 0)
+			n++;
+	}
+	return n;
 }

@@ -90,4 +90,12 @@ size_t fetch_queued_prio(const struct fetcher *f, enum fetch_priority prio);
 /* Fetches cancelled by fetch_cancel() since the start. */
 unsigned long long fetch_cancelled(const struct fetcher *f);
 
+/* Cancels every transfer, running or waiting, whose callback is cb and for whose arg match
+ * returns 1: each callback runs with FETCH_CANCELLED before this returns (a stop that drops
+ * work nobody waits for). Returns the number cancelled. */
+size_t fetch_cancel_if(struct fetcher *f, fetch_cb cb, int (*match)(void *arg, void *ctx),
+    void *ctx);
+/* Upstreams (host:port) whose last transfer failed (network, timeout, HTTP 5xx). */
+size_t fetch_hosts_failing(const struct fetcher *f);
+
 #endif

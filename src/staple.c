@@ -28,6 +28,7 @@ struct staple_wait {
 	void *arg;
 	unsigned char digest[STORE_DIGEST_LEN];
 	int has_digest;
+	int refresh;                 /* a refresh's waiter (scheduler, operator), not a client */
 	TAILQ_ENTRY(staple_wait) link;
 };
 
@@ -840,6 +841,8 @@ ensure(struct staple_service *svc, struct staple_target *t, const unsigned char 
 		staple_target_free(&t);
 		if ((w = wait_add(running, digest, cb, arg)) == NULL)
 			cb(STAPLE_UNAVAILABLE, NULL, "out of memory", arg);
+		else
+			w->refresh = refresh;
 		return w;
 	}
 	if ((out = target_check(svc, t, err, sizeof(err))) != STAPLE_OK) {
@@ -872,6 +875,7 @@ ensure(struct staple_service *svc, struct staple_target *t, const unsigned char 
 		cb(STAPLE_UNAVAILABLE, NULL, "out of memory", arg);
 		return NULL;
 	}
+	w->refresh = refresh;
 	/* When no URL can start, the waiter has been answered already and is gone. */
 	if (try_next_url(p) < 0)
 		return NULL;
@@ -1102,4 +1106,28 @@ staple_wait_cancel(struct staple_wait *w)
 			table_remove(&p->svc->pending, &p->key, p->svc->seed);
 		pending_free(p);
 	}
+}
+
+/* fetch_cancel_if() match: every pending when *ctx is set, else those only refreshes wait for. */
+static int
+drop_match(void *arg, void *ctx)
+{
+	const struct pending *p = arg;
+	const struct staple_wait *w;
+
+	if (*(const int *)ctx)
+		return 1;
+	TAILQ_FOREACH(w, &p->waiters, link) {
+		if (!w->refresh)
+			return 0;
+	}
+	return 1;
+}
+
+size_t
+staple_service_drop_pending(struct staple_service *svc, int waited_too)
+{
+	/* Each cancelled fetch ends in on_fetched(FETCH_CANCELLED): its waiters get
+	 * STAPLE_UNAVAILABLE and the entry keeps its row, its response and its lease. */
+	return fetch_cancel_if(svc->fetch, on_fetched, drop_match, &waited_too);
 }

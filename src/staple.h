@@ -142,4 +142,9 @@ void staple_service_stats(const struct staple_service *svc, struct staple_stats 
 /* The HTTP status for an outcome. */
 int staple_outcome_http(enum staple_outcome outcome);
 
+/* A stop: cancels the fetches in flight that no client waits for (only refreshes, of the
+ * scheduler or an operator), or with waited_too every fetch; their waiters are answered with
+ * STAPLE_UNAVAILABLE ("shutting down": 503) before this returns. Returns how many. */
+size_t staple_service_drop_pending(struct staple_service *svc, int waited_too);
+
 #endif
