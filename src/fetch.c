@@ -15,6 +15,7 @@
 #include "fetch.h"
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "ocsp.h"
 #include "util.h"
 
@@ -41,6 +42,7 @@ struct fetch_job {
 	struct fetcher *f;
 	enum fetch_priority prio;
 	struct fetch_job **sweep;    /* its place in a fetch_cancel_if() pass, cleared when freed */
+	struct timeval started;      /* when its transfer began (latency), or 0 */
 	CURL *easy;
 	struct curl_slist *headers;
 	char *url;           /* responder URL */
@@ -77,7 +79,38 @@ struct fetcher {
 	size_t n_queued, n_running;
 	size_t n_queued_prio[FETCH_PRIO_COUNT];
 	unsigned long long n_cancelled;
+	/* /metrics: outcomes and latency per upstream (host:port, a bounded label set). */
+	struct metrics_labels m_hosts;
+	unsigned long long m_outcome[METRICS_LABEL_MAX][FETCH_CANCELLED + 1];
+	struct metrics_hist m_latency[METRICS_LABEL_MAX];
 };
+
+/* Seconds; an OCSP fetch over loopback takes a millisecond, a remote one tens to hundreds. */
+static const double latency_le[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 };
+
+static const char *const outcome_names[FETCH_CANCELLED + 1] = {
+	[FETCH_OK] = "ok", [FETCH_NETWORK] = "network", [FETCH_TIMEOUT] = "timeout",
+	[FETCH_HTTP] = "http_error", [FETCH_TOO_BIG] = "too_big", [FETCH_CANCELLED] = "cancelled",
+};
+
+/* Counts a finished transfer against its upstream. */
+static void
+record_outcome(struct fetcher *f, const struct fetch_job *j, enum fetch_status status)
+{
+	int i = metrics_label_index(&f->m_hosts, j->host->name);
+	struct timeval now, d;
+
+	if (i < 0 || (unsigned)status > FETCH_CANCELLED)
+		return;
+	if (f->m_latency[i].le == NULL)
+		metrics_hist_init(&f->m_latency[i], latency_le, UTIL_ARRAY_LEN(latency_le));
+	f->m_outcome[i][status]++;
+	if (j->started.tv_sec != 0 && status != FETCH_CANCELLED) {
+		event_base_gettimeofday_cached(f->base, &now);
+		timersub(&now, &j->started, &d);
+		metrics_hist_observe(&f->m_latency[i], (double)d.tv_sec + (double)d.tv_usec / 1e6);
+	}
+}
 
 static void check_done(struct fetcher *f);
 
@@ -303,6 +336,7 @@ job_finish(struct fetch_job *j, enum fetch_status status, long code, const char 
 	} else {
 		job_unqueue(j);
 	}
+	record_outcome(f, j, status);
 	host_outcome(j->host, status, code);
 	host_ready_update(f, j->host);
 	host_gc(j->host);
@@ -368,6 +402,7 @@ job_begin(struct fetch_job *j)
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, j->headers);
 	if (curl_multi_add_handle(f->multi, e) != CURLM_OK)
 		return -1;
+	event_base_gettimeofday_cached(f->base, &j->started);
 	return 0;
 }
 
@@ -711,4 +746,53 @@ fetch_hosts_failing(const struct fetcher *f)
 			n++;
 	}
 	return n;
+}
+
+void
+fetch_metrics_write(const struct fetcher *f, FILE *fp)
+{
+	const struct host *h;
+	size_t backoff = 0;
+	time_t now = time(NULL);
+
+	metrics_family(fp, "staplerd_upstream_fetches_total", "counter",
+	    "Upstream OCSP transfers by upstream (host:port) and outcome.");
+	for (size_t i = 0; i < f->m_hosts.n; i++) {
+		for (int s = 0; s <= FETCH_CANCELLED; s++) {
+			const char *const labels[] = { "upstream", f->m_hosts.value[i], "outcome",
+			    outcome_names[s], NULL };
+
+			metrics_sample(fp, "staplerd_upstream_fetches_total", labels,
+			    (double)f->m_outcome[i][s]);
+		}
+	}
+	metrics_family(fp, "staplerd_upstream_fetch_duration_seconds", "histogram",
+	    "Time from the start of an upstream transfer to its end.");
+	for (size_t i = 0; i < f->m_hosts.n; i++) {
+		const char *const labels[] = { "upstream", f->m_hosts.value[i], NULL };
+
+		if (f->m_latency[i].le != NULL)
+			metrics_hist_write(fp, "staplerd_upstream_fetch_duration_seconds", labels,
+			    &f->m_latency[i]);
+	}
+	LIST_FOREACH(h, &f->hosts, link) {
+		if (h->failures > 0 && h->retry_at > now)
+			backoff++;
+	}
+	metrics_family(fp, "staplerd_upstreams_in_backoff", "gauge",
+	    "Upstreams left alone by refresh work after transport failures.");
+	metrics_sample(fp, "staplerd_upstreams_in_backoff", NULL, (double)backoff);
+	metrics_family(fp, "staplerd_upstream_transfers", "gauge", "Upstream transfers running.");
+	metrics_sample(fp, "staplerd_upstream_transfers", NULL, (double)f->n_running);
+	metrics_family(fp, "staplerd_fetch_queue", "gauge",
+	    "Fetches waiting for a free upstream slot, by who waits (refresh: the refresh queue).");
+	for (int p = 0; p < FETCH_PRIO_COUNT; p++) {
+		static const char *const names[FETCH_PRIO_COUNT] = { "client", "anonymous", "refresh" };
+		const char *const labels[] = { "priority", names[p], NULL };
+
+		metrics_sample(fp, "staplerd_fetch_queue", labels, (double)f->n_queued_prio[p]);
+	}
+	metrics_family(fp, "staplerd_fetches_cancelled_total", "counter",
+	    "Fetches dropped because no client waited for them any more.");
+	metrics_sample(fp, "staplerd_fetches_cancelled_total", NULL, (double)f->n_cancelled);
 }

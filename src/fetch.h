@@ -4,6 +4,7 @@
 #define STAPLER_FETCH_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <time.h>
 
 struct event_base;
@@ -89,6 +90,9 @@ size_t fetch_queued(const struct fetcher *f);
 size_t fetch_queued_prio(const struct fetcher *f, enum fetch_priority prio);
 /* Fetches cancelled by fetch_cancel() since the start. */
 unsigned long long fetch_cancelled(const struct fetcher *f);
+/* The fetcher's /metrics families (Prometheus text): outcomes and latency per upstream,
+ * upstreams in backoff, transfers, queues by priority, cancellations. Counted since start. */
+void fetch_metrics_write(const struct fetcher *f, FILE *fp);
 
 /* Cancels every transfer, running or waiting, whose callback is cb and for whose arg match
  * returns 1: each callback runs with FETCH_CANCELLED before this returns (a stop that drops

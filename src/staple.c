@@ -493,6 +493,20 @@ commit(struct pending *p, const char *url, const unsigned char *der, size_t len,
 
 static int try_next_url(struct pending *p);
 
+/* A certificate held good (or unknown) that its CA now says is revoked: a security event an
+ * operator must see, logged at warning level and counted, once per certificate. */
+static void
+note_revocation(struct pending *p, const struct staple *old, const struct ocsp_result *r,
+    const char *url)
+{
+	if (old == NULL || old->status == STAPLER_REVOKED || r->status != STAPLER_REVOKED)
+		return;
+	p->svc->stats.revocations_seen++;
+	log_warn("revocation_seen", "serial=%s issuer=%s subject=\"%s\" url=\"%s\" was=%s "
+	    "revoked_at=%lld reason=%d", p->t->serial_hex, p->t->key_hash_hex, p->t->subject, url,
+	    stapler_status_name(old->status), (long long)r->revoked_at, r->revocation_reason);
+}
+
 int
 staple_fetch_urls(const struct staple_service *svc, const unsigned char *key_hash,
     const struct certs_urls *own, char *const **urls)
@@ -643,9 +657,11 @@ on_fetched(const struct fetch_result *res, void *arg)
 		keep_held(p, res->url, &r, old, now);
 		return;
 	case SCHED_KEEP_REVOKED_EXPIRING:
+		note_revocation(p, old, &r, res->url);
 		keep_revocation(p, res, &r, now);
 		return;
 	case SCHED_KEEP_FRESH:
+		note_revocation(p, old, &r, res->url);
 		break;
 	}
 	if (p->evicted) {

@@ -136,6 +136,7 @@ struct staple_stats {
 	unsigned long long older_refused;      /* verified, but older than the staple held */
 	unsigned long long expiring_refused;   /* verified, but within the safety margin */
 	unsigned long long evicted_in_flight;  /* verified after its entry was evicted: not stored */
+	unsigned long long revocations_seen;   /* a staple held good or unknown turned revoked */
 };
 void staple_service_stats(const struct staple_service *svc, struct staple_stats *out);
 
