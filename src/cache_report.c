@@ -7,6 +7,7 @@
 #include <sqlite3.h>
 
 #include "cache_report.h"
+#include "url.h"
 #include "log.h"
 #include "util.h"
 
@@ -108,28 +109,16 @@ out:
 void
 cache_report_url_host(const char *url, char *out, size_t cap)
 {
-	const char *p = strstr(url, "://");
-	size_t n;
+	struct url_parts parts;
+	char why[200];
 
 	if (cap == 0)
 		return;
 	out[0] = '\0';
-	if (p == NULL)
-		return;
-	p += 3;
-	n = strcspn(p, "/?#");
-	/* userinfo is not part of the host. */
-	for (size_t i = 0; i < n; i++) {
-		if (p[i] == '@') {
-			p += i + 1;
-			n -= i + 1;
-			i = 0;
-		}
-	}
-	if (n >= cap)
-		n = cap - 1;
-	memcpy(out, p, n);
-	out[n] = '\0';
+	/* The fetcher's per-host key (fetch_url_allowed), from the same parser. */
+	if (url == NULL || url_parse(url, strlen(url), &parts, why, sizeof(why)) < 0 ||
+	    url_authority(&parts, out, cap) < 0)
+		out[0] = '\0';
 }
 
 static int

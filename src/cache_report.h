@@ -64,7 +64,8 @@ struct cache_report_stats {
 /* Fills *st at now. Returns 0 or -1 (logged). */
 int cache_report_stats(struct cache *cache, long long now, struct cache_report_stats *st);
 
-/* The authority ("host:port" or "host") of an http(s) URL into out; "" when there is none. */
+/* The upstream a URL names, "host:port" with the default port filled in, exactly as the
+ * fetcher groups its per-host limits (url.c); "" when the URL does not parse. */
 void cache_report_url_host(const char *url, char *out, size_t cap);
 
 #endif

@@ -17,6 +17,7 @@
 #include <ini.h>
 
 #include "config.h"
+#include "url.h"
 #include "util.h"
 
 enum key_type { K_STRING, K_SIZE, K_DURATION, K_LONG, K_HOSTS, K_LEVEL };
@@ -98,14 +99,20 @@ set_hosts(struct stapler_config *cfg, const char *value, int append)
 			return "too many hosts";
 		if (len > 253)
 			return "host name too long";
-		if ((h = strndup(p, len)) == NULL)
-			return "out of memory";
-		for (char *c = h; *c != '\0'; c++) {
-			*c = (char)tolower((unsigned char)*c);
-			if (!isalnum((unsigned char)*c) && strchr(".-_:[]", *c) == NULL) {
-				free(h);
+		/* The fetcher compares the host the URL parser gives, so an entry is read by the
+		 * same parser: it must come back as exactly that host (no port, path or '@'). */
+		{
+			struct url_parts parts;
+			char url[300], why[200];
+			int n = snprintf(url, sizeof(url), "http://%.*s/", (int)len, p);
+
+			if (n < 0 || (size_t)n >= sizeof(url) ||
+			    url_parse(url, (size_t)n, &parts, why, sizeof(why)) < 0 ||
+			    parts.has_userinfo || parts.port != 80 || strlen(parts.host) != len ||
+			    strncasecmp(parts.host, p, len) != 0)
 				return "not a host name";
-			}
+			if ((h = strdup(parts.host)) == NULL)
+				return "out of memory";
 		}
 		cfg->allow[cfg->n_allow++] = h;
 		p += len;
@@ -186,46 +193,22 @@ responders_clear(struct stapler_config *cfg)
 	cfg->n_responders = 0;
 }
 
-/* The host of an http(s) URL (lowercase, brackets kept for IPv6) into host; NULL or what is
- * wrong with the URL. */
+/* The host of a responder URL (lowercase, brackets kept for IPv6) into host, through the one
+ * URL parser the fetcher uses; NULL or what is wrong with the URL (in why). */
 static const char *
-url_host(const char *url, char *host, size_t cap)
+url_host(const char *url, char *host, size_t cap, char *why, size_t whylen)
 {
-	const char *p;
-	size_t len;
+	struct url_parts parts;
+	char reason[200];
 
-	if (strncasecmp(url, "http://", 7) == 0)
-		p = url + 7;
-	else if (strncasecmp(url, "https://", 8) == 0)
-		p = url + 8;
-	else
-		return "responder URL must start with http:// or https://";
-	if (strlen(url) >= CONFIG_MAX_URL_LEN)
-		return "responder URL too long";
-	for (const char *c = url; *c != '\0'; c++) {
-		if ((unsigned char)*c <= 0x20 || *c == 0x7f)
-			return "responder URL holds a control character or space";
+	if (url_parse_fetchable(url, strlen(url), &parts, reason, sizeof(reason)) < 0) {
+		snprintf(why, whylen, "responder URL refused: %s", reason);
+		return why;
 	}
-	len = strcspn(p, "/?#");
-	if (memchr(p, '@', len) != NULL)
-		return "responder URL must not carry user information";
-	if (*p == '[') {
-		const char *close = memchr(p, ']', len);
-
-		if (close == NULL)
-			return "responder URL has a bad IPv6 host";
-		len = (size_t)(close - p) + 1;
-	} else {
-		const char *colon = memchr(p, ':', len);
-
-		if (colon != NULL)
-			len = (size_t)(colon - p);
+	if (util_strlcpy(host, parts.host, cap) < 0) {
+		snprintf(why, whylen, "responder URL host too long");
+		return why;
 	}
-	if (len == 0 || len >= cap)
-		return "responder URL has no host";
-	for (size_t i = 0; i < len; i++)
-		host[i] = (char)tolower((unsigned char)p[i]);
-	host[len] = '\0';
 	return NULL;
 }
 
@@ -235,7 +218,8 @@ static const char *
 responder_urls(struct config_responder *r, const char *value)
 {
 	const char *p = value, *why;
-	char host[256];
+	char host[URL_HOST_MAX];
+	static char reason[256];   /* config parsing is single-threaded */
 
 	while (*p != '\0') {
 		size_t len;
@@ -249,7 +233,7 @@ responder_urls(struct config_responder *r, const char *value)
 			return "too many responder URLs (at most 4)";
 		if ((r->url[r->n] = strndup(p, len)) == NULL)
 			return "out of memory";
-		if ((why = url_host(r->url[r->n++], host, sizeof(host))) != NULL)
+		if ((why = url_host(r->url[r->n++], host, sizeof(host), reason, sizeof(reason))) != NULL)
 			return why;
 		p += len;
 	}
@@ -333,11 +317,11 @@ static int
 responders_check(struct parse_ctx *ctx)
 {
 	struct stapler_config *cfg = ctx->cfg;
-	char host[256], key[2 * 20 + 1], msg[320];
+	char host[URL_HOST_MAX], key[2 * 20 + 1], msg[320], why[256];
 
 	for (size_t i = 0; i < cfg->n_responders; i++) {
 		for (int j = 0; j < cfg->responders[i].n; j++) {
-			if (url_host(cfg->responders[i].url[j], host, sizeof(host)) != NULL ||
+			if (url_host(cfg->responders[i].url[j], host, sizeof(host), why, sizeof(why)) != NULL ||
 			    config_host_allowed(cfg, host))
 				continue;
 			util_hex(cfg->responders[i].key_hash, 20, key);
