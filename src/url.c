@@ -60,6 +60,19 @@ url_parse(const char *url, size_t len, struct url_parts *out, char *why, size_t 
 			return -1;
 		}
 	}
+	/* libcurl reads "http:///x" as host "x" and "http:h" as "http://h": take the URL as
+	 * written, with "://" and an authority. */
+	{
+		size_t i = 0;
+
+		while (i + 3 < len && memcmp(url + i, "://", 3) != 0)
+			i++;
+		if (i + 3 >= len || strchr("/?#", url[i + 3]) != NULL) {
+			snprintf(why, whylen, "URL has no host (expected http://host/... or "
+			    "https://host/...)");
+			return -1;
+		}
+	}
 	if ((text = strndup(url, len)) == NULL || (u = curl_url()) == NULL) {
 		snprintf(why, whylen, "out of memory");
 		goto out;
