@@ -103,8 +103,8 @@ chain_targets(struct staple_service *svc, STACK_OF(X509) *chain, struct staple_t
 			not_after = na;
 		if (certs_not_after(cert, &na) == 0 && (not_after == 0 || na < not_after))
 			not_after = na;
-		if ((one = staple_target_new(cert, sk_X509_value(chain, i + 1), not_after, err,
-		    errlen)) == NULL)
+		if ((one = staple_target_new(cert, sk_X509_value(chain, i + 1), not_after,
+		    staple_service_certid_hash(svc), err, errlen)) == NULL)
 			goto fail;
 		if (staple_target_url_count(svc, one) == 0) {
 			staple_target_free(&one);

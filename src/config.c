@@ -20,7 +20,7 @@
 #include "url.h"
 #include "util.h"
 
-enum key_type { K_STRING, K_SIZE, K_DURATION, K_LONG, K_HOSTS, K_LEVEL };
+enum key_type { K_STRING, K_SIZE, K_DURATION, K_LONG, K_HOSTS, K_LEVEL, K_HASH_ALG };
 
 struct key_def {
 	const char *section;
@@ -38,6 +38,7 @@ static const struct key_def keys[] = {
 	{ "server", "admin_socket", K_STRING, OFF(admin_socket), "/run/staplerd/admin.sock", 0, 0 },
 	{ "server", "max_request", K_SIZE, OFF(max_request), "64k", 1024, 16L * 1024 * 1024 },
 	{ "cache", "database", K_STRING, OFF(database), "/var/lib/staplerd/cache.db", 0, 0 },
+	{ "cache", "certid_hash", K_HASH_ALG, OFF(certid_hash), "sha1", 0, 0 },
 	{ "trust", "ca_file", K_STRING, OFF(ca_file), "/etc/staplerd/ca-bundle.pem", 0, 0 },
 	{ "upstream", "timeout", K_DURATION, OFF(upstream_timeout), "10s", 1, 600 },
 	{ "upstream", "max_parallel", K_LONG, OFF(max_parallel), "64", 1, 4096 },
@@ -177,6 +178,15 @@ apply(struct stapler_config *cfg, const struct key_def *k, const char *value)
 		}
 		return "must be error, warn, info or debug";
 	}
+	case K_HASH_ALG:
+		/* Lowercase only, as documented: one spelling per value. */
+		if (strcmp(value, "sha1") == 0)
+			*(enum stapler_hash_alg *)(base + k->offset) = STAPLER_HASH_SHA1;
+		else if (strcmp(value, "sha256") == 0)
+			*(enum stapler_hash_alg *)(base + k->offset) = STAPLER_HASH_SHA256;
+		else
+			return "must be sha1 or sha256";
+		return NULL;
 	}
 	return "unknown key type";
 }

@@ -1,10 +1,33 @@
-/* Shared types: certificate status names and the (issuer key hash, serial) key. */
+/* Shared types: certificate status names, CertID hash algorithms and the key of a cached
+ * response (the whole CertID). */
+#include <strings.h>
 #include <string.h>
 
 #include "stapler/types.h"
 #include "util.h"
 
 static const char *const status_names[] = { "good", "revoked", "unknown" };
+static const char *const hash_alg_names[] = { "sha1", "sha256" };
+
+const char *
+stapler_hash_alg_name(enum stapler_hash_alg alg)
+{
+	if ((unsigned)alg < UTIL_ARRAY_LEN(hash_alg_names))
+		return hash_alg_names[alg];
+	return "invalid";
+}
+
+int
+stapler_hash_alg_parse(const char *name, enum stapler_hash_alg *out)
+{
+	for (size_t i = 0; name != NULL && i < UTIL_ARRAY_LEN(hash_alg_names); i++) {
+		if (strcasecmp(name, hash_alg_names[i]) == 0) {
+			*out = (enum stapler_hash_alg)i;
+			return 0;
+		}
+	}
+	return -1;
+}
 
 const char *
 stapler_status_name(enum stapler_cert_status status)
@@ -46,15 +69,26 @@ stapler_key_hash_hex(const struct stapler_key *key, char out[STAPLER_SHA1_HEX])
 	util_hex(key->key_hash, sizeof(key->key_hash), out);
 }
 
+void
+stapler_key_name_hash_hex(const struct stapler_key *key, char out[STAPLER_SHA1_HEX])
+{
+	util_hex(key->name_hash, sizeof(key->name_hash), out);
+}
+
 int
-stapler_key_from_hex(struct stapler_key *key, const char *key_hash_hex, const char *serial_hex)
+stapler_key_from_hex(struct stapler_key *key, enum stapler_hash_alg alg,
+    const char *name_hash_hex, const char *key_hash_hex, const char *serial_hex)
 {
 	unsigned char serial[STAPLER_SERIAL_MAX];
 	int n;
 
 	memset(key, 0, sizeof(*key));
-	if (util_unhex(key_hash_hex, key->key_hash, sizeof(key->key_hash)) != STAPLER_SHA1_LEN)
+	if ((unsigned)alg > STAPLER_HASH_SHA256 || name_hash_hex == NULL || key_hash_hex == NULL ||
+	    serial_hex == NULL ||
+	    util_unhex(name_hash_hex, key->name_hash, sizeof(key->name_hash)) != STAPLER_SHA1_LEN ||
+	    util_unhex(key_hash_hex, key->key_hash, sizeof(key->key_hash)) != STAPLER_SHA1_LEN)
 		return -1;
+	key->hash_alg = (unsigned char)alg;
 	if (serial_hex[0] == '-') {
 		key->serial_negative = 1;
 		serial_hex++;
@@ -75,7 +109,9 @@ stapler_key_from_hex(struct stapler_key *key, const char *key_hash_hex, const ch
 int
 stapler_key_equal(const struct stapler_key *a, const struct stapler_key *b)
 {
-	return a->serial_len == b->serial_len && a->serial_negative == b->serial_negative &&
+	return a->hash_alg == b->hash_alg && a->serial_len == b->serial_len &&
+	    a->serial_negative == b->serial_negative &&
 	    memcmp(a->key_hash, b->key_hash, sizeof(a->key_hash)) == 0 &&
+	    memcmp(a->name_hash, b->name_hash, sizeof(a->name_hash)) == 0 &&
 	    memcmp(a->serial, b->serial, a->serial_len) == 0;
 }
