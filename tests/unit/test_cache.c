@@ -15,6 +15,7 @@
 
 #include "cache.h"
 #include "cache_report.h"
+#include "certs.h"
 
 #define KEY_A "0123456789ABCDEF0123456789ABCDEF01234567"
 #define KEY_B "FEDCBA9876543210FEDCBA9876543210FEDCBA98"
@@ -662,6 +663,103 @@ test_readonly_old_schema(void **state)
 	    1);
 }
 
+/* Schema version 2, written out here as that release created it (sql/001 and sql/002), with
+ * rows as it stored them: a database of the previous release. */
+static const char v2_schema[] =
+    "CREATE TABLE issuer (key_hash TEXT PRIMARY KEY, subject TEXT NOT NULL,"
+    " cert_der BLOB NOT NULL, added_at INTEGER NOT NULL);"
+    "CREATE TABLE ocsp_response (id INTEGER PRIMARY KEY, serial TEXT NOT NULL,"
+    " issuer_key_hash TEXT NOT NULL REFERENCES issuer(key_hash), issuer_name_hash TEXT NOT NULL,"
+    " subject TEXT NOT NULL, ocsp_url TEXT NOT NULL, ocsp_urls TEXT NOT NULL,"
+    " cert_status TEXT NOT NULL CHECK (cert_status IN ('good', 'revoked', 'unknown')),"
+    " revoked_at INTEGER, revocation_reason INTEGER, this_update INTEGER NOT NULL,"
+    " next_update INTEGER NOT NULL, produced_at INTEGER NOT NULL, fetched_at INTEGER NOT NULL,"
+    " cert_not_after INTEGER NOT NULL, response_der BLOB NOT NULL, request_der BLOB NOT NULL,"
+    " next_refresh_at INTEGER NOT NULL DEFAULT 0, failures INTEGER NOT NULL DEFAULT 0,"
+    " last_error TEXT, created_at INTEGER NOT NULL, UNIQUE (issuer_key_hash, serial));"
+    "CREATE INDEX ocsp_response_next_refresh_at ON ocsp_response (next_refresh_at);"
+    "CREATE INDEX ocsp_response_cert_not_after ON ocsp_response (cert_not_after);"
+    "INSERT INTO issuer VALUES ('" KEY_A "', 'CN=Old CA', x'3003020101', 1600000000);"
+    "INSERT INTO issuer VALUES ('" KEY_B "', 'CN=Unused CA', x'3003020102', 1600000000);"
+    "INSERT INTO ocsp_response (serial, issuer_key_hash, issuer_name_hash, subject, ocsp_url,"
+    " ocsp_urls, cert_status, revoked_at, revocation_reason, this_update, next_update,"
+    " produced_at, fetched_at, cert_not_after, response_der, request_der, next_refresh_at,"
+    " failures, last_error, created_at) VALUES"
+    " ('01AB', '" KEY_A "', '" NAME_HASH "', 'CN=meter 1', 'http://ocsp.example/',"
+    " 'http://ocsp.example/' || char(10) || 'http://backup.example/ocsp', 'good', NULL, NULL,"
+    " 1700000000, 1700604800, 1700000001, 1700000002, 2000000000, x'3082000500', x'300001',"
+    " 1700300000, 2, 'http://ocsp.example/: timed out', 1690000000),"
+    " ('02', '" KEY_A "', '" NAME_HASH "', 'CN=meter 2', '', '', 'revoked', 1699999999, 1,"
+    " 1700000000, 1700604800, 1700000001, 1700000002, 2000000000, x'30820006', x'300002',"
+    " 0, 0, NULL, 1690000001);"
+    "PRAGMA user_version = 2;";
+
+/* A version-2 database is migrated on a read-write open: every row survives as a SHA-1
+ * CertID under its (name hash, key hash) issuer, its URL list split where it was, its
+ * scheduler state and blobs unchanged; the new key tells the algorithms apart. */
+static void
+test_migrate_from_v2(void **state)
+{
+	char path[600];
+	struct cache *c;
+	struct cache_row row, sha256;
+	struct cache_issuer iss;
+	struct certs_urls urls;
+	struct stapler_key k256;
+	long long total;
+
+	db_path(path, sizeof(path));
+	assert_int_equal(raw_exec(path, v2_schema), SQLITE_OK);
+	c = open_rw(path);
+	assert_int_equal(cache_schema_version(c), 3);
+	assert_int_equal(cache_count(c, &total, NULL), 0);
+	assert_int_equal(total, 2);
+	assert_int_equal(cache_get(c, K(KEY_A, "01AB"), &row), 1);
+	assert_int_equal(row.hash_alg, STAPLER_HASH_SHA1);
+	assert_string_equal(row.issuer_name_hash, NAME_HASH);
+	assert_string_equal(row.subject, "CN=meter 1");
+	assert_int_equal(certs_urls_decode(row.ocsp_urls, &urls), 2);
+	assert_string_equal(urls.url[0], "http://ocsp.example/");
+	assert_string_equal(urls.url[1], "http://backup.example/ocsp");
+	certs_urls_free(&urls);
+	assert_int_equal(row.response_len, 5);
+	assert_memory_equal(row.response_der, "\x30\x82\x00\x05\x00", 5);
+	assert_int_equal(row.next_refresh_at, 1700300000);
+	assert_int_equal(row.failures, 2);
+	assert_string_equal(row.last_error, "http://ocsp.example/: timed out");
+	assert_int_equal(row.created_at, 1690000000);
+	cache_row_clear(&row);
+	assert_int_equal(cache_get(c, K(KEY_A, "02"), &row), 1);
+	assert_int_equal(row.status, STAPLER_REVOKED);
+	assert_int_equal(row.revoked_at, 1699999999);
+	assert_string_equal(row.ocsp_urls, "");
+	/* The issuer is known by both hashes now; one no row used is gone. */
+	assert_int_equal(cache_get_issuer(c, K(KEY_A, "01"), &iss), 1);
+	assert_string_equal(iss.subject, "CN=Old CA");
+	assert_string_equal(iss.name_hash, NAME_HASH);
+	cache_issuer_clear(&iss);
+	assert_int_equal(cache_get_issuer(c, K(KEY_B, "01"), &iss), 0);
+	cache_issuer_clear(&iss);
+	/* The same certificate under a SHA-256 CertID is a row of its own. */
+	k256 = *K(KEY_A, "02");
+	k256.hash_alg = STAPLER_HASH_SHA256;
+	assert_int_equal(cache_get(c, &k256, &sha256), 0);
+	row.hash_alg = STAPLER_HASH_SHA256;
+	assert_int_equal(cache_store(c, NULL, &row), 0);
+	assert_int_equal(cache_get(c, &k256, &sha256), 1);
+	assert_int_equal(sha256.hash_alg, STAPLER_HASH_SHA256);
+	assert_int_equal(cache_count(c, &total, NULL), 0);
+	assert_int_equal(total, 3);
+	cache_row_clear(&sha256);
+	cache_row_clear(&row);
+	cache_close(&c);
+	/* Opening again changes nothing. */
+	c = open_rw(path);
+	assert_int_equal(cache_count(c, &total, NULL), 0);
+	assert_int_equal(total, 3);
+	cache_close(&c);
+}
+
 static void
 test_readonly_cannot_write(void **state)
 {
@@ -973,6 +1071,7 @@ main(void)
 		cmocka_unit_test(test_store_rolls_back),
 		cmocka_unit_test(test_readonly_missing),
 		cmocka_unit_test(test_readonly_old_schema),
+		cmocka_unit_test(test_migrate_from_v2),
 		cmocka_unit_test(test_readonly_cannot_write),
 		cmocka_unit_test(test_readonly_beside_writer),
 		cmocka_unit_test(test_newer_schema_refused),
