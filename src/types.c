@@ -9,44 +9,56 @@
 static const char *const status_names[] = { "good", "revoked", "unknown" };
 static const char *const hash_alg_names[] = { "sha1", "sha256" };
 
+/* names[v], or "invalid" out of range. */
+static const char *
+name_of(const char *const *names, size_t n, unsigned v)
+{
+	return v < n ? names[v] : "invalid";
+}
+
+/* The index of name among names (case-insensitive when icase), or -1. */
+static int
+index_of(const char *const *names, size_t n, const char *name, int icase)
+{
+	for (size_t i = 0; name != NULL && i < n; i++) {
+		if ((icase ? strcasecmp(name, names[i]) : strcmp(name, names[i])) == 0)
+			return (int)i;
+	}
+	return -1;
+}
+
 const char *
 stapler_hash_alg_name(enum stapler_hash_alg alg)
 {
-	if ((unsigned)alg < UTIL_ARRAY_LEN(hash_alg_names))
-		return hash_alg_names[alg];
-	return "invalid";
+	return name_of(hash_alg_names, UTIL_ARRAY_LEN(hash_alg_names), (unsigned)alg);
 }
 
 int
 stapler_hash_alg_parse(const char *name, enum stapler_hash_alg *out)
 {
-	for (size_t i = 0; name != NULL && i < UTIL_ARRAY_LEN(hash_alg_names); i++) {
-		if (strcasecmp(name, hash_alg_names[i]) == 0) {
-			*out = (enum stapler_hash_alg)i;
-			return 0;
-		}
-	}
-	return -1;
+	int i = index_of(hash_alg_names, UTIL_ARRAY_LEN(hash_alg_names), name, 1);
+
+	if (i < 0)
+		return -1;
+	*out = (enum stapler_hash_alg)i;
+	return 0;
 }
 
 const char *
 stapler_status_name(enum stapler_cert_status status)
 {
-	if ((unsigned)status < UTIL_ARRAY_LEN(status_names))
-		return status_names[status];
-	return "invalid";
+	return name_of(status_names, UTIL_ARRAY_LEN(status_names), (unsigned)status);
 }
 
 int
 stapler_status_parse(const char *name, enum stapler_cert_status *out)
 {
-	for (size_t i = 0; i < UTIL_ARRAY_LEN(status_names); i++) {
-		if (strcmp(name, status_names[i]) == 0) {
-			*out = (enum stapler_cert_status)i;
-			return 0;
-		}
-	}
-	return -1;
+	int i = index_of(status_names, UTIL_ARRAY_LEN(status_names), name, 0);
+
+	if (i < 0)
+		return -1;
+	*out = (enum stapler_cert_status)i;
+	return 0;
 }
 
 void
