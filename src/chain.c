@@ -84,13 +84,15 @@ on_part(enum staple_outcome outcome, const struct staple *s, const char *error, 
 }
 
 /* Builds one target per certificate of chain that has a URL to ask, into t[]; returns the
- * count, or -1 with err set (a CertID that cannot be made). */
+ * count, or -1 with err set (a CertID that cannot be made), or -2 with err set when a
+ * certificate's AIA URLs were all refused (a newline, user information, a fragment...): its
+ * staple cannot be had, and leaving it out would hide why. */
 static int
 chain_targets(struct staple_service *svc, STACK_OF(X509) *chain, struct staple_target **t,
     char *err, size_t errlen)
 {
 	time_t not_after = 0, na;
-	int n = 0;
+	int n = 0, refused = 0;
 
 	/* The last certificate is the anchor's issuer or the anchor itself: nothing above it. */
 	for (int i = sk_X509_num(chain) - 2; i >= 0; i--) {
@@ -107,6 +109,13 @@ chain_targets(struct staple_service *svc, STACK_OF(X509) *chain, struct staple_t
 		    staple_service_certid_hash(svc), err, errlen)) == NULL)
 			goto fail;
 		if (staple_target_url_count(svc, one) == 0) {
+			if (one->url_error[0] != '\0') {
+				snprintf(err, errlen, "certificate %s has no usable OCSP URL: %s",
+				    one->serial_hex, one->url_error);
+				staple_target_free(&one);
+				refused = 1;
+				goto fail;
+			}
 			staple_target_free(&one);
 			continue;
 		}
@@ -123,7 +132,7 @@ chain_targets(struct staple_service *svc, STACK_OF(X509) *chain, struct staple_t
 fail:
 	while (n > 0)
 		staple_target_free(&t[--n]);
-	return -1;
+	return refused ? -2 : -1;
 }
 
 struct chain_wait *
@@ -148,8 +157,12 @@ chain_submit(struct staple_service *svc, const unsigned char *body, size_t len, 
 		out = STAPLE_UNTRUSTED;
 		goto refuse;
 	}
-	if ((n = chain_targets(svc, chain, t, err, sizeof(err))) < 0)
+	if ((n = chain_targets(svc, chain, t, err, sizeof(err))) < 0) {
+		if (n == -2)
+			out = STAPLE_NO_URL;
+		n = 0;
 		goto refuse;
+	}
 	if (n == 0) {
 		snprintf(err, sizeof(err), "no certificate of the chain has an OCSP URL");
 		out = STAPLE_NO_URL;

@@ -294,6 +294,12 @@ class CertIdTest(IntegrationTestCase):
             doc = self.assertJsonError(st, h, body, 422)
             self.assertIn("AIA OCSP URL 1 refused", doc["error"], what)
             self.assertIn(why, doc["error"], what)
+            # Chain staples: the certificate cannot be left out silently.
+            st, h, body = self.d.request("POST", "/v1/staples",
+                                         body=leaf.pem() + self.inter.pem(),
+                                         headers={"Content-Type": PEM})
+            doc = self.assertJsonError(st, h, body, 422)
+            self.assertIn(why, doc["error"], what)
         st, h, body = self.d.staple(mixed.pem() + self.inter.pem(), PEM)
         self.assertEqual(st, 200, body[:300])
         self.assertStapleVerifies(body, self.inter, self.root.cert, mixed, "good")
