@@ -225,11 +225,10 @@ url_host(const char *url, char *host, size_t cap, char *why, size_t whylen)
 /* Appends the space-separated URLs of value to r (which owns them, also on failure); returns
  * NULL or what is wrong. */
 static const char *
-responder_urls(struct config_responder *r, const char *value)
+responder_urls(struct config_responder *r, const char *value, char *reason, size_t reasonlen)
 {
 	const char *p = value, *why;
 	char host[URL_HOST_MAX];
-	static char reason[256];   /* config parsing is single-threaded */
 
 	while (*p != '\0') {
 		size_t len;
@@ -243,7 +242,7 @@ responder_urls(struct config_responder *r, const char *value)
 			return "too many responder URLs (at most 4)";
 		if ((r->url[r->n] = strndup(p, len)) == NULL)
 			return "out of memory";
-		if ((why = url_host(r->url[r->n++], host, sizeof(host), reason, sizeof(reason))) != NULL)
+		if ((why = url_host(r->url[r->n++], host, sizeof(host), reason, reasonlen)) != NULL)
 			return why;
 		p += len;
 	}
@@ -252,7 +251,8 @@ responder_urls(struct config_responder *r, const char *value)
 
 /* Parses one [responders] line; returns NULL or a message. */
 static const char *
-responder_add(struct stapler_config *cfg, const char *name, const char *value, int line)
+responder_add(struct stapler_config *cfg, const char *name, const char *value, int line,
+    char *reason, size_t reasonlen)
 {
 	struct config_responder r = { .line = line }, *grown;
 	const char *why = NULL;
@@ -263,7 +263,7 @@ responder_add(struct stapler_config *cfg, const char *name, const char *value, i
 		return "issuer listed twice in [responders]";
 	if (cfg->n_responders >= CONFIG_MAX_RESPONDERS)
 		return "too many [responders] entries";
-	if ((why = responder_urls(&r, value)) != NULL)
+	if ((why = responder_urls(&r, value, reason, reasonlen)) != NULL)
 		goto fail;
 	if (r.n == 0) {
 		why = "no responder URL";
@@ -288,11 +288,12 @@ responder_more(struct parse_ctx *ctx, const char *name, const char *value)
 {
 	struct config_responder *r;
 	const char *why;
+	char reason[256];
 
 	if (ctx->cfg->n_responders == 0)
 		return set_error(ctx, name, "continuation line without a [responders] entry above");
 	r = &ctx->cfg->responders[ctx->cfg->n_responders - 1];
-	if ((why = responder_urls(r, value)) != NULL)
+	if ((why = responder_urls(r, value, reason, sizeof(reason))) != NULL)
 		return set_error(ctx, name, why);
 	return 1;
 }
@@ -302,7 +303,7 @@ responder_more(struct parse_ctx *ctx, const char *name, const char *value)
 static int
 responder_line(struct parse_ctx *ctx, const char *name, const char *value)
 {
-	char key[128];
+	char key[128], reason[256];
 	const char *eq = strchr(value, '='), *why;
 	size_t klen;
 
@@ -316,7 +317,8 @@ responder_line(struct parse_ctx *ctx, const char *name, const char *value)
 			;
 		name = key;
 	}
-	if ((why = responder_add(ctx->cfg, name, value, ctx->line)) != NULL)
+	if ((why = responder_add(ctx->cfg, name, value, ctx->line, reason,
+	    sizeof(reason))) != NULL)
 		return set_error(ctx, name, why);
 	return 1;
 }
