@@ -92,7 +92,7 @@ static int
 list_cb(const struct cache_report_entry *e, void *arg)
 {
 	struct list_state *st = arg;
-	char subject[CTL_CELL_MAX + 1], issuer[16], next[32], fetched[32], fails[16];
+	char subject[CTL_CELL_MAX + 1], issuer[32], next[32], fetched[32], fails[16];
 	char error[CTL_CELL_MAX + 1];
 	const char *cells[8];
 	int first = 1;
@@ -104,7 +104,9 @@ list_cb(const struct cache_report_entry *e, void *arg)
 		return 0;
 	}
 	cut(e->subject, subject, CTL_CELL_MAX);
-	snprintf(issuer, sizeof(issuer), "%.12s...", e->issuer_key_hash);
+	/* A SHA-256 CertID's entry is marked: the same certificate may have a SHA-1 one too. */
+	snprintf(issuer, sizeof(issuer), "%.12s...%s", e->issuer_key_hash,
+	    e->hash_alg == STAPLER_HASH_SHA1 ? "" : " (sha256)");
 	fmt_reltime(e->next_update, (long long)st->ctl->now, next, sizeof(next));
 	fmt_reltime(e->fetched_at, (long long)st->ctl->now, fetched, sizeof(fetched));
 	snprintf(fails, sizeof(fails), "%d", e->failures);

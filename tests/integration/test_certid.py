@@ -138,6 +138,10 @@ class CertIdTest(IntegrationTestCase):
         p = self.ctl("show", leaf.serial, "--hash", "sha1")
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn("hash algorithm     sha1", p.stdout)
+        p = self.ctl("list")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout.count(leaf.serial), 2, p.stdout)
+        self.assertEqual(p.stdout.count("(sha256)"), 1, p.stdout)
 
     def test_certid_hash_sha256_config_selects_sha256_staples(self):
         port, fwd_port = self.upstream()
