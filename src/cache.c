@@ -38,10 +38,10 @@ enum cache_stmt {
 
 /* Column order read by row_read(). */
 #define ROW_COLUMNS \
-	"hash_alg, serial, issuer_key_hash, issuer_name_hash, subject, ocsp_url, ocsp_urls, cert_status, " \
-	"revoked_at, revocation_reason, this_update, next_update, produced_at, fetched_at, " \
-	"cert_not_after, response_der, request_der, next_refresh_at, failures, last_error, " \
-	"created_at"
+	"hash_alg, serial, issuer_key_hash, issuer_name_hash, subject, ocsp_url, ocsp_urls, " \
+	"cert_status, revoked_at, revocation_reason, this_update, next_update, produced_at, " \
+	"fetched_at, cert_not_after, response_der, request_der, next_refresh_at, failures, " \
+	"last_error, created_at"
 
 /* A row's key, bound by bind_key() as ?1..?4 (the UNIQUE constraint's order), and read back by
  * read_keys() in KEY_COLUMNS order. */

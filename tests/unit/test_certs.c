@@ -838,16 +838,28 @@ test_trust_find_by_key_hash(void **state)
 {
 	struct pki *p = *state;
 	X509 *anchors[2] = { p->root.cert, p->ca.cert };
+	ASN1_OCTET_STRING *nh = NULL, *kh = NULL;
 	struct stapler_key key;
 	struct bundle b;
 	OCSP_CERTID *id;
+	X509 *found;
 
 	bundle_load(&b, anchors, 2);
 	id = certs_certid(p->leaf.cert, p->ca.cert, STAPLER_HASH_SHA1);
 	assert_int_equal(certs_certid_key(id, NULL, &key), 0);
-	assert_ptr_not_equal(certs_trust_find(b.trust, STAPLER_HASH_SHA1, key.name_hash, key.key_hash), NULL);
-	assert_int_equal(X509_cmp(certs_trust_find(b.trust, STAPLER_HASH_SHA1, key.name_hash, key.key_hash),
-	    p->ca.cert), 0);
+	found = certs_trust_find(b.trust, STAPLER_HASH_SHA1, key.name_hash, key.key_hash);
+	assert_non_null(found);
+	assert_int_equal(X509_cmp(found, p->ca.cert), 0);
+	OCSP_CERTID_free(id);
+	/* By the hashes of a SHA-256 CertID too. */
+	id = certs_certid(p->leaf.cert, p->ca.cert, STAPLER_HASH_SHA256);
+	assert_true(OCSP_id_get0_info(&nh, NULL, &kh, NULL, id));
+	found = certs_trust_find(b.trust, STAPLER_HASH_SHA256, ASN1_STRING_get0_data(nh),
+	    ASN1_STRING_get0_data(kh));
+	assert_non_null(found);
+	assert_int_equal(X509_cmp(found, p->ca.cert), 0);
+	assert_null(certs_trust_find(b.trust, STAPLER_HASH_SHA1, ASN1_STRING_get0_data(nh),
+	    ASN1_STRING_get0_data(kh)));
 	OCSP_CERTID_free(id);
 	id = certs_certid(p->other_root.cert, p->other_root.cert, STAPLER_HASH_SHA1);
 	assert_int_equal(certs_certid_key(id, NULL, &key), 0);

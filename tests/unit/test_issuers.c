@@ -97,7 +97,8 @@ test_learn_and_resolve(void **state)
 		size_t len;
 
 		der = testpki_der(f->ca.cert, &len);
-		assert_int_equal(issuers_learn_der(f->r, der, len, "15:http://ocsp.ca/,17:http://backup.ca/,"), 0);
+		assert_int_equal(issuers_learn_der(f->r, der, len,
+		    "15:http://ocsp.ca/,17:http://backup.ca/,"), 0);
 		assert_int_equal(issuers_learn_der(f->r, der, 10, NULL), -1);
 		OPENSSL_free(der);
 	}
