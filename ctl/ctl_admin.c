@@ -164,11 +164,12 @@ error_exit(const char *outcome)
 static int
 report_error(struct ctl *ctl, const char *reply)
 {
-	char outcome[32], error[1024], issuers[1024], serial[STAPLER_SERIAL_HEX_MAX];
+	char outcome[32], error[1024], issuers[1024], hashes[64], serial[STAPLER_SERIAL_HEX_MAX];
 
 	kv(reply, "outcome", outcome, sizeof(outcome));
 	kv(reply, "error", error, sizeof(error));
 	kv(reply, "issuers", issuers, sizeof(issuers));
+	kv(reply, "hashes", hashes, sizeof(hashes));
 	kv(reply, "serial", serial, sizeof(serial));
 	if (ctl->json) {
 		printf("{\"ok\":false,\"outcome\":");
@@ -183,28 +184,37 @@ report_error(struct ctl *ctl, const char *reply)
 			}
 			printf("]");
 		}
+		if (hashes[0] != '\0') {
+			printf(",\"hashes\":");
+			fmt_json_str(stdout, hashes);
+		}
 		printf("}\n");
 	}
 	if (issuers[0] != '\0')
 		ctl_err("%s: choose one with --issuer: %s", error, issuers);
+	else if (hashes[0] != '\0')
+		ctl_err("%s: choose one with --hash: %s", error, hashes);
 	else
 		ctl_err("%s%s%s (%s)", serial[0] ? serial : "", serial[0] ? ": " : "", error, outcome);
 	return error_exit(outcome);
 }
 
-/* Builds "VERB serial=S [issuer=H]" from SERIAL [--issuer HASH]; -1 to go on, else exit. */
+/* Builds "VERB serial=S [issuer=H] [hash=A]" from SERIAL [--issuer HASH] [--hash ALG]; -1 to
+ * go on, else exit. */
 static int
 key_request(struct ctl *ctl, const char *name, int argc, char **argv, int allow_bulk,
     char *line, size_t cap)
 {
 	static const struct option longopts[] = {
 		{ "issuer", required_argument, NULL, 'i' },
+		{ "hash", required_argument, NULL, 'H' },
 		{ "all", no_argument, NULL, 'a' },
 		{ "due", no_argument, NULL, 'd' },
 		CTL_COMMON_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *issuer = NULL, *bulk = NULL;
+	const char *issuer = NULL, *bulk = NULL, *alg = NULL;
+	enum stapler_hash_alg a;
 	size_t len;
 	int ch, rc;
 
@@ -212,6 +222,11 @@ key_request(struct ctl *ctl, const char *name, int argc, char **argv, int allow_
 		switch (ch) {
 		case 'i':
 			issuer = optarg;
+			break;
+		case 'H':
+			if (stapler_hash_alg_parse(optarg, &a) < 0)
+				return ctl_usage_error(name, "--hash %s: not sha1 or sha256", optarg);
+			alg = stapler_hash_alg_name(a);
 			break;
 		case 'a':
 		case 'd':
@@ -226,8 +241,8 @@ key_request(struct ctl *ctl, const char *name, int argc, char **argv, int allow_
 	}
 	len = (size_t)snprintf(line, cap, "%s", name);
 	if (bulk != NULL) {
-		if (optind != argc || issuer != NULL)
-			return ctl_usage_error(name, "--%s takes no SERIAL or --issuer", bulk);
+		if (optind != argc || issuer != NULL || alg != NULL)
+			return ctl_usage_error(name, "--%s takes no SERIAL, --issuer or --hash", bulk);
 		fmt_kv_add(line, &len, cap, bulk, "1");
 	} else {
 		char serial[STAPLER_SERIAL_HEX_MAX], hash[STAPLER_SHA1_HEX];
@@ -240,10 +255,12 @@ key_request(struct ctl *ctl, const char *name, int argc, char **argv, int allow_
 		fmt_kv_add(line, &len, cap, "serial", serial);
 		if (issuer != NULL) {
 			if (fmt_key_hash(issuer, hash) < 0)
-				return ctl_usage_error(name, "%s: not an issuer key hash (40 hex digits)",
-				    issuer);
+				return ctl_usage_error(name, "%s: not an issuer key or name hash (40 hex "
+				    "digits)", issuer);
 			fmt_kv_add(line, &len, cap, "issuer", hash);
 		}
+		if (alg != NULL)
+			fmt_kv_add(line, &len, cap, "hash", alg);
 	}
 	if (len + 1 < cap) {
 		line[len++] = '\n';
@@ -257,7 +274,7 @@ key_request(struct ctl *ctl, const char *name, int argc, char **argv, int allow_
 static void
 print_ok(struct ctl *ctl, const char *reply, const char *what)
 {
-	static const char *const keys[] = { "serial", "issuer", "status", "this_update",
+	static const char *const keys[] = { "serial", "issuer", "hash", "status", "this_update",
 		"next_update", "fetched_at", "refreshed", "failed", "marked", "error" };
 	char v[1024];
 
@@ -283,7 +300,12 @@ print_ok(struct ctl *ctl, const char *reply, const char *what)
 	if (fmt_kv_get(reply, "serial", v, sizeof(v)) == 1)
 		printf(" serial %s", v);
 	if (fmt_kv_get(reply, "issuer", v, sizeof(v)) == 1)
-		printf(" (issuer %s)", v);
+		printf(" (issuer %s", v);
+	if (fmt_kv_get(reply, "issuer", v, sizeof(v)) == 1 &&
+	    fmt_kv_get(reply, "hash", v, sizeof(v)) == 1 && strcmp(v, "sha1") != 0)
+		printf(", %s CertID", v);
+	if (fmt_kv_get(reply, "issuer", v, sizeof(v)) == 1)
+		printf(")");
 	if (fmt_kv_get(reply, "status", v, sizeof(v)) == 1)
 		printf(": %s", v);
 	if (fmt_kv_get(reply, "next_update", v, sizeof(v)) == 1) {

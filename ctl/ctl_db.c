@@ -15,6 +15,7 @@
 
 #include "ctl.h"
 #include "cache.h"
+#include "certs.h"
 #include "cache_report.h"
 #include "fmt.h"
 #include "util.h"
@@ -52,6 +53,7 @@ json_entry(FILE *fp, const struct cache_report_entry *e, int *first)
 {
 	json_s(fp, "serial", e->serial, first);
 	json_s(fp, "issuer", e->issuer_key_hash, first);
+	json_s(fp, "hash_alg", stapler_hash_alg_name(e->hash_alg), first);
 	json_s(fp, "subject", e->subject, first);
 	json_s(fp, "issuer_subject", e->issuer_subject, first);
 	json_s(fp, "status", stapler_status_name(e->status), first);
@@ -90,7 +92,7 @@ static int
 list_cb(const struct cache_report_entry *e, void *arg)
 {
 	struct list_state *st = arg;
-	char subject[CTL_CELL_MAX + 1], issuer[16], next[32], fetched[32], fails[16];
+	char subject[CTL_CELL_MAX + 1], issuer[32], next[32], fetched[32], fails[16];
 	char error[CTL_CELL_MAX + 1];
 	const char *cells[8];
 	int first = 1;
@@ -102,7 +104,9 @@ list_cb(const struct cache_report_entry *e, void *arg)
 		return 0;
 	}
 	cut(e->subject, subject, CTL_CELL_MAX);
-	snprintf(issuer, sizeof(issuer), "%.12s...", e->issuer_key_hash);
+	/* A SHA-256 CertID's entry is marked: the same certificate may have a SHA-1 one too. */
+	snprintf(issuer, sizeof(issuer), "%.12s...%s", e->issuer_key_hash,
+	    e->hash_alg == STAPLER_HASH_SHA1 ? "" : " (sha256)");
 	fmt_reltime(e->next_update, (long long)st->ctl->now, next, sizeof(next));
 	fmt_reltime(e->fetched_at, (long long)st->ctl->now, fetched, sizeof(fetched));
 	snprintf(fails, sizeof(fails), "%d", e->failures);
@@ -245,9 +249,11 @@ static void
 show_text(struct ctl *ctl, const struct cache_report_entry *e, const struct cache_row *row,
     const char *text)
 {
+	struct certs_urls urls;
 	char t[64], n[32];
 
 	field("serial", e->serial);
+	field("hash algorithm", stapler_hash_alg_name(row->hash_alg));
 	field("issuer key hash", e->issuer_key_hash);
 	field("issuer name hash", row->issuer_name_hash);
 	field("subject", e->subject);
@@ -277,10 +283,11 @@ show_text(struct ctl *ctl, const struct cache_report_entry *e, const struct cach
 	field("failures", n);
 	field("last error", row->last_error ? row->last_error : "-");
 	field("ocsp url", row->ocsp_url);
-	for (const char *u = row->ocsp_urls, *end; u != NULL && *u; u = *end ? end + 1 : end) {
-		end = u + strcspn(u, "\n");
-		printf("%-18s %.*s\n", "aia url", (int)(end - u), u);
-	}
+	if (certs_urls_decode(row->ocsp_urls, &urls) < 0)
+		field("aia url", "(stored list is malformed)");
+	for (int i = 0; i < urls.n; i++)
+		field("aia url", urls.url[i]);
+	certs_urls_free(&urls);
 	snprintf(n, sizeof(n), "%zu bytes", row->response_len);
 	field("response", n);
 	printf("\n%s", text);
@@ -290,6 +297,7 @@ static void
 show_json(const struct cache_report_entry *e, const struct cache_row *row, const char *text)
 {
 	char *b64 = util_base64(row->response_der, row->response_len);
+	struct certs_urls urls;
 	int first = 1;
 
 	printf("{");
@@ -301,14 +309,12 @@ show_json(const struct cache_report_entry *e, const struct cache_row *row, const
 	json_n(stdout, "created_at", row->created_at, &first);
 	json_key(stdout, "ocsp_urls", &first);
 	printf("[");
-	for (const char *u = row->ocsp_urls, *end; u != NULL && *u; u = *end ? end + 1 : end) {
-		char url[1024];
-
-		end = u + strcspn(u, "\n");
-		snprintf(url, sizeof(url), "%.*s", (int)(end - u), u);
-		printf("%s", u == row->ocsp_urls ? "" : ",");
-		fmt_json_str(stdout, url);
+	(void)certs_urls_decode(row->ocsp_urls, &urls);
+	for (int i = 0; i < urls.n; i++) {
+		printf("%s", i == 0 ? "" : ",");
+		fmt_json_str(stdout, urls.url[i]);
 	}
+	certs_urls_free(&urls);
 	printf("]");
 	json_s(stdout, "response", b64 != NULL ? b64 : "", &first);
 	json_s(stdout, "response_text", text, &first);
@@ -316,14 +322,15 @@ show_json(const struct cache_report_entry *e, const struct cache_row *row, const
 	free(b64);
 }
 
-/* Parses SERIAL [--issuer HASH] and, for export, -o FILE. Returns -1 to go on, else the exit
- * code. */
+/* Parses SERIAL [--issuer HASH] [--hash ALG] and, for export, -o FILE. Returns -1 to go on,
+ * else the exit code. */
 static int
 parse_key_args(struct ctl *ctl, const char *name, int argc, char **argv, const char **serial,
-    const char **issuer, const char **out)
+    const char **issuer, const char **hash, const char **out)
 {
 	static const struct option longopts[] = {
 		{ "issuer", required_argument, NULL, 'i' },
+		{ "hash", required_argument, NULL, 'H' },
 		{ "output", required_argument, NULL, 'o' },
 		CTL_COMMON_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
@@ -331,10 +338,14 @@ parse_key_args(struct ctl *ctl, const char *name, int argc, char **argv, const c
 	int ch, rc;
 
 	*issuer = NULL;
+	*hash = NULL;
 	while ((ch = getopt_long(argc, argv, out != NULL ? ":hjo:" : ":hj", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'i':
 			*issuer = optarg;
+			break;
+		case 'H':
+			*hash = optarg;
 			break;
 		case 'o':
 			if (out == NULL)
@@ -356,22 +367,28 @@ parse_key_args(struct ctl *ctl, const char *name, int argc, char **argv, const c
  * code; on CTL_OK the caller closes *cache and clears *row and *e. */
 static int
 load_entry(struct ctl *ctl, const char *serial_arg, const char *issuer_arg,
-    struct cache **cache, struct cache_row *row, struct cache_report_entry *e)
+    const char *hash_arg, struct cache **cache, struct cache_row *row,
+    struct cache_report_entry *e)
 {
-	char serial[STAPLER_SERIAL_HEX_MAX], issuer[STAPLER_SHA1_HEX];
+	char serial[STAPLER_SERIAL_HEX_MAX], issuer[STAPLER_SHA1_HEX], name[STAPLER_SHA1_HEX];
 	struct cache_report_filter f = { .now = (long long)ctl->now, .limit = 1 };
+	struct stapler_key key;
 	int rc;
 
 	memset(row, 0, sizeof(*row));
 	memset(e, 0, sizeof(*e));
 	if ((*cache = ctl_open_db(ctl)) == NULL)
 		return CTL_USAGE;
-	if ((rc = ctl_lookup(*cache, serial_arg, issuer_arg, ctl->now, serial, issuer)) != CTL_OK)
+	if ((rc = ctl_lookup(*cache, serial_arg, issuer_arg, hash_arg, ctl->now, &key)) != CTL_OK)
 		goto fail;
+	stapler_key_serial_hex(&key, serial);
+	stapler_key_hash_hex(&key, issuer);
+	stapler_key_name_hash_hex(&key, name);
 	f.serial = serial;
 	f.issuer = issuer;
-	if (cache_report_list(*cache, &f, entry_cb, e) != 1 ||
-	    cache_get(*cache, issuer, serial, row) != 1) {
+	f.name_hash = name;
+	f.hash_alg = 1 + key.hash_alg;
+	if (cache_report_list(*cache, &f, entry_cb, e) != 1 || cache_get(*cache, &key, row) != 1) {
 		ctl_err("cannot read the entry for serial %s (removed meanwhile?)", serial);
 		entry_clear(e);
 		cache_row_clear(row);
@@ -387,16 +404,16 @@ fail:
 int
 ctl_cmd_show(struct ctl *ctl, int argc, char **argv)
 {
-	const char *serial, *issuer;
+	const char *serial, *issuer, *hash;
 	struct cache_report_entry e;
 	struct cache_row row;
 	struct cache *cache;
 	char *text;
 	int rc;
 
-	if ((rc = parse_key_args(ctl, "show", argc, argv, &serial, &issuer, NULL)) >= 0)
+	if ((rc = parse_key_args(ctl, "show", argc, argv, &serial, &issuer, &hash, NULL)) >= 0)
 		return rc;
-	if ((rc = load_entry(ctl, serial, issuer, &cache, &row, &e)) != CTL_OK)
+	if ((rc = load_entry(ctl, serial, issuer, hash, &cache, &row, &e)) != CTL_OK)
 		return rc;
 	text = response_text(row.response_der, row.response_len);
 	if (ctl->json)
@@ -541,21 +558,21 @@ fail:
 int
 ctl_cmd_export(struct ctl *ctl, int argc, char **argv)
 {
-	const char *serial, *issuer, *out = NULL;
+	const char *serial, *issuer, *hash, *out = NULL;
 	struct cache_report_entry e;
 	struct cache_row row;
 	struct cache *cache;
 	char err[512];
 	int rc;
 
-	if ((rc = parse_key_args(ctl, "export", argc, argv, &serial, &issuer, &out)) >= 0)
+	if ((rc = parse_key_args(ctl, "export", argc, argv, &serial, &issuer, &hash, &out)) >= 0)
 		return rc;
 	if (out == NULL)
 		return ctl_usage_error("export", "-o FILE (or -o - for standard output) missing");
 	if (strcmp(out, "-") == 0 && (ctl->json || isatty(STDOUT_FILENO)))
 		return ctl_usage_error("export", ctl->json ? "--json needs -o FILE" :
 		    "refusing to write DER to a terminal");
-	if ((rc = load_entry(ctl, serial, issuer, &cache, &row, &e)) != CTL_OK)
+	if ((rc = load_entry(ctl, serial, issuer, hash, &cache, &row, &e)) != CTL_OK)
 		return rc;
 	if (strcmp(out, "-") == 0) {
 		if (fwrite(row.response_der, 1, row.response_len, stdout) != row.response_len ||

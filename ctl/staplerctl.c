@@ -186,60 +186,50 @@ out:
 	return buf;
 }
 
-struct lookup {
-	char serial[STAPLER_SERIAL_HEX_MAX], issuer[STAPLER_SHA1_HEX];
-	char list[8 * (STAPLER_SHA1_HEX + 2)];
-	int n;
-};
-
-static int
-lookup_cb(const struct cache_report_entry *e, void *arg)
-{
-	struct lookup *l = arg;
-	size_t off = strlen(l->list);
-
-	if (l->n++ == 0) {
-		util_strlcpy(l->serial, e->serial, sizeof(l->serial));
-		util_strlcpy(l->issuer, e->issuer_key_hash, sizeof(l->issuer));
-	}
-	snprintf(l->list + off, sizeof(l->list) - off, "%s%s", off ? ", " : "", e->issuer_key_hash);
-	return l->n == 8;
-}
-
 int
-ctl_lookup(struct cache *cache, const char *serial_arg, const char *issuer_arg, time_t now,
-    char serial[], char issuer[])
+ctl_lookup(struct cache *cache, const char *serial_arg, const char *issuer_arg,
+    const char *hash_arg, time_t now, struct stapler_key *key)
 {
-	struct cache_report_filter f = { .now = (long long)now, .limit = 8 };
+	struct cache_report_filter f = { .now = (long long)now };
 	char s[STAPLER_SERIAL_HEX_MAX], h[STAPLER_SHA1_HEX];
-	struct lookup l = { .n = 0 };
+	struct cache_report_match m;
+	enum stapler_hash_alg alg;
 
 	if (fmt_serial(serial_arg, s) < 0) {
 		ctl_err("%s: not a serial (hex digits, ':' allowed)", serial_arg);
 		return CTL_USAGE;
 	}
 	if (issuer_arg != NULL && fmt_key_hash(issuer_arg, h) < 0) {
-		ctl_err("%s: not an issuer key hash (40 hex digits)", issuer_arg);
+		ctl_err("%s: not an issuer key or name hash (40 hex digits)", issuer_arg);
+		return CTL_USAGE;
+	}
+	if (hash_arg != NULL && stapler_hash_alg_parse(hash_arg, &alg) < 0) {
+		ctl_err("--hash %s: not sha1 or sha256", hash_arg);
 		return CTL_USAGE;
 	}
 	f.serial = s;
 	f.issuer = issuer_arg != NULL ? h : NULL;
-	if (cache_report_list(cache, &f, lookup_cb, &l) < 0) {
+	f.hash_alg = hash_arg != NULL ? 1 + (int)alg : 0;
+	if (cache_report_lookup(cache, &f, &m) < 0) {
 		ctl_err("cannot read the database");
 		return CTL_USAGE;
 	}
-	if (l.n == 0) {
-		ctl_err("no cached entry for serial %s%s%s", s, issuer_arg ? " and issuer " : "",
-		    issuer_arg ? h : "");
+	if (m.n == 0) {
+		ctl_err("no cached entry for serial %s%s%s%s%s", s, issuer_arg ? " and issuer " : "",
+		    issuer_arg ? h : "", hash_arg ? " with hash " : "", hash_arg ? hash_arg : "");
 		return CTL_BAD;
 	}
-	if (l.n > 1) {
-		ctl_err("serial %s is cached for %d issuers; choose one with --issuer: %s", s, l.n,
-		    l.list);
+	if (m.n > 1 && m.by_issuer) {
+		ctl_err("serial %s is cached for several issuers; choose one with --issuer: %s", s,
+		    m.choices);
 		return CTL_USAGE;
 	}
-	memcpy(serial, l.serial, sizeof(l.serial));
-	memcpy(issuer, l.issuer, sizeof(l.issuer));
+	if (m.n > 1) {
+		ctl_err("serial %s is cached for several CertID hash algorithms; choose one with "
+		    "--hash: %s", s, m.choices);
+		return CTL_USAGE;
+	}
+	*key = m.key;
 	return CTL_OK;
 }
 

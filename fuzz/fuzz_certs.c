@@ -25,7 +25,7 @@ use_chain(STACK_OF(X509) *certs)
 	for (i = 0; i < sk_X509_num(certs); i++) {
 		X509 *c = sk_X509_value(certs, i);
 
-		if (certs_ocsp_urls(c, &urls) >= 0)
+		if (certs_ocsp_urls(c, &urls, NULL, 0) >= 0)
 			certs_urls_free(&urls);
 		(void)certs_not_after(c, &t);
 		certs_subject(c, text, sizeof(text));
@@ -35,8 +35,8 @@ use_chain(STACK_OF(X509) *certs)
 	for (i = 0; i < 2; i++) {
 		X509 *under = sk_X509_value(certs, sk_X509_num(certs) > 1 && i == 0 ? 1 : 0);
 
-		if ((id = certs_certid(subject, under)) != NULL) {
-			(void)certs_certid_key(id, &key);
+		if ((id = certs_certid(subject, under, STAPLER_HASH_SHA1)) != NULL) {
+			(void)certs_certid_key(id, NULL, &key);
 			certs_certid_name_hash_hex(id, hash);
 			OCSP_CERTID_free(id);
 		}
@@ -44,7 +44,7 @@ use_chain(STACK_OF(X509) *certs)
 	if ((found = stapler_verify_find_issuer(subject, certs)) != NULL)
 		X509_free(found);
 	if (certs_verify_chain(trust, certs, FUZZ_NOW, &issuer, &t, text, sizeof(text)) == 0) {
-		if ((id = certs_certid(subject, issuer)) != NULL)
+		if ((id = certs_certid(subject, issuer, STAPLER_HASH_SHA1)) != NULL)
 			OCSP_CERTID_free(id);
 		X509_free(issuer);
 	}
@@ -52,7 +52,7 @@ use_chain(STACK_OF(X509) *certs)
 		sk_X509_pop_free(chain, X509_free);
 	/* The search of the bundle by key hash, with the subject's own hash. */
 	if (X509_pubkey_digest(subject, EVP_sha1(), md, &mdlen) == 1 && mdlen == sizeof(md))
-		(void)certs_trust_find_by_key_hash(trust, md);
+		(void)certs_trust_find(trust, STAPLER_HASH_SHA1, md, md);
 }
 
 int

@@ -62,7 +62,7 @@ key_from_hex(const char *s)
 		return;
 	memcpy(hash, s, (size_t)(nl - s));
 	hash[nl - s] = '\0';
-	if (stapler_key_from_hex(&key, hash, nl + 1) == 0) {
+	if (stapler_key_from_hex(&key, STAPLER_HASH_SHA1, hash, hash, nl + 1) == 0) {
 		stapler_key_serial_hex(&key, serial);
 		stapler_key_hash_hex(&key, h);
 	}

@@ -58,9 +58,9 @@ answer(const unsigned char *der, size_t len)
 	OCSP_CERTID_free(id2);
 	if (id == NULL)
 		return;
-	if (issuers_resolve(learned, fuzz_trust(), FUZZ_NOW, id, &urls, &miss) == NULL)
+	if (issuers_resolve(learned, fuzz_trust(), FUZZ_NOW, id, &key, &urls, &miss) == NULL)
 		(void)issuers_miss_name(miss);
-	if (certs_certid_key(id, &key) == 0) {
+	if (certs_certid_key(id, NULL, &key) == 0) {
 		stapler_key_serial_hex(&key, serial);
 		stapler_key_hash_hex(&key, hash);
 	}
@@ -81,7 +81,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct certs_urls urls;
 
 		fuzz_check((learned = issuers_new()) != NULL, "issuers_new");
-		fuzz_check(certs_ocsp_urls(p->leaf.cert, &urls) == 1, "leaf AIA");
+		fuzz_check(certs_ocsp_urls(p->leaf.cert, &urls, NULL, 0) == 1, "leaf AIA");
 		fuzz_check(issuers_learn(learned, p->ca.cert, &urls) == 0, "issuers_learn");
 		certs_urls_free(&urls);
 	}

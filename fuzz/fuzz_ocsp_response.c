@@ -64,7 +64,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (leaf_id == NULL && (leaf_id = certs_certid(fuzz_pki()->leaf.cert,
-	    fuzz_pki()->ca.cert)) == NULL)
+	    fuzz_pki()->ca.cert, STAPLER_HASH_SHA1)) == NULL)
 		abort();
 	verify(data, size);
 	if (size > 0)

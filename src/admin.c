@@ -28,8 +28,6 @@
 #include "unixsock.h"
 #include "util.h"
 
-/* A serial given without an issuer matches at most this many entries worth listing. */
-#define ADMIN_LOOKUP_MAX 16
 #define ADMIN_REPLY_MAX 2048
 
 struct admin_req;
@@ -52,6 +50,7 @@ struct admin_req {
 	enum staple_outcome outcome;   /* of the first failure, or of the single operation */
 	char error[512];
 	char serial[STAPLER_SERIAL_HEX_MAX], issuer[STAPLER_SHA1_HEX];
+	enum stapler_hash_alg hash_alg;
 	enum stapler_cert_status status;
 	long long this_update, next_update, fetched_at;
 	TAILQ_HEAD(, admin_op) ops;
@@ -167,6 +166,7 @@ req_reply(struct admin_req *r)
 	} else if (r->outcome == STAPLE_OK) {
 		fmt_kv_add(f, &len, sizeof(f), "serial", r->serial);
 		fmt_kv_add(f, &len, sizeof(f), "issuer", r->issuer);
+		fmt_kv_add(f, &len, sizeof(f), "hash", stapler_hash_alg_name(r->hash_alg));
 		fmt_kv_add(f, &len, sizeof(f), "status", stapler_status_name(r->status));
 		add_ll(f, &len, sizeof(f), "this_update", r->this_update);
 		add_ll(f, &len, sizeof(f), "next_update", r->next_update);
@@ -181,6 +181,7 @@ req_reply(struct admin_req *r)
 		if (r->serial[0] != '\0') {
 			fmt_kv_add(f, &len, sizeof(f), "serial", r->serial);
 			fmt_kv_add(f, &len, sizeof(f), "issuer", r->issuer);
+			fmt_kv_add(f, &len, sizeof(f), "hash", stapler_hash_alg_name(r->hash_alg));
 		}
 		fmt_kv_add(f, &len, sizeof(f), "error", r->error);
 		send_line(c, "error", r->id, f);
@@ -214,6 +215,7 @@ on_op_done(enum staple_outcome outcome, const struct staple *s, const char *erro
 		r->ok++;
 		stapler_key_serial_hex(&s->key, r->serial);
 		stapler_key_hash_hex(&s->key, r->issuer);
+		r->hash_alg = (enum stapler_hash_alg)s->key.hash_alg;
 		r->status = s->status;
 		r->this_update = (long long)s->this_update;
 		r->next_update = (long long)s->next_update;
@@ -256,14 +258,13 @@ op_started(struct admin_op *op, struct staple_wait *w)
 
 /* Refreshes one cached entry as part of r. */
 static void
-refresh_one(struct admin *a, struct admin_req *r, const char *issuer, const char *serial,
-    time_t now)
+refresh_one(struct admin *a, struct admin_req *r, const struct stapler_key *key, time_t now)
 {
 	struct cache_row row;
 	struct admin_op *op;
 	int rc;
 
-	if ((rc = cache_get(a->cache, issuer, serial, &row)) != 1 || (op = op_new(r)) == NULL) {
+	if ((rc = cache_get(a->cache, key, &row)) != 1 || (op = op_new(r)) == NULL) {
 		if (r->failed++ == 0) {
 			r->outcome = STAPLE_UNAVAILABLE;
 			snprintf(r->error, sizeof(r->error), "%s", rc == 0 ? "entry vanished" :
@@ -275,32 +276,23 @@ refresh_one(struct admin *a, struct admin_req *r, const char *issuer, const char
 	cache_row_clear(&row);
 }
 
-/* The keys a lookup or the due query found. */
+/* The keys the due query found. */
 struct keys {
 	struct cache_refresh item[ADMIN_REFRESH_DUE_MAX];
 	int n;
 };
 
+/* Resolves serial=, issuer= (key or name hash) and hash= of a request line to exactly one
+ * entry. Returns 0 with *key set, or -1 after replying with the error. */
 static int
-collect_entry(const struct cache_report_entry *e, void *arg)
+lookup(struct admin_conn *c, const char *id, const char *line, struct stapler_key *key)
 {
-	struct keys *k = arg;
-
-	memcpy(k->item[k->n].issuer_key_hash, e->issuer_key_hash, sizeof(e->issuer_key_hash));
-	memcpy(k->item[k->n].serial, e->serial, sizeof(e->serial));
-	return ++k->n == ADMIN_LOOKUP_MAX;
-}
-
-/* Resolves serial= and issuer= of a request line to exactly one entry. Returns 0 with *key
- * set, or -1 after replying with the error. */
-static int
-lookup(struct admin_conn *c, const char *id, const char *line, struct cache_refresh *key)
-{
-	char sraw[2 * STAPLER_SERIAL_HEX_MAX], iraw[2 * STAPLER_SHA1_HEX];
+	char sraw[2 * STAPLER_SERIAL_HEX_MAX], iraw[2 * STAPLER_SHA1_HEX], araw[16];
 	char serial[STAPLER_SERIAL_HEX_MAX], issuer[STAPLER_SHA1_HEX];
-	struct cache_report_filter f = { .limit = ADMIN_LOOKUP_MAX };
-	struct keys *k;
-	int n, has_issuer;
+	struct cache_report_filter f = { .limit = 0 };
+	struct cache_report_match m;
+	enum stapler_hash_alg alg;
+	int has_issuer, has_alg;
 
 	if (fmt_kv_get(line, "serial", sraw, sizeof(sraw)) != 1 || fmt_serial(sraw, serial) < 0) {
 		send_error(c, id, "bad_request", "serial= missing or not a hex serial");
@@ -308,41 +300,41 @@ lookup(struct admin_conn *c, const char *id, const char *line, struct cache_refr
 	}
 	if ((has_issuer = fmt_kv_get(line, "issuer", iraw, sizeof(iraw))) < 0 ||
 	    (has_issuer && fmt_key_hash(iraw, issuer) < 0)) {
-		send_error(c, id, "bad_request", "issuer= is not a 40-digit hex key hash");
+		send_error(c, id, "bad_request", "issuer= is not a 40-digit hex key or name hash");
 		return -1;
 	}
-	if ((k = calloc(1, sizeof(*k))) == NULL) {
-		send_error(c, id, "unavailable", "out of memory");
+	if ((has_alg = fmt_kv_get(line, "hash", araw, sizeof(araw))) < 0 ||
+	    (has_alg && stapler_hash_alg_parse(araw, &alg) < 0)) {
+		send_error(c, id, "bad_request", "hash= is not sha1 or sha256");
 		return -1;
 	}
 	f.serial = serial;
 	f.issuer = has_issuer ? issuer : NULL;
+	f.hash_alg = has_alg ? 1 + (int)alg : 0;
 	f.now = (long long)time(NULL);
-	if ((n = cache_report_list(c->a->cache, &f, collect_entry, k)) < 0) {
+	if (cache_report_lookup(c->a->cache, &f, &m) < 0) {
 		send_error(c, id, "unavailable", "cache error (see the daemon log)");
-	} else if (n == 0) {
+		return -1;
+	}
+	if (m.n == 0) {
 		send_error(c, id, "not_found", "no cached entry with that serial");
-		n = -1;
-	} else if (n > 1) {
-		char list[ADMIN_LOOKUP_MAX * STAPLER_SHA1_HEX], f2[ADMIN_REPLY_MAX];
-		size_t off = 0, len = 0;
+		return -1;
+	}
+	if (m.n > 1) {
+		char f2[ADMIN_REPLY_MAX];
+		size_t len = 0;
 
-		list[0] = '\0';
-		for (int i = 0; i < k->n; i++)
-			off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%s", i ? "," : "",
-			    k->item[i].issuer_key_hash);
 		f2[0] = '\0';
 		fmt_kv_add(f2, &len, sizeof(f2), "outcome", "ambiguous");
-		fmt_kv_add(f2, &len, sizeof(f2), "issuers", list);
-		fmt_kv_add(f2, &len, sizeof(f2), "error", "serial is cached for several issuers; "
-		    "give the issuer");
+		fmt_kv_add(f2, &len, sizeof(f2), m.by_issuer ? "issuers" : "hashes", m.choices);
+		fmt_kv_add(f2, &len, sizeof(f2), "error", m.by_issuer ?
+		    "serial is cached for several issuers; give the issuer" :
+		    "serial is cached for several CertID hash algorithms; give hash=");
 		send_line(c, "error", id, f2);
-		n = -1;
-	} else {
-		*key = k->item[0];
+		return -1;
 	}
-	free(k);
-	return n == 1 ? 0 : -1;
+	*key = m.key;
+	return 0;
 }
 
 static struct admin_req *
@@ -405,7 +397,7 @@ static void
 do_refresh(struct admin_conn *c, const char *id, const char *line)
 {
 	struct admin *a = c->a;
-	struct cache_refresh key;
+	struct stapler_key key;
 	struct admin_req *r;
 	struct keys *k;
 	char flag[8];
@@ -439,7 +431,7 @@ do_refresh(struct admin_conn *c, const char *id, const char *line)
 		if ((r = req_new(c, id)) != NULL) {
 			r->multi = 1;
 			for (int i = 0; i < k->n; i++)
-				refresh_one(a, r, k->item[i].issuer_key_hash, k->item[i].serial, now);
+				refresh_one(a, r, &k->item[i].key, now);
 			req_left(r);
 		}
 		free(k);
@@ -448,9 +440,10 @@ do_refresh(struct admin_conn *c, const char *id, const char *line)
 	if (lookup(c, id, line, &key) < 0)
 		return;
 	if ((r = req_new(c, id)) != NULL) {
-		util_strlcpy(r->serial, key.serial, sizeof(r->serial));
-		util_strlcpy(r->issuer, key.issuer_key_hash, sizeof(r->issuer));
-		refresh_one(a, r, key.issuer_key_hash, key.serial, now);
+		stapler_key_serial_hex(&key, r->serial);
+		stapler_key_hash_hex(&key, r->issuer);
+		r->hash_alg = (enum stapler_hash_alg)key.hash_alg;
+		refresh_one(a, r, &key, now);
 		req_left(r);
 	}
 }
@@ -458,19 +451,22 @@ do_refresh(struct admin_conn *c, const char *id, const char *line)
 static void
 do_evict(struct admin_conn *c, const char *id, const char *line)
 {
-	struct cache_refresh key;
-	char f[ADMIN_REPLY_MAX];
+	struct stapler_key key;
+	char f[ADMIN_REPLY_MAX], serial[STAPLER_SERIAL_HEX_MAX], issuer[STAPLER_SHA1_HEX];
 	size_t len = 0;
 
 	if (lookup(c, id, line, &key) < 0)
 		return;
-	if (staple_service_evict(c->a->svc, key.issuer_key_hash, key.serial) < 0) {
+	if (staple_service_evict(c->a->svc, &key) < 0) {
 		send_error(c, id, "unavailable", "cache error (see the daemon log)");
 		return;
 	}
+	stapler_key_serial_hex(&key, serial);
+	stapler_key_hash_hex(&key, issuer);
 	f[0] = '\0';
-	fmt_kv_add(f, &len, sizeof(f), "serial", key.serial);
-	fmt_kv_add(f, &len, sizeof(f), "issuer", key.issuer_key_hash);
+	fmt_kv_add(f, &len, sizeof(f), "serial", serial);
+	fmt_kv_add(f, &len, sizeof(f), "issuer", issuer);
+	fmt_kv_add(f, &len, sizeof(f), "hash", stapler_hash_alg_name((enum stapler_hash_alg)key.hash_alg));
 	send_line(c, "ok", id, f);
 }
 

@@ -38,14 +38,21 @@ enum cache_stmt {
 
 /* Column order read by row_read(). */
 #define ROW_COLUMNS \
-	"serial, issuer_key_hash, issuer_name_hash, subject, ocsp_url, ocsp_urls, cert_status, " \
-	"revoked_at, revocation_reason, this_update, next_update, produced_at, fetched_at, " \
-	"cert_not_after, response_der, request_der, next_refresh_at, failures, last_error, " \
-	"created_at"
+	"hash_alg, serial, issuer_key_hash, issuer_name_hash, subject, ocsp_url, ocsp_urls, " \
+	"cert_status, revoked_at, revocation_reason, this_update, next_update, produced_at, " \
+	"fetched_at, cert_not_after, response_der, request_der, next_refresh_at, failures, " \
+	"last_error, created_at"
+
+/* A row's key, bound by bind_key() as ?1..?4 (the UNIQUE constraint's order), and read back by
+ * read_keys() in KEY_COLUMNS order. */
+#define KEY_MATCH \
+	"hash_alg = ?1 AND issuer_name_hash = ?2 AND issuer_key_hash = ?3 AND serial = ?4"
+#define KEY_COLUMNS "hash_alg, issuer_name_hash, issuer_key_hash, serial"
 
 /* Parameter numbers of ST_PUT_ROW: the same order as ROW_COLUMNS. */
 enum put_row_param {
-	P_SERIAL = 1,
+	P_HASH_ALG = 1,
+	P_SERIAL,
 	P_ISSUER_KEY_HASH,
 	P_ISSUER_NAME_HASH,
 	P_SUBJECT,
@@ -71,15 +78,15 @@ static const char *const stmt_sql[ST_MAX] = {
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
 	[ST_COMMIT] = "COMMIT",
 	[ST_ROLLBACK] = "ROLLBACK",
-	/* An issuer is immutable for its key hash: the first copy stays. */
+	/* An issuer is immutable for its name and key hashes: the first copy stays. */
 	[ST_PUT_ISSUER] =
-	    "INSERT INTO issuer (key_hash, subject, cert_der, added_at) VALUES (?1, ?2, ?3, ?4) "
-	    "ON CONFLICT(key_hash) DO NOTHING",
+	    "INSERT INTO issuer (name_hash, key_hash, subject, cert_der, added_at) "
+	    "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(name_hash, key_hash) DO NOTHING",
 	[ST_PUT_ROW] =
 	    "INSERT INTO ocsp_response (" ROW_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
-	    "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20) "
-	    "ON CONFLICT(issuer_key_hash, serial) DO UPDATE SET "
-	    "issuer_name_hash = excluded.issuer_name_hash, subject = excluded.subject, "
+	    "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21) "
+	    "ON CONFLICT(hash_alg, issuer_name_hash, issuer_key_hash, serial) DO UPDATE SET "
+	    "subject = excluded.subject, "
 	    "ocsp_url = excluded.ocsp_url, ocsp_urls = excluded.ocsp_urls, "
 	    "cert_status = excluded.cert_status, revoked_at = excluded.revoked_at, "
 	    "revocation_reason = excluded.revocation_reason, this_update = excluded.this_update, "
@@ -89,22 +96,23 @@ static const char *const stmt_sql[ST_MAX] = {
 	    "next_refresh_at = excluded.next_refresh_at, failures = excluded.failures, "
 	    "last_error = excluded.last_error",
 	[ST_GET_ROW] =
-	    "SELECT " ROW_COLUMNS " FROM ocsp_response WHERE issuer_key_hash = ?1 AND serial = ?2",
-	[ST_GET_ISSUER] = "SELECT key_hash, subject, cert_der FROM issuer WHERE key_hash = ?1",
+	    "SELECT " ROW_COLUMNS " FROM ocsp_response WHERE " KEY_MATCH,
+	[ST_GET_ISSUER] = "SELECT name_hash, key_hash, subject, cert_der FROM issuer "
+	    "WHERE name_hash = ?1 AND key_hash = ?2",
 	[ST_ALL_ROWS] = "SELECT " ROW_COLUMNS " FROM ocsp_response ORDER BY id",
 	[ST_COUNT] = "SELECT cert_status, count(*) FROM ocsp_response GROUP BY cert_status",
 	/* Rides the next_refresh_at index; a certificate past its notAfter is never refetched. */
 	[ST_DUE] =
-	    "SELECT issuer_key_hash, serial FROM ocsp_response WHERE next_refresh_at <= ?1 "
+	    "SELECT " KEY_COLUMNS " FROM ocsp_response WHERE next_refresh_at <= ?1 "
 	    "AND cert_not_after > ?1 ORDER BY next_refresh_at LIMIT ?2",
 	[ST_SET_REFRESH] =
-	    "UPDATE ocsp_response SET next_refresh_at = ?3 WHERE issuer_key_hash = ?1 AND serial = ?2",
+	    "UPDATE ocsp_response SET next_refresh_at = ?5 WHERE " KEY_MATCH,
 	[ST_SET_FAILURE] =
-	    "UPDATE ocsp_response SET failures = ?3, last_error = ?4, next_refresh_at = ?5 "
-	    "WHERE issuer_key_hash = ?1 AND serial = ?2",
-	[ST_DELETE] = "DELETE FROM ocsp_response WHERE issuer_key_hash = ?1 AND serial = ?2",
+	    "UPDATE ocsp_response SET failures = ?5, last_error = ?6, next_refresh_at = ?7 "
+	    "WHERE " KEY_MATCH,
+	[ST_DELETE] = "DELETE FROM ocsp_response WHERE " KEY_MATCH,
 	[ST_EXPIRED] =
-	    "SELECT issuer_key_hash, serial FROM ocsp_response WHERE cert_not_after < ?1 "
+	    "SELECT " KEY_COLUMNS " FROM ocsp_response WHERE cert_not_after < ?1 "
 	    "ORDER BY cert_not_after LIMIT ?2",
 	/* Warm start: entries already due are spread over the next ?2 seconds. */
 	[ST_SPREAD] =
@@ -538,6 +546,7 @@ bind_row(sqlite3_stmt *st, const struct cache_row *row, long long created_at)
 	int rc = SQLITE_OK;
 
 #define B(call) do { if (rc == SQLITE_OK) rc = (call); } while (0)
+	B(sqlite3_bind_text(st, P_HASH_ALG, stapler_hash_alg_name(row->hash_alg), -1, SQLITE_STATIC));
 	B(sqlite3_bind_text(st, P_SERIAL, row->serial, -1, SQLITE_STATIC));
 	B(sqlite3_bind_text(st, P_ISSUER_KEY_HASH, row->issuer_key_hash, -1, SQLITE_STATIC));
 	B(sqlite3_bind_text(st, P_ISSUER_NAME_HASH, row->issuer_name_hash, -1, SQLITE_STATIC));
@@ -585,13 +594,14 @@ cache_store(struct cache *cache, const struct cache_issuer *issuer, const struct
 		cache_fail("store", "serial and hashes must be uppercase hex");
 		goto out;
 	}
-	if ((unsigned)row->status > STAPLER_UNKNOWN) {
-		cache_fail("store", "invalid certificate status");
+	if ((unsigned)row->status > STAPLER_UNKNOWN || (unsigned)row->hash_alg > STAPLER_HASH_SHA256) {
+		cache_fail("store", "invalid certificate status or hash algorithm");
 		goto out;
 	}
 	/* A row is verified against its own issuer, never another CA's. */
-	if (issuer != NULL && strcmp(issuer->key_hash, row->issuer_key_hash) != 0) {
-		cache_fail("store", "issuer key hash differs from the row's");
+	if (issuer != NULL && (strcmp(issuer->key_hash, row->issuer_key_hash) != 0 ||
+	    strcmp(issuer->name_hash, row->issuer_name_hash) != 0)) {
+		cache_fail("store", "issuer name or key hash differs from the row's");
 		goto out;
 	}
 	if (stmt_run(cache, ST_BEGIN, "store") != 0)
@@ -599,11 +609,12 @@ cache_store(struct cache *cache, const struct cache_issuer *issuer, const struct
 	in_tx = 1;
 	if (issuer != NULL) {
 		st = cache->stmt[ST_PUT_ISSUER];
-		if (sqlite3_bind_text(st, 1, issuer->key_hash, -1, SQLITE_STATIC) != SQLITE_OK ||
-		    sqlite3_bind_text(st, 2, issuer->subject, -1, SQLITE_STATIC) != SQLITE_OK ||
-		    sqlite3_bind_blob64(st, 3, issuer->cert_der, issuer->cert_len,
+		if (sqlite3_bind_text(st, 1, issuer->name_hash, -1, SQLITE_STATIC) != SQLITE_OK ||
+		    sqlite3_bind_text(st, 2, issuer->key_hash, -1, SQLITE_STATIC) != SQLITE_OK ||
+		    sqlite3_bind_text(st, 3, issuer->subject, -1, SQLITE_STATIC) != SQLITE_OK ||
+		    sqlite3_bind_blob64(st, 4, issuer->cert_der, issuer->cert_len,
 		    SQLITE_STATIC) != SQLITE_OK ||
-		    sqlite3_bind_int64(st, 4, now) != SQLITE_OK) {
+		    sqlite3_bind_int64(st, 5, now) != SQLITE_OK) {
 			cache_fail_db(cache, "store_issuer");
 			stmt_done(st);
 			goto out;
@@ -683,50 +694,78 @@ col_blob(sqlite3_stmt *st, int col, unsigned char **out, size_t *len)
 static int
 row_read(sqlite3_stmt *st, struct cache_row *row)
 {
-	const char *status;
+	const char *status, *alg;
 
 	memset(row, 0, sizeof(*row));
-	status = (const char *)sqlite3_column_text(st, 6);
-	if (col_copy(st, 0, row->serial, sizeof(row->serial)) != 0 ||
-	    col_copy(st, 1, row->issuer_key_hash, sizeof(row->issuer_key_hash)) != 0 ||
-	    col_copy(st, 2, row->issuer_name_hash, sizeof(row->issuer_name_hash)) != 0 ||
-	    col_strdup(st, 3, &row->subject) != 0 ||
-	    col_strdup(st, 4, &row->ocsp_url) != 0 ||
-	    col_strdup(st, 5, &row->ocsp_urls) != 0 ||
+	alg = (const char *)sqlite3_column_text(st, 0);
+	status = (const char *)sqlite3_column_text(st, 7);
+	if (alg == NULL || stapler_hash_alg_parse(alg, &row->hash_alg) != 0 ||
+	    col_copy(st, 1, row->serial, sizeof(row->serial)) != 0 ||
+	    col_copy(st, 2, row->issuer_key_hash, sizeof(row->issuer_key_hash)) != 0 ||
+	    col_copy(st, 3, row->issuer_name_hash, sizeof(row->issuer_name_hash)) != 0 ||
+	    col_strdup(st, 4, &row->subject) != 0 ||
+	    col_strdup(st, 5, &row->ocsp_url) != 0 ||
+	    col_strdup(st, 6, &row->ocsp_urls) != 0 ||
 	    status == NULL || stapler_status_parse(status, &row->status) != 0 ||
-	    col_blob(st, 14, &row->response_der, &row->response_len) != 0 ||
-	    col_blob(st, 15, &row->request_der, &row->request_len) != 0 ||
-	    col_strdup(st, 18, &row->last_error) != 0)
+	    col_blob(st, 15, &row->response_der, &row->response_len) != 0 ||
+	    col_blob(st, 16, &row->request_der, &row->request_len) != 0 ||
+	    col_strdup(st, 19, &row->last_error) != 0)
 		goto fail;
-	row->revoked_at = sqlite3_column_type(st, 7) == SQLITE_NULL ? 0 :
-	    sqlite3_column_int64(st, 7);
-	row->revocation_reason = sqlite3_column_type(st, 8) == SQLITE_NULL ? -1 :
-	    sqlite3_column_int(st, 8);
-	row->this_update = sqlite3_column_int64(st, 9);
-	row->next_update = sqlite3_column_int64(st, 10);
-	row->produced_at = sqlite3_column_int64(st, 11);
-	row->fetched_at = sqlite3_column_int64(st, 12);
-	row->cert_not_after = sqlite3_column_int64(st, 13);
-	row->next_refresh_at = sqlite3_column_int64(st, 16);
-	row->failures = sqlite3_column_int(st, 17);
-	row->created_at = sqlite3_column_int64(st, 19);
+	row->revoked_at = sqlite3_column_type(st, 8) == SQLITE_NULL ? 0 :
+	    sqlite3_column_int64(st, 8);
+	row->revocation_reason = sqlite3_column_type(st, 9) == SQLITE_NULL ? -1 :
+	    sqlite3_column_int(st, 9);
+	row->this_update = sqlite3_column_int64(st, 10);
+	row->next_update = sqlite3_column_int64(st, 11);
+	row->produced_at = sqlite3_column_int64(st, 12);
+	row->fetched_at = sqlite3_column_int64(st, 13);
+	row->cert_not_after = sqlite3_column_int64(st, 14);
+	row->next_refresh_at = sqlite3_column_int64(st, 17);
+	row->failures = sqlite3_column_int(st, 18);
+	row->created_at = sqlite3_column_int64(st, 20);
 	return 0;
 fail:
 	cache_row_clear(row);
 	return -1;
 }
 
+int
+cache_row_key(const struct cache_row *row, struct stapler_key *key)
+{
+	return stapler_key_from_hex(key, row->hash_alg, row->issuer_name_hash, row->issuer_key_hash,
+	    row->serial);
+}
+
+/* A key's stored (text) forms. */
+struct key_text {
+	char name_hash[STAPLER_SHA1_HEX], key_hash[STAPLER_SHA1_HEX];
+	char serial[STAPLER_SERIAL_HEX_MAX];
+};
+
+/* Binds key as ?1..?4 (KEY_MATCH); text holds the strings until the statement is reset. */
+static int
+bind_key(sqlite3_stmt *st, const struct stapler_key *key, struct key_text *text)
+{
+	stapler_key_name_hash_hex(key, text->name_hash);
+	stapler_key_hash_hex(key, text->key_hash);
+	stapler_key_serial_hex(key, text->serial);
+	return sqlite3_bind_text(st, 1, stapler_hash_alg_name(key->hash_alg), -1,
+	    SQLITE_STATIC) == SQLITE_OK &&
+	    sqlite3_bind_text(st, 2, text->name_hash, -1, SQLITE_STATIC) == SQLITE_OK &&
+	    sqlite3_bind_text(st, 3, text->key_hash, -1, SQLITE_STATIC) == SQLITE_OK &&
+	    sqlite3_bind_text(st, 4, text->serial, -1, SQLITE_STATIC) == SQLITE_OK ? 0 : -1;
+}
+
 /* *row is zeroed on every return, so cache_row_clear() after any result is safe. */
 int
-cache_get(struct cache *cache, const char *issuer_key_hash, const char *serial,
-    struct cache_row *row)
+cache_get(struct cache *cache, const struct stapler_key *key, struct cache_row *row)
 {
 	sqlite3_stmt *st = cache->stmt[ST_GET_ROW];
+	struct key_text text;
 	int rc, ret = -1;
 
 	memset(row, 0, sizeof(*row));
-	if (sqlite3_bind_text(st, 1, issuer_key_hash, -1, SQLITE_STATIC) != SQLITE_OK ||
-	    sqlite3_bind_text(st, 2, serial, -1, SQLITE_STATIC) != SQLITE_OK) {
+	if (bind_key(st, key, &text) != 0) {
 		cache_fail_db(cache, "get");
 		goto out;
 	}
@@ -746,13 +785,17 @@ out:
 }
 
 int
-cache_get_issuer(struct cache *cache, const char *key_hash, struct cache_issuer *issuer)
+cache_get_issuer(struct cache *cache, const struct stapler_key *key, struct cache_issuer *issuer)
 {
 	sqlite3_stmt *st = cache->stmt[ST_GET_ISSUER];
+	struct key_text text;
 	int rc, ret = -1;
 
 	memset(issuer, 0, sizeof(*issuer));
-	if (sqlite3_bind_text(st, 1, key_hash, -1, SQLITE_STATIC) != SQLITE_OK) {
+	stapler_key_name_hash_hex(key, text.name_hash);
+	stapler_key_hash_hex(key, text.key_hash);
+	if (sqlite3_bind_text(st, 1, text.name_hash, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 2, text.key_hash, -1, SQLITE_STATIC) != SQLITE_OK) {
 		cache_fail_db(cache, "get_issuer");
 		goto out;
 	}
@@ -761,9 +804,10 @@ cache_get_issuer(struct cache *cache, const char *key_hash, struct cache_issuer 
 		ret = 0;
 	} else if (rc != SQLITE_ROW) {
 		cache_fail_db(cache, "get_issuer");
-	} else if (col_copy(st, 0, issuer->key_hash, sizeof(issuer->key_hash)) != 0 ||
-	    col_strdup(st, 1, &issuer->subject) != 0 ||
-	    col_blob(st, 2, &issuer->cert_der, &issuer->cert_len) != 0) {
+	} else if (col_copy(st, 0, issuer->name_hash, sizeof(issuer->name_hash)) != 0 ||
+	    col_copy(st, 1, issuer->key_hash, sizeof(issuer->key_hash)) != 0 ||
+	    col_strdup(st, 2, &issuer->subject) != 0 ||
+	    col_blob(st, 3, &issuer->cert_der, &issuer->cert_len) != 0) {
 		cache_fail("get_issuer", "unreadable row (out of memory or corrupt)");
 		cache_issuer_clear(issuer);
 	} else {
@@ -863,8 +907,8 @@ cache_issuer_clear(struct cache_issuer *issuer)
 	memset(issuer, 0, sizeof(*issuer));
 }
 
-/* Steps st, a query of (issuer_key_hash, serial) bound to now (?1) and limit (?2), into
- * keys[0..limit). Returns the count, or -1 (logged). Resets st. */
+/* Steps st, a query of KEY_COLUMNS bound to now (?1) and limit (?2), into keys[0..limit).
+ * Returns the count, or -1 (logged). Resets st. */
 static int
 read_keys(struct cache *cache, sqlite3_stmt *st, const char *op, long long now, int limit,
     struct cache_refresh *keys)
@@ -877,8 +921,13 @@ read_keys(struct cache *cache, sqlite3_stmt *st, const char *op, long long now, 
 		return -1;
 	}
 	while (n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (col_copy(st, 0, keys[n].issuer_key_hash, sizeof(keys[n].issuer_key_hash)) != 0 ||
-		    col_copy(st, 1, keys[n].serial, sizeof(keys[n].serial)) != 0)
+		const char *alg = (const char *)sqlite3_column_text(st, 0);
+		enum stapler_hash_alg a;
+
+		if (alg == NULL || stapler_hash_alg_parse(alg, &a) != 0 ||
+		    stapler_key_from_hex(&keys[n].key, a, (const char *)sqlite3_column_text(st, 1),
+		    (const char *)sqlite3_column_text(st, 2),
+		    (const char *)sqlite3_column_text(st, 3)) != 0)
 			continue;
 		keys[n].next_refresh_at = 0;
 		n++;
@@ -897,18 +946,11 @@ cache_due(struct cache *cache, long long now, int limit, struct cache_refresh *k
 	return read_keys(cache, cache->stmt[ST_DUE], "due", now, limit, keys);
 }
 
-/* Binds (key hash, serial) as ?1 and ?2. */
-static int
-bind_key(sqlite3_stmt *st, const char *issuer_key_hash, const char *serial)
-{
-	return sqlite3_bind_text(st, 1, issuer_key_hash, -1, SQLITE_STATIC) == SQLITE_OK &&
-	    sqlite3_bind_text(st, 2, serial, -1, SQLITE_STATIC) == SQLITE_OK ? 0 : -1;
-}
-
 int
 cache_set_refresh(struct cache *cache, const struct cache_refresh *items, size_t n)
 {
 	sqlite3_stmt *st = cache->stmt[ST_SET_REFRESH];
+	struct key_text text;
 	int in_tx = 0, ret = -1;
 
 	if (n == 0)
@@ -917,8 +959,8 @@ cache_set_refresh(struct cache *cache, const struct cache_refresh *items, size_t
 		goto out;
 	in_tx = 1;
 	for (size_t i = 0; i < n; i++) {
-		if (bind_key(st, items[i].issuer_key_hash, items[i].serial) != 0 ||
-		    sqlite3_bind_int64(st, 3, items[i].next_refresh_at) != SQLITE_OK) {
+		if (bind_key(st, &items[i].key, &text) != 0 ||
+		    sqlite3_bind_int64(st, 5, items[i].next_refresh_at) != SQLITE_OK) {
 			cache_fail_db(cache, "set_refresh");
 			stmt_done(st);
 			goto out;
@@ -937,15 +979,16 @@ out:
 }
 
 int
-cache_set_failure(struct cache *cache, const char *issuer_key_hash, const char *serial,
-    int failures, const char *last_error, long long next_refresh_at)
+cache_set_failure(struct cache *cache, const struct stapler_key *key, int failures,
+    const char *last_error, long long next_refresh_at)
 {
 	sqlite3_stmt *st = cache->stmt[ST_SET_FAILURE];
+	struct key_text text;
 
-	if (bind_key(st, issuer_key_hash, serial) != 0 ||
-	    sqlite3_bind_int(st, 3, failures) != SQLITE_OK ||
-	    sqlite3_bind_text(st, 4, last_error, -1, SQLITE_STATIC) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 5, next_refresh_at) != SQLITE_OK) {
+	if (bind_key(st, key, &text) != 0 ||
+	    sqlite3_bind_int(st, 5, failures) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 6, last_error, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 7, next_refresh_at) != SQLITE_OK) {
 		cache_fail_db(cache, "set_failure");
 		stmt_done(st);
 		return -1;
@@ -954,11 +997,12 @@ cache_set_failure(struct cache *cache, const char *issuer_key_hash, const char *
 }
 
 int
-cache_delete(struct cache *cache, const char *issuer_key_hash, const char *serial)
+cache_delete(struct cache *cache, const struct stapler_key *key)
 {
 	sqlite3_stmt *st = cache->stmt[ST_DELETE];
+	struct key_text text;
 
-	if (bind_key(st, issuer_key_hash, serial) != 0) {
+	if (bind_key(st, key, &text) != 0) {
 		cache_fail_db(cache, "delete");
 		stmt_done(st);
 		return -1;
@@ -970,7 +1014,7 @@ cache_delete(struct cache *cache, const char *issuer_key_hash, const char *seria
 
 int
 cache_purge_expired(struct cache *cache, long long before, int limit,
-    void (*cb)(const char *issuer_key_hash, const char *serial, void *arg), void *arg)
+    void (*cb)(const struct stapler_key *key, void *arg), void *arg)
 {
 	struct cache_refresh *keys = NULL;
 	int n, in_tx = 0, ret = -1;
@@ -989,14 +1033,14 @@ cache_purge_expired(struct cache *cache, long long before, int limit,
 		goto out;
 	in_tx = 1;
 	for (int i = 0; i < n; i++) {
-		if (cache_delete(cache, keys[i].issuer_key_hash, keys[i].serial) < 0)
+		if (cache_delete(cache, &keys[i].key) < 0)
 			goto out;
 	}
 	if (stmt_run(cache, ST_COMMIT, "purge_commit") != 0)
 		goto out;
 	in_tx = 0;
 	for (int i = 0; cb != NULL && i < n; i++)
-		cb(keys[i].issuer_key_hash, keys[i].serial, arg);
+		cb(&keys[i].key, arg);
 	ret = n;
 out:
 	if (in_tx)

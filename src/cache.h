@@ -12,12 +12,15 @@ struct cache;
 /* One row of ocsp_response (PRODUCT.md §6). Strings and blobs are owned by the row
  * (cache_row_clear() frees them); times are Unix seconds UTC. */
 struct cache_row {
+	/* The key: the whole CertID (types.h). The hashes are the issuer's SHA-1 ones, whatever
+	 * hash_alg is. */
+	enum stapler_hash_alg hash_alg;
 	char serial[STAPLER_SERIAL_HEX_MAX];        /* uppercase hex */
 	char issuer_key_hash[STAPLER_SHA1_HEX];     /* uppercase hex */
 	char issuer_name_hash[STAPLER_SHA1_HEX];    /* uppercase hex */
 	char *subject;
 	char *ocsp_url;       /* URL the stored response came from */
-	char *ocsp_urls;      /* every AIA URL, in order, separated by '\n' */
+	char *ocsp_urls;      /* every AIA URL, in order (certs_urls_encode(): netstrings) */
 	enum stapler_cert_status status;
 	long long revoked_at;       /* 0 unless revoked */
 	int revocation_reason;      /* -1 when none */
@@ -33,7 +36,8 @@ struct cache_row {
 
 /* The issuer (CA) certificate of rows, needed to verify their refreshed responses. */
 struct cache_issuer {
-	char key_hash[STAPLER_SHA1_HEX];
+	char name_hash[STAPLER_SHA1_HEX];   /* SHA-1 of its subject name, uppercase hex */
+	char key_hash[STAPLER_SHA1_HEX];    /* SHA-1 of its public key, uppercase hex */
 	char *subject;
 	unsigned char *cert_der; size_t cert_len;
 };
@@ -48,15 +52,19 @@ int cache_schema_latest(void);
 int cache_schema_version(struct cache *cache);
 
 /* In one transaction: records the issuer (kept if known) and inserts or replaces the row with
- * the same (issuer_key_hash, serial), keeping its created_at. Returns 0 or -1 (logged). */
+ * the same key (hash_alg, issuer_name_hash, issuer_key_hash, serial), keeping its created_at.
+ * Returns 0 or -1 (logged). */
 int cache_store(struct cache *cache, const struct cache_issuer *issuer, const struct cache_row *row);
 
 /* Reads one row. Returns 1 and fills *row (cache_row_clear() after), 0 when absent, -1 on error. */
-int cache_get(struct cache *cache, const char *issuer_key_hash, const char *serial,
-    struct cache_row *row);
+int cache_get(struct cache *cache, const struct stapler_key *key, struct cache_row *row);
+/* The key of a row read from the database. Returns 0, or -1 when the row's key is malformed. */
+int cache_row_key(const struct cache_row *row, struct stapler_key *key);
 
-/* Reads an issuer. Returns 1 and fills *issuer (cache_issuer_clear()), 0 when absent, -1 on error. */
-int cache_get_issuer(struct cache *cache, const char *key_hash, struct cache_issuer *issuer);
+/* Reads the issuer of key (its name and key hashes). Returns 1 and fills *issuer
+ * (cache_issuer_clear()), 0 when absent, -1 on error. */
+int cache_get_issuer(struct cache *cache, const struct stapler_key *key,
+    struct cache_issuer *issuer);
 
 /* Calls cb for every row (warm start), in rowid order; stops early and returns cb's value
  * when it returns non-zero. The row passed to cb is valid during the call only. */
@@ -69,8 +77,7 @@ int cache_count(struct cache *cache, long long *total, long long counts[3]);
 
 /* A row's key and when to fetch it next. */
 struct cache_refresh {
-	char issuer_key_hash[STAPLER_SHA1_HEX];
-	char serial[STAPLER_SERIAL_HEX_MAX];
+	struct stapler_key key;
 	long long next_refresh_at;
 };
 
@@ -81,14 +88,14 @@ int cache_due(struct cache *cache, long long now, int limit, struct cache_refres
 int cache_set_refresh(struct cache *cache, const struct cache_refresh *items, size_t n);
 /* Records a failed refresh: failure count, last error, next try. The response stays as it is.
  * Returns 0 or -1. */
-int cache_set_failure(struct cache *cache, const char *issuer_key_hash, const char *serial,
-    int failures, const char *last_error, long long next_refresh_at);
+int cache_set_failure(struct cache *cache, const struct stapler_key *key, int failures,
+    const char *last_error, long long next_refresh_at);
 /* Deletes one row. Returns 1 when it was there, 0 when not, -1 on error. */
-int cache_delete(struct cache *cache, const char *issuer_key_hash, const char *serial);
+int cache_delete(struct cache *cache, const struct stapler_key *key);
 /* Deletes at most limit rows whose certificate expired before `before`, in one transaction,
  * then calls cb (may be NULL) with each deleted key. Returns the count or -1. */
 int cache_purge_expired(struct cache *cache, long long before, int limit,
-    void (*cb)(const char *issuer_key_hash, const char *serial, void *arg), void *arg);
+    void (*cb)(const struct stapler_key *key, void *arg), void *arg);
 /* Warm start: moves rows already due at now to a random time in [now, now + spread). Returns
  * the number of rows moved, or -1. */
 int cache_spread_due(struct cache *cache, long long now, long long spread);

@@ -7,27 +7,32 @@
 #include <sqlite3.h>
 
 #include "cache_report.h"
+#include "url.h"
 #include "log.h"
 #include "util.h"
 
 static const char list_sql[] =
     "SELECT r.serial, r.issuer_key_hash, r.subject, coalesce(i.subject, ''), r.ocsp_url, "
     "r.last_error, r.cert_status, r.this_update, r.next_update, r.fetched_at, "
-    "r.next_refresh_at, r.cert_not_after, r.failures "
-    "FROM ocsp_response r LEFT JOIN issuer i ON i.key_hash = r.issuer_key_hash "
+    "r.next_refresh_at, r.cert_not_after, r.failures, r.hash_alg, r.issuer_name_hash "
+    "FROM ocsp_response r LEFT JOIN issuer i "
+    "ON i.name_hash = r.issuer_name_hash AND i.key_hash = r.issuer_key_hash "
     "WHERE (?1 IS NULL OR r.cert_status = ?1) "
     /* Due as the scheduler sees it: a certificate past its notAfter is never refetched. */
     "AND (?2 = 0 OR (r.next_refresh_at <= ?4 AND r.cert_not_after > ?4)) "
-    "AND (?3 = 0 OR r.next_update <= ?4) AND (?5 IS NULL OR r.issuer_key_hash = ?5) "
-    "AND (?6 IS NULL OR r.serial = ?6) "
-    "ORDER BY r.next_refresh_at, r.serial, r.issuer_key_hash LIMIT ?7";
+    "AND (?3 = 0 OR r.next_update <= ?4) "
+    "AND (?5 IS NULL OR r.issuer_key_hash = ?5 OR r.issuer_name_hash = ?5) "
+    "AND (?6 IS NULL OR r.serial = ?6) AND (?8 IS NULL OR r.issuer_name_hash = ?8) "
+    "AND (?9 IS NULL OR r.hash_alg = ?9) "
+    "ORDER BY r.next_refresh_at, r.serial, r.issuer_key_hash, r.issuer_name_hash, r.hash_alg "
+    "LIMIT ?7";
 
 static const char totals_sql[] =
     "SELECT count(*), sum(cert_status = 'good'), sum(cert_status = 'revoked'), "
     "sum(cert_status = 'unknown'), sum(next_update <= ?1), "
     "sum(next_update > ?1 AND next_update <= ?1 + 86400), "
     "sum(next_refresh_at <= ?1 AND cert_not_after > ?1), "
-    "sum(failures > 0), count(DISTINCT issuer_key_hash) FROM ocsp_response";
+    "sum(failures > 0), count(DISTINCT issuer_name_hash || issuer_key_hash) FROM ocsp_response";
 
 static const char hosts_sql[] =
     "SELECT ocsp_url, count(*), sum(failures = 0), sum(failures > 0), sum(failures) "
@@ -71,7 +76,10 @@ cache_report_list(struct cache *cache, const struct cache_report_filter *f,
 	    sqlite3_bind_int64(st, 4, f->now) != SQLITE_OK ||
 	    bind_opt_text(st, 5, f->issuer) != SQLITE_OK ||
 	    bind_opt_text(st, 6, f->serial) != SQLITE_OK ||
-	    sqlite3_bind_int(st, 7, f->limit > 0 ? f->limit : -1) != SQLITE_OK) {
+	    sqlite3_bind_int(st, 7, f->limit > 0 ? f->limit : -1) != SQLITE_OK ||
+	    bind_opt_text(st, 8, f->name_hash) != SQLITE_OK ||
+	    bind_opt_text(st, 9, f->hash_alg > 0 ?
+	    stapler_hash_alg_name((enum stapler_hash_alg)(f->hash_alg - 1)) : NULL) != SQLITE_OK) {
 		report_fail(db, "report_list");
 		goto out;
 	}
@@ -91,6 +99,9 @@ cache_report_list(struct cache *cache, const struct cache_report_filter *f,
 		e.next_refresh_at = sqlite3_column_int64(st, 10);
 		e.cert_not_after = sqlite3_column_int64(st, 11);
 		e.failures = sqlite3_column_int(st, 12);
+		if (stapler_hash_alg_parse(col_text(st, 13), &e.hash_alg) != 0)
+			e.hash_alg = STAPLER_HASH_SHA1;
+		util_strlcpy(e.issuer_name_hash, col_text(st, 14), sizeof(e.issuer_name_hash));
 		n++;
 		if (cb(&e, arg) != 0)
 			break;
@@ -105,31 +116,85 @@ out:
 	return ret;
 }
 
+/* What a lookup collects: every match's key, up to the bound. */
+struct lookup {
+	struct stapler_key key[CACHE_REPORT_LOOKUP_MAX];
+	int n;
+};
+
+static int
+lookup_cb(const struct cache_report_entry *e, void *arg)
+{
+	struct lookup *l = arg;
+
+	if (stapler_key_from_hex(&l->key[l->n], e->hash_alg, e->issuer_name_hash,
+	    e->issuer_key_hash, e->serial) == 0)
+		l->n++;
+	return l->n == CACHE_REPORT_LOOKUP_MAX;
+}
+
+/* Appends token to a comma-separated list unless it is there. */
+static void
+choice_add(char *list, size_t cap, const char *token)
+{
+	size_t off = strlen(list), len = strlen(token);
+
+	for (const char *p = list; *p != '\0'; p += strcspn(p, ",") + (p[strcspn(p, ",")] != '\0')) {
+		if (strncmp(p, token, len) == 0 && (p[len] == ',' || p[len] == '\0'))
+			return;
+	}
+	snprintf(list + off, cap - off, "%s%s", off ? "," : "", token);
+}
+
+int
+cache_report_lookup(struct cache *cache, const struct cache_report_filter *f,
+    struct cache_report_match *m)
+{
+	struct cache_report_filter q = *f;
+	struct lookup l = { .n = 0 };
+	char hex[STAPLER_SHA1_HEX];
+	int same_key = 1;
+
+	memset(m, 0, sizeof(*m));
+	q.limit = CACHE_REPORT_LOOKUP_MAX;
+	if (cache_report_list(cache, &q, lookup_cb, &l) < 0)
+		return -1;
+	m->n = l.n;
+	if (l.n == 1)
+		m->key = l.key[0];
+	for (int i = 1; i < l.n; i++) {
+		if (memcmp(l.key[i].name_hash, l.key[0].name_hash, STAPLER_SHA1_LEN) != 0 ||
+		    memcmp(l.key[i].key_hash, l.key[0].key_hash, STAPLER_SHA1_LEN) != 0)
+			m->by_issuer = 1;
+		if (memcmp(l.key[i].key_hash, l.key[0].key_hash, STAPLER_SHA1_LEN) != 0)
+			same_key = 0;
+	}
+	for (int i = 0; l.n > 1 && i < l.n; i++) {
+		if (!m->by_issuer)
+			util_strlcpy(hex, stapler_hash_alg_name((enum stapler_hash_alg)l.key[i].hash_alg),
+			    sizeof(hex));
+		else if (same_key)
+			stapler_key_name_hash_hex(&l.key[i], hex);
+		else
+			stapler_key_hash_hex(&l.key[i], hex);
+		choice_add(m->choices, sizeof(m->choices), hex);
+	}
+	return 0;
+}
+
 void
 cache_report_url_host(const char *url, char *out, size_t cap)
 {
-	const char *p = strstr(url, "://");
-	size_t n;
+	struct url_parts parts;
+	char why[200];
 
 	if (cap == 0)
 		return;
 	out[0] = '\0';
-	if (p == NULL)
-		return;
-	p += 3;
-	n = strcspn(p, "/?#");
-	/* userinfo is not part of the host. */
-	for (size_t i = 0; i < n; i++) {
-		if (p[i] == '@') {
-			p += i + 1;
-			n -= i + 1;
-			i = 0;
-		}
-	}
-	if (n >= cap)
-		n = cap - 1;
-	memcpy(out, p, n);
-	out[n] = '\0';
+	/* The fetcher's per-host key (fetch_url_allowed), from the same parser. */
+	if (url == NULL || url_parse(url, strlen(url), &parts, why, sizeof(why)) < 0 ||
+	    url_authority(&parts, out, cap) < 0)
+		out[0] = '\0';
 }
 
 static int

@@ -12,7 +12,9 @@ struct cache_report_filter {
 	int status;            /* 0: any; else 1 + enum stapler_cert_status */
 	int due;               /* next_refresh_at <= now, certificate not expired (as the scheduler) */
 	int expired;           /* next_update <= now */
-	const char *issuer;    /* canonical key hash (fmt_key_hash), or NULL */
+	const char *issuer;    /* canonical issuer key hash or name hash (fmt_key_hash), or NULL */
+	const char *name_hash; /* canonical issuer name hash, or NULL */
+	int hash_alg;          /* 0: any; else 1 + enum stapler_hash_alg */
 	const char *serial;    /* canonical serial (fmt_serial), or NULL */
 	long long now;
 	int limit;             /* 0: no limit */
@@ -21,8 +23,10 @@ struct cache_report_filter {
 /* One listed entry: what a table or a lookup needs, without the DER blobs. Valid during the
  * callback only. */
 struct cache_report_entry {
+	enum stapler_hash_alg hash_alg;
 	char serial[STAPLER_SERIAL_HEX_MAX];
 	char issuer_key_hash[STAPLER_SHA1_HEX];
+	char issuer_name_hash[STAPLER_SHA1_HEX];
 	const char *subject;
 	const char *issuer_subject;   /* "" when the issuer row is missing */
 	const char *ocsp_url;
@@ -37,6 +41,23 @@ struct cache_report_entry {
  * to cb, or -1 (logged). */
 int cache_report_list(struct cache *cache, const struct cache_report_filter *f,
     int (*cb)(const struct cache_report_entry *e, void *arg), void *arg);
+
+/* What a lookup of one entry by serial (and optionally issuer and hash algorithm) found. */
+#define CACHE_REPORT_LOOKUP_MAX 8
+struct cache_report_match {
+	int n;                    /* matching entries, at most CACHE_REPORT_LOOKUP_MAX counted */
+	struct stapler_key key;   /* the entry when n == 1 */
+	int by_issuer;            /* n > 1: they differ by issuer (else only by hash algorithm) */
+	/* n > 1: the choices, comma separated: issuer hashes (the key hash, or the name hash
+	 * where two issuers share a key) when by_issuer, else hash algorithm names. */
+	char choices[CACHE_REPORT_LOOKUP_MAX * (STAPLER_SHA1_HEX + 1)];
+};
+
+/* Finds the entries matching f (serial set; issuer, name_hash and hash_alg narrow it; limit
+ * ignored) into *m, so that every caller resolves "SERIAL [--issuer H] [--hash A]" alike.
+ * Returns 0 or -1 (logged). */
+int cache_report_lookup(struct cache *cache, const struct cache_report_filter *f,
+    struct cache_report_match *m);
 
 #define CACHE_REPORT_MAX_HOSTS 64
 #define CACHE_REPORT_HOST_LEN 256
@@ -64,7 +85,8 @@ struct cache_report_stats {
 /* Fills *st at now. Returns 0 or -1 (logged). */
 int cache_report_stats(struct cache *cache, long long now, struct cache_report_stats *st);
 
-/* The authority ("host:port" or "host") of an http(s) URL into out; "" when there is none. */
+/* The upstream a URL names, "host:port" with the default port filled in, exactly as the
+ * fetcher groups its per-host limits (url.c); "" when the URL does not parse. */
 void cache_report_url_host(const char *url, char *out, size_t cap);
 
 #endif

@@ -12,6 +12,7 @@
 #include <openssl/x509v3.h>
 
 #include "certs.h"
+#include "url.h"
 #include "util.h"
 
 struct certs_trust {
@@ -202,22 +203,50 @@ certs_trust_accepts(const struct certs_trust *trust, X509 *cert, time_t now, tim
 	return ok;
 }
 
-X509 *
-certs_trust_find_by_key_hash(const struct certs_trust *trust, const unsigned char *key_hash)
+static const EVP_MD *
+hash_md(enum stapler_hash_alg alg)
+{
+	return alg == STAPLER_HASH_SHA256 ? EVP_sha256() : EVP_sha1();
+}
+
+static size_t
+hash_len(enum stapler_hash_alg alg)
+{
+	return alg == STAPLER_HASH_SHA256 ? STAPLER_SHA256_LEN : STAPLER_SHA1_LEN;
+}
+
+/* 1 when cert's subject name and public key hash to name_hash and key_hash under alg. */
+static int
+issuer_hashes_match(X509 *cert, enum stapler_hash_alg alg, const unsigned char *name_hash,
+    const unsigned char *key_hash)
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen;
+	unsigned int mdlen = 0;
+	size_t want = hash_len(alg);
+
+	if (!X509_pubkey_digest(cert, hash_md(alg), md, &mdlen) || mdlen != want ||
+	    memcmp(md, key_hash, want) != 0)
+		return 0;
+	mdlen = 0;
+	return X509_NAME_digest(X509_get_subject_name(cert), hash_md(alg), md, &mdlen) &&
+	    mdlen == want && memcmp(md, name_hash, want) == 0;
+}
+
+X509 *
+certs_trust_find(const struct certs_trust *trust, enum stapler_hash_alg alg,
+    const unsigned char *name_hash, const unsigned char *key_hash)
+{
 	X509 *x;
 	int i;
 
-	if (trust == NULL || key_hash == NULL)
+	if (trust == NULL || name_hash == NULL || key_hash == NULL)
 		return NULL;
 	for (i = 0; i < sk_X509_num(trust->certs); i++) {
 		x = sk_X509_value(trust->certs, i);
-		mdlen = 0;
-		if (X509_pubkey_digest(x, EVP_sha1(), md, &mdlen) &&
-		    mdlen == STAPLER_SHA1_LEN && memcmp(md, key_hash, STAPLER_SHA1_LEN) == 0)
+		if (issuer_hashes_match(x, alg, name_hash, key_hash)) {
+			ERR_clear_error();
 			return x;
+		}
 	}
 	ERR_clear_error();
 	return NULL;
@@ -535,16 +564,21 @@ certs_verify_chain(const struct certs_trust *trust, STACK_OF(X509) *certs, time_
 }
 
 /* X509_get1_ocsp() is not used: it de-duplicates through a sorted stack, which loses the
- * certificate's order of preference. */
+ * certificate's order of preference. A URL is taken exactly as written or refused: nothing is
+ * trimmed, decoded or re-encoded, so the URL fetched is the URL the CA signed. */
 int
-certs_ocsp_urls(X509 *cert, struct certs_urls *out)
+certs_ocsp_urls(X509 *cert, struct certs_urls *out, char *why, size_t whylen)
 {
 	AUTHORITY_INFO_ACCESS *aia = NULL;
 	ACCESS_DESCRIPTION *ad;
+	struct url_parts parts;
 	const unsigned char *data;
-	int i, j, len, dup;
+	char reason[256];
+	int i, j, len, dup, nth = 0;
 
 	memset(out, 0, sizeof(*out));
+	if (whylen > 0)
+		why[0] = '\0';
 	if (cert == NULL ||
 	    (aia = X509_get_ext_d2i(cert, NID_info_access, NULL, NULL)) == NULL)
 		goto done;
@@ -553,12 +587,21 @@ certs_ocsp_urls(X509 *cert, struct certs_urls *out)
 		if (OBJ_obj2nid(ad->method) != NID_ad_OCSP || ad->location == NULL ||
 		    ad->location->type != GEN_URI)
 			continue;
+		nth++;
 		data = ASN1_STRING_get0_data(ad->location->d.uniformResourceIdentifier);
 		len = ASN1_STRING_length(ad->location->d.uniformResourceIdentifier);
-		/* Too long, empty, or with an embedded NUL: not a URL we will fetch. */
-		if (data == NULL || len <= 0 || len >= CERTS_MAX_URL_LEN ||
-		    memchr(data, '\0', (size_t)len) != NULL)
+		if (data == NULL || len <= 0)
+			snprintf(reason, sizeof(reason), "empty URL");
+		else if (len >= CERTS_MAX_URL_LEN)
+			snprintf(reason, sizeof(reason), "URL longer than %d bytes", CERTS_MAX_URL_LEN - 1);
+		else if (url_parse_fetchable((const char *)data, (size_t)len, &parts, reason,
+		    sizeof(reason)) == 0)
+			reason[0] = '\0';
+		if (reason[0] != '\0') {
+			if (whylen > 0 && why[0] == '\0')
+				snprintf(why, whylen, "AIA OCSP URL %d refused: %s", nth, reason);
 			continue;
+		}
 		for (dup = 0, j = 0; j < out->n; j++)
 			if (strlen(out->url[j]) == (size_t)len && memcmp(out->url[j], data, (size_t)len) == 0)
 				dup = 1;
@@ -590,58 +633,168 @@ certs_urls_free(struct certs_urls *urls)
 }
 
 int
-certs_urls_split(const char *list, struct certs_urls *out)
+certs_urls_encode(const struct certs_urls *urls, char *out, size_t cap)
 {
-	size_t len;
+	size_t off = 0;
 
-	memset(out, 0, sizeof(*out));
-	for (; list != NULL && *list != '\0' && out->n < CERTS_MAX_URLS; list += len + (list[len] != '\0')) {
-		len = strcspn(list, "\n");
-		if (len == 0 || len >= CERTS_MAX_URL_LEN)
-			continue;
-		if ((out->url[out->n] = strndup(list, len)) == NULL) {
-			certs_urls_free(out);
+	if (cap == 0)
+		return -1;
+	out[0] = '\0';
+	for (int i = 0; urls != NULL && i < urls->n; i++) {
+		size_t len = strlen(urls->url[i]);
+		int n = snprintf(out + off, cap - off, "%zu:%s,", len, urls->url[i]);
+
+		if (n < 0 || (size_t)n >= cap - off) {
+			out[0] = '\0';
 			return -1;
 		}
+		off += (size_t)n;
+	}
+	return 0;
+}
+
+int
+certs_urls_decode(const char *list, struct certs_urls *out)
+{
+	const char *p = list;
+
+	memset(out, 0, sizeof(*out));
+	while (p != NULL && *p != '\0') {
+		size_t len = 0;
+
+		/* At most 4 digits: an entry is shorter than CERTS_MAX_URL_LEN. */
+		for (int d = 0; *p >= '0' && *p <= '9'; p++, d++) {
+			if (d == 4)
+				goto bad;
+			len = len * 10 + (size_t)(*p - '0');
+		}
+		if (*p != ':' || len == 0 || len >= CERTS_MAX_URL_LEN || out->n == CERTS_MAX_URLS ||
+		    strnlen(p + 1, len) != len || p[1 + len] != ',')
+			goto bad;
+		if ((out->url[out->n] = strndup(p + 1, len)) == NULL)
+			goto bad;
 		out->n++;
+		p += 1 + len + 1;
 	}
 	return out->n;
+bad:
+	certs_urls_free(out);
+	return -1;
 }
 
 OCSP_CERTID *
-certs_certid(X509 *subject, X509 *issuer)
+certs_certid(X509 *subject, X509 *issuer, enum stapler_hash_alg alg)
 {
 	OCSP_CERTID *id;
 
 	if (subject == NULL || issuer == NULL)
 		return NULL;
-	id = OCSP_cert_to_id(EVP_sha1(), subject, issuer);
+	id = OCSP_cert_to_id(hash_md(alg), subject, issuer);
 	ERR_clear_error();
 	return id;
 }
 
 int
-certs_certid_key(const OCSP_CERTID *id, struct stapler_key *key)
+certs_certid_hash_alg(const OCSP_CERTID *id, enum stapler_hash_alg *alg)
 {
-	ASN1_OCTET_STRING *khash = NULL;
+	ASN1_OCTET_STRING *nhash = NULL, *khash = NULL;
+	ASN1_OBJECT *obj = NULL;
+	int nid;
+
+	if (id == NULL ||
+	    !OCSP_id_get0_info(&nhash, &obj, &khash, NULL, CERTS_UNCONST(OCSP_CERTID, id)) ||
+	    nhash == NULL || khash == NULL || obj == NULL)
+		return -1;
+	nid = OBJ_obj2nid(obj);
+	if (nid == NID_sha1)
+		*alg = STAPLER_HASH_SHA1;
+	else if (nid == NID_sha256)
+		*alg = STAPLER_HASH_SHA256;
+	else
+		return -1;
+	return (size_t)ASN1_STRING_length(nhash) == hash_len(*alg) &&
+	    (size_t)ASN1_STRING_length(khash) == hash_len(*alg) ? 0 : -1;
+}
+
+int
+certs_issuer_hashes(X509 *issuer, unsigned char name_hash[STAPLER_SHA1_LEN],
+    unsigned char key_hash[STAPLER_SHA1_LEN])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	int ok = 0;
+
+	if (issuer != NULL && X509_pubkey_digest(issuer, EVP_sha1(), md, &mdlen) &&
+	    mdlen == STAPLER_SHA1_LEN) {
+		memcpy(key_hash, md, STAPLER_SHA1_LEN);
+		mdlen = 0;
+		if (X509_NAME_digest(X509_get_subject_name(issuer), EVP_sha1(), md, &mdlen) &&
+		    mdlen == STAPLER_SHA1_LEN) {
+			memcpy(name_hash, md, STAPLER_SHA1_LEN);
+			ok = 1;
+		}
+	}
+	ERR_clear_error();
+	return ok ? 0 : -1;
+}
+
+/* Algorithm and serial of id into key (zeroed first). Returns 0 or -1. */
+static int
+certid_alg_serial(const OCSP_CERTID *id, struct stapler_key *key)
+{
 	ASN1_INTEGER *serial = NULL;
+	enum stapler_hash_alg alg;
 	int slen;
 
 	memset(key, 0, sizeof(*key));
-	if (id == NULL ||
-	    !OCSP_id_get0_info(NULL, NULL, &khash, &serial, CERTS_UNCONST(OCSP_CERTID, id)))
-		return -1;
-	if (khash == NULL || ASN1_STRING_length(khash) != STAPLER_SHA1_LEN || serial == NULL)
+	if (certs_certid_hash_alg(id, &alg) < 0 ||
+	    !OCSP_id_get0_info(NULL, NULL, NULL, &serial, CERTS_UNCONST(OCSP_CERTID, id)) ||
+	    serial == NULL)
 		return -1;
 	slen = ASN1_STRING_length(serial);
 	if (slen < 0 || slen > STAPLER_SERIAL_MAX)
 		return -1;
-	memcpy(key->key_hash, ASN1_STRING_get0_data(khash), STAPLER_SHA1_LEN);
+	key->hash_alg = (unsigned char)alg;
 	if (slen > 0)
 		memcpy(key->serial, ASN1_STRING_get0_data(serial), (size_t)slen);
 	key->serial_len = (unsigned char)slen;
 	key->serial_negative = ASN1_STRING_type(serial) == V_ASN1_NEG_INTEGER;
 	return 0;
+}
+
+int
+certs_certid_key_with(const OCSP_CERTID *id, const unsigned char name_hash[STAPLER_SHA1_LEN],
+    const unsigned char key_hash[STAPLER_SHA1_LEN], struct stapler_key *key)
+{
+	if (certid_alg_serial(id, key) < 0) {
+		memset(key, 0, sizeof(*key));
+		return -1;
+	}
+	memcpy(key->name_hash, name_hash, STAPLER_SHA1_LEN);
+	memcpy(key->key_hash, key_hash, STAPLER_SHA1_LEN);
+	return 0;
+}
+
+int
+certs_certid_key(const OCSP_CERTID *id, X509 *issuer, struct stapler_key *key)
+{
+	ASN1_OCTET_STRING *nhash = NULL, *khash = NULL;
+
+	if (certid_alg_serial(id, key) < 0)
+		goto fail;
+	if (key->hash_alg == STAPLER_HASH_SHA1) {
+		/* A SHA-1 CertID carries the issuer's identity itself. */
+		if (!OCSP_id_get0_info(&nhash, NULL, &khash, NULL, CERTS_UNCONST(OCSP_CERTID, id)))
+			goto fail;
+		memcpy(key->name_hash, ASN1_STRING_get0_data(nhash), STAPLER_SHA1_LEN);
+		memcpy(key->key_hash, ASN1_STRING_get0_data(khash), STAPLER_SHA1_LEN);
+		return 0;
+	}
+	if (certs_issuer_hashes(issuer, key->name_hash, key->key_hash) == 0)
+		return 0;
+fail:
+	memset(key, 0, sizeof(*key));
+	return -1;
 }
 
 void

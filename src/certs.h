@@ -25,9 +25,10 @@ int certs_trust_count(const struct certs_trust *trust);
  * checked again after the anchors changed), else 0. When until is not NULL it receives the
  * earliest notAfter of the verified chain: the verdict holds until then (0 when refused). */
 int certs_trust_accepts(const struct certs_trust *trust, X509 *cert, time_t now, time_t *until);
-/* Returns the anchor whose public key hashes to key_hash (SHA-1, as in a CertID), or NULL.
- * The certificate is owned by the trust store. */
-X509 *certs_trust_find_by_key_hash(const struct certs_trust *trust, const unsigned char *key_hash);
+/* Returns the anchor whose subject name and public key hash to name_hash and key_hash under
+ * alg (as in a CertID of that algorithm), or NULL. The certificate is owned by the trust store. */
+X509 *certs_trust_find(const struct certs_trust *trust, enum stapler_hash_alg alg,
+    const unsigned char *name_hash, const unsigned char *key_hash);
 
 /* Calls cb for every anchor that is not a root and whose issuer (one that signed it, valid at
  * now) is in the bundle too, with that issuer. Both are owned by the trust store. */
@@ -59,26 +60,50 @@ int certs_verify_chain_get(const struct certs_trust *trust, STACK_OF(X509) *cert
 /* notAfter of cert as Unix seconds into *out. Returns 0, or -1 when it does not parse. */
 int certs_not_after(X509 *cert, time_t *out);
 
-/* The AIA id-ad-ocsp URLs of cert, in certificate order, at most CERTS_MAX_URLS of them and
- * each shorter than CERTS_MAX_URL_LEN. urls[i] are new strings (certs_urls_free()). Returns the
- * count (0 when there is no AIA OCSP URL). */
+/* The AIA id-ad-ocsp URLs of cert, in certificate order, at most CERTS_MAX_URLS of them,
+ * each taken exactly as written or refused: one that url_parse_fetchable() refuses (control
+ * characters such as a newline, user information, a #fragment, a scheme other than http or
+ * https, CERTS_MAX_URL_LEN bytes or more) is skipped, and the first refusal is described in
+ * why ("AIA OCSP URL 1 refused: ..."; "" when none was). urls[i] are new strings
+ * (certs_urls_free()). Returns the count of accepted URLs (0 when there is none). */
 struct certs_urls {
 	int n;
 	char *url[CERTS_MAX_URLS];
 };
-int certs_ocsp_urls(X509 *cert, struct certs_urls *out);
+int certs_ocsp_urls(X509 *cert, struct certs_urls *out, char *why, size_t whylen);
 void certs_urls_free(struct certs_urls *urls);
-/* Fills out from a '\n'-separated URL list (the cache's ocsp_urls): at most CERTS_MAX_URLS,
- * empty entries and entries of CERTS_MAX_URL_LEN bytes or more skipped; list may be NULL.
- * Returns the count (certs_urls_free() after), or -1 when memory ran out (out is emptied). */
-int certs_urls_split(const char *list, struct certs_urls *out);
 
-/* The SHA-1 CertID of subject under issuer. Returns a new OCSP_CERTID (OCSP_CERTID_free), or NULL. */
-OCSP_CERTID *certs_certid(X509 *subject, X509 *issuer);
-/* Fills key from a CertID (issuer key hash and serial). Returns 0, or -1 when the serial is
- * longer than STAPLER_SERIAL_MAX or the hash is not 20 bytes. */
-int certs_certid_key(const OCSP_CERTID *id, struct stapler_key *key);
-/* Uppercase hex of the CertID's issuer name hash into out (STAPLER_SHA1_HEX bytes). */
+/* Room for an encoded URL list. */
+#define CERTS_URLS_ENCODED_MAX (CERTS_MAX_URLS * (CERTS_MAX_URL_LEN + 8))
+/* Encodes urls as the cache stores them (the ocsp_urls column): one netstring per URL,
+ * "LEN:URL," with LEN the decimal byte count, in order; "" for none. A length-prefixed list
+ * cannot be split or joined by what a URL holds. Returns 0, or -1 when out is too small. */
+int certs_urls_encode(const struct certs_urls *urls, char *out, size_t cap);
+/* Fills out from an encoded list (list may be NULL or ""). Returns the count
+ * (certs_urls_free() after), or -1 (out emptied) when the list is malformed, holds more than
+ * CERTS_MAX_URLS or an entry of CERTS_MAX_URL_LEN bytes or more, or memory ran out. */
+int certs_urls_decode(const char *list, struct certs_urls *out);
+
+/* The CertID of subject under issuer hashed with alg. Returns a new OCSP_CERTID
+ * (OCSP_CERTID_free), or NULL. */
+OCSP_CERTID *certs_certid(X509 *subject, X509 *issuer, enum stapler_hash_alg alg);
+/* The algorithm a CertID is hashed with. Returns 0, or -1 when it is neither SHA-1 nor SHA-256
+ * or its hashes do not have that algorithm's length. */
+int certs_certid_hash_alg(const OCSP_CERTID *id, enum stapler_hash_alg *alg);
+/* The SHA-1 hashes of issuer's subject name and public key (the issuer's identity in a key).
+ * Returns 0 or -1. */
+int certs_issuer_hashes(X509 *issuer, unsigned char name_hash[STAPLER_SHA1_LEN],
+    unsigned char key_hash[STAPLER_SHA1_LEN]);
+/* Fills key from a CertID of issuer: its algorithm and serial, and the issuer's SHA-1 name and
+ * key hashes (read from a SHA-1 CertID; computed from issuer for a SHA-256 one, which then
+ * must not be NULL). Returns 0, or -1 when the serial is longer than STAPLER_SERIAL_MAX, the
+ * algorithm is neither SHA-1 nor SHA-256, or the hashes cannot be had. */
+int certs_certid_key(const OCSP_CERTID *id, X509 *issuer, struct stapler_key *key);
+/* The same, with the issuer's SHA-1 hashes given (from the issuer registry). */
+int certs_certid_key_with(const OCSP_CERTID *id, const unsigned char name_hash[STAPLER_SHA1_LEN],
+    const unsigned char key_hash[STAPLER_SHA1_LEN], struct stapler_key *key);
+
+/* Uppercase hex of a SHA-1 CertID's issuer name hash into out ("" for another algorithm). */
 void certs_certid_name_hash_hex(const OCSP_CERTID *id, char out[STAPLER_SHA1_HEX]);
 
 /* One-line RFC 2253 subject of cert into out (always terminated). */

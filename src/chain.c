@@ -84,13 +84,15 @@ on_part(enum staple_outcome outcome, const struct staple *s, const char *error, 
 }
 
 /* Builds one target per certificate of chain that has a URL to ask, into t[]; returns the
- * count, or -1 with err set (a CertID that cannot be made). */
+ * count, or -1 with err set (a CertID that cannot be made), or -2 with err set when a
+ * certificate's AIA URLs were all refused (a newline, user information, a fragment...): its
+ * staple cannot be had, and leaving it out would hide why. */
 static int
 chain_targets(struct staple_service *svc, STACK_OF(X509) *chain, struct staple_target **t,
     char *err, size_t errlen)
 {
 	time_t not_after = 0, na;
-	int n = 0;
+	int n = 0, refused = 0;
 
 	/* The last certificate is a root, or an anchor whose issuer is known neither to the
 	 * bundle nor to the request: nothing above it can sign its staple. The others each
@@ -105,10 +107,17 @@ chain_targets(struct staple_service *svc, STACK_OF(X509) *chain, struct staple_t
 			not_after = na;
 		if (certs_not_after(cert, &na) == 0 && (not_after == 0 || na < not_after))
 			not_after = na;
-		if ((one = staple_target_new(cert, sk_X509_value(chain, i + 1), not_after, err,
-		    errlen)) == NULL)
+		if ((one = staple_target_new(cert, sk_X509_value(chain, i + 1), not_after,
+		    staple_service_certid_hash(svc), err, errlen)) == NULL)
 			goto fail;
 		if (staple_target_url_count(svc, one) == 0) {
+			if (one->url_error[0] != '\0') {
+				snprintf(err, errlen, "certificate %s has no usable OCSP URL: %s",
+				    one->serial_hex, one->url_error);
+				staple_target_free(&one);
+				refused = 1;
+				goto fail;
+			}
 			staple_target_free(&one);
 			continue;
 		}
@@ -125,7 +134,7 @@ chain_targets(struct staple_service *svc, STACK_OF(X509) *chain, struct staple_t
 fail:
 	while (n > 0)
 		staple_target_free(&t[--n]);
-	return -1;
+	return refused ? -2 : -1;
 }
 
 struct chain_wait *
@@ -150,8 +159,12 @@ chain_submit(struct staple_service *svc, const unsigned char *body, size_t len, 
 		out = STAPLE_UNTRUSTED;
 		goto refuse;
 	}
-	if ((n = chain_targets(svc, chain, t, err, sizeof(err))) < 0)
+	if ((n = chain_targets(svc, chain, t, err, sizeof(err))) < 0) {
+		if (n == -2)
+			out = STAPLE_NO_URL;
+		n = 0;
 		goto refuse;
+	}
 	if (n == 0) {
 		snprintf(err, sizeof(err), "no certificate of the chain has an OCSP URL");
 		out = STAPLE_NO_URL;

@@ -17,9 +17,10 @@
 #include <ini.h>
 
 #include "config.h"
+#include "url.h"
 #include "util.h"
 
-enum key_type { K_STRING, K_SIZE, K_DURATION, K_LONG, K_HOSTS, K_LEVEL };
+enum key_type { K_STRING, K_SIZE, K_DURATION, K_LONG, K_HOSTS, K_LEVEL, K_HASH_ALG };
 
 struct key_def {
 	const char *section;
@@ -38,6 +39,7 @@ static const struct key_def keys[] = {
 	{ "server", "max_request", K_SIZE, OFF(max_request), "64k", 1024, 16L * 1024 * 1024 },
 	{ "server", "drain_timeout", K_DURATION, OFF(drain_timeout), "10s", 0, 300 },
 	{ "cache", "database", K_STRING, OFF(database), "/var/lib/staplerd/cache.db", 0, 0 },
+	{ "cache", "certid_hash", K_HASH_ALG, OFF(certid_hash), "sha1", 0, 0 },
 	{ "trust", "ca_file", K_STRING, OFF(ca_file), "/etc/staplerd/ca-bundle.pem", 0, 0 },
 	{ "upstream", "timeout", K_DURATION, OFF(upstream_timeout), "10s", 1, 600 },
 	{ "upstream", "max_parallel", K_LONG, OFF(max_parallel), "64", 1, 4096 },
@@ -100,14 +102,20 @@ set_hosts(struct stapler_config *cfg, const char *value, int append)
 			return "too many hosts";
 		if (len > 253)
 			return "host name too long";
-		if ((h = strndup(p, len)) == NULL)
-			return "out of memory";
-		for (char *c = h; *c != '\0'; c++) {
-			*c = (char)tolower((unsigned char)*c);
-			if (!isalnum((unsigned char)*c) && strchr(".-_:[]", *c) == NULL) {
-				free(h);
+		/* The fetcher compares the host the URL parser gives, so an entry is read by the
+		 * same parser: it must come back as exactly that host (no port, path or '@'). */
+		{
+			struct url_parts parts;
+			char url[300], why[200];
+			int n = snprintf(url, sizeof(url), "http://%.*s/", (int)len, p);
+
+			if (n < 0 || (size_t)n >= sizeof(url) ||
+			    url_parse(url, (size_t)n, &parts, why, sizeof(why)) < 0 ||
+			    parts.has_userinfo || parts.port != 80 || strlen(parts.host) != len ||
+			    strncasecmp(parts.host, p, len) != 0)
 				return "not a host name";
-			}
+			if ((h = strdup(parts.host)) == NULL)
+				return "out of memory";
 		}
 		cfg->allow[cfg->n_allow++] = h;
 		p += len;
@@ -172,6 +180,15 @@ apply(struct stapler_config *cfg, const struct key_def *k, const char *value)
 		}
 		return "must be error, warn, info or debug";
 	}
+	case K_HASH_ALG:
+		/* Lowercase only, as documented: one spelling per value. */
+		if (strcmp(value, "sha1") == 0)
+			*(enum stapler_hash_alg *)(base + k->offset) = STAPLER_HASH_SHA1;
+		else if (strcmp(value, "sha256") == 0)
+			*(enum stapler_hash_alg *)(base + k->offset) = STAPLER_HASH_SHA256;
+		else
+			return "must be sha1 or sha256";
+		return NULL;
 	}
 	return "unknown key type";
 }
@@ -188,56 +205,32 @@ responders_clear(struct stapler_config *cfg)
 	cfg->n_responders = 0;
 }
 
-/* The host of an http(s) URL (lowercase, brackets kept for IPv6) into host; NULL or what is
- * wrong with the URL. */
+/* The host of a responder URL (lowercase, brackets kept for IPv6) into host, through the one
+ * URL parser the fetcher uses; NULL or what is wrong with the URL (in why). */
 static const char *
-url_host(const char *url, char *host, size_t cap)
+url_host(const char *url, char *host, size_t cap, char *why, size_t whylen)
 {
-	const char *p;
-	size_t len;
+	struct url_parts parts;
+	char reason[200];
 
-	if (strncasecmp(url, "http://", 7) == 0)
-		p = url + 7;
-	else if (strncasecmp(url, "https://", 8) == 0)
-		p = url + 8;
-	else
-		return "responder URL must start with http:// or https://";
-	if (strlen(url) >= CONFIG_MAX_URL_LEN)
-		return "responder URL too long";
-	for (const char *c = url; *c != '\0'; c++) {
-		if ((unsigned char)*c <= 0x20 || *c == 0x7f)
-			return "responder URL holds a control character or space";
+	if (url_parse_fetchable(url, strlen(url), &parts, reason, sizeof(reason)) < 0) {
+		snprintf(why, whylen, "responder URL refused: %s", reason);
+		return why;
 	}
-	len = strcspn(p, "/?#");
-	if (memchr(p, '@', len) != NULL)
-		return "responder URL must not carry user information";
-	if (*p == '[') {
-		const char *close = memchr(p, ']', len);
-
-		if (close == NULL)
-			return "responder URL has a bad IPv6 host";
-		len = (size_t)(close - p) + 1;
-	} else {
-		const char *colon = memchr(p, ':', len);
-
-		if (colon != NULL)
-			len = (size_t)(colon - p);
+	if (util_strlcpy(host, parts.host, cap) < 0) {
+		snprintf(why, whylen, "responder URL host too long");
+		return why;
 	}
-	if (len == 0 || len >= cap)
-		return "responder URL has no host";
-	for (size_t i = 0; i < len; i++)
-		host[i] = (char)tolower((unsigned char)p[i]);
-	host[len] = '\0';
 	return NULL;
 }
 
 /* Appends the space-separated URLs of value to r (which owns them, also on failure); returns
  * NULL or what is wrong. */
 static const char *
-responder_urls(struct config_responder *r, const char *value)
+responder_urls(struct config_responder *r, const char *value, char *reason, size_t reasonlen)
 {
 	const char *p = value, *why;
-	char host[256];
+	char host[URL_HOST_MAX];
 
 	while (*p != '\0') {
 		size_t len;
@@ -251,7 +244,7 @@ responder_urls(struct config_responder *r, const char *value)
 			return "too many responder URLs (at most 4)";
 		if ((r->url[r->n] = strndup(p, len)) == NULL)
 			return "out of memory";
-		if ((why = url_host(r->url[r->n++], host, sizeof(host))) != NULL)
+		if ((why = url_host(r->url[r->n++], host, sizeof(host), reason, reasonlen)) != NULL)
 			return why;
 		p += len;
 	}
@@ -260,7 +253,8 @@ responder_urls(struct config_responder *r, const char *value)
 
 /* Parses one [responders] line; returns NULL or a message. */
 static const char *
-responder_add(struct stapler_config *cfg, const char *name, const char *value, int line)
+responder_add(struct stapler_config *cfg, const char *name, const char *value, int line,
+    char *reason, size_t reasonlen)
 {
 	struct config_responder r = { .line = line }, *grown;
 	const char *why = NULL;
@@ -271,7 +265,7 @@ responder_add(struct stapler_config *cfg, const char *name, const char *value, i
 		return "issuer listed twice in [responders]";
 	if (cfg->n_responders >= CONFIG_MAX_RESPONDERS)
 		return "too many [responders] entries";
-	if ((why = responder_urls(&r, value)) != NULL)
+	if ((why = responder_urls(&r, value, reason, reasonlen)) != NULL)
 		goto fail;
 	if (r.n == 0) {
 		why = "no responder URL";
@@ -296,11 +290,12 @@ responder_more(struct parse_ctx *ctx, const char *name, const char *value)
 {
 	struct config_responder *r;
 	const char *why;
+	char reason[256];
 
 	if (ctx->cfg->n_responders == 0)
 		return set_error(ctx, name, "continuation line without a [responders] entry above");
 	r = &ctx->cfg->responders[ctx->cfg->n_responders - 1];
-	if ((why = responder_urls(r, value)) != NULL)
+	if ((why = responder_urls(r, value, reason, sizeof(reason))) != NULL)
 		return set_error(ctx, name, why);
 	return 1;
 }
@@ -310,7 +305,7 @@ responder_more(struct parse_ctx *ctx, const char *name, const char *value)
 static int
 responder_line(struct parse_ctx *ctx, const char *name, const char *value)
 {
-	char key[128];
+	char key[128], reason[256];
 	const char *eq = strchr(value, '='), *why;
 	size_t klen;
 
@@ -324,7 +319,8 @@ responder_line(struct parse_ctx *ctx, const char *name, const char *value)
 			;
 		name = key;
 	}
-	if ((why = responder_add(ctx->cfg, name, value, ctx->line)) != NULL)
+	if ((why = responder_add(ctx->cfg, name, value, ctx->line, reason,
+	    sizeof(reason))) != NULL)
 		return set_error(ctx, name, why);
 	return 1;
 }
@@ -335,11 +331,11 @@ static int
 responders_check(struct parse_ctx *ctx)
 {
 	struct stapler_config *cfg = ctx->cfg;
-	char host[256], key[2 * 20 + 1], msg[320];
+	char host[URL_HOST_MAX], key[2 * 20 + 1], msg[320], why[256];
 
 	for (size_t i = 0; i < cfg->n_responders; i++) {
 		for (int j = 0; j < cfg->responders[i].n; j++) {
-			if (url_host(cfg->responders[i].url[j], host, sizeof(host)) != NULL ||
+			if (url_host(cfg->responders[i].url[j], host, sizeof(host), why, sizeof(why)) != NULL ||
 			    config_host_allowed(cfg, host))
 				continue;
 			util_hex(cfg->responders[i].key_hash, 20, key);

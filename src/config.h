@@ -4,6 +4,8 @@
 
 #include <stddef.h>
 
+#include "stapler/types.h"
+
 #define CONFIG_MAX_ALLOW 64
 /* [responders]: issuers with an override, and URLs per issuer (tried in order). */
 #define CONFIG_MAX_RESPONDERS 1024
@@ -28,6 +30,7 @@ struct stapler_config {
 	long long drain_timeout; /* seconds a stop waits for clients' fetches */
 	/* [cache] */
 	char *database;
+	enum stapler_hash_alg certid_hash;  /* CertID of /v1/staple(s) staples: SHA-1 or SHA-256 */
 	/* [trust] */
 	char *ca_file;
 	/* [upstream] */

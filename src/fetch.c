@@ -13,13 +13,14 @@
 #include <event2/event_struct.h>
 
 #include "fetch.h"
+#include "url.h"
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
 #include "ocsp.h"
 #include "util.h"
 
-#define HOST_MAX 272   /* a host name and ":port" */
+#define HOST_MAX URL_AUTHORITY_MAX   /* a host name and ":port" */
 
 struct fetch_job;
 TAILQ_HEAD(job_queue, fetch_job);
@@ -118,72 +119,22 @@ int
 fetch_url_allowed(const struct stapler_config *cfg, const char *url, char *host, size_t hostcap,
     char *err, size_t errlen)
 {
-	CURLU *u = NULL;
-	char *scheme = NULL, *h = NULL;
-	int ret = -1;
+	struct url_parts parts;
+	char why[200];
 
-	if (strlen(url) >= 2048) {
-		snprintf(err, errlen, "URL too long");
+	if (url_parse_fetchable(url, strlen(url), &parts, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "%s: %.200s", why, url);
 		return -1;
 	}
-	if ((u = curl_url()) == NULL ||
-	    curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_HOST, &h, 0) != CURLUE_OK) {
-		snprintf(err, errlen, "not a valid URL: %.200s", url);
-		goto out;
-	}
-	if (strcasecmp(scheme, "http") != 0 && strcasecmp(scheme, "https") != 0) {
-		snprintf(err, errlen, "scheme %.20s is not http or https: %.200s", scheme, url);
-		goto out;
-	}
-	for (char *c = h; *c != '\0'; c++) {
-		if (*c >= 'A' && *c <= 'Z')
-			*c = (char)(*c - 'A' + 'a');
-	}
-	if (!config_host_allowed(cfg, h)) {
-		snprintf(err, errlen, "host %.200s is not in [upstream] allow", h);
-		goto out;
-	}
-	if (host != NULL && util_strlcpy(host, h, hostcap) < 0) {
-		snprintf(err, errlen, "host name too long");
-		goto out;
-	}
-	ret = 0;
-out:
-	curl_free(scheme);
-	curl_free(h);
-	curl_url_cleanup(u);
-	return ret;
-}
-
-/* The upstream a URL names, for per-upstream limits and health: "host:port" (the default
- * port made explicit), after the URL passed the policy check. Returns 0 or -1 with err set. */
-static int
-upstream_key(const struct stapler_config *cfg, const char *url, char *key, size_t cap,
-    char *err, size_t errlen)
-{
-	char host[HOST_MAX], *port = NULL;
-	CURLU *u = NULL;
-	int ret = -1;
-
-	if (fetch_url_allowed(cfg, url, host, sizeof(host), err, errlen) < 0)
+	if (!config_host_allowed(cfg, parts.host)) {
+		snprintf(err, errlen, "host %.200s is not in [upstream] allow", parts.host);
 		return -1;
-	if ((u = curl_url()) == NULL ||
-	    curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK) {
-		snprintf(err, errlen, "not a valid URL: %.200s", url);
-		goto out;
 	}
-	if (snprintf(key, cap, "%s:%s", host, port) >= (int)cap) {
+	if (host != NULL && url_authority(&parts, host, hostcap) < 0) {
 		snprintf(err, errlen, "host name too long");
-		goto out;
+		return -1;
 	}
-	ret = 0;
-out:
-	curl_free(port);
-	curl_url_cleanup(u);
-	return ret;
+	return 0;
 }
 
 static size_t
@@ -634,7 +585,7 @@ fetch_start(struct fetcher *f, const char *url, const unsigned char *der, size_t
 	j->prio = prio < 0 || prio >= FETCH_PRIO_COUNT ? FETCH_PRIO_REFRESH : prio;
 	j->cb = cb;
 	j->arg = arg;
-	if (upstream_key(f->cfg, url, host, sizeof(host), err, errlen) < 0)
+	if (fetch_url_allowed(f->cfg, url, host, sizeof(host), err, errlen) < 0)
 		goto fail;
 	if ((j->url = strdup(url)) == NULL || (j->req = malloc(len)) == NULL ||
 	    (j->host = host_get(f, host)) == NULL) {
@@ -690,7 +641,7 @@ fetch_host_state(const struct fetcher *f, const char *url, time_t now, int *load
 
 	*load = 0;
 	*retry_at = 0;
-	if (upstream_key(f->cfg, url, host, sizeof(host), err, sizeof(err)) < 0)
+	if (fetch_url_allowed(f->cfg, url, host, sizeof(host), err, sizeof(err)) < 0)
 		return -1;
 	if ((h = host_find(f, host)) == NULL)
 		return 0;

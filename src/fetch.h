@@ -60,8 +60,10 @@ struct fetcher *fetch_new(struct event_base *base, const struct stapler_config *
 void fetch_free(struct fetcher **f);
 void fetch_set_config(struct fetcher *f, const struct stapler_config *cfg);
 
-/* Checks that url may be fetched: http or https, a host, the [upstream] allow list. Returns 0,
- * or -1 with err set. When host is not NULL it receives the lowercase host name. */
+/* Checks that url may be fetched: http or https, a host, no user information or fragment
+ * (url_parse_fetchable), the [upstream] allow list. Returns 0, or -1 with err set. When host
+ * is not NULL it receives the upstream the URL names, "host:port" (lowercase host, default
+ * port filled in), as the per-host limits count it. */
 int fetch_url_allowed(const struct stapler_config *cfg, const char *url, char *host, size_t hostcap,
     char *err, size_t errlen);
 

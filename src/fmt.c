@@ -68,7 +68,7 @@ fmt_serial(const char *in, char out[STAPLER_SERIAL_HEX_MAX])
 		char signed_hex[sizeof(digits) + 1];
 
 		snprintf(signed_hex, sizeof(signed_hex), "%s%s", neg ? "-" : "", hex);
-		if (stapler_key_from_hex(&key, zero_hash, signed_hex) < 0)
+		if (stapler_key_from_hex(&key, STAPLER_HASH_SHA1, zero_hash, zero_hash, signed_hex) < 0)
 			return -1;
 	}
 	stapler_key_serial_hex(&key, out);

@@ -102,11 +102,12 @@ answer(struct http_api *api, struct evhttp_request *req, const unsigned char *de
 		send_status(req, OCSP_RESPONSE_STATUS_MALFORMEDREQUEST);
 		goto out;
 	}
+	/* The key is the client's whole CertID: a SHA-256 request is answered from (or fetched
+	 * into) a SHA-256 entry, since the response must echo the CertID asked for. */
 	issuer = issuers_resolve(staple_service_issuers(svc), staple_service_trust(svc), now, id,
-	    &urls, &miss);
-	if (issuer == NULL || certs_certid_key(id, &key) < 0) {
-		log_debug("ocsp_refused", "status=unauthorized reason=%s",
-		    issuer == NULL ? issuers_miss_name(miss) : "serial_too_long");
+	    &key, &urls, &miss);
+	if (issuer == NULL) {
+		log_debug("ocsp_refused", "status=unauthorized reason=%s", issuers_miss_name(miss));
 		send_status(req, OCSP_RESPONSE_STATUS_UNAUTHORIZED);
 		goto out;
 	}

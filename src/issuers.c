@@ -1,5 +1,6 @@
-/* The issuers the OCSP proxy serves, by CertID issuer key hash: CA certificates learned from
- * stored staples with the responder URLs their certificates named. */
+/* The issuers the OCSP proxy serves, by the issuer part of a CertID of either algorithm
+ * (name hash and key hash): CA certificates learned from stored staples with the responder
+ * URLs their certificates named. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,34 +14,76 @@
 /* OpenSSL's getters take non-const pointers for what they only read. */
 #define ISSUERS_UNCONST(type, p) ((type *)(uintptr_t)(p))
 
+/* An issuer's identity as CertIDs of each algorithm carry it: name hash then key hash. */
+#define ID_SHA1_LEN (2 * STAPLER_SHA1_LEN)
+#define ID_SHA256_LEN (2 * STAPLER_SHA256_LEN)
+
 struct issuer {
-	unsigned char key_hash[STAPLER_SHA1_LEN];
+	unsigned char id_sha1[ID_SHA1_LEN];      /* the key's issuer part (types.h) */
+	unsigned char id_sha256[ID_SHA256_LEN];  /* what a SHA-256 CertID carries */
 	X509 *cert;
 	struct certs_urls urls;
 	int trusted;        /* chains to the trust anchors in force (issuers_retrust) */
 	time_t until;       /* ...and that verdict holds until then; 0: check at next use */
 };
 
+/* One entry, found by the CertID of either algorithm: two tables over the same entries. */
 struct issuers {
-	struct table by_key;
+	struct table by_sha1;      /* owns the entries */
+	struct table by_sha256;
 };
 
 static uint64_t
-key_hash_hash(const void *key, uint64_t seed)
+id_sha1_hash(const void *key, uint64_t seed)
 {
-	return table_fnv(TABLE_FNV_BASIS ^ seed, key, STAPLER_SHA1_LEN);
+	return table_fnv(TABLE_FNV_BASIS ^ seed, key, ID_SHA1_LEN);
 }
 
 static int
-issuer_match(const void *entry, const void *key)
+id_sha1_match(const void *entry, const void *key)
 {
-	return memcmp(((const struct issuer *)entry)->key_hash, key, STAPLER_SHA1_LEN) == 0;
+	return memcmp(((const struct issuer *)entry)->id_sha1, key, ID_SHA1_LEN) == 0;
 }
 
 static const void *
-issuer_key_of(const void *entry)
+id_sha1_of(const void *entry)
 {
-	return ((const struct issuer *)entry)->key_hash;
+	return ((const struct issuer *)entry)->id_sha1;
+}
+
+static uint64_t
+id_sha256_hash(const void *key, uint64_t seed)
+{
+	return table_fnv(TABLE_FNV_BASIS ^ seed, key, ID_SHA256_LEN);
+}
+
+static int
+id_sha256_match(const void *entry, const void *key)
+{
+	return memcmp(((const struct issuer *)entry)->id_sha256, key, ID_SHA256_LEN) == 0;
+}
+
+static const void *
+id_sha256_of(const void *entry)
+{
+	return ((const struct issuer *)entry)->id_sha256;
+}
+
+/* The issuer part of key as the SHA-1 table looks it up. */
+static void
+key_id(const struct stapler_key *key, unsigned char id[ID_SHA1_LEN])
+{
+	memcpy(id, key->name_hash, STAPLER_SHA1_LEN);
+	memcpy(id + STAPLER_SHA1_LEN, key->key_hash, STAPLER_SHA1_LEN);
+}
+
+static struct issuer *
+find(const struct issuers *r, const struct stapler_key *key)
+{
+	unsigned char id[ID_SHA1_LEN];
+
+	key_id(key, id);
+	return table_get(&r->by_sha1, id, 0);
 }
 
 static void
@@ -60,9 +103,12 @@ issuers_new(void)
 
 	if (r == NULL)
 		return NULL;
-	r->by_key.hash = key_hash_hash;
-	r->by_key.match = issuer_match;
-	r->by_key.key_of = issuer_key_of;
+	r->by_sha1.hash = id_sha1_hash;
+	r->by_sha1.match = id_sha1_match;
+	r->by_sha1.key_of = id_sha1_of;
+	r->by_sha256.hash = id_sha256_hash;
+	r->by_sha256.match = id_sha256_match;
+	r->by_sha256.key_of = id_sha256_of;
 	return r;
 }
 
@@ -73,9 +119,10 @@ issuers_free(struct issuers **rp)
 
 	if (rp == NULL || (r = *rp) == NULL)
 		return;
-	for (size_t i = 0; i < r->by_key.cap; i++)
-		issuer_free(r->by_key.slot[i]);
-	table_clear(&r->by_key, 0);
+	for (size_t i = 0; i < r->by_sha1.cap; i++)
+		issuer_free(r->by_sha1.slot[i]);
+	table_clear(&r->by_sha1, 0);
+	table_clear(&r->by_sha256, 0);
 	free(r);
 	*rp = NULL;
 }
@@ -83,7 +130,7 @@ issuers_free(struct issuers **rp)
 size_t
 issuers_count(const struct issuers *r)
 {
-	return r->by_key.count;
+	return r->by_sha1.count;
 }
 
 /* Whether e chains to the anchors at now: the verdict of the last check while it holds (no
@@ -99,10 +146,10 @@ entry_trusted(struct issuer *e, const struct certs_trust *trust, time_t now)
 }
 
 X509 *
-issuers_get(struct issuers *r, const unsigned char key_hash[STAPLER_SHA1_LEN],
-    const struct certs_trust *trust, time_t now, int *trusted)
+issuers_get(struct issuers *r, const struct stapler_key *key, const struct certs_trust *trust,
+    time_t now, int *trusted)
 {
-	struct issuer *e = table_get(&r->by_key, key_hash, 0);
+	struct issuer *e = find(r, key);
 
 	if (e == NULL)
 		return NULL;
@@ -111,9 +158,9 @@ issuers_get(struct issuers *r, const unsigned char key_hash[STAPLER_SHA1_LEN],
 }
 
 int
-issuers_known(const struct issuers *r, const unsigned char key_hash[STAPLER_SHA1_LEN])
+issuers_known(const struct issuers *r, const struct stapler_key *key)
 {
-	return table_get(&r->by_key, key_hash, 0) != NULL;
+	return find(r, key) != NULL;
 }
 
 /* Appends url unless it is there already or the list is full. Returns 0 or -1. */
@@ -138,32 +185,45 @@ urls_add(struct certs_urls *urls, const char *url, size_t len)
 static struct issuer *
 entry_for(struct issuers *r, X509 *issuer)
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned char id[ID_SHA1_LEN], md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
 	struct issuer *e;
 	void *replaced;
 
-	if (!X509_pubkey_digest(issuer, EVP_sha1(), md, &mdlen) || mdlen != STAPLER_SHA1_LEN) {
-		ERR_clear_error();
+	if (certs_issuer_hashes(issuer, id, id + STAPLER_SHA1_LEN) < 0)
 		return NULL;
-	}
-	if ((e = table_get(&r->by_key, md, 0)) != NULL)
+	if ((e = table_get(&r->by_sha1, id, 0)) != NULL)
 		return e;
-	if (r->by_key.count >= ISSUERS_MAX || (e = calloc(1, sizeof(*e))) == NULL)
+	if (r->by_sha1.count >= ISSUERS_MAX || (e = calloc(1, sizeof(*e))) == NULL)
 		return NULL;
 	/* Not served until issuers_learn() (a verified chain) or issuers_retrust() says so. */
 	e->trusted = 0;
-	memcpy(e->key_hash, md, STAPLER_SHA1_LEN);
-	if (!X509_up_ref(issuer)) {
-		free(e);
+	memcpy(e->id_sha1, id, ID_SHA1_LEN);
+	if (!X509_NAME_digest(X509_get_subject_name(issuer), EVP_sha256(), md, &mdlen) ||
+	    mdlen != STAPLER_SHA256_LEN)
+		goto fail;
+	memcpy(e->id_sha256, md, STAPLER_SHA256_LEN);
+	mdlen = 0;
+	if (!X509_pubkey_digest(issuer, EVP_sha256(), md, &mdlen) || mdlen != STAPLER_SHA256_LEN)
+		goto fail;
+	memcpy(e->id_sha256 + STAPLER_SHA256_LEN, md, STAPLER_SHA256_LEN);
+	if (!X509_up_ref(issuer))
+		goto fail;
+	e->cert = issuer;
+	if (table_put(&r->by_sha1, e, 0, &replaced) < 0) {
+		issuer_free(e);
 		return NULL;
 	}
-	e->cert = issuer;
-	if (table_put(&r->by_key, e, 0, &replaced) < 0) {
+	if (table_put(&r->by_sha256, e, 0, &replaced) < 0) {
+		table_remove(&r->by_sha1, e->id_sha1, 0);
 		issuer_free(e);
 		return NULL;
 	}
 	return e;
+fail:
+	ERR_clear_error();
+	free(e);
+	return NULL;
 }
 
 int
@@ -186,14 +246,14 @@ issuers_learn(struct issuers *r, X509 *issuer, const struct certs_urls *urls)
 	return 0;
 }
 
-/* Appends the URLs of a '\n'-separated list. Returns 0 or -1. */
+/* Appends the URLs of an encoded list (certs_urls_encode()). Returns 0 or -1. */
 static int
 add_url_list(struct issuer *e, const char *urls)
 {
 	struct certs_urls list;
 	int rc = 0;
 
-	if (certs_urls_split(urls, &list) < 0)
+	if (certs_urls_decode(urls, &list) < 0)
 		return -1;
 	for (int i = 0; i < list.n && rc == 0; i++)
 		rc = urls_add(&e->urls, list.url[i], strlen(list.url[i]));
@@ -220,63 +280,57 @@ issuers_learn_der(struct issuers *r, const unsigned char *der, size_t len, const
 }
 
 int
-issuers_add_urls(struct issuers *r, const unsigned char key_hash[STAPLER_SHA1_LEN],
-    const char *urls)
+issuers_add_urls(struct issuers *r, const struct stapler_key *key, const char *urls)
 {
-	struct issuer *e = table_get(&r->by_key, key_hash, 0);
+	struct issuer *e = find(r, key);
 
 	return e == NULL ? -1 : add_url_list(e, urls);
 }
 
-/* 1 when name_hash is the SHA-1 of cert's subject name. */
-static int
-name_hash_matches(X509 *cert, const ASN1_OCTET_STRING *name_hash)
-{
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
-	int ok;
-
-	ok = X509_NAME_digest(X509_get_subject_name(cert), EVP_sha1(), md, &mdlen) &&
-	    (int)mdlen == ASN1_STRING_length(name_hash) &&
-	    memcmp(md, ASN1_STRING_get0_data(name_hash), mdlen) == 0;
-	ERR_clear_error();
-	return ok;
-}
-
 X509 *
 issuers_resolve(struct issuers *r, const struct certs_trust *trust, time_t now,
-    const OCSP_CERTID *id, const struct certs_urls **urls, enum issuers_miss *miss)
+    const OCSP_CERTID *id, struct stapler_key *key, const struct certs_urls **urls,
+    enum issuers_miss *miss)
 {
 	static const struct certs_urls none;
 	ASN1_OCTET_STRING *nhash = NULL, *khash = NULL;
-	ASN1_OBJECT *alg = NULL;
+	unsigned char cid[ID_SHA256_LEN], name_hash[STAPLER_SHA1_LEN], key_hash[STAPLER_SHA1_LEN];
+	enum stapler_hash_alg alg;
 	struct issuer *e;
 	X509 *cert;
+	size_t n;
 
 	*urls = &none;
 	*miss = ISSUERS_UNKNOWN;
+	memset(key, 0, sizeof(*key));
 	if (id == NULL ||
-	    !OCSP_id_get0_info(&nhash, &alg, &khash, NULL, ISSUERS_UNCONST(OCSP_CERTID, id)) ||
-	    nhash == NULL || khash == NULL || alg == NULL)
+	    !OCSP_id_get0_info(&nhash, NULL, &khash, NULL, ISSUERS_UNCONST(OCSP_CERTID, id)) ||
+	    nhash == NULL || khash == NULL)
 		return NULL;
-	/* The cache is keyed by SHA-1 CertIDs, and a response must repeat the client's CertID. */
-	if (OBJ_obj2nid(alg) != NID_sha1 || ASN1_STRING_length(khash) != STAPLER_SHA1_LEN) {
+	/* A response must repeat the client's CertID: the cache holds one per algorithm. */
+	if (certs_certid_hash_alg(id, &alg) < 0) {
 		*miss = ISSUERS_HASH_ALG;
 		return NULL;
 	}
-	if ((e = table_get(&r->by_key, ASN1_STRING_get0_data(khash), 0)) != NULL &&
-	    entry_trusted(e, trust, now)) {
+	n = (size_t)ASN1_STRING_length(nhash);
+	memcpy(cid, ASN1_STRING_get0_data(nhash), n);
+	memcpy(cid + n, ASN1_STRING_get0_data(khash), n);
+	e = table_get(alg == STAPLER_HASH_SHA1 ? &r->by_sha1 : &r->by_sha256, cid, 0);
+	if (e != NULL && entry_trusted(e, trust, now)) {
 		cert = e->cert;
 		*urls = &e->urls;
-	} else if ((cert = certs_trust_find_by_key_hash(trust, ASN1_STRING_get0_data(khash))) == NULL) {
+		memcpy(name_hash, e->id_sha1, STAPLER_SHA1_LEN);
+		memcpy(key_hash, e->id_sha1 + STAPLER_SHA1_LEN, STAPLER_SHA1_LEN);
+	} else if ((cert = certs_trust_find(trust, alg, cid, cid + n)) == NULL ||
+	    certs_issuer_hashes(cert, name_hash, key_hash) < 0) {
 		/* Learned once, but its anchor is gone: it is served no more. */
 		if (e != NULL)
 			*miss = ISSUERS_UNTRUSTED;
 		return NULL;
 	}
-	if (!name_hash_matches(cert, nhash)) {
+	if (certs_certid_key_with(id, name_hash, key_hash, key) < 0) {
 		*urls = &none;
-		*miss = ISSUERS_NAME_MISMATCH;
+		*miss = ISSUERS_BAD_SERIAL;
 		return NULL;
 	}
 	*miss = ISSUERS_FOUND;
@@ -288,8 +342,8 @@ issuers_retrust(struct issuers *r, const struct certs_trust *trust, time_t now)
 {
 	size_t untrusted = 0;
 
-	for (size_t i = 0; i < r->by_key.cap; i++) {
-		struct issuer *e = r->by_key.slot[i];
+	for (size_t i = 0; i < r->by_sha1.cap; i++) {
+		struct issuer *e = r->by_sha1.slot[i];
 
 		if (e == NULL)
 			continue;
@@ -310,8 +364,8 @@ issuers_miss_name(enum issuers_miss m)
 		return "hash_algorithm";
 	case ISSUERS_UNKNOWN:
 		return "unknown_issuer";
-	case ISSUERS_NAME_MISMATCH:
-		return "issuer_name_mismatch";
+	case ISSUERS_BAD_SERIAL:
+		return "serial_too_long";
 	case ISSUERS_UNTRUSTED:
 		return "issuer_no_longer_trusted";
 	}

@@ -26,20 +26,20 @@ size_t issuers_count(const struct issuers *r);
  * was verified) and appends the URLs of urls it does not hold
  * yet, up to CERTS_MAX_URLS. urls may be NULL. Returns 0 or -1 (out of memory, full). */
 int issuers_learn(struct issuers *r, X509 *issuer, const struct certs_urls *urls);
-/* The same from a cache row's parts: the issuer's DER and its '\n'-separated URL list. A new
+/* The same from a cache row's parts: the issuer's DER and its encoded URL list. A new
  * issuer learned this way is not served until issuers_retrust() finds it trusted. */
 int issuers_learn_der(struct issuers *r, const unsigned char *der, size_t len, const char *urls);
-/* Appends a '\n'-separated URL list to a learned issuer. Returns 0, or -1 when it is not
- * known (or memory ran out). */
-int issuers_add_urls(struct issuers *r, const unsigned char key_hash[STAPLER_SHA1_LEN],
-    const char *urls);
-/* The learned issuer with this SHA-1 key hash (owned by the registry), or NULL; *trusted says
+/* Appends an encoded URL list (certs_urls_encode()) to the learned issuer of key (its SHA-1
+ * name and key hashes). Returns 0, or -1 when it is not known (or memory ran out). */
+int issuers_add_urls(struct issuers *r, const struct stapler_key *key, const char *urls);
+/* The learned issuer of key (its SHA-1 name and key hashes; owned by the registry), or NULL;
+ * *trusted says
  * whether it chains to the anchors trust at now (a verdict kept until a certificate of its
  * chain expires, and renewed by issuers_retrust() when the anchors change). */
-X509 *issuers_get(struct issuers *r, const unsigned char key_hash[STAPLER_SHA1_LEN],
+X509 *issuers_get(struct issuers *r, const struct stapler_key *key,
     const struct certs_trust *trust, time_t now, int *trusted);
-/* 1 when an issuer with this SHA-1 key hash has been learned, else 0. */
-int issuers_known(const struct issuers *r, const unsigned char key_hash[STAPLER_SHA1_LEN]);
+/* 1 when the issuer of key has been learned, else 0. */
+int issuers_known(const struct issuers *r, const struct stapler_key *key);
 
 /* Checks every learned issuer against the trust anchors in force at now (warm start, reload):
  * one that no longer chains to them is not served, and no /ocsp miss for it reaches an
@@ -49,20 +49,23 @@ size_t issuers_retrust(struct issuers *r, const struct certs_trust *trust, time_
 /* Why issuers_resolve() found no issuer (all are the OCSP `unauthorized` status). */
 enum issuers_miss {
 	ISSUERS_FOUND = 0,
-	ISSUERS_HASH_ALG,       /* CertID hashed with something other than SHA-1 */
-	ISSUERS_UNKNOWN,        /* no learned issuer or trust anchor has this key hash */
-	ISSUERS_NAME_MISMATCH,  /* key hash known, issuerNameHash is not that issuer's */
+	ISSUERS_HASH_ALG,       /* CertID hashed with neither SHA-1 nor SHA-256 */
+	ISSUERS_UNKNOWN,        /* no learned issuer or trust anchor has this name and key hash */
+	ISSUERS_BAD_SERIAL,     /* the serial is longer than STAPLER_SERIAL_MAX */
 	ISSUERS_UNTRUSTED,      /* learned, but it no longer chains to the trust anchors */
 };
 
-/* Finds the issuer a client's CertID names: a learned issuer still trusted at now, or else a trust anchor (trust
- * may be NULL) with its key hash, whose subject name hashes to the CertID's issuerNameHash.
- * Returns the certificate (owned by the registry or the trust store: valid until the next
- * learn or reload) and points *urls at its learned URLs (n == 0 for an anchor never seen in
+/* Finds the issuer a client's CertID (SHA-1 or SHA-256) names: a learned issuer still
+ * trusted at now, or else a trust anchor (trust may be NULL), whose subject name and public key
+ * hash to the CertID's issuerNameHash and issuerKeyHash under its algorithm. Returns the
+ * certificate (owned by the registry or the trust store: valid until the next learn or
+ * reload), fills *key (the CertID's algorithm and serial, the issuer's SHA-1 hashes: the cache
+ * key of the answer) and points *urls at its learned URLs (n == 0 for an anchor never seen in
  * a staple); else NULL with *miss set. */
 X509 *issuers_resolve(struct issuers *r, const struct certs_trust *trust, time_t now,
-    const OCSP_CERTID *id, const struct certs_urls **urls, enum issuers_miss *miss);
-/* "found", "hash_algorithm", "unknown_issuer", "issuer_name_mismatch". */
+    const OCSP_CERTID *id, struct stapler_key *key, const struct certs_urls **urls,
+    enum issuers_miss *miss);
+/* "found", "hash_algorithm", "unknown_issuer", "serial_too_long", "issuer_no_longer_trusted". */
 const char *issuers_miss_name(enum issuers_miss m);
 
 #endif

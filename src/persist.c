@@ -22,8 +22,8 @@ enum op_kind { OP_STORE, OP_FAILURE, OP_DELETE };
 /* The one pending operation of an entry. */
 struct op {
 	struct stapler_key key;
+	char serial[STAPLER_SERIAL_HEX_MAX];          /* for logs */
 	char issuer_key_hash[STAPLER_SHA1_HEX];
-	char serial[STAPLER_SERIAL_HEX_MAX];
 	enum op_kind kind;
 	struct cache_row row;          /* OP_STORE: an owned copy */
 	struct cache_issuer issuer;    /* OP_STORE: an owned copy, when has_issuer */
@@ -41,8 +41,7 @@ struct op {
 struct journal_head {
 	char magic[8];
 	uint64_t checksum;
-	char issuer_key_hash[STAPLER_SHA1_HEX];
-	char serial[STAPLER_SERIAL_HEX_MAX];
+	struct stapler_key key;
 	int64_t this_update, next_update, produced_at, fetched_at, revoked_at;
 	int32_t revocation_reason;
 	uint32_t der_len;
@@ -195,8 +194,7 @@ journal_write(struct persist *p, struct op *o)
 	}
 	memset(&h, 0, sizeof(h));
 	memcpy(h.magic, JOURNAL_MAGIC, sizeof(h.magic));
-	util_strlcpy(h.issuer_key_hash, o->issuer_key_hash, sizeof(h.issuer_key_hash));
-	util_strlcpy(h.serial, o->serial, sizeof(h.serial));
+	h.key = o->key;
 	h.this_update = o->row.this_update;
 	h.next_update = o->row.next_update;
 	h.produced_at = o->row.produced_at;
@@ -247,12 +245,12 @@ op_try(struct persist *p, const struct op *o)
 		rc = cache_store(p->cache, o->has_issuer ? &o->issuer : NULL, &o->row);
 		break;
 	case OP_FAILURE:
-		rc = cache_set_failure(p->cache, o->issuer_key_hash, o->serial, o->failures,
-		    o->last_error, o->next_refresh_at);
+		rc = cache_set_failure(p->cache, &o->key, o->failures, o->last_error,
+		    o->next_refresh_at);
 		break;
 	case OP_DELETE:
 	default:
-		rc = cache_delete(p->cache, o->issuer_key_hash, o->serial) < 0 ? -1 : 0;
+		rc = cache_delete(p->cache, &o->key) < 0 ? -1 : 0;
 		break;
 	}
 	if (rc == 0)
@@ -395,14 +393,12 @@ persist_journal_replay(struct persist *p,
 		if (memcmp(h.magic, JOURNAL_MAGIC, sizeof(h.magic)) != 0)
 			continue;
 		if (h.der_len > sizeof(buf) - sizeof(h) || journal_sum(&h, buf + sizeof(h)) != h.checksum ||
-		    memchr(h.issuer_key_hash, '\0', sizeof(h.issuer_key_hash)) == NULL ||
-		    memchr(h.serial, '\0', sizeof(h.serial)) == NULL) {
+		    h.key.serial_len > STAPLER_SERIAL_MAX) {
 			log_warn("journal_slot_skipped", "slot=%d reason=\"torn or corrupt\"", slot);
 			journal_clear(p, slot);
 			continue;
 		}
-		r.issuer_key_hash = h.issuer_key_hash;
-		r.serial = h.serial;
+		r.key = &h.key;
 		r.this_update = h.this_update;
 		r.next_update = h.next_update;
 		r.produced_at = h.produced_at;
@@ -414,7 +410,7 @@ persist_journal_replay(struct persist *p,
 		/* The slot stays taken until the store the callback makes lands. */
 		p->slot_used[slot] = 1;
 		cb(&r, arg);
-		if (p->slot_used[slot] && !persist_has(p, h.issuer_key_hash, h.serial))
+		if (p->slot_used[slot] && !persist_has(p, &h.key))
 			journal_clear(p, slot);
 		n++;
 	}
@@ -451,24 +447,21 @@ persist_free(struct persist **pp)
 /* The op pending for the entry, or a new one (kind unset, queued at the tail); NULL when the
  * key is malformed or memory ran out. *fresh says which. */
 static struct op *
-op_get(struct persist *p, const char *issuer_key_hash, const char *serial, int *fresh)
+op_get(struct persist *p, const struct stapler_key *key, int *fresh)
 {
-	struct stapler_key key;
 	struct op *o;
 	void *replaced;
 
-	if (stapler_key_from_hex(&key, issuer_key_hash, serial) < 0)
-		return NULL;
-	if ((o = table_get(&p->ops, &key, p->seed)) != NULL) {
+	if ((o = table_get(&p->ops, key, p->seed)) != NULL) {
 		*fresh = 0;
 		return o;
 	}
 	if ((o = calloc(1, sizeof(*o))) == NULL)
 		return NULL;
-	o->key = key;
+	o->key = *key;
 	o->slot = -1;
-	util_strlcpy(o->issuer_key_hash, issuer_key_hash, sizeof(o->issuer_key_hash));
-	util_strlcpy(o->serial, serial, sizeof(o->serial));
+	stapler_key_serial_hex(key, o->serial);
+	stapler_key_hash_hex(key, o->issuer_key_hash);
 	if (table_put(&p->ops, o, p->seed, &replaced) < 0) {
 		free(o);
 		return NULL;
@@ -516,8 +509,14 @@ persist_store(struct persist *p, const struct cache_issuer *issuer, const struct
 	struct cache_row copy;
 	struct cache_issuer icopy = { 0 };
 	int fresh, revoked = row->status == STAPLER_REVOKED;
+	struct stapler_key key;
 	struct op *o;
 
+	if (cache_row_key(row, &key) < 0) {
+		log_error("cache_write_dropped", "serial=%s issuer=%s reason=\"malformed key\"",
+		    row->serial, row->issuer_key_hash);
+		return -1;
+	}
 	if (full(p, revoked))
 		return -1;
 	if (row_copy(&copy, row) < 0 || (issuer != NULL && issuer_copy(&icopy, issuer) < 0)) {
@@ -526,7 +525,7 @@ persist_store(struct persist *p, const struct cache_issuer *issuer, const struct
 		    row->serial, row->issuer_key_hash);
 		return -1;
 	}
-	if ((o = op_get(p, row->issuer_key_hash, row->serial, &fresh)) == NULL) {
+	if ((o = op_get(p, &key, &fresh)) == NULL) {
 		cache_row_clear(&copy);
 		cache_issuer_clear(&icopy);
 		return -1;
@@ -554,15 +553,15 @@ persist_store(struct persist *p, const struct cache_issuer *issuer, const struct
 }
 
 int
-persist_failure(struct persist *p, const char *issuer_key_hash, const char *serial,
-    int failures, const char *last_error, long long next_refresh_at)
+persist_failure(struct persist *p, const struct stapler_key *key, int failures,
+    const char *last_error, long long next_refresh_at)
 {
 	char *err = dup_or_null(last_error);
 	struct op *o;
 	int fresh;
 
 	if ((last_error != NULL && err == NULL) || full(p, 0) ||
-	    (o = op_get(p, issuer_key_hash, serial, &fresh)) == NULL) {
+	    (o = op_get(p, key, &fresh)) == NULL) {
 		free(err);
 		return -1;
 	}
@@ -589,15 +588,12 @@ persist_failure(struct persist *p, const char *issuer_key_hash, const char *seri
 }
 
 int
-persist_delete(struct persist *p, const char *issuer_key_hash, const char *serial)
+persist_delete(struct persist *p, const struct stapler_key *key)
 {
-	struct stapler_key key;
 	struct op *o;
-	int had = 0, rc;
+	int fresh, rc;
 
-	if (stapler_key_from_hex(&key, issuer_key_hash, serial) < 0)
-		return -1;
-	if ((o = table_get(&p->ops, &key, p->seed)) != NULL) {
+	if ((o = table_get(&p->ops, key, p->seed)) != NULL) {
 		/* Whatever was pending for it (a row, a failure record) is the entry; an evicted
 		 * entry's revocation is not brought back by a restart. */
 		op_clear_payload(p, o);
@@ -606,12 +602,12 @@ persist_delete(struct persist *p, const char *issuer_key_hash, const char *seria
 		o->kind = OP_DELETE;
 		return 1;
 	}
-	if ((rc = cache_delete(p->cache, issuer_key_hash, serial)) >= 0)
+	if ((rc = cache_delete(p->cache, key)) >= 0)
 		return rc;
 	if (cache_fault(p->cache) == CACHE_FAULT_OTHER)
 		return -1;
 	/* Locked or full: the delete waits its turn like any write; the row counts as there. */
-	if ((o = op_get(p, issuer_key_hash, serial, &had)) == NULL)
+	if ((o = op_get(p, key, &fresh)) == NULL)
 		return -1;
 	o->kind = OP_DELETE;
 	note_fault(p);
@@ -620,13 +616,9 @@ persist_delete(struct persist *p, const char *issuer_key_hash, const char *seria
 }
 
 int
-persist_has(const struct persist *p, const char *issuer_key_hash, const char *serial)
+persist_has(const struct persist *p, const struct stapler_key *key)
 {
-	struct stapler_key key;
-
-	if (p->ops.count == 0 || stapler_key_from_hex(&key, issuer_key_hash, serial) < 0)
-		return 0;
-	return table_get(&p->ops, &key, p->seed) != NULL;
+	return p->ops.count > 0 && table_get(&p->ops, key, p->seed) != NULL;
 }
 
 size_t

@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 struct event_base;
+struct stapler_key;
 struct cache;
 struct cache_issuer;
 struct cache_row;
@@ -31,8 +32,7 @@ struct persist;
 
 /* A revocation read back from the journal at start: the entry and its verified response. */
 struct persist_revocation {
-	const char *issuer_key_hash;
-	const char *serial;
+	const struct stapler_key *key;
 	long long this_update, next_update, produced_at, fetched_at, revoked_at;
 	int revocation_reason;
 	const unsigned char *der;
@@ -55,15 +55,15 @@ void persist_free(struct persist **p);
  * Returns 0 when written or kept for a retry, -1 when refused (a bad row, or the queue full). */
 int persist_store(struct persist *p, const struct cache_issuer *issuer, const struct cache_row *row);
 /* Records a failed refresh, as cache_set_failure(); folded into a pending store of the entry. */
-int persist_failure(struct persist *p, const char *issuer_key_hash, const char *serial,
-    int failures, const char *last_error, long long next_refresh_at);
+int persist_failure(struct persist *p, const struct stapler_key *key, int failures,
+    const char *last_error, long long next_refresh_at);
 /* Deletes an entry, as cache_delete(); drops what was pending for it. Returns 1 when a row or a
  * pending write was there, 0 when not, -1 on a hard error. A delete the database refuses now
  * is kept and retried like the others. */
-int persist_delete(struct persist *p, const char *issuer_key_hash, const char *serial);
+int persist_delete(struct persist *p, const struct stapler_key *key);
 
 /* 1 when a write for the entry is pending (its row in the database is not the latest). */
-int persist_has(const struct persist *p, const char *issuer_key_hash, const char *serial);
+int persist_has(const struct persist *p, const struct stapler_key *key);
 /* What is pending, and of that how many are revocations. */
 size_t persist_pending(const struct persist *p);
 size_t persist_pending_revocations(const struct persist *p);

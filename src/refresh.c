@@ -33,14 +33,16 @@ struct batch {
 };
 
 static void
-on_purged(const char *issuer_key_hash, const char *serial, void *arg)
+on_purged(const struct stapler_key *key, void *arg)
 {
 	struct refresher *r = arg;
-	struct stapler_key key;
+	char serial[STAPLER_SERIAL_HEX_MAX], issuer_key_hash[STAPLER_SHA1_HEX];
 
-	if (stapler_key_from_hex(&key, issuer_key_hash, serial) == 0)
-		store_remove(r->store, &key);
-	log_info("purged", "serial=%s issuer=%s reason=\"certificate expired\"", serial, issuer_key_hash);
+	store_remove(r->store, key);
+	stapler_key_serial_hex(key, serial);
+	stapler_key_hash_hex(key, issuer_key_hash);
+	log_info("purged", "serial=%s issuer=%s hash=%s reason=\"certificate expired\"", serial,
+	    issuer_key_hash, stapler_hash_alg_name((enum stapler_hash_alg)key->hash_alg));
 }
 
 static void
@@ -80,8 +82,7 @@ admit(struct refresher *r, const struct cache_row *row, time_t now, time_t *late
 	time_t soonest = 0;
 	int n, ok = 0;
 
-	if (stapler_key_from_hex(&key, row->issuer_key_hash, row->serial) < 0 ||
-	    certs_urls_split(row->ocsp_urls, &own) < 0)
+	if (cache_row_key(row, &key) < 0 || certs_urls_decode(row->ocsp_urls, &own) < 0)
 		return 1;       /* the service reports what is wrong with the entry */
 	n = staple_fetch_urls(r->svc, key.key_hash, &own, &urls);
 	for (int i = 0; i < n && !ok; i++)
@@ -129,10 +130,10 @@ tick(struct refresher *r)
 		time_t later;
 
 		/* In flight, or refreshed already with its new row still waiting to be written. */
-		if (staple_service_is_pending(r->svc, b->item[i].issuer_key_hash, b->item[i].serial) ||
-		    staple_service_write_pending(r->svc, b->item[i].issuer_key_hash, b->item[i].serial))
+		if (staple_service_is_pending(r->svc, &b->item[i].key) ||
+		    staple_service_write_pending(r->svc, &b->item[i].key))
 			continue;
-		if (cache_get(r->cache, b->item[i].issuer_key_hash, b->item[i].serial, &row) != 1) {
+		if (cache_get(r->cache, &b->item[i].key, &row) != 1) {
 			cache_row_clear(&row);
 			continue;
 		}

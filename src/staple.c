@@ -171,7 +171,6 @@ staple_service_free(struct staple_service **svcp)
 	*svcp = NULL;
 }
 
-/* Learned issuers that no longer chain to the anchors in force are served no more. */
 /* An intermediate of the bundle names its issuer's responder in its AIA, as the certificate
  * of a stored staple would: /ocsp can forward a miss for it before anyone submitted it. */
 static void
@@ -179,12 +178,16 @@ learn_anchor(X509 *cert, X509 *issuer, void *arg)
 {
 	struct staple_service *svc = arg;
 	struct certs_urls urls;
+	char why[256];
 
-	if (certs_ocsp_urls(cert, &urls) > 0 && issuers_learn(svc->issuers, issuer, &urls) < 0)
+	/* A refused AIA URL (control characters, user information, a fragment) is skipped. */
+	if (certs_ocsp_urls(cert, &urls, why, sizeof(why)) > 0 &&
+	    issuers_learn(svc->issuers, issuer, &urls) < 0)
 		log_warn("issuer_not_learned", "reason=\"registry full or out of memory\"");
 	certs_urls_free(&urls);
 }
 
+/* Learned issuers that no longer chain to the anchors in force are served no more. */
 static void
 retrust(struct staple_service *svc)
 {
@@ -226,6 +229,12 @@ staple_service_store(struct staple_service *svc)
 	return svc->store;
 }
 
+enum stapler_hash_alg
+staple_service_certid_hash(const struct staple_service *svc)
+{
+	return svc->cfg->certid_hash;
+}
+
 size_t
 staple_service_pending(const struct staple_service *svc)
 {
@@ -255,12 +264,12 @@ write_row(struct staple_service *svc, const struct cache_issuer *issuer,
 }
 
 static int
-write_failure(struct staple_service *svc, const char *issuer_key_hash, const char *serial,
-    int failures, const char *last_error, long long next_refresh_at)
+write_failure(struct staple_service *svc, const struct stapler_key *key, int failures,
+    const char *last_error, long long next_refresh_at)
 {
-	return svc->persist != NULL ? persist_failure(svc->persist, issuer_key_hash, serial, failures,
-	    last_error, next_refresh_at) : cache_set_failure(svc->cache, issuer_key_hash, serial,
-	    failures, last_error, next_refresh_at);
+	return svc->persist != NULL ? persist_failure(svc->persist, key, failures, last_error,
+	    next_refresh_at) : cache_set_failure(svc->cache, key, failures, last_error,
+	    next_refresh_at);
 }
 
 /* A revocation from the journal (it never reached the database before the last stop): put
@@ -269,15 +278,16 @@ static void
 replay_revocation(const struct persist_revocation *r, void *arg)
 {
 	struct staple_service *svc = arg;
-	struct stapler_key key;
+	char serial[STAPLER_SERIAL_HEX_MAX], hash[STAPLER_SHA1_HEX];
 	struct cache_row row;
 	struct staple *s;
 	unsigned char *der;
 
-	if (stapler_key_from_hex(&key, r->issuer_key_hash, r->serial) < 0 ||
-	    cache_get(svc->cache, r->issuer_key_hash, r->serial, &row) != 1) {
+	stapler_key_serial_hex(r->key, serial);
+	stapler_key_hash_hex(r->key, hash);
+	if (cache_get(svc->cache, r->key, &row) != 1) {
 		log_warn("revocation_not_recovered", "serial=%s issuer=%s reason=\"entry not cached\"",
-		    r->serial, r->issuer_key_hash);
+		    serial, hash);
 		return;
 	}
 	if (row.status == STAPLER_REVOKED && row.this_update >= r->this_update) {
@@ -302,15 +312,15 @@ replay_revocation(const struct persist_revocation *r, void *arg)
 	row.failures = 0;
 	free(row.last_error);
 	row.last_error = NULL;
-	s = staple_new(&key, STAPLER_REVOKED, (time_t)r->this_update, (time_t)r->next_update,
+	s = staple_new(r->key, STAPLER_REVOKED, (time_t)r->this_update, (time_t)r->next_update,
 	    (time_t)r->produced_at, (time_t)r->fetched_at, r->der, r->der_len);
 	if (s != NULL)
 		store_put(svc->store, s);
 	if (persist_store(svc->persist, NULL, &row) < 0)
-		log_error("cache_store_failed", "serial=%s issuer=%s", row.serial, row.issuer_key_hash);
+		log_error("cache_store_failed", "serial=%s issuer=%s", serial, hash);
 	log_warn("revocation_recovered", "serial=%s issuer=%s this_update=%lld reason=\"the "
 	    "revocation had not reached the database before the last stop; serving it, not the "
-	    "older good\"", row.serial, row.issuer_key_hash, (long long)r->this_update);
+	    "older good\"", serial, hash, (long long)r->this_update);
 	cache_row_clear(&row);
 }
 
@@ -327,14 +337,14 @@ learn_row_issuer(struct staple_service *svc, const struct cache_row *row,
 {
 	struct cache_issuer ci;
 
-	if (!issuers_known(svc->issuers, key->key_hash)) {
-		if (cache_get_issuer(svc->cache, row->issuer_key_hash, &ci) != 1 ||
+	if (!issuers_known(svc->issuers, key)) {
+		if (cache_get_issuer(svc->cache, key, &ci) != 1 ||
 		    issuers_learn_der(svc->issuers, ci.cert_der, ci.cert_len, row->ocsp_urls) < 0)
 			log_warn("issuer_not_learned", "issuer=%s", row->issuer_key_hash);
 		cache_issuer_clear(&ci);
 		return;
 	}
-	(void)issuers_add_urls(svc->issuers, key->key_hash, row->ocsp_urls);
+	(void)issuers_add_urls(svc->issuers, key, row->ocsp_urls);
 }
 
 static int
@@ -344,7 +354,7 @@ load_row(const struct cache_row *row, void *arg)
 	struct stapler_key key;
 	struct staple *s;
 
-	if (stapler_key_from_hex(&key, row->issuer_key_hash, row->serial) < 0) {
+	if (cache_row_key(row, &key) < 0) {
 		log_warn("cache_row_skipped", "serial=%s issuer=%s reason=\"bad key\"", row->serial,
 		    row->issuer_key_hash);
 		return 0;
@@ -377,7 +387,7 @@ record_failure(struct pending *p, const char *error)
 	time_t now = time(NULL), next;
 	int failures;
 
-	if (cache_get(svc->cache, p->t->key_hash_hex, p->t->serial_hex, &row) != 1) {
+	if (cache_get(svc->cache, &p->key, &row) != 1) {
 		/* Nothing cached: the client gets 502, the scheduler has nothing to retry. */
 		log_warn("fetch_failed_uncached", "serial=%s issuer=%s error=\"%s\"", p->t->serial_hex,
 		    p->t->key_hash_hex, error);
@@ -386,7 +396,7 @@ record_failure(struct pending *p, const char *error)
 	}
 	failures = row.failures + 1;
 	next = sched_retry_at(failures, now, (time_t)row.next_update, staple_service_random(svc));
-	if (write_failure(svc, row.issuer_key_hash, row.serial, failures, error, (long long)next) < 0)
+	if (write_failure(svc, &p->key, failures, error, (long long)next) < 0)
 		log_error("cache_store_failed", "serial=%s issuer=%s", row.serial, row.issuer_key_hash);
 	/* A wrong answer (bad signature, another CertID, an unauthorised signer) is worth an
 	 * operator's attention; an absent one (timeout, 5xx, tryLater) is routine. */
@@ -432,21 +442,17 @@ commit(struct pending *p, const char *url, const unsigned char *der, size_t len,
 	struct cache_row row = { 0 };
 	struct cache_issuer issuer = { 0 };
 	struct staple *s;
-	char urls[CERTS_MAX_URLS * CERTS_MAX_URL_LEN];
-	size_t off = 0;
+	char urls[CERTS_URLS_ENCODED_MAX];
 	unsigned char *issuer_der;
 	size_t issuer_len;
 
-	urls[0] = '\0';   /* a target with no URL of its own (an override serves it) */
-	for (int i = 0; i < p->t->urls.n; i++) {
-		int n = snprintf(urls + off, sizeof(urls) - off, "%s%s", i ? "\n" : "", p->t->urls.url[i]);
-
-		if (n > 0 && (size_t)n < sizeof(urls) - off)
-			off += (size_t)n;
-	}
+	/* "" for a target with no URL of its own (an override serves it); the bound on URLs
+	 * makes the list fit. */
+	(void)certs_urls_encode(&p->t->urls, urls, sizeof(urls));
+	row.hash_alg = (enum stapler_hash_alg)p->t->key.hash_alg;
 	util_strlcpy(row.serial, p->t->serial_hex, sizeof(row.serial));
 	util_strlcpy(row.issuer_key_hash, p->t->key_hash_hex, sizeof(row.issuer_key_hash));
-	certs_certid_name_hash_hex(p->t->id, row.issuer_name_hash);
+	util_strlcpy(row.issuer_name_hash, p->t->name_hash_hex, sizeof(row.issuer_name_hash));
 	row.subject = p->t->subject;
 	row.ocsp_url = (char *)(uintptr_t)url;
 	row.ocsp_urls = urls;
@@ -468,6 +474,7 @@ commit(struct pending *p, const char *url, const unsigned char *der, size_t len,
 	*next_refresh = (time_t)row.next_refresh_at;
 
 	util_strlcpy(issuer.key_hash, p->t->key_hash_hex, sizeof(issuer.key_hash));
+	util_strlcpy(issuer.name_hash, p->t->name_hash_hex, sizeof(issuer.name_hash));
 	if ((issuer_der = certs_der(p->t->issuer, &issuer_len)) == NULL)
 		return NULL;
 	{
@@ -553,8 +560,7 @@ keep_held(struct pending *p, const char *url, const struct ocsp_result *r,
 	    p->t->serial_hex, p->t->key_hash_hex, url, (long long)r->this_update,
 	    (long long)held->this_update, (long long)r->produced_at, (long long)held->produced_at,
 	    (long long)next);
-	if (!p->evicted && write_failure(svc, p->t->key_hash_hex, p->t->serial_hex, 0, note,
-	    (long long)next) < 0)
+	if (!p->evicted && write_failure(svc, &p->key, 0, note, (long long)next) < 0)
 		log_error("cache_store_failed", "serial=%s issuer=%s", p->t->serial_hex,
 		    p->t->key_hash_hex);
 	if (staple_servable(held, now))
@@ -728,8 +734,18 @@ wait_add(struct pending *p, const unsigned char *digest, staple_cb cb, void *arg
 	return w;
 }
 
+/* The hex forms of t->key. */
+static void
+target_hex(struct staple_target *t)
+{
+	stapler_key_serial_hex(&t->key, t->serial_hex);
+	stapler_key_hash_hex(&t->key, t->key_hash_hex);
+	stapler_key_name_hash_hex(&t->key, t->name_hash_hex);
+}
+
 struct staple_target *
-staple_target_new(X509 *subject, X509 *issuer, time_t not_after, char *err, size_t errlen)
+staple_target_new(X509 *subject, X509 *issuer, time_t not_after, enum stapler_hash_alg alg,
+    char *err, size_t errlen)
 {
 	struct staple_target *t;
 
@@ -745,15 +761,15 @@ staple_target_new(X509 *subject, X509 *issuer, time_t not_after, char *err, size
 	t->issuer = issuer;
 	t->not_after = not_after;
 	certs_subject(subject, t->subject, sizeof(t->subject));
-	if ((t->id = certs_certid(subject, issuer)) == NULL || certs_certid_key(t->id, &t->key) < 0) {
+	if ((t->id = certs_certid(subject, issuer, alg)) == NULL ||
+	    certs_certid_key(t->id, issuer, &t->key) < 0) {
 		snprintf(err, errlen, "cannot compute the OCSP CertID (serial longer than %d octets?)",
 		    STAPLER_SERIAL_MAX);
 		staple_target_free(&t);
 		return NULL;
 	}
-	stapler_key_serial_hex(&t->key, t->serial_hex);
-	stapler_key_hash_hex(&t->key, t->key_hash_hex);
-	certs_ocsp_urls(subject, &t->urls);
+	target_hex(t);
+	certs_ocsp_urls(subject, &t->urls, t->url_error, sizeof(t->url_error));
 	return t;
 }
 
@@ -772,10 +788,9 @@ staple_target_from_certid(const OCSP_CERTID *id, X509 *issuer, const struct cert
 	t->issuer = issuer;
 	t->not_after = not_after;
 	util_strlcpy(t->subject, subject != NULL ? subject : "", sizeof(t->subject));
-	if ((t->id = OCSP_CERTID_dup(id)) == NULL || certs_certid_key(t->id, &t->key) < 0)
+	if ((t->id = OCSP_CERTID_dup(id)) == NULL || certs_certid_key(t->id, issuer, &t->key) < 0)
 		goto fail;
-	stapler_key_serial_hex(&t->key, t->serial_hex);
-	stapler_key_hash_hex(&t->key, t->key_hash_hex);
+	target_hex(t);
 	for (int i = 0; urls != NULL && i < urls->n && i < CERTS_MAX_URLS; i++) {
 		if ((t->urls.url[i] = strdup(urls->url[i])) == NULL)
 			goto fail;
@@ -819,7 +834,10 @@ target_check(struct staple_service *svc, const struct staple_target *t, char *er
 	int usable = 0;
 
 	if (n == 0) {
-		snprintf(err, errlen, "certificate has no OCSP URL (authorityInfoAccess)");
+		if (t->url_error[0] != '\0')
+			snprintf(err, errlen, "certificate has no usable OCSP URL: %s", t->url_error);
+		else
+			snprintf(err, errlen, "certificate has no OCSP URL (authorityInfoAccess)");
 		return STAPLE_NO_URL;
 	}
 	/* Policy first: a URL the operator did not allow is never contacted. */
@@ -913,15 +931,16 @@ staple_ensure(struct staple_service *svc, struct staple_target *t, const unsigne
 static X509 *
 row_issuer(struct staple_service *svc, const struct cache_row *row, time_t now, int *trusted)
 {
-	unsigned char key_hash[STAPLER_SHA1_LEN];
+	struct stapler_key key;
 	struct cache_issuer ci;
 	const unsigned char *p;
 	X509 *issuer = NULL;
 
-	if (util_unhex(row->issuer_key_hash, key_hash, sizeof(key_hash)) == STAPLER_SHA1_LEN &&
-	    (issuer = issuers_get(svc->issuers, key_hash, svc->trust, now, trusted)) != NULL)
+	if (cache_row_key(row, &key) < 0)
+		return NULL;
+	if ((issuer = issuers_get(svc->issuers, &key, svc->trust, now, trusted)) != NULL)
 		return X509_up_ref(issuer) ? issuer : NULL;
-	if (cache_get_issuer(svc->cache, row->issuer_key_hash, &ci) == 1) {
+	if (cache_get_issuer(svc->cache, &key, &ci) == 1) {
 		p = ci.cert_der;
 		if (ci.cert_len <= LONG_MAX && (issuer = d2i_X509(NULL, &p, (long)ci.cert_len)) != NULL)
 			*trusted = certs_trust_accepts(svc->trust, issuer, now, NULL);
@@ -938,6 +957,7 @@ target_from_row(struct staple_service *svc, const struct cache_row *row, time_t 
 {
 	struct staple_target *t = NULL;
 	struct certs_urls urls = { 0 };
+	struct stapler_key key;
 	OCSP_CERTID *id = NULL;
 	X509 *issuer;
 
@@ -951,15 +971,17 @@ target_from_row(struct staple_service *svc, const struct cache_row *row, time_t 
 		    row->serial, row->issuer_key_hash);
 		goto out;
 	}
-	if (certs_urls_split(row->ocsp_urls, &urls) < 0) {
-		log_error("refresh_skipped", "serial=%s issuer=%s reason=\"out of memory\"", row->serial,
-		    row->issuer_key_hash);
+	if (certs_urls_decode(row->ocsp_urls, &urls) < 0) {
+		log_error("refresh_skipped", "serial=%s issuer=%s reason=\"stored URL list is "
+		    "malformed (or out of memory)\"", row->serial, row->issuer_key_hash);
 		goto out;
 	}
+	/* The stored request's CertID keeps the row's hash algorithm. */
 	t = staple_target_from_certid(id, issuer, &urls, row->subject, (time_t)row->cert_not_after);
-	if (t != NULL && strcmp(t->serial_hex, row->serial) != 0) {
-		log_error("refresh_skipped", "serial=%s issuer=%s reason=\"stored request is for serial %s\"",
-		    row->serial, row->issuer_key_hash, t->serial_hex);
+	if (t != NULL && (cache_row_key(row, &key) < 0 || !stapler_key_equal(&key, &t->key))) {
+		log_error("refresh_skipped", "serial=%s issuer=%s reason=\"stored request is for "
+		    "another CertID (serial %s, %s)\"", row->serial, row->issuer_key_hash,
+		    t->serial_hex, stapler_hash_alg_name((enum stapler_hash_alg)t->key.hash_alg));
 		staple_target_free(&t);
 	}
 out:
@@ -986,7 +1008,7 @@ staple_refresh_row(struct staple_service *svc, const struct cache_row *row, time
 	if (!trusted) {
 		log_warn("refresh_skipped", "serial=%s issuer=%s reason=\"%s\"", row->serial,
 		    row->issuer_key_hash, untrusted);
-		write_failure(svc, row->issuer_key_hash, row->serial, row->failures + 1, untrusted,
+		write_failure(svc, &t->key, row->failures + 1, untrusted,
 		    (long long)now + SCHED_BACKOFF_CAP);
 		staple_target_free(&t);
 		cb(STAPLE_UNTRUSTED, NULL, untrusted, arg);
@@ -996,48 +1018,42 @@ staple_refresh_row(struct staple_service *svc, const struct cache_row *row, time
 }
 
 int
-staple_service_write_pending(const struct staple_service *svc, const char *issuer_key_hash,
-    const char *serial)
+staple_service_write_pending(const struct staple_service *svc, const struct stapler_key *key)
 {
-	return svc->persist != NULL && persist_has(svc->persist, issuer_key_hash, serial);
+	return svc->persist != NULL && persist_has(svc->persist, key);
 }
 
 int
-staple_service_is_pending(const struct staple_service *svc, const char *issuer_key_hash,
-    const char *serial)
+staple_service_is_pending(const struct staple_service *svc, const struct stapler_key *key)
 {
-	struct stapler_key key;
-
-	if (stapler_key_from_hex(&key, issuer_key_hash, serial) < 0)
-		return 0;
-	return table_get(&svc->pending, &key, svc->seed) != NULL;
+	return table_get(&svc->pending, key, svc->seed) != NULL;
 }
 
 int
-staple_service_evict(struct staple_service *svc, const char *issuer_key_hash, const char *serial)
+staple_service_evict(struct staple_service *svc, const struct stapler_key *key)
 {
-	struct stapler_key key;
+	char serial[STAPLER_SERIAL_HEX_MAX], issuer_key_hash[STAPLER_SHA1_HEX];
 	struct pending *p;
 	int rc;
 
-	if (stapler_key_from_hex(&key, issuer_key_hash, serial) < 0)
-		return -1;
-	rc = svc->persist != NULL ? persist_delete(svc->persist, issuer_key_hash, serial) :
-	    cache_delete(svc->cache, issuer_key_hash, serial);
+	stapler_key_serial_hex(key, serial);
+	stapler_key_hash_hex(key, issuer_key_hash);
+	rc = svc->persist != NULL ? persist_delete(svc->persist, key) : cache_delete(svc->cache, key);
 	if (rc < 0)
 		return -1;
-	if (store_remove(svc->store, &key))
+	if (store_remove(svc->store, key))
 		rc = 1;
 	/* A fetch that started before the eviction must not bring the entry back when it
 	 * ends: it leaves the table (a request from now on starts a fetch of its own) and
 	 * stores nothing; its waiters still get what it fetches. */
-	if ((p = table_get(&svc->pending, &key, svc->seed)) != NULL) {
-		table_remove(&svc->pending, &key, svc->seed);
+	if ((p = table_get(&svc->pending, key, svc->seed)) != NULL) {
+		table_remove(&svc->pending, key, svc->seed);
 		p->evicted = 1;
 		rc = 1;
 	}
 	if (rc)
-		log_info("evicted", "serial=%s issuer=%s", serial, issuer_key_hash);
+		log_info("evicted", "serial=%s issuer=%s hash=%s", serial, issuer_key_hash,
+		    stapler_hash_alg_name((enum stapler_hash_alg)key->hash_alg));
 	return rc;
 }
 
@@ -1062,8 +1078,8 @@ prepare(struct staple_service *svc, const unsigned char *body, size_t len, time_
 		out = STAPLE_UNTRUSTED;
 		goto out;
 	}
-	if ((*out_t = staple_target_new(sk_X509_value(certs, 0), issuer, not_after, err,
-	    errlen)) == NULL)
+	if ((*out_t = staple_target_new(sk_X509_value(certs, 0), issuer, not_after,
+	    svc->cfg->certid_hash, err, errlen)) == NULL)
 		goto out;
 	out = STAPLE_OK;
 out:

@@ -42,22 +42,25 @@ struct staple_wait;
  * its chain). Every path that fetches (a submission, a chain staple, an OCSP proxy miss, a
  * refresh) builds one and hands it to staple_ensure(). */
 struct staple_target {
-	struct stapler_key key;
+	struct stapler_key key;   /* the whole CertID (types.h) */
 	char serial_hex[STAPLER_SERIAL_HEX_MAX];
 	char key_hash_hex[STAPLER_SHA1_HEX];
-	OCSP_CERTID *id;          /* owned */
+	char name_hash_hex[STAPLER_SHA1_HEX];
+	OCSP_CERTID *id;          /* owned; hashed with key.hash_alg */
 	X509 *issuer;             /* owned reference */
 	struct certs_urls urls;   /* owned */
+	char url_error[256];      /* why an AIA URL was refused ("" when none was) */
 	char subject[512];
 	time_t not_after;
 	int anonymous;            /* an /ocsp miss: nobody proved the certificate exists */
 };
 
-/* A new target for subject under issuer (a new reference is taken on issuer): CertID, key,
- * AIA URLs. Returns NULL with err set when the CertID cannot be made (serial too long). A
- * target without URLs is returned all the same (urls.n == 0): staple_ensure() answers 422. */
+/* A new target for subject under issuer (a new reference is taken on issuer): the CertID
+ * hashed with alg, key, AIA URLs. Returns NULL with err set when the CertID cannot be made
+ * (serial too long). A target without URLs is returned all the same (urls.n == 0, url_error
+ * saying why when URLs were refused): staple_ensure() answers 422. */
 struct staple_target *staple_target_new(X509 *subject, X509 *issuer, time_t not_after,
-    char *err, size_t errlen);
+    enum stapler_hash_alg alg, char *err, size_t errlen);
 /* A new target from a CertID (copied), its issuer (new reference) and URLs (copied). */
 struct staple_target *staple_target_from_certid(const OCSP_CERTID *id, X509 *issuer,
     const struct certs_urls *urls, const char *subject, time_t not_after);
@@ -110,15 +113,13 @@ struct staple_wait *staple_refresh_row(struct staple_service *svc, const struct 
     time_t now, staple_cb cb, void *arg);
 /* 1 when the entry has a write waiting in the write-behind queue: its row in the database is
  * older than what the service knows (the scheduler leaves it alone until it lands). */
-int staple_service_write_pending(const struct staple_service *svc, const char *issuer_key_hash,
-    const char *serial);
+int staple_service_write_pending(const struct staple_service *svc, const struct stapler_key *key);
 /* 1 when the entry has a fetch in flight. */
-int staple_service_is_pending(const struct staple_service *svc, const char *issuer_key_hash,
-    const char *serial);
+int staple_service_is_pending(const struct staple_service *svc, const struct stapler_key *key);
 /* Forgets an entry: its row, its staple, and what a fetch in flight for it would store (that
  * fetch still answers its waiters, and stores nothing). Returns 1 when it was there (or in
- * flight), 0 when not, -1 on error (a malformed key included). */
-int staple_service_evict(struct staple_service *svc, const char *issuer_key_hash, const char *serial);
+ * flight), 0 when not, -1 on error. */
+int staple_service_evict(struct staple_service *svc, const struct stapler_key *key);
 /* A number in [0, 1) for jitter. */
 double staple_service_random(struct staple_service *svc);
 /* The parts the OCSP proxy and chain staples consult; owned by the service (issuers) or
@@ -126,6 +127,9 @@ double staple_service_random(struct staple_service *svc);
 struct issuers *staple_service_issuers(struct staple_service *svc);
 const struct certs_trust *staple_service_trust(const struct staple_service *svc);
 struct store *staple_service_store(struct staple_service *svc);
+
+/* The CertID hash algorithm of staples for submitted certificates ([cache] certid_hash). */
+enum stapler_hash_alg staple_service_certid_hash(const struct staple_service *svc);
 
 /* Certificates with a fetch in flight. */
 size_t staple_service_pending(const struct staple_service *svc);

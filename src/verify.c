@@ -67,12 +67,22 @@ stapler_verify_staple(const unsigned char *der, size_t len, X509 *cert, X509 *is
 		    "this certificate");
 		goto out;
 	}
-	if ((id = certs_certid(cert, issuer)) == NULL) {
+	if ((id = certs_certid(cert, issuer, STAPLER_HASH_SHA1)) == NULL) {
 		snprintf(out->detail, sizeof(out->detail), "cannot compute the OCSP CertID");
 		goto out;
 	}
 	memset(&r, 0, sizeof(r));
 	v = ocsp_verify(der, len, id, issuer, now, &r);
+	/* A staple answers the CertID it was fetched for: SHA-1 (the default) or SHA-256. */
+	if (v == OCSP_WRONG_CERTID) {
+		OCSP_CERTID_free(id);
+		if ((id = certs_certid(cert, issuer, STAPLER_HASH_SHA256)) == NULL) {
+			snprintf(out->detail, sizeof(out->detail), "cannot compute the OCSP CertID");
+			goto out;
+		}
+		memset(&r, 0, sizeof(r));
+		v = ocsp_verify(der, len, id, issuer, now, &r);
+	}
 	out->this_update = r.this_update;
 	out->next_update = r.next_update;
 	out->produced_at = r.produced_at;

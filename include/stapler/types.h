@@ -12,14 +12,33 @@
 #define STAPLER_SHA1_LEN 20
 #define STAPLER_SHA1_HEX (2 * STAPLER_SHA1_LEN + 1)
 
-/* Identifies one certificate: the CertID's issuer key hash and serial (PRODUCT.md §6: never
- * the serial alone). serial holds the magnitude octets, as `openssl x509 -serial` prints them. */
+/* The hash algorithm of an OCSP CertID (RFC 6960 §4.1.1; RFC 9919 recommends SHA-256). */
+enum stapler_hash_alg {
+	STAPLER_HASH_SHA1 = 0,
+	STAPLER_HASH_SHA256 = 1,
+};
+#define STAPLER_SHA256_LEN 32
+
+/* Identifies one cached response: the whole CertID it answers. A CertID is (hash algorithm,
+ * issuer name hash, issuer key hash, serial); the issuer's part is kept as the SHA-1 hashes of
+ * the issuer's subject name and public key whatever the algorithm (for one issuer they
+ * determine the SHA-256 ones), so one identity names the issuer in every row and the key
+ * needs no wider fields. Never the serial alone (PRODUCT.md §6), never the key hash alone:
+ * two CAs may share a key under different names. serial holds the magnitude octets, as
+ * `openssl x509 -serial` prints them. Zero-initialise before filling (it is hashed bytewise). */
 struct stapler_key {
-	unsigned char key_hash[STAPLER_SHA1_LEN];
+	unsigned char hash_alg;                     /* enum stapler_hash_alg */
+	unsigned char name_hash[STAPLER_SHA1_LEN];  /* SHA-1 of the issuer's subject name */
+	unsigned char key_hash[STAPLER_SHA1_LEN];   /* SHA-1 of the issuer's public key */
 	unsigned char serial_len;
 	unsigned char serial_negative;
 	unsigned char serial[STAPLER_SERIAL_MAX];
 };
+
+/* "sha1", "sha256". */
+const char *stapler_hash_alg_name(enum stapler_hash_alg alg);
+/* Parses "sha1" or "sha256" (any case). Returns 0 or -1. */
+int stapler_hash_alg_parse(const char *name, enum stapler_hash_alg *out);
 
 enum stapler_cert_status {
 	STAPLER_GOOD = 0,
@@ -36,8 +55,13 @@ int stapler_status_parse(const char *name, enum stapler_cert_status *out);
 void stapler_key_serial_hex(const struct stapler_key *key, char out[STAPLER_SERIAL_HEX_MAX]);
 /* Writes the issuer key hash as uppercase hex. */
 void stapler_key_hash_hex(const struct stapler_key *key, char out[STAPLER_SHA1_HEX]);
-/* Fills a key from its hex forms (any case, colons allowed). Returns 0 or -1. */
-int stapler_key_from_hex(struct stapler_key *key, const char *key_hash_hex, const char *serial_hex);
+/* Writes the issuer name hash as uppercase hex. */
+void stapler_key_name_hash_hex(const struct stapler_key *key, char out[STAPLER_SHA1_HEX]);
+/* Fills a key from its stored forms: the algorithm, the SHA-1 issuer name and key hashes and
+ * the serial in hex (any case, colons allowed). Returns 0 or -1. */
+int stapler_key_from_hex(struct stapler_key *key, enum stapler_hash_alg alg,
+    const char *name_hash_hex, const char *key_hash_hex, const char *serial_hex);
+/* 1 when a and b name the same CertID, else 0. */
 int stapler_key_equal(const struct stapler_key *a, const struct stapler_key *b);
 
 #endif

@@ -28,6 +28,7 @@ UNAUTHORIZED = bytes.fromhex("3003 0a01 06".replace(" ", ""))
 
 SHA1_OID = bytes.fromhex("06052b0e03021a")
 SHA256_OID = bytes.fromhex("0609608648016503040201")
+SHA384_OID = bytes.fromhex("0609608648016503040202")
 NONCE_OID = bytes.fromhex("06092b0601050507300102")
 
 
@@ -82,7 +83,7 @@ def cert_id(issuer_der, serial_hex, alg="sha1", name_hash=None):
     h.update(subject_name_der(issuer_der))
     nh = name_hash if name_hash is not None else h.digest()
     kh = hashlib.new(alg, spki_key(issuer_der)).digest()
-    oid = SHA1_OID if alg == "sha1" else SHA256_OID
+    oid = {"sha1": SHA1_OID, "sha256": SHA256_OID, "sha384": SHA384_OID}[alg]
     serial = bytes.fromhex(serial_hex if len(serial_hex) % 2 == 0 else "0" + serial_hex)
     if serial[0] & 0x80:
         serial = b"\x00" + serial
@@ -334,13 +335,13 @@ class OcspTest(IntegrationTestCase):
         self.assertIn("Response verify OK", out)
         self.assertIn("%s: good" % leaf.cert, out)
 
-    def test_sha256_certid_is_unauthorized(self):
-        # The cache is keyed by SHA-1 CertIDs and a response must repeat the client's CertID;
-        # a SHA-256 CertID is refused rather than answered with a response it cannot match.
+    def test_sha384_certid_is_unauthorized(self):
+        # SHA-1 and SHA-256 CertIDs are served (test_certid.py); another algorithm is refused
+        # rather than answered with a response the client cannot match.
         leaf, = self.leaves(("leaf", "2801", False))
         self.start()
         self.submit(leaf)
-        st, h, body = self.post(ocsp_request([cert_id(self.inter.der(), leaf.serial, "sha256")]))
+        st, h, body = self.post(ocsp_request([cert_id(self.inter.der(), leaf.serial, "sha384")]))
         self.assertOcspStatus(st, h, body, UNAUTHORIZED)
 
     def test_oversized_post_is_413(self):
@@ -383,7 +384,9 @@ class ResponderOverrideTest(IntegrationTestCase):
         rows = d.wait_rows(3)
         self.assertEqual({r["ocsp_url"] for r in rows}, {ocsp_url(port)})
         # Submitted certificates' rows keep their own AIA URLs.
-        self.assertEqual({r["ocsp_urls"] for r in rows if r["serial"] != c.serial}, {counter.url})
+        # (netstrings: "LEN:URL," per URL)
+        self.assertEqual({r["ocsp_urls"] for r in rows if r["serial"] != c.serial},
+                         {"%d:%s," % (len(counter.url), counter.url)})
 
     def test_bad_override_is_a_config_error(self):
         root = self.pki.root("root")

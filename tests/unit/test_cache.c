@@ -15,12 +15,25 @@
 
 #include "cache.h"
 #include "cache_report.h"
+#include "certs.h"
 
 #define KEY_A "0123456789ABCDEF0123456789ABCDEF01234567"
 #define KEY_B "FEDCBA9876543210FEDCBA9876543210FEDCBA98"
 #define NAME_HASH "00112233445566778899AABBCCDDEEFF00112233"
 
 static char tmpdir[512];
+
+/* The SHA-1 key of (KEY_x, serial) under NAME_HASH; a few in flight per expression. */
+static const struct stapler_key *
+K(const char *key_hash, const char *serial)
+{
+	static struct stapler_key ring[4];
+	static int next;
+	struct stapler_key *k = &ring[next++ % 4];
+
+	assert_int_equal(stapler_key_from_hex(k, STAPLER_HASH_SHA1, NAME_HASH, key_hash, serial), 0);
+	return k;
+}
 static int dbseq;
 
 /* A fresh database path per test, so tests stay independent. */
@@ -106,7 +119,7 @@ make_row(struct cache_row *row, const char *key_hash, const char *serial,
 	snprintf(row->issuer_name_hash, sizeof(row->issuer_name_hash), "%s", NAME_HASH);
 	row->subject = dup_str("CN=meter 0042,O=Utility \"Nord\"");
 	row->ocsp_url = dup_str("http://ocsp.example.net/a");
-	row->ocsp_urls = dup_str("http://ocsp.example.net/a\nhttp://ocsp2.example.net/");
+	row->ocsp_urls = dup_str("25:http://ocsp.example.net/a,23:http://ocsp2.example.net/,");
 	row->status = status;
 	row->revoked_at = 0;
 	row->revocation_reason = -1;
@@ -132,6 +145,7 @@ make_issuer(struct cache_issuer *iss, const char *key_hash, const char *subject)
 
 	memset(iss, 0, sizeof(*iss));
 	snprintf(iss->key_hash, sizeof(iss->key_hash), "%s", key_hash);
+	snprintf(iss->name_hash, sizeof(iss->name_hash), "%s", NAME_HASH);
 	iss->subject = dup_str(subject);
 	iss->cert_der = dup_bytes(der, sizeof(der));
 	iss->cert_len = sizeof(der);
@@ -264,7 +278,7 @@ test_reopen_idempotent(void **state)
 	assert_int_equal(cache_schema_version(c), cache_schema_latest());
 	assert_int_equal(cache_count(c, &total, NULL), 0);
 	assert_int_equal(total, 1);
-	assert_int_equal(cache_get(c, KEY_A, "01AB", &row), 1);
+	assert_int_equal(cache_get(c, K(KEY_A, "01AB"), &row), 1);
 	cache_row_clear(&row);
 	cache_close(&c);
 	assert_int_equal(raw_int(path, "PRAGMA user_version"), cache_schema_latest());
@@ -293,7 +307,7 @@ test_roundtrip_good_nulls(void **state)
 	c = open_rw(path);
 	store_one(c, KEY_A, "1000", STAPLER_GOOD);
 	make_row(&in, KEY_A, "1000", STAPLER_GOOD);
-	assert_int_equal(cache_get(c, KEY_A, "1000", &out), 1);
+	assert_int_equal(cache_get(c, K(KEY_A, "1000"), &out), 1);
 	assert_row_equal(&in, &out, 1);
 	assert_int_equal(out.revoked_at, 0);
 	assert_int_equal(out.revocation_reason, -1);
@@ -322,7 +336,7 @@ test_roundtrip_revoked(void **state)
 	in.failures = 3;
 	in.last_error = dup_str("upstream timeout after 10s");
 	assert_int_equal(cache_store(c, &iss, &in), 0);
-	assert_int_equal(cache_get(c, KEY_A, "-7F", &out), 1);
+	assert_int_equal(cache_get(c, K(KEY_A, "-7F"), &out), 1);
 	assert_row_equal(&in, &out, 1);
 	cache_row_clear(&out);
 	cache_row_clear(&in);
@@ -362,7 +376,7 @@ test_upsert_replaces_keeps_created(void **state)
 	in.created_at = 1800000000;
 	assert_int_equal(cache_store(c, &iss, &in), 0);
 
-	assert_int_equal(cache_get(c, KEY_A, "ABCD", &out), 1);
+	assert_int_equal(cache_get(c, K(KEY_A, "ABCD"), &out), 1);
 	assert_row_equal(&in, &out, 0);
 	assert_int_equal(out.created_at, 1700000003);
 	cache_row_clear(&out);
@@ -373,7 +387,7 @@ test_upsert_replaces_keeps_created(void **state)
 	cache_issuer_clear(&iss);
 
 	/* The issuer row stays the first one seen. */
-	assert_int_equal(cache_get_issuer(c, KEY_A, &iss), 1);
+	assert_int_equal(cache_get_issuer(c, K(KEY_A, "01"), &iss), 1);
 	assert_string_equal(iss.subject, "CN=Test CA");
 	cache_issuer_clear(&iss);
 	cache_row_clear(&in);
@@ -394,8 +408,8 @@ test_same_serial_two_issuers(void **state)
 	store_one(c, KEY_B, "05", STAPLER_REVOKED);
 	assert_int_equal(cache_count(c, &total, NULL), 0);
 	assert_int_equal(total, 2);
-	assert_int_equal(cache_get(c, KEY_A, "05", &a), 1);
-	assert_int_equal(cache_get(c, KEY_B, "05", &b), 1);
+	assert_int_equal(cache_get(c, K(KEY_A, "05"), &a), 1);
+	assert_int_equal(cache_get(c, K(KEY_B, "05"), &b), 1);
 	assert_string_equal(a.issuer_key_hash, KEY_A);
 	assert_int_equal(a.status, STAPLER_GOOD);
 	assert_string_equal(b.issuer_key_hash, KEY_B);
@@ -415,12 +429,12 @@ test_get_absent(void **state)
 
 	db_path(path, sizeof(path));
 	c = open_rw(path);
-	assert_int_equal(cache_get(c, KEY_A, "01", &row), 0);
+	assert_int_equal(cache_get(c, K(KEY_A, "01"), &row), 0);
 	store_one(c, KEY_A, "01", STAPLER_GOOD);
-	assert_int_equal(cache_get(c, KEY_A, "02", &row), 0);
-	assert_int_equal(cache_get(c, KEY_B, "01", &row), 0);
+	assert_int_equal(cache_get(c, K(KEY_A, "02"), &row), 0);
+	assert_int_equal(cache_get(c, K(KEY_B, "01"), &row), 0);
 	cache_row_clear(&row);
-	assert_int_equal(cache_get_issuer(c, KEY_B, &iss), 0);
+	assert_int_equal(cache_get_issuer(c, K(KEY_B, "01"), &iss), 0);
 	cache_issuer_clear(&iss);
 	cache_close(&c);
 }
@@ -436,7 +450,7 @@ test_get_issuer(void **state)
 	c = open_rw(path);
 	store_one(c, KEY_B, "77", STAPLER_UNKNOWN);
 	make_issuer(&in, KEY_B, "CN=Test CA");
-	assert_int_equal(cache_get_issuer(c, KEY_B, &out), 1);
+	assert_int_equal(cache_get_issuer(c, K(KEY_B, "01"), &out), 1);
 	assert_string_equal(out.key_hash, KEY_B);
 	assert_string_equal(out.subject, in.subject);
 	assert_int_equal(out.cert_len, in.cert_len);
@@ -531,7 +545,7 @@ test_foreach_reentry(void **state)
 	store_one(reentry_cache, KEY_A, "02", STAPLER_GOOD);
 	assert_int_equal(cache_foreach(reentry_cache, reentry_cb, &calls), 0);
 	assert_int_equal(calls, 2);
-	assert_int_equal(cache_get(reentry_cache, KEY_A, "02", &row), 1);
+	assert_int_equal(cache_get(reentry_cache, K(KEY_A, "02"), &row), 1);
 	assert_int_equal(row.failures, 1);
 	cache_row_clear(&row);
 	cache_close(&reentry_cache);
@@ -580,7 +594,7 @@ test_store_rolls_back(void **state)
 	row.subject = NULL;
 	assert_int_equal(cache_store(c, &iss, &row), -1);
 	cache_issuer_clear(&iss);
-	assert_int_equal(cache_get_issuer(c, KEY_A, &iss), 0);
+	assert_int_equal(cache_get_issuer(c, K(KEY_A, "01"), &iss), 0);
 	cache_row_clear(&row);
 
 	/* Without an issuer, the row needs one already known (foreign key). */
@@ -649,6 +663,103 @@ test_readonly_old_schema(void **state)
 	    1);
 }
 
+/* Schema version 2, written out here as that release created it (sql/001 and sql/002), with
+ * rows as it stored them: a database of the previous release. */
+static const char v2_schema[] =
+    "CREATE TABLE issuer (key_hash TEXT PRIMARY KEY, subject TEXT NOT NULL,"
+    " cert_der BLOB NOT NULL, added_at INTEGER NOT NULL);"
+    "CREATE TABLE ocsp_response (id INTEGER PRIMARY KEY, serial TEXT NOT NULL,"
+    " issuer_key_hash TEXT NOT NULL REFERENCES issuer(key_hash), issuer_name_hash TEXT NOT NULL,"
+    " subject TEXT NOT NULL, ocsp_url TEXT NOT NULL, ocsp_urls TEXT NOT NULL,"
+    " cert_status TEXT NOT NULL CHECK (cert_status IN ('good', 'revoked', 'unknown')),"
+    " revoked_at INTEGER, revocation_reason INTEGER, this_update INTEGER NOT NULL,"
+    " next_update INTEGER NOT NULL, produced_at INTEGER NOT NULL, fetched_at INTEGER NOT NULL,"
+    " cert_not_after INTEGER NOT NULL, response_der BLOB NOT NULL, request_der BLOB NOT NULL,"
+    " next_refresh_at INTEGER NOT NULL DEFAULT 0, failures INTEGER NOT NULL DEFAULT 0,"
+    " last_error TEXT, created_at INTEGER NOT NULL, UNIQUE (issuer_key_hash, serial));"
+    "CREATE INDEX ocsp_response_next_refresh_at ON ocsp_response (next_refresh_at);"
+    "CREATE INDEX ocsp_response_cert_not_after ON ocsp_response (cert_not_after);"
+    "INSERT INTO issuer VALUES ('" KEY_A "', 'CN=Old CA', x'3003020101', 1600000000);"
+    "INSERT INTO issuer VALUES ('" KEY_B "', 'CN=Unused CA', x'3003020102', 1600000000);"
+    "INSERT INTO ocsp_response (serial, issuer_key_hash, issuer_name_hash, subject, ocsp_url,"
+    " ocsp_urls, cert_status, revoked_at, revocation_reason, this_update, next_update,"
+    " produced_at, fetched_at, cert_not_after, response_der, request_der, next_refresh_at,"
+    " failures, last_error, created_at) VALUES"
+    " ('01AB', '" KEY_A "', '" NAME_HASH "', 'CN=meter 1', 'http://ocsp.example/',"
+    " 'http://ocsp.example/' || char(10) || 'http://backup.example/ocsp', 'good', NULL, NULL,"
+    " 1700000000, 1700604800, 1700000001, 1700000002, 2000000000, x'3082000500', x'300001',"
+    " 1700300000, 2, 'http://ocsp.example/: timed out', 1690000000),"
+    " ('02', '" KEY_A "', '" NAME_HASH "', 'CN=meter 2', '', '', 'revoked', 1699999999, 1,"
+    " 1700000000, 1700604800, 1700000001, 1700000002, 2000000000, x'30820006', x'300002',"
+    " 0, 0, NULL, 1690000001);"
+    "PRAGMA user_version = 2;";
+
+/* A version-2 database is migrated on a read-write open: every row survives as a SHA-1
+ * CertID under its (name hash, key hash) issuer, its URL list split where it was, its
+ * scheduler state and blobs unchanged; the new key tells the algorithms apart. */
+static void
+test_migrate_from_v2(void **state)
+{
+	char path[600];
+	struct cache *c;
+	struct cache_row row, sha256;
+	struct cache_issuer iss;
+	struct certs_urls urls;
+	struct stapler_key k256;
+	long long total;
+
+	db_path(path, sizeof(path));
+	assert_int_equal(raw_exec(path, v2_schema), SQLITE_OK);
+	c = open_rw(path);
+	assert_int_equal(cache_schema_version(c), 3);
+	assert_int_equal(cache_count(c, &total, NULL), 0);
+	assert_int_equal(total, 2);
+	assert_int_equal(cache_get(c, K(KEY_A, "01AB"), &row), 1);
+	assert_int_equal(row.hash_alg, STAPLER_HASH_SHA1);
+	assert_string_equal(row.issuer_name_hash, NAME_HASH);
+	assert_string_equal(row.subject, "CN=meter 1");
+	assert_int_equal(certs_urls_decode(row.ocsp_urls, &urls), 2);
+	assert_string_equal(urls.url[0], "http://ocsp.example/");
+	assert_string_equal(urls.url[1], "http://backup.example/ocsp");
+	certs_urls_free(&urls);
+	assert_int_equal(row.response_len, 5);
+	assert_memory_equal(row.response_der, "\x30\x82\x00\x05\x00", 5);
+	assert_int_equal(row.next_refresh_at, 1700300000);
+	assert_int_equal(row.failures, 2);
+	assert_string_equal(row.last_error, "http://ocsp.example/: timed out");
+	assert_int_equal(row.created_at, 1690000000);
+	cache_row_clear(&row);
+	assert_int_equal(cache_get(c, K(KEY_A, "02"), &row), 1);
+	assert_int_equal(row.status, STAPLER_REVOKED);
+	assert_int_equal(row.revoked_at, 1699999999);
+	assert_string_equal(row.ocsp_urls, "");
+	/* The issuer is known by both hashes now; one no row used is gone. */
+	assert_int_equal(cache_get_issuer(c, K(KEY_A, "01"), &iss), 1);
+	assert_string_equal(iss.subject, "CN=Old CA");
+	assert_string_equal(iss.name_hash, NAME_HASH);
+	cache_issuer_clear(&iss);
+	assert_int_equal(cache_get_issuer(c, K(KEY_B, "01"), &iss), 0);
+	cache_issuer_clear(&iss);
+	/* The same certificate under a SHA-256 CertID is a row of its own. */
+	k256 = *K(KEY_A, "02");
+	k256.hash_alg = STAPLER_HASH_SHA256;
+	assert_int_equal(cache_get(c, &k256, &sha256), 0);
+	row.hash_alg = STAPLER_HASH_SHA256;
+	assert_int_equal(cache_store(c, NULL, &row), 0);
+	assert_int_equal(cache_get(c, &k256, &sha256), 1);
+	assert_int_equal(sha256.hash_alg, STAPLER_HASH_SHA256);
+	assert_int_equal(cache_count(c, &total, NULL), 0);
+	assert_int_equal(total, 3);
+	cache_row_clear(&sha256);
+	cache_row_clear(&row);
+	cache_close(&c);
+	/* Opening again changes nothing. */
+	c = open_rw(path);
+	assert_int_equal(cache_count(c, &total, NULL), 0);
+	assert_int_equal(total, 3);
+	cache_close(&c);
+}
+
 static void
 test_readonly_cannot_write(void **state)
 {
@@ -672,7 +783,7 @@ test_readonly_cannot_write(void **state)
 	assert_int_equal(cache_store(c, &iss, &row), -1);
 	cache_row_clear(&row);
 	cache_issuer_clear(&iss);
-	assert_int_equal(cache_get(c, KEY_A, "01", &row), 1);
+	assert_int_equal(cache_get(c, K(KEY_A, "01"), &row), 1);
 	cache_row_clear(&row);
 	assert_int_equal(cache_count(c, &total, NULL), 0);
 	assert_int_equal(total, 1);
@@ -780,12 +891,11 @@ test_due_order_limit_and_expired_certs(void **state)
 	store_sched(c, "04", 400, 5000);     /* not due at 350 */
 	store_sched(c, "05", 50, 340);       /* due, but the certificate expired */
 	assert_int_equal(cache_due(c, 350, 2, d), 2);
-	assert_string_equal(d[0].serial, "01");
-	assert_string_equal(d[1].serial, "02");
-	assert_string_equal(d[0].issuer_key_hash, KEY_A);
+	assert_true(stapler_key_equal(&d[0].key, K(KEY_A, "01")));
+	assert_true(stapler_key_equal(&d[1].key, K(KEY_A, "02")));
 	memset(d, 0, sizeof(d));
 	assert_int_equal(cache_due(c, 350, 8, d), 3);
-	assert_string_equal(d[2].serial, "03");
+	assert_true(stapler_key_equal(&d[2].key, K(KEY_A, "03")));
 	cache_close(&c);
 }
 
@@ -795,18 +905,20 @@ test_set_refresh_and_failure_keep_response(void **state)
 	char path[600];
 	struct cache *c;
 	struct cache_row before, after;
-	struct cache_refresh items[2] = {
-		{ KEY_A, "01", 9000 }, { KEY_A, "02", 9100 },
-	};
+	struct cache_refresh items[2];
 
+	items[0].key = *K(KEY_A, "01");
+	items[0].next_refresh_at = 9000;
+	items[1].key = *K(KEY_A, "02");
+	items[1].next_refresh_at = 9100;
 	db_path(path, sizeof(path));
 	c = open_rw(path);
 	store_sched(c, "01", 100, 50000);
 	store_sched(c, "02", 100, 50000);
-	assert_int_equal(cache_get(c, KEY_A, "01", &before), 1);
+	assert_int_equal(cache_get(c, K(KEY_A, "01"), &before), 1);
 	assert_int_equal(cache_set_refresh(c, items, 2), 0);
-	assert_int_equal(cache_set_failure(c, KEY_A, "01", 3, "http://x/: timed out", 7777), 0);
-	assert_int_equal(cache_get(c, KEY_A, "01", &after), 1);
+	assert_int_equal(cache_set_failure(c, K(KEY_A, "01"), 3, "http://x/: timed out", 7777), 0);
+	assert_int_equal(cache_get(c, K(KEY_A, "01"), &after), 1);
 	assert_int_equal(after.failures, 3);
 	assert_string_equal(after.last_error, "http://x/: timed out");
 	assert_int_equal(after.next_refresh_at, 7777);
@@ -816,14 +928,14 @@ test_set_refresh_and_failure_keep_response(void **state)
 	assert_int_equal(after.next_update, before.next_update);
 	assert_int_equal(after.fetched_at, before.fetched_at);
 	cache_row_clear(&after);
-	assert_int_equal(cache_get(c, KEY_A, "02", &after), 1);
+	assert_int_equal(cache_get(c, K(KEY_A, "02"), &after), 1);
 	assert_int_equal(after.next_refresh_at, 9100);
 	assert_int_equal(after.failures, 0);
 	cache_row_clear(&after);
 	cache_row_clear(&before);
 	/* A successful store clears the failure state again. */
 	store_sched(c, "01", 8000, 50000);
-	assert_int_equal(cache_get(c, KEY_A, "01", &after), 1);
+	assert_int_equal(cache_get(c, K(KEY_A, "01"), &after), 1);
 	assert_int_equal(after.failures, 0);
 	assert_null(after.last_error);
 	cache_row_clear(&after);
@@ -833,8 +945,11 @@ test_set_refresh_and_failure_keep_response(void **state)
 static int purged_n;
 
 static void
-purged_cb(const char *key_hash, const char *serial, void *arg)
+purged_cb(const struct stapler_key *key, void *arg)
 {
+	char key_hash[STAPLER_SHA1_HEX];
+
+	stapler_key_hash_hex(key, key_hash);
 	assert_string_equal(key_hash, KEY_A);
 	purged_n++;
 }
@@ -853,9 +968,9 @@ test_delete_and_purge(void **state)
 	store_sched(c, "02", 100, 2000);
 	store_sched(c, "03", 100, 3000);
 	store_sched(c, "04", 100, 900);
-	assert_int_equal(cache_delete(c, KEY_A, "03"), 1);
-	assert_int_equal(cache_delete(c, KEY_A, "03"), 0);
-	assert_int_equal(cache_get(c, KEY_A, "03", &row), 0);
+	assert_int_equal(cache_delete(c, K(KEY_A, "03")), 1);
+	assert_int_equal(cache_delete(c, K(KEY_A, "03")), 0);
+	assert_int_equal(cache_get(c, K(KEY_A, "03"), &row), 0);
 	purged_n = 0;
 	/* Expired before 1500: 04 and 01, and at most one per call. */
 	assert_int_equal(cache_purge_expired(c, 1500, 1, purged_cb, NULL), 1);
@@ -864,7 +979,7 @@ test_delete_and_purge(void **state)
 	assert_int_equal(purged_n, 2);
 	assert_int_equal(cache_count(c, &total, NULL), 0);
 	assert_int_equal(total, 1);
-	assert_int_equal(cache_get(c, KEY_A, "02", &row), 1);
+	assert_int_equal(cache_get(c, K(KEY_A, "02"), &row), 1);
 	cache_row_clear(&row);
 	cache_close(&c);
 }
@@ -886,7 +1001,7 @@ test_spread_due(void **state)
 	assert_int_equal(cache_spread_due(c, 1000, 60), 10);
 	for (int i = 0; i < 20; i++) {
 		snprintf(serial, sizeof(serial), "%02X", i + 1);
-		assert_int_equal(cache_get(c, KEY_A, serial, &row), 1);
+		assert_int_equal(cache_get(c, K(KEY_A, serial), &row), 1);
 		if (i < 10) {
 			assert_in_range(row.next_refresh_at, 1000, 1059);
 		} else {
@@ -900,9 +1015,9 @@ test_spread_due(void **state)
 static int
 report_cb(const struct cache_report_entry *e, void *arg)
 {
-	struct cache_refresh *seen = arg;
+	char *seen = arg;
 
-	snprintf(seen->serial, sizeof(seen->serial), "%s", e->serial);
+	snprintf(seen, STAPLER_SERIAL_HEX_MAX, "%s", e->serial);
 	return 0;
 }
 
@@ -912,7 +1027,8 @@ test_report_due_matches_scheduler(void **state)
 {
 	char path[600];
 	struct cache *c;
-	struct cache_refresh listed = { .serial = "" }, due[4];
+	struct cache_refresh due[4];
+	char listed[STAPLER_SERIAL_HEX_MAX] = "", due_serial[STAPLER_SERIAL_HEX_MAX];
 	struct cache_report_filter f = { .due = 1, .now = 350 };
 	struct cache_report_stats st;
 
@@ -921,10 +1037,11 @@ test_report_due_matches_scheduler(void **state)
 	store_sched(c, "01", 100, 5000);
 	store_sched(c, "02", 50, 340);       /* due, but the certificate expired */
 	store_sched(c, "03", 400, 5000);     /* not due */
-	assert_int_equal(cache_report_list(c, &f, report_cb, &listed), 1);
-	assert_string_equal(listed.serial, "01");
+	assert_int_equal(cache_report_list(c, &f, report_cb, listed), 1);
+	assert_string_equal(listed, "01");
 	assert_int_equal(cache_due(c, 350, 4, due), 1);
-	assert_string_equal(due[0].serial, listed.serial);
+	stapler_key_serial_hex(&due[0].key, due_serial);
+	assert_string_equal(due_serial, listed);
 	assert_int_equal(cache_report_stats(c, 350, &st), 0);
 	assert_int_equal(st.due, 1);
 	cache_close(&c);
@@ -954,6 +1071,7 @@ main(void)
 		cmocka_unit_test(test_store_rolls_back),
 		cmocka_unit_test(test_readonly_missing),
 		cmocka_unit_test(test_readonly_old_schema),
+		cmocka_unit_test(test_migrate_from_v2),
 		cmocka_unit_test(test_readonly_cannot_write),
 		cmocka_unit_test(test_readonly_beside_writer),
 		cmocka_unit_test(test_newer_schema_refused),

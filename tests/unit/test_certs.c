@@ -61,10 +61,10 @@ serial_hex_of(const unsigned char *serial, size_t len, char *hex, char *expect, 
 	};
 	struct testpki_ent leaf = testpki_cert(&o);
 	struct stapler_key key;
-	OCSP_CERTID *id = certs_certid(leaf.cert, ca.cert);
+	OCSP_CERTID *id = certs_certid(leaf.cert, ca.cert, STAPLER_HASH_SHA1);
 
 	assert_non_null(id);
-	assert_int_equal(certs_certid_key(id, &key), 0);
+	assert_int_equal(certs_certid_key(id, NULL, &key), 0);
 	assert_int_equal(key.serial_negative, 0);
 	stapler_key_serial_hex(&key, hex);
 	openssl_serial(leaf.cert, expect, cap);
@@ -166,11 +166,11 @@ test_certid_hashes_and_serial(void **state)
 	bits = X509_get0_pubkey_bitstr(leaf.cert);
 	sha1_hex(ASN1_STRING_get0_data(bits), (size_t)ASN1_STRING_length(bits), leaf_key);
 
-	id = certs_certid(leaf.cert, ca.cert);
+	id = certs_certid(leaf.cert, ca.cert, STAPLER_HASH_SHA1);
 	assert_non_null(id);
 	certs_certid_name_hash_hex(id, got_name);
 	assert_string_equal(got_name, want_name);
-	assert_int_equal(certs_certid_key(id, &key), 0);
+	assert_int_equal(certs_certid_key(id, NULL, &key), 0);
 	util_hex(key.key_hash, STAPLER_SHA1_LEN, got_key);
 	assert_string_equal(got_key, want_key);
 	/* The issuer's key, not the subject's. */
@@ -201,15 +201,15 @@ test_certid_serial_too_long(void **state)
 	(void)state;
 	memset(serial, 0x11, sizeof(serial));
 	leaf = testpki_cert(&o);
-	id = certs_certid(leaf.cert, ca.cert);
+	id = certs_certid(leaf.cert, ca.cert, STAPLER_HASH_SHA1);
 	assert_non_null(id);
-	assert_int_equal(certs_certid_key(id, &key), -1);
+	assert_int_equal(certs_certid_key(id, NULL, &key), -1);
 	OCSP_CERTID_free(id);
 
 	o.serial_len = STAPLER_SERIAL_MAX;
 	ok = testpki_cert(&o);
-	id = certs_certid(ok.cert, ca.cert);
-	assert_int_equal(certs_certid_key(id, &key), 0);
+	id = certs_certid(ok.cert, ca.cert, STAPLER_HASH_SHA1);
+	assert_int_equal(certs_certid_key(id, NULL, &key), 0);
 	assert_int_equal(key.serial_len, STAPLER_SERIAL_MAX);
 	OCSP_CERTID_free(id);
 
@@ -245,20 +245,20 @@ test_aia_urls(void **state)
 
 	(void)state;
 	leaf = leaf_with_urls(&ca, urls, 0);
-	assert_int_equal(certs_ocsp_urls(leaf.cert, &u), 0);
+	assert_int_equal(certs_ocsp_urls(leaf.cert, &u, NULL, 0), 0);
 	assert_int_equal(u.n, 0);
 	certs_urls_free(&u);
 	testpki_ent_free(&leaf);
 
 	leaf = leaf_with_urls(&ca, urls, 1);
-	assert_int_equal(certs_ocsp_urls(leaf.cert, &u), 1);
+	assert_int_equal(certs_ocsp_urls(leaf.cert, &u, NULL, 0), 1);
 	assert_string_equal(u.url[0], urls[0]);
 	certs_urls_free(&u);
 	assert_int_equal(u.n, 0);
 	testpki_ent_free(&leaf);
 
 	leaf = leaf_with_urls(&ca, urls, 3);
-	assert_int_equal(certs_ocsp_urls(leaf.cert, &u), 3);
+	assert_int_equal(certs_ocsp_urls(leaf.cert, &u, NULL, 0), 3);
 	assert_string_equal(u.url[0], urls[0]);
 	assert_string_equal(u.url[1], urls[1]);
 	assert_string_equal(u.url[2], urls[2]);
@@ -267,7 +267,7 @@ test_aia_urls(void **state)
 
 	/* More than CERTS_MAX_URLS: the first ones are kept. */
 	leaf = leaf_with_urls(&ca, urls, 5);
-	assert_int_equal(certs_ocsp_urls(leaf.cert, &u), CERTS_MAX_URLS);
+	assert_int_equal(certs_ocsp_urls(leaf.cert, &u, NULL, 0), CERTS_MAX_URLS);
 	for (int i = 0; i < CERTS_MAX_URLS; i++)
 		assert_string_equal(u.url[i], urls[i]);
 	certs_urls_free(&u);
@@ -292,7 +292,7 @@ test_aia_url_too_long_skipped(void **state)
 	urls[0] = longurl;
 	urls[1] = "http://short.example/";
 	leaf = leaf_with_urls(&ca, urls, 2);
-	assert_int_equal(certs_ocsp_urls(leaf.cert, &u), 1);
+	assert_int_equal(certs_ocsp_urls(leaf.cert, &u, NULL, 0), 1);
 	assert_string_equal(u.url[0], "http://short.example/");
 	certs_urls_free(&u);
 	testpki_ent_free(&leaf);
@@ -894,20 +894,32 @@ test_trust_find_by_key_hash(void **state)
 {
 	struct pki *p = *state;
 	X509 *anchors[2] = { p->root.cert, p->ca.cert };
+	ASN1_OCTET_STRING *nh = NULL, *kh = NULL;
 	struct stapler_key key;
 	struct bundle b;
 	OCSP_CERTID *id;
+	X509 *found;
 
 	bundle_load(&b, anchors, 2);
-	id = certs_certid(p->leaf.cert, p->ca.cert);
-	assert_int_equal(certs_certid_key(id, &key), 0);
-	assert_ptr_not_equal(certs_trust_find_by_key_hash(b.trust, key.key_hash), NULL);
-	assert_int_equal(X509_cmp(certs_trust_find_by_key_hash(b.trust, key.key_hash),
-	    p->ca.cert), 0);
+	id = certs_certid(p->leaf.cert, p->ca.cert, STAPLER_HASH_SHA1);
+	assert_int_equal(certs_certid_key(id, NULL, &key), 0);
+	found = certs_trust_find(b.trust, STAPLER_HASH_SHA1, key.name_hash, key.key_hash);
+	assert_non_null(found);
+	assert_int_equal(X509_cmp(found, p->ca.cert), 0);
 	OCSP_CERTID_free(id);
-	id = certs_certid(p->other_root.cert, p->other_root.cert);
-	assert_int_equal(certs_certid_key(id, &key), 0);
-	assert_null(certs_trust_find_by_key_hash(b.trust, key.key_hash));
+	/* By the hashes of a SHA-256 CertID too. */
+	id = certs_certid(p->leaf.cert, p->ca.cert, STAPLER_HASH_SHA256);
+	assert_true(OCSP_id_get0_info(&nh, NULL, &kh, NULL, id));
+	found = certs_trust_find(b.trust, STAPLER_HASH_SHA256, ASN1_STRING_get0_data(nh),
+	    ASN1_STRING_get0_data(kh));
+	assert_non_null(found);
+	assert_int_equal(X509_cmp(found, p->ca.cert), 0);
+	assert_null(certs_trust_find(b.trust, STAPLER_HASH_SHA1, ASN1_STRING_get0_data(nh),
+	    ASN1_STRING_get0_data(kh)));
+	OCSP_CERTID_free(id);
+	id = certs_certid(p->other_root.cert, p->other_root.cert, STAPLER_HASH_SHA1);
+	assert_int_equal(certs_certid_key(id, NULL, &key), 0);
+	assert_null(certs_trust_find(b.trust, STAPLER_HASH_SHA1, key.name_hash, key.key_hash));
 	OCSP_CERTID_free(id);
 	bundle_free(&b);
 }
@@ -1023,32 +1035,148 @@ test_subject_and_der(void **state)
 	OPENSSL_free(der);
 }
 
-/* The cache's '\n'-separated URL list, as refreshes and the OCSP proxy read it back. */
+/* The cache's URL list (netstrings), as refreshes and the OCSP proxy read it back: what goes
+ * in comes out, a newline inside a URL included, and nothing else parses. */
 static void
-test_urls_split(void **state)
+test_urls_encode_decode(void **state)
 {
+	struct certs_urls in = { .n = 3, .url = { "http://a/", "http://b/x\nhttp://evil/", "http://c/" } };
 	struct certs_urls u;
-	char list[2 * CERTS_MAX_URL_LEN + 64], *p;
+	char list[CERTS_URLS_ENCODED_MAX];
 
-	assert_int_equal(certs_urls_split(NULL, &u), 0);
-	assert_int_equal(certs_urls_split("", &u), 0);
-	assert_int_equal(certs_urls_split("http://a/\n\nhttp://b/\n", &u), 2);
-	assert_string_equal(u.url[0], "http://a/");
-	assert_string_equal(u.url[1], "http://b/");
+	(void)state;
+	assert_int_equal(certs_urls_decode(NULL, &u), 0);
+	assert_int_equal(certs_urls_decode("", &u), 0);
+	assert_int_equal(certs_urls_encode(&in, list, sizeof(list)), 0);
+	assert_string_equal(list, "9:http://a/,23:http://b/x\nhttp://evil/,9:http://c/,");
+	assert_int_equal(certs_urls_decode(list, &u), 3);
+	for (int i = 0; i < 3; i++)
+		assert_string_equal(u.url[i], in.url[i]);
 	certs_urls_free(&u);
-	/* At most CERTS_MAX_URLS, in order. */
-	assert_int_equal(certs_urls_split("http://1/\nhttp://2/\nhttp://3/\nhttp://4/\nhttp://5/", &u),
-	    CERTS_MAX_URLS);
-	assert_string_equal(u.url[CERTS_MAX_URLS - 1], "http://4/");
+	/* Too small a buffer fails rather than cutting a URL. */
+	assert_int_equal(certs_urls_encode(&in, list, 20), -1);
+	assert_string_equal(list, "");
+	/* Malformed: the old '\n' form, a wrong length, a missing comma, no digits, too many. */
+	assert_int_equal(certs_urls_decode("http://a/\nhttp://b/", &u), -1);
+	assert_int_equal(certs_urls_decode("10:http://a/,", &u), -1);
+	assert_int_equal(certs_urls_decode("9:http://a/", &u), -1);
+	assert_int_equal(certs_urls_decode(":http://a/,", &u), -1);
+	assert_int_equal(certs_urls_decode("0:,", &u), -1);
+	assert_int_equal(certs_urls_decode("99999:x,", &u), -1);
+	assert_int_equal(certs_urls_decode("3:a/1,3:a/2,3:a/3,3:a/4,3:a/5,", &u), -1);
+	assert_int_equal(u.n, 0);
+}
+
+/* AIA URLs are taken exactly as written or refused, with the reason: a newline (it once split
+ * into two stored URLs), user information (sent as credentials), a fragment (it swallows a
+ * GET's request), another scheme. The good ones stay, in order. */
+static void
+test_aia_urls_refused(void **state)
+{
+	static const char *const bad[] = {
+		"http://a.example/ocsp\nhttp://evil.example/",
+		"http://user:pass@b.example/ocsp",
+		"http://c.example/ocsp#frag",
+		"ldap://d.example/",
+		"http://e.example/\t",
+	};
+	static const char *const why[] = { "control character", "user information", "#fragment",
+		"http://", "control character" };
+	const char *mixed[] = { bad[1], "http://ok.example/", bad[0] };
+	struct testpki_ent ca = testpki_root("AIA CA", now_t);
+	struct testpki_ent leaf;
+	struct certs_urls u;
+	char reason[256];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		leaf = leaf_with_urls(&ca, &bad[i], 1);
+		assert_int_equal(certs_ocsp_urls(leaf.cert, &u, reason, sizeof(reason)), 0);
+		if (strstr(reason, "AIA OCSP URL 1 refused: ") != reason || strstr(reason, why[i]) == NULL)
+			fail_msg("URL %zu: reason \"%s\" lacks \"%s\"", i, reason, why[i]);
+		testpki_ent_free(&leaf);
+	}
+	leaf = leaf_with_urls(&ca, mixed, 3);
+	assert_int_equal(certs_ocsp_urls(leaf.cert, &u, reason, sizeof(reason)), 1);
+	assert_string_equal(u.url[0], "http://ok.example/");
+	assert_non_null(strstr(reason, "URL 1 refused"));
 	certs_urls_free(&u);
-	/* An entry too long to be a URL we fetch is skipped, the next one kept. */
-	p = list + snprintf(list, sizeof(list), "http://");
-	memset(p, 'x', CERTS_MAX_URL_LEN);
-	snprintf(p + CERTS_MAX_URL_LEN, sizeof(list) - (size_t)(p - list) - CERTS_MAX_URL_LEN,
-	    "\nhttp://ok/");
-	assert_int_equal(certs_urls_split(list, &u), 1);
-	assert_string_equal(u.url[0], "http://ok/");
+	testpki_ent_free(&leaf);
+	leaf = leaf_with_urls(&ca, &mixed[1], 1);
+	assert_int_equal(certs_ocsp_urls(leaf.cert, &u, reason, sizeof(reason)), 1);
+	assert_string_equal(reason, "");
 	certs_urls_free(&u);
+	testpki_ent_free(&leaf);
+	testpki_ent_free(&ca);
+}
+
+/* The key is the whole CertID: a SHA-256 CertID gets its own key (same issuer identity, the
+ * issuer's SHA-1 hashes, another algorithm), and two CAs sharing a key under different names
+ * get different keys for the same serial. */
+static void
+test_certid_key_per_hash_alg(void **state)
+{
+	struct testpki_ent ca = testpki_root("Key CA One", now_t);
+	struct testpki_cert_opts twin_o = {
+		.cn = "Key CA Two", .key = ca.key, .ca = 1, .base = now_t, .not_before = -DAY,
+		.not_after = 365 * DAY,
+	};
+	struct testpki_ent twin = testpki_cert(&twin_o);
+	struct testpki_ent leaf = testpki_leaf("Key Leaf", &ca, 7, NULL, now_t);
+	struct testpki_ent leaf2 = testpki_leaf("Key Leaf", &twin, 7, NULL, now_t);
+	struct stapler_key k1, k256, k256b, ktwin;
+	unsigned char nh[STAPLER_SHA1_LEN], kh[STAPLER_SHA1_LEN];
+	enum stapler_hash_alg alg;
+	OCSP_CERTID *id1 = certs_certid(leaf.cert, ca.cert, STAPLER_HASH_SHA1);
+	OCSP_CERTID *id256 = certs_certid(leaf.cert, ca.cert, STAPLER_HASH_SHA256);
+	OCSP_CERTID *idtwin = certs_certid(leaf2.cert, twin.cert, STAPLER_HASH_SHA1);
+
+	(void)state;
+	assert_non_null(id1);
+	assert_non_null(id256);
+	assert_int_equal(certs_certid_hash_alg(id1, &alg), 0);
+	assert_int_equal(alg, STAPLER_HASH_SHA1);
+	assert_int_equal(certs_certid_hash_alg(id256, &alg), 0);
+	assert_int_equal(alg, STAPLER_HASH_SHA256);
+	assert_int_equal(certs_certid_key(id1, NULL, &k1), 0);
+	assert_int_equal(k1.hash_alg, STAPLER_HASH_SHA1);
+	/* A SHA-256 CertID does not carry the SHA-1 identity: the issuer gives it. */
+	assert_int_equal(certs_certid_key(id256, NULL, &k256), -1);
+	assert_int_equal(certs_certid_key(id256, ca.cert, &k256), 0);
+	assert_int_equal(k256.hash_alg, STAPLER_HASH_SHA256);
+	assert_memory_equal(k256.name_hash, k1.name_hash, STAPLER_SHA1_LEN);
+	assert_memory_equal(k256.key_hash, k1.key_hash, STAPLER_SHA1_LEN);
+	assert_false(stapler_key_equal(&k1, &k256));
+	assert_int_equal(certs_issuer_hashes(ca.cert, nh, kh), 0);
+	assert_int_equal(certs_certid_key_with(id256, nh, kh, &k256b), 0);
+	assert_true(stapler_key_equal(&k256, &k256b));
+	/* The anchor is found by the hashes of either algorithm. */
+	/* Same key, same serial, another name: another key. */
+	assert_int_equal(certs_certid_key(idtwin, NULL, &ktwin), 0);
+	assert_memory_equal(ktwin.key_hash, k1.key_hash, STAPLER_SHA1_LEN);
+	assert_memory_not_equal(ktwin.name_hash, k1.name_hash, STAPLER_SHA1_LEN);
+	assert_false(stapler_key_equal(&k1, &ktwin));
+	{
+		char nhex[STAPLER_SHA1_HEX], khex[STAPLER_SHA1_HEX], shex[STAPLER_SERIAL_HEX_MAX];
+		struct stapler_key back;
+
+		stapler_key_name_hash_hex(&k256, nhex);
+		stapler_key_hash_hex(&k256, khex);
+		stapler_key_serial_hex(&k256, shex);
+		assert_int_equal(stapler_key_from_hex(&back, STAPLER_HASH_SHA256, nhex, khex, shex), 0);
+		assert_true(stapler_key_equal(&back, &k256));
+		assert_string_equal(stapler_hash_alg_name(STAPLER_HASH_SHA256), "sha256");
+		assert_int_equal(stapler_hash_alg_parse("SHA1", &alg), 0);
+		assert_int_equal(alg, STAPLER_HASH_SHA1);
+		assert_int_equal(stapler_hash_alg_parse("md5", &alg), -1);
+	}
+	OCSP_CERTID_free(id1);
+	OCSP_CERTID_free(id256);
+	OCSP_CERTID_free(idtwin);
+	testpki_ent_free(&leaf);
+	testpki_ent_free(&leaf2);
+	testpki_ent_free(&twin);
+	testpki_ent_free(&ca);
 }
 
 int
@@ -1062,7 +1190,9 @@ main(void)
 		cmocka_unit_test_setup(test_certid_serial_too_long, setup_time),
 		cmocka_unit_test_setup(test_aia_urls, setup_time),
 		cmocka_unit_test_setup(test_aia_url_too_long_skipped, setup_time),
-		cmocka_unit_test(test_urls_split),
+		cmocka_unit_test(test_urls_encode_decode),
+		cmocka_unit_test(test_aia_urls_refused),
+		cmocka_unit_test(test_certid_key_per_hash_alg),
 		cmocka_unit_test_setup_teardown(test_parse_pem_chain_in_order, setup_pki, teardown_pki),
 		cmocka_unit_test_setup_teardown(test_parse_pem_whitespace_and_crlf, setup_pki,
 		    teardown_pki),

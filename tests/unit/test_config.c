@@ -81,6 +81,7 @@ test_defaults(void **state)
 	assert_string_equal(cfg->admin_socket, "/run/staplerd/admin.sock");
 	assert_int_equal(cfg->max_request, 64 * 1024);
 	assert_string_equal(cfg->database, "/var/lib/staplerd/cache.db");
+	assert_int_equal(cfg->certid_hash, STAPLER_HASH_SHA1);
 	assert_string_equal(cfg->ca_file, "/etc/staplerd/ca-bundle.pem");
 	assert_int_equal(cfg->upstream_timeout, 10);
 	assert_int_equal(cfg->max_parallel, 64);
@@ -120,6 +121,7 @@ test_every_key(void **state)
 	    "max_request = 1m\n"
 	    "[cache]\n"
 	    "database = /tmp/x/cache.db\n"
+	    "certid_hash = sha256\n"
 	    "[trust]\n"
 	    "ca_file = /tmp/x/ca.pem\n"
 	    "[upstream]\n"
@@ -138,6 +140,7 @@ test_every_key(void **state)
 	assert_string_equal(cfg->admin_socket, "/tmp/x/admin.sock");
 	assert_int_equal(cfg->max_request, 1024 * 1024);
 	assert_string_equal(cfg->database, "/tmp/x/cache.db");
+	assert_int_equal(cfg->certid_hash, STAPLER_HASH_SHA256);
 	assert_string_equal(cfg->ca_file, "/tmp/x/ca.pem");
 	assert_int_equal(cfg->upstream_timeout, 120);
 	assert_int_equal(cfg->max_parallel, 4096);
@@ -344,6 +347,13 @@ static const struct bad_config bad_configs[] = {
 	/* Host lists. */
 	{ "[upstream]\nallow = good.example bad/host\n", "2: allow: not a host name" },
 	{ "[upstream]\nallow = http://x.example\n", "2: allow: not a host name" },
+	/* Entries are read by the fetcher's URL parser: what it would not give back as a host. */
+	{ "[upstream]\nallow = user@x.example\n", "2: allow: not a host name" },
+	{ "[upstream]\nallow = x.example:8080\n", "2: allow: not a host name" },
+	{ "[upstream]\nallow = x.example#f\n", "2: allow: not a host name" },
+	/* The CertID hash algorithm of submissions. */
+	{ "[cache]\ncertid_hash = md5\n", "2: certid_hash: must be sha1 or sha256" },
+	{ "[cache]\ncertid_hash = SHA256\n", "2: certid_hash: must be sha1 or sha256" },
 	/* Strings must not be empty (an inline comment leaves nothing). */
 	{ "[cache]\ndatabase =\n", "2: database: must not be empty" },
 	{ "[server]\nlisten = ; nothing\n", "2: listen: must not be empty" },

@@ -79,14 +79,15 @@ test_learn_and_resolve(void **state)
 	struct certs_urls urls = { 0 };
 	const struct certs_urls *got;
 	enum issuers_miss miss;
-	OCSP_CERTID *id = certs_certid(f->leaf.cert, f->ca.cert);
+	struct stapler_key key;
+	OCSP_CERTID *id = certs_certid(f->leaf.cert, f->ca.cert, STAPLER_HASH_SHA1);
 
 	/* Not learned yet, and not an anchor. */
-	assert_null(issuers_resolve(f->r, f->trust, time(NULL), id, &got, &miss));
+	assert_null(issuers_resolve(f->r, f->trust, time(NULL), id, &key, &got, &miss));
 	assert_int_equal(miss, ISSUERS_UNKNOWN);
 	assert_int_equal(got->n, 0);
 
-	certs_ocsp_urls(f->leaf.cert, &urls);
+	certs_ocsp_urls(f->leaf.cert, &urls, NULL, 0);
 	assert_int_equal(issuers_learn(f->r, f->ca.cert, &urls), 0);
 	/* Twice, and the same URL again from a cache row: no duplicates. */
 	assert_int_equal(issuers_learn(f->r, f->ca.cert, &urls), 0);
@@ -96,12 +97,13 @@ test_learn_and_resolve(void **state)
 		size_t len;
 
 		der = testpki_der(f->ca.cert, &len);
-		assert_int_equal(issuers_learn_der(f->r, der, len, "http://ocsp.ca/\nhttp://backup.ca/"), 0);
+		assert_int_equal(issuers_learn_der(f->r, der, len,
+		    "15:http://ocsp.ca/,17:http://backup.ca/,"), 0);
 		assert_int_equal(issuers_learn_der(f->r, der, 10, NULL), -1);
 		OPENSSL_free(der);
 	}
 	assert_int_equal(issuers_count(f->r), 1);
-	assert_ptr_equal(issuers_resolve(f->r, f->trust, time(NULL), id, &got, &miss), f->ca.cert);
+	assert_ptr_equal(issuers_resolve(f->r, f->trust, time(NULL), id, &key, &got, &miss), f->ca.cert);
 	assert_int_equal(miss, ISSUERS_FOUND);
 	assert_int_equal(got->n, 2);
 	assert_string_equal(got->url[0], "http://ocsp.ca/");
@@ -116,15 +118,16 @@ test_anchor_without_urls(void **state)
 	struct fx *f = *state;
 	const struct certs_urls *got;
 	enum issuers_miss miss;
-	OCSP_CERTID *id = certs_certid(f->root_leaf.cert, f->root.cert);
+	struct stapler_key key;
+	OCSP_CERTID *id = certs_certid(f->root_leaf.cert, f->root.cert, STAPLER_HASH_SHA1);
 	X509 *x;
 
-	x = issuers_resolve(f->r, f->trust, time(NULL), id, &got, &miss);
+	x = issuers_resolve(f->r, f->trust, time(NULL), id, &key, &got, &miss);
 	assert_non_null(x);
 	assert_int_equal(X509_cmp(x, f->root.cert), 0);   /* the bundle's own copy */
 	assert_int_equal(miss, ISSUERS_FOUND);
 	assert_int_equal(got->n, 0);
-	assert_null(issuers_resolve(f->r, NULL, time(NULL), id, &got, &miss));
+	assert_null(issuers_resolve(f->r, NULL, time(NULL), id, &key, &got, &miss));
 	assert_int_equal(miss, ISSUERS_UNKNOWN);
 	OCSP_CERTID_free(id);
 }
@@ -135,28 +138,52 @@ test_name_hash_and_algorithm(void **state)
 	struct fx *f = *state;
 	const struct certs_urls *got;
 	enum issuers_miss miss;
+	struct stapler_key key;
 	OCSP_CERTID *id;
 
 	assert_int_equal(issuers_learn(f->r, f->ca.cert, NULL), 0);
 	/* The impostor's name hash is the CA's (same name), its key hash is not: unknown. */
-	id = certs_certid(f->leaf.cert, f->impostor.cert);
-	assert_null(issuers_resolve(f->r, f->trust, time(NULL), id, &got, &miss));
+	id = certs_certid(f->leaf.cert, f->impostor.cert, STAPLER_HASH_SHA1);
+	assert_null(issuers_resolve(f->r, f->trust, time(NULL), id, &key, &got, &miss));
 	assert_int_equal(miss, ISSUERS_UNKNOWN);
 	OCSP_CERTID_free(id);
-	/* The CA's key hash with the root's name hash. */
+	/* The CA's key hash with the root's name hash: another issuer (two CAs may share a key
+	 * under different names), unknown here. */
 	id = OCSP_cert_id_new(EVP_sha1(), X509_get_subject_name(f->root.cert),
 	    X509_get0_pubkey_bitstr(f->ca.cert), X509_get_serialNumber(f->leaf.cert));
 	assert_non_null(id);
-	assert_null(issuers_resolve(f->r, f->trust, time(NULL), id, &got, &miss));
-	assert_int_equal(miss, ISSUERS_NAME_MISMATCH);
-	assert_string_equal(issuers_miss_name(miss), "issuer_name_mismatch");
+	assert_null(issuers_resolve(f->r, f->trust, time(NULL), id, &key, &got, &miss));
+	assert_int_equal(miss, ISSUERS_UNKNOWN);
 	OCSP_CERTID_free(id);
-	/* SHA-256 CertIDs are not served. */
-	id = OCSP_cert_to_id(EVP_sha256(), f->leaf.cert, f->ca.cert);
-	assert_null(issuers_resolve(f->r, f->trust, time(NULL), id, &got, &miss));
+	/* A SHA-256 CertID resolves to the same issuer; its key is the issuer's SHA-1 identity
+	 * with the SHA-256 algorithm. */
+	{
+		struct stapler_key k1;
+		OCSP_CERTID *id1 = certs_certid(f->leaf.cert, f->ca.cert, STAPLER_HASH_SHA1);
+
+		id = OCSP_cert_to_id(EVP_sha256(), f->leaf.cert, f->ca.cert);
+		assert_ptr_equal(issuers_resolve(f->r, f->trust, time(NULL), id, &key, &got, &miss),
+		    f->ca.cert);
+		assert_int_equal(miss, ISSUERS_FOUND);
+		assert_int_equal(key.hash_alg, STAPLER_HASH_SHA256);
+		assert_int_equal(certs_certid_key(id1, NULL, &k1), 0);
+		assert_memory_equal(key.key_hash, k1.key_hash, STAPLER_SHA1_LEN);
+		assert_memory_equal(key.name_hash, k1.name_hash, STAPLER_SHA1_LEN);
+		assert_false(stapler_key_equal(&key, &k1));
+		OCSP_CERTID_free(id);
+		OCSP_CERTID_free(id1);
+		/* ...and a SHA-256 CertID of an anchor never learned. */
+		id = OCSP_cert_to_id(EVP_sha256(), f->root_leaf.cert, f->root.cert);
+		assert_non_null(issuers_resolve(f->r, f->trust, time(NULL), id, &key, &got, &miss));
+		assert_int_equal(key.hash_alg, STAPLER_HASH_SHA256);
+		OCSP_CERTID_free(id);
+	}
+	/* Other algorithms are not served. */
+	id = OCSP_cert_to_id(EVP_sha384(), f->leaf.cert, f->ca.cert);
+	assert_null(issuers_resolve(f->r, f->trust, time(NULL), id, &key, &got, &miss));
 	assert_int_equal(miss, ISSUERS_HASH_ALG);
 	OCSP_CERTID_free(id);
-	assert_null(issuers_resolve(f->r, f->trust, time(NULL), NULL, &got, &miss));
+	assert_null(issuers_resolve(f->r, f->trust, time(NULL), NULL, &key, &got, &miss));
 }
 
 /* A learned issuer is served only while it chains to the anchors in force. */
@@ -166,7 +193,8 @@ test_retrust(void **state)
 	struct fx *f = *state;
 	const struct certs_urls *got;
 	enum issuers_miss miss;
-	OCSP_CERTID *id = certs_certid(f->leaf.cert, f->ca.cert);
+	struct stapler_key key;
+	OCSP_CERTID *id = certs_certid(f->leaf.cert, f->ca.cert, STAPLER_HASH_SHA1);
 	struct certs_trust *other;
 	unsigned char *der, *pem;
 	size_t len;
@@ -174,13 +202,13 @@ test_retrust(void **state)
 
 	/* Learned from the cache (warm start): not served until checked against the anchors. */
 	der = testpki_der(f->ca.cert, &len);
-	assert_int_equal(issuers_learn_der(f->r, der, len, "http://ocsp.ca/"), 0);
+	assert_int_equal(issuers_learn_der(f->r, der, len, "15:http://ocsp.ca/,"), 0);
 	OPENSSL_free(der);
-	assert_null(issuers_resolve(f->r, f->trust, time(NULL), id, &got, &miss));
+	assert_null(issuers_resolve(f->r, f->trust, time(NULL), id, &key, &got, &miss));
 	assert_int_equal(miss, ISSUERS_UNTRUSTED);
 	assert_int_equal(issuers_retrust(f->r, f->trust, time(NULL)), 0);
 	{
-		X509 *x = issuers_resolve(f->r, f->trust, time(NULL), id, &got, &miss);
+		X509 *x = issuers_resolve(f->r, f->trust, time(NULL), id, &key, &got, &miss);
 
 		assert_non_null(x);
 		assert_int_equal(X509_cmp(x, f->ca.cert), 0);
@@ -192,7 +220,7 @@ test_retrust(void **state)
 	path = testpki_write_file(f->dir, "other.pem", pem, len);
 	assert_non_null(other = certs_trust_load(path, err, sizeof(err)));
 	assert_int_equal(issuers_retrust(f->r, other, time(NULL)), 1);
-	assert_null(issuers_resolve(f->r, other, time(NULL), id, &got, &miss));
+	assert_null(issuers_resolve(f->r, other, time(NULL), id, &key, &got, &miss));
 	assert_int_equal(miss, ISSUERS_UNTRUSTED);
 	assert_int_equal(got->n, 0);
 	/* Nor past the anchor's validity. */
@@ -212,8 +240,7 @@ static void
 test_trust_until_chain_expiry(void **state)
 {
 	struct fx *f = *state;
-	unsigned char key_hash[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
+	struct stapler_key key;
 	time_t now = time(NULL), until, ca_end, root_end;
 	int trusted = -1;
 
@@ -225,17 +252,18 @@ test_trust_until_chain_expiry(void **state)
 	assert_int_equal(until, 0);
 
 	assert_int_equal(issuers_learn(f->r, f->ca.cert, NULL), 0);
-	assert_true(X509_pubkey_digest(f->ca.cert, EVP_sha1(), key_hash, &mdlen));
-	assert_ptr_equal(issuers_get(f->r, key_hash, f->trust, now, &trusted), f->ca.cert);
+	memset(&key, 0, sizeof(key));
+	assert_int_equal(certs_issuer_hashes(f->ca.cert, key.name_hash, key.key_hash), 0);
+	assert_ptr_equal(issuers_get(f->r, &key, f->trust, now, &trusted), f->ca.cert);
 	assert_int_equal(trusted, 1);
 	/* Past the chain's first notAfter: no longer trusted, and it stays so. */
-	assert_non_null(issuers_get(f->r, key_hash, f->trust, ca_end + 1, &trusted));
+	assert_non_null(issuers_get(f->r, &key, f->trust, ca_end + 1, &trusted));
 	assert_int_equal(trusted, 0);
-	assert_non_null(issuers_get(f->r, key_hash, f->trust, now, &trusted));
+	assert_non_null(issuers_get(f->r, &key, f->trust, now, &trusted));
 	assert_int_equal(trusted, 0);
 	/* A re-check against the anchors (reload) restores it. */
 	assert_int_equal(issuers_retrust(f->r, f->trust, now), 0);
-	assert_non_null(issuers_get(f->r, key_hash, f->trust, now, &trusted));
+	assert_non_null(issuers_get(f->r, &key, f->trust, now, &trusted));
 	assert_int_equal(trusted, 1);
 }
 

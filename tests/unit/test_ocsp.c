@@ -44,7 +44,7 @@ setup(void **state)
 	f->leaf = testpki_leaf("Meter 0042", &f->ca, 0x42, "http://ocsp.example/", f->now);
 	co.cn = "Unrelated CA";
 	f->other = testpki_cert(&co);
-	f->id = certs_certid(f->leaf.cert, f->ca.cert);
+	f->id = certs_certid(f->leaf.cert, f->ca.cert, STAPLER_HASH_SHA1);
 	assert_non_null(f->id);
 	*state = f;
 	return 0;
@@ -359,7 +359,7 @@ test_intermediate_issuer(void **state)
 	struct testpki_ent leaf = testpki_leaf("Meter 0099", &sub, 0x99, NULL, f->now);
 	struct testpki_ent r = responder(f, &sub, 1, -DAY, 30 * DAY);
 	struct testpki_resp_opts o = good_opts(f);
-	OCSP_CERTID *id = certs_certid(leaf.cert, sub.cert);
+	OCSP_CERTID *id = certs_certid(leaf.cert, sub.cert, STAPLER_HASH_SHA1);
 	struct ocsp_result res;
 	unsigned char *der;
 	size_t len;
@@ -536,7 +536,7 @@ test_request_round_trip(void **state)
 
 	/* A control: another serial gives another CertID. */
 	sibling = testpki_leaf("Meter 0043", &f->ca, 0x43, NULL, f->now);
-	other = certs_certid(sibling.cert, f->ca.cert);
+	other = certs_certid(sibling.cert, f->ca.cert, STAPLER_HASH_SHA1);
 	assert_int_not_equal(OCSP_id_cmp(other, f->id), 0);
 	OCSP_CERTID_free(other);
 	testpki_ent_free(&sibling);

@@ -28,7 +28,7 @@ key_of(const char *hash, const char *serial)
 {
 	struct stapler_key k;
 
-	assert_int_equal(stapler_key_from_hex(&k, hash, serial), 0);
+	assert_int_equal(stapler_key_from_hex(&k, STAPLER_HASH_SHA1, hash, hash, serial), 0);
 	return k;
 }
 
