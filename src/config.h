@@ -25,6 +25,12 @@ struct stapler_config {
 	char *listen;            /* "host:port" */
 	char *admin_socket;
 	size_t max_request;      /* bytes */
+	size_t max_header;       /* bytes of a request head */
+	long max_connections;    /* 0: sized from the descriptor limit */
+	long max_connections_per_client; /* 0: a quarter of max_connections */
+	long long header_timeout;  /* seconds from a request's first byte to its blank line */
+	long long request_timeout; /* seconds from a request's first byte to its last */
+	long long idle_timeout;    /* seconds a connection may wait for a request */
 	/* [cache] */
 	char *database;
 	/* [trust] */

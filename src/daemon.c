@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <curl/curl.h>
@@ -162,6 +163,20 @@ base_new(void)
 	return base;
 }
 
+/* The soft descriptor limit goes up to the hard one (systemd's default soft 1024 would cap
+ * the connections well below what the unit allows); the HTTP connection cap is sized from it. */
+static void
+raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+		log_warn("rlimit_not_raised", "resource=nofile");
+}
+
 int
 daemon_run(struct stapler_config *cfg)
 {
@@ -171,6 +186,7 @@ daemon_run(struct stapler_config *cfg)
 	int rc = 1;
 
 	signal(SIGPIPE, SIG_IGN);
+	raise_nofile();
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		log_error("startup_failed", "error=\"curl_global_init failed\"");
 		goto out;
