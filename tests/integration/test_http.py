@@ -209,6 +209,33 @@ class HttpTest(IntegrationTestCase):
                 self.assertEqual(st, 200)
                 self.assertEqual(body, staple)
 
+    def test_remembered_get_follows_the_entry(self):
+        """A GET answered once is remembered by its bytes; the memory names the entry, not
+        the answer: after an evict the same request is fetched anew, after a refetch the
+        newer staple is what it gets."""
+        fwd = self.forwarder(self.port)
+        leaf = self.leaf(urls=[fwd.url])
+        self.responder(self.root, port=self.port, ndays=7)
+        d = self.staplerd(self.ca_file)
+        path = self.get_path(leaf)
+        st, _, first = d.staple(leaf.pem(), PEM)
+        self.assertEqual(st, 200)
+        for p in (path, path, path + "/", path + "/"):
+            st, _, body = d.request("GET", p)
+            self.assertEqual((st, body), (200, first))
+        self.assertEqual(fwd.count, 1)
+        ctl = os.environ.get("STAPLERCTL") or os.path.join(
+            os.path.dirname(staplerd_binary()), "staplerctl")
+        time.sleep(1.1)     # a later thisUpdate, so the refetched staple differs
+        run([ctl, "-c", d.conf, "evict", leaf.serial])
+        st, _, again = d.request("GET", path)
+        self.assertEqual(st, 200)
+        self.assertEqual(fwd.count, 2, "an evicted entry must not be served from the memory")
+        self.assertNotEqual(again, first)
+        st, _, third = d.request("GET", path)
+        self.assertEqual((st, third), (200, again))
+        self.assertEqual(fwd.count, 2)
+
     # ----------------------------------------------------------------------------------------
     # Framing
 
