@@ -646,6 +646,8 @@ dispatch(struct http_conn *c)
 	struct http_server *s = c->srv;
 
 	c->state = S_DISPATCHED;
+	/* Busy connections go to the end, so the oldest ones, looked at for eviction, are idle. */
+	conn_touch(c);
 	c->req.conn = c;
 	c->req.body = (unsigned char *)c->ibuf + c->body_at;
 	c->in_dispatch = 1;
