@@ -341,6 +341,72 @@ class HttpTest(IntegrationTestCase):
         self.assertIn(b"Connection: close", got)
         self.assertEqual(self.health(d)["status"], "ok")
 
+    def test_slow_body_and_idle_connections_are_cut(self):
+        d = self.start_limited(1024, "header_timeout = 5s\nrequest_timeout = 2s\n"
+                               "idle_timeout = 1s\n")
+        # A body dribbled a byte at a time: cut at request_timeout from the first byte.
+        s = self.connect(d)
+        t0 = time.monotonic()
+        s.sendall(b"POST /v1/staple HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+        got = b""
+        s.settimeout(0.25)
+        while time.monotonic() - t0 < 6 and b"\r\n\r\n" not in got:
+            try:
+                s.send(b"a")
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+            except socket.timeout:
+                pass
+            except OSError:
+                break
+        self.assertTrue(got.startswith(b"HTTP/1.1 408 "), got[:200])
+        self.assertLess(time.monotonic() - t0, 3.5)
+        # A connection that never sends a byte, and one kept alive after an answer: closed
+        # after idle_timeout.
+        quiet = self.connect(d)
+        kept = self.connect(d)
+        kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        read_responses(kept, 1)
+        t0 = time.monotonic()
+        for c in (quiet, kept):
+            c.settimeout(4)
+            self.assertEqual(c.recv(1), b"")
+        self.assertLess(time.monotonic() - t0, 3)
+
+    def test_all_connections_busy_new_one_gets_503(self):
+        """At the cap with every connection waiting on a fetch, nothing can give way: the new
+        connection gets 503 with Connection: close, and the daemon goes on."""
+        proxy = self.fault_proxy(self.port)
+        proxy.set("stall", stall=3)
+        leaf = self.leaf(urls=[proxy.url])
+        d = self.staplerd(self.ca_file, start=False, timeout="10s")
+        text = d.config_text()
+        d.config_text = lambda: text.replace(
+            "[cache]", "max_connections = 3\nmax_connections_per_client = 100\n[cache]", 1)
+        d.start()
+        time.sleep(0.3)     # the readiness probe's connection is closed
+        pem = leaf.pem()
+        busy = []
+        for _ in range(3):
+            s = self.connect(d)
+            s.sendall(b"POST /v1/staple HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+                      % len(pem) + pem)
+            busy.append(s)
+        time.sleep(0.5)
+        st, h, b = raw_http(d.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", timeout=5)
+        self.assertJsonError(st, h, b, 503)
+        self.assertEqual(h.get("connection"), "close")
+        self.assertIn("date", h)
+        for s in busy:
+            (r,), _ = read_responses(s, 1, timeout=15)
+            self.assertEqual(r[0], 502)
+            s.close()
+        self.assertTrue(wait_until(lambda: self.try_health(d), 5))
+        lines = [l for l in read_text(d.log).splitlines() if "connection_refused" in l]
+        self.assertEqual(len(lines), 1, lines)
+
     def start_limited(self, nofile, server_extra):
         """staplerd under `prlimit --nofile=N` (soft and hard), with [server] keys added."""
         wrapper = os.path.join(self.tmp, "staplerd-limited")
