@@ -5,11 +5,11 @@
 # while 1,000 idle and 100 slowloris connections are held, and a plot of requests/s against
 # connections (docs/bench-serve.png). With OLD_SRC=DIR, a second staplerd built from the
 # source tree DIR (e.g. one still on evhttp) is measured in the same run.
-#   [OLD_SRC=/work/main] bench/serve.sh [SECONDS]
+#   [OLD_SRC=/work/main] [TABLE_CONNS="32 64"] [PLOT_CONNS="8 16 …"] bench/serve.sh [SECONDS]
 source "$(dirname "$0")/common.sh"
 secs=${1:-5}
-table_conns=(32 64)
-plot_conns=(8 16 32 64 128 256)
+read -r -a table_conns <<<"${TABLE_CONNS:-32 64}"
+read -r -a plot_conns <<<"${PLOT_CONNS:-8 16 32 64 128 256}"
 bench_deps gnuplot-nox
 bench_build
 

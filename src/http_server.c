@@ -389,11 +389,6 @@ conn_flush(struct http_conn *c)
 		return 0;
 	if (c->close_after)
 		return conn_linger(c);
-	/* The client half-closed: nothing more will come once its requests are answered. */
-	if (c->eof) {
-		conn_close_now(c);
-		return -1;
-	}
 	return 0;
 }
 
@@ -703,8 +698,15 @@ conn_process(struct http_conn *c)
 	struct http_server *s = c->srv;
 	const struct http_limits *l = &s->lim;
 
-	while (c->state != S_DISPATCHED && c->state != S_LINGER && !c->close_after &&
-	    c->olen - c->ooff < OUT_HIGH) {
+	while (c->state != S_DISPATCHED && c->state != S_LINGER && !c->close_after) {
+		/* Many answers queued: write them before parsing more; if the client does not
+		 * take them, go on when it does (on_write). */
+		if (c->olen - c->ooff >= OUT_HIGH) {
+			if (conn_flush(c) < 0)
+				return -1;
+			if (c->olen - c->ooff >= OUT_HIGH)
+				break;
+		}
 		if (c->state == S_IDLE) {
 			if (c->ilen == 0)
 				break;
@@ -779,7 +781,14 @@ conn_process(struct http_conn *c)
 		conn_close_now(c);
 		return -1;
 	}
-	return conn_flush(c);
+	if (conn_flush(c) < 0)
+		return -1;
+	/* Half-closed and every complete request answered: nothing more can come. */
+	if (c->eof && c->olen == c->ooff && c->state != S_LINGER) {
+		conn_close_now(c);
+		return -1;
+	}
+	return 0;
 }
 
 static void

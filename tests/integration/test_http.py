@@ -308,6 +308,23 @@ class HttpTest(IntegrationTestCase):
             if i % 4 == 2:
                 self.assertIn("error", json.loads(body))
 
+    def test_long_pipeline_is_answered_whole(self):
+        """More pipelined answers than the write buffer holds at once (500 × the staple):
+        all arrive, in order, on a client that reads only after sending everything."""
+        d, leaf, staple = self.served()
+        req = ("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % self.get_path(leaf)).encode()
+        s = socket.socket()
+        self.addCleanup(s.close)
+        # A small receive window: the answers back up in staplerd's write buffer.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", d.port))
+        s.sendall(req * 499 + req.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+        time.sleep(0.5)
+        got, rest = read_responses(s, 500, timeout=20)
+        self.assertEqual(rest, b"")
+        self.assertTrue(all(st == 200 and body == staple for st, _, body in got))
+        self.assertEqual(s.recv(1), b"")
+
     # ----------------------------------------------------------------------------------------
     # Limits
 
