@@ -25,6 +25,8 @@
 
 /* Bytes read per call, and the first size of a read buffer. */
 #define READ_CHUNK 4096
+/* Buffers larger than this are freed when empty; smaller ones are kept for the next request. */
+#define BUF_KEEP (4 * READ_CHUNK)
 /* Input is not parsed further while this much output waits for a slow reader. */
 #define OUT_HIGH (256 * 1024)
 /* How often deadlines are checked. */
@@ -385,6 +387,11 @@ conn_flush(struct http_conn *c)
 	}
 	c->ooff = c->olen = 0;
 	c->out_since = 0;
+	if (c->ocap > BUF_KEEP) {
+		free(c->obuf);
+		c->obuf = NULL;
+		c->ocap = 0;
+	}
 	if (c->state == S_DISPATCHED || c->state == S_LINGER)
 		return 0;
 	if (c->close_after)
@@ -708,8 +715,15 @@ conn_process(struct http_conn *c)
 				break;
 		}
 		if (c->state == S_IDLE) {
-			if (c->ilen == 0)
+			if (c->ilen == 0) {
+				/* A large body grew the buffer: give it back while the connection idles. */
+				if (c->icap > BUF_KEEP) {
+					free(c->ibuf);
+					c->ibuf = NULL;
+					c->icap = 0;
+				}
 				break;
+			}
 			c->state = S_HEAD;
 			c->since = now_ms();
 		}
