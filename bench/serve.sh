@@ -4,13 +4,14 @@
 # the ratios, not absolute numbers: machines here are shared and noisy). Also: the same hits
 # while 1,000 idle and 100 slowloris connections are held, and a plot of requests/s against
 # connections (docs/bench-serve.png). With OLD_SRC=DIR, a second staplerd built from the
-# source tree DIR (e.g. one still on evhttp) is measured in the same run.
+# source tree DIR (e.g. one still on evhttp) is measured in the same run; libmicrohttpd serving
+# one prepared response (bench/mhd_static.c) is measured too.
 #   [OLD_SRC=/work/main] [TABLE_CONNS="32 64"] [PLOT_CONNS="8 16 …"] bench/serve.sh [SECONDS]
 source "$(dirname "$0")/common.sh"
 secs=${1:-5}
 read -r -a table_conns <<<"${TABLE_CONNS:-32 64}"
 read -r -a plot_conns <<<"${PLOT_CONNS:-8 16 32 64 128 256}"
-bench_deps gnuplot-nox
+bench_deps gnuplot-nox libmicrohttpd-dev pkg-config
 bench_build
 
 old=""
@@ -67,6 +68,17 @@ for _ in $(seq 100); do
 done
 cmp "$work/staple.der" <(curl -fsS "http://127.0.0.1:$np/staple.der")
 
+# libmicrohttpd's best case: one prepared response queued for every request (bench/mhd_static.c).
+cc -O2 -o "$work/mhd_static" "$top/bench/mhd_static.c" $(pkg-config --cflags --libs libmicrohttpd)
+mp=$(free_port)
+"$work/mhd_static" "$mp" "$work/staple.der" &
+pids+=($!)
+for _ in $(seq 100); do
+	curl -fsS -o /dev/null "http://127.0.0.1:$mp/" 2>/dev/null && break
+	sleep 0.05
+done
+cmp "$work/staple.der" <(curl -fsS "http://127.0.0.1:$mp/")
+
 cat >"$work/post.lua" <<LUA
 local f = io.open("$work/pki/meter1.pem", "rb")
 wrk.method = "POST"
@@ -97,7 +109,8 @@ measure() {
 
 targets=("staplerd POST /v1/staple|http://127.0.0.1:$sp/v1/staple|$work/post.lua"
 	"staplerd GET /ocsp/{req}|http://127.0.0.1:$sp$path|"
-	"nginx GET /staple.der|http://127.0.0.1:$np/staple.der|")
+	"nginx GET /staple.der|http://127.0.0.1:$np/staple.der|"
+	"libmicrohttpd GET (prepared response)|http://127.0.0.1:$mp/staple|")
 if [[ -n $old ]]; then
 	targets+=("old staplerd POST /v1/staple|http://127.0.0.1:$op/v1/staple|$work/post.lua"
 		"old staplerd GET /ocsp/{req}|http://127.0.0.1:$op$path|")
