@@ -424,12 +424,13 @@ class HttpTest(IntegrationTestCase):
         lines = [l for l in read_text(d.log).splitlines() if "connection_refused" in l]
         self.assertEqual(len(lines), 1, lines)
 
-    def start_limited(self, nofile, server_extra):
-        """staplerd under `prlimit --nofile=N` (soft and hard), with [server] keys added."""
+    def start_limited(self, nofile, server_extra, hard=None):
+        """staplerd under `prlimit --nofile=N` (soft; hard N too unless given), with [server]
+        keys added."""
         wrapper = os.path.join(self.tmp, "staplerd-limited")
         with open(wrapper, "w") as f:
             f.write("#!/bin/sh\nexec prlimit --nofile=%d:%d -- %s \"$@\"\n"
-                    % (nofile, nofile, staplerd_binary()))
+                    % (nofile, hard or nofile, staplerd_binary()))
         os.chmod(wrapper, 0o755)
         old = os.environ.get("STAPLERD")
         os.environ["STAPLERD"] = wrapper
@@ -482,6 +483,15 @@ class HttpTest(IntegrationTestCase):
         self.assertEqual(len(socks), 300)
         h = self.assertQuickAndQuiet(d, ("accept_failed", "connection_refused"), 3)
         self.assertLessEqual(h["connections"], cap)
+
+    def test_soft_descriptor_limit_is_raised_and_sizes_the_cap(self):
+        d = self.start_limited(256, "", hard=4096)
+        with open("/proc/%d/limits" % d.proc.pid) as f:
+            line = [l for l in f if l.startswith("Max open files")][0]
+        self.assertEqual(line.split()[3:5], ["4096", "4096"], line)
+        cap = int(read_text(d.log).split("max_connections=")[1].split()[0])
+        # 64 kept free, and two per upstream transfer (max_parallel = 16 in the harness).
+        self.assertEqual(cap, 4096 - 64 - 2 * 16)
 
     def test_descriptor_exhaustion_backs_off(self):
         """A cap above the descriptor limit: accept() fails with EMFILE; staplerd pauses
