@@ -54,13 +54,14 @@ start_upstream() {
 	return 1
 }
 
-# Writes a config for port $1 and database $2, starts staplerd, waits for /healthz.
+# Writes a config for port $1 and database $2, starts staplerd (binary $3, default the
+# Release build; name $4 for its files), waits for /healthz.
 start_staplerd() {
-	local port=$1 db=$2
-	cat >"$work/staplerd.conf" <<CONF
+	local port=$1 db=$2 bin=${3:-$staplerd} name=${4:-staplerd}
+	cat >"$work/$name.conf" <<CONF
 [server]
 listen = 127.0.0.1:$port
-admin_socket = $work/admin.sock
+admin_socket = $work/$name.admin.sock
 [cache]
 database = $db
 [trust]
@@ -70,7 +71,7 @@ allow = 127.0.0.1
 [log]
 level = warn
 CONF
-	"$staplerd" -c "$work/staplerd.conf" 2>"$work/staplerd.log" &
+	"$bin" -c "$work/$name.conf" 2>"$work/$name.log" &
 	staplerd_pid=$!
 	pids+=($staplerd_pid)
 	for _ in $(seq 6000); do
@@ -78,8 +79,8 @@ CONF
 		kill -0 "$staplerd_pid" 2>/dev/null || break
 		sleep 0.01
 	done
-	echo "staplerd did not start:" >&2
-	cat "$work/staplerd.log" >&2
+	echo "$name did not start:" >&2
+	cat "$work/$name.log" >&2
 	return 1
 }
 

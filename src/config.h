@@ -28,6 +28,12 @@ struct stapler_config {
 	char *admin_socket;
 	size_t max_request;      /* bytes */
 	long long drain_timeout; /* seconds a stop waits for clients' fetches */
+	size_t max_header;       /* bytes of a request head */
+	long max_connections;    /* 0: sized from the descriptor limit */
+	long max_connections_per_client; /* 0: a quarter of max_connections */
+	long long header_timeout;  /* seconds from a request's first byte to its blank line */
+	long long request_timeout; /* seconds from a request's first byte to its last */
+	long long idle_timeout;    /* seconds a connection may wait for a request */
 	/* [cache] */
 	char *database;
 	enum stapler_hash_alg certid_hash;  /* CertID of /v1/staple(s) staples: SHA-1 or SHA-256 */

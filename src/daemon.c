@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <curl/curl.h>
@@ -289,6 +290,20 @@ base_new(void)
 	return base;
 }
 
+/* The soft descriptor limit goes up to the hard one (systemd's default soft 1024 would cap
+ * the connections well below what the unit allows); the HTTP connection cap is sized from it. */
+static void
+raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+		log_warn("rlimit_not_raised", "resource=nofile");
+}
+
 int
 daemon_run(struct stapler_config *cfg)
 {
@@ -301,6 +316,7 @@ daemon_run(struct stapler_config *cfg)
 	signal(SIGPIPE, SIG_IGN);
 	if (notify_open(getenv("NOTIFY_SOCKET"), &d.notify, err, sizeof(err)) < 0)
 		log_warn("notify_unavailable", "error=\"%s\"", err);
+	raise_nofile();
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		log_error("startup_failed", "error=\"curl_global_init failed\"");
 		goto out;

@@ -1,141 +1,151 @@
-/* The HTTP API on evhttp: POST /v1/staple and GET /healthz, RFC 5019 caching headers, 304 on
- * If-None-Match, and JSON errors with the status codes of PRODUCT.md §5. */
-#include <arpa/inet.h>
-#include <netinet/in.h>
+/* The HTTP API: routing, POST /v1/staple and GET /healthz, RFC 5019 caching headers, 304 on
+ * If-None-Match, and JSON errors with the status codes of PRODUCT.md §5. The connections, the
+ * parser and the limits are http_server.c's. */
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-
-#include <event2/buffer.h>
-#include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
+#include <sys/resource.h>
 
 #include "fetch.h"
 #include "http_api.h"
 #include "http_routes.h"
+#include "http_server.h"
 #include "staple.h"
 #include "config.h"
 #include "log.h"
 #include "store.h"
 
 struct http_api {
-	struct evhttp *http;
-	struct evhttp_bound_socket *sock;
+	struct http_server *srv;
 	const struct stapler_config *cfg;
 	struct staple_service *svc;
 	struct store *store;
 	struct fetcher *fetch;
-	unsigned short port;
+	struct http_ocsp_map *ocsp_map;
 	int shutting_down;
 	size_t waiting;
 };
 
+#define LIT(s) s, sizeof(s) - 1
 
-static void
-json_string(struct evbuffer *out, const char *s)
+/* Appends s JSON-escaped to out (cap bytes, kept terminated); returns the new length. */
+static size_t
+json_escape(char *out, size_t n, size_t cap, const char *s)
 {
-	evbuffer_add(out, "\"", 1);
-	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-		if (*p == '"' || *p == '\\')
-			evbuffer_add_printf(out, "\\%c", *p);
-		else if (*p < 0x20 || *p == 0x7f)
-			evbuffer_add_printf(out, "\\u%04x", *p);
-		else
-			evbuffer_add(out, p, 1);
-	}
-	evbuffer_add(out, "\"", 1);
-}
+	static const char hex[] = "0123456789abcdef";
 
-static const char *
-reason_phrase(int code)
-{
-	switch (code) {
-	case 200: return "OK";
-	case 304: return "Not Modified";
-	case 400: return "Bad Request";
-	case 403: return "Forbidden";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 413: return "Payload Too Large";
-	case 422: return "Unprocessable Entity";
-	case 502: return "Bad Gateway";
-	case 503: return "Service Unavailable";
-	default: return "Internal Server Error";
+	for (const unsigned char *p = (const unsigned char *)s; *p != '\0' && n + 7 < cap; p++) {
+		if (*p == '"' || *p == '\\') {
+			out[n++] = '\\';
+			out[n++] = (char)*p;
+		} else if (*p < 0x20 || *p == 0x7f) {
+			memcpy(out + n, "\\u00", 4);
+			out[n + 4] = hex[*p >> 4];
+			out[n + 5] = hex[*p & 15];
+			n += 6;
+		} else {
+			out[n++] = (char)*p;
+		}
 	}
+	out[n] = '\0';
+	return n;
 }
 
 static void
-send_error(struct evhttp_request *req, int code, const char *msg)
+send_error_allow(struct http_req *req, int code, const char *allow, const char *msg)
 {
-	struct evbuffer *out = evbuffer_new();
-	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+	char body[640];
+	size_t n;
 
-	evhttp_add_header(h, "Content-Type", "application/json");
-	evhttp_add_header(h, "Cache-Control", "no-store");
-	if (out != NULL) {
-		evbuffer_add_printf(out, "{\"error\":");
-		json_string(out, msg);
-		evbuffer_add_printf(out, "}\n");
-	}
-	evhttp_send_reply(req, code, reason_phrase(code), out);
-	if (out != NULL)
-		evbuffer_free(out);
+	memcpy(body, "{\"error\":\"", 10);
+	n = json_escape(body, 10, sizeof(body) - 4, msg);
+	memcpy(body + n, "\"}\n", 3);
+	n += 3;
+	http_reply_begin(req, code);
+	http_reply_header(req, LIT("Cache-Control"), LIT("no-store"));
+	if (allow != NULL)
+		http_reply_header(req, LIT("Allow"), allow, strlen(allow));
+	http_reply_end(req, "application/json", body, n);
+}
+
+void
+http_api_send_error(struct http_req *req, int code, const char *msg)
+{
+	send_error_allow(req, code, NULL, msg);
+}
+
+void
+http_api_send_405(struct http_req *req, const char *allow, const char *msg)
+{
+	send_error_allow(req, 405, allow, msg);
 }
 
 /* 1 when an If-None-Match list names etag (or is "*"); weak validators compare too. */
 static int
-etag_matches(const char *inm, const char *etag)
+etag_matches(const char *p, size_t n, const char *etag)
 {
-	size_t elen = strlen(etag);
-	const char *p = inm;
+	size_t elen = strlen(etag), i = 0;
 
-	while (*p != '\0') {
-		size_t len;
+	while (i < n) {
+		size_t start;
 
-		while (*p == ' ' || *p == '\t' || *p == ',')
-			p++;
-		if (strncmp(p, "W/", 2) == 0)
-			p += 2;
-		len = strcspn(p, ", \t");
-		if ((len == 1 && *p == '*') || (len == elen && memcmp(p, etag, elen) == 0))
+		while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == ','))
+			i++;
+		if (n - i >= 2 && p[i] == 'W' && p[i + 1] == '/')
+			i += 2;
+		start = i;
+		while (i < n && p[i] != ',' && p[i] != ' ' && p[i] != '\t')
+			i++;
+		if ((i - start == 1 && p[start] == '*') ||
+		    (i - start == elen && memcmp(p + start, etag, elen) == 0))
 			return 1;
-		p += len;
 	}
 	return 0;
 }
 
-static void
-send_staple(struct evhttp_request *req, const struct staple *s, time_t now)
+void
+http_api_send_staple(struct http_req *req, const struct staple *s)
 {
-	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-	const char *inm = evhttp_find_header(evhttp_request_get_input_headers(req), "If-None-Match");
+	static const char cc_tail[] = ", public, no-transform, must-revalidate";
+	size_t inm_len, n;
+	const char *inm = http_req_if_none_match(req, &inm_len);
+	time_t now;
+	const char *date = http_req_date(req, &now);
 	char cc[96];
-	struct evbuffer *out;
+	int not_modified = inm != NULL && etag_matches(inm, inm_len, s->etag);
 
-	snprintf(cc, sizeof(cc), "max-age=%ld, public, no-transform, must-revalidate",
-	    staple_max_age(s, now));
-	evhttp_add_header(h, "Cache-Control", cc);
-	evhttp_add_header(h, "Last-Modified", s->last_modified);
-	evhttp_add_header(h, "Expires", s->expires);
-	evhttp_add_header(h, "ETag", s->etag);
-	if (inm != NULL && etag_matches(inm, s->etag)) {
-		evhttp_send_reply(req, 304, reason_phrase(304), NULL);
-		return;
-	}
-	evhttp_add_header(h, "Content-Type", "application/ocsp-response");
-	if ((out = evbuffer_new()) == NULL || evbuffer_add(out, s->der, s->der_len) < 0) {
-		if (out != NULL)
-			evbuffer_free(out);
-		send_error(req, 503, "out of memory");
-		return;
-	}
-	evhttp_send_reply(req, 200, reason_phrase(200), out);
-	evbuffer_free(out);
+	/* Only the parts that change per second are made here; the rest was formatted once,
+	 * when the staple was stored. */
+	memcpy(cc, "max-age=", 8);
+	n = 8 + http_u64((unsigned long long)staple_max_age(s, now), cc + 8);
+	memcpy(cc + n, cc_tail, sizeof(cc_tail) - 1);
+	n += sizeof(cc_tail) - 1;
+	http_reply_begin(req, not_modified ? 304 : 200);
+	http_reply_header(req, LIT("Cache-Control"), cc, n);
+	/* Never later than Date: an upstream clock ahead (inside the accepted skew) would
+	 * otherwise date the response in the future (RFC 9110 §8.8.2.1). */
+	http_reply_header(req, LIT("Last-Modified"), s->this_update > now ? date : s->last_modified,
+	    29);
+	http_reply_header(req, LIT("Expires"), s->expires, strlen(s->expires));
+	http_reply_header(req, LIT("ETag"), s->etag, strlen(s->etag));
+	if (not_modified)
+		http_reply_end(req, NULL, NULL, 0);
+	else
+		http_reply_end(req, "application/ocsp-response", s->der, s->der_len);
+}
+
+static void
+on_wait_abort(void *arg)
+{
+	struct http_wait *w = arg;
+
+	/* The client left before its answer: drop its callback, keep the fetch. */
+	w->cancel(w->handle);
+	w->api->waiting--;
+	free(w);
 }
 
 struct http_wait *
-http_wait_new(struct http_api *api, struct evhttp_request *req)
+http_wait_new(struct http_api *api, struct http_req *req)
 {
 	struct http_wait *w = calloc(1, sizeof(*w));
 
@@ -144,17 +154,6 @@ http_wait_new(struct http_api *api, struct evhttp_request *req)
 	w->api = api;
 	w->req = req;
 	return w;
-}
-
-static void
-on_wait_client_close(struct evhttp_connection *evcon, void *arg)
-{
-	struct http_wait *w = arg;
-
-	/* The client left before its answer: drop its callback, keep the fetch. */
-	w->cancel(w->handle);
-	w->api->waiting--;
-	free(w);
 }
 
 void
@@ -168,7 +167,7 @@ http_wait_start(struct http_wait *w, void *handle, void (*cancel)(void *handle))
 	w->handle = handle;
 	w->cancel = cancel;
 	w->api->waiting++;
-	evhttp_connection_set_closecb(evhttp_request_get_connection(w->req), on_wait_client_close, w);
+	http_req_on_abort(w->req, on_wait_abort, w);
 }
 
 int
@@ -176,26 +175,24 @@ http_wait_detach(struct http_wait *w)
 {
 	if (w->handle == NULL)
 		return 0;
-	evhttp_connection_set_closecb(evhttp_request_get_connection(w->req), NULL, NULL);
+	http_req_on_abort(w->req, NULL, NULL);
 	w->api->waiting--;
 	return 1;
 }
 
 int
-http_api_body(struct http_api *api, struct evhttp_request *req, unsigned char **body,
+http_api_body(struct http_api *api, struct http_req *req, const unsigned char **body,
     size_t *len)
 {
-	struct evbuffer *in = evhttp_request_get_input_buffer(req);
 	char msg[96];
 
-	*body = NULL;
-	if ((*len = evbuffer_get_length(in)) > api->cfg->max_request) {
+	*body = http_req_body(req, len);
+	if (*len > api->cfg->max_request) {
 		snprintf(msg, sizeof(msg), "request body larger than %zu bytes", api->cfg->max_request);
-		send_error(req, 413, msg);
+		http_reply_close(req);
+		http_api_send_error(req, 413, msg);
 		return -1;
 	}
-	if (*len > 0)
-		*body = evbuffer_pullup(in, -1);
 	return 0;
 }
 
@@ -212,28 +209,28 @@ on_staple(enum staple_outcome outcome, const struct staple *s, const char *error
 	int started = http_wait_detach(w);
 
 	if (outcome == STAPLE_OK)
-		send_staple(w->req, s, time(NULL));
+		http_api_send_staple(w->req, s);
 	else
-		send_error(w->req, staple_outcome_http(outcome), error);
+		http_api_send_error(w->req, staple_outcome_http(outcome), error);
 	if (started)
 		free(w);
 }
 
 static void
-handle_staple(struct http_api *api, struct evhttp_request *req)
+handle_staple(struct http_api *api, struct http_req *req)
 {
-	unsigned char *body;
+	const unsigned char *body;
 	struct http_wait *w;
 	size_t len;
 
 	if (http_api_body(api, req, &body, &len) < 0)
 		return;
 	if (len == 0) {
-		send_error(req, 400, "empty body: send a PEM chain or a DER certificate");
+		http_api_send_error(req, 400, "empty body: send a PEM chain or a DER certificate");
 		return;
 	}
-	if (body == NULL || (w = http_wait_new(api, req)) == NULL) {
-		send_error(req, 503, "out of memory");
+	if ((w = http_wait_new(api, req)) == NULL) {
+		http_api_send_error(req, 503, "out of memory");
 		return;
 	}
 	http_wait_start(w, staple_submit(api->svc, body, len, time(NULL), on_staple, w),
@@ -241,75 +238,100 @@ handle_staple(struct http_api *api, struct evhttp_request *req)
 }
 
 static void
-handle_healthz(struct http_api *api, struct evhttp_request *req)
+handle_healthz(struct http_api *api, struct http_req *req)
 {
-	struct evbuffer *out = evbuffer_new();
 	int code = api->shutting_down ? 503 : 200;
+	char body[512];
 	size_t by[3];
+	int n;
 
-	if (out == NULL) {
-		send_error(req, 503, "out of memory");
-		return;
-	}
 	store_count_status(api->store, by);
-	evbuffer_add_printf(out,
+	n = snprintf(body, sizeof(body),
 	    "{\"status\":\"%s\",\"staples\":%zu,\"good\":%zu,\"revoked\":%zu,\"unknown\":%zu,"
-	    "\"fetching\":%zu,\"fetch_queue\":%zu,\"waiting_clients\":%zu}\n",
+	    "\"fetching\":%zu,\"fetch_queue\":%zu,\"waiting_clients\":%zu,\"connections\":%zu}\n",
 	    api->shutting_down ? "shutting_down" : "ok", store_count(api->store), by[STAPLER_GOOD],
 	    by[STAPLER_REVOKED], by[STAPLER_UNKNOWN], fetch_active(api->fetch), fetch_queued(api->fetch),
-	    api->waiting);
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
-	evhttp_send_reply(req, code, reason_phrase(code), out);
-	evbuffer_free(out);
+	    api->waiting, http_server_connections(api->srv));
+	if (n < 0 || (size_t)n >= sizeof(body))
+		n = 0;
+	http_reply(req, code, "Cache-Control: no-store\r\n", "application/json", body, (size_t)n);
+}
+
+static int
+path_is(const char *p, size_t n, const char *want)
+{
+	return strlen(want) == n && memcmp(p, want, n) == 0;
 }
 
 static void
-on_request(struct evhttp_request *req, void *arg)
+on_request(struct http_req *req, void *arg)
 {
 	struct http_api *api = arg;
-	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-	const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
-	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	enum http_method m = http_req_method(req);
+	size_t len;
+	const char *path = http_req_path(req, &len);
 
-	if (path == NULL) {
-		send_error(req, 400, "bad request URI");
-		return;
-	}
-	if (strcmp(path, "/healthz") == 0) {
-		if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD)
-			send_error(req, 405, "use GET");
+	if (path_is(path, len, "/healthz")) {
+		if (m != HTTP_GET && m != HTTP_HEAD)
+			http_api_send_405(req, "GET, HEAD", "use GET");
 		else
 			handle_healthz(api, req);
 		return;
 	}
 	if (api->shutting_down) {
-		send_error(req, 503, "shutting down");
+		http_reply_close(req);
+		http_api_send_error(req, 503, "shutting down");
 		return;
 	}
-	if (strcmp(path, "/v1/staples") == 0) {
-		if (cmd != EVHTTP_REQ_POST) {
-			evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
-			send_error(req, 405, "use POST");
-		} else {
+	if (path_is(path, len, "/v1/staples")) {
+		if (m != HTTP_POST)
+			http_api_send_405(req, "POST", "use POST");
+		else
 			http_staples_handle(api, req);
-		}
 		return;
 	}
-	if (strcmp(path, "/ocsp") == 0 || strncmp(path, "/ocsp/", 6) == 0) {
-		http_ocsp_handle(api, req, path);
+	if (path_is(path, len, "/ocsp") || (len >= 6 && memcmp(path, "/ocsp/", 6) == 0)) {
+		http_ocsp_handle(api, req, path, len);
 		return;
 	}
-	if (strcmp(path, "/v1/staple") == 0) {
-		if (cmd != EVHTTP_REQ_POST) {
-			evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
-			send_error(req, 405, "use POST");
-		} else {
+	if (path_is(path, len, "/v1/staple")) {
+		if (m != HTTP_POST)
+			http_api_send_405(req, "POST", "use POST");
+		else
 			handle_staple(api, req);
-		}
 		return;
 	}
-	send_error(req, 404, "no such resource");
+	http_api_send_error(req, 404, "no such resource");
+}
+
+size_t
+http_api_max_connections(const struct stapler_config *cfg)
+{
+	struct rlimit rl;
+	rlim_t reserve = HTTP_FD_RESERVE + 2 * (rlim_t)cfg->max_parallel;
+
+	if (cfg->max_connections > 0)
+		return (size_t)cfg->max_connections;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+		return 4096;
+	if (rl.rlim_cur < reserve + 16)
+		return 16;
+	return (size_t)(rl.rlim_cur - reserve);
+}
+
+static void
+limits_from(const struct stapler_config *cfg, struct http_limits *l)
+{
+	l->max_connections = http_api_max_connections(cfg);
+	l->max_per_client = cfg->max_connections_per_client > 0 ?
+	    (size_t)cfg->max_connections_per_client : l->max_connections / 4;
+	if (l->max_per_client < 16)
+		l->max_per_client = 16;
+	l->max_head = cfg->max_header;
+	l->max_body = cfg->max_request;
+	l->header_timeout = cfg->header_timeout;
+	l->request_timeout = cfg->request_timeout;
+	l->idle_timeout = cfg->idle_timeout;
 }
 
 struct http_api *
@@ -317,14 +339,13 @@ http_api_new(struct event_base *base, const struct stapler_config *cfg, struct s
     struct store *store, struct fetcher *fetch, char *err, size_t errlen)
 {
 	struct http_api *api = calloc(1, sizeof(*api));
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
+	struct http_limits lim;
 	char host[256];
 	unsigned short port;
 
-	if (api == NULL) {
+	if (api == NULL || (api->ocsp_map = http_ocsp_map_new()) == NULL) {
 		snprintf(err, errlen, "out of memory");
-		return NULL;
+		goto fail;
 	}
 	api->cfg = cfg;
 	api->svc = svc;
@@ -334,24 +355,11 @@ http_api_new(struct event_base *base, const struct stapler_config *cfg, struct s
 		snprintf(err, errlen, "listen: not host:port: %s", cfg->listen);
 		goto fail;
 	}
-	if ((api->http = evhttp_new(base)) == NULL) {
-		snprintf(err, errlen, "evhttp_new failed");
+	limits_from(cfg, &lim);
+	if ((api->srv = http_server_new(base, host, port, &lim, on_request, api, err, errlen)) == NULL)
 		goto fail;
-	}
-	evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-	    EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
-	http_api_set_config(api, cfg);
-	evhttp_set_max_headers_size(api->http, 16 * 1024);
-	evhttp_set_timeout(api->http, HTTP_TIMEOUT_SECONDS);
-	evhttp_set_gencb(api->http, on_request, api);
-	if ((api->sock = evhttp_bind_socket_with_handle(api->http, host, port)) == NULL) {
-		snprintf(err, errlen, "cannot listen on %s", cfg->listen);
-		goto fail;
-	}
-	if (getsockname(evhttp_bound_socket_get_fd(api->sock), (struct sockaddr *)&ss, &sl) == 0)
-		api->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port :
-		    ((struct sockaddr_in *)&ss)->sin_port);
-	log_info("listening", "addr=%s port=%u", host, api->port);
+	log_info("listening", "addr=%s port=%u max_connections=%zu max_connections_per_client=%zu",
+	    host, http_server_port(api->srv), lim.max_connections, lim.max_per_client);
 	return api;
 fail:
 	http_api_free(&api);
@@ -361,24 +369,19 @@ fail:
 void
 http_api_set_config(struct http_api *api, const struct stapler_config *cfg)
 {
-	size_t hard = cfg->max_request * HTTP_BODY_HARD_FACTOR;
+	struct http_limits lim;
 
 	api->cfg = cfg;
-	/* Bodies up to the hard cap are read and answered with our JSON 413; beyond it evhttp
-	 * refuses them itself without buffering. */
-	evhttp_set_max_body_size(api->http, (ev_ssize_t)(hard < 1024 * 1024 ? 1024 * 1024 : hard));
+	limits_from(cfg, &lim);
+	http_server_set_limits(api->srv, &lim);
+	/* The anchors may have changed: what /ocsp answered before is looked up afresh. */
+	http_ocsp_map_clear(api->ocsp_map);
 }
 
-void
-http_api_send_staple(struct evhttp_request *req, const struct staple *s, time_t now)
+struct http_ocsp_map *
+http_api_ocsp_map(struct http_api *api)
 {
-	send_staple(req, s, now);
-}
-
-void
-http_api_send_error(struct evhttp_request *req, int code, const char *msg)
-{
-	send_error(req, code, msg);
+	return api->ocsp_map;
 }
 
 struct staple_service *
@@ -396,7 +399,7 @@ http_api_config(const struct http_api *api)
 unsigned short
 http_api_port(const struct http_api *api)
 {
-	return api->port;
+	return http_server_port(api->srv);
 }
 
 size_t
@@ -409,10 +412,7 @@ void
 http_api_shutdown(struct http_api *api)
 {
 	api->shutting_down = 1;
-	if (api->sock != NULL) {
-		evhttp_del_accept_socket(api->http, api->sock);
-		api->sock = NULL;
-	}
+	http_server_stop_listening(api->srv);
 }
 
 void
@@ -422,8 +422,8 @@ http_api_free(struct http_api **apip)
 
 	if (apip == NULL || (api = *apip) == NULL)
 		return;
-	if (api->http != NULL)
-		evhttp_free(api->http);
+	http_server_free(&api->srv);
+	http_ocsp_map_free(&api->ocsp_map);
 	free(api);
 	*apip = NULL;
 }

@@ -1,4 +1,5 @@
-/* The HTTP API (PRODUCT.md §5) on evhttp: routes, RFC 5019 caching headers, JSON errors. */
+/* The HTTP API (PRODUCT.md §5) on our HTTP/1.1 server (http_server.c): routes, RFC 5019
+ * caching headers, JSON errors. */
 #ifndef STAPLER_HTTP_API_H
 #define STAPLER_HTTP_API_H
 
@@ -10,9 +11,10 @@ struct staple_service;
 struct store;
 struct fetcher;
 
-/* Bodies beyond this multiple of max_request are cut off by evhttp itself, before buffering. */
-#define HTTP_BODY_HARD_FACTOR 4
-#define HTTP_TIMEOUT_SECONDS 30
+/* Descriptors kept free of HTTP connections when their cap is sized from RLIMIT_NOFILE:
+ * SQLite, the admin socket and its clients, the log, libevent; upstream fetches come on top
+ * (two per [upstream] max_parallel: the socket and libcurl's resolver). */
+#define HTTP_FD_RESERVE 64
 
 struct http_api;
 
@@ -24,6 +26,9 @@ void http_api_free(struct http_api **api);
 unsigned short http_api_port(const struct http_api *api);
 /* Stops accepting connections; requests still arriving get 503. */
 void http_api_shutdown(struct http_api *api);
+/* The connection cap that applies: [server] max_connections, or sized from the soft
+ * RLIMIT_NOFILE when it is 0. */
+size_t http_api_max_connections(const struct stapler_config *cfg);
 /* Requests waiting for an upstream answer. */
 size_t http_api_waiting(const struct http_api *api);
 void http_api_set_config(struct http_api *api, const struct stapler_config *cfg);

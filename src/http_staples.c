@@ -2,49 +2,76 @@
  * {"staples":[{"serial","issuer","status","this_update","next_update","response"}]}, leaf
  * first; times are Unix seconds, response is the base64 DER OCSPResponse. */
 #include <stdlib.h>
-
-#include <event2/buffer.h>
-#include <event2/http.h>
+#include <string.h>
 
 #include "chain.h"
 #include "http_routes.h"
+#include "http_server.h"
 #include "config.h"
 #include "util.h"
 
-static void
-send_staples(struct evhttp_request *req, const struct chain_staple *st, int n)
-{
-	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-	struct evbuffer *out = evbuffer_new();
-	char *b64;
-	int i;
+/* A growing text buffer for the document. */
+struct doc {
+	char *p;
+	size_t len, cap;
+	int failed;
+};
 
-	if (out == NULL) {
-		http_api_send_error(req, 503, "out of memory");
+static void
+doc_add(struct doc *d, const char *s, size_t n)
+{
+	if (d->failed)
 		return;
+	if (d->cap - d->len < n + 1) {
+		size_t cap = d->cap ? d->cap : 4096;
+		char *p;
+
+		while (cap - d->len < n + 1)
+			cap *= 2;
+		if ((p = realloc(d->p, cap)) == NULL) {
+			d->failed = 1;
+			return;
+		}
+		d->p = p;
+		d->cap = cap;
 	}
-	evbuffer_add_printf(out, "{\"staples\":[");
+	memcpy(d->p + d->len, s, n);
+	d->len += n;
+}
+
+static void
+send_staples(struct http_req *req, const struct chain_staple *st, int n)
+{
+	struct doc d = { 0 };
+	char item[512], *b64;
+	int i, k;
+
+	doc_add(&d, "{\"staples\":[", 12);
 	for (i = 0; i < n; i++) {
 		if ((b64 = util_base64(st[i].der, st[i].der_len)) == NULL)
 			break;
 		/* Every field is hex, a status name, a number or base64: nothing to escape. */
-		evbuffer_add_printf(out, "%s{\"serial\":\"%s\",\"issuer\":\"%s\",\"status\":\"%s\","
-		    "\"this_update\":%lld,\"next_update\":%lld,\"response\":\"%s\"}", i ? "," : "",
-		    st[i].serial, st[i].issuer, stapler_status_name(st[i].status),
-		    (long long)st[i].this_update, (long long)st[i].next_update, b64);
+		k = snprintf(item, sizeof(item), "%s{\"serial\":\"%s\",\"issuer\":\"%s\","
+		    "\"status\":\"%s\",\"this_update\":%lld,\"next_update\":%lld,\"response\":\"",
+		    i ? "," : "", st[i].serial, st[i].issuer, stapler_status_name(st[i].status),
+		    (long long)st[i].this_update, (long long)st[i].next_update);
+		if (k > 0 && (size_t)k < sizeof(item))
+			doc_add(&d, item, (size_t)k);
+		else
+			d.failed = 1;
+		doc_add(&d, b64, strlen(b64));
+		doc_add(&d, "\"}", 2);
 		free(b64);
 	}
-	if (i < n) {
-		evbuffer_free(out);
+	doc_add(&d, "]}\n", 3);
+	if (i < n || d.failed) {
+		free(d.p);
 		http_api_send_error(req, 503, "out of memory");
 		return;
 	}
-	evbuffer_add_printf(out, "]}\n");
-	evhttp_add_header(h, "Content-Type", "application/json");
 	/* One answer for several staples: the client refreshes by its own clock. */
-	evhttp_add_header(h, "Cache-Control", "no-store");
-	evhttp_send_reply(req, 200, "OK", out);
-	evbuffer_free(out);
+	http_reply(req, 200, "Cache-Control: no-store\r\n", "application/json", d.p, d.len);
+	free(d.p);
 }
 
 static void
@@ -69,9 +96,9 @@ on_chain(enum staple_outcome outcome, const struct chain_staple *st, int n, cons
 }
 
 void
-http_staples_handle(struct http_api *api, struct evhttp_request *req)
+http_staples_handle(struct http_api *api, struct http_req *req)
 {
-	unsigned char *body;
+	const unsigned char *body;
 	struct http_wait *w;
 	size_t len;
 
@@ -81,7 +108,7 @@ http_staples_handle(struct http_api *api, struct evhttp_request *req)
 		http_api_send_error(req, 400, "empty body: send a PEM chain or a DER certificate");
 		return;
 	}
-	if (body == NULL || (w = http_wait_new(api, req)) == NULL) {
+	if ((w = http_wait_new(api, req)) == NULL) {
 		http_api_send_error(req, 503, "out of memory");
 		return;
 	}
