@@ -8,6 +8,7 @@ PACKAGES=(
   libssl-dev openssl libcurl4-openssl-dev libsqlite3-dev sqlite3 libevent-dev libinih-dev
   libcmocka-dev
   curl python3 python3-cryptography iproute2 util-linux ca-certificates
+  prometheus faketime
 )
 if [[ ${1:-} == --fuzz ]]; then
   PACKAGES+=(clang libclang-rt-dev)

@@ -28,6 +28,10 @@ struct stapler_config {
 	char *admin_socket;
 	size_t max_request;      /* bytes */
 	long long drain_timeout; /* seconds a stop waits for clients' fetches */
+	/* [health] */
+	long long health_danger_window;     /* seconds before nextUpdate a staple is in danger */
+	long long health_upstream_failing;  /* seconds an upstream fails before it degrades */
+	long health_degraded_code;          /* HTTP status of a degraded /healthz */
 	size_t max_header;       /* bytes of a request head */
 	long max_connections;    /* 0: sized from the descriptor limit */
 	long max_connections_per_client; /* 0: a quarter of max_connections */

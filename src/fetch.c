@@ -31,6 +31,7 @@ struct host {
 	int active;          /* transfers running */
 	int queued;          /* transfers waiting for a slot */
 	int failures;        /* consecutive transport failures (network, timeout, HTTP 5xx) */
+	time_t failing_since;  /* the first of those failures */
 	time_t retry_at;     /* while failing: no new refresh work before this */
 	struct job_queue queue[FETCH_PRIO_COUNT];
 	/* On the fetcher's ready list of a priority while it has jobs of it and a free slot. */
@@ -227,7 +228,8 @@ host_outcome(struct host *h, enum fetch_status status, long code)
 		return;
 	if (status == FETCH_NETWORK || status == FETCH_TIMEOUT ||
 	    (status == FETCH_HTTP && code >= 500)) {
-		h->failures++;
+		if (h->failures++ == 0)
+			h->failing_since = time(NULL);
 		for (int i = 1; i < h->failures && delay < FETCH_HOST_BACKOFF_CAP; i++)
 			delay *= 2;
 		if (delay > FETCH_HOST_BACKOFF_CAP)
@@ -746,4 +748,24 @@ fetch_metrics_write(const struct fetcher *f, FILE *fp)
 	metrics_family(fp, "staplerd_fetches_cancelled_total", "counter",
 	    "Fetches dropped because no client waited for them any more.");
 	metrics_sample(fp, "staplerd_fetches_cancelled_total", NULL, (double)f->n_cancelled);
+}
+
+size_t
+fetch_upstreams_failing(const struct fetcher *f, time_t now, long long longer_than, char *names,
+    size_t cap)
+{
+	const struct host *h;
+	size_t n = 0, off = 0;
+
+	if (cap > 0)
+		names[0] = '\0';
+	LIST_FOREACH(h, &f->hosts, link) {
+		if (h->failures == 0 || (long long)(now - h->failing_since) < longer_than)
+			continue;
+		n++;
+		if (cap > 0 && off + strlen(h->name) + 2 < cap) {
+			off += (size_t)snprintf(names + off, cap - off, "%s%s", off ? " " : "", h->name);
+		}
+	}
+	return n;
 }

@@ -92,6 +92,10 @@ size_t fetch_queued(const struct fetcher *f);
 size_t fetch_queued_prio(const struct fetcher *f, enum fetch_priority prio);
 /* Fetches cancelled by fetch_cancel() since the start. */
 unsigned long long fetch_cancelled(const struct fetcher *f);
+/* Upstreams failing (consecutive transport failures) for at least longer_than seconds at now;
+ * their names, space separated, into names (as many as fit in cap). Returns the count. */
+size_t fetch_upstreams_failing(const struct fetcher *f, time_t now, long long longer_than,
+    char *names, size_t cap);
 /* The fetcher's /metrics families (Prometheus text): outcomes and latency per upstream,
  * upstreams in backoff, transfers, queues by priority, cancellations. Counted since start. */
 void fetch_metrics_write(const struct fetcher *f, FILE *fp);

@@ -21,6 +21,7 @@ struct http_api {
 	struct store *store;
 	struct fetcher *fetch;
 	struct http_ocsp_map *ocsp_map;
+	struct http_health *health;
 	int shutting_down;
 	size_t waiting;
 };
@@ -237,26 +238,6 @@ handle_staple(struct http_api *api, struct http_req *req)
 	    cancel_staple);
 }
 
-static void
-handle_healthz(struct http_api *api, struct http_req *req)
-{
-	int code = api->shutting_down ? 503 : 200;
-	char body[512];
-	size_t by[3];
-	int n;
-
-	store_count_status(api->store, by);
-	n = snprintf(body, sizeof(body),
-	    "{\"status\":\"%s\",\"staples\":%zu,\"good\":%zu,\"revoked\":%zu,\"unknown\":%zu,"
-	    "\"fetching\":%zu,\"fetch_queue\":%zu,\"waiting_clients\":%zu,\"connections\":%zu}\n",
-	    api->shutting_down ? "shutting_down" : "ok", store_count(api->store), by[STAPLER_GOOD],
-	    by[STAPLER_REVOKED], by[STAPLER_UNKNOWN], fetch_active(api->fetch), fetch_queued(api->fetch),
-	    api->waiting, http_server_connections(api->srv));
-	if (n < 0 || (size_t)n >= sizeof(body))
-		n = 0;
-	http_reply(req, code, "Cache-Control: no-store\r\n", "application/json", body, (size_t)n);
-}
-
 static int
 path_is(const char *p, size_t n, const char *want)
 {
@@ -271,11 +252,16 @@ on_request(struct http_req *req, void *arg)
 	size_t len;
 	const char *path = http_req_path(req, &len);
 
-	if (path_is(path, len, "/healthz")) {
+	if (path_is(path, len, "/healthz") || path_is(path, len, "/metrics")) {
+		int metrics = path[1] == 'm';
+
+		http_req_set_route(req, metrics ? HTTP_ROUTE_METRICS : HTTP_ROUTE_HEALTHZ);
 		if (m != HTTP_GET && m != HTTP_HEAD)
 			http_api_send_405(req, "GET, HEAD", "use GET");
+		else if (metrics)
+			http_metrics_handle(api, req);
 		else
-			handle_healthz(api, req);
+			http_health_handle(api, req);
 		return;
 	}
 	if (api->shutting_down) {
@@ -284,6 +270,7 @@ on_request(struct http_req *req, void *arg)
 		return;
 	}
 	if (path_is(path, len, "/v1/staples")) {
+		http_req_set_route(req, HTTP_ROUTE_STAPLES);
 		if (m != HTTP_POST)
 			http_api_send_405(req, "POST", "use POST");
 		else
@@ -291,16 +278,19 @@ on_request(struct http_req *req, void *arg)
 		return;
 	}
 	if (path_is(path, len, "/ocsp") || (len >= 6 && memcmp(path, "/ocsp/", 6) == 0)) {
+		http_req_set_route(req, m == HTTP_POST ? HTTP_ROUTE_OCSP_POST : HTTP_ROUTE_OCSP_GET);
 		http_ocsp_handle(api, req, path, len);
 		return;
 	}
 	if (path_is(path, len, "/v1/staple")) {
+		http_req_set_route(req, HTTP_ROUTE_STAPLE);
 		if (m != HTTP_POST)
 			http_api_send_405(req, "POST", "use POST");
 		else
 			handle_staple(api, req);
 		return;
 	}
+	http_req_set_route(req, HTTP_ROUTE_OTHER);
 	http_api_send_error(req, 404, "no such resource");
 }
 
@@ -343,7 +333,8 @@ http_api_new(struct event_base *base, const struct stapler_config *cfg, struct s
 	char host[256];
 	unsigned short port;
 
-	if (api == NULL || (api->ocsp_map = http_ocsp_map_new()) == NULL) {
+	if (api == NULL || (api->ocsp_map = http_ocsp_map_new()) == NULL ||
+	    (api->health = http_health_new()) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -382,6 +373,30 @@ struct http_ocsp_map *
 http_api_ocsp_map(struct http_api *api)
 {
 	return api->ocsp_map;
+}
+
+struct http_health *
+http_api_health(struct http_api *api)
+{
+	return api->health;
+}
+
+struct fetcher *
+http_api_fetcher(struct http_api *api)
+{
+	return api->fetch;
+}
+
+const struct http_server *
+http_api_server(const struct http_api *api)
+{
+	return api->srv;
+}
+
+int
+http_api_shutting_down(const struct http_api *api)
+{
+	return api->shutting_down;
 }
 
 struct staple_service *
@@ -424,6 +439,7 @@ http_api_free(struct http_api **apip)
 		return;
 	http_server_free(&api->srv);
 	http_ocsp_map_free(&api->ocsp_map);
+	http_health_free(&api->health);
 	free(api);
 	*apip = NULL;
 }

@@ -8,6 +8,9 @@
 
 struct http_req;
 struct http_api;
+struct http_health;
+struct http_server;
+struct fetcher;
 struct http_ocsp_map;
 struct staple;
 struct staple_service;
@@ -26,6 +29,32 @@ void http_ocsp_map_free(struct http_ocsp_map **m);
 /* Forgets everything (trust anchors or configuration changed). */
 void http_ocsp_map_clear(struct http_ocsp_map *m);
 struct http_ocsp_map *http_api_ocsp_map(struct http_api *api);
+
+/* The route numbers of http_req_set_route(), for the answer counts of /metrics. */
+enum http_route {
+	HTTP_ROUTE_NONE = 0,
+	HTTP_ROUTE_STAPLE,
+	HTTP_ROUTE_STAPLES,
+	HTTP_ROUTE_OCSP_POST,
+	HTTP_ROUTE_OCSP_GET,
+	HTTP_ROUTE_HEALTHZ,
+	HTTP_ROUTE_METRICS,
+	HTTP_ROUTE_OTHER,
+};
+
+/* GET|HEAD /healthz: ok, or degraded with reasons (staples near expiry that could not be
+ * refreshed, an upstream failing longer than [health] upstream_failing, a database that refuses
+ * writes), as JSON; 200, [health] degraded_code when degraded, 503 when shutting down. */
+void http_health_handle(struct http_api *api, struct http_req *req);
+/* GET|HEAD /metrics: Prometheus text format. */
+void http_metrics_handle(struct http_api *api, struct http_req *req);
+struct http_health *http_health_new(void);
+void http_health_free(struct http_health **h);
+
+struct http_health *http_api_health(struct http_api *api);
+struct fetcher *http_api_fetcher(struct http_api *api);
+const struct http_server *http_api_server(const struct http_api *api);
+int http_api_shutting_down(const struct http_api *api);
 
 /* The staple with RFC 5019 caching headers, or 304 when If-None-Match names it. */
 void http_api_send_staple(struct http_req *req, const struct staple *s);

@@ -66,6 +66,7 @@ struct http_req {
 	void *abort_arg;
 	int status;
 	int close;
+	int route;                  /* set by the handler, for the answer counts; 0: none */
 };
 
 struct http_conn {
@@ -106,6 +107,8 @@ struct http_server {
 	char date[30];
 	time_t accept_logged, limit_logged;
 	unsigned long accept_suppressed, limit_suppressed;
+	unsigned long long answers[HTTP_ROUTES_MAX][HTTP_STATUS_MAX];   /* since start */
+	unsigned long long accepted;
 };
 
 static int conn_process(struct http_conn *c);
@@ -468,6 +471,8 @@ http_reply_begin(struct http_req *req, int status)
 	char code[4];
 
 	req->status = status;
+	if (status >= 0 && status < HTTP_STATUS_MAX && req->route >= 0 && req->route < HTTP_ROUTES_MAX)
+		s->answers[req->route][status]++;
 	if (!req->head.keep_alive || !s->listening)
 		req->close = 1;
 	if (out_reserve(c, HEAD_FIXED + strlen(reason)) < 0) {
@@ -1078,6 +1083,7 @@ on_accept(evutil_socket_t lfd, short what, void *arg)
 			pause_accepting(s, errno);
 			return;
 		}
+		s->accepted++;
 		accept_one(s, fd, &ss);
 	}
 }
@@ -1221,4 +1227,24 @@ http_server_free(struct http_server **sp)
 	table_clear(&s->clients, 1);
 	free(s);
 	*sp = NULL;
+}
+
+void
+http_req_set_route(struct http_req *req, int route)
+{
+	req->route = route >= 0 && route < HTTP_ROUTES_MAX ? route : 0;
+}
+
+unsigned long long
+http_server_answers(const struct http_server *srv, int route, int status)
+{
+	if (route < 0 || route >= HTTP_ROUTES_MAX || status < 0 || status >= HTTP_STATUS_MAX)
+		return 0;
+	return srv->answers[route][status];
+}
+
+unsigned long long
+http_server_accepted(const struct http_server *srv)
+{
+	return srv->accepted;
 }

@@ -39,6 +39,15 @@ unsigned short http_server_port(const struct http_server *srv);
 void http_server_stop_listening(struct http_server *srv);
 size_t http_server_connections(const struct http_server *srv);
 
+/* Answers are counted by route (a small number the handler sets with http_req_set_route();
+ * 0 is the server's own, before any route) and status code, since the start. */
+#define HTTP_ROUTES_MAX 8
+#define HTTP_STATUS_MAX 600
+void http_req_set_route(struct http_req *req, int route);
+unsigned long long http_server_answers(const struct http_server *srv, int route, int status);
+/* Connections accepted since the start. */
+unsigned long long http_server_accepted(const struct http_server *srv);
+
 enum http_method http_req_method(const struct http_req *req);
 /* The path (no query), not NUL-terminated; valid until the answer is given. */
 const char *http_req_path(const struct http_req *req, size_t *len);

@@ -324,6 +324,12 @@ replay_revocation(const struct persist_revocation *r, void *arg)
 	cache_row_clear(&row);
 }
 
+struct persist *
+staple_service_persist(const struct staple_service *svc)
+{
+	return svc->persist;
+}
+
 int
 staple_service_replay_journal(struct staple_service *svc)
 {

@@ -88,6 +88,8 @@ void staple_service_set_persist(struct staple_service *svc, struct persist *pers
  * not (a stop while the database refused them) are served and queued again. Returns the
  * number of journal records, or -1. */
 int staple_service_replay_journal(struct staple_service *svc);
+/* The write-behind queue in use, or NULL. */
+struct persist *staple_service_persist(const struct staple_service *svc);
 
 /* Loads every cached row into the memory index (warm start). Returns the count, or -1. */
 long staple_service_load(struct staple_service *svc);

@@ -179,6 +179,15 @@ store_count_status(const struct store *store, size_t counts[3])
 }
 
 void
+store_foreach(const struct store *store, void (*cb)(const struct staple *s, void *arg), void *arg)
+{
+	for (size_t i = 0; i < store->staples.cap; i++) {
+		if (store->staples.slot[i] != NULL)
+			cb(store->staples.slot[i], arg);
+	}
+}
+
+void
 store_seen_put(struct store *store, const unsigned char digest[STORE_DIGEST_LEN],
     const struct stapler_key *key, time_t valid_until)
 {

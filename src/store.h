@@ -52,6 +52,9 @@ int store_remove(struct store *store, const struct stapler_key *key);
 size_t store_count(const struct store *store);
 /* Staples by status into counts[3] (kept as they change: no scan). */
 void store_count_status(const struct store *store, size_t counts[3]);
+/* Calls cb for every staple, in no particular order (cb must not change the store). A full
+ * pass over the table: callers bound how often (/metrics and /healthz cache what it finds). */
+void store_foreach(const struct store *store, void (*cb)(const struct staple *s, void *arg), void *arg);
 
 /* Remembers that a request body with this digest named key and was checked; the memory holds
  * until valid_until (the chain's earliest notAfter). Bounded by STORE_SEEN_MAX. */

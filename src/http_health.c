@@ -1,0 +1,295 @@
+/* What an operator and a load balancer watch: GET /healthz (ok, or degraded with reasons) and
+ * GET /metrics (Prometheus text). Both read counters the parts keep anyway; the one full pass
+ * over the staples (ages, expiry, danger) is cached for HEALTH_SCAN_EVERY seconds. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "fetch.h"
+#include "http_api.h"
+#include "http_routes.h"
+#include "http_server.h"
+#include "metrics.h"
+#include "persist.h"
+#include "staple.h"
+#include "store.h"
+
+/* A scrape or a health probe never costs more than one pass over the staples per this. */
+#define HEALTH_SCAN_EVERY 5
+
+static const double age_le[] = { 60, 300, 900, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400,
+    2 * 86400, 4 * 86400, 7 * 86400, 14 * 86400, 30 * 86400 };
+
+/* What one pass over the staples found. */
+struct health_scan {
+	time_t at;
+	size_t servable, expired, expiring_24h, danger;
+	struct metrics_hist age;
+};
+
+struct http_health {
+	time_t started;
+	struct health_scan scan;
+};
+
+/* The route names of http_req_set_route(), by number. */
+static const char *const route_names[HTTP_ROUTES_MAX] = {
+	[HTTP_ROUTE_NONE] = "none", [HTTP_ROUTE_STAPLE] = "/v1/staple",
+	[HTTP_ROUTE_STAPLES] = "/v1/staples", [HTTP_ROUTE_OCSP_POST] = "POST /ocsp",
+	[HTTP_ROUTE_OCSP_GET] = "GET /ocsp/", [HTTP_ROUTE_HEALTHZ] = "/healthz",
+	[HTTP_ROUTE_METRICS] = "/metrics", [HTTP_ROUTE_OTHER] = "other",
+};
+
+struct http_health *
+http_health_new(void)
+{
+	struct http_health *h = calloc(1, sizeof(*h));
+
+	if (h != NULL)
+		h->started = time(NULL);
+	return h;
+}
+
+void
+http_health_free(struct http_health **h)
+{
+	if (h == NULL || *h == NULL)
+		return;
+	free(*h);
+	*h = NULL;
+}
+
+struct scan_ctx {
+	struct health_scan *sc;
+	time_t now;
+	long long danger_window;
+};
+
+/* A staple is in danger when what is left of it is less than the danger window, or than a
+ * quarter of its validity for short-lived ones: a healthy entry is refreshed long before. */
+static void
+scan_one(const struct staple *s, void *arg)
+{
+	struct scan_ctx *x = arg;
+	long long left = (long long)(s->next_update - x->now);
+	long long validity = (long long)(s->next_update - s->this_update);
+	long long window = x->danger_window < validity / 4 ? x->danger_window : validity / 4;
+
+	if (!staple_servable(s, x->now)) {
+		x->sc->expired++;
+		return;
+	}
+	x->sc->servable++;
+	metrics_hist_observe(&x->sc->age, (double)(x->now - s->this_update));
+	if (left <= 86400)
+		x->sc->expiring_24h++;
+	if (left < window)
+		x->sc->danger++;
+}
+
+static const struct health_scan *
+scan(struct http_health *h, struct http_api *api, time_t now)
+{
+	struct scan_ctx x = { &h->scan, now, http_api_config(api)->health_danger_window };
+
+	if (h->scan.at != 0 && now - h->scan.at < HEALTH_SCAN_EVERY && now >= h->scan.at)
+		return &h->scan;
+	memset(&h->scan, 0, sizeof(h->scan));
+	metrics_hist_init(&h->scan.age, age_le, sizeof(age_le) / sizeof(age_le[0]));
+	store_foreach(staple_service_store(http_api_service(api)), scan_one, &x);
+	h->scan.at = now;
+	return &h->scan;
+}
+
+/* Appends a JSON string (quotes included) of s to fp. */
+static void
+json_str(FILE *fp, const char *s)
+{
+	fputc('"', fp);
+	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(fp, "\\%c", *p);
+		else if (*p < 0x20 || *p == 0x7f)
+			fprintf(fp, "\\u%04x", *p);
+		else
+			fputc(*p, fp);
+	}
+	fputc('"', fp);
+}
+
+static void
+reply_stream(struct http_req *req, int code, const char *type, char *buf, size_t len)
+{
+	if (buf == NULL) {
+		http_api_send_error(req, 503, "out of memory");
+		return;
+	}
+	http_reply(req, code, "Cache-Control: no-store\r\n", type, buf, len);
+	free(buf);
+}
+
+void
+http_health_handle(struct http_api *api, struct http_req *req)
+{
+	const struct stapler_config *cfg = http_api_config(api);
+	struct staple_service *svc = http_api_service(api);
+	struct fetcher *f = http_api_fetcher(api);
+	struct persist *p = staple_service_persist(svc);
+	const struct health_scan *sc;
+	time_t now;
+	char failing[512], *buf = NULL;
+	size_t len = 0, by[3], n_failing;
+	int degraded, code, first = 1;
+	FILE *fp;
+
+	http_req_date(req, &now);
+	sc = scan(http_api_health(api), api, now);
+	n_failing = fetch_upstreams_failing(f, now, cfg->health_upstream_failing, failing,
+	    sizeof(failing));
+	degraded = sc->danger > 0 || n_failing > 0 || (p != NULL && persist_failing(p));
+	code = http_api_shutting_down(api) ? 503 : degraded ? (int)cfg->health_degraded_code : 200;
+	store_count_status(staple_service_store(svc), by);
+	if ((fp = open_memstream(&buf, &len)) == NULL) {
+		http_api_send_error(req, 503, "out of memory");
+		return;
+	}
+	fprintf(fp, "{\"status\":\"%s\",\"reasons\":[", http_api_shutting_down(api) ?
+	    "shutting_down" : degraded ? "degraded" : "ok");
+	if (sc->danger > 0) {
+		fprintf(fp, "{\"reason\":\"staples_near_expiry\",\"count\":%zu,\"detail\":\"staples "
+		    "within the danger window before nextUpdate that could not be refreshed\"}",
+		    sc->danger);
+		first = 0;
+	}
+	if (n_failing > 0) {
+		fprintf(fp, "%s{\"reason\":\"upstream_failing\",\"count\":%zu,\"upstreams\":",
+		    first ? "" : ",", n_failing);
+		json_str(fp, failing);
+		fputc('}', fp);
+		first = 0;
+	}
+	if (p != NULL && persist_failing(p))
+		fprintf(fp, "%s{\"reason\":\"database_not_writable\",\"pending_writes\":%zu,"
+		    "\"pending_revocations\":%zu}", first ? "" : ",", persist_pending(p),
+		    persist_pending_revocations(p));
+	fprintf(fp, "],\"staples\":%zu,\"good\":%zu,\"revoked\":%zu,\"unknown\":%zu,"
+	    "\"expired\":%zu,\"near_expiry\":%zu,\"fetching\":%zu,\"fetch_queue\":%zu,"
+	    "\"waiting_clients\":%zu,\"connections\":%zu,\"pending_writes\":%zu}\n",
+	    store_count(staple_service_store(svc)), by[STAPLER_GOOD], by[STAPLER_REVOKED],
+	    by[STAPLER_UNKNOWN], sc->expired, sc->danger, fetch_active(f), fetch_queued(f),
+	    http_api_waiting(api), http_server_connections(http_api_server(api)),
+	    p != NULL ? persist_pending(p) : (size_t)0);
+	if (fclose(fp) != 0) {
+		free(buf);
+		buf = NULL;
+	}
+	reply_stream(req, code, "application/json", buf, len);
+}
+
+static void
+gauge(FILE *fp, const char *name, const char *help, double v)
+{
+	metrics_family(fp, name, "gauge", help);
+	metrics_sample(fp, name, NULL, v);
+}
+
+static void
+counter(FILE *fp, const char *name, const char *help, double v)
+{
+	metrics_family(fp, name, "counter", help);
+	metrics_sample(fp, name, NULL, v);
+}
+
+void
+http_metrics_handle(struct http_api *api, struct http_req *req)
+{
+	static const char *const status_names[3] = { "good", "revoked", "unknown" };
+	const char *const build[] = { "version", STAPLER_VERSION, NULL };
+	struct staple_service *svc = http_api_service(api);
+	const struct http_server *srv = http_api_server(api);
+	struct persist *p = staple_service_persist(svc);
+	const struct health_scan *sc;
+	struct staple_stats st;
+	char *buf = NULL, code[8];
+	size_t len = 0, by[3];
+	time_t now;
+	FILE *fp;
+
+	http_req_date(req, &now);
+	sc = scan(http_api_health(api), api, now);
+	staple_service_stats(svc, &st);
+	store_count_status(staple_service_store(svc), by);
+	if ((fp = open_memstream(&buf, &len)) == NULL) {
+		http_api_send_error(req, 503, "out of memory");
+		return;
+	}
+	metrics_family(fp, "staplerd_build_info", "gauge", "The running build.");
+	metrics_sample(fp, "staplerd_build_info", build, 1);
+	gauge(fp, "staplerd_process_start_time_seconds", "Start time of the process, Unix seconds.",
+	    (double)http_api_health(api)->started);
+	metrics_family(fp, "staplerd_http_requests_total", "counter",
+	    "HTTP answers by route and status code (route none: refused before routing).");
+	for (int r = 0; r < HTTP_ROUTES_MAX; r++) {
+		for (int c = 100; c < HTTP_STATUS_MAX; c++) {
+			unsigned long long n = http_server_answers(srv, r, c);
+			const char *const labels[] = { "route", route_names[r], "code", code, NULL };
+
+			if (n == 0 || route_names[r] == NULL)
+				continue;
+			snprintf(code, sizeof(code), "%d", c);
+			metrics_sample(fp, "staplerd_http_requests_total", labels, (double)n);
+		}
+	}
+	gauge(fp, "staplerd_http_connections", "Open HTTP connections.",
+	    (double)http_server_connections(srv));
+	counter(fp, "staplerd_http_connections_accepted_total", "HTTP connections accepted.",
+	    (double)http_server_accepted(srv));
+	gauge(fp, "staplerd_http_waiting_clients", "Clients waiting for an upstream answer.",
+	    (double)http_api_waiting(api));
+	metrics_family(fp, "staplerd_cache_entries", "gauge", "Staples held in memory, by status.");
+	for (int s = 0; s < 3; s++) {
+		const char *const labels[] = { "status", status_names[s], NULL };
+
+		metrics_sample(fp, "staplerd_cache_entries", labels, (double)by[s]);
+	}
+	gauge(fp, "staplerd_staples_expired", "Staples held but no longer served (past nextUpdate "
+	    "minus the safety margin), waiting for a refresh.", (double)sc->expired);
+	gauge(fp, "staplerd_staples_expiring_24h", "Servable staples whose nextUpdate is within "
+	    "24 hours.", (double)sc->expiring_24h);
+	gauge(fp, "staplerd_staples_near_expiry", "Servable staples inside the danger window "
+	    "([health] danger_window) before nextUpdate.", (double)sc->danger);
+	metrics_family(fp, "staplerd_staple_age_seconds", "histogram",
+	    "Age (now - thisUpdate) of the servable staples, at the last scan.");
+	metrics_hist_write(fp, "staplerd_staple_age_seconds", NULL, &sc->age);
+	fetch_metrics_write(http_api_fetcher(api), fp);
+	metrics_family(fp, "staplerd_answers_refused_total", "counter",
+	    "Verified upstream answers not kept, by reason.");
+	{
+		const char *const older[] = { "reason", "older", NULL };
+		const char *const expiring[] = { "reason", "expiring", NULL };
+
+		metrics_sample(fp, "staplerd_answers_refused_total", older, (double)st.older_refused);
+		metrics_sample(fp, "staplerd_answers_refused_total", expiring,
+		    (double)st.expiring_refused);
+	}
+	counter(fp, "staplerd_revocations_seen_total", "Staples held good or unknown that turned "
+	    "revoked (each is also logged at warning level).", (double)st.revocations_seen);
+	counter(fp, "staplerd_fetches_discarded_evicted_total", "Fetches whose entry was evicted "
+	    "while they ran (nothing stored).", (double)st.evicted_in_flight);
+	gauge(fp, "staplerd_fetches_pending", "Certificates with a fetch in flight.",
+	    (double)staple_service_pending(svc));
+	gauge(fp, "staplerd_cache_writes_pending", "Writes the database refused for now, kept in "
+	    "memory and retried.", p != NULL ? (double)persist_pending(p) : 0);
+	gauge(fp, "staplerd_cache_revocations_pending", "Revocations among the pending writes.",
+	    p != NULL ? (double)persist_pending_revocations(p) : 0);
+	gauge(fp, "staplerd_cache_write_failing", "1 while the database refuses writes.",
+	    p != NULL ? (double)persist_failing(p) : 0);
+	counter(fp, "staplerd_cache_writes_dropped_total", "Writes refused because the pending "
+	    "queue was full.", p != NULL ? (double)persist_dropped(p) : 0);
+	if (fclose(fp) != 0) {
+		free(buf);
+		buf = NULL;
+	}
+	reply_stream(req, 200, "text/plain; version=0.0.4; charset=utf-8", buf, len);
+}
