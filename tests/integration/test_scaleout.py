@@ -17,6 +17,7 @@ Run inside tests/integration/netns-run (CTest does): only loopback exists there.
 import base64
 import calendar
 import email.utils
+import http.client
 import http.server
 import os
 import re
@@ -548,6 +549,54 @@ class ScaleoutTest(IntegrationTestCase):
         for _ in range(4):
             self.assertServes(*lb.staple(self.chain(leaf)), leaf)
         self.assertEqual(self.fwd.count, 2)
+
+    def test_haproxy_keeps_serving_while_an_instance_drains(self):
+        # A client of staplerd1 waits for a fetch from a stalled responder, so SIGTERM makes
+        # staplerd1 drain (it answers that client, then exits). Meanwhile a head-end keeps one
+        # keep-alive connection to HAProxy, and every one of its requests must succeed.
+        leaf = self.leaf("meter")
+        stall = self.fault_proxy(self.up_port)
+        stall.set("stall", stall=30)
+        slow = self.pki.leaf(self.inter, "slow", ocsp_urls=[stall.url])
+        self.start_responder()
+        backends = [self.instance("staplerd%d" % i, self.ca_file) for i in (1, 2)]
+        lb = Haproxy(os.path.join(self.tmp, "haproxy"), [d.port for d in backends])
+        self._logs.append(lb.log)
+        self.addCleanup(lb.stop)
+        lb.start()
+        lb.wait_status("staplerd1", "UP")
+        lb.wait_status("staplerd2", "UP")
+
+        conn = http.client.HTTPConnection("127.0.0.1", lb.port, timeout=20)
+        self.addCleanup(conn.close)
+
+        def staple():
+            conn.request("POST", "/v1/staple", body=self.chain(leaf),
+                         headers={"Content-Type": PEM})
+            r = conn.getresponse()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+        for _ in range(4):
+            self.assertServes(*staple(), leaf)
+
+        waiting = []
+        t = threading.Thread(target=lambda: waiting.append(
+            backends[0].staple(self.chain(slow), PEM, timeout=30)))
+        t.start()
+        self.assertTrue(wait_until(lambda: stall.count >= 1, 5), "the slow fetch never started")
+        os.kill(backends[0].proc.pid, signal.SIGTERM)
+        self.assertTrue(wait_until(lambda: "event=stopping" in read_text(backends[0].log), 5))
+        statuses = []
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline and backends[0].proc.poll() is None:
+            st, h, body = staple()
+            statuses.append(st)
+            self.assertServes(st, h, body, leaf)
+        self.assertIsNone(backends[0].proc.poll(), "staplerd1 stopped before the test was done")
+        lb.wait_status("staplerd1", "DOWN")
+        self.assertGreater(len(statuses), 4)
+        t.join(timeout=30)
+        self.assertEqual(backends[0].proc.wait(timeout=30), 0)
+        backends[0].proc = None
 
 
 def setUpModule():
