@@ -440,11 +440,13 @@ class ScaleoutTest(IntegrationTestCase):
         bundle = self.pki.bundle("central-bundle.pem", self.root, self.inter)
         return self.instance("central", bundle, **staplerd_args(text))
 
-    def edges(self, central, n=3):
+    def edges(self, central, n=3, fallback=None):
+        url = "http://127.0.0.1:%d/ocsp" % central.port
+        if fallback:
+            url += " " + fallback
         text = example("edge.conf", [
             (EXAMPLE_HASH, self.inter.key_hash()),
-            ("http://staplerd-central.example.net:8080/ocsp",
-             "http://127.0.0.1:%d/ocsp" % central.port),
+            ("http://staplerd-central.example.net:8080/ocsp", url),
             ("staplerd-central.example.net", "127.0.0.1")])
         return [self.instance("edge%d" % i, self.ca_file, **staplerd_args(text))
                 for i in range(1, n + 1)]
@@ -512,6 +514,21 @@ class ScaleoutTest(IntegrationTestCase):
                 self.assertServes(st, h, got, leaf)
                 self.assertEqual(got, self.central_staple(central, leaf))
         self.assertEqual(self.fwd.count, 2)
+
+    def test_edge_falls_back_to_the_ca_after_the_central(self):
+        # With the CA's own responder listed after the central, an edge still staples when the
+        # central cannot answer: here it does not know the issuer, then it is stopped.
+        a, b = self.leaf("meter-a"), self.leaf("meter-b")
+        self.start_responder()
+        central = self.instance("central", self.ca_file)
+        edge, = self.edges(central, n=1, fallback=self.fwd.url)
+        self.assertServes(*edge.staple(self.chain(a), PEM), a)
+        self.assertEqual(self.fwd.count, 1)
+        self.assertEqual(central.stop(), 0)
+        self.assertServes(*edge.staple(self.chain(b), PEM), b)
+        self.assertEqual(self.fwd.count, 2)
+        self.assertEqual(edge.wait_rows(1, "WHERE serial = ?", (b.serial,))[0]["ocsp_url"],
+                         self.fwd.url)
 
     # ----------------------------------------------------------------------------------------
     # (c) independent instances behind HAProxy, checked on /healthz
@@ -597,6 +614,20 @@ class ScaleoutTest(IntegrationTestCase):
         t.join(timeout=30)
         self.assertEqual(backends[0].proc.wait(timeout=30), 0)
         backends[0].proc = None
+
+
+class DocsTest(unittest.TestCase):
+    """docs/operations.md shows every example file in full, exactly as the tests run it."""
+
+    def test_docs_show_the_examples(self):
+        with open(os.path.join(HERE, "..", "..", "docs", "operations.md")) as f:
+            doc = f.read()
+        shown = dict(re.findall(r"<!-- examples/scaleout/(\S+) -->\n```\w*\n(.*?)```", doc,
+                                re.S))
+        self.assertEqual(sorted(shown), sorted(os.listdir(EXAMPLES)))
+        for name, text in shown.items():
+            with open(os.path.join(EXAMPLES, name)) as f:
+                self.assertEqual(text, f.read(), "docs/operations.md shows an older %s" % name)
 
 
 def setUpModule():
