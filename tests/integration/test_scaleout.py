@@ -428,6 +428,26 @@ class ScaleoutTest(IntegrationTestCase):
         self.assertEqual(len(self.tap.requests()), 3)
         self.assertEqual(self.fwd.count, 0)
 
+    @unittest.expectedFailure
+    def test_max_age_ends_by_the_next_refresh(self):
+        """Known gap, reported: staplerd's max-age runs to nextUpdate - 60 s (about 30 days
+        here), although staplerd fetches the entry again within [refresh] max_interval (1 d).
+        A cache that honours Cache-Control (nginx's default, a CDN) therefore never
+        revalidates while staplerd could answer 304, and keeps serving a "good" staple for
+        days after staplerd has refreshed it to "revoked". examples/scaleout/ works around it
+        with a 60 s TTL of nginx's own. Fix (in src/, not this branch): bound max-age by the
+        entry's next refresh, as boulder bounds it by its update interval; this test then
+        passes and the nginx example could honour Cache-Control."""
+        leaf = self.leaf("meter")
+        self.start_responder()
+        d = self.instance("staplerd", self.ca_file)
+        self.assertEqual(d.staple(self.chain(leaf), PEM)[0], 200)
+        st, h, _ = d.request("GET", ocsp_get_path(self.inter, leaf, self.tmp))
+        self.assertEqual(st, 200)
+        max_age = int(h["cache-control"].split(",")[0].split("=")[1])
+        row = d.wait_rows(1, "WHERE serial = ?", (leaf.serial,))[0]
+        self.assertLessEqual(time.time() + max_age, row["next_refresh_at"] + 5)
+
     # ----------------------------------------------------------------------------------------
     # (b) edges tiered over a central staplerd
 
