@@ -26,6 +26,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -238,7 +239,9 @@ class Haproxy:
         os.makedirs(dir, exist_ok=True)
         self.port = free_port()
         self.log = os.path.join(dir, "haproxy.log")
-        self.stats = os.path.join(dir, "stats.sock")
+        # A Unix socket path has at most 97 bytes for HAProxy: not under a deep build tree.
+        self.stats_dir = tempfile.mkdtemp(prefix="haproxy-", dir="/tmp")
+        self.stats = os.path.join(self.stats_dir, "stats.sock")
         self.cfg = os.path.join(dir, "haproxy.cfg")
         with open(self.cfg, "w") as f:
             f.write(example("haproxy.cfg", [
@@ -297,6 +300,7 @@ class Haproxy:
     def stop(self):
         stop_process(self.proc, timeout=5)
         self.proc = None
+        shutil.rmtree(self.stats_dir, ignore_errors=True)
 
 
 def http_time(s):
