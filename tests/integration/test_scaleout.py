@@ -142,12 +142,12 @@ class Tap:
             def log_message(self, *a):
                 pass
 
-            def do_GET(self):
+            def do_GET(self, body=None):
                 hdrs = {k: v for k, v in self.headers.items() if k.lower() not in tap.HOP}
                 hdrs["Connection"] = "close"
                 try:
-                    st, rh, data = http_request(tap.upstream_port, "GET", self.path,
-                                                headers=hdrs, timeout=15)
+                    st, rh, data = http_request(tap.upstream_port, self.command, self.path,
+                                                body=body, headers=hdrs, timeout=15)
                 except OSError:
                     self.send_error(502)
                     return
@@ -163,6 +163,9 @@ class Tap:
                 self.end_headers()
                 if st != 304:
                     self.wfile.write(data)
+
+            def do_POST(self):
+                self.do_GET(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -402,6 +405,16 @@ class ScaleoutTest(IntegrationTestCase):
         self.assertEqual(body, staple)
         self.assertEqual(len(self.tap.requests()), 2)
         self.assertEqual(self.fwd.count, 1)
+
+        # POST /ocsp passes through, uncached.
+        with open(os.path.join(self.tmp, "req-%s.der" % leaf.name), "rb") as f:
+            req = f.read()
+        for _ in range(2):
+            st, h, body = http_request(self.nginx.port, "POST", "/ocsp", body=req, headers={
+                "Content-Type": "application/ocsp-request"})
+            self.assertEqual((st, body), (200, staple))
+            self.assertNotIn("x-cache-status", h)
+        self.assertEqual([r[0] for r in self.tap.requests()[2:]], ["/ocsp", "/ocsp"])
 
         # A revocation staplerd learns reaches nginx's clients within the TTL.
         self.resp.stop()                    # `openssl ocsp` rereads its index on restart
