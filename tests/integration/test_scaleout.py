@@ -417,8 +417,11 @@ class ScaleoutTest(IntegrationTestCase):
         self.assertEqual([r[0] for r in self.tap.requests()[2:]], ["/ocsp", "/ocsp"])
 
         # A revocation staplerd learns reaches nginx's clients within the TTL.
-        self.resp.stop()                    # `openssl ocsp` rereads its index on restart
+        # `openssl ocsp` rereads its index on restart; a new port (and log) for the new one,
+        # so that its readiness is not read from the old one's log.
+        self.resp.stop()
         self.inter.revoke(leaf)
+        self.up_port = self.fwd.upstream_port = free_port()
         self.start_responder()
         p = run([staplerctl_binary(), "-c", self.d.conf, "refresh", leaf.serial], check=False)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
