@@ -8,7 +8,8 @@ PACKAGES=(
   libssl-dev openssl libcurl4-openssl-dev libsqlite3-dev sqlite3 libevent-dev libinih-dev
   libcmocka-dev
   curl python3 python3-cryptography iproute2 util-linux ca-certificates
-  prometheus faketime
+  prometheus faketime # test_observe.py: promtool check metrics/rules; /healthz in the future
+  nginx haproxy       # tests/integration/test_scaleout.py runs examples/scaleout/ with them
 )
 if [[ ${1:-} == --fuzz ]]; then
   PACKAGES+=(clang libclang-rt-dev)
