@@ -6,6 +6,7 @@ Run inside tests/integration/netns-run (CTest does); the read-only cases also ta
 mount namespace (unshare -m) for a read-only bind mount of the database directory.
 """
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -372,6 +373,125 @@ class MaxIntervalTest(IntegrationTestCase):
         gap = row["next_refresh_at"] - row["fetched_at"]
         self.assertLessEqual(gap, 86400)
         self.assertGreaterEqual(gap, 86400 - 86400 // 8)
+
+
+class SlowForUnknownSerials:
+    """An upstream in front of `openssl ocsp` that answers the certificates it knows at once
+    and holds requests for any other serial (made-up ones, as an attacker sends) for `stall`
+    seconds, then closes: the /ocsp misses that nobody will wait for."""
+
+    def __init__(self, upstream_port, known_serials, stall=30):
+        import http.server
+        import threading
+        from cryptography.x509 import ocsp as x509_ocsp
+        self.lock = threading.Lock()
+        self.seen = {"known": 0, "unknown": 0}
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def log_message(self, *a):
+                pass
+
+            def _answer(self, body):
+                try:
+                    serial = "%X" % x509_ocsp.load_der_ocsp_request(body).serial_number
+                except Exception:
+                    serial = None
+                known = serial in known_serials
+                with outer.lock:
+                    outer.seen["known" if known else "unknown"] += 1
+                if not known:
+                    time.sleep(stall)
+                    self.close_connection = True
+                    return
+                from harness import http_request
+                st, rh, data = http_request(upstream_port, "POST", "/", body=body, headers={
+                    "Content-Type": "application/ocsp-request", "Connection": "close"})
+                self.send_response(st)
+                self.send_header("Content-Type", "application/ocsp-response")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                import base64
+                import urllib.parse
+                b64 = urllib.parse.unquote(self.path.rsplit("/", 1)[-1])
+                self._answer(base64.b64decode(b64 + "=" * (-len(b64) % 4)))
+
+            def do_POST(self):
+                self._answer(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d/" % self.port
+
+    def count(self, kind):
+        with self.lock:
+            return self.seen[kind]
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class AbandonedWorkTest(IntegrationTestCase):
+
+    def test_abandoned_misses_are_cancelled(self):
+        """3,000 /ocsp misses for made-up serials whose clients hang up: their fetches are
+        dropped (fetch queue empty, upstream asked far fewer than 3,000 times), and a real
+        certificate's miss behind them is answered within a few seconds."""
+        import socket
+        from test_ocsp import cert_id, ocsp_request
+        root = self.pki.root("root")
+        self.pki.responder(root)
+        up = self.responder(root, port=free_port())
+        known = self.pki.leaf(root, "known", serial="1001", ocsp_urls=["http://127.0.0.1:1/"])
+        real = self.pki.leaf(root, "real", serial="1002", ocsp_urls=["http://127.0.0.1:1/"])
+        slow = SlowForUnknownSerials(up.port, {"1001", "1002"})
+        self.addCleanup(slow.stop)
+        known = self.pki.leaf(root, "known2", serial="1001", ocsp_urls=[slow.url])
+        real = self.pki.leaf(root, "real2", serial="1002", ocsp_urls=[slow.url])
+        d = self.staplerd(self.pki.bundle("ca.pem", root), timeout="30s")
+        # A first staple teaches the daemon the issuer and its responder URL for /ocsp.
+        st, _, body = d.staple(known.pem(), PEM)
+        self.assertEqual(st, 200, body[:300])
+        socks = []
+        for i in range(3000):
+            req = ocsp_request([cert_id(root.der(), "%X" % (0x100000 + i))])
+            s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+            s.sendall(b"POST /ocsp HTTP/1.1\r\nHost: x\r\nContent-Type: application/ocsp-request"
+                      b"\r\nContent-Length: %d\r\n\r\n" % len(req) + req)
+            socks.append(s)
+            if len(socks) >= 200:
+                for s in socks:
+                    s.close()
+                socks = []
+        for s in socks:
+            s.close()
+        t0 = time.monotonic()
+        st, _, body = d.staple(real.pem(), PEM, timeout=20)
+        elapsed = time.monotonic() - t0
+        self.assertEqual(st, 200, body[:300])
+        self.assertLess(elapsed, 5, "real miss waited %.1f s" % elapsed)
+
+        def drained():
+            st, _, b = d.request("GET", "/healthz")
+            doc = json.loads(b)
+            return doc["fetch_queue"] == 0 and doc["fetching"] == 0 and doc[
+                "waiting_clients"] == 0
+        self.assertTrue(wait_until(drained, 10), d.request("GET", "/healthz")[2])
+        self.assertLess(slow.count("unknown"), 1000)
+        self.assertEqual(d.stop(), 0)
 
 
 if __name__ == "__main__":
