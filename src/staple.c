@@ -367,6 +367,8 @@ load_row(const struct cache_row *row, void *arg)
 	}
 	s = staple_new(&key, row->status, (time_t)row->this_update, (time_t)row->next_update,
 	    (time_t)row->produced_at, (time_t)row->fetched_at, row->response_der, row->response_len);
+	if (s != NULL)
+		s->refresh_at = (time_t)row->next_refresh_at;
 	if (s == NULL || store_put(svc->store, s) < 0)
 		return -1;
 	learn_row_issuer(svc, row, &key);
@@ -404,6 +406,7 @@ record_failure(struct pending *p, const char *error)
 	next = sched_retry_at(failures, now, (time_t)row.next_update, staple_service_random(svc));
 	if (write_failure(svc, &p->key, failures, error, (long long)next) < 0)
 		log_error("cache_store_failed", "serial=%s issuer=%s", row.serial, row.issuer_key_hash);
+	store_set_refresh_at(svc->store, &p->key, next);
 	/* A wrong answer (bad signature, another CertID, an unauthorised signer) is worth an
 	 * operator's attention; an absent one (timeout, 5xx, tryLater) is routine. */
 	log_msg(p->permanent ? LOG_LVL_ERROR : LOG_LVL_WARN, "refresh_failed", "serial=%s issuer=%s "
@@ -497,6 +500,8 @@ commit(struct pending *p, const char *url, const unsigned char *der, size_t len,
 	}
 	OPENSSL_free(issuer_der);
 	s = staple_new(&p->key, r->status, r->this_update, r->next_update, r->produced_at, now, der, len);
+	if (s != NULL)
+		s->refresh_at = (time_t)row.next_refresh_at;
 	if (s == NULL || store_put(svc->store, s) < 0)
 		return NULL;
 	if (issuers_learn(svc->issuers, p->t->issuer, &p->t->urls) < 0)
@@ -569,6 +574,8 @@ keep_held(struct pending *p, const char *url, const struct ocsp_result *r,
 	if (!p->evicted && write_failure(svc, &p->key, 0, note, (long long)next) < 0)
 		log_error("cache_store_failed", "serial=%s issuer=%s", p->t->serial_hex,
 		    p->t->key_hash_hex);
+	if (!p->evicted)
+		store_set_refresh_at(svc->store, &p->key, next);
 	if (staple_servable(held, now))
 		pending_finish(p, STAPLE_OK, held, NULL);
 	else {

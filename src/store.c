@@ -104,6 +104,7 @@ staple_new(const struct stapler_key *key, enum stapler_cert_status status, time_
 	s->next_update = next_update;
 	s->produced_at = produced_at;
 	s->fetched_at = fetched_at;
+	s->refresh_at = 0;
 	s->der_len = der_len;
 	memcpy(s->der, der, der_len);
 	/* A strong validator: the first 128 bits of SHA-256 over the exact bytes served. */
@@ -129,6 +130,12 @@ staple_max_age(const struct staple *s, time_t now)
 {
 	time_t left = s->next_update - STORE_EXPIRY_MARGIN - now;
 
+	if (s->refresh_at != 0) {
+		time_t until = s->refresh_at > now ? s->refresh_at - now : STORE_MAX_AGE_OVERDUE;
+
+		if (until < left)
+			left = until;
+	}
 	return left > 0 ? (long)left : 0;
 }
 
@@ -224,4 +231,13 @@ void
 store_seen_clear(struct store *store)
 {
 	table_clear(&store->seen, 1);
+}
+
+void
+store_set_refresh_at(struct store *store, const struct stapler_key *key, time_t at)
+{
+	struct staple *s = table_get(&store->staples, key, store->seed);
+
+	if (s != NULL)
+		s->refresh_at = at;
 }

@@ -11,6 +11,7 @@
 
 /* Staples stop being served this long before their nextUpdate (PRODUCT.md §8.2). */
 #define STORE_EXPIRY_MARGIN 60
+#define STORE_MAX_AGE_OVERDUE 60
 /* Bound on remembered request-body digests. */
 #define STORE_SEEN_MAX (1u << 20)
 #define STORE_DIGEST_LEN 32
@@ -22,6 +23,7 @@ struct staple {
 	struct stapler_key key;
 	enum stapler_cert_status status;
 	time_t this_update, next_update, produced_at, fetched_at;
+	time_t refresh_at;       /* when it is fetched again (0: not known); bounds max-age */
 	char etag[36];           /* quoted, e.g. "\"3f2a…\"" */
 	char last_modified[30];  /* IMF-fixdate of thisUpdate */
 	char expires[30];        /* IMF-fixdate of nextUpdate */
@@ -40,13 +42,18 @@ struct staple *staple_new(const struct stapler_key *key, enum stapler_cert_statu
 /* 1 while the staple may be served at now: before next_update - STORE_EXPIRY_MARGIN and not
  * before this_update - OCSP skew. */
 int staple_servable(const struct staple *s, time_t now);
-/* Seconds an HTTP cache may keep it at now (RFC 5019 max-age), never negative. */
+/* Seconds an HTTP cache may keep it at now (RFC 5019 max-age), never negative: until
+ * nextUpdate less the margin, and no later than its next refresh, so a cache in front never
+ * serves it after staplerd could have learned better (a revocation); a refresh overdue (the
+ * upstream failing) gives STORE_MAX_AGE_OVERDUE, so caches ask again soon. */
 long staple_max_age(const struct staple *s, time_t now);
 
 /* Takes ownership of s, replacing any staple with the same key. Returns 0 or -1 (s freed). */
 int store_put(struct store *store, struct staple *s);
 /* Returns the staple for key, or NULL. Valid until the next store_put/store_remove of that key. */
 const struct staple *store_get(const struct store *store, const struct stapler_key *key);
+/* Records when the staple for key is fetched again (a retry after a failure moves it). */
+void store_set_refresh_at(struct store *store, const struct stapler_key *key, time_t at);
 /* Removes and frees the staple for key; returns 1 if there was one. */
 int store_remove(struct store *store, const struct stapler_key *key);
 size_t store_count(const struct store *store);

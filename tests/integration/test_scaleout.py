@@ -451,16 +451,11 @@ class ScaleoutTest(IntegrationTestCase):
         self.assertEqual(len(self.tap.requests()), 3)
         self.assertEqual(self.fwd.count, 0)
 
-    @unittest.expectedFailure
     def test_max_age_ends_by_the_next_refresh(self):
-        """Known gap, reported: staplerd's max-age runs to nextUpdate - 60 s (about 30 days
-        here), although staplerd fetches the entry again within [refresh] max_interval (1 d).
-        A cache that honours Cache-Control (nginx's default, a CDN) therefore never
-        revalidates while staplerd could answer 304, and keeps serving a "good" staple for
-        days after staplerd has refreshed it to "revoked". examples/scaleout/ works around it
-        with a 60 s TTL of nginx's own. Fix (in src/, not this branch): bound max-age by the
-        entry's next refresh, as boulder bounds it by its update interval; this test then
-        passes and the nginx example could honour Cache-Control."""
+        """max-age runs to the entry's next refresh, not to nextUpdate - 60 s (about 30 days
+        here): a cache that honours Cache-Control (nginx's default, a CDN) revalidates once
+        staplerd could have learned better, and never serves a "good" staple for days after
+        staplerd has refreshed it to "revoked" (as boulder bounds it by its update interval)."""
         leaf = self.leaf("meter")
         self.start_responder()
         d = self.instance("staplerd", self.ca_file)
