@@ -173,6 +173,7 @@ on_stop(evutil_socket_t sig, short what, void *arg)
 	d->stopping = 1;
 	notify_state(d, "STOPPING=1", "stopping");
 	http_api_shutdown(d->api);
+	staple_service_drain(d->svc);
 	admin_shutdown(d->admin);
 	/* No new refresh work, and the refreshes in flight end now: nobody waits for them, and
 	 * each could take timeout x URLs. Their entries keep their responses and leases. */

@@ -264,11 +264,11 @@ on_request(struct http_req *req, void *arg)
 			http_health_handle(api, req);
 		return;
 	}
-	if (api->shutting_down) {
+	/* Stopping: answers from memory go on (a load balancer moving traffic away in the
+	 * meantime loses no request), each closing its connection; whatever would need an
+	 * upstream gets 503 from the staple service. */
+	if (api->shutting_down)
 		http_reply_close(req);
-		http_api_send_error(req, 503, "shutting down");
-		return;
-	}
 	if (path_is(path, len, "/v1/staples")) {
 		http_req_set_route(req, HTTP_ROUTE_STAPLES);
 		if (m != HTTP_POST)

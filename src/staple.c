@@ -60,6 +60,7 @@ struct staple_service {
 	uint64_t rng;                /* xorshift state: jitter only, not secrets */
 	struct issuers *issuers;   /* who the OCSP proxy serves, learned from stored staples */
 	struct persist *persist;   /* the daemon's writes go through it; NULL: straight to cache */
+	int draining;              /* stopping: no new fetch starts */
 	struct staple_stats stats;
 };
 
@@ -322,6 +323,12 @@ replay_revocation(const struct persist_revocation *r, void *arg)
 	    "revocation had not reached the database before the last stop; serving it, not the "
 	    "older good\"", serial, hash, (long long)r->this_update);
 	cache_row_clear(&row);
+}
+
+void
+staple_service_drain(struct staple_service *svc)
+{
+	svc->draining = 1;
 }
 
 struct persist *
@@ -891,6 +898,12 @@ ensure(struct staple_service *svc, struct staple_target *t, const unsigned char 
 		else
 			w->refresh = refresh;
 		return w;
+	}
+	/* Stopping: what is in memory is still served, but nothing new reaches an upstream. */
+	if (svc->draining) {
+		staple_target_free(&t);
+		cb(STAPLE_UNAVAILABLE, NULL, "shutting down", arg);
+		return NULL;
 	}
 	if ((out = target_check(svc, t, err, sizeof(err))) != STAPLE_OK) {
 		log_info("submission_refused", "serial=%s issuer=%s status=%d error=\"%s\"",

@@ -88,6 +88,9 @@ void staple_service_set_persist(struct staple_service *svc, struct persist *pers
  * not (a stop while the database refused them) are served and queued again. Returns the
  * number of journal records, or -1. */
 int staple_service_replay_journal(struct staple_service *svc);
+/* Stopping: staples in memory are still served, but no new fetch starts (STAPLE_UNAVAILABLE,
+ * 503); fetches already running go on for their waiters. */
+void staple_service_drain(struct staple_service *svc);
 /* The write-behind queue in use, or NULL. */
 struct persist *staple_service_persist(const struct staple_service *svc);
 

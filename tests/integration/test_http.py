@@ -562,6 +562,51 @@ class HttpTest(IntegrationTestCase):
         self.assertTrue(wait_until(lambda: self.health(d)["fetching"] == 0, 1), self.health(d))
         self.assertEqual(self.health(d)["fetch_queue"], 0)
 
+    def test_hits_are_served_while_draining(self):
+        """After SIGTERM, while a client's stalled fetch holds the drain, requests in progress
+        at the stop (idle connections are closed at once) still get cached staples (with
+        Connection: close), one that would need an upstream gets 503 and reaches nothing, and
+        the stop exits 0."""
+        import signal
+        proxy = self.fault_proxy(self.port)
+        cached = self.leaf("cached", "2001", urls=[proxy.url])
+        stalled = self.leaf("stalled", "2002", urls=[proxy.url])
+        fresh = self.leaf("fresh", "2003", urls=[proxy.url])
+        self.responder(self.root, port=self.port, ndays=7)
+        d = self.staplerd(self.ca_file, extra="[server]\ndrain_timeout = 8s\n")
+        st, _, want = d.staple(cached.pem(), PEM)
+        self.assertEqual(st, 200)
+        keep = [self.connect(d), self.connect(d)]           # opened before the stop
+        for k in keep:
+            k.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertEqual(read_responses(k, 1)[0][0][0], 200)
+        proxy.set("stall", stall=3)
+        waiter = self.connect(d)
+
+        pem = stalled.pem()
+        waiter.sendall(b"POST /v1/staple HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+                       % len(pem) + pem)
+        self.assertTrue(wait_until(lambda: self.health(d)["waiting_clients"] == 1, 5))
+        bodies = [cached.pem(), fresh.pem()]
+        for k, pem in zip(keep, bodies):        # the heads begin before the stop...
+            k.sendall(b"POST /v1/staple HTTP/1.1\r\nHost: x\r\n")
+        time.sleep(0.3)
+        os.kill(d.proc.pid, signal.SIGTERM)
+        self.assertTrue(wait_until(lambda: "event=stopping" in read_text(d.log), 5))
+        for k, pem in zip(keep, bodies):        # ...and end after it
+            k.sendall(b"Content-Length: %d\r\n\r\n" % len(pem) + pem)
+        (st, h, got), = read_responses(keep[0], 1)[0]
+        self.assertEqual((st, got), (200, want))
+        self.assertEqual(h.get("connection"), "close")
+        (st, h, _), = read_responses(keep[1], 1)[0]
+        self.assertEqual((st, h.get("connection")), (503, "close"))
+        (st, _, _), = read_responses(waiter, 1, timeout=15)[0]     # its upstream never answers
+        self.assertEqual(st, 502)
+        self.assertEqual(d.proc.wait(timeout=15), 0)
+        d.proc = None
+        # The first staple and the stalled fetch; the miss during the drain reached nothing.
+        self.assertEqual(proxy.count, 2, proxy.requests)
+
 
 if __name__ == "__main__":
     unittest.main()
