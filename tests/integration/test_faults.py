@@ -244,13 +244,15 @@ class InNamespace:
 @unittest.skipUnless(can_mount_ro(), "needs unshare -m and mount (root)")
 class FullDiskTest(IntegrationTestCase):
 
-    def test_revocation_on_a_full_disk_lands_and_survives_a_restart(self):
+    def on_small_disk(self, *serials):
+        """A CA with leaves of these serials behind `openssl ocsp`, and staplerd refreshing
+        every second with its database on a small tmpfs (FullDisk). Returns (root, upstream
+        port, leaves, responder, disk, staplerd, its namespace wrapper), staplerd started."""
         root = self.pki.root("root")
         self.pki.responder(root)
         port = free_port()
-        leaf = self.pki.leaf(root, "leaf", serial="6101", ocsp_urls=["http://127.0.0.1:%d/" % port])
-        other = self.pki.leaf(root, "other", serial="6102",
-                              ocsp_urls=["http://127.0.0.1:%d/" % port])
+        leaves = tuple(self.pki.leaf(root, "leaf-" + s, serial=s,
+                                     ocsp_urls=["http://127.0.0.1:%d/" % port]) for s in serials)
         resp = self.responder(root, port=port, ndays=7)
         dbdir = os.path.join(self.tmp, "db")
         os.makedirs(dbdir)
@@ -261,6 +263,10 @@ class FullDiskTest(IntegrationTestCase):
         d.database = os.path.join(dbdir, "cache.db")
         ns = InNamespace(d, disk)
         ns.start()
+        return root, port, leaves, resp, disk, d, ns
+
+    def test_revocation_on_a_full_disk_lands_and_survives_a_restart(self):
+        root, port, (leaf, other), resp, disk, d, ns = self.on_small_disk("6101", "6102")
         st, _, good = d.staple(leaf.pem(), PEM)
         self.assertEqual(st, 200)
 
@@ -300,20 +306,7 @@ class FullDiskTest(IntegrationTestCase):
         """The database cannot take the revocation and the daemon is killed: the revocation
         journal (allocated in full at start) brings it back, so the restart on the still full
         disk serves `revoked`, never the older `good`, and it lands once space returns."""
-        root = self.pki.root("root")
-        self.pki.responder(root)
-        port = free_port()
-        leaf = self.pki.leaf(root, "leaf", serial="6201", ocsp_urls=["http://127.0.0.1:%d/" % port])
-        resp = self.responder(root, port=port, ndays=7)
-        dbdir = os.path.join(self.tmp, "db")
-        os.makedirs(dbdir)
-        disk = FullDisk(dbdir)
-        self.addCleanup(disk.stop)
-        d = self.staplerd(self.pki.bundle("ca.pem", root), start=False, extra=(
-            "[refresh]\nwindow = 30d\nmin_interval = 1s\ncheck_interval = 1s\n"))
-        d.database = os.path.join(dbdir, "cache.db")
-        ns = InNamespace(d, disk)
-        ns.start()
+        root, port, (leaf,), resp, disk, d, ns = self.on_small_disk("6201")
         self.assertEqual(d.staple(leaf.pem(), PEM)[0], 200)
 
         def row_status():

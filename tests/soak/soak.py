@@ -76,7 +76,9 @@ class Checker:
         except Exception:
             return self.fail("serial %s: signature does not verify" % serial)
         now = time.time()
-        if r.next_update is None or r.next_update.timestamp() <= now:
+        nu = getattr(r, "next_update_utc", None) or (
+            r.next_update and r.next_update.replace(tzinfo=__import__("datetime").timezone.utc))
+        if nu is None or nu.timestamp() <= now:
             return self.fail("serial %s: served after nextUpdate" % serial)
         with self.lock:
             if r.certificate_status == xocsp.OCSPCertStatus.REVOKED:
