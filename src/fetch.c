@@ -218,23 +218,29 @@ host_gc(struct host *h)
 }
 
 /* Transport failures mark the host as failing, with a backoff that doubles up to
- * FETCH_HOST_BACKOFF_CAP; any answer at all (even one we reject) shows it is alive. */
+ * FETCH_HOST_BACKOFF_CAP; any answer at all (even one we reject) shows it is alive. The
+ * backoff deepens once per round, not once per failed transfer: the transfers already in
+ * flight when a host goes down all fail together, and counting each would push it to the cap
+ * at once, so refreshes (a revocation among them) would wait ten minutes after it is back. */
 static void
 host_outcome(struct host *h, enum fetch_status status, long code)
 {
 	long long delay = FETCH_HOST_BACKOFF_BASE;
+	time_t now = time(NULL);
 
 	if (status == FETCH_CANCELLED)
 		return;
 	if (status == FETCH_NETWORK || status == FETCH_TIMEOUT ||
 	    (status == FETCH_HTTP && code >= 500)) {
+		if (h->failures > 0 && h->retry_at > now)
+			return;
 		if (h->failures++ == 0)
-			h->failing_since = time(NULL);
+			h->failing_since = now;
 		for (int i = 1; i < h->failures && delay < FETCH_HOST_BACKOFF_CAP; i++)
 			delay *= 2;
 		if (delay > FETCH_HOST_BACKOFF_CAP)
 			delay = FETCH_HOST_BACKOFF_CAP;
-		h->retry_at = time(NULL) + (time_t)delay;
+		h->retry_at = now + (time_t)delay;
 		return;
 	}
 	h->failures = 0;

@@ -9,6 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <cmocka.h>
 #include <curl/curl.h>
@@ -256,6 +261,41 @@ test_free_cancels_with_callbacks(void **state)
 	}
 }
 
+/* A closed port: connections are refused at once (FETCH_NETWORK). */
+static unsigned short
+closed_port(void)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sin);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+	close(fd);
+	return ntohs(sin.sin_port);
+}
+
+static void
+test_backoff_deepens_per_round_not_per_transfer(void **state)
+{
+	struct world *w = *state;
+	struct call c[9] = { 0 };     /* the last one ends the list for all_done() */
+	unsigned short port = closed_port();
+	char url[64];
+	time_t retry;
+	int load;
+
+	/* Eight transfers fail together: one round, so the first step of the backoff. */
+	for (int i = 0; i < 8; i++)
+		start(w, port, FETCH_PRIO_REFRESH, &c[i], 'x', NULL);
+	assert_true(run_until(w, all_done, c));
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u/", port);
+	assert_int_equal(fetch_host_state(w->f, url, time(NULL), &load, &retry), 0);
+	assert_true(retry > 0);
+	assert_true(retry - time(NULL) <= FETCH_HOST_BACKOFF_BASE);
+	fetch_free(&w->f);
+}
+
 int
 main(void)
 {
@@ -265,6 +305,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_cancel_frees_slots_and_never_calls_back, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_free_cancels_with_callbacks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_backoff_deepens_per_round_not_per_transfer, setup,
+		    teardown),
 	};
 	int rc;
 
