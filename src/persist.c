@@ -407,11 +407,18 @@ persist_journal_replay(struct persist *p,
 		r.revocation_reason = h.revocation_reason;
 		r.der = buf + sizeof(h);
 		r.der_len = h.der_len;
-		/* The slot stays taken until the store the callback makes lands. */
+		/* The slot stays taken until the store the callback makes lands: it becomes that
+		 * write's slot (or is let go when the write has one of its own, or landed). */
 		p->slot_used[slot] = 1;
 		cb(&r, arg);
-		if (p->slot_used[slot] && !persist_has(p, &h.key))
-			journal_clear(p, slot);
+		{
+			struct op *o = table_get(&p->ops, &h.key, p->seed);
+
+			if (o != NULL && o->kind == OP_STORE && o->slot < 0)
+				o->slot = slot;
+			else if (o == NULL || o->slot != slot)
+				journal_clear(p, slot);
+		}
 		n++;
 	}
 	return n;
