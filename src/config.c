@@ -47,6 +47,12 @@ static const struct key_def keys[] = {
 	{ "server", "idle_timeout", K_DURATION, OFF(idle_timeout), "30s", 1, 3600 },
 	{ "cache", "database", K_STRING, OFF(database), "/var/lib/staplerd/cache.db", 0, 0 },
 	{ "cache", "certid_hash", K_HASH_ALG, OFF(certid_hash), "sha1", 0, 0 },
+	{ "cache", "max_entries", K_LONG, OFF(max_entries), "2000000", 1, 1000000000 },
+	{ "cache", "max_bytes", K_SIZE, OFF(max_bytes), "4096m", 1024, 0 },
+	{ "cache", "unused_ttl", K_DURATION, OFF(unused_ttl), "30d", 1, 0 },
+	{ "cache", "anonymous_entries", K_LONG, OFF(anonymous_entries), "100000", 0, 10000000 },
+	{ "cache", "anonymous_bytes", K_SIZE, OFF(anonymous_bytes), "64m", 0, 0 },
+	{ "cache", "anonymous_ttl", K_DURATION, OFF(anonymous_ttl), "1h", 1, 0 },
 	{ "trust", "ca_file", K_STRING, OFF(ca_file), "/etc/staplerd/ca-bundle.pem", 0, 0 },
 	{ "upstream", "timeout", K_DURATION, OFF(upstream_timeout), "10s", 1, 600 },
 	{ "upstream", "max_parallel", K_LONG, OFF(max_parallel), "64", 1, 4096 },
@@ -55,6 +61,9 @@ static const struct key_def keys[] = {
 	{ "refresh", "min_interval", K_DURATION, OFF(refresh_min_interval), "1h", 0, 0 },
 	{ "refresh", "max_interval", K_DURATION, OFF(refresh_max_interval), "1d", 1, 0 },
 	{ "refresh", "check_interval", K_DURATION, OFF(refresh_check_interval), "1m", 1, 0 },
+	{ "limits", "fetches_per_client", K_LONG, OFF(fetches_per_client), "10", 0, 1000000 },
+	{ "limits", "fetch_burst", K_LONG, OFF(fetch_burst), "100", 1, 1000000 },
+	{ "limits", "clients", K_LONG, OFF(limit_clients), "65536", 16, 10000000 },
 	{ "log", "level", K_LEVEL, OFF(log_level), "info", 0, 0 },
 };
 

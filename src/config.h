@@ -37,6 +37,12 @@ struct stapler_config {
 	/* [cache] */
 	char *database;
 	enum stapler_hash_alg certid_hash;  /* CertID of /v1/staple(s) staples: SHA-1 or SHA-256 */
+	long max_entries;        /* staples held at most; new work beyond gets 503 */
+	size_t max_bytes;        /* DER bytes of the staples held at most */
+	long long unused_ttl;    /* seconds without a request after which an entry is dropped */
+	long anonymous_entries;  /* answers to anonymous /ocsp misses held in memory at most */
+	size_t anonymous_bytes;  /* their DER bytes at most */
+	long long anonymous_ttl; /* seconds one is held at most */
 	/* [trust] */
 	char *ca_file;
 	/* [upstream] */
@@ -49,6 +55,10 @@ struct stapler_config {
 	long long refresh_min_interval; /* seconds */
 	long long refresh_max_interval; /* seconds */
 	long long refresh_check_interval; /* seconds */
+	/* [limits] */
+	long fetches_per_client; /* fetch-triggering requests per second per address; 0: no limit */
+	long fetch_burst;        /* the token bucket's depth */
+	long limit_clients;      /* client addresses tracked (least recently seen forgotten) */
 	/* [log] */
 	char *log_level;         /* error|warn|info|debug */
 	/* [responders] */

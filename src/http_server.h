@@ -40,6 +40,9 @@ void http_server_stop_listening(struct http_server *srv);
 size_t http_server_connections(const struct http_server *srv);
 
 enum http_method http_req_method(const struct http_req *req);
+/* The client's address: 17 bytes, a family byte then the address (an IPv4-mapped IPv6
+ * address as the IPv4 one); valid until the answer is given. */
+const unsigned char *http_req_client(const struct http_req *req);
 /* The path (no query), not NUL-terminated; valid until the answer is given. */
 const char *http_req_path(const struct http_req *req, size_t *len);
 /* The body (NULL when empty); valid until the answer is given. */
