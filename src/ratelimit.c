@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include <openssl/rand.h>
@@ -109,13 +110,18 @@ int
 ratelimit_take(struct ratelimit *rl, const unsigned char addr[RATELIMIT_ADDR_LEN], long rate,
     long burst, size_t max_clients, long long now_ms, long *retry_after)
 {
+	unsigned char key[RATELIMIT_ADDR_LEN];
 	struct bucket *b;
 	double wait;
 
 	*retry_after = 1;
 	if (rate <= 0)
 		return 0;
-	if ((b = bucket_get(rl, addr, burst, max_clients, now_ms)) == NULL)
+	/* One IPv6 host usually holds a whole /64: its addresses share one bucket. */
+	memcpy(key, addr, RATELIMIT_ADDR_LEN);
+	if (key[0] == AF_INET6)
+		memset(key + 9, 0, RATELIMIT_ADDR_LEN - 9);
+	if ((b = bucket_get(rl, key, burst, max_clients, now_ms)) == NULL)
 		return -1;
 	if (now_ms > b->at_ms) {
 		b->tokens += (double)(now_ms - b->at_ms) * (double)rate / 1000.0;

@@ -16,7 +16,8 @@ void ratelimit_free(struct ratelimit **rl);
 
 /* Takes one token from addr's bucket at now_ms (milliseconds, any monotonic origin): the
  * bucket holds at most burst tokens and refills at rate per second; an address seen for the
- * first time starts full. At most max_clients addresses are tracked. Returns 0 when taken;
+ * first time starts full. An IPv6 address counts by its /64 prefix. At most max_clients
+ * addresses are tracked. Returns 0 when taken;
  * -1 when the bucket is empty (or memory ran out), with *retry_after the whole seconds until
  * a token is there (at least 1). rate 0 means no limit. */
 int ratelimit_take(struct ratelimit *rl, const unsigned char addr[RATELIMIT_ADDR_LEN], long rate,

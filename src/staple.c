@@ -60,6 +60,7 @@ struct staple_service {
 	struct table pending;        /* fetches whose answer becomes the entry */
 	struct table anon_pending;   /* anonymous /ocsp misses: their answers are held apart */
 	struct anon_map *anon;
+	struct table anchors;        /* SHA-1 keys of the bundle's intermediates: never anonymous */
 	int (*admit)(void *ctx);     /* staple_service_admit(): may a client start a fetch now? */
 	void *admit_ctx;
 	uint64_t seed;
@@ -79,6 +80,18 @@ static const void *
 pending_key_of(const void *entry)
 {
 	return &((const struct pending *)entry)->key;
+}
+
+static int
+anchor_match(const void *entry, const void *key)
+{
+	return stapler_key_equal(entry, key);
+}
+
+static const void *
+anchor_key_of(const void *entry)
+{
+	return entry;
 }
 
 int
@@ -137,6 +150,9 @@ staple_service_new(const struct stapler_config *cfg, const struct certs_trust *t
 	svc->pending.match = pending_match;
 	svc->pending.key_of = pending_key_of;
 	svc->anon_pending = svc->pending;
+	svc->anchors.hash = table_key_hash;
+	svc->anchors.match = anchor_match;
+	svc->anchors.key_of = anchor_key_of;
 	svc->seed = (uint64_t)(uintptr_t)svc ^ (uint64_t)time(NULL);
 	if (RAND_bytes((unsigned char *)&svc->rng, sizeof(svc->rng)) != 1 || svc->rng == 0)
 		svc->rng = svc->seed | 1;
@@ -180,6 +196,7 @@ staple_service_free(struct staple_service **svcp)
 	}
 	table_clear(&svc->pending, 0);
 	table_clear(&svc->anon_pending, 0);
+	table_clear(&svc->anchors, 1);
 	anon_map_free(&svc->anon);
 	issuers_free(&svc->issuers);
 	free(svc);
@@ -192,9 +209,23 @@ static void
 learn_anchor(X509 *cert, X509 *issuer, void *arg)
 {
 	struct staple_service *svc = arg;
+	struct stapler_key *key;
 	struct certs_urls urls;
+	OCSP_CERTID *id;
 	char why[256];
+	void *replaced;
 
+	/* The operator vouches for it: a miss for it is no stranger's (proven()). */
+	if ((key = calloc(1, sizeof(*key))) != NULL &&
+	    (id = certs_certid(cert, issuer, STAPLER_HASH_SHA1)) != NULL) {
+		if (certs_certid_key(id, issuer, key) == 0 &&
+		    table_put(&svc->anchors, key, svc->seed, &replaced) == 0) {
+			free(replaced);
+			key = NULL;
+		}
+		OCSP_CERTID_free(id);
+	}
+	free(key);
 	/* A refused AIA URL (control characters, user information, a fragment) is skipped. */
 	if (certs_ocsp_urls(cert, &urls, why, sizeof(why)) > 0 &&
 	    issuers_learn(svc->issuers, issuer, &urls) < 0)
@@ -208,6 +239,7 @@ retrust(struct staple_service *svc)
 {
 	size_t untrusted;
 
+	table_clear(&svc->anchors, 1);
 	certs_trust_issued(svc->trust, time(NULL), learn_anchor, svc);
 	untrusted = issuers_retrust(svc->issuers, svc->trust, time(NULL));
 
@@ -976,15 +1008,19 @@ target_check(struct staple_service *svc, const struct staple_target *t, char *er
 	return STAPLE_OK;
 }
 
-/* 1 when the certificate of key has an entry under the other CertID hash algorithm: it was
- * submitted (or imported), so a SHA-256 /ocsp miss for a SHA-1 entry is no stranger's. */
+/* 1 when the certificate of key is known to exist: it has an entry under the other CertID
+ * hash algorithm (it was submitted or imported, so a SHA-256 /ocsp miss for a SHA-1 entry is
+ * no stranger's), or it is an intermediate of the trust bundle. */
 static int
 proven(const struct staple_service *svc, const struct stapler_key *key)
 {
 	struct stapler_key other = *key;
 
 	other.hash_alg = key->hash_alg == STAPLER_HASH_SHA1 ? STAPLER_HASH_SHA256 : STAPLER_HASH_SHA1;
-	return store_get(svc->store, &other) != NULL;
+	if (store_get(svc->store, &other) != NULL)
+		return 1;
+	other.hash_alg = STAPLER_HASH_SHA1;
+	return table_get(&svc->anchors, &other, svc->seed) != NULL;
 }
 
 /* Whether a client may start a new fetch for t: within its address's rate (the admission

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <cmocka.h>
 
@@ -115,6 +116,26 @@ test_addresses_are_separate_and_bounded(void **state)
 }
 
 static void
+test_ipv6_counts_by_its_64(void **state)
+{
+	struct ratelimit *rl = ratelimit_new();
+	unsigned char a[RATELIMIT_ADDR_LEN] = { AF_INET6, 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 1 };
+	unsigned char b[RATELIMIT_ADDR_LEN], c[RATELIMIT_ADDR_LEN];
+	long retry;
+
+	(void)state;
+	memcpy(b, a, sizeof(b));
+	b[16] = 0x99;                           /* the same /64, another interface id */
+	memcpy(c, a, sizeof(c));
+	c[8] = 2;                               /* the next /64 */
+	assert_int_equal(ratelimit_take(rl, a, 1, 1, 16, 0, &retry), 0);
+	assert_int_equal(ratelimit_take(rl, b, 1, 1, 16, 0, &retry), -1);
+	assert_int_equal(ratelimit_take(rl, c, 1, 1, 16, 0, &retry), 0);
+	assert_int_equal(ratelimit_clients(rl), 2);
+	ratelimit_free(&rl);
+}
+
+static void
 test_rate_zero_is_no_limit(void **state)
 {
 	struct ratelimit *rl = ratelimit_new();
@@ -137,6 +158,7 @@ main(void)
 		cmocka_unit_test(test_retry_after_rounds_up),
 		cmocka_unit_test(test_clock_going_back_refills_nothing),
 		cmocka_unit_test(test_addresses_are_separate_and_bounded),
+		cmocka_unit_test(test_ipv6_counts_by_its_64),
 		cmocka_unit_test(test_rate_zero_is_no_limit),
 	};
 
