@@ -63,6 +63,7 @@ struct staple_service {
 	struct table anchors;        /* SHA-1 keys of the bundle's intermediates: never anonymous */
 	int (*admit)(void *ctx);     /* staple_service_admit(): may a client start a fetch now? */
 	void *admit_ctx;
+	time_t load_floor;           /* staple_service_load(): no entry counts as unused before */
 	uint64_t seed;
 	uint64_t rng;                /* xorshift state: jitter only, not secrets */
 	struct issuers *issuers;   /* who the OCSP proxy serves, learned from stored staples */
@@ -456,6 +457,10 @@ load_row(const struct cache_row *row, void *arg)
 	if (s == NULL)
 		return -1;
 	s->used_at = (time_t)(row->used_at != 0 ? row->used_at : row->fetched_at);
+	/* Time the daemon was down does not count: nobody could ask. An entry unused for longer
+	 * gets a day (at most half its TTL) after the start to be asked for again. */
+	if (s->used_at < svc->load_floor)
+		s->used_at = svc->load_floor;
 	if (store_put(svc->store, s) < 0)
 		return -1;
 	learn_row_issuer(svc, row, &key);
@@ -465,6 +470,9 @@ load_row(const struct cache_row *row, void *arg)
 long
 staple_service_load(struct staple_service *svc)
 {
+	long long ttl = svc->cfg->unused_ttl, grace = ttl / 2 < 86400 ? ttl / 2 : 86400;
+
+	svc->load_floor = time(NULL) - (time_t)(ttl - grace);
 	if (cache_foreach(svc->cache, load_row, svc) != 0)
 		return -1;
 	/* The anchors may have changed while the daemon was down. */

@@ -223,6 +223,27 @@ class AbuseTest(IntegrationTestCase):
         self.assertNotIn("serial=%s" % idle.serial, log[purged_at + 20:].replace(
             "evicted serial=%s" % idle.serial, ""))
 
+    def test_downtime_does_not_count_as_unused(self):
+        """unused_ttl 8 s (a grace of half of it at start), an entry refreshed every ~14 s: the
+        daemon is down 11 s, longer than the TTL; the entry comes due after the restart and is
+        refreshed, not purged, because nobody could ask for it while staplerd was down."""
+        leaf = self.leaf("leaf", "5501")
+        self.resp = self.responder(self.inter, port=self.port, ndays=30)
+        d = self.staplerd(self.ca_file, extra="[cache]\nunused_ttl = 8s\n[refresh]\n"
+                          "window = 30d\nmin_interval = 14s\nmax_interval = 14s\n"
+                          "check_interval = 1s\n")
+        t0 = time.monotonic()
+        self.submit_ok(d, leaf)
+        first = d.wait_rows(1)[0]["fetched_at"]
+        self.assertEqual(d.stop(), 0)
+        time.sleep(max(0, 11 - (time.monotonic() - t0)))
+        d.start(new_port=True)
+        # Due at 12.25-14 s after the fetch: refreshed then, a second fetch.
+        rows = d.wait_rows(1, "WHERE fetched_at > ?", (first,), timeout=max(1, 16.5 - (
+            time.monotonic() - t0)))
+        self.assertEqual(len(rows), 1, read_text(d.log)[-3000:])
+        self.assertNotIn("purged serial=%s" % leaf.serial, read_text(d.log))
+
 
 if __name__ == "__main__":
     unittest.main()
