@@ -1067,14 +1067,12 @@ ensure(struct staple_service *svc, struct staple_target *t, const unsigned char 
 	struct pending *p = NULL, *running;
 	struct staple_wait *w;
 	enum staple_outcome out;
+	const struct staple *held = store_get(svc->store, &t->key);
+	/* A miss for a certificate nobody proved exists (proven()): its answer is held apart, so
+	 * that an outsider's request never becomes what a submission is served. */
+	int anonymous = t->anonymous && !refresh && held == NULL && !proven(svc, &t->key);
 	char err[512] = "";
 	void *replaced;
-
-	const struct staple *held = store_get(svc->store, &t->key);
-	/* A miss for a certificate nobody proved exists (no entry under either CertID hash): its
-	 * answer is held apart, so that an outsider's request never becomes what a submission is
-	 * served. */
-	int anonymous = t->anonymous && !refresh && held == NULL && !proven(svc, &t->key);
 
 	if (!refresh && (s = held) != NULL && staple_servable(s, now)) {
 		store_used(s, now);
