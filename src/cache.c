@@ -41,7 +41,7 @@ enum cache_stmt {
 	"hash_alg, serial, issuer_key_hash, issuer_name_hash, subject, ocsp_url, ocsp_urls, " \
 	"cert_status, revoked_at, revocation_reason, this_update, next_update, produced_at, " \
 	"fetched_at, cert_not_after, response_der, request_der, next_refresh_at, failures, " \
-	"last_error, created_at"
+	"last_error, created_at, used_at"
 
 /* A row's key, bound by bind_key() as ?1..?4 (the UNIQUE constraint's order), and read back by
  * read_keys() in KEY_COLUMNS order. */
@@ -72,6 +72,7 @@ enum put_row_param {
 	P_FAILURES,
 	P_LAST_ERROR,
 	P_CREATED_AT,
+	P_USED_AT,
 };
 
 static const char *const stmt_sql[ST_MAX] = {
@@ -84,7 +85,7 @@ static const char *const stmt_sql[ST_MAX] = {
 	    "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(name_hash, key_hash) DO NOTHING",
 	[ST_PUT_ROW] =
 	    "INSERT INTO ocsp_response (" ROW_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
-	    "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21) "
+	    "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22) "
 	    "ON CONFLICT(hash_alg, issuer_name_hash, issuer_key_hash, serial) DO UPDATE SET "
 	    "subject = excluded.subject, "
 	    "ocsp_url = excluded.ocsp_url, ocsp_urls = excluded.ocsp_urls, "
@@ -94,7 +95,7 @@ static const char *const stmt_sql[ST_MAX] = {
 	    "fetched_at = excluded.fetched_at, cert_not_after = excluded.cert_not_after, "
 	    "response_der = excluded.response_der, request_der = excluded.request_der, "
 	    "next_refresh_at = excluded.next_refresh_at, failures = excluded.failures, "
-	    "last_error = excluded.last_error",
+	    "last_error = excluded.last_error, used_at = max(used_at, excluded.used_at)",
 	[ST_GET_ROW] =
 	    "SELECT " ROW_COLUMNS " FROM ocsp_response WHERE " KEY_MATCH,
 	[ST_GET_ISSUER] = "SELECT name_hash, key_hash, subject, cert_der FROM issuer "
@@ -571,6 +572,8 @@ bind_row(sqlite3_stmt *st, const struct cache_row *row, long long created_at)
 	B(sqlite3_bind_int(st, P_FAILURES, row->failures));
 	B(sqlite3_bind_text(st, P_LAST_ERROR, row->last_error, -1, SQLITE_STATIC));
 	B(sqlite3_bind_int64(st, P_CREATED_AT, created_at));
+	/* 0 (not known, as for a row written by a tool): as asked for when fetched. */
+	B(sqlite3_bind_int64(st, P_USED_AT, row->used_at != 0 ? row->used_at : row->fetched_at));
 #undef B
 	return rc == SQLITE_OK ? 0 : -1;
 }
@@ -723,6 +726,7 @@ row_read(sqlite3_stmt *st, struct cache_row *row)
 	row->next_refresh_at = sqlite3_column_int64(st, 17);
 	row->failures = sqlite3_column_int(st, 18);
 	row->created_at = sqlite3_column_int64(st, 20);
+	row->used_at = sqlite3_column_int64(st, 21);
 	return 0;
 fail:
 	cache_row_clear(row);

@@ -32,6 +32,7 @@ struct cache_row {
 	int failures;
 	char *last_error;     /* NULL when the last attempt succeeded */
 	long long created_at;
+	long long used_at;    /* last asked for, as of the row's last write (0: when fetched) */
 };
 
 /* The issuer (CA) certificate of rows, needed to verify their refreshed responses. */

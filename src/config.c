@@ -6,6 +6,7 @@
  * value the space-separated http/https responder URLs that every fetch for that issuer's
  * certificates uses, in order, instead of their AIA URLs (like nginx ssl_stapling_responder).
  * The [upstream] allow list applies to them too. */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stddef.h>
@@ -20,7 +21,7 @@
 #include "url.h"
 #include "util.h"
 
-enum key_type { K_STRING, K_SIZE, K_DURATION, K_LONG, K_HOSTS, K_LEVEL, K_HASH_ALG };
+enum key_type { K_STRING, K_SIZE, K_DURATION, K_LONG, K_HOSTS, K_LEVEL, K_HASH_ALG, K_ADDRS };
 
 struct key_def {
 	const char *section;
@@ -50,6 +51,12 @@ static const struct key_def keys[] = {
 	{ "server", "idle_timeout", K_DURATION, OFF(idle_timeout), "30s", 1, 3600 },
 	{ "cache", "database", K_STRING, OFF(database), "/var/lib/staplerd/cache.db", 0, 0 },
 	{ "cache", "certid_hash", K_HASH_ALG, OFF(certid_hash), "sha1", 0, 0 },
+	{ "cache", "max_entries", K_LONG, OFF(max_entries), "2000000", 1, 1000000000 },
+	{ "cache", "max_bytes", K_SIZE, OFF(max_bytes), "4096m", 1024, 1L << 50 },
+	{ "cache", "unused_ttl", K_DURATION, OFF(unused_ttl), "30d", 1, 0 },
+	{ "cache", "anonymous_entries", K_LONG, OFF(anonymous_entries), "100000", 0, 10000000 },
+	{ "cache", "anonymous_bytes", K_SIZE, OFF(anonymous_bytes), "64m", 0, 1L << 40 },
+	{ "cache", "anonymous_ttl", K_DURATION, OFF(anonymous_ttl), "1h", 1, 0 },
 	{ "trust", "ca_file", K_STRING, OFF(ca_file), "/etc/staplerd/ca-bundle.pem", 0, 0 },
 	{ "upstream", "timeout", K_DURATION, OFF(upstream_timeout), "10s", 1, 600 },
 	{ "upstream", "max_parallel", K_LONG, OFF(max_parallel), "64", 1, 4096 },
@@ -58,6 +65,10 @@ static const struct key_def keys[] = {
 	{ "refresh", "min_interval", K_DURATION, OFF(refresh_min_interval), "1h", 0, 0 },
 	{ "refresh", "max_interval", K_DURATION, OFF(refresh_max_interval), "1d", 1, 0 },
 	{ "refresh", "check_interval", K_DURATION, OFF(refresh_check_interval), "1m", 1, 0 },
+	{ "limits", "fetches_per_client", K_LONG, OFF(fetches_per_client), "10", 0, 1000000 },
+	{ "limits", "trusted_clients", K_ADDRS, 0, "", 0, 0 },
+	{ "limits", "fetch_burst", K_LONG, OFF(fetch_burst), "100", 1, 1000000 },
+	{ "limits", "clients", K_LONG, OFF(limit_clients), "65536", 16, 10000000 },
 	{ "log", "level", K_LEVEL, OFF(log_level), "info", 0, 0 },
 };
 
@@ -133,6 +144,55 @@ set_hosts(struct stapler_config *cfg, const char *value, int append)
 	return NULL;
 }
 
+/* Parses a space-separated list of IP addresses (the clients whose /ocsp misses are trusted)
+ * into the 17-byte form of http_req_client(): family, then the address. Returns NULL or a
+ * message. */
+static const char *
+set_addrs(struct stapler_config *cfg, const char *value)
+{
+	const char *p = value;
+
+	cfg->n_trusted = 0;
+	while (*p != '\0') {
+		unsigned char *out;
+		char buf[64];
+		size_t len;
+
+		while (isspace((unsigned char)*p) || *p == ',')
+			p++;
+		if (*p == '\0')
+			break;
+		len = strcspn(p, " \t,");
+		if (cfg->n_trusted == CONFIG_MAX_TRUSTED)
+			return "too many addresses";
+		if (len >= sizeof(buf))
+			return "not an IP address";
+		memcpy(buf, p, len);
+		buf[len] = '\0';
+		out = cfg->trusted[cfg->n_trusted];
+		memset(out, 0, CONFIG_ADDR_LEN);
+		if (inet_pton(AF_INET, buf, out + 1) == 1)
+			out[0] = AF_INET;
+		else if (inet_pton(AF_INET6, buf, out + 1) == 1)
+			out[0] = AF_INET6;
+		else
+			return "not an IP address (no host names, no prefixes)";
+		cfg->n_trusted++;
+		p += len;
+	}
+	return NULL;
+}
+
+int
+config_client_trusted(const struct stapler_config *cfg, const unsigned char *addr)
+{
+	for (size_t i = 0; addr != NULL && i < cfg->n_trusted; i++) {
+		if (memcmp(cfg->trusted[i], addr, CONFIG_ADDR_LEN) == 0)
+			return 1;
+	}
+	return 0;
+}
+
 /* Applies one value; returns NULL or what is wrong with it. */
 static const char *
 apply(struct stapler_config *cfg, const struct key_def *k, const char *value)
@@ -176,6 +236,8 @@ apply(struct stapler_config *cfg, const struct key_def *k, const char *value)
 		return NULL;
 	case K_HOSTS:
 		return set_hosts(cfg, value, 0);
+	case K_ADDRS:
+		return set_addrs(cfg, value);
 	case K_LEVEL: {
 		static const char *const levels[] = { "error", "warn", "info", "debug" };
 

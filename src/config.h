@@ -7,6 +7,9 @@
 #include "stapler/types.h"
 
 #define CONFIG_MAX_ALLOW 64
+/* [limits] trusted_clients: addresses at most, and their size (family byte + 16). */
+#define CONFIG_MAX_TRUSTED 64
+#define CONFIG_ADDR_LEN 17
 /* [responders]: issuers with an override, and URLs per issuer (tried in order). */
 #define CONFIG_MAX_RESPONDERS 1024
 #define CONFIG_MAX_RESPONDER_URLS 4
@@ -41,6 +44,12 @@ struct stapler_config {
 	/* [cache] */
 	char *database;
 	enum stapler_hash_alg certid_hash;  /* CertID of /v1/staple(s) staples: SHA-1 or SHA-256 */
+	long max_entries;        /* staples held at most; new work beyond gets 503 */
+	size_t max_bytes;        /* DER bytes of the staples held at most */
+	long long unused_ttl;    /* seconds without a request after which an entry is dropped */
+	long anonymous_entries;  /* answers to anonymous /ocsp misses held in memory at most */
+	size_t anonymous_bytes;  /* their DER bytes at most */
+	long long anonymous_ttl; /* seconds one is held at most */
 	/* [trust] */
 	char *ca_file;
 	/* [upstream] */
@@ -53,6 +62,12 @@ struct stapler_config {
 	long long refresh_min_interval; /* seconds */
 	long long refresh_max_interval; /* seconds */
 	long long refresh_check_interval; /* seconds */
+	/* [limits] */
+	long fetches_per_client; /* fetch-triggering requests per second per address; 0: no limit */
+	size_t n_trusted;        /* [limits] trusted_clients: family byte + address, as http_req_client() */
+	unsigned char trusted[CONFIG_MAX_TRUSTED][CONFIG_ADDR_LEN];
+	long fetch_burst;        /* the token bucket's depth */
+	long limit_clients;      /* client addresses tracked (least recently seen forgotten) */
 	/* [log] */
 	char *log_level;         /* error|warn|info|debug */
 	/* [responders] */
@@ -76,5 +91,8 @@ const struct config_responder *config_responder_find(const struct stapler_config
 
 /* Splits "host:port" ("[v6]:port" too) into host (cap bytes) and port; returns 0 or -1. */
 int config_split_listen(const char *listen, char *host, size_t cap, unsigned short *port);
+
+/* 1 when addr (the 17-byte form of http_req_client()) is one of [limits] trusted_clients. */
+int config_client_trusted(const struct stapler_config *cfg, const unsigned char *addr);
 
 #endif

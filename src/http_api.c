@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 
 #include "fetch.h"
 #include "http_api.h"
@@ -12,6 +13,7 @@
 #include "staple.h"
 #include "config.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "store.h"
 
 struct http_api {
@@ -22,6 +24,9 @@ struct http_api {
 	struct fetcher *fetch;
 	struct http_ocsp_map *ocsp_map;
 	struct http_health *health;
+	struct ratelimit *limit;          /* fetches per client address */
+	const unsigned char *admit_addr;  /* the client of the call in progress */
+	long retry_after;                 /* of the last refusal */
 	int shutting_down;
 	size_t waiting;
 };
@@ -52,7 +57,8 @@ json_escape(char *out, size_t n, size_t cap, const char *s)
 }
 
 static void
-send_error_allow(struct http_req *req, int code, const char *allow, const char *msg)
+send_error_hdr(struct http_req *req, int code, const char *name, const char *value,
+    const char *msg)
 {
 	char body[640];
 	size_t n;
@@ -63,21 +69,67 @@ send_error_allow(struct http_req *req, int code, const char *allow, const char *
 	n += 3;
 	http_reply_begin(req, code);
 	http_reply_header(req, LIT("Cache-Control"), LIT("no-store"));
-	if (allow != NULL)
-		http_reply_header(req, LIT("Allow"), allow, strlen(allow));
+	if (name != NULL)
+		http_reply_header(req, name, strlen(name), value, strlen(value));
 	http_reply_end(req, "application/json", body, n);
 }
 
 void
 http_api_send_error(struct http_req *req, int code, const char *msg)
 {
-	send_error_allow(req, code, NULL, msg);
+	send_error_hdr(req, code, NULL, NULL, msg);
 }
 
 void
 http_api_send_405(struct http_req *req, const char *allow, const char *msg)
 {
-	send_error_allow(req, 405, allow, msg);
+	send_error_hdr(req, 405, "Allow", allow, msg);
+}
+
+void
+http_api_send_outcome(struct http_api *api, struct http_req *req, int outcome,
+    const char *error)
+{
+	char secs[24];
+
+	if (outcome != STAPLE_LIMITED) {
+		http_api_send_error(req, staple_outcome_http(outcome), error);
+		return;
+	}
+	secs[http_u64((unsigned long long)api->retry_after, secs)] = '\0';
+	send_error_hdr(req, 429, "Retry-After", secs, error);
+}
+
+long
+http_api_retry_after(const struct http_api *api)
+{
+	return api->retry_after;
+}
+
+static int
+admit(void *ctx)
+{
+	struct http_api *api = ctx;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ratelimit_take(api->limit, api->admit_addr, api->cfg->fetches_per_client,
+	    api->cfg->fetch_burst, (size_t)api->cfg->limit_clients,
+	    (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, &api->retry_after);
+}
+
+void
+http_api_admit_begin(struct http_api *api, struct http_req *req)
+{
+	api->admit_addr = http_req_client(req);
+	staple_service_admit(api->svc, admit, api);
+}
+
+void
+http_api_admit_end(struct http_api *api)
+{
+	staple_service_admit(api->svc, NULL, NULL);
+	api->admit_addr = NULL;
 }
 
 /* 1 when an If-None-Match list names etag (or is "*"); weak validators compare too. */
@@ -212,7 +264,7 @@ on_staple(enum staple_outcome outcome, const struct staple *s, const char *error
 	if (outcome == STAPLE_OK)
 		http_api_send_staple(w->req, s);
 	else
-		http_api_send_error(w->req, staple_outcome_http(outcome), error);
+		http_api_send_outcome(w->api, w->req, outcome, error);
 	if (started)
 		free(w);
 }
@@ -234,8 +286,10 @@ handle_staple(struct http_api *api, struct http_req *req)
 		http_api_send_error(req, 503, "out of memory");
 		return;
 	}
+	http_api_admit_begin(api, req);
 	http_wait_start(w, staple_submit(api->svc, body, len, time(NULL), on_staple, w),
 	    cancel_staple);
+	http_api_admit_end(api);
 }
 
 static int
@@ -334,7 +388,7 @@ http_api_new(struct event_base *base, const struct stapler_config *cfg, struct s
 	unsigned short port;
 
 	if (api == NULL || (api->ocsp_map = http_ocsp_map_new()) == NULL ||
-	    (api->health = http_health_new()) == NULL) {
+	    (api->health = http_health_new()) == NULL || (api->limit = ratelimit_new()) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -440,6 +494,7 @@ http_api_free(struct http_api **apip)
 	http_server_free(&api->srv);
 	http_ocsp_map_free(&api->ocsp_map);
 	http_health_free(&api->health);
+	ratelimit_free(&api->limit);
 	free(api);
 	*apip = NULL;
 }

@@ -148,6 +148,7 @@ map_hit(struct http_api *api, const struct map_probe *p, time_t now)
 	if (issuers_get(staple_service_issuers(svc), &e->key, staple_service_trust(svc), now,
 	    &trusted) == NULL || !trusted)
 		return NULL;
+	store_used(s, now);
 	return s;
 }
 
@@ -169,6 +170,29 @@ send_status(struct http_req *req, int status)
 	OPENSSL_free(der);
 }
 
+/* A client over its fetch rate: HTTP 429 with Retry-After, and tryLater in the body. An OCSP
+ * client fails on either (it reads no staple), but 429 also tells HTTP-aware clients and
+ * proxies when to come back, which tryLater alone cannot (docs/design.md "Limits"). */
+static void
+send_limited(struct http_api *api, struct http_req *req)
+{
+	unsigned char *der = NULL;
+	char secs[24];
+	size_t len;
+
+	if (ocsp_response_status_build(OCSP_RESPONSE_STATUS_TRYLATER, &der, &len) < 0) {
+		OPENSSL_free(der);
+		http_api_send_error(req, 503, "out of memory");
+		return;
+	}
+	secs[http_u64((unsigned long long)http_api_retry_after(api), secs)] = '\0';
+	http_reply_begin(req, 429);
+	http_reply_header(req, "Cache-Control", 13, "no-store", 8);
+	http_reply_header(req, "Retry-After", 11, secs, strlen(secs));
+	http_reply_end(req, "application/ocsp-response", der, len);
+	OPENSSL_free(der);
+}
+
 /* The OCSP status for a staple outcome other than STAPLE_OK. */
 static int
 outcome_status(enum staple_outcome outcome)
@@ -182,6 +206,7 @@ outcome_status(enum staple_outcome outcome)
 	case STAPLE_OK:
 	case STAPLE_UPSTREAM_FAILED:
 	case STAPLE_UNAVAILABLE:
+	case STAPLE_LIMITED:
 		break;
 	}
 	return OCSP_RESPONSE_STATUS_TRYLATER;
@@ -201,6 +226,8 @@ on_staple(enum staple_outcome outcome, const struct staple *s, const char *error
 
 	if (outcome == STAPLE_OK)
 		http_api_send_staple(w->req, s);
+	else if (outcome == STAPLE_LIMITED)
+		send_limited(w->api, w->req);
 	else
 		send_status(w->req, outcome_status(outcome));
 	if (started)
@@ -232,7 +259,13 @@ answer(struct http_api *api, struct http_req *req, OCSP_CERTID *id, const struct
 		goto out;
 	}
 	if ((s = store_get(staple_service_store(svc), &key)) != NULL && staple_servable(s, now)) {
+		store_used(s, now);
 		map_put(http_api_ocsp_map(api), probe, &key);
+		http_api_send_staple(req, s);
+		goto out;
+	}
+	/* Answered already for another anonymous client: a hit, not counted against a rate. */
+	if (s == NULL && (s = staple_service_anonymous(svc, &key, now)) != NULL) {
 		http_api_send_staple(req, s);
 		goto out;
 	}
@@ -253,8 +286,17 @@ answer(struct http_api *api, struct http_req *req, OCSP_CERTID *id, const struct
 		send_status(req, OCSP_RESPONSE_STATUS_INTERNALERROR);
 		goto out;
 	}
+	/* An edge staplerd of the operator's (trusted_clients) asks for certificates it verified
+	 * itself: its misses are stored and refreshed here like submissions, and not rate
+	 * limited, so N edges cost the upstream one fetch per certificate. */
+	if (config_client_trusted(http_api_config(api), http_req_client(req))) {
+		http_wait_start(w, staple_ensure(svc, t, NULL, now, on_staple, w), cancel_staple);
+		goto out;
+	}
 	t->anonymous = 1;
+	http_api_admit_begin(api, req);
 	http_wait_start(w, staple_ensure(svc, t, NULL, now, on_staple, w), cancel_staple);
+	http_api_admit_end(api);
 out:
 	OCSP_CERTID_free(id);
 }

@@ -61,6 +61,15 @@ void http_api_send_staple(struct http_req *req, const struct staple *s);
 /* A JSON error {"error": msg} with status code; allow, when not NULL, becomes the Allow field. */
 void http_api_send_error(struct http_req *req, int code, const char *msg);
 void http_api_send_405(struct http_req *req, const char *allow, const char *msg);
+/* The answer for an outcome other than STAPLE_OK: a JSON error, with Retry-After on 429. */
+void http_api_send_outcome(struct http_api *api, struct http_req *req, int outcome,
+    const char *error);
+/* Seconds a client refused by its fetch rate should wait (the last refusal's). */
+long http_api_retry_after(const struct http_api *api);
+/* Around a call into the staple service on behalf of req: new upstream fetches it would
+ * start count against its address's token bucket ([limits] fetches_per_client). */
+void http_api_admit_begin(struct http_api *api, struct http_req *req);
+void http_api_admit_end(struct http_api *api);
 struct staple_service *http_api_service(struct http_api *api);
 const struct stapler_config *http_api_config(const struct http_api *api);
 /* The request body, at most max_request bytes. Returns -1 after answering 413; else 0

@@ -613,6 +613,12 @@ http_req_method(const struct http_req *req)
 	return req->head.method;
 }
 
+const unsigned char *
+http_req_client(const struct http_req *req)
+{
+	return req->conn->client->addr;
+}
+
 const char *
 http_req_path(const struct http_req *req, size_t *len)
 {

@@ -49,6 +49,9 @@ unsigned long long http_server_answers(const struct http_server *srv, int route,
 unsigned long long http_server_accepted(const struct http_server *srv);
 
 enum http_method http_req_method(const struct http_req *req);
+/* The client's address: 17 bytes, a family byte then the address (an IPv4-mapped IPv6
+ * address as the IPv4 one); valid until the answer is given. */
+const unsigned char *http_req_client(const struct http_req *req);
 /* The path (no query), not NUL-terminated; valid until the answer is given. */
 const char *http_req_path(const struct http_req *req, size_t *len);
 /* The body (NULL when empty); valid until the answer is given. */

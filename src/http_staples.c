@@ -90,7 +90,7 @@ on_chain(enum staple_outcome outcome, const struct chain_staple *st, int n, cons
 	if (outcome == STAPLE_OK)
 		send_staples(w->req, st, n);
 	else
-		http_api_send_error(w->req, staple_outcome_http(outcome), error);
+		http_api_send_outcome(w->api, w->req, outcome, error);
 	if (started)
 		free(w);
 }
@@ -112,6 +112,8 @@ http_staples_handle(struct http_api *api, struct http_req *req)
 		http_api_send_error(req, 503, "out of memory");
 		return;
 	}
+	http_api_admit_begin(api, req);
 	http_wait_start(w, chain_submit(http_api_service(api), body, len, time(NULL), on_chain, w),
 	    cancel_chain);
+	http_api_admit_end(api);
 }

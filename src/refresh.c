@@ -45,6 +45,28 @@ on_purged(const struct stapler_key *key, void *arg)
 	    issuer_key_hash, stapler_hash_alg_name((enum stapler_hash_alg)key->hash_alg));
 }
 
+/* An entry nobody asked for in [cache] unused_ttl is not refreshed but removed, when it
+ * comes due (at most [refresh] max_interval later): what an outsider made us fetch once is
+ * not fetched again forever. Returns 1 when it was removed. */
+static int
+drop_unused(struct refresher *r, const struct stapler_key *key, time_t now)
+{
+	const struct staple *s = store_get(r->store, key);
+	char serial[STAPLER_SERIAL_HEX_MAX], issuer_key_hash[STAPLER_SHA1_HEX];
+	long long idle;
+
+	if (s == NULL || (idle = (long long)(now - s->used_at)) <= r->cfg->unused_ttl)
+		return 0;
+	stapler_key_serial_hex(key, serial);
+	stapler_key_hash_hex(key, issuer_key_hash);
+	if (staple_service_evict(r->svc, key) < 0)
+		return 0;
+	log_info("purged", "serial=%s issuer=%s hash=%s reason=\"not asked for in %lld s "
+	    "(unused_ttl %lld s)\"", serial, issuer_key_hash,
+	    stapler_hash_alg_name((enum stapler_hash_alg)key->hash_alg), idle, r->cfg->unused_ttl);
+	return 1;
+}
+
 static void
 on_refreshed(enum staple_outcome outcome, const struct staple *s, const char *error, void *arg)
 {
@@ -101,7 +123,7 @@ tick(struct refresher *r)
 	struct batch *b;
 	time_t now = time(NULL);
 	long long lease;
-	size_t started = 0, deferred = 0;
+	size_t started = 0, deferred = 0, unused = 0;
 	int purged, n;
 
 	purged = cache_purge_expired(r->cache, (long long)now - REFRESH_RETENTION, REFRESH_PURGE_BATCH,
@@ -133,6 +155,10 @@ tick(struct refresher *r)
 		if (staple_service_is_pending(r->svc, &b->item[i].key) ||
 		    staple_service_write_pending(r->svc, &b->item[i].key))
 			continue;
+		if (drop_unused(r, &b->item[i].key, now)) {
+			unused++;
+			continue;
+		}
 		if (cache_get(r->cache, &b->item[i].key, &row) != 1) {
 			cache_row_clear(&row);
 			continue;
@@ -153,8 +179,8 @@ tick(struct refresher *r)
 	}
 out:
 	if (b->n > 0 || purged > 0)
-		log_info("refresh_tick", "due=%zu started=%zu deferred=%zu purged=%d", b->n, started,
-		    deferred, purged);
+		log_info("refresh_tick", "due=%zu started=%zu deferred=%zu purged=%d unused=%zu", b->n,
+		    started, deferred, purged, unused);
 	free(b);
 }
 

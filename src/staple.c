@@ -11,6 +11,7 @@
 
 #include "fetch.h"
 #include "staple.h"
+#include "anon.h"
 #include "cache.h"
 #include "certs.h"
 #include "config.h"
@@ -43,6 +44,7 @@ struct pending {
 	int permanent;               /* the last URL gave an answer that was wrong, not absent */
 	int evicted;                 /* evicted while in flight: out of the table, stores nothing */
 	int kept_held;               /* an older answer came: no failure to record */
+	int anonymous;               /* an /ocsp miss for a key not held: answers go to svc->anon */
 	unsigned char *req;
 	size_t req_len;
 	char last_error[512];
@@ -55,7 +57,13 @@ struct staple_service {
 	struct cache *cache;
 	struct store *store;
 	struct fetcher *fetch;
-	struct table pending;
+	struct table pending;        /* fetches whose answer becomes the entry */
+	struct table anon_pending;   /* anonymous /ocsp misses: their answers are held apart */
+	struct anon_map *anon;
+	struct table anchors;        /* SHA-1 keys of the bundle's intermediates: never anonymous */
+	int (*admit)(void *ctx);     /* staple_service_admit(): may a client start a fetch now? */
+	void *admit_ctx;
+	time_t load_floor;           /* staple_service_load(): no entry counts as unused before */
 	uint64_t seed;
 	uint64_t rng;                /* xorshift state: jitter only, not secrets */
 	struct issuers *issuers;   /* who the OCSP proxy serves, learned from stored staples */
@@ -76,6 +84,18 @@ pending_key_of(const void *entry)
 	return &((const struct pending *)entry)->key;
 }
 
+static int
+anchor_match(const void *entry, const void *key)
+{
+	return stapler_key_equal(entry, key);
+}
+
+static const void *
+anchor_key_of(const void *entry)
+{
+	return entry;
+}
+
 int
 staple_outcome_http(enum staple_outcome outcome)
 {
@@ -86,6 +106,7 @@ staple_outcome_http(enum staple_outcome outcome)
 	case STAPLE_NO_URL: return 422;
 	case STAPLE_UPSTREAM_FAILED: return 502;
 	case STAPLE_UNAVAILABLE: return 503;
+	case STAPLE_LIMITED: return 429;
 	}
 	return 500;
 }
@@ -130,10 +151,15 @@ staple_service_new(const struct stapler_config *cfg, const struct certs_trust *t
 	svc->pending.hash = table_key_hash;
 	svc->pending.match = pending_match;
 	svc->pending.key_of = pending_key_of;
+	svc->anon_pending = svc->pending;
+	svc->anchors.hash = table_key_hash;
+	svc->anchors.match = anchor_match;
+	svc->anchors.key_of = anchor_key_of;
 	svc->seed = (uint64_t)(uintptr_t)svc ^ (uint64_t)time(NULL);
 	if (RAND_bytes((unsigned char *)&svc->rng, sizeof(svc->rng)) != 1 || svc->rng == 0)
 		svc->rng = svc->seed | 1;
-	if ((svc->issuers = issuers_new()) == NULL) {
+	if ((svc->issuers = issuers_new()) == NULL || (svc->anon = anon_map_new()) == NULL) {
+		issuers_free(&svc->issuers);
 		free(svc);
 		return NULL;
 	}
@@ -166,7 +192,14 @@ staple_service_free(struct staple_service **svcp)
 		if (svc->pending.slot[i] != NULL)
 			pending_free(svc->pending.slot[i]);
 	}
+	for (size_t i = 0; i < svc->anon_pending.cap; i++) {
+		if (svc->anon_pending.slot[i] != NULL)
+			pending_free(svc->anon_pending.slot[i]);
+	}
 	table_clear(&svc->pending, 0);
+	table_clear(&svc->anon_pending, 0);
+	table_clear(&svc->anchors, 1);
+	anon_map_free(&svc->anon);
 	issuers_free(&svc->issuers);
 	free(svc);
 	*svcp = NULL;
@@ -178,9 +211,23 @@ static void
 learn_anchor(X509 *cert, X509 *issuer, void *arg)
 {
 	struct staple_service *svc = arg;
+	struct stapler_key *key;
 	struct certs_urls urls;
+	OCSP_CERTID *id;
 	char why[256];
+	void *replaced;
 
+	/* The operator vouches for it: a miss for it is no stranger's (proven()). */
+	if ((key = calloc(1, sizeof(*key))) != NULL &&
+	    (id = certs_certid(cert, issuer, STAPLER_HASH_SHA1)) != NULL) {
+		if (certs_certid_key(id, issuer, key) == 0 &&
+		    table_put(&svc->anchors, key, svc->seed, &replaced) == 0) {
+			free(replaced);
+			key = NULL;
+		}
+		OCSP_CERTID_free(id);
+	}
+	free(key);
 	/* A refused AIA URL (control characters, user information, a fragment) is skipped. */
 	if (certs_ocsp_urls(cert, &urls, why, sizeof(why)) > 0 &&
 	    issuers_learn(svc->issuers, issuer, &urls) < 0)
@@ -194,6 +241,7 @@ retrust(struct staple_service *svc)
 {
 	size_t untrusted;
 
+	table_clear(&svc->anchors, 1);
 	certs_trust_issued(svc->trust, time(NULL), learn_anchor, svc);
 	untrusted = issuers_retrust(svc->issuers, svc->trust, time(NULL));
 
@@ -239,7 +287,43 @@ staple_service_certid_hash(const struct staple_service *svc)
 size_t
 staple_service_pending(const struct staple_service *svc)
 {
-	return svc->pending.count;
+	return svc->pending.count + svc->anon_pending.count;
+}
+
+void
+staple_service_admit(struct staple_service *svc, int (*admit)(void *ctx), void *ctx)
+{
+	svc->admit = admit;
+	svc->admit_ctx = ctx;
+}
+
+const struct staple *
+staple_service_anonymous(struct staple_service *svc, const struct stapler_key *key, time_t now)
+{
+	return anon_map_get(svc->anon, key, now);
+}
+
+size_t
+staple_service_anonymous_count(const struct staple_service *svc)
+{
+	return anon_map_count(svc->anon);
+}
+
+/* The table p stands in. */
+static struct table *
+pending_table(struct staple_service *svc, int anonymous)
+{
+	return anonymous ? &svc->anon_pending : &svc->pending;
+}
+
+/* RFC 6960 §2.2 "extended revoked": a responder's answer for a serial it never issued
+ * (revoked, certificateHold, revocationTime 1970-01-01T00:00:00Z). Not a revocation to hold:
+ * the certificate may be issued tomorrow. */
+static int
+not_issued(enum stapler_cert_status status, long long revoked_at, int reason)
+{
+	return status == STAPLER_REVOKED && revoked_at == 0 &&
+	    reason == OCSP_REVOKED_STATUS_CERTIFICATEHOLD;
 }
 
 void
@@ -372,11 +456,26 @@ load_row(const struct cache_row *row, void *arg)
 		    row->issuer_key_hash);
 		return 0;
 	}
+	/* Stored by a version that kept answers to anonymous misses: never a revocation. */
+	if (not_issued(row->status, row->revoked_at, row->revocation_reason)) {
+		log_warn("cache_row_skipped", "serial=%s issuer=%s reason=\"stored answer says not "
+		    "issued (RFC 6960 extended revoked): fetched again when asked for\"", row->serial,
+		    row->issuer_key_hash);
+		(void)(svc->persist != NULL ? persist_delete(svc->persist, &key) :
+		    cache_delete(svc->cache, &key));
+		return 0;
+	}
 	s = staple_new(&key, row->status, (time_t)row->this_update, (time_t)row->next_update,
 	    (time_t)row->produced_at, (time_t)row->fetched_at, row->response_der, row->response_len);
-	if (s != NULL)
-		s->refresh_at = (time_t)row->next_refresh_at;
-	if (s == NULL || store_put(svc->store, s) < 0)
+	if (s == NULL)
+		return -1;
+	s->refresh_at = (time_t)row->next_refresh_at;
+	s->used_at = (time_t)(row->used_at != 0 ? row->used_at : row->fetched_at);
+	/* Time the daemon was down does not count: nobody could ask. An entry unused for longer
+	 * gets a day (at most half its TTL) after the start to be asked for again. */
+	if (s->used_at < svc->load_floor)
+		s->used_at = svc->load_floor;
+	if (store_put(svc->store, s) < 0)
 		return -1;
 	learn_row_issuer(svc, row, &key);
 	return 0;
@@ -385,6 +484,9 @@ load_row(const struct cache_row *row, void *arg)
 long
 staple_service_load(struct staple_service *svc)
 {
+	long long ttl = svc->cfg->unused_ttl, grace = ttl / 2 < 86400 ? ttl / 2 : 86400;
+
+	svc->load_floor = time(NULL) - (time_t)(ttl - grace);
 	if (cache_foreach(svc->cache, load_row, svc) != 0)
 		return -1;
 	/* The anchors may have changed while the daemon was down. */
@@ -434,13 +536,13 @@ pending_finish(struct pending *p, enum staple_outcome outcome, const struct stap
 
 	/* An evicted fetch left the table already; a newer one for the key may be in it. */
 	if (!p->evicted)
-		table_remove(&svc->pending, &p->key, svc->seed);
+		table_remove(pending_table(svc, p->anonymous), &p->key, svc->seed);
 	/* An evicted entry has no row to record a failure on (or a newer fetch's row). */
-	if (outcome == STAPLE_UPSTREAM_FAILED && !p->evicted && !p->kept_held)
+	if (outcome == STAPLE_UPSTREAM_FAILED && !p->evicted && !p->kept_held && !p->anonymous)
 		record_failure(p, error);
 	while ((w = TAILQ_FIRST(&p->waiters)) != NULL) {
 		TAILQ_REMOVE(&p->waiters, w, link);
-		if (outcome == STAPLE_OK && w->has_digest && !p->evicted)
+		if (outcome == STAPLE_OK && w->has_digest && !p->evicted && !p->anonymous)
 			store_seen_put(svc->store, w->digest, &p->key, p->t->not_after);
 		w->cb(outcome, s, error, w->arg);
 		free(w);
@@ -457,7 +559,9 @@ commit(struct pending *p, const char *url, const unsigned char *der, size_t len,
 	struct sched_policy pol = policy(svc);
 	struct cache_row row = { 0 };
 	struct cache_issuer issuer = { 0 };
+	const struct staple *old;
 	struct staple *s;
+	time_t used_at;
 	char urls[CERTS_URLS_ENCODED_MAX];
 	unsigned char *issuer_der;
 	size_t issuer_len;
@@ -487,6 +591,9 @@ commit(struct pending *p, const char *url, const unsigned char *der, size_t len,
 	row.next_refresh_at = sched_next_refresh(&pol, r->this_update, r->next_update, now,
 	    staple_service_random(svc));
 	row.created_at = now;
+	old = store_get(svc->store, &p->key);
+	used_at = old != NULL ? old->used_at : now;
+	row.used_at = used_at;
 	*next_refresh = (time_t)row.next_refresh_at;
 
 	util_strlcpy(issuer.key_hash, p->t->key_hash_hex, sizeof(issuer.key_hash));
@@ -507,9 +614,11 @@ commit(struct pending *p, const char *url, const unsigned char *der, size_t len,
 	}
 	OPENSSL_free(issuer_der);
 	s = staple_new(&p->key, r->status, r->this_update, r->next_update, r->produced_at, now, der, len);
-	if (s != NULL)
-		s->refresh_at = (time_t)row.next_refresh_at;
-	if (s == NULL || store_put(svc->store, s) < 0)
+	if (s == NULL)
+		return NULL;
+	s->refresh_at = (time_t)row.next_refresh_at;
+	s->used_at = used_at;
+	if (store_put(svc->store, s) < 0)
 		return NULL;
 	if (issuers_learn(svc->issuers, p->t->issuer, &p->t->urls) < 0)
 		log_warn("issuer_not_learned", "issuer=%s", p->t->key_hash_hex);
@@ -615,6 +724,43 @@ keep_revocation(struct pending *p, const struct fetch_result *res, const struct 
 	pending_finish(p, STAPLE_UPSTREAM_FAILED, NULL, p->last_error);
 }
 
+/* The verified answer to an anonymous miss: its waiters get it, and the map of such answers
+ * holds it for the next ones (never the store, never the database). */
+static void
+anon_commit(struct pending *p, const struct fetch_result *res, const struct ocsp_result *r,
+    time_t now)
+{
+	const struct stapler_config *cfg = p->svc->cfg;
+	struct staple *s, *held;
+
+	s = staple_new(&p->key, r->status, r->this_update, r->next_update, r->produced_at, now,
+	    res->body, res->len);
+	if (s == NULL) {
+		pending_finish(p, STAPLE_UNAVAILABLE, NULL, "out of memory");
+		return;
+	}
+	if (!staple_servable(s, now)) {
+		free(s);
+		p->permanent = 0;
+		snprintf(p->last_error, sizeof(p->last_error), "%s: expiring: nextUpdate in %lld s, "
+		    "within the %d s safety margin", res->url, (long long)(r->next_update - now),
+		    STORE_EXPIRY_MARGIN);
+		p->url_index++;
+		(void)try_next_url(p);
+		return;
+	}
+	/* A copy for the map: a waiter's answer may run code that changes the map. */
+	if (!p->evicted && (held = staple_new(&p->key, r->status, r->this_update, r->next_update,
+	    r->produced_at, now, res->body, res->len)) != NULL)
+		(void)anon_map_put(p->svc->anon, held, now, cfg->anonymous_ttl,
+		    (size_t)cfg->anonymous_entries, cfg->anonymous_bytes);
+	log_debug("anonymous_fetched", "serial=%s issuer=%s url=\"%s\" status=%s held=%zu",
+	    p->t->serial_hex, p->t->key_hash_hex, res->url, stapler_status_name(r->status),
+	    anon_map_count(p->svc->anon));
+	pending_finish(p, STAPLE_OK, s, NULL);
+	free(s);
+}
+
 static void
 on_fetched(const struct fetch_result *res, void *arg)
 {
@@ -647,6 +793,22 @@ on_fetched(const struct fetch_result *res, void *arg)
 		    ocsp_verdict_name(v), r.detail);
 		log_warn("response_rejected", "serial=%s issuer=%s url=\"%s\" verdict=%s detail=\"%s\"",
 		    p->t->serial_hex, p->t->key_hash_hex, res->url, ocsp_verdict_name(v), r.detail);
+		p->url_index++;
+		(void)try_next_url(p);
+		return;
+	}
+	if (p->anonymous) {
+		anon_commit(p, res, &r, now);
+		return;
+	}
+	if (not_issued(r.status, (long long)r.revoked_at, r.revocation_reason)) {
+		/* The certificate chains to our anchors, so its CA issued it: a responder that
+		 * says otherwise lags. Like an absent answer: the next URL, later a retry. */
+		p->permanent = 0;
+		snprintf(p->last_error, sizeof(p->last_error), "%s: answers \"not issued\" (RFC 6960 "
+		    "extended revoked: certificateHold, revoked 1970-01-01): not kept", res->url);
+		log_warn("response_rejected", "serial=%s issuer=%s url=\"%s\" verdict=not_issued",
+		    p->t->serial_hex, p->t->key_hash_hex, res->url);
 		p->url_index++;
 		(void)try_next_url(p);
 		return;
@@ -872,6 +1034,48 @@ target_check(struct staple_service *svc, const struct staple_target *t, char *er
 	return STAPLE_OK;
 }
 
+/* 1 when the certificate of key is known to exist: it has an entry under the other CertID
+ * hash algorithm (it was submitted or imported, so a SHA-256 /ocsp miss for a SHA-1 entry is
+ * no stranger's), or it is an intermediate of the trust bundle. */
+static int
+proven(const struct staple_service *svc, const struct stapler_key *key)
+{
+	struct stapler_key other = *key;
+
+	other.hash_alg = key->hash_alg == STAPLER_HASH_SHA1 ? STAPLER_HASH_SHA256 : STAPLER_HASH_SHA1;
+	if (store_get(svc->store, &other) != NULL)
+		return 1;
+	other.hash_alg = STAPLER_HASH_SHA1;
+	return table_get(&svc->anchors, &other, svc->seed) != NULL;
+}
+
+/* Whether a client may start a new fetch for t: within its address's rate (the admission
+ * callback of staple_service_admit()), and, for a new entry, within the cache's bounds
+ * (fetches in flight count, so a burst cannot overshoot them). */
+static enum staple_outcome
+admit_fetch(struct staple_service *svc, const struct staple_target *t, int anonymous,
+    const struct staple *held, char *err, size_t errlen)
+{
+	const struct stapler_config *cfg = svc->cfg;
+
+	if (svc->admit != NULL && svc->admit(svc->admit_ctx) < 0) {
+		snprintf(err, errlen, "too many upstream fetches from this client address: retry later");
+		return STAPLE_LIMITED;
+	}
+	if (anonymous || held != NULL)
+		return STAPLE_OK;
+	if (store_count(svc->store) + svc->pending.count >= (size_t)cfg->max_entries ||
+	    store_bytes(svc->store) >= cfg->max_bytes) {
+		snprintf(err, errlen, "cache full (%zu staples, %zu bytes; [cache] max_entries %ld, "
+		    "max_bytes %zu): cached staples are still served", store_count(svc->store),
+		    store_bytes(svc->store), cfg->max_entries, cfg->max_bytes);
+		log_warn("cache_full", "serial=%s issuer=%s staples=%zu bytes=%zu", t->serial_hex,
+		    t->key_hash_hex, store_count(svc->store), store_bytes(svc->store));
+		return STAPLE_UNAVAILABLE;
+	}
+	return STAPLE_OK;
+}
+
 /* staple_ensure(); with refresh set, a servable staple does not stop a new fetch. */
 static struct staple_wait *
 ensure(struct staple_service *svc, struct staple_target *t, const unsigned char *digest,
@@ -881,17 +1085,30 @@ ensure(struct staple_service *svc, struct staple_target *t, const unsigned char 
 	struct pending *p = NULL, *running;
 	struct staple_wait *w;
 	enum staple_outcome out;
+	const struct staple *held = store_get(svc->store, &t->key);
+	/* A miss for a certificate nobody proved exists (proven()): its answer is held apart, so
+	 * that an outsider's request never becomes what a submission is served. */
+	int anonymous = t->anonymous && !refresh && held == NULL && !proven(svc, &t->key);
 	char err[512] = "";
 	void *replaced;
 
-	if (!refresh && (s = store_get(svc->store, &t->key)) != NULL && staple_servable(s, now)) {
+	if (!refresh && (s = held) != NULL && staple_servable(s, now)) {
+		store_used(s, now);
 		if (digest != NULL)
 			store_seen_put(svc->store, digest, &t->key, t->not_after);
 		staple_target_free(&t);
 		cb(STAPLE_OK, s, NULL, arg);
 		return NULL;
 	}
-	if ((running = table_get(&svc->pending, &t->key, svc->seed)) != NULL) {
+	if (anonymous && (s = anon_map_get(svc->anon, &t->key, now)) != NULL) {
+		staple_target_free(&t);
+		cb(STAPLE_OK, s, NULL, arg);
+		return NULL;
+	}
+	/* Anyone may join a fetch whose answer becomes the entry; only anonymous misses join an
+	 * anonymous one. */
+	if ((running = table_get(&svc->pending, &t->key, svc->seed)) != NULL ||
+	    (anonymous && (running = table_get(&svc->anon_pending, &t->key, svc->seed)) != NULL)) {
 		staple_target_free(&t);
 		if ((w = wait_add(running, digest, cb, arg)) == NULL)
 			cb(STAPLE_UNAVAILABLE, NULL, "out of memory", arg);
@@ -912,6 +1129,13 @@ ensure(struct staple_service *svc, struct staple_target *t, const unsigned char 
 		cb(out, NULL, err, arg);
 		return NULL;
 	}
+	if (!refresh && (out = admit_fetch(svc, t, anonymous, held, err, sizeof(err))) != STAPLE_OK) {
+		log_info("submission_refused", "serial=%s issuer=%s status=%d error=\"%s\"",
+		    t->serial_hex, t->key_hash_hex, staple_outcome_http(out), err);
+		staple_target_free(&t);
+		cb(out, NULL, err, arg);
+		return NULL;
+	}
 	if ((p = calloc(1, sizeof(*p))) == NULL) {
 		staple_target_free(&t);
 		cb(STAPLE_UNAVAILABLE, NULL, "out of memory", arg);
@@ -920,6 +1144,7 @@ ensure(struct staple_service *svc, struct staple_target *t, const unsigned char 
 	p->svc = svc;
 	p->key = t->key;
 	p->refresh = refresh;
+	p->anonymous = anonymous;
 	p->t = t;
 	t = NULL;
 	TAILQ_INIT(&p->waiters);
@@ -928,9 +1153,9 @@ ensure(struct staple_service *svc, struct staple_target *t, const unsigned char 
 		cb(STAPLE_UNAVAILABLE, NULL, "cannot build the OCSP request", arg);
 		return NULL;
 	}
-	if (table_put(&svc->pending, p, svc->seed, &replaced) < 0 ||
+	if (table_put(pending_table(svc, anonymous), p, svc->seed, &replaced) < 0 ||
 	    (w = wait_add(p, digest, cb, arg)) == NULL) {
-		table_remove(&svc->pending, &p->key, svc->seed);
+		table_remove(pending_table(svc, anonymous), &p->key, svc->seed);
 		pending_free(p);
 		cb(STAPLE_UNAVAILABLE, NULL, "out of memory", arg);
 		return NULL;
@@ -1077,6 +1302,11 @@ staple_service_evict(struct staple_service *svc, const struct stapler_key *key)
 		p->evicted = 1;
 		rc = 1;
 	}
+	if ((p = table_get(&svc->anon_pending, key, svc->seed)) != NULL) {
+		table_remove(&svc->anon_pending, key, svc->seed);
+		p->evicted = 1;
+	}
+	(void)anon_map_remove(svc->anon, key);
 	if (rc)
 		log_info("evicted", "serial=%s issuer=%s hash=%s", serial, issuer_key_hash,
 		    stapler_hash_alg_name((enum stapler_hash_alg)key->hash_alg));
@@ -1132,6 +1362,7 @@ staple_submit(struct staple_service *svc, const unsigned char *body, size_t len,
 	/* The hot path: a body seen before maps straight to its staple. */
 	if ((seen = store_seen_get(svc->store, digest, now)) != NULL &&
 	    (s = store_get(svc->store, seen)) != NULL && staple_servable(s, now)) {
+		store_used(s, now);
 		cb(STAPLE_OK, s, NULL, arg);
 		return NULL;
 	}
@@ -1160,8 +1391,8 @@ staple_wait_cancel(struct staple_wait *w)
 		fetch_cancel(p->svc->fetch, p->job);
 		p->job = NULL;
 		/* An evicted fetch left the table already, and another may stand there now. */
-		if (table_get(&p->svc->pending, &p->key, p->svc->seed) == p)
-			table_remove(&p->svc->pending, &p->key, p->svc->seed);
+		if (table_get(pending_table(p->svc, p->anonymous), &p->key, p->svc->seed) == p)
+			table_remove(pending_table(p->svc, p->anonymous), &p->key, p->svc->seed);
 		pending_free(p);
 	}
 }

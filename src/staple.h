@@ -26,7 +26,8 @@ enum staple_outcome {
 	STAPLE_UNTRUSTED,       /* 403: does not chain to the trust anchors, or URL not allowed */
 	STAPLE_NO_URL,          /* 422: no usable OCSP URL */
 	STAPLE_UPSTREAM_FAILED, /* 502: every upstream failed and nothing valid is cached */
-	STAPLE_UNAVAILABLE,     /* 503: shutting down or overloaded */
+	STAPLE_UNAVAILABLE,     /* 503: shutting down, overloaded, or the cache is full */
+	STAPLE_LIMITED,         /* 429: this client started too many fetches lately */
 };
 
 /* Called once with the outcome. On STAPLE_OK, s is the staple (valid during the call only);
@@ -135,6 +136,17 @@ struct store *staple_service_store(struct staple_service *svc);
 
 /* The CertID hash algorithm of staples for submitted certificates ([cache] certid_hash). */
 enum stapler_hash_alg staple_service_certid_hash(const struct staple_service *svc);
+
+/* While admit is set, every new upstream fetch a client would start (not a refresh, not one
+ * joining a fetch in flight, not a memory hit) asks admit(ctx) first; -1 refuses it with
+ * STAPLE_LIMITED. The HTTP front end sets it around each call with the client's rate limit
+ * and clears it (NULL) after. */
+void staple_service_admit(struct staple_service *svc, int (*admit)(void *ctx), void *ctx);
+/* The answer held for an anonymous /ocsp miss (docs/design.md "Anonymous /ocsp misses
+ * cannot poison the cache"), servable at now, or NULL. Never consulted for submissions. */
+const struct staple *staple_service_anonymous(struct staple_service *svc,
+    const struct stapler_key *key, time_t now);
+size_t staple_service_anonymous_count(const struct staple_service *svc);
 
 /* Certificates with a fetch in flight. */
 size_t staple_service_pending(const struct staple_service *svc);

@@ -23,6 +23,7 @@ struct store {
 	struct table staples;
 	struct table seen;
 	size_t by_status[3];   /* staples per status, kept on put/remove: /healthz reads it */
+	size_t bytes;          /* DER bytes of the staples: bounded by [cache] max_bytes */
 };
 
 static int
@@ -105,6 +106,7 @@ staple_new(const struct stapler_key *key, enum stapler_cert_status status, time_
 	s->produced_at = produced_at;
 	s->fetched_at = fetched_at;
 	s->refresh_at = 0;
+	s->used_at = fetched_at;
 	s->der_len = der_len;
 	memcpy(s->der, der, der_len);
 	/* A strong validator: the first 128 bits of SHA-256 over the exact bytes served. */
@@ -150,8 +152,11 @@ store_put(struct store *store, struct staple *s)
 	}
 	if (old != NULL && (unsigned)((struct staple *)old)->status < 3)
 		store->by_status[((struct staple *)old)->status]--;
+	if (old != NULL)
+		store->bytes -= ((struct staple *)old)->der_len;
 	if ((unsigned)s->status < 3)
 		store->by_status[s->status]++;
+	store->bytes += s->der_len;
 	free(old);
 	return 0;
 }
@@ -169,8 +174,23 @@ store_remove(struct store *store, const struct stapler_key *key)
 
 	if (old != NULL && (unsigned)old->status < 3)
 		store->by_status[old->status]--;
+	if (old != NULL)
+		store->bytes -= old->der_len;
 	free(old);
 	return old != NULL;
+}
+
+size_t
+store_bytes(const struct store *store)
+{
+	return store->bytes;
+}
+
+void
+store_used(const struct staple *s, time_t now)
+{
+	if (now > s->used_at)
+		((struct staple *)(uintptr_t)s)->used_at = now;
 }
 
 size_t

@@ -24,6 +24,7 @@ struct staple {
 	enum stapler_cert_status status;
 	time_t this_update, next_update, produced_at, fetched_at;
 	time_t refresh_at;       /* when it is fetched again (0: not known); bounds max-age */
+	time_t used_at;          /* last asked for (store_used()); fetched_at when new */
 	char etag[36];           /* quoted, e.g. "\"3f2a…\"" */
 	char last_modified[30];  /* IMF-fixdate of thisUpdate */
 	char expires[30];        /* IMF-fixdate of nextUpdate */
@@ -57,6 +58,12 @@ void store_set_refresh_at(struct store *store, const struct stapler_key *key, ti
 /* Removes and frees the staple for key; returns 1 if there was one. */
 int store_remove(struct store *store, const struct stapler_key *key);
 size_t store_count(const struct store *store);
+/* DER bytes of the staples held (kept on put/remove). */
+size_t store_bytes(const struct store *store);
+/* Notes that s was asked for at now: the one field that changes after store_put() (the
+ * daemon is single-threaded). Entries nobody asks for stop being refreshed ([cache]
+ * unused_ttl). */
+void store_used(const struct staple *s, time_t now);
 /* Staples by status into counts[3] (kept as they change: no scan). */
 void store_count_status(const struct store *store, size_t counts[3]);
 /* Calls cb for every staple, in no particular order (cb must not change the store). A full

@@ -612,11 +612,18 @@ class Crafter:
         return r.public_bytes(self.serialization.Encoding.DER)
 
     def response(self, cert, issuer, signer, status="good", this_update=-60, next_update=86400,
-                 now=None):
+                 now=None, revocation_time=None, revocation_reason=None):
         """A signed response for cert (issued by issuer), signed by signer (a Cert with key),
-        with thisUpdate/nextUpdate relative to now (seconds); next_update None leaves it out."""
+        with thisUpdate/nextUpdate relative to now (seconds); next_update None leaves it out.
+        A revoked one is revoked an hour ago unless revocation_time (Unix seconds) says when;
+        revocation_reason names an x509.ReasonFlags member ("certificate_hold")."""
         import datetime
         now = datetime.datetime.utcfromtimestamp(int(now or time.time()))
+        revoked_at = (None if status != "revoked" else now - datetime.timedelta(hours=1)
+                      if revocation_time is None
+                      else datetime.datetime.utcfromtimestamp(revocation_time))
+        reason = (None if revocation_reason is None
+                  else getattr(self.x509.ReasonFlags, revocation_reason))
         st = {"good": self.ocsp.OCSPCertStatus.GOOD, "revoked": self.ocsp.OCSPCertStatus.REVOKED,
               "unknown": self.ocsp.OCSPCertStatus.UNKNOWN}[status]
         b = self.ocsp.OCSPResponseBuilder().add_response(
@@ -624,8 +631,7 @@ class Crafter:
             cert_status=st, this_update=now + datetime.timedelta(seconds=this_update),
             next_update=(None if next_update is None
                          else now + datetime.timedelta(seconds=next_update)),
-            revocation_time=(now - datetime.timedelta(hours=1) if status == "revoked" else None),
-            revocation_reason=None)
+            revocation_time=revoked_at, revocation_reason=reason)
         b = b.responder_id(self.ocsp.OCSPResponderEncoding.HASH, self._cert(signer))
         if signer is not issuer:
             b = b.certificates([self._cert(signer)])

@@ -167,13 +167,13 @@ class OcspTest(IntegrationTestCase):
         out = self.openssl_ocsp(self.inter, uncached)
         self.assertIn("Response verify OK", out)
         self.assertIn("%s: good" % uncached.cert, out)
-        self.assertEqual(len(self.d.wait_rows(1, "WHERE serial = ?", (uncached.serial,))), 1)
 
         out = self.openssl_ocsp(self.inter, revoked)
         self.assertIn("Response verify OK", out)
         self.assertIn("%s: revoked" % revoked.cert, out)
-        rows = self.d.wait_rows(1, "WHERE serial = ?", (revoked.serial,))
-        self.assertEqual(rows[0]["cert_status"], "revoked")
+        # Anonymous misses are answered, never stored (test_abuse.py): only the submission.
+        time.sleep(0.3)
+        self.assertEqual([r["serial"] for r in self.d.db_rows()], [cached.serial])
 
     def test_cached_hit_makes_no_upstream_contact(self):
         leaf, = self.leaves(("leaf", "2101", False))

@@ -89,10 +89,15 @@ def staplerd_args(text):
                 kw["allow"] = v
             elif section == "responders":
                 extra += "%s = %s\n" % (k, v)
+            elif section == "limits" and k == "trusted_clients":
+                kw.setdefault("limits", "")
+                kw["limits"] += "%s = %s\n" % (k, v)
             elif not (section == "trust" and k == "ca_file"):
                 raise AssertionError("the test does not apply [%s] %s of the example" % (section, k))
-    if extra:
-        kw["extra"] = "[responders]\n" + extra
+    limits = kw.pop("limits", "")
+    if extra or limits:
+        kw["extra"] = ("[limits]\n" + limits if limits else "") + (
+            "[responders]\n" + extra if extra else "")
     return kw
 
 
@@ -474,7 +479,8 @@ class ScaleoutTest(IntegrationTestCase):
         CA's responder (behind the counting forwarder) in its [responders]."""
         text = example("central.conf", [(EXAMPLE_HASH, self.inter.key_hash()),
                                         ("http://ocsp.ca.example.com/", self.fwd.url),
-                                        ("ocsp.ca.example.com", "127.0.0.1")])
+                                        ("ocsp.ca.example.com", "127.0.0.1"),
+                                        ("10.0.0.11 10.0.0.12 10.0.0.13", "127.0.0.1")])
         bundle = self.pki.bundle("central-bundle.pem", self.root, self.inter)
         return self.instance("central", bundle, **staplerd_args(text))
 
@@ -535,7 +541,9 @@ class ScaleoutTest(IntegrationTestCase):
         # edges "unauthorized": their clients get 502 and the CA is not contacted.
         a, b = self.leaf("meter-a"), self.leaf("meter-b")
         self.start_responder()
-        central = self.instance("central", self.ca_file)
+        # The edges are trusted clients of the central (examples/scaleout/central.conf).
+        central = self.instance("central", self.ca_file,
+                                extra="[limits]\ntrusted_clients = 127.0.0.1\n")
         edge1, edge2 = self.edges(central, n=2)
         st, _, body = edge1.staple(self.chain(a), PEM)
         self.assertEqual(st, 502, body[:300])

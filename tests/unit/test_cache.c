@@ -395,6 +395,41 @@ test_upsert_replaces_keeps_created(void **state)
 }
 
 static void
+test_used_at_written_with_the_row(void **state)
+{
+	char path[600];
+	struct cache *c;
+	struct cache_issuer iss;
+	struct cache_row in, out;
+
+	(void)state;
+	db_path(path, sizeof(path));
+	c = open_rw(path);
+	make_issuer(&iss, KEY_A, "CN=Test CA");
+	make_row(&in, KEY_A, "0AB1", STAPLER_GOOD);
+	/* Not known (a tool's row): as asked for when fetched. */
+	in.used_at = 0;
+	assert_int_equal(cache_store(c, &iss, &in), 0);
+	assert_int_equal(cache_get(c, K(KEY_A, "0AB1"), &out), 1);
+	assert_int_equal(out.used_at, in.fetched_at);
+	cache_row_clear(&out);
+	in.used_at = in.fetched_at + 500;
+	assert_int_equal(cache_store(c, &iss, &in), 0);
+	assert_int_equal(cache_get(c, K(KEY_A, "0AB1"), &out), 1);
+	assert_int_equal(out.used_at, in.fetched_at + 500);
+	cache_row_clear(&out);
+	/* A write with an older time never moves it back. */
+	in.used_at = in.fetched_at + 100;
+	assert_int_equal(cache_store(c, &iss, &in), 0);
+	assert_int_equal(cache_get(c, K(KEY_A, "0AB1"), &out), 1);
+	assert_int_equal(out.used_at, in.fetched_at + 500);
+	cache_row_clear(&out);
+	cache_issuer_clear(&iss);
+	cache_row_clear(&in);
+	cache_close(&c);
+}
+
+static void
 test_same_serial_two_issuers(void **state)
 {
 	char path[600];
@@ -711,7 +746,7 @@ test_migrate_from_v2(void **state)
 	db_path(path, sizeof(path));
 	assert_int_equal(raw_exec(path, v2_schema), SQLITE_OK);
 	c = open_rw(path);
-	assert_int_equal(cache_schema_version(c), 3);
+	assert_int_equal(cache_schema_version(c), cache_schema_latest());
 	assert_int_equal(cache_count(c, &total, NULL), 0);
 	assert_int_equal(total, 2);
 	assert_int_equal(cache_get(c, K(KEY_A, "01AB"), &row), 1);
@@ -728,6 +763,8 @@ test_migrate_from_v2(void **state)
 	assert_int_equal(row.failures, 2);
 	assert_string_equal(row.last_error, "http://ocsp.example/: timed out");
 	assert_int_equal(row.created_at, 1690000000);
+	/* Migration 4: a row from before counts as asked for when it was last fetched. */
+	assert_int_equal(row.used_at, row.fetched_at);
 	cache_row_clear(&row);
 	assert_int_equal(cache_get(c, K(KEY_A, "02"), &row), 1);
 	assert_int_equal(row.status, STAPLER_REVOKED);
@@ -1057,6 +1094,7 @@ main(void)
 		cmocka_unit_test(test_roundtrip_good_nulls),
 		cmocka_unit_test(test_roundtrip_revoked),
 		cmocka_unit_test(test_upsert_replaces_keeps_created),
+		cmocka_unit_test(test_used_at_written_with_the_row),
 		cmocka_unit_test(test_same_serial_two_issuers),
 		cmocka_unit_test(test_get_absent),
 		cmocka_unit_test(test_get_issuer),

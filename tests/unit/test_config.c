@@ -85,6 +85,15 @@ test_defaults(void **state)
 	assert_string_equal(cfg->ca_file, "/etc/staplerd/ca-bundle.pem");
 	assert_int_equal(cfg->upstream_timeout, 10);
 	assert_int_equal(cfg->max_parallel, 64);
+	assert_int_equal(cfg->max_entries, 2000000);
+	assert_true(cfg->max_bytes == (size_t)4096 * 1024 * 1024);
+	assert_int_equal(cfg->unused_ttl, 30 * 86400);
+	assert_int_equal(cfg->anonymous_entries, 100000);
+	assert_true(cfg->anonymous_bytes == (size_t)64 * 1024 * 1024);
+	assert_int_equal(cfg->anonymous_ttl, 3600);
+	assert_int_equal(cfg->fetches_per_client, 10);
+	assert_int_equal(cfg->fetch_burst, 100);
+	assert_int_equal(cfg->limit_clients, 65536);
 	assert_int_equal(cfg->n_allow, 0);
 	assert_int_equal(cfg->refresh_window, 7 * DAY);
 	assert_int_equal(cfg->refresh_min_interval, 3600);
@@ -333,6 +342,8 @@ static const struct bad_config bad_configs[] = {
 	{ "[server]\nmax_request = -1k\n", "2: max_request: " SIZE_MSG },
 	/* Out of range. */
 	{ "[upstream]\nmax_parallel = 0\n", "2: max_parallel: " LONG_MSG },
+	{ "[limits]\nfetch_burst = 0\n", "2: fetch_burst: " LONG_MSG },
+	{ "[cache]\nmax_entries = 0\n", "2: max_entries: " LONG_MSG },
 	{ "[upstream]\nmax_parallel = 4097\n", "2: max_parallel: " LONG_MSG },
 	{ "[upstream]\nmax_parallel = 99999999999999999999\n", "2: max_parallel: " LONG_MSG },
 	{ "[upstream]\nmax_parallel = 8 threads\n", "2: max_parallel: " LONG_MSG },
