@@ -24,6 +24,8 @@ struct refresher {
 	struct fetcher *fetch;
 	struct event *timer;
 	time_t lease_logged;       /* a failing lease write is logged once a minute */
+	int busy;                  /* the last tick left due work for a busy upstream */
+	int catch_up;              /* the next tick comes after REFRESH_CATCHUP_MS */
 };
 
 /* The keys of the entries one tick refreshes. */
@@ -85,8 +87,12 @@ admit_url(struct refresher *r, const char *url, time_t now, time_t *soonest)
 		return 0;
 	if (retry == 0 && load < REFRESH_HOST_BACKLOG)
 		return 1;
-	if (retry == 0)
-		retry = now + (time_t)r->cfg->refresh_check_interval;
+	/* Busy, not failing: its backlog drains at its own pace, so look again at the next
+	 * catch-up tick rather than a whole check_interval later. */
+	if (retry == 0) {
+		retry = now + 1;
+		r->busy = 1;
+	}
 	if (*soonest == 0 || retry < *soonest)
 		*soonest = retry;
 	return 0;
@@ -126,6 +132,8 @@ tick(struct refresher *r)
 	size_t started = 0, deferred = 0, unused = 0;
 	int purged, n;
 
+	r->busy = 0;
+	r->catch_up = 0;
 	purged = cache_purge_expired(r->cache, (long long)now - REFRESH_RETENTION, REFRESH_PURGE_BATCH,
 	    on_purged, r);
 	if ((b = calloc(1, sizeof(*b))) == NULL) {
@@ -167,7 +175,9 @@ tick(struct refresher *r)
 			/* The host is failing or busy: come back after its backoff, spread a little. */
 			struct cache_refresh again = b->item[i];
 
-			again.next_refresh_at = (long long)later +
+			/* After a backoff: spread over a check_interval. A host that was only busy:
+			 * due again at once, for the catch-up tick that follows this one. */
+			again.next_refresh_at = later <= now + 1 ? (long long)now : (long long)later +
 			    (long long)(staple_service_random(r->svc) * (double)r->cfg->refresh_check_interval);
 			cache_set_refresh(r->cache, &again, 1);
 			deferred++;
@@ -177,6 +187,11 @@ tick(struct refresher *r)
 		}
 		cache_row_clear(&row);
 	}
+	/* More is due than one tick takes, or an upstream was only busy, and the tick got work
+	 * started: the next tick comes soon, so refreshing runs at the upstreams' pace, not at
+	 * 32 per host per check_interval. Each tick stays bounded (REFRESH_BATCH rows,
+	 * REFRESH_HOST_BACKLOG per host); a tick that started nothing waits the full interval. */
+	r->catch_up = started > 0 && (b->n == REFRESH_BATCH || r->busy);
 out:
 	if (b->n > 0 || purged > 0)
 		log_info("refresh_tick", "due=%zu started=%zu deferred=%zu purged=%d unused=%zu", b->n,
@@ -189,9 +204,10 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct refresher *r = arg;
 	struct timeval tv = { (time_t)r->cfg->refresh_check_interval, 0 };
+	struct timeval soon = { 0, REFRESH_CATCHUP_MS * 1000 };
 
 	tick(r);
-	evtimer_add(r->timer, &tv);
+	evtimer_add(r->timer, r->catch_up && r->cfg->refresh_check_interval > 0 ? &soon : &tv);
 }
 
 struct refresher *

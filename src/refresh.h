@@ -14,6 +14,9 @@ struct fetcher;
 #define REFRESH_BATCH 512
 /* New refresh work is not given to a host that has this many transfers running or waiting. */
 #define REFRESH_HOST_BACKLOG 32
+/* While more is due than a tick takes (or an upstream is only busy), the next tick comes
+ * after this many milliseconds instead of check_interval. */
+#define REFRESH_CATCHUP_MS 200
 /* Rows of certificates expired longer ago than this are deleted, at most REFRESH_PURGE_BATCH
  * per tick. */
 #define REFRESH_RETENTION (30 * 86400)
