@@ -4,7 +4,7 @@
 # have them all answered, against the capacity of the same upstream measured straight by wrk
 # (bench/upstream.lua, the same OCSP requests) in the same run. Two identical responders on two
 # ports: staplerd fills from one; wrk measures a fresh one after the first is stopped.
-#   [MULTI=2] [CONNS=64] [UP_CONNS="8 64"] bench/fill.sh [N] [SECONDS]
+#   [MULTI=2] [CONNS=64] [UP_CONNS="8 64"] [PERF_OUT=FILE] bench/fill.sh [N] [SECONDS]
 source "$(dirname "$0")/common.sh"
 n=${1:-10000}
 secs=${2:-10}
@@ -31,6 +31,12 @@ echo "certificates: $n made in $(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f"
 ocsp_procs() { echo "$pid_a" $(pgrep -P "$pid_a"); }
 c0s=$(cpu_s "$staplerd_pid")
 c0u=$(cpu_s $(ocsp_procs))
+# PERF_OUT=FILE: staplerd's profile during the fill (perf record), for `perf report -i FILE`.
+if [[ -n ${PERF_OUT:-} ]]; then
+	perf record -q -F 999 -g -p "$staplerd_pid" -o "$PERF_OUT" 2>/dev/null &
+	perf_pid=$!
+	pids+=($perf_pid)
+fi
 BENCH_CERTS=$work/pki/certs.pem BENCH_OUT=$work/fill.out wrk -t1 -c"$conns" -d600s \
 	-s "$top/bench/fill.lua" "http://127.0.0.1:$sp" >"$work/fill.wrk" &
 wrk_pid=$!
@@ -43,6 +49,10 @@ c1s=$(cpu_s "$staplerd_pid")
 c1u=$(cpu_s $(ocsp_procs))
 kill -INT "$wrk_pid"
 wait "$wrk_pid" || true
+if [[ -n ${PERF_OUT:-} ]]; then
+	kill -INT "$perf_pid"
+	wait "$perf_pid" || true
+fi
 fill=$(cat "$work/fill.out")
 echo "  fill c=$conns: $fill; CPU seconds meanwhile: staplerd" \
 	"$(awk -v a="$c0s" -v b="$c1s" 'BEGIN {print b - a}'), openssl ocsp $(awk -v a="$c0u" -v b="$c1u" 'BEGIN {print b - a}')"
