@@ -11,7 +11,7 @@ secs=${2:-10}
 multi=${MULTI:-2}
 conns=${CONNS:-64}
 read -r -a up_conns <<<"${UP_CONNS:-8 64}"
-bench_deps python3-cryptography
+bench_deps python3-cryptography sqlite3 ${PERF_OUT:+linux-perf}
 bench_build
 
 ua=$(free_port)
