@@ -7,7 +7,8 @@ pids=()
 
 cleanup() {
 	for pid in "${pids[@]}"; do
-		kill "$pid" 2>/dev/null || true
+		# `openssl ocsp -multi` forks its responders: they go too.
+		kill $(pgrep -P "$pid") "$pid" 2>/dev/null || true
 	done
 	for pid in "${pids[@]}"; do
 		wait "$pid" 2>/dev/null || true
@@ -43,19 +44,29 @@ free_port() {
 start_upstream() {
 	local port=$1
 	bash "$top/scripts/demo-pki.sh" "$work/pki" "$port"
-	openssl ocsp -index "$work/pki/index.txt" -port "$port" -CA "$work/pki/root.pem" \
-		-rsigner "$work/pki/ocsp.pem" -rkey "$work/pki/ocsp.key" -ndays 30 >"$work/ocsp.log" 2>&1 &
-	pids+=($!)
-	for _ in $(seq 100); do
-		grep -q "waiting for OCSP client connections" "$work/ocsp.log" && return 0
+	serve_ocsp "$port" ocsp
+}
+
+# Starts `openssl ocsp` on the PKI already in $work/pki, on port $1, logging to $work/$2.log,
+# with any further arguments (e.g. -multi 2), run under $OCSP_WRAP if set (e.g. stdbuf -oL);
+# its PID in $ocsp_pid. Waits for its log line.
+serve_ocsp() {
+	local port=$1 name=$2
+	shift 2
+	${OCSP_WRAP:-} openssl ocsp -index "$work/pki/index.txt" -port "$port" -CA "$work/pki/root.pem" \
+		-rsigner "$work/pki/ocsp.pem" -rkey "$work/pki/ocsp.key" -ndays 30 "$@" >"$work/$name.log" 2>&1 &
+	ocsp_pid=$!
+	pids+=($ocsp_pid)
+	for _ in $(seq 300); do
+		grep -qiE "waiting for OCSP client connections|^ACCEPT " "$work/$name.log" && return 0
 		sleep 0.1
 	done
 	echo "openssl ocsp did not start" >&2
 	return 1
 }
 
-# Writes a config for port $1 and database $2, starts staplerd (binary $3, default the
-# Release build; name $4 for its files), waits for /healthz.
+# Writes a config for port $1 and database $2 (plus the lines in $STAPLERD_EXTRA), starts
+# staplerd (binary $3, default the Release build; name $4 for its files), waits for /healthz.
 start_staplerd() {
 	local port=$1 db=$2 bin=${3:-$staplerd} name=${4:-staplerd}
 	cat >"$work/$name.conf" <<CONF
@@ -70,6 +81,7 @@ ca_file = $work/pki/ca-bundle.pem
 allow = 127.0.0.1
 [log]
 level = warn
+${STAPLERD_EXTRA:-}
 CONF
 	"$bin" -c "$work/$name.conf" 2>"$work/$name.log" &
 	staplerd_pid=$!
@@ -87,4 +99,12 @@ CONF
 machine() {
 	echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)," \
 		"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -sr)"
+}
+
+# CPU seconds (user + system) used so far by the PIDs given.
+cpu_s() {
+	local clk
+	clk=$(getconf CLK_TCK)
+	for p in "$@"; do cat "/proc/$p/stat" 2>/dev/null; done |
+		awk -v t="$clk" '{ sub(/.*\) /, ""); s += $12 + $13 } END { printf "%.2f", s / t }'
 }
