@@ -203,8 +203,7 @@ refuse:
 		staple_target_free(&t[--n]);
 	sk_X509_pop_free(certs, X509_free);
 	sk_X509_pop_free(chain, X509_free);
-	log_info("submission_refused", "route=staples status=%d error=\"%s\"",
-	    staple_outcome_http(out), err);
+	staple_service_log_refusal(svc, "staples", staple_outcome_http(out), err);
 	cb(out, NULL, 0, err, arg);
 	return NULL;
 }

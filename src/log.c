@@ -50,3 +50,20 @@ log_msg(enum log_level level, const char *event, const char *fields, ...)
 	line[n++] = '\n';
 	fwrite(line, 1, n, stderr);
 }
+
+int
+log_limit_allow(struct log_limit *l, long long now, unsigned long *suppressed)
+{
+	if (now - l->window >= LOG_LIMIT_SECONDS || now < l->window) {
+		l->window = now;
+		l->lines = 0;
+	}
+	if (l->lines >= LOG_LIMIT_LINES) {
+		l->suppressed++;
+		return 0;
+	}
+	l->lines++;
+	*suppressed = l->suppressed;
+	l->suppressed = 0;
+	return 1;
+}

@@ -69,6 +69,7 @@ struct staple_service {
 	struct issuers *issuers;   /* who the OCSP proxy serves, learned from stored staples */
 	struct persist *persist;   /* the daemon's writes go through it; NULL: straight to cache */
 	int draining;              /* stopping: no new fetch starts */
+	struct log_limit refusals; /* bounds the refusal lines outsiders can cause */
 	struct staple_stats stats;
 };
 
@@ -1049,6 +1050,23 @@ proven(const struct staple_service *svc, const struct stapler_key *key)
 	return table_get(&svc->anchors, &other, svc->seed) != NULL;
 }
 
+/* Refusals of what outsiders send (bad bodies, untrusted chains, excess fetches, a full cache)
+ * are logged within a bound (log.h), so a flood of them cannot flood the log. */
+static void
+note_refused(struct staple_service *svc, const char *event, enum log_level level,
+    const struct staple_target *t, int status, const char *err)
+{
+	unsigned long left_out;
+
+	if (!log_limit_allow(&svc->refusals, (long long)time(NULL), &left_out))
+		return;
+	if (t != NULL)
+		log_msg(level, event, "serial=%s issuer=%s status=%d suppressed=%lu error=\"%s\"",
+		    t->serial_hex, t->key_hash_hex, status, left_out, err);
+	else
+		log_msg(level, event, "status=%d suppressed=%lu error=\"%s\"", status, left_out, err);
+}
+
 /* Whether a client may start a new fetch for t: within its address's rate (the admission
  * callback of staple_service_admit()), and, for a new entry, within the cache's bounds
  * (fetches in flight count, so a burst cannot overshoot them). */
@@ -1069,11 +1087,21 @@ admit_fetch(struct staple_service *svc, const struct staple_target *t, int anony
 		snprintf(err, errlen, "cache full (%zu staples, %zu bytes; [cache] max_entries %ld, "
 		    "max_bytes %zu): cached staples are still served", store_count(svc->store),
 		    store_bytes(svc->store), cfg->max_entries, cfg->max_bytes);
-		log_warn("cache_full", "serial=%s issuer=%s staples=%zu bytes=%zu", t->serial_hex,
-		    t->key_hash_hex, store_count(svc->store), store_bytes(svc->store));
+		note_refused(svc, "cache_full", LOG_LVL_WARN, t, 503, err);
 		return STAPLE_UNAVAILABLE;
 	}
 	return STAPLE_OK;
+}
+
+void
+staple_service_log_refusal(struct staple_service *svc, const char *route, int status,
+    const char *err)
+{
+	unsigned long left_out;
+
+	if (log_limit_allow(&svc->refusals, (long long)time(NULL), &left_out))
+		log_info("submission_refused", "route=%s status=%d suppressed=%lu error=\"%s\"", route,
+		    status, left_out, err);
 }
 
 /* staple_ensure(); with refresh set, a servable staple does not stop a new fetch. */
@@ -1123,15 +1151,13 @@ ensure(struct staple_service *svc, struct staple_target *t, const unsigned char 
 		return NULL;
 	}
 	if ((out = target_check(svc, t, err, sizeof(err))) != STAPLE_OK) {
-		log_info("submission_refused", "serial=%s issuer=%s status=%d error=\"%s\"",
-		    t->serial_hex, t->key_hash_hex, staple_outcome_http(out), err);
+		note_refused(svc, "submission_refused", LOG_LVL_INFO, t, staple_outcome_http(out), err);
 		staple_target_free(&t);
 		cb(out, NULL, err, arg);
 		return NULL;
 	}
 	if (!refresh && (out = admit_fetch(svc, t, anonymous, held, err, sizeof(err))) != STAPLE_OK) {
-		log_info("submission_refused", "serial=%s issuer=%s status=%d error=\"%s\"",
-		    t->serial_hex, t->key_hash_hex, staple_outcome_http(out), err);
+		note_refused(svc, "submission_refused", LOG_LVL_INFO, t, staple_outcome_http(out), err);
 		staple_target_free(&t);
 		cb(out, NULL, err, arg);
 		return NULL;
@@ -1367,7 +1393,7 @@ staple_submit(struct staple_service *svc, const unsigned char *body, size_t len,
 		return NULL;
 	}
 	if ((out = prepare(svc, body, len, now, &t, err, sizeof(err))) != STAPLE_OK) {
-		log_info("submission_refused", "status=%d error=\"%s\"", staple_outcome_http(out), err);
+		note_refused(svc, "submission_refused", LOG_LVL_INFO, NULL, staple_outcome_http(out), err);
 		cb(out, NULL, err, arg);
 		return NULL;
 	}

@@ -92,6 +92,9 @@ int staple_service_replay_journal(struct staple_service *svc);
 /* Stopping: staples in memory are still served, but no new fetch starts (STAPLE_UNAVAILABLE,
  * 503); fetches already running go on for their waiters. */
 void staple_service_drain(struct staple_service *svc);
+/* Logs a refused submission (what an outsider sent), within the bound of log.h. */
+void staple_service_log_refusal(struct staple_service *svc, const char *route, int status,
+    const char *err);
 /* The write-behind queue in use, or NULL. */
 struct persist *staple_service_persist(const struct staple_service *svc);
 

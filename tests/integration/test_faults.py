@@ -437,6 +437,33 @@ class SlowForUnknownSerials:
         self.server.server_close()
 
 
+class LogBoundTest(IntegrationTestCase):
+
+    def test_refusals_cannot_flood_the_log(self):
+        """500 junk bodies and 500 certificates of an unknown CA, on kept-alive connections:
+        each is refused (400, 403), but the log gets at most a few refusal lines per 10 s, and
+        the next line written says how many were left out."""
+        import http.client
+        root = self.pki.root("root")
+        stranger = self.pki.root("stranger")
+        alien = self.pki.leaf(stranger, "alien", serial="9001", ocsp_urls=["http://127.0.0.1:1/"])
+        d = self.staplerd(self.pki.bundle("ca.pem", root))
+        conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=10)
+        for i in range(1000):
+            body = b"junk %d" % i if i % 2 else alien.pem()
+            conn.request("POST", "/v1/staple", body=body, headers={"Content-Type": PEM})
+            r = conn.getresponse()
+            r.read()
+            self.assertIn(r.status, (400, 403))
+        conn.close()
+        log = read_text(d.log)
+        self.assertLessEqual(log.count("event=submission_refused"), 3 * 10, log[-2000:])
+        time.sleep(10.5)
+        self.assertEqual(d.staple(b"junk again", PEM)[0], 400)
+        self.assertRegex(read_text(d.log), r"event=submission_refused status=400 "
+                                           r"suppressed=[1-9][0-9]* ")
+
+
 class AbandonedWorkTest(IntegrationTestCase):
 
     def test_abandoned_misses_are_cancelled(self):
