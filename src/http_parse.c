@@ -5,6 +5,7 @@
 #include <strings.h>
 
 #include "http_parse.h"
+#include "util.h"
 
 /* Bounds inside a chunked body: a size line with its extensions, a trailer line. */
 #define CHUNK_LINE_MAX 4096
@@ -266,18 +267,6 @@ enum {
 	C_DONE,
 };
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 enum http_parse_result
 http_chunked_decode(struct http_chunked *c, const char *in, size_t len, char *out,
     size_t *out_len, size_t max, size_t *used, int *status)
@@ -292,7 +281,7 @@ http_chunked_decode(struct http_chunked *c, const char *in, size_t len, char *ou
 		switch (c->state) {
 		case C_SIZE0:
 		case C_SIZE:
-			if ((d = hexval(ch)) >= 0) {
+			if ((d = util_hexval((unsigned char)ch)) >= 0) {
 				if (c->remaining > (UINT64_MAX >> 8))
 					goto too_large;
 				c->remaining = c->remaining * 16 + (uint64_t)d;

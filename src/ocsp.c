@@ -165,18 +165,6 @@ ocsp_request_certid(const unsigned char *der, size_t len)
 	return id;
 }
 
-static int
-hex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 unsigned char *
 ocsp_get_decode(const char *path, size_t max, size_t *len)
 {
@@ -196,8 +184,8 @@ ocsp_get_decode(const char *path, size_t max, size_t *len)
 		char c = path[i];
 
 		if (c == '%') {
-			int hi = i + 2 < plen ? hex_digit(path[i + 1]) : -1;
-			int lo = hi >= 0 ? hex_digit(path[i + 2]) : -1;
+			int hi = i + 2 < plen ? util_hexval((unsigned char)path[i + 1]) : -1;
+			int lo = hi >= 0 ? util_hexval((unsigned char)path[i + 2]) : -1;
 
 			if (lo < 0)
 				goto fail;

@@ -23,8 +23,8 @@ util_hex(const unsigned char *in, size_t len, char *out)
 	out[2 * len] = '\0';
 }
 
-static int
-hexval(int c)
+int
+util_hexval(int c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -45,7 +45,7 @@ util_unhex(const char *hex, unsigned char *out, size_t cap)
 
 		if (*p == ':')
 			continue;
-		if ((v = hexval((unsigned char)*p)) < 0)
+		if ((v = util_hexval((unsigned char)*p)) < 0)
 			return -1;
 		if (hi < 0) {
 			hi = v;

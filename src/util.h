@@ -11,6 +11,8 @@
 
 /* Uppercase hex of len bytes into out, which holds 2 * len + 1 bytes. */
 void util_hex(const unsigned char *in, size_t len, char *out);
+/* The value of one hex digit (any case), or -1. */
+int util_hexval(int c);
 /* Decodes hex (any case; ':' separators skipped). Returns the byte count, or -1 when the
  * input is not hex or does not fit in cap. */
 int util_unhex(const char *hex, unsigned char *out, size_t cap);
