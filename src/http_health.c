@@ -7,6 +7,7 @@
 
 #include "config.h"
 #include "fetch.h"
+#include "fmt.h"
 #include "http_api.h"
 #include "http_routes.h"
 #include "http_server.h"
@@ -102,22 +103,6 @@ scan(struct http_health *h, struct http_api *api, time_t now)
 	return &h->scan;
 }
 
-/* Appends a JSON string (quotes included) of s to fp. */
-static void
-json_str(FILE *fp, const char *s)
-{
-	fputc('"', fp);
-	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-		if (*p == '"' || *p == '\\')
-			fprintf(fp, "\\%c", *p);
-		else if (*p < 0x20 || *p == 0x7f)
-			fprintf(fp, "\\u%04x", *p);
-		else
-			fputc(*p, fp);
-	}
-	fputc('"', fp);
-}
-
 static void
 reply_stream(struct http_req *req, int code, const char *type, char *buf, size_t len)
 {
@@ -165,7 +150,7 @@ http_health_handle(struct http_api *api, struct http_req *req)
 	if (n_failing > 0) {
 		fprintf(fp, "%s{\"reason\":\"upstream_failing\",\"count\":%zu,\"upstreams\":",
 		    first ? "" : ",", n_failing);
-		json_str(fp, failing);
+		fmt_json_str(fp, failing);
 		fputc('}', fp);
 		first = 0;
 	}

@@ -719,6 +719,11 @@ class Staplerd:
         self.admin_socket = os.path.join(dir, "admin.sock")
         self.log = os.path.join(dir, "staplerd.log")
         self.proc = None
+        # How it is started: a command before the binary (nsenter into a test's mount
+        # namespace) and variables added to the environment (libfaketime), for the tests of
+        # the daemon in conditions of the machine.
+        self.prefix = []
+        self.env = {}
 
     def config_text(self):
         return ("[server]\n"
@@ -748,9 +753,10 @@ class Staplerd:
         try:
             logf.write(b"----- start\n")
             logf.flush()
-            self.proc = subprocess.Popen([staplerd_binary(), "-c", self.conf],
+            env = dict(os.environ, **self.env) if self.env else None
+            self.proc = subprocess.Popen(self.prefix + [staplerd_binary(), "-c", self.conf],
                                          stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                                         cwd=self.dir)
+                                         cwd=self.dir, env=env)
         finally:
             logf.close()
         deadline = time.monotonic() + START_TIMEOUT

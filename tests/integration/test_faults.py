@@ -216,29 +216,14 @@ class FullDisk:
     def free(self):
         os.unlink(self.path("filler"))
 
+    def enter(self, d):
+        """Makes the harness start d inside this mount namespace."""
+        d.prefix = ["nsenter", "-t", str(self.holder.pid), "-m"]
+        return d
+
     def stop(self):
         self.holder.kill()
         self.holder.wait(timeout=10)
-
-
-class InNamespace:
-    """Wraps a harness Staplerd so that it runs inside disk's mount namespace."""
-
-    def __init__(self, d, disk):
-        self.d, self.disk = d, disk
-
-    def start(self):
-        import harness
-        real = harness.staplerd_binary
-        wrapper = os.path.join(self.d.dir, "in-ns.sh")
-        with open(wrapper, "w") as f:
-            f.write('#!/bin/sh\nexec nsenter -t %d -m "%s" "$@"\n' % (self.disk.holder.pid, real()))
-        os.chmod(wrapper, 0o755)
-        harness.staplerd_binary = lambda: wrapper
-        try:
-            self.d.start()
-        finally:
-            harness.staplerd_binary = real
 
 
 @unittest.skipUnless(can_mount_ro(), "needs unshare -m and mount (root)")
@@ -247,7 +232,8 @@ class FullDiskTest(IntegrationTestCase):
     def on_small_disk(self, *serials):
         """A CA with leaves of these serials behind `openssl ocsp`, and staplerd refreshing
         every second with its database on a small tmpfs (FullDisk). Returns (root, upstream
-        port, leaves, responder, disk, staplerd, its namespace wrapper), staplerd started."""
+        port, leaves, responder, disk, staplerd), staplerd started (in the disk's namespace,
+        also when started again)."""
         root = self.pki.root("root")
         self.pki.responder(root)
         port = free_port()
@@ -261,12 +247,11 @@ class FullDiskTest(IntegrationTestCase):
         d = self.staplerd(self.pki.bundle("ca.pem", root), start=False, extra=(
             "[refresh]\nwindow = 30d\nmin_interval = 1s\ncheck_interval = 1s\n"))
         d.database = os.path.join(dbdir, "cache.db")
-        ns = InNamespace(d, disk)
-        ns.start()
-        return root, port, leaves, resp, disk, d, ns
+        disk.enter(d).start()
+        return root, port, leaves, resp, disk, d
 
     def test_revocation_on_a_full_disk_lands_and_survives_a_restart(self):
-        root, port, (leaf, other), resp, disk, d, ns = self.on_small_disk("6101", "6102")
+        root, port, (leaf, other), resp, disk, d = self.on_small_disk("6101", "6102")
         st, _, good = d.staple(leaf.pem(), PEM)
         self.assertEqual(st, 200)
 
@@ -295,7 +280,7 @@ class FullDiskTest(IntegrationTestCase):
         self.assertTrue(wait_until(lambda: row_status("6102") == "good", 15))
         self.assertEqual(d.stop(), 0)
         resp.stop()                       # from here on the staples come from the cache
-        ns.start()
+        d.start()
         st, _, body = d.staple(leaf.pem(), PEM)
         self.assertEqual(st, 200, body[:300])
         self.assertIn(": revoked", response_text(body, self.tmp))
@@ -306,7 +291,7 @@ class FullDiskTest(IntegrationTestCase):
         """The database cannot take the revocation and the daemon is killed: the revocation
         journal (allocated in full at start) brings it back, so the restart on the still full
         disk serves `revoked`, never the older `good`, and it lands once space returns."""
-        root, port, (leaf,), resp, disk, d, ns = self.on_small_disk("6201")
+        root, port, (leaf,), resp, disk, d = self.on_small_disk("6201")
         self.assertEqual(d.staple(leaf.pem(), PEM)[0], 200)
 
         def row_status():
@@ -321,7 +306,7 @@ class FullDiskTest(IntegrationTestCase):
         d.kill()
         resp.stop()
         self.assertEqual(row_status(), "good")            # the database never took it
-        ns.start()
+        d.start()
         st, _, body = d.staple(leaf.pem(), PEM)
         self.assertEqual(st, 200, body[:300])
         self.assertIn(": revoked", response_text(body, self.tmp))

@@ -19,7 +19,6 @@ import unittest
 sys.dont_write_bytecode = True      # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import harness                                                   # noqa: E402
 from harness import (free_port, IntegrationTestCase, PEM, read_text, setUpModule,  # noqa: E402
                      wait_until)
 
@@ -125,22 +124,15 @@ class ObserveTest(IntegrationTestCase):
         log = read_text(d.log)
         self.assertRegex(log, r"level=warn event=revocation_seen serial=7101 issuer=[0-9A-F]+ ")
 
-    def faked(self, offset):
-        """Makes the harness start staplerd under faketime (offset like '+156h')."""
-        real = harness.staplerd_binary()
-        wrapper = os.path.join(self.tmp, "faked.sh")
-        with open(wrapper, "w") as f:
-            # libfaketime itself (not the faketime wrapper, which would take the signals).
-            # An ASan build wants its runtime first in the library list; preloading
-            # libfaketime is fine for what is tested here.
-            f.write('#!/bin/sh\nASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}'
-                    'verify_asan_link_order=0" '
-                    'LD_PRELOAD=/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 '
-                    'FAKETIME="%s" exec "%s" "$@"\n' % (offset, real))
-        os.chmod(wrapper, 0o755)
-        old = harness.staplerd_binary
-        harness.staplerd_binary = lambda: wrapper
-        self.addCleanup(setattr, harness, "staplerd_binary", old)
+    def faked(self, d, offset):
+        """Makes the harness start d under libfaketime (offset like '+156h'): the library
+        itself, not the faketime wrapper, which would take the signals. An ASan build wants
+        its runtime first in the library list; preloading libfaketime is fine for what is
+        tested here."""
+        asan = os.environ.get("ASAN_OPTIONS")
+        d.env = {"LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+                 "FAKETIME": offset,
+                 "ASAN_OPTIONS": (asan + ":" if asan else "") + "verify_asan_link_order=0"}
 
     def test_healthz_degraded_when_upstream_down_and_staples_near_expiry(self):
         leaf = self.pki.leaf(self.root, "leaf", serial="7201", ocsp_urls=[self.url])
@@ -153,7 +145,7 @@ class ObserveTest(IntegrationTestCase):
         resp.stop()
         # Six and a half days later: 12 hours left, inside the 1-day danger window, and the
         # upstream is down, so the refresh (due at once) fails.
-        self.faked("+156h")
+        self.faked(d, "+156h")
         d.extra = ("[health]\nupstream_failing = 1s\n"
                    "[refresh]\ncheck_interval = 1s\nmin_interval = 1s\n")
         d.start()

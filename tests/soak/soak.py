@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 import harness                                             # noqa: E402
 from harness import (Crafter, FaultProxy, OcspResponder, PEM, Pki, Staplerd,  # noqa: E402
                      free_port, http_request)
-from test_faults import FullDisk, InNamespace               # noqa: E402
+from test_faults import FullDisk                            # noqa: E402
 from test_ocsp import cert_id, ocsp_request                 # noqa: E402
 
 from cryptography import x509                               # noqa: E402
@@ -113,7 +113,7 @@ def main():
         "[refresh]\nwindow = 1d\nmin_interval = 5s\ncheck_interval = 1s\n"
         "[server]\nheader_timeout = 5s\nrequest_timeout = 10s\nidle_timeout = 30s\n"))
     d.database = os.path.join(dbdir, "cache.db")
-    InNamespace(d, disk).start()
+    disk.enter(d).start()
     stop = threading.Event()
     samples = []
 
