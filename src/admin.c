@@ -36,8 +36,6 @@ struct admin_req;
 struct admin_op {
 	struct admin_req *r;
 	struct staple_wait *w;
-	int in_call;            /* inside staple_submit/refresh: the callback may come at once */
-	int done;
 	TAILQ_ENTRY(admin_op) link;
 };
 
@@ -201,14 +199,13 @@ req_left(struct admin_req *r)
 		req_reply(r);
 }
 
+/* One operation's answer, counted into its request; op is freed. */
 static void
-on_op_done(enum staple_outcome outcome, const struct staple *s, const char *error, void *arg)
+op_finish(struct admin_op *op, enum staple_outcome outcome, const struct staple *s,
+    const char *error)
 {
-	struct admin_op *op = arg;
 	struct admin_req *r = op->r;
 
-	op->w = NULL;
-	op->done = 1;
 	r->c->a->waiting--;
 	TAILQ_REMOVE(&r->ops, op, link);
 	if (outcome == STAPLE_OK) {
@@ -223,11 +220,17 @@ on_op_done(enum staple_outcome outcome, const struct staple *s, const char *erro
 	} else if (r->failed++ == 0) {
 		/* A request of several operations reports its first failure. */
 		r->outcome = outcome;
-		util_strlcpy(r->error, error != NULL ? error : outcome_names[outcome], sizeof(r->error));
+		util_strlcpy(r->error, error != NULL && error[0] != '\0' ? error : outcome_names[outcome],
+		    sizeof(r->error));
 	}
-	if (!op->in_call)
-		free(op);
+	free(op);
 	req_left(r);
+}
+
+static void
+on_op_done(enum staple_outcome outcome, const struct staple *s, const char *error, void *arg)
+{
+	op_finish(arg, outcome, s, error);
 }
 
 static struct admin_op *
@@ -238,28 +241,28 @@ op_new(struct admin_req *r)
 	if (op == NULL)
 		return NULL;
 	op->r = r;
-	op->in_call = 1;
 	r->left++;
 	r->c->a->waiting++;
 	TAILQ_INSERT_TAIL(&r->ops, op, link);
 	return op;
 }
 
-/* After the call that may have answered at once: keep the wait handle, or free op. */
+/* After the service call that took op: its callback comes later (w), or the call returned
+ * the answer (staple.h's contract). */
 static void
-op_started(struct admin_op *op, struct staple_wait *w)
+op_started(struct admin_op *op, struct staple_wait *w, const struct staple_answer *ans)
 {
-	op->in_call = 0;
-	if (op->done)
-		free(op);
-	else
+	if (w != NULL)
 		op->w = w;
+	else
+		op_finish(op, ans->outcome, ans->staple, ans->error);
 }
 
 /* Refreshes one cached entry as part of r. */
 static void
 refresh_one(struct admin *a, struct admin_req *r, const struct stapler_key *key, time_t now)
 {
+	struct staple_answer ans;
 	struct cache_row row;
 	struct admin_op *op;
 	int rc;
@@ -271,7 +274,7 @@ refresh_one(struct admin *a, struct admin_req *r, const struct stapler_key *key,
 			    rc < 0 ? "cache error" : "out of memory");
 		}
 	} else {
-		op_started(op, staple_refresh_row(a->svc, &row, now, on_op_done, op));
+		op_started(op, staple_refresh_row(a->svc, &row, now, &ans, on_op_done, op), &ans);
 	}
 	cache_row_clear(&row);
 }
@@ -358,6 +361,7 @@ req_new(struct admin_conn *c, const char *id)
 static void
 do_submit(struct admin_conn *c, const char *id, const char *line)
 {
+	struct staple_answer ans;
 	struct admin *a = c->a;
 	struct admin_req *r;
 	struct admin_op *op;
@@ -386,7 +390,8 @@ do_submit(struct admin_conn *c, const char *id, const char *line)
 			r->outcome = STAPLE_UNAVAILABLE;
 			snprintf(r->error, sizeof(r->error), "out of memory");
 		} else {
-			op_started(op, staple_submit(a->svc, body, len, time(NULL), on_op_done, op));
+			op_started(op, staple_submit(a->svc, body, len, time(NULL), &ans, on_op_done, op),
+			    &ans);
 		}
 		req_left(r);
 	}

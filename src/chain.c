@@ -12,17 +12,17 @@
 
 struct chain_part {
 	struct chain_wait *cw;
-	struct staple_wait *wait;   /* while the fetch runs */
+	struct staple_wait *wait;   /* while its staple is fetched */
 	int done;
+	int owned;                  /* st.der is the part's own copy (malloc) */
 	enum staple_outcome outcome;
 	char error[512];
-	struct chain_staple st;     /* st.der owned (malloc) once done */
+	struct chain_staple st;
 };
 
 struct chain_wait {
 	chain_cb cb;
 	void *arg;
-	int starting;               /* inside chain_submit: answers wait for the loop to end */
 	int n, left;
 	struct chain_part part[CERTS_MAX_CHAIN];
 };
@@ -30,27 +30,68 @@ struct chain_wait {
 static void
 chain_free(struct chain_wait *cw)
 {
-	for (int i = 0; i < cw->n; i++)
-		free((void *)(uintptr_t)cw->part[i].st.der);
+	for (int i = 0; i < cw->n; i++) {
+		if (cw->part[i].owned)
+			free((void *)(uintptr_t)cw->part[i].st.der);
+	}
 	free(cw);
 }
 
-/* Answers from the parts, in chain order, and frees cw. */
+/* Records a part's answer; on STAPLE_OK its staple is borrowed (part_own() copies it). */
 static void
-chain_finish(struct chain_wait *cw)
+part_set(struct chain_part *part, enum staple_outcome outcome, const struct staple *s,
+    const char *error)
 {
-	struct chain_staple out[CERTS_MAX_CHAIN];
+	part->done = 1;
+	part->outcome = outcome;
+	if (outcome == STAPLE_OK) {
+		part->st.der = s->der;
+		part->st.der_len = s->der_len;
+		part->st.status = s->status;
+		part->st.this_update = s->this_update;
+		part->st.next_update = s->next_update;
+	} else {
+		snprintf(part->error, sizeof(part->error), "%s: %.400s", part->st.serial,
+		    error != NULL && error[0] != '\0' ? error : "failed");
+	}
+}
 
+/* Makes a part's staple its own, for a chain that still waits for another part: the
+ * service's may be replaced before then. */
+static void
+part_own(struct chain_part *part)
+{
+	unsigned char *der;
+
+	if (!part->done || part->outcome != STAPLE_OK || part->owned)
+		return;
+	if ((der = malloc(part->st.der_len)) == NULL) {
+		part->outcome = STAPLE_UNAVAILABLE;
+		snprintf(part->error, sizeof(part->error), "%s: out of memory", part->st.serial);
+		part->st.der = NULL;
+		return;
+	}
+	memcpy(der, part->st.der, part->st.der_len);
+	part->st.der = der;
+	part->owned = 1;
+}
+
+/* The chain's answer from its parts: the first failure in chain order, else every staple. */
+static void
+chain_answer_of(const struct chain_wait *cw, struct chain_answer *ans)
+{
+	ans->n = 0;
+	ans->error[0] = '\0';
 	for (int i = 0; i < cw->n; i++) {
 		if (cw->part[i].outcome != STAPLE_OK) {
-			cw->cb(cw->part[i].outcome, NULL, 0, cw->part[i].error, cw->arg);
-			chain_free(cw);
+			ans->outcome = cw->part[i].outcome;
+			ans->n = 0;
+			util_strlcpy(ans->error, cw->part[i].error, sizeof(ans->error));
 			return;
 		}
-		out[i] = cw->part[i].st;
+		ans->staples[ans->n++] = cw->part[i].st;
 	}
-	cw->cb(STAPLE_OK, out, cw->n, NULL, cw->arg);
-	chain_free(cw);
+	ans->outcome = STAPLE_OK;
 }
 
 static void
@@ -58,29 +99,17 @@ on_part(enum staple_outcome outcome, const struct staple *s, const char *error, 
 {
 	struct chain_part *part = arg;
 	struct chain_wait *cw = part->cw;
-	unsigned char *der;
+	struct chain_answer ans;
 
 	part->wait = NULL;
-	part->done = 1;
-	part->outcome = outcome;
-	if (outcome == STAPLE_OK) {
-		if ((der = malloc(s->der_len)) == NULL) {
-			part->outcome = STAPLE_UNAVAILABLE;
-			error = "out of memory";
-		} else {
-			memcpy(der, s->der, s->der_len);
-			part->st.der = der;
-			part->st.der_len = s->der_len;
-			part->st.status = s->status;
-			part->st.this_update = s->this_update;
-			part->st.next_update = s->next_update;
-		}
-	}
-	if (part->outcome != STAPLE_OK)
-		snprintf(part->error, sizeof(part->error), "%s: %s", part->st.serial,
-		    error != NULL ? error : "failed");
-	if (--cw->left == 0 && !cw->starting)
-		chain_finish(cw);
+	part_set(part, outcome, s, error);
+	part_own(part);
+	if (--cw->left > 0)
+		return;
+	chain_answer_of(cw, &ans);
+	cw->cb(ans.outcome, ans.outcome == STAPLE_OK ? ans.staples : NULL, ans.n,
+	    ans.outcome == STAPLE_OK ? NULL : ans.error, cw->arg);
+	chain_free(cw);
 }
 
 /* Builds one target per certificate of chain that has a URL to ask, into t[]; returns the
@@ -139,7 +168,7 @@ fail:
 
 struct chain_wait *
 chain_submit(struct staple_service *svc, const unsigned char *body, size_t len, time_t now,
-    chain_cb cb, void *arg)
+    struct chain_answer *ans, chain_cb cb, void *arg)
 {
 	struct staple_target *t[CERTS_MAX_CHAIN];
 	STACK_OF(X509) *certs = NULL, *chain = NULL;
@@ -180,22 +209,28 @@ chain_submit(struct staple_service *svc, const unsigned char *body, size_t len, 
 	cw->cb = cb;
 	cw->arg = arg;
 	cw->n = cw->left = n;
-	cw->starting = 1;
 	for (int i = 0; i < n; i++) {
 		struct chain_part *part = &cw->part[i];
+		struct staple_answer one;
 
 		part->cw = cw;
 		util_strlcpy(part->st.serial, t[i]->serial_hex, sizeof(part->st.serial));
 		util_strlcpy(part->st.issuer, t[i]->key_hash_hex, sizeof(part->st.issuer));
-		/* staple_ensure() takes the target and may answer before it returns. */
-		part->wait = staple_ensure(svc, t[i], NULL, now, on_part, part);
+		/* staple_ensure() takes the target. */
+		if ((part->wait = staple_ensure(svc, t[i], NULL, now, &one, on_part, part)) == NULL) {
+			part_set(part, one.outcome, one.staple, one.error);
+			cw->left--;
+		}
 		t[i] = NULL;
 	}
-	cw->starting = 0;
 	if (cw->left == 0) {
-		chain_finish(cw);
+		/* Every part known now: the staples are the service's, valid for the caller. */
+		chain_answer_of(cw, ans);
+		chain_free(cw);
 		return NULL;
 	}
+	for (int i = 0; i < n; i++)
+		part_own(&cw->part[i]);
 	return cw;
 
 refuse:
@@ -204,7 +239,9 @@ refuse:
 	sk_X509_pop_free(certs, X509_free);
 	sk_X509_pop_free(chain, X509_free);
 	staple_service_log_refusal(svc, "staples", staple_outcome_http(out), err);
-	cb(out, NULL, 0, err, arg);
+	ans->outcome = out;
+	ans->n = 0;
+	util_strlcpy(ans->error, err, sizeof(ans->error));
 	return NULL;
 }
 

@@ -24,16 +24,26 @@ struct chain_staple {
 typedef void (*chain_cb)(enum staple_outcome outcome, const struct chain_staple *staples, int n,
     const char *error, void *arg);
 
+/* An answer known at once (every staple a memory hit, or a refusal). */
+struct chain_answer {
+	enum staple_outcome outcome;
+	struct chain_staple staples[CERTS_MAX_CHAIN];  /* on STAPLE_OK: der is the service's own,
+	                                                * valid until control returns to the loop */
+	int n;
+	char error[512];
+};
+
 struct chain_wait;
 
 /* Parses body (PEM subject-first chain or one DER certificate), verifies the whole chain
  * against the trust anchors (STAPLE_UNTRUSTED before anything is contacted), then gets a
  * staple for every certificate of the verified chain that has a URL to ask (AIA or a
  * [responders] override), all in parallel through staple_ensure(); STAPLE_NO_URL when none
- * has. Calls cb at once and returns NULL when the answer is known now; otherwise returns a
- * wait handle and calls cb when the last fetch ends. */
+ * has. The contract of staple.h: returns NULL with *ans set when the answer is known now;
+ * otherwise returns a wait handle and calls cb, from the event loop, when the last staple is
+ * there. */
 struct chain_wait *chain_submit(struct staple_service *svc, const unsigned char *body, size_t len,
-    time_t now, chain_cb cb, void *arg);
+    time_t now, struct chain_answer *ans, chain_cb cb, void *arg);
 /* Drops the callback and every wait of the chain (client gone); the fetches go on. */
 void chain_wait_cancel(struct chain_wait *w);
 

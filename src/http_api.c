@@ -209,28 +209,30 @@ http_wait_new(struct http_api *api, struct http_req *req)
 	return w;
 }
 
-void
+int
 http_wait_start(struct http_wait *w, void *handle, void (*cancel)(void *handle))
 {
 	if (handle == NULL) {
-		/* Answered already (memory hit or refusal). */
 		free(w);
-		return;
+		return 0;
 	}
 	w->handle = handle;
 	w->cancel = cancel;
 	w->api->waiting++;
 	http_req_on_abort(w->req, on_wait_abort, w);
+	return 1;
 }
 
-int
-http_wait_detach(struct http_wait *w)
+struct http_req *
+http_wait_end(struct http_wait *w, struct http_api **api)
 {
-	if (w->handle == NULL)
-		return 0;
-	http_req_on_abort(w->req, NULL, NULL);
+	struct http_req *req = w->req;
+
+	*api = w->api;
+	http_req_on_abort(req, NULL, NULL);
 	w->api->waiting--;
-	return 1;
+	free(w);
+	return req;
 }
 
 int
@@ -256,25 +258,32 @@ cancel_staple(void *handle)
 }
 
 static void
+reply_staple(struct http_api *api, struct http_req *req, enum staple_outcome outcome,
+    const struct staple *s, const char *error)
+{
+	if (outcome == STAPLE_OK)
+		http_api_send_staple(req, s);
+	else
+		http_api_send_outcome(api, req, outcome, error);
+}
+
+static void
 on_staple(enum staple_outcome outcome, const struct staple *s, const char *error, void *arg)
 {
-	struct http_wait *w = arg;
-	int started = http_wait_detach(w);
+	struct http_api *api;
+	struct http_req *req = http_wait_end(arg, &api);
 
-	if (outcome == STAPLE_OK)
-		http_api_send_staple(w->req, s);
-	else
-		http_api_send_outcome(w->api, w->req, outcome, error);
-	if (started)
-		free(w);
+	reply_staple(api, req, outcome, s, error);
 }
 
 static void
 handle_staple(struct http_api *api, struct http_req *req)
 {
 	const unsigned char *body;
+	struct staple_answer ans;
 	struct http_wait *w;
 	size_t len;
+	int waiting;
 
 	if (http_api_body(api, req, &body, &len) < 0)
 		return;
@@ -287,9 +296,11 @@ handle_staple(struct http_api *api, struct http_req *req)
 		return;
 	}
 	http_api_admit_begin(api, req);
-	http_wait_start(w, staple_submit(api->svc, body, len, time(NULL), on_staple, w),
-	    cancel_staple);
+	waiting = http_wait_start(w, staple_submit(api->svc, body, len, time(NULL), &ans, on_staple,
+	    w), cancel_staple);
 	http_api_admit_end(api);
+	if (!waiting)
+		reply_staple(api, req, ans.outcome, ans.staple, ans.error);
 }
 
 static int

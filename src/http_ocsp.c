@@ -219,19 +219,24 @@ cancel_staple(void *handle)
 }
 
 static void
+reply_staple(struct http_api *api, struct http_req *req, enum staple_outcome outcome,
+    const struct staple *s)
+{
+	if (outcome == STAPLE_OK)
+		http_api_send_staple(req, s);
+	else if (outcome == STAPLE_LIMITED)
+		send_limited(api, req);
+	else
+		send_status(req, outcome_status(outcome));
+}
+
+static void
 on_staple(enum staple_outcome outcome, const struct staple *s, const char *error, void *arg)
 {
-	struct http_wait *w = arg;
-	int started = http_wait_detach(w);
+	struct http_api *api;
+	struct http_req *req = http_wait_end(arg, &api);
 
-	if (outcome == STAPLE_OK)
-		http_api_send_staple(w->req, s);
-	else if (outcome == STAPLE_LIMITED)
-		send_limited(w->api, w->req);
-	else
-		send_status(w->req, outcome_status(outcome));
-	if (started)
-		free(w);
+	reply_staple(api, req, outcome, s);
 }
 
 /* Answers one decoded OCSPRequest (id is taken); probe names its bytes for the map. */
@@ -242,8 +247,10 @@ answer(struct http_api *api, struct http_req *req, OCSP_CERTID *id, const struct
 	const struct certs_urls *urls;
 	const struct staple *s;
 	struct staple_target *t;
+	struct staple_answer ans;
 	struct http_wait *w;
 	struct stapler_key key;
+	int waiting;
 	enum issuers_miss miss;
 	time_t now = time(NULL), not_after;
 	char serial[STAPLER_SERIAL_HEX_MAX], hash[STAPLER_SHA1_HEX];
@@ -290,13 +297,18 @@ answer(struct http_api *api, struct http_req *req, OCSP_CERTID *id, const struct
 	 * itself: its misses are stored and refreshed here like submissions, and not rate
 	 * limited, so N edges cost the upstream one fetch per certificate. */
 	if (config_client_trusted(http_api_config(api), http_req_client(req))) {
-		http_wait_start(w, staple_ensure(svc, t, NULL, now, on_staple, w), cancel_staple);
+		if (!http_wait_start(w, staple_ensure(svc, t, NULL, now, &ans, on_staple, w),
+		    cancel_staple))
+			reply_staple(api, req, ans.outcome, ans.staple);
 		goto out;
 	}
 	t->anonymous = 1;
 	http_api_admit_begin(api, req);
-	http_wait_start(w, staple_ensure(svc, t, NULL, now, on_staple, w), cancel_staple);
+	waiting = http_wait_start(w, staple_ensure(svc, t, NULL, now, &ans, on_staple, w),
+	    cancel_staple);
 	http_api_admit_end(api);
+	if (!waiting)
+		reply_staple(api, req, ans.outcome, ans.staple);
 out:
 	OCSP_CERTID_free(id);
 }

@@ -88,11 +88,13 @@ struct http_wait {
 
 /* A new wait for req, or NULL (out of memory; the caller answers). */
 struct http_wait *http_wait_new(struct http_api *api, struct http_req *req);
-/* After the call that takes w as its callback argument: handle NULL means the callback ran
- * already (w is freed here); else the client waits, and cancel(handle) runs if it leaves. */
-void http_wait_start(struct http_wait *w, void *handle, void (*cancel)(void *handle));
-/* In the answer callback, before replying: the client waits no more. Returns 1 when the
- * callback frees w after replying, 0 when http_wait_start() will (an answer given at once). */
-int http_wait_detach(struct http_wait *w);
+/* After the service call that took w as its callback argument (staple.h's contract): with a
+ * wait handle the client waits, cancel(handle) runs if it leaves, and 1 is returned; with
+ * NULL (the answer came back as a value, and the callback never runs) w is freed and 0 is
+ * returned: the caller replies. */
+int http_wait_start(struct http_wait *w, void *handle, void (*cancel)(void *handle));
+/* In the answer callback, before replying: the client waits no more, and w is freed. Returns
+ * its request, with its api in *api. */
+struct http_req *http_wait_end(struct http_wait *w, struct http_api **api);
 
 #endif

@@ -81,26 +81,33 @@ cancel_chain(void *handle)
 }
 
 static void
+reply_chain(struct http_api *api, struct http_req *req, enum staple_outcome outcome,
+    const struct chain_staple *st, int n, const char *error)
+{
+	if (outcome == STAPLE_OK)
+		send_staples(req, st, n);
+	else
+		http_api_send_outcome(api, req, outcome, error);
+}
+
+static void
 on_chain(enum staple_outcome outcome, const struct chain_staple *st, int n, const char *error,
     void *arg)
 {
-	struct http_wait *w = arg;
-	int started = http_wait_detach(w);
+	struct http_api *api;
+	struct http_req *req = http_wait_end(arg, &api);
 
-	if (outcome == STAPLE_OK)
-		send_staples(w->req, st, n);
-	else
-		http_api_send_outcome(w->api, w->req, outcome, error);
-	if (started)
-		free(w);
+	reply_chain(api, req, outcome, st, n, error);
 }
 
 void
 http_staples_handle(struct http_api *api, struct http_req *req)
 {
 	const unsigned char *body;
+	struct chain_answer ans;
 	struct http_wait *w;
 	size_t len;
+	int waiting;
 
 	if (http_api_body(api, req, &body, &len) < 0)
 		return;
@@ -113,7 +120,9 @@ http_staples_handle(struct http_api *api, struct http_req *req)
 		return;
 	}
 	http_api_admit_begin(api, req);
-	http_wait_start(w, chain_submit(http_api_service(api), body, len, time(NULL), on_chain, w),
-	    cancel_chain);
+	waiting = http_wait_start(w, chain_submit(http_api_service(api), body, len, time(NULL), &ans,
+	    on_chain, w), cancel_chain);
 	http_api_admit_end(api);
+	if (!waiting)
+		reply_chain(api, req, ans.outcome, ans.staples, ans.n, ans.error);
 }

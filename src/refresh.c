@@ -156,6 +156,7 @@ tick(struct refresher *r)
 		r->lease_logged = now;
 	}
 	for (size_t i = 0; i < b->n; i++) {
+		struct staple_answer ans;
 		struct cache_row row;
 		time_t later;
 
@@ -182,8 +183,9 @@ tick(struct refresher *r)
 			cache_set_refresh(r->cache, &again, 1);
 			deferred++;
 		} else {
-			staple_refresh_row(r->svc, &row, now, on_refreshed, NULL);
-			started++;
+			/* NULL: nothing started (the service logged and recorded why). */
+			if (staple_refresh_row(r->svc, &row, now, &ans, on_refreshed, NULL) != NULL)
+				started++;
 		}
 		cache_row_clear(&row);
 	}

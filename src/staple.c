@@ -877,10 +877,10 @@ on_fetched(const struct fetch_result *res, void *arg)
 	pending_finish(p, STAPLE_OK, s, NULL);
 }
 
-/* Starts the fetch at p->url_index or the next URL that can be fetched and returns 0; when
- * none is left, answers the waiters with the last error, frees p and returns -1. */
+/* Starts the fetch at p->url_index or the next URL that can be fetched and returns 0; -1
+ * when none is left (p->last_error says why). */
 static int
-try_next_url(struct pending *p)
+start_url(struct pending *p)
 {
 	char *const *urls;
 	int n = staple_fetch_urls(p->svc, p->t->key.key_hash, &p->t->urls, &urls);
@@ -895,8 +895,29 @@ try_next_url(struct pending *p)
 			return 0;
 		snprintf(p->last_error, sizeof(p->last_error), "%.200s: %.250s", urls[p->url_index], err);
 	}
+	return -1;
+}
+
+/* From a fetch's callback: the next URL, or when none is left the waiters get the last error
+ * and p is freed (-1). */
+static int
+try_next_url(struct pending *p)
+{
+	if (start_url(p) == 0)
+		return 0;
 	pending_finish(p, STAPLE_UPSTREAM_FAILED, NULL, p->last_error);
 	return -1;
+}
+
+/* Sets *ans to an answer known during the call; returns NULL, the call's wait handle. */
+static struct staple_wait *
+answer_now(struct staple_answer *ans, enum staple_outcome outcome, const struct staple *s,
+    const char *error)
+{
+	ans->outcome = outcome;
+	ans->staple = outcome == STAPLE_OK ? s : NULL;
+	util_strlcpy(ans->error, error != NULL ? error : "", sizeof(ans->error));
+	return NULL;
 }
 
 static struct staple_wait *
@@ -1107,7 +1128,7 @@ staple_service_log_refusal(struct staple_service *svc, const char *route, int st
 /* staple_ensure(); with refresh set, a servable staple does not stop a new fetch. */
 static struct staple_wait *
 ensure(struct staple_service *svc, struct staple_target *t, const unsigned char *digest,
-    time_t now, int refresh, staple_cb cb, void *arg)
+    time_t now, int refresh, struct staple_answer *ans, staple_cb cb, void *arg)
 {
 	const struct staple *s;
 	struct pending *p = NULL, *running;
@@ -1125,13 +1146,11 @@ ensure(struct staple_service *svc, struct staple_target *t, const unsigned char 
 		if (digest != NULL)
 			store_seen_put(svc->store, digest, &t->key, t->not_after);
 		staple_target_free(&t);
-		cb(STAPLE_OK, s, NULL, arg);
-		return NULL;
+		return answer_now(ans, STAPLE_OK, s, NULL);
 	}
 	if (anonymous && (s = anon_map_get(svc->anon, &t->key, now)) != NULL) {
 		staple_target_free(&t);
-		cb(STAPLE_OK, s, NULL, arg);
-		return NULL;
+		return answer_now(ans, STAPLE_OK, s, NULL);
 	}
 	/* Anyone may join a fetch whose answer becomes the entry; only anonymous misses join an
 	 * anonymous one. */
@@ -1139,33 +1158,28 @@ ensure(struct staple_service *svc, struct staple_target *t, const unsigned char 
 	    (anonymous && (running = table_get(&svc->anon_pending, &t->key, svc->seed)) != NULL)) {
 		staple_target_free(&t);
 		if ((w = wait_add(running, digest, cb, arg)) == NULL)
-			cb(STAPLE_UNAVAILABLE, NULL, "out of memory", arg);
-		else
-			w->refresh = refresh;
+			return answer_now(ans, STAPLE_UNAVAILABLE, NULL, "out of memory");
+		w->refresh = refresh;
 		return w;
 	}
 	/* Stopping: what is in memory is still served, but nothing new reaches an upstream. */
 	if (svc->draining) {
 		staple_target_free(&t);
-		cb(STAPLE_UNAVAILABLE, NULL, "shutting down", arg);
-		return NULL;
+		return answer_now(ans, STAPLE_UNAVAILABLE, NULL, "shutting down");
 	}
 	if ((out = target_check(svc, t, err, sizeof(err))) != STAPLE_OK) {
 		note_refused(svc, "submission_refused", LOG_LVL_INFO, t, staple_outcome_http(out), err);
 		staple_target_free(&t);
-		cb(out, NULL, err, arg);
-		return NULL;
+		return answer_now(ans, out, NULL, err);
 	}
 	if (!refresh && (out = admit_fetch(svc, t, anonymous, held, err, sizeof(err))) != STAPLE_OK) {
 		note_refused(svc, "submission_refused", LOG_LVL_INFO, t, staple_outcome_http(out), err);
 		staple_target_free(&t);
-		cb(out, NULL, err, arg);
-		return NULL;
+		return answer_now(ans, out, NULL, err);
 	}
 	if ((p = calloc(1, sizeof(*p))) == NULL) {
 		staple_target_free(&t);
-		cb(STAPLE_UNAVAILABLE, NULL, "out of memory", arg);
-		return NULL;
+		return answer_now(ans, STAPLE_UNAVAILABLE, NULL, "out of memory");
 	}
 	p->svc = svc;
 	p->key = t->key;
@@ -1176,28 +1190,33 @@ ensure(struct staple_service *svc, struct staple_target *t, const unsigned char 
 	TAILQ_INIT(&p->waiters);
 	if (ocsp_request_build(p->t->id, &p->req, &p->req_len) < 0) {
 		pending_free(p);
-		cb(STAPLE_UNAVAILABLE, NULL, "cannot build the OCSP request", arg);
-		return NULL;
+		return answer_now(ans, STAPLE_UNAVAILABLE, NULL, "cannot build the OCSP request");
 	}
 	if (table_put(pending_table(svc, anonymous), p, svc->seed, &replaced) < 0 ||
 	    (w = wait_add(p, digest, cb, arg)) == NULL) {
 		table_remove(pending_table(svc, anonymous), &p->key, svc->seed);
 		pending_free(p);
-		cb(STAPLE_UNAVAILABLE, NULL, "out of memory", arg);
-		return NULL;
+		return answer_now(ans, STAPLE_UNAVAILABLE, NULL, "out of memory");
 	}
 	w->refresh = refresh;
-	/* When no URL can start, the waiter has been answered already and is gone. */
-	if (try_next_url(p) < 0)
+	if (start_url(p) < 0) {
+		/* Not one URL could start (queue full, refused): the answer is known now, so its
+		 * waiter leaves unanswered and p ends with no one to call (a cached entry still
+		 * gets its failure recorded). */
+		TAILQ_REMOVE(&p->waiters, w, link);
+		free(w);
+		answer_now(ans, STAPLE_UPSTREAM_FAILED, NULL, p->last_error);
+		pending_finish(p, STAPLE_UPSTREAM_FAILED, NULL, ans->error);
 		return NULL;
+	}
 	return w;
 }
 
 struct staple_wait *
 staple_ensure(struct staple_service *svc, struct staple_target *t, const unsigned char *digest,
-    time_t now, staple_cb cb, void *arg)
+    time_t now, struct staple_answer *ans, staple_cb cb, void *arg)
 {
-	return ensure(svc, t, digest, now, 0, cb, arg);
+	return ensure(svc, t, digest, now, 0, ans, cb, arg);
 }
 
 /* The issuer of a cached row (a new reference) and whether it chains to the anchors at now:
@@ -1270,16 +1289,15 @@ out:
 
 struct staple_wait *
 staple_refresh_row(struct staple_service *svc, const struct cache_row *row, time_t now,
-    staple_cb cb, void *arg)
+    struct staple_answer *ans, staple_cb cb, void *arg)
 {
 	static const char untrusted[] = "issuer no longer chains to the trust anchors";
 	struct staple_target *t;
 	int trusted = 0;
 
-	if ((t = target_from_row(svc, row, now, &trusted)) == NULL) {
-		cb(STAPLE_UNAVAILABLE, NULL, "cached entry cannot be refreshed (see the log)", arg);
-		return NULL;
-	}
+	if ((t = target_from_row(svc, row, now, &trusted)) == NULL)
+		return answer_now(ans, STAPLE_UNAVAILABLE, NULL,
+		    "cached entry cannot be refreshed (see the log)");
 	/* Only certificates that chain to the anchors in force make staplerd contact anything:
 	 * an entry whose CA was removed is left alone (and purged once its certificate expired). */
 	if (!trusted) {
@@ -1288,10 +1306,9 @@ staple_refresh_row(struct staple_service *svc, const struct cache_row *row, time
 		write_failure(svc, &t->key, row->failures + 1, untrusted,
 		    (long long)now + SCHED_BACKOFF_CAP);
 		staple_target_free(&t);
-		cb(STAPLE_UNTRUSTED, NULL, untrusted, arg);
-		return NULL;
+		return answer_now(ans, STAPLE_UNTRUSTED, NULL, untrusted);
 	}
-	return ensure(svc, t, NULL, now, 1, cb, arg);
+	return ensure(svc, t, NULL, now, 1, ans, cb, arg);
 }
 
 int
@@ -1372,7 +1389,7 @@ out:
 
 struct staple_wait *
 staple_submit(struct staple_service *svc, const unsigned char *body, size_t len, time_t now,
-    staple_cb cb, void *arg)
+    struct staple_answer *ans, staple_cb cb, void *arg)
 {
 	unsigned char digest[STORE_DIGEST_LEN];
 	const struct stapler_key *seen;
@@ -1381,23 +1398,19 @@ staple_submit(struct staple_service *svc, const unsigned char *body, size_t len,
 	enum staple_outcome out;
 	char err[512] = "";
 
-	if (EVP_Digest(body, len, digest, NULL, EVP_sha256(), NULL) != 1) {
-		cb(STAPLE_UNAVAILABLE, NULL, "digest failed", arg);
-		return NULL;
-	}
+	if (EVP_Digest(body, len, digest, NULL, EVP_sha256(), NULL) != 1)
+		return answer_now(ans, STAPLE_UNAVAILABLE, NULL, "digest failed");
 	/* The hot path: a body seen before maps straight to its staple. */
 	if ((seen = store_seen_get(svc->store, digest, now)) != NULL &&
 	    (s = store_get(svc->store, seen)) != NULL && staple_servable(s, now)) {
 		store_used(s, now);
-		cb(STAPLE_OK, s, NULL, arg);
-		return NULL;
+		return answer_now(ans, STAPLE_OK, s, NULL);
 	}
 	if ((out = prepare(svc, body, len, now, &t, err, sizeof(err))) != STAPLE_OK) {
 		note_refused(svc, "submission_refused", LOG_LVL_INFO, NULL, staple_outcome_http(out), err);
-		cb(out, NULL, err, arg);
-		return NULL;
+		return answer_now(ans, out, NULL, err);
 	}
-	return staple_ensure(svc, t, digest, now, cb, arg);
+	return staple_ensure(svc, t, digest, now, ans, cb, arg);
 }
 
 void

@@ -30,10 +30,25 @@ enum staple_outcome {
 	STAPLE_LIMITED,         /* 429: this client started too many fetches lately */
 };
 
+/* The callback contract of every call below that takes one (docs/design.md "One callback
+ * contract"): an answer known during the call (a memory hit, a refusal, a fetch that could not
+ * start) is returned as a value in a struct staple_answer, the call returns NULL, and cb never
+ * runs. Only real waiting returns a wait handle; cb then runs exactly once, later, from the
+ * event loop (never before the call returns), unless staple_wait_cancel() comes first.
+ * Callers need no "answered during the call" flags. */
+
 /* Called once with the outcome. On STAPLE_OK, s is the staple (valid during the call only);
  * otherwise error says why. */
 typedef void (*staple_cb)(enum staple_outcome outcome, const struct staple *s, const char *error,
     void *arg);
+
+/* An answer known at once. */
+struct staple_answer {
+	enum staple_outcome outcome;
+	const struct staple *staple;   /* on STAPLE_OK: the service's own, valid until control
+	                                * returns to the event loop (or the next service call) */
+	char error[512];               /* why, when outcome != STAPLE_OK; "" otherwise */
+};
 
 struct staple_service;
 struct staple_wait;
@@ -101,25 +116,27 @@ struct persist *staple_service_persist(const struct staple_service *svc);
 /* Loads every cached row into the memory index (warm start). Returns the count, or -1. */
 long staple_service_load(struct staple_service *svc);
 
-/* Resolves a request body (PEM chain or DER certificate). Calls cb at once when the answer is
- * known now (memory hit or bad input) and returns NULL; otherwise returns a wait handle and
+/* Resolves a request body (PEM chain or DER certificate). Returns NULL with *ans set when the
+ * answer is known now (memory hit, bad input, refusal); otherwise returns a wait handle and
  * calls cb when the fetch ends. staple_wait_cancel() drops the callback (client gone). */
 struct staple_wait *staple_submit(struct staple_service *svc, const unsigned char *body, size_t len,
-    time_t now, staple_cb cb, void *arg);
+    time_t now, struct staple_answer *ans, staple_cb cb, void *arg);
 void staple_wait_cancel(struct staple_wait *w);
 
 /* Gets a staple for t (taken: freed by the service): from memory when a servable one is there,
  * else through the one fetch in flight for t->key, else a new fetch over t's URLs. digest, when
- * not NULL, is remembered for the body that named t once the staple is there. Calls cb at once
- * and returns NULL when the answer is known now; otherwise returns a wait handle. */
+ * not NULL, is remembered for the body that named t once the staple is there. Returns NULL
+ * with *ans set when the answer is known now (a failure to start any URL included); otherwise
+ * returns a wait handle. */
 struct staple_wait *staple_ensure(struct staple_service *svc, struct staple_target *t,
-    const unsigned char *digest, time_t now, staple_cb cb, void *arg);
+    const unsigned char *digest, time_t now, struct staple_answer *ans, staple_cb cb, void *arg);
 
 /* Fetches a cached entry again now, even while its staple is servable (the scheduler, an
- * operator's refresh). cb gets the outcome, as for staple_ensure(); on failure the entry keeps
- * its response and its failure is recorded with a backed-off retry time. */
+ * operator's refresh). Answers as staple_ensure() does (NULL with *ans set: nothing started);
+ * on failure the entry keeps its response and its failure is recorded with a backed-off
+ * retry time. */
 struct staple_wait *staple_refresh_row(struct staple_service *svc, const struct cache_row *row,
-    time_t now, staple_cb cb, void *arg);
+    time_t now, struct staple_answer *ans, staple_cb cb, void *arg);
 /* 1 when the entry has a write waiting in the write-behind queue: its row in the database is
  * older than what the service knows (the scheduler leaves it alone until it lands). */
 int staple_service_write_pending(const struct staple_service *svc, const struct stapler_key *key);
