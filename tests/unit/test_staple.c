@@ -288,15 +288,23 @@ body_of(const struct testpki_ent *leaf, const struct testpki_ent *ca, size_t *le
 	return testpki_pem(certs, 2, len);
 }
 
+/* Before a service call: its answer is filled with junk (a value must set every field read)
+ * and callbacks during the call are caught. */
+static void
+call_begin(struct world *w, struct seen *c, void *ans, size_t ans_size)
+{
+	c->w = w;
+	memset(ans, 0xa5, ans_size);
+	w->in_call = 1;
+}
+
 static struct staple_wait *
 submit(struct world *w, const unsigned char *body, size_t len, struct staple_answer *ans,
     struct seen *c)
 {
 	struct staple_wait *sw;
 
-	c->w = w;
-	memset(ans, 0xa5, sizeof(*ans));
-	w->in_call = 1;
+	call_begin(w, c, ans, sizeof(*ans));
 	sw = staple_submit(w->svc, body, len, w->now, ans, on_staple, c);
 	w->in_call = 0;
 	return sw;
@@ -495,9 +503,7 @@ chain(struct world *w, const unsigned char *body, size_t len, struct chain_answe
 {
 	struct chain_wait *cw;
 
-	c->w = w;
-	memset(ans, 0xa5, sizeof(*ans));
-	w->in_call = 1;
+	call_begin(w, c, ans, sizeof(*ans));
 	cw = chain_submit(w->svc, body, len, w->now, ans, on_chain, c);
 	w->in_call = 0;
 	return cw;
