@@ -460,7 +460,29 @@ class OcspResponder:
         self.proc = None
 
 
-class CountingForwarder:
+class LoopbackHTTPServer:
+    """An HTTP server of the test's on 127.0.0.1 (a thread per request): handler is its
+    BaseHTTPRequestHandler class, port 0 (or None) picks a free one. start() returns self;
+    stop() shuts it down and waits for its thread."""
+
+    def __init__(self, handler, port=None):
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port or 0), handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+class CountingForwarder(LoopbackHTTPServer):
     """A small HTTP OCSP proxy that counts requests and forwards each one, unchanged, to an
     upstream (usually `openssl ocsp`), one short connection per request."""
 
@@ -507,11 +529,7 @@ class CountingForwarder:
                     return
                 self._forward(self.rfile.read(n))
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port or 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever,
-                                       kwargs={"poll_interval": 0.05}, daemon=True)
+        super().__init__(Handler, port)
 
     @property
     def url(self):
@@ -521,15 +539,6 @@ class CountingForwarder:
     def count(self):
         with self.lock:
             return len(self.requests)
-
-    def start(self):
-        self.thread.start()
-        return self
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
 
 
 class FaultProxy(CountingForwarder):

@@ -17,8 +17,8 @@ import unittest
 sys.dont_write_bytecode = True      # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (free_port, IntegrationTestCase, PEM, read_text, response_text, run,
-                     setUpModule, staplerd_binary, wait_until)
+from harness import (free_port, IntegrationTestCase, LoopbackHTTPServer, PEM, read_text,
+                     response_text, run, setUpModule, staplerd_binary, wait_until)
 
 
 def can_mount_ro():
@@ -353,7 +353,7 @@ class MaxIntervalTest(IntegrationTestCase):
         self.assertGreaterEqual(gap, 86400 - 86400 // 8)
 
 
-class SlowForUnknownSerials:
+class SlowForUnknownSerials(LoopbackHTTPServer):
     """An upstream in front of `openssl ocsp` that answers the certificates it knows at once
     and holds requests for any other serial (made-up ones, as an attacker sends) for `stall`
     seconds, then closes: the /ocsp misses that nobody will wait for."""
@@ -402,12 +402,8 @@ class SlowForUnknownSerials:
             def do_POST(self):
                 self._answer(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever,
-                                       kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
+        super().__init__(Handler)
+        self.start()
 
     @property
     def url(self):
@@ -416,10 +412,6 @@ class SlowForUnknownSerials:
     def count(self, kind):
         with self.lock:
             return self.seen[kind]
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 class LogBoundTest(IntegrationTestCase):

@@ -35,8 +35,8 @@ import urllib.parse
 sys.dont_write_bytecode = True      # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (PEM, IntegrationTestCase, OPENSSL, START_TIMEOUT, Staplerd, free_port,
-                     http_request, read_text, response_text, run, staplerd_binary,
+from harness import (PEM, IntegrationTestCase, LoopbackHTTPServer, OPENSSL, START_TIMEOUT,
+                     Staplerd, free_port, http_request, read_text, response_text, run, staplerd_binary,
                      stop_process, wait_until)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -131,7 +131,7 @@ def wait_port(port, timeout=START_TIMEOUT, proc=None, log=None):
 # A tap between nginx and staplerd: forwards every request with its headers and records what
 # staplerd was asked and what it answered.
 
-class Tap:
+class Tap(LoopbackHTTPServer):
     HOP = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade",
            "proxy-connection", "host", "content-length"}
 
@@ -172,24 +172,11 @@ class Tap:
             def do_POST(self):
                 self.do_GET(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever,
-                                       kwargs={"poll_interval": 0.05}, daemon=True)
+        super().__init__(Handler)
 
     def requests(self):
         with self.lock:
             return list(self.seen)
-
-    def start(self):
-        self.thread.start()
-        return self
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
 
 
 # --------------------------------------------------------------------------------------------
