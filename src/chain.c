@@ -12,8 +12,7 @@
 
 struct chain_part {
 	struct chain_wait *cw;
-	struct staple_wait *wait;   /* while its staple is fetched */
-	int done;
+	struct staple_wait *wait;   /* while its staple is fetched; NULL once it is answered */
 	int owned;                  /* st.der is the part's own copy (malloc) */
 	enum staple_outcome outcome;
 	char error[512];
@@ -42,7 +41,6 @@ static void
 part_set(struct chain_part *part, enum staple_outcome outcome, const struct staple *s,
     const char *error)
 {
-	part->done = 1;
 	part->outcome = outcome;
 	if (outcome == STAPLE_OK) {
 		part->st.der = s->der;
@@ -63,7 +61,7 @@ part_own(struct chain_part *part)
 {
 	unsigned char *der;
 
-	if (!part->done || part->outcome != STAPLE_OK || part->owned)
+	if (part->wait != NULL || part->outcome != STAPLE_OK || part->owned)
 		return;
 	if ((der = malloc(part->st.der_len)) == NULL) {
 		part->outcome = STAPLE_UNAVAILABLE;
@@ -250,9 +248,8 @@ chain_wait_cancel(struct chain_wait *cw)
 {
 	if (cw == NULL)
 		return;
-	for (int i = 0; i < cw->n; i++) {
-		if (!cw->part[i].done)
-			staple_wait_cancel(cw->part[i].wait);
-	}
+	/* Answered parts have no wait left (NULL is a no-op). */
+	for (int i = 0; i < cw->n; i++)
+		staple_wait_cancel(cw->part[i].wait);
 	chain_free(cw);
 }

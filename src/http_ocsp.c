@@ -250,7 +250,7 @@ answer(struct http_api *api, struct http_req *req, OCSP_CERTID *id, const struct
 	struct staple_answer ans;
 	struct http_wait *w;
 	struct stapler_key key;
-	int waiting;
+	int trusted, waiting;
 	enum issuers_miss miss;
 	time_t now = time(NULL), not_after;
 	char serial[STAPLER_SERIAL_HEX_MAX], hash[STAPLER_SHA1_HEX];
@@ -296,17 +296,15 @@ answer(struct http_api *api, struct http_req *req, OCSP_CERTID *id, const struct
 	/* An edge staplerd of the operator's (trusted_clients) asks for certificates it verified
 	 * itself: its misses are stored and refreshed here like submissions, and not rate
 	 * limited, so N edges cost the upstream one fetch per certificate. */
-	if (config_client_trusted(http_api_config(api), http_req_client(req))) {
-		if (!http_wait_start(w, staple_ensure(svc, t, NULL, now, &ans, on_staple, w),
-		    cancel_staple))
-			reply_staple(api, req, ans.outcome, ans.staple);
-		goto out;
+	trusted = config_client_trusted(http_api_config(api), http_req_client(req));
+	if (!trusted) {
+		t->anonymous = 1;
+		http_api_admit_begin(api, req);
 	}
-	t->anonymous = 1;
-	http_api_admit_begin(api, req);
 	waiting = http_wait_start(w, staple_ensure(svc, t, NULL, now, &ans, on_staple, w),
 	    cancel_staple);
-	http_api_admit_end(api);
+	if (!trusted)
+		http_api_admit_end(api);
 	if (!waiting)
 		reply_staple(api, req, ans.outcome, ans.staple);
 out:
