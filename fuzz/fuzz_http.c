@@ -15,7 +15,8 @@ static void
 head(const uint8_t *data, size_t size)
 {
 	struct http_head h;
-	const char *why;
+	const char *why, *path;
+	size_t path_len;
 	int status;
 	enum http_parse_result r = http_parse_head((const char *)data, size, FUZZ_HEAD_MAX, &h,
 	    &status, &why);
@@ -27,12 +28,12 @@ head(const uint8_t *data, size_t size)
 	if (r != HTTP_PARSE_OK)
 		return;
 	fuzz_check(h.head_len <= size && h.head_len <= FUZZ_HEAD_MAX, "head_len out of bounds");
-	fuzz_check(h.path_len > 0, "empty path");
-	if (h.path[0] != '/' || h.path < (const char *)data ||
-	    h.path + h.path_len > (const char *)data + h.head_len) {
-		/* absolute-form without a path points at a static "/" */
-		fuzz_check(h.path_len == 1 && (h.path[0] == '/' || h.path[0] == '*'), "path outside");
-	}
+	path = http_head_path(&h, (const char *)data, &path_len);
+	fuzz_check(path_len > 0 && (path[0] == '/' || path[0] == '*'), "path");
+	/* Offsets stay inside the head (absolute-form without a path is a static "/"). */
+	fuzz_check(h.path_len == 0 || h.path_off + h.path_len <= h.head_len, "path outside");
+	fuzz_check(h.if_none_match_off == 0 ||
+	    h.if_none_match_off + h.if_none_match_len <= h.head_len, "If-None-Match outside");
 	fuzz_check(!(h.chunked && h.content_length != 0), "chunked with a length");
 	fuzz_check(h.minor == 0 || h.minor == 1, "version");
 }

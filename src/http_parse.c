@@ -82,7 +82,8 @@ fail(int *status, const char **reason, int code, const char *why)
 
 /* The request line: method SP request-target SP HTTP-version, single spaces. */
 static enum http_parse_result
-request_line(const char *p, size_t n, struct http_head *h, int *status, const char **reason)
+request_line(const char *buf, const char *p, size_t n, struct http_head *h, int *status,
+    const char **reason)
 {
 	const char *sp1, *sp2, *t, *v, *q;
 	size_t mlen, tlen, vlen;
@@ -127,8 +128,8 @@ request_line(const char *p, size_t n, struct http_head *h, int *status, const ch
 		const char *slash = memchr(a, '/', tlen - (size_t)(a - t));
 
 		if (slash == NULL) {
-			h->path = "/";
-			h->path_len = 1;
+			/* No path: "/" (path_len 0 says so, see http_head_path()). */
+			h->path_off = h->path_len = 0;
 			return HTTP_PARSE_OK;
 		}
 		tlen -= (size_t)(slash - t);
@@ -136,7 +137,7 @@ request_line(const char *p, size_t n, struct http_head *h, int *status, const ch
 	} else if (t[0] != '/' && !(tlen == 1 && t[0] == '*')) {
 		return fail(status, reason, 400, "malformed request target");
 	}
-	h->path = t;
+	h->path_off = (size_t)(t - buf);
 	h->path_len = (q = memchr(t, '?', tlen)) != NULL ? (size_t)(q - t) : tlen;
 	return HTTP_PARSE_OK;
 }
@@ -184,7 +185,7 @@ http_parse_head(const char *buf, size_t len, size_t max_head, struct http_head *
 			for (size_t i = 0; i < n; i++)
 				if (line[i] == '\r' || line[i] == '\0')
 					return fail(status, reason, 400, "control byte in request line");
-			if ((r = request_line(line, n, h, status, reason)) != HTTP_PARSE_OK)
+			if ((r = request_line(buf, line, n, h, status, reason)) != HTTP_PARSE_OK)
 				return r;
 			first = 0;
 			continue;
@@ -228,7 +229,7 @@ http_parse_head(const char *buf, size_t len, size_t max_head, struct http_head *
 		} else if (token_is(line, name_len, "host")) {
 			n_hosts++;
 		} else if (token_is(line, name_len, "if-none-match")) {
-			h->if_none_match = v;
+			h->if_none_match_off = (size_t)(v - buf);
 			h->if_none_match_len = vlen;
 		} else if (token_is(line, name_len, "expect")) {
 			h->expect_continue = token_is(v, vlen, "100-continue");

@@ -24,13 +24,16 @@ enum http_parse_result {
 	HTTP_PARSE_ERROR,       /* answer status (400, 414, 431, 501, 505) and close */
 };
 
-/* What the API needs of a request head. Pointers point into the parsed buffer. */
+/* What the API needs of a request head. It holds offsets into the parsed buffer, never
+ * pointers: the buffer may grow (and move) while the body is still arriving, so whatever is
+ * kept of a head is found again through the buffer's current address (http_head_path(),
+ * http_head_if_none_match()). */
 struct http_head {
 	enum http_method method;
 	int minor;                 /* HTTP/1.minor: 0 or 1 */
-	const char *path;          /* request target up to '?' (origin-form), not NUL-terminated */
-	size_t path_len;
-	const char *if_none_match; /* NULL when absent */
+	size_t path_off;           /* request target up to '?' (origin-form) */
+	size_t path_len;           /* 0: an absolute-form target without a path, that is "/" */
+	size_t if_none_match_off;  /* 0 when absent (a field never starts a head) */
 	size_t if_none_match_len;
 	int keep_alive;            /* after the answer, the connection may carry another request */
 	int chunked;               /* Transfer-Encoding: chunked */
@@ -44,6 +47,26 @@ struct http_head {
  * HTTP_PARSE_INCOMPLETE, or HTTP_PARSE_ERROR with *status and *reason (a static string). */
 enum http_parse_result http_parse_head(const char *buf, size_t len, size_t max_head,
     struct http_head *h, int *status, const char **reason);
+
+/* The path of a head parsed from buf (wherever buf is now), not NUL-terminated. */
+static inline const char *
+http_head_path(const struct http_head *h, const char *buf, size_t *len)
+{
+	if (h->path_len == 0) {
+		*len = 1;
+		return "/";
+	}
+	*len = h->path_len;
+	return buf + h->path_off;
+}
+
+/* If-None-Match of a head parsed from buf, or NULL when absent. */
+static inline const char *
+http_head_if_none_match(const struct http_head *h, const char *buf, size_t *len)
+{
+	*len = h->if_none_match_len;
+	return h->if_none_match_off != 0 ? buf + h->if_none_match_off : NULL;
+}
 
 /* A chunked body decoder that works in place: decoded bytes are never ahead of the bytes read,
  * so it may write into the buffer it reads. Zero it to start. */

@@ -57,10 +57,12 @@ struct client {
 	struct http_conn *head, *tail;   /* its connections, oldest first */
 };
 
+/* A request keeps offsets into its connection's read buffer, never pointers: the buffer
+ * grows (and moves) while a body arrives. Pointers are made by the accessors, for the handler,
+ * while the buffer cannot move (S_DISPATCHED: in_reserve() does not grow it). */
 struct http_req {
 	struct http_conn *conn;
 	struct http_head head;
-	unsigned char *body;
 	size_t body_len;
 	void (*abort)(void *arg);
 	void *abort_arg;
@@ -622,22 +624,21 @@ http_req_client(const struct http_req *req)
 const char *
 http_req_path(const struct http_req *req, size_t *len)
 {
-	*len = req->head.path_len;
-	return req->head.path;
+	return http_head_path(&req->head, req->conn->ibuf, len);
 }
 
 const unsigned char *
 http_req_body(const struct http_req *req, size_t *len)
 {
 	*len = req->body_len;
-	return req->body_len > 0 ? req->body : NULL;
+	return req->body_len > 0 ? (const unsigned char *)req->conn->ibuf + req->conn->body_at :
+	    NULL;
 }
 
 const char *
 http_req_if_none_match(const struct http_req *req, size_t *len)
 {
-	*len = req->head.if_none_match_len;
-	return req->head.if_none_match;
+	return http_head_if_none_match(&req->head, req->conn->ibuf, len);
 }
 
 const char *
@@ -662,7 +663,6 @@ dispatch(struct http_conn *c)
 	/* Busy connections go to the end, so the oldest ones, looked at for eviction, are idle. */
 	conn_touch(c);
 	c->req.conn = c;
-	c->req.body = (unsigned char *)c->ibuf + c->body_at;
 	c->in_dispatch = 1;
 	s->handler(&c->req, s->arg);
 	c->in_dispatch = 0;
@@ -992,7 +992,7 @@ client_get(struct http_server *s, const struct sockaddr_storage *ss)
 	return cl;
 }
 
-static void
+static int
 accept_one(struct http_server *s, int fd, const struct sockaddr_storage *ss)
 {
 	struct http_conn *c, *victim;
@@ -1001,7 +1001,7 @@ accept_one(struct http_server *s, int fd, const struct sockaddr_storage *ss)
 
 	if ((cl = client_get(s, ss)) == NULL) {
 		close(fd);
-		return;
+		return -1;
 	}
 	/* At a bound, the oldest idle connection (of this client, or of anyone) gives way; when
 	 * none can, the new one is refused. */
@@ -1012,13 +1012,13 @@ accept_one(struct http_server *s, int fd, const struct sockaddr_storage *ss)
 				free(cl);
 			}
 			refuse(s, fd, "per_client_limit");
-			return;
+			return -1;
 		}
 		conn_close_now(victim);
 		/* The client record may have gone with its last connection. */
 		if ((cl = client_get(s, ss)) == NULL) {
 			close(fd);
-			return;
+			return -1;
 		}
 	}
 	if (s->count >= s->lim.max_connections) {
@@ -1028,12 +1028,12 @@ accept_one(struct http_server *s, int fd, const struct sockaddr_storage *ss)
 				free(cl);
 			}
 			refuse(s, fd, "connection_limit");
-			return;
+			return -1;
 		}
 		conn_close_now(victim);
 		if ((cl = client_get(s, ss)) == NULL) {
 			close(fd);
-			return;
+			return -1;
 		}
 	}
 	if ((c = calloc(1, sizeof(*c))) == NULL)
@@ -1060,13 +1060,14 @@ accept_one(struct http_server *s, int fd, const struct sockaddr_storage *ss)
 	s->count++;
 	list_append(c);
 	client_append(c);
-	return;
+	return 0;
 fail:
 	if (cl->count == 0) {
 		table_remove(&s->clients, cl->addr, s->seed);
 		free(cl);
 	}
 	close(fd);
+	return -1;
 }
 
 static void
@@ -1090,7 +1091,7 @@ on_accept(evutil_socket_t lfd, short what, void *arg)
 			return;
 		}
 		s->accepted++;
-		accept_one(s, fd, &ss);
+		(void)accept_one(s, fd, &ss);
 	}
 }
 
@@ -1166,6 +1167,24 @@ http_server_new(struct event_base *base, const char *host, unsigned short port,
 fail:
 	http_server_free(&s);
 	return NULL;
+}
+
+int
+http_server_adopt(struct http_server *s, int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int fl;
+
+	memset(&ss, 0, sizeof(ss));
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0)
+		ss.ss_family = AF_UNIX;
+	if ((fl = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+		close(fd);
+		return -1;
+	}
+	s->accepted++;
+	return accept_one(s, fd, &ss);
 }
 
 void

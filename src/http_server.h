@@ -33,6 +33,10 @@ struct http_server *http_server_new(struct event_base *base, const char *host,
     char *err, size_t errlen);
 /* Closes every connection (aborting unanswered requests) and the listener. */
 void http_server_free(struct http_server **srv);
+/* Serves a connected socket as if the listener had accepted it (a socketpair in the tests
+ * and fuzz harnesses that drive the read path). The server owns fd from here, also on
+ * failure (-1). */
+int http_server_adopt(struct http_server *srv, int fd);
 void http_server_set_limits(struct http_server *srv, const struct http_limits *lim);
 unsigned short http_server_port(const struct http_server *srv);
 /* Stops accepting; open connections close after their current answer. */
