@@ -113,6 +113,43 @@ def raw_http(port, data, timeout=10, host="127.0.0.1"):
     return int(parts[1]), hdrs, body
 
 
+def read_responses(sock, n, heads=(), timeout=10):
+    """Reads n responses from sock; heads: indexes of responses to HEAD requests (no body
+    whatever Content-Length says). Returns [(status, headers, body)]; raises when the bytes
+    are not n well-formed responses."""
+    sock.settimeout(timeout)
+    buf = b""
+    out = []
+    deadline = time.monotonic() + timeout
+    while len(out) < n:
+        head_end = buf.find(b"\r\n\r\n")
+        if head_end >= 0:
+            lines = buf[:head_end].decode("latin-1").split("\r\n")
+            parts = lines[0].split(" ", 2)
+            if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
+                raise AssertionError("not a status line: %r" % lines[0])
+            hdrs = {}
+            for line in lines[1:]:
+                k, sep, v = line.partition(":")
+                if not sep:
+                    raise AssertionError("not a header line: %r" % line)
+                hdrs[k.strip().lower()] = v.strip()
+            status = int(parts[1])
+            length = 0 if len(out) in heads or status in (204, 304) else int(
+                hdrs.get("content-length", "0"))
+            if len(buf) >= head_end + 4 + length:
+                out.append((status, hdrs, buf[head_end + 4:head_end + 4 + length]))
+                buf = buf[head_end + 4 + length:]
+                continue
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %d responses; have %r" % (len(out), buf[:300]))
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError("closed after %d responses; rest %r" % (len(out), buf[:300]))
+        buf += chunk
+    return out, buf
+
+
 def read_text(path, limit=None):
     try:
         with open(path, "r", errors="replace") as f:

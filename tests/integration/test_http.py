@@ -18,45 +18,8 @@ import unittest
 sys.dont_write_bytecode = True      # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (Crafter, free_port, IntegrationTestCase, PEM, raw_http, read_text, run,
-                     setUpModule, staplerd_binary, wait_until)
-
-
-def read_responses(sock, n, heads=(), timeout=10):
-    """Reads n responses from sock; heads: indexes of responses to HEAD requests (no body
-    whatever Content-Length says). Returns [(status, headers, body)]; raises when the bytes
-    are not n well-formed responses."""
-    sock.settimeout(timeout)
-    buf = b""
-    out = []
-    deadline = time.monotonic() + timeout
-    while len(out) < n:
-        head_end = buf.find(b"\r\n\r\n")
-        if head_end >= 0:
-            lines = buf[:head_end].decode("latin-1").split("\r\n")
-            parts = lines[0].split(" ", 2)
-            if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
-                raise AssertionError("not a status line: %r" % lines[0])
-            hdrs = {}
-            for line in lines[1:]:
-                k, sep, v = line.partition(":")
-                if not sep:
-                    raise AssertionError("not a header line: %r" % line)
-                hdrs[k.strip().lower()] = v.strip()
-            status = int(parts[1])
-            length = 0 if len(out) in heads or status in (204, 304) else int(
-                hdrs.get("content-length", "0"))
-            if len(buf) >= head_end + 4 + length:
-                out.append((status, hdrs, buf[head_end + 4:head_end + 4 + length]))
-                buf = buf[head_end + 4 + length:]
-                continue
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %d responses; have %r" % (len(out), buf[:300]))
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise AssertionError("closed after %d responses; rest %r" % (len(out), buf[:300]))
-        buf += chunk
-    return out, buf
+from harness import (Crafter, free_port, IntegrationTestCase, PEM, raw_http, read_responses,
+                     read_text, run, setUpModule, staplerd_binary, wait_until)
 
 
 def cpu_seconds(pid):
