@@ -9,12 +9,12 @@ cd "$(dirname "$0")/.."
 
 secs=${1:-60}
 shift || true
-all=(certs ocsp_response ocsp_request config fmt http)
+all=(certs ocsp_response ocsp_request config fmt http http_reads)
 names=("${@:-${all[@]}}")
 # Inputs a little above what the daemon takes: certificate bodies and responses are tens of
 # KiB at most, GET paths and admin fields much less.
 declare -A max_len=([certs]=16384 [ocsp_response]=8192 [ocsp_request]=2048 [config]=4096
-    [fmt]=512 [http]=8192)
+    [fmt]=512 [http]=8192 [http_reads]=32768)
 
 bash scripts/deps.sh --fuzz
 cmake -S . -B build-fuzz -DCMAKE_C_COMPILER="${CC:-clang}" -DSTAPLER_FUZZ=ON \

@@ -739,16 +739,20 @@ conn_process(struct http_conn *c)
 			c->since = now_ms();
 		}
 		if (c->state == S_HEAD) {
-			size_t end = head_end(c);
+			size_t end = head_end(c), view;
 			enum http_parse_result r;
 			const char *why;
-			int status;
+			int status, cut;
 
 			if (end == 0 && c->ilen <= l->max_head)
 				break;
-			r = http_parse_head(c->ibuf, end ? end : c->ilen, l->max_head, &c->req.head,
-			    &status, &why);
-			if (r == HTTP_PARSE_INCOMPLETE && end != 0) {
+			/* A head over the bound is judged by its first max_head + 1 bytes alone, so
+			 * the verdict does not depend on how many bytes one read brought. */
+			view = end != 0 ? end : c->ilen;
+			if ((cut = view > l->max_head))
+				view = l->max_head + 1;
+			r = http_parse_head(c->ibuf, view, l->max_head, &c->req.head, &status, &why);
+			if (r == HTTP_PARSE_INCOMPLETE && end != 0 && !cut) {
 				/* Only empty lines so far: drop them. */
 				memmove(c->ibuf, c->ibuf + end, c->ilen - end);
 				c->ilen -= end;
