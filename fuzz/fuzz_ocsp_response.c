@@ -1,7 +1,9 @@
 /* Fuzz harness: OCSP responses from upstream responders (ocsp_verify) and staples checked by
  * a relying party (stapler_verify_staple), for the fixed leaf at a fixed time. Each response
  * that decodes is also signed again by the issuer and verified once more, so that the checks
- * after the signature (CertID, status, times) see mutated contents too. */
+ * after the signature (CertID, status, times) see mutated contents too. Every response also goes
+ * through ocsp_verify_cached() with the issuer and its delegated responder already proven: the
+ * fast path must agree with the full one. */
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -12,15 +14,51 @@
 #include "stapler/verify.h"
 
 static OCSP_CERTID *leaf_id;
+static struct ocsp_signers *signers;
+
+/* The signers a daemon would have proven by now: the issuing CA and its delegated responder,
+ * each from a good response it signed. */
+static void
+warm(void)
+{
+	const struct fuzz_pki *p = fuzz_pki();
+	const struct testpki_ent *who[2] = { &p->ca, &p->responder };
+	struct ocsp_result res;
+
+	if (signers == NULL && (signers = ocsp_signers_new()) == NULL)
+		abort();
+	ocsp_signers_clear(signers);
+	for (int i = 0; i < 2; i++) {
+		struct testpki_resp_opts o = testpki_resp_good(p->leaf.cert, &p->ca, FUZZ_NOW);
+		unsigned char *der;
+		size_t len;
+
+		o.signer = who[i];
+		o.include_signer = 1;
+		der = testpki_ocsp_response(&o, &len);
+		fuzz_check(der != NULL && ocsp_verify_cached(der, len, leaf_id, p->ca.cert, FUZZ_NOW,
+		    signers, &res) == OCSP_OK, "warm-up response refused");
+		OPENSSL_free(der);
+	}
+}
 
 static void
 verify(const unsigned char *der, size_t len)
 {
 	const struct fuzz_pki *p = fuzz_pki();
 	struct stapler_verify_result vr;
-	struct ocsp_result res;
+	struct ocsp_result res, cres;
+	enum ocsp_verdict v, cv;
 
-	(void)ocsp_verdict_is_temporary(ocsp_verify(der, len, leaf_id, p->ca.cert, FUZZ_NOW, &res));
+	v = ocsp_verify(der, len, leaf_id, p->ca.cert, FUZZ_NOW, &res);
+	(void)ocsp_verdict_is_temporary(v);
+	/* The fast path of proven signers gives the full path's verdict and result. */
+	cv = ocsp_verify_cached(der, len, leaf_id, p->ca.cert, FUZZ_NOW, signers, &cres);
+	fuzz_check(cv == v, "ocsp_verify_cached: another verdict than ocsp_verify");
+	fuzz_check(cres.status == res.status && cres.this_update == res.this_update &&
+	    cres.next_update == res.next_update && cres.produced_at == res.produced_at &&
+	    cres.revoked_at == res.revoked_at && cres.revocation_reason == res.revocation_reason,
+	    "ocsp_verify_cached: another result than ocsp_verify");
 	(void)stapler_verify_staple(der, len, p->leaf.cert, p->ca.cert, FUZZ_NOW, 3600, &vr);
 }
 
@@ -66,6 +104,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (leaf_id == NULL && (leaf_id = certs_certid(fuzz_pki()->leaf.cert,
 	    fuzz_pki()->ca.cert, STAPLER_HASH_SHA1)) == NULL)
 		abort();
+	if (signers == NULL)
+		warm();
 	verify(data, size);
 	if (size > 0)
 		resign(data, size);

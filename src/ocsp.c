@@ -351,9 +351,317 @@ classify_verify_failure(char *detail, size_t cap)
 	return v;
 }
 
+/* ---- responder certificates already proven (the fast path of ocsp_verify_cached) ---- */
+
+/* A responder certificate that one full verification proved for an issuer: the issuer itself,
+ * or a delegate it certified for OCSPSigning. Both are valid in [not_before, not_after]. */
+struct ocsp_signer {
+	X509 *issuer;                 /* a reference */
+	X509 *signer;                 /* a reference; the issuer itself when self */
+	unsigned char digest[32];     /* SHA-256 of the signer's DER */
+	int self;
+	time_t not_before, not_after;
+};
+
+struct ocsp_signers {
+	struct ocsp_signer v[OCSP_SIGNERS_MAX];
+	size_t n;
+	unsigned long long hits, misses;
+};
+
+struct ocsp_signers *
+ocsp_signers_new(void)
+{
+	return calloc(1, sizeof(struct ocsp_signers));
+}
+
+void
+ocsp_signers_clear(struct ocsp_signers *s)
+{
+	if (s == NULL)
+		return;
+	for (size_t i = 0; i < s->n; i++) {
+		X509_free(s->v[i].issuer);
+		X509_free(s->v[i].signer);
+	}
+	s->n = 0;
+}
+
+void
+ocsp_signers_free(struct ocsp_signers **sp)
+{
+	if (sp == NULL || *sp == NULL)
+		return;
+	ocsp_signers_clear(*sp);
+	free(*sp);
+	*sp = NULL;
+}
+
+void
+ocsp_signers_stats(const struct ocsp_signers *s, unsigned long long *hits,
+    unsigned long long *misses)
+{
+	*hits = s != NULL ? s->hits : 0;
+	*misses = s != NULL ? s->misses : 0;
+}
+
+/* One DER TLV at *p, before end: its tag byte and contents; *p moves past it. Low tag numbers
+ * and definite lengths of at most 4 bytes only (all an OCSP response needs); -1 otherwise. */
+static int
+der_tlv(const unsigned char **p, const unsigned char *end, unsigned char *tag,
+    const unsigned char **val, size_t *len)
+{
+	const unsigned char *q = *p;
+	size_t n, k;
+
+	if (end - q < 2 || (q[0] & 0x1f) == 0x1f)
+		return -1;
+	*tag = q[0];
+	n = q[1];
+	q += 2;
+	if (n & 0x80) {
+		k = n & 0x7f;
+		if (k == 0 || k > 4 || (size_t)(end - q) < k)
+			return -1;
+		for (n = 0; k > 0; k--)
+			n = (n << 8) | *q++;
+	}
+	if ((size_t)(end - q) < n)
+		return -1;
+	*val = q;
+	*len = n;
+	*p = q + n;
+	return 0;
+}
+
+/* Enters the TLV at *p, which must have tag want and fill [*p, *end) exactly: [*p, *end)
+ * becomes its contents. */
+static int
+der_enter(const unsigned char **p, const unsigned char **end, unsigned char want)
+{
+	unsigned char tag;
+	const unsigned char *v;
+	size_t n;
+
+	if (der_tlv(p, *end, &tag, &v, &n) < 0 || tag != want || *p != *end)
+		return -1;
+	*p = v;
+	*end = v + n;
+	return 0;
+}
+
+#define OCSP_MAX_RESPONSE_CERTS 8
+
+/* The parts of a BasicOCSPResponse, as slices of the DER received. */
+struct basic_parts {
+	const unsigned char *tbs;       /* tbsResponseData, signatureAlgorithm and signature: */
+	size_t tbs_len;                 /* one run, as the response holds them */
+	const unsigned char *cert[OCSP_MAX_RESPONSE_CERTS];
+	size_t cert_len[OCSP_MAX_RESPONSE_CERTS];
+	int ncerts;
+};
+
+/* Splits a successful OCSPResponse of type id-pkix-ocsp-basic; -1 for anything else (the
+ * full path then decides what it is). */
+static int
+basic_split(const unsigned char *der, size_t len, struct basic_parts *b)
+{
+	static const unsigned char basic_oid[] = { 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30,
+	    0x01, 0x01 };
+	const unsigned char *p = der, *end = der + len, *v;
+	unsigned char tag;
+	size_t n;
+
+	memset(b, 0, sizeof(*b));
+	if (der_enter(&p, &end, 0x30) < 0)                          /* OCSPResponse */
+		return -1;
+	/* responseStatus successful (0) */
+	if (der_tlv(&p, end, &tag, &v, &n) < 0 || tag != 0x0a || n != 1 || v[0] != 0)
+		return -1;
+	if (der_enter(&p, &end, 0xa0) < 0 || der_enter(&p, &end, 0x30) < 0)  /* responseBytes */
+		return -1;
+	if (der_tlv(&p, end, &tag, &v, &n) < 0 || tag != 0x06 || n != sizeof(basic_oid) ||
+	    memcmp(v, basic_oid, n) != 0)
+		return -1;
+	if (der_enter(&p, &end, 0x04) < 0 || der_enter(&p, &end, 0x30) < 0)  /* BasicOCSPResponse */
+		return -1;
+	b->tbs = p;
+	if (der_tlv(&p, end, &tag, &v, &n) < 0 || tag != 0x30 ||     /* tbsResponseData */
+	    der_tlv(&p, end, &tag, &v, &n) < 0 || tag != 0x30 ||     /* signatureAlgorithm */
+	    der_tlv(&p, end, &tag, &v, &n) < 0 || tag != 0x03)       /* signature */
+		return -1;
+	b->tbs_len = (size_t)(p - b->tbs);
+	if (p == end)
+		return 0;
+	if (der_enter(&p, &end, 0xa0) < 0 || der_enter(&p, &end, 0x30) < 0)  /* certs */
+		return -1;
+	while (p < end) {
+		const unsigned char *start = p;
+
+		if (b->ncerts == OCSP_MAX_RESPONSE_CERTS || der_tlv(&p, end, &tag, &v, &n) < 0 ||
+		    tag != 0x30)
+			return -1;
+		b->cert[b->ncerts] = start;
+		b->cert_len[b->ncerts++] = (size_t)(p - start);
+	}
+	return 0;
+}
+
+/* The proven signer for issuer among the certificates the response carries (or the issuer
+ * itself), valid at now; NULL when none. */
+static const struct ocsp_signer *
+signer_find(const struct ocsp_signers *s, const struct basic_parts *b, X509 *issuer,
+    time_t now)
+{
+	unsigned char d[OCSP_MAX_RESPONSE_CERTS][32];
+	int have = 0;
+
+	for (size_t i = 0; i < s->n; i++) {
+		const struct ocsp_signer *e = &s->v[i];
+
+		if (now < e->not_before || now > e->not_after || X509_cmp(e->issuer, issuer) != 0)
+			continue;
+		if (e->self)
+			return e;
+		if (!have) {
+			for (int k = 0; k < b->ncerts; k++)
+				if (EVP_Digest(b->cert[k], b->cert_len[k], d[k], NULL, EVP_sha256(),
+				    NULL) != 1)
+					return NULL;
+			have = 1;
+		}
+		for (int k = 0; k < b->ncerts; k++)
+			if (memcmp(d[k], e->digest, 32) == 0)
+				return e;
+	}
+	return NULL;
+}
+
+/* What the full path's issuer check (OpenSSL's ocsp_check_issuer) also demands: at least one
+ * SingleResponse, and every one for a certificate of id's issuer. */
+static int
+same_issuer(OCSP_BASICRESP *bs, const OCSP_CERTID *id)
+{
+	int n = OCSP_resp_count(bs);
+
+	for (int i = 0; i < n; i++) {
+		const OCSP_CERTID *cid = OCSP_SINGLERESP_get0_id(OCSP_resp_get0(bs, i));
+
+		if (cid == NULL || OCSP_id_issuer_cmp(cid, id) != 0)
+			return 0;
+	}
+	return n > 0;
+}
+
+/* The fast path: a response signed by a responder already proven for issuer is decoded
+ * without the certificates it carries (decoding a certificate's key is most of OpenSSL 3.0's
+ * cost) and checked with one signature verification, the responderID matched against the
+ * proven signer alone. Returns the basic response, or NULL: the full path then decides. */
+static OCSP_BASICRESP *
+fast_basic(struct ocsp_signers *s, const unsigned char *der, size_t len, const OCSP_CERTID *id,
+    X509 *issuer, time_t now)
+{
+	const struct ocsp_signer *e;
+	struct basic_parts b;
+	OCSP_BASICRESP *bs = NULL;
+	STACK_OF(X509) *certs = NULL;
+	unsigned char *buf = NULL, *w;
+	const unsigned char *p;
+	size_t total;
+
+	if (s == NULL || s->n == 0 || issuer == NULL || basic_split(der, len, &b) < 0 ||
+	    (e = signer_find(s, &b, issuer, now)) == NULL)
+		return NULL;
+	/* SEQUENCE { tbsResponseData, signatureAlgorithm, signature }, its length in DER's
+	 * shortest form */
+	if (b.tbs_len > 0xffffff || (buf = malloc(5 + b.tbs_len)) == NULL)
+		return NULL;
+	w = buf;
+	*w++ = 0x30;
+	if (b.tbs_len >= 0x10000) {
+		*w++ = 0x83;
+		*w++ = (unsigned char)(b.tbs_len >> 16);
+		*w++ = (unsigned char)(b.tbs_len >> 8);
+	} else if (b.tbs_len >= 0x100) {
+		*w++ = 0x82;
+		*w++ = (unsigned char)(b.tbs_len >> 8);
+	} else if (b.tbs_len >= 0x80) {
+		*w++ = 0x81;
+	}
+	*w++ = (unsigned char)b.tbs_len;
+	memcpy(w, b.tbs, b.tbs_len);
+	total = (size_t)(w - buf) + b.tbs_len;
+	p = buf;
+	if ((bs = d2i_OCSP_BASICRESP(NULL, &p, (long)total)) == NULL || p != buf + total ||
+	    (certs = sk_X509_new_null()) == NULL || !sk_X509_push(certs, e->signer) ||
+	    OCSP_basic_verify(bs, certs, NULL, OCSP_NOINTERN | OCSP_NOVERIFY) != 1 ||
+	    !same_issuer(bs, id)) {
+		OCSP_BASICRESP_free(bs);
+		bs = NULL;
+	}
+	ERR_clear_error();
+	sk_X509_free(certs);
+	free(buf);
+	return bs;
+}
+
+/* After a full verification: remembers who signed for issuer, for as long as both are valid. */
+static void
+signer_learn(struct ocsp_signers *s, OCSP_BASICRESP *bs, X509 *issuer)
+{
+	STACK_OF(X509) *extra = NULL;
+	struct ocsp_signer *e;
+	X509 *signer = NULL;
+	unsigned char *der = NULL, digest[32];
+	time_t nb_i, na_i, nb_s, na_s;
+	int n;
+
+	if (s == NULL || (extra = sk_X509_new_null()) == NULL || !sk_X509_push(extra, issuer) ||
+	    OCSP_resp_get0_signer(bs, &signer, extra) != 1 || signer == NULL ||
+	    util_asn1_time(X509_get0_notBefore(issuer), &nb_i) != 0 ||
+	    util_asn1_time(X509_get0_notAfter(issuer), &na_i) != 0 ||
+	    util_asn1_time(X509_get0_notBefore(signer), &nb_s) != 0 ||
+	    util_asn1_time(X509_get0_notAfter(signer), &na_s) != 0 ||
+	    (n = i2d_X509(signer, &der)) <= 0)
+		goto out;
+	if (EVP_Digest(der, (size_t)n, digest, NULL, EVP_sha256(), NULL) != 1)
+		goto out;
+	for (size_t i = 0; i < s->n; i++)
+		if (memcmp(s->v[i].digest, digest, 32) == 0 && X509_cmp(s->v[i].issuer, issuer) == 0)
+			goto out;
+	/* Full: start over; a handful of responders sign for all the issuers of a fleet. */
+	if (s->n == OCSP_SIGNERS_MAX)
+		ocsp_signers_clear(s);
+	e = &s->v[s->n];
+	memcpy(e->digest, digest, 32);
+	if (!X509_up_ref(issuer))
+		goto out;
+	if (!X509_up_ref(signer)) {
+		X509_free(issuer);
+		goto out;
+	}
+	e->issuer = issuer;
+	e->signer = signer;
+	e->self = X509_cmp(signer, issuer) == 0;
+	e->not_before = nb_i > nb_s ? nb_i : nb_s;
+	e->not_after = na_i < na_s ? na_i : na_s;
+	s->n++;
+out:
+	OPENSSL_free(der);
+	sk_X509_free(extra);
+	ERR_clear_error();
+}
+
 enum ocsp_verdict
 ocsp_verify(const unsigned char *der, size_t len, const OCSP_CERTID *id, X509 *issuer,
     time_t now, struct ocsp_result *res)
+{
+	return ocsp_verify_cached(der, len, id, issuer, now, NULL, res);
+}
+
+enum ocsp_verdict
+ocsp_verify_cached(const unsigned char *der, size_t len, const OCSP_CERTID *id, X509 *issuer,
+    time_t now, struct ocsp_signers *signers, struct ocsp_result *res)
 {
 	enum ocsp_verdict v = OCSP_MALFORMED;
 	OCSP_RESPONSE *resp = NULL;
@@ -369,6 +677,13 @@ ocsp_verify(const unsigned char *der, size_t len, const OCSP_CERTID *id, X509 *i
 	res->status = STAPLER_UNKNOWN;
 	ERR_clear_error();
 
+	if (der != NULL && len > 0 && len <= LONG_MAX && id != NULL &&
+	    (bs = fast_basic(signers, der, len, id, issuer, now)) != NULL) {
+		signers->hits++;
+		goto signed_ok;
+	}
+	if (signers != NULL)
+		signers->misses++;
 	if (der == NULL || len == 0 || len > LONG_MAX ||
 	    (resp = d2i_OCSP_RESPONSE(NULL, &p, (long)len)) == NULL) {
 		snprintf(res->detail, sizeof(res->detail), "not a DER OCSPResponse");
@@ -426,6 +741,9 @@ ocsp_verify(const unsigned char *der, size_t len, const OCSP_CERTID *id, X509 *i
 		v = classify_verify_failure(res->detail, sizeof(res->detail));
 		goto done;
 	}
+	signer_learn(signers, bs, issuer);
+
+signed_ok:
 
 	if (!OCSP_resp_find_status(bs, OCSP_UNCONST(OCSP_CERTID, id), &status, &reason, &rev,
 	    &thisupd, &nextupd)) {

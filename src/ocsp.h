@@ -100,4 +100,27 @@ char *ocsp_get_url(const char *base, const unsigned char *der, size_t len);
 enum ocsp_verdict ocsp_verify(const unsigned char *der, size_t len, const OCSP_CERTID *id,
     X509 *issuer, time_t now, struct ocsp_result *res);
 
+/* Responder certificates that a full verification proved for their issuers (the issuer
+ * itself, or a delegate it certified for OCSPSigning), kept with both certificates' validity,
+ * so that the next response one of them signs is decoded without the certificates it carries
+ * and checked with one signature verification (PRODUCT.md §10: no repeated signature work).
+ * At most OCSP_SIGNERS_MAX; full, it starts over. Clear it when the trust anchors change. */
+#define OCSP_SIGNERS_MAX 256
+struct ocsp_signers;
+/* Returns a new empty set, or NULL; free with ocsp_signers_free() (NULL is fine). */
+struct ocsp_signers *ocsp_signers_new(void);
+void ocsp_signers_clear(struct ocsp_signers *s);
+void ocsp_signers_free(struct ocsp_signers **s);
+/* Verifications answered by a proven signer, and the others, since the start. */
+void ocsp_signers_stats(const struct ocsp_signers *s, unsigned long long *hits,
+    unsigned long long *misses);
+
+/* ocsp_verify() with a set of proven signers (NULL: none). A response whose signer is not in
+ * the set, or that the fast path does not accept, is verified in full, and a signer proven so
+ * joins the set. The verdict is the same either way: the fast path only accepts a response
+ * that the full path would accept for id, issuer and now. */
+enum ocsp_verdict ocsp_verify_cached(const unsigned char *der, size_t len,
+    const OCSP_CERTID *id, X509 *issuer, time_t now, struct ocsp_signers *signers,
+    struct ocsp_result *res);
+
 #endif

@@ -67,6 +67,7 @@ struct staple_service {
 	uint64_t seed;
 	uint64_t rng;                /* xorshift state: jitter only, not secrets */
 	struct issuers *issuers;   /* who the OCSP proxy serves, learned from stored staples */
+	struct ocsp_signers *signers; /* responders proven for their issuers: one check per answer */
 	struct persist *persist;   /* the daemon's writes go through it; NULL: straight to cache */
 	int draining;              /* stopping: no new fetch starts */
 	struct log_limit refusals; /* bounds the refusal lines outsiders can cause */
@@ -159,7 +160,9 @@ staple_service_new(const struct stapler_config *cfg, const struct certs_trust *t
 	svc->seed = (uint64_t)(uintptr_t)svc ^ (uint64_t)time(NULL);
 	if (RAND_bytes((unsigned char *)&svc->rng, sizeof(svc->rng)) != 1 || svc->rng == 0)
 		svc->rng = svc->seed | 1;
-	if ((svc->issuers = issuers_new()) == NULL || (svc->anon = anon_map_new()) == NULL) {
+	if ((svc->issuers = issuers_new()) == NULL || (svc->anon = anon_map_new()) == NULL ||
+	    (svc->signers = ocsp_signers_new()) == NULL) {
+		anon_map_free(&svc->anon);
 		issuers_free(&svc->issuers);
 		free(svc);
 		return NULL;
@@ -202,6 +205,7 @@ staple_service_free(struct staple_service **svcp)
 	table_clear(&svc->anchors, 1);
 	anon_map_free(&svc->anon);
 	issuers_free(&svc->issuers);
+	ocsp_signers_free(&svc->signers);
 	free(svc);
 	*svcp = NULL;
 }
@@ -258,6 +262,8 @@ staple_service_reload(struct staple_service *svc, const struct stapler_config *c
 	svc->cfg = cfg;
 	svc->trust = trust;
 	store_seen_clear(svc->store);
+	/* Responders were proven against the anchors of then. */
+	ocsp_signers_clear(svc->signers);
 	retrust(svc);
 }
 
@@ -787,7 +793,8 @@ on_fetched(const struct fetch_result *res, void *arg)
 		(void)try_next_url(p);
 		return;
 	}
-	v = ocsp_verify(res->body, res->len, p->t->id, p->t->issuer, now, &r);
+	v = ocsp_verify_cached(res->body, res->len, p->t->id, p->t->issuer, now, p->svc->signers,
+	    &r);
 	if (v != OCSP_OK) {
 		p->permanent = !ocsp_verdict_is_temporary(v);
 		snprintf(p->last_error, sizeof(p->last_error), "%s: %s: %s", res->url,

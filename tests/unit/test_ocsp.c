@@ -78,6 +78,49 @@ good_opts(const struct fx *f)
 	return o;
 }
 
+static void
+assert_same_result(const struct ocsp_result *a, const struct ocsp_result *b)
+{
+	assert_int_equal(a->status, b->status);
+	assert_int_equal(a->revocation_reason, b->revocation_reason);
+	assert_int_equal(a->revoked_at, b->revoked_at);
+	assert_int_equal(a->this_update, b->this_update);
+	assert_int_equal(a->next_update, b->next_update);
+	assert_int_equal(a->produced_at, b->produced_at);
+}
+
+/* The same response through ocsp_verify_cached(), with a set of signers that already proved
+ * o's signer (a good response it signed, verified at the fixture's now), twice: the fast path
+ * must give the full path's verdict and result. */
+static void
+expect_same_cached(const struct fx *f, const struct testpki_resp_opts *o,
+    const unsigned char *der, size_t len, time_t now, enum ocsp_verdict want,
+    const struct ocsp_result *wres)
+{
+	struct ocsp_signers *s = ocsp_signers_new();
+	struct testpki_resp_opts warm = good_opts(f);
+	struct ocsp_result r;
+	unsigned char *wder;
+	size_t wlen;
+
+	assert_non_null(s);
+	if (o->signer != NULL)
+		warm.signer = o->signer;
+	warm.include_signer = 1;
+	wder = testpki_ocsp_response(&warm, &wlen);
+	(void)ocsp_verify_cached(wder, wlen, f->id, f->ca.cert, f->now, s, &r);
+	OPENSSL_free(wder);
+	for (int pass = 0; pass < 2; pass++) {
+		enum ocsp_verdict v = ocsp_verify_cached(der, len, f->id, f->ca.cert, now, s, &r);
+
+		if (v != want)
+			fail_msg("cached, pass %d: verdict %s (%s), full path %s (%s)", pass,
+			    ocsp_verdict_name(v), r.detail, ocsp_verdict_name(want), wres->detail);
+		assert_same_result(&r, wres);
+	}
+	ocsp_signers_free(&s);
+}
+
 static enum ocsp_verdict
 verify_opts(const struct fx *f, const struct testpki_resp_opts *o, time_t now,
     struct ocsp_result *res)
@@ -88,6 +131,7 @@ verify_opts(const struct fx *f, const struct testpki_resp_opts *o, time_t now,
 
 	der = testpki_ocsp_response(o, &len);
 	v = ocsp_verify(der, len, f->id, f->ca.cert, now, res);
+	expect_same_cached(f, o, der, len, now, v, res);
 	OPENSSL_free(der);
 	if (v != OCSP_OK)
 		assert_true(res->detail[0] != '\0');
@@ -439,6 +483,96 @@ test_corrupt_signed_data(void **state)
 	assert_int_equal(ocsp_verify(der, len, f->id, f->ca.cert, f->now, &res),
 	    OCSP_BAD_SIGNATURE);
 	OPENSSL_free(der);
+}
+
+/* The signer set: the first response of a delegated responder is verified in full and proves
+ * it; the next ones take one signature check, give the same result, and a corrupt one is still
+ * refused; the responder is no longer taken once it expires; a clear forgets it. */
+static void
+test_signer_cache(void **state)
+{
+	struct fx *f = *state;
+	struct testpki_ent r = responder(f, &f->ca, 1, -DAY, 30 * DAY);
+	struct testpki_resp_opts o = good_opts(f);
+	struct ocsp_signers *s = ocsp_signers_new();
+	struct ocsp_result full, cached;
+	unsigned long long hits, misses;
+	unsigned char *der;
+	size_t len;
+
+	assert_non_null(s);
+	o.signer = &r;
+	o.include_signer = 1;
+	der = testpki_ocsp_response(&o, &len);
+	assert_int_equal(ocsp_verify(der, len, f->id, f->ca.cert, f->now, &full), OCSP_OK);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(ocsp_verify_cached(der, len, f->id, f->ca.cert, f->now, s, &cached),
+		    OCSP_OK);
+		assert_same_result(&cached, &full);
+	}
+	ocsp_signers_stats(s, &hits, &misses);
+	assert_int_equal(misses, 1);
+	assert_int_equal(hits, 2);
+
+	/* The last byte is the responder certificate's signature: a certificate that is not
+	 * the proven one is not taken on trust (here it no longer verifies at all). */
+	der[len - 1] ^= 0x01;
+	assert_int_not_equal(ocsp_verify_cached(der, len, f->id, f->ca.cert, f->now, s, &cached),
+	    OCSP_OK);
+	der[len - 1] ^= 0x01;
+	OPENSSL_free(der);
+
+	/* Another response, its signature corrupted, from the proven responder. */
+	o.this_update = f->now - 60;
+	der = testpki_ocsp_response(&o, &len);
+	{
+		/* Flip the last byte of the signature, found by its bytes. */
+		const unsigned char *q = der;
+		OCSP_RESPONSE *resp = d2i_OCSP_RESPONSE(NULL, &q, (long)len);
+		OCSP_BASICRESP *bs = OCSP_response_get1_basic(resp);
+		const ASN1_OCTET_STRING *sig = OCSP_resp_get0_signature(bs);
+		unsigned char *c = memmem(der, len, ASN1_STRING_get0_data(sig),
+		    (size_t)ASN1_STRING_length(sig));
+
+		assert_non_null(c);
+		c[ASN1_STRING_length(sig) - 1] ^= 0x01;
+		OCSP_BASICRESP_free(bs);
+		OCSP_RESPONSE_free(resp);
+	}
+	assert_int_equal(ocsp_verify(der, len, f->id, f->ca.cert, f->now, &full),
+	    OCSP_BAD_SIGNATURE);
+	assert_int_equal(ocsp_verify_cached(der, len, f->id, f->ca.cert, f->now, s, &cached),
+	    OCSP_BAD_SIGNATURE);
+	OPENSSL_free(der);
+	ocsp_signers_stats(s, &hits, &misses);
+	assert_int_equal(hits, 2);
+
+	/* Past the responder's notAfter: the full path decides (and refuses). */
+	o.this_update = f->now + 31 * DAY - 3600;
+	o.next_update = f->now + 32 * DAY;
+	der = testpki_ocsp_response(&o, &len);
+	assert_int_equal(ocsp_verify_cached(der, len, f->id, f->ca.cert, f->now + 31 * DAY, s,
+	    &cached), ocsp_verify(der, len, f->id, f->ca.cert, f->now + 31 * DAY, &full));
+	assert_int_not_equal(full.detail[0], '\0');
+	ocsp_signers_stats(s, &hits, &misses);
+	assert_int_equal(hits, 2);
+	OPENSSL_free(der);
+
+	/* Forgotten after a clear (a reload of the trust anchors). */
+	o = good_opts(f);
+	o.signer = &r;
+	o.include_signer = 1;
+	der = testpki_ocsp_response(&o, &len);
+	ocsp_signers_clear(s);
+	assert_int_equal(ocsp_verify_cached(der, len, f->id, f->ca.cert, f->now, s, &cached),
+	    OCSP_OK);
+	ocsp_signers_stats(s, &hits, &misses);
+	assert_int_equal(hits, 2);
+	assert_int_equal(misses, 5);
+	OPENSSL_free(der);
+	ocsp_signers_free(&s);
+	ocsp_signers_free(&s);    /* NULL is fine */
+	testpki_ent_free(&r);
 }
 
 /* --- responseStatus and garbage --------------------------------------------------------- */
@@ -911,6 +1045,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_good, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_signer_cache, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_revoked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_expired, setup, teardown),
