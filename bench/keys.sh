@@ -2,8 +2,8 @@
 # Many keys: N (default 1,000,000) cached entries, each with its own CertID (bench/rows.py
 # rows: copies of one real row, not due), hit by `GET /ocsp/{req}` with a request picked at
 # random for every request (bench/paths.lua), against the same script over one key, and over
-# MID keys (default 50,000: fewer than the 65,536 requests the /ocsp map remembers), in one
-# run, ROUNDS times in turn.
+# MID keys (default 50,000: a working set that fits the CPU caches better), in one run, ROUNDS
+# times in turn.
 #   [ROUNDS=3] [MID=50000] [CONNS=32] bench/keys.sh [N] [SECONDS]
 source "$(dirname "$0")/common.sh"
 n=${1:-1000000}

@@ -151,7 +151,8 @@ settle(int fd, struct transcript *t)
 
 /* What may differ with the timing of the reads and is not part of an answer: the interim
  * "100 Continue" (sent only while the body has not arrived) and the Date value. The answers
- * are walked by their Content-Length; what does not parse is kept as it is. */
+ * are walked by their Content-Length (none after a HEAD's head); what does not parse is kept
+ * as it is. */
 static void
 normalize(struct transcript *t)
 {
@@ -171,6 +172,10 @@ normalize(struct transcript *t)
 		hl = (size_t)(end - h) + 4;
 		if ((cl = memmem(h, hl, "\r\nContent-Length: ", 18)) != NULL)
 			blen = strtoul(cl + 18, NULL, 10);
+		/* An answer to HEAD has none of the body its Content-Length gives: the next
+		 * answer follows its head (no echo and no error body starts like a status line). */
+		if (rest - hl >= 9 && memcmp(h + hl, "HTTP/1.1 ", 9) == 0)
+			blen = 0;
 		n = hl + blen < rest ? hl + blen : rest;
 		if ((d = memmem(h, hl, "\r\nDate: ", 8)) != NULL && (size_t)(d - h) + 8 + 29 <= hl)
 			memset(d + 8, '-', 29);

@@ -1,6 +1,9 @@
 /* Fuzz harness: what the /ocsp responder interface reads from clients: a DER OCSPRequest
  * (POST body) and the same bytes as the path of a GET, then the lookup of the issuer the
- * CertID names. Checks that a decoded CertID survives request building and GET encoding. */
+ * CertID names. Checks that a decoded CertID survives request building and GET encoding, and
+ * that the small reader of the hit path agrees with OpenSSL (same CertID, same key) whenever
+ * it takes a request. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,6 +45,36 @@ round_trip(const OCSP_CERTID *id)
 	OPENSSL_free(der);
 }
 
+/* The small reader of the /ocsp hit path (ocsp_request_read) takes only what OpenSSL accepts,
+ * and reads the same CertID from it: byte for byte, and the same cache key. */
+static void
+reader_agrees(const unsigned char *der, size_t len, const OCSP_CERTID *id)
+{
+	const struct certs_urls *urls;
+	struct ocsp_certid_view v;
+	struct stapler_key key, rkey;
+	enum stapler_hash_alg alg;
+	enum issuers_miss miss;
+	unsigned char *enc = NULL;
+	int n;
+
+	if (ocsp_request_read(der, len, &v) < 0)
+		return;
+	fuzz_check(id != NULL, "reader took a request OpenSSL refuses");
+	fuzz_check(certs_certid_hash_alg(id, &alg) == 0 && alg == v.alg, "reader: another algorithm");
+	n = i2d_OCSP_CERTID((OCSP_CERTID *)(uintptr_t)id, &enc);
+	fuzz_check(n > 0 && (size_t)n == v.certid_len && memcmp(enc, v.certid, v.certid_len) == 0,
+	    "reader: another CertID");
+	OPENSSL_free(enc);
+	memset(&key, 0, sizeof(key));
+	if (issuers_key(learned, v.alg, v.name_hash, v.key_hash, &key) == 0) {
+		key.serial_len = (unsigned char)v.serial_len;
+		memcpy(key.serial, v.serial, v.serial_len);
+		if (issuers_resolve(learned, fuzz_trust(), FUZZ_NOW, id, &rkey, &urls, &miss) != NULL)
+			fuzz_check(stapler_key_equal(&key, &rkey), "reader: another cache key");
+	}
+}
+
 static void
 answer(const unsigned char *der, size_t len)
 {
@@ -56,6 +89,7 @@ answer(const unsigned char *der, size_t len)
 	id2 = ocsp_request_certid(der, len);
 	fuzz_check((id == NULL) == (id2 == NULL), "ocsp_request_certid disagrees with decode");
 	OCSP_CERTID_free(id2);
+	reader_agrees(der, len, id);
 	if (id == NULL)
 		return;
 	if (issuers_resolve(learned, fuzz_trust(), FUZZ_NOW, id, &key, &urls, &miss) == NULL)
@@ -91,8 +125,25 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(path, data, size);
 	path[size] = '\0';
 	if ((der = ocsp_get_decode(path, FUZZ_MAX_REQUEST, &len)) != NULL) {
+		unsigned char small[OCSP_GET_DECODE_INTO_MAX];
+		size_t slen;
+
 		answer(der, len);
+		/* The allocation-free decoder of the hit path gives the same bytes, or refuses
+		 * only for length. */
+		if (ocsp_get_decode_into(path, small, sizeof(small), &slen) == 0)
+			fuzz_check(slen == len && memcmp(small, der, len) == 0, "decode_into differs");
+		else
+			fuzz_check(len > sizeof(small) ||
+			    strlen(path) > 3 * (4 * (OCSP_GET_DECODE_INTO_MAX / 3 + 1)) + 16,
+			    "decode_into refused a short request");
 		free(der);
+	} else {
+		unsigned char small[OCSP_GET_DECODE_INTO_MAX];
+		size_t slen;
+
+		fuzz_check(ocsp_get_decode_into(path, small, sizeof(small), &slen) < 0,
+		    "decode_into took what ocsp_get_decode refuses");
 	}
 	free(path);
 	ERR_clear_error();

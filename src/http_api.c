@@ -22,7 +22,6 @@ struct http_api {
 	struct staple_service *svc;
 	struct store *store;
 	struct fetcher *fetch;
-	struct http_ocsp_map *ocsp_map;
 	struct http_health *health;
 	struct ratelimit *limit;          /* fetches per client address */
 	const unsigned char *admit_addr;  /* the client of the call in progress */
@@ -398,8 +397,7 @@ http_api_new(struct event_base *base, const struct stapler_config *cfg, struct s
 	char host[256];
 	unsigned short port;
 
-	if (api == NULL || (api->ocsp_map = http_ocsp_map_new()) == NULL ||
-	    (api->health = http_health_new()) == NULL || (api->limit = ratelimit_new()) == NULL) {
+	if (api == NULL || (api->health = http_health_new()) == NULL || (api->limit = ratelimit_new()) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -430,14 +428,6 @@ http_api_set_config(struct http_api *api, const struct stapler_config *cfg)
 	api->cfg = cfg;
 	limits_from(cfg, &lim);
 	http_server_set_limits(api->srv, &lim);
-	/* The anchors may have changed: what /ocsp answered before is looked up afresh. */
-	http_ocsp_map_clear(api->ocsp_map);
-}
-
-struct http_ocsp_map *
-http_api_ocsp_map(struct http_api *api)
-{
-	return api->ocsp_map;
 }
 
 struct http_health *
@@ -503,7 +493,6 @@ http_api_free(struct http_api **apip)
 	if (apip == NULL || (api = *apip) == NULL)
 		return;
 	http_server_free(&api->srv);
-	http_ocsp_map_free(&api->ocsp_map);
 	http_health_free(&api->health);
 	ratelimit_free(&api->limit);
 	free(api);

@@ -2,12 +2,13 @@
  * GET /ocsp/{base64 request}. A CertID of an issuer staplerd serves is answered from the
  * memory index, or on a miss through staple_ensure() (fetch, verify, cache) from the URLs
  * learned for that issuer or configured in [responders]; anything else gets an unsigned
- * status: malformedRequest, unauthorized, or tryLater when the upstream failed. A request
- * answered once is remembered by its bytes, so that its repeats skip the OpenSSL decoding. */
+ * status: malformedRequest, unauthorized, or tryLater when the upstream failed. A hit is
+ * found without OpenSSL and without allocating: the request is read by ocsp_request_read()
+ * when it has RFC 9919's lightweight shape, and decoded by OpenSSL only when it does not or
+ * when it misses. */
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/rand.h>
 
 #include "http_routes.h"
 #include "http_server.h"
@@ -18,134 +19,32 @@
 #include "log.h"
 #include "ocsp.h"
 #include "store.h"
-#include "table.h"
 
-/* Bounds on the map of answered requests: entries (then it starts over) and bytes of one
- * request (a longer one is answered, not remembered). */
-#define OCSP_MAP_MAX 65536
-#define OCSP_MAP_BYTES 1024
+/* A GET request decoded without allocating is at most this long: an RFC 9919 request with
+ * one SHA-256 CertID and a nonce is about 130 bytes. Longer ones take the full path. */
+#define OCSP_FAST_MAX 1024
 
-struct map_entry {
-	struct stapler_key key;
-	unsigned char kind;        /* 'G' a GET path, 'P' a POST body */
-	size_t len;
-	unsigned char bytes[];
-};
-
-struct map_probe {
-	unsigned char kind;
-	size_t len;
-	const unsigned char *bytes;
-};
-
-struct http_ocsp_map {
-	struct table t;
-	uint64_t seed;
-};
-
-static uint64_t
-map_hash(const void *k, uint64_t seed)
-{
-	const struct map_probe *p = k;
-
-	return table_fnv(TABLE_FNV_BASIS ^ seed ^ p->kind, p->bytes, p->len);
-}
-
-static int
-map_match(const void *entry, const void *k)
-{
-	const struct map_entry *e = entry;
-	const struct map_probe *p = k;
-
-	return e->kind == p->kind && e->len == p->len && memcmp(e->bytes, p->bytes, p->len) == 0;
-}
-
-/* The table asks for an entry's key to rehash it and uses it at once: one static probe
- * is enough (the daemon is single-threaded). */
-static const void *
-map_key_of(const void *entry)
-{
-	static struct map_probe scratch;
-	const struct map_entry *e = entry;
-
-	scratch.kind = e->kind;
-	scratch.len = e->len;
-	scratch.bytes = e->bytes;
-	return &scratch;
-}
-
-struct http_ocsp_map *
-http_ocsp_map_new(void)
-{
-	struct http_ocsp_map *m = calloc(1, sizeof(*m));
-
-	if (m == NULL)
-		return NULL;
-	m->t.hash = map_hash;
-	m->t.match = map_match;
-	m->t.key_of = map_key_of;
-	if (RAND_bytes((unsigned char *)&m->seed, sizeof(m->seed)) != 1)
-		m->seed = (uint64_t)time(NULL);
-	return m;
-}
-
-void
-http_ocsp_map_clear(struct http_ocsp_map *m)
-{
-	table_clear(&m->t, 1);
-}
-
-void
-http_ocsp_map_free(struct http_ocsp_map **mp)
-{
-	if (mp == NULL || *mp == NULL)
-		return;
-	http_ocsp_map_clear(*mp);
-	free(*mp);
-	*mp = NULL;
-}
-
-static void
-map_put(struct http_ocsp_map *m, const struct map_probe *p, const struct stapler_key *key)
-{
-	struct map_entry *e, *old = NULL;
-	void *replaced;
-
-	if (p->len == 0 || p->len > OCSP_MAP_BYTES)
-		return;
-	/* Full: start over rather than track ages; every entry can be rebuilt by one decode. */
-	if (m->t.count >= OCSP_MAP_MAX)
-		http_ocsp_map_clear(m);
-	if ((e = malloc(sizeof(*e) + p->len)) == NULL)
-		return;
-	e->key = *key;
-	e->kind = p->kind;
-	e->len = p->len;
-	memcpy(e->bytes, p->bytes, p->len);
-	if (table_put(&m->t, e, m->seed, &replaced) < 0) {
-		free(e);
-		return;
-	}
-	old = replaced;
-	free(old);
-}
-
-/* The staple a remembered request names, while it is servable and its issuer still trusted;
- * else NULL (the request is then decoded as if new). */
+/* The staple a request of the lightweight shape names, while it is servable and its issuer
+ * is a learned issuer trusted now; else NULL (the request is then decoded by OpenSSL, which
+ * also judges what this reader does not take). */
 static const struct staple *
-map_hit(struct http_api *api, const struct map_probe *p, time_t now)
+fast_hit(struct http_api *api, const unsigned char *der, size_t len, time_t now)
 {
 	struct staple_service *svc = http_api_service(api);
-	const struct map_entry *e;
+	struct ocsp_certid_view v;
+	struct stapler_key key;
 	const struct staple *s;
 	int trusted = 0;
 
-	if (p->len == 0 || p->len > OCSP_MAP_BYTES ||
-	    (e = table_get(&http_api_ocsp_map(api)->t, p, http_api_ocsp_map(api)->seed)) == NULL)
+	memset(&key, 0, sizeof(key));
+	if (ocsp_request_read(der, len, &v) < 0 ||
+	    issuers_key(staple_service_issuers(svc), v.alg, v.name_hash, v.key_hash, &key) < 0)
 		return NULL;
-	if ((s = store_get(staple_service_store(svc), &e->key)) == NULL || !staple_servable(s, now))
+	key.serial_len = (unsigned char)v.serial_len;
+	memcpy(key.serial, v.serial, v.serial_len);
+	if ((s = store_get(staple_service_store(svc), &key)) == NULL || !staple_servable(s, now))
 		return NULL;
-	if (issuers_get(staple_service_issuers(svc), &e->key, staple_service_trust(svc), now,
+	if (issuers_get(staple_service_issuers(svc), &key, staple_service_trust(svc), now,
 	    &trusted) == NULL || !trusted)
 		return NULL;
 	store_used(s, now);
@@ -239,9 +138,9 @@ on_staple(enum staple_outcome outcome, const struct staple *s, const char *error
 	reply_staple(api, req, outcome, s);
 }
 
-/* Answers one decoded OCSPRequest (id is taken); probe names its bytes for the map. */
+/* Answers one decoded OCSPRequest (id is taken). */
 static void
-answer(struct http_api *api, struct http_req *req, OCSP_CERTID *id, const struct map_probe *probe)
+answer(struct http_api *api, struct http_req *req, OCSP_CERTID *id)
 {
 	struct staple_service *svc = http_api_service(api);
 	const struct certs_urls *urls;
@@ -267,7 +166,6 @@ answer(struct http_api *api, struct http_req *req, OCSP_CERTID *id, const struct
 	}
 	if ((s = store_get(staple_service_store(svc), &key)) != NULL && staple_servable(s, now)) {
 		store_used(s, now);
-		map_put(http_api_ocsp_map(api), probe, &key);
 		http_api_send_staple(req, s);
 		goto out;
 	}
@@ -347,18 +245,18 @@ http_ocsp_handle(struct http_api *api, struct http_req *req, const char *path, s
 {
 	const struct stapler_config *cfg = http_api_config(api);
 	enum http_method m = http_req_method(req);
-	struct map_probe probe;
 	const struct staple *s;
 	const unsigned char *der;
+	unsigned char fast[OCSP_GET_DECODE_INTO_MAX];
 	OCSP_CERTID *id;
 	char b64[HTTP_PARSE_MAX_LINE + 1];
-	size_t len;
+	size_t len, blen;
+	time_t now = time(NULL);
 
 	if (m == HTTP_POST) {
 		if (http_api_body(api, req, &der, &len) < 0)
 			return;
-		probe = (struct map_probe){ 'P', len, der };
-		if ((s = map_hit(api, &probe, time(NULL))) != NULL) {
+		if (der != NULL && (s = fast_hit(api, der, len, now)) != NULL) {
 			http_api_send_staple(req, s);
 			return;
 		}
@@ -366,7 +264,7 @@ http_ocsp_handle(struct http_api *api, struct http_req *req, const char *path, s
 			send_status(req, OCSP_RESPONSE_STATUS_MALFORMEDREQUEST);
 			return;
 		}
-		answer(api, req, id, &probe);
+		answer(api, req, id);
 		return;
 	}
 	if (m != HTTP_GET && m != HTTP_HEAD) {
@@ -377,22 +275,34 @@ http_ocsp_handle(struct http_api *api, struct http_req *req, const char *path, s
 		send_status(req, OCSP_RESPONSE_STATUS_MALFORMEDREQUEST);
 		return;
 	}
-	probe = (struct map_probe){ 'G', plen - 6, (const unsigned char *)path + 6 };
-	if ((s = map_hit(api, &probe, time(NULL))) != NULL) {
-		http_api_send_staple(req, s);
-		return;
-	}
-	memcpy(b64, path + 6, plen - 6);
-	b64[plen - 6] = '\0';
+	blen = plen - 6;
+	memcpy(b64, path + 6, blen);
+	b64[blen] = '\0';
 	/* A trailing '/' after the base64 is allowed (RFC 6960 §4.1.2 clients add one); base64
 	 * itself may end in '/', so the path is tried as it came first. */
-	if ((id = decode_get(b64, cfg->max_request)) == NULL && plen > 7 && b64[plen - 7] == '/') {
-		b64[plen - 7] = '\0';
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass == 1) {
+			if (blen < 2 || b64[blen - 1] != '/')
+				break;
+			b64[--blen] = '\0';
+		}
+		if (ocsp_get_decode_into(b64, fast, sizeof(fast), &len) == 0 &&
+		    (s = fast_hit(api, fast, len, now)) != NULL) {
+			http_api_send_staple(req, s);
+			return;
+		}
+	}
+	/* The full path: OpenSSL decodes what the reader did not take, or a miss. */
+	blen = plen - 6;
+	memcpy(b64, path + 6, blen);
+	b64[blen] = '\0';
+	if ((id = decode_get(b64, cfg->max_request)) == NULL && blen > 1 && b64[blen - 1] == '/') {
+		b64[blen - 1] = '\0';
 		id = decode_get(b64, cfg->max_request);
 	}
 	if (id == NULL) {
 		send_status(req, OCSP_RESPONSE_STATUS_MALFORMEDREQUEST);
 		return;
 	}
-	answer(api, req, id, &probe);
+	answer(api, req, id);
 }

@@ -11,7 +11,6 @@ struct http_api;
 struct http_health;
 struct http_server;
 struct fetcher;
-struct http_ocsp_map;
 struct staple;
 struct staple_service;
 struct stapler_config;
@@ -20,15 +19,6 @@ struct stapler_config;
 void http_ocsp_handle(struct http_api *api, struct http_req *req, const char *path, size_t len);
 /* POST /v1/staples: one staple per certificate of the chain, as JSON. */
 void http_staples_handle(struct http_api *api, struct http_req *req);
-
-/* The OCSP proxy's memory of requests already answered: the request bytes (a GET path or a
- * POST body) to the key of the staple that answered them, so a repeated request is answered
- * without decoding it. Bounded; a hit is checked against the store and the issuer's trust. */
-struct http_ocsp_map *http_ocsp_map_new(void);
-void http_ocsp_map_free(struct http_ocsp_map **m);
-/* Forgets everything (trust anchors or configuration changed). */
-void http_ocsp_map_clear(struct http_ocsp_map *m);
-struct http_ocsp_map *http_api_ocsp_map(struct http_api *api);
 
 /* The route numbers of http_req_set_route(), for the answer counts of /metrics. */
 enum http_route {

@@ -287,6 +287,30 @@ issuers_add_urls(struct issuers *r, const struct stapler_key *key, const char *u
 	return e == NULL ? -1 : add_url_list(e, urls);
 }
 
+int
+issuers_key(const struct issuers *r, enum stapler_hash_alg alg, const unsigned char *name_hash,
+    const unsigned char *key_hash, struct stapler_key *key)
+{
+	unsigned char cid[ID_SHA256_LEN];
+	const struct issuer *e;
+
+	key->hash_alg = (unsigned char)alg;
+	if (alg == STAPLER_HASH_SHA1) {
+		memcpy(key->name_hash, name_hash, STAPLER_SHA1_LEN);
+		memcpy(key->key_hash, key_hash, STAPLER_SHA1_LEN);
+		return 0;
+	}
+	if (alg != STAPLER_HASH_SHA256)
+		return -1;
+	memcpy(cid, name_hash, STAPLER_SHA256_LEN);
+	memcpy(cid + STAPLER_SHA256_LEN, key_hash, STAPLER_SHA256_LEN);
+	if ((e = table_get(&r->by_sha256, cid, 0)) == NULL)
+		return -1;
+	memcpy(key->name_hash, e->id_sha1, STAPLER_SHA1_LEN);
+	memcpy(key->key_hash, e->id_sha1 + STAPLER_SHA1_LEN, STAPLER_SHA1_LEN);
+	return 0;
+}
+
 X509 *
 issuers_resolve(struct issuers *r, const struct certs_trust *trust, time_t now,
     const OCSP_CERTID *id, struct stapler_key *key, const struct certs_urls **urls,

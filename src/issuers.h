@@ -46,6 +46,13 @@ int issuers_known(const struct issuers *r, const struct stapler_key *key);
  * upstream. Returns the number of learned issuers not trusted. */
 size_t issuers_retrust(struct issuers *r, const struct certs_trust *trust, time_t now);
 
+/* The issuer part of the cache key for a CertID's hashes under alg (hash length of alg each):
+ * a SHA-1 CertID's own hashes, a SHA-256 one's mapped to the SHA-1 ones of the learned issuer
+ * they name. Sets key->hash_alg and the two hashes; returns 0, or -1 when a SHA-256 CertID
+ * names no learned issuer. No allocation, no OpenSSL: the /ocsp hit path. */
+int issuers_key(const struct issuers *r, enum stapler_hash_alg alg,
+    const unsigned char *name_hash, const unsigned char *key_hash, struct stapler_key *key);
+
 /* Why issuers_resolve() found no issuer (all are the OCSP `unauthorized` status). */
 enum issuers_miss {
 	ISSUERS_FOUND = 0,

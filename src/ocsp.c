@@ -17,6 +17,58 @@
 /* OpenSSL's lookups take non-const pointers for what they only read. */
 #define OCSP_UNCONST(type, p) ((type *)(uintptr_t)(p))
 
+/* ---- a small bounded DER reader, for the two shapes on hot paths (an RFC 9919 request, a
+ * basic response): anything it does not understand goes to OpenSSL's full decoders ---- */
+
+/* One DER TLV at *p, before end: its tag byte and contents; *p moves past it. Low tag numbers
+ * and definite lengths of at most 4 bytes in their shortest form only (DER, and all an OCSP
+ * request or response needs); -1 otherwise. */
+static int
+der_tlv(const unsigned char **p, const unsigned char *end, unsigned char *tag,
+    const unsigned char **val, size_t *len)
+{
+	const unsigned char *q = *p;
+	size_t n, k;
+
+	if (end - q < 2 || (q[0] & 0x1f) == 0x1f)
+		return -1;
+	*tag = q[0];
+	n = q[1];
+	q += 2;
+	if (n & 0x80) {
+		k = n & 0x7f;
+		if (k == 0 || k > 4 || (size_t)(end - q) < k || q[0] == 0)
+			return -1;
+		for (n = 0; k > 0; k--)
+			n = (n << 8) | *q++;
+		if (n < 0x80)
+			return -1;     /* DER: the short form where it fits */
+	}
+	if ((size_t)(end - q) < n)
+		return -1;
+	*val = q;
+	*len = n;
+	*p = q + n;
+	return 0;
+}
+
+/* Enters the TLV at *p, which must have tag want and fill [*p, *end) exactly: [*p, *end)
+ * becomes its contents. */
+static int
+der_enter(const unsigned char **p, const unsigned char **end, unsigned char want)
+{
+	unsigned char tag;
+	const unsigned char *v;
+	size_t n;
+
+	if (der_tlv(p, *end, &tag, &v, &n) < 0 || tag != want || *p != *end)
+		return -1;
+	*p = v;
+	*end = v + n;
+	return 0;
+}
+
+
 const char *
 ocsp_verdict_name(enum ocsp_verdict v)
 {
@@ -165,21 +217,147 @@ ocsp_request_certid(const unsigned char *der, size_t len)
 	return id;
 }
 
-unsigned char *
-ocsp_get_decode(const char *path, size_t max, size_t *len)
+/* The reader of ocsp_request_read(): the Extensions at [p, end) (the [n] EXPLICIT already
+ * entered) are all understood (a critical one is the nonce) and well formed. */
+static int
+extensions_ok(const unsigned char *p, const unsigned char *end)
 {
-	unsigned char *der = NULL;
-	char *b64 = NULL;
+	static const unsigned char nonce[] = { 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01,
+	    0x02 };
+	const unsigned char *v;
+	unsigned char tag;
+	size_t n;
+
+	if (der_enter(&p, &end, 0x30) < 0 || p == end)
+		return -1;
+	while (p < end) {
+		const unsigned char *e, *eend, *oid;
+		size_t oid_len;
+		int critical = 0;
+
+		if (der_tlv(&p, end, &tag, &v, &n) < 0 || tag != 0x30)
+			return -1;
+		eend = v + n;
+		e = v;
+		if (der_tlv(&e, eend, &tag, &oid, &oid_len) < 0 || tag != 0x06 ||
+		    der_tlv(&e, eend, &tag, &v, &n) < 0)
+			return -1;
+		if (tag == 0x01) {
+			if (n != 1 || (v[0] != 0x00 && v[0] != 0xff))
+				return -1;
+			critical = v[0] == 0xff;
+			if (der_tlv(&e, eend, &tag, &v, &n) < 0)
+				return -1;
+		}
+		if (tag != 0x04 || e != eend)
+			return -1;
+		if (critical && (oid_len != sizeof(nonce) || memcmp(oid, nonce, oid_len) != 0))
+			return -1;
+	}
+	return 0;
+}
+
+int
+ocsp_request_read(const unsigned char *der, size_t len, struct ocsp_certid_view *v)
+{
+	static const struct {
+		unsigned char oid[9];
+		size_t oid_len, hash_len;
+		enum stapler_hash_alg alg;
+	} algs[] = {
+		{ { 0x2b, 0x0e, 0x03, 0x02, 0x1a }, 5, STAPLER_SHA1_LEN, STAPLER_HASH_SHA1 },
+		{ { 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01 }, 9, STAPLER_SHA256_LEN,
+		    STAPLER_HASH_SHA256 },
+	};
+	const unsigned char *p = der, *end, *val, *list, *list_end, *ext, *alg, *alg_end, *oid;
+	unsigned char tag;
+	size_t n, ext_len, oid_len, i;
+
+	memset(v, 0, sizeof(*v));
+	if (der == NULL)
+		return -1;
+	end = der + len;
+	/* OCSPRequest: the TBSRequest alone (no optionalSignature), nothing after */
+	if (der_enter(&p, &end, 0x30) < 0 || der_enter(&p, &end, 0x30) < 0)
+		return -1;
+	/* TBSRequest: no version (v1 is the default), no requestorName: requestList first,
+	 * then the requestExtensions or nothing */
+	if (der_tlv(&p, end, &tag, &list, &n) < 0 || tag != 0x30)
+		return -1;
+	list_end = list + n;
+	if (p != end && (der_tlv(&p, end, &tag, &ext, &ext_len) < 0 || tag != 0xa2 ||
+	    p != end || extensions_ok(ext, ext + ext_len) < 0))
+		return -1;
+	/* requestList: exactly one Request: its CertID, then its extensions or nothing */
+	p = list;
+	if (der_enter(&p, &list_end, 0x30) < 0)
+		return -1;
+	v->certid = p;
+	if (der_tlv(&p, list_end, &tag, &val, &n) < 0 || tag != 0x30)
+		return -1;
+	v->certid_len = (size_t)(p - v->certid);
+	if (p != list_end && (der_tlv(&p, list_end, &tag, &ext, &ext_len) < 0 || tag != 0xa0 ||
+	    p != list_end || extensions_ok(ext, ext + ext_len) < 0))
+		return -1;
+	/* CertID */
+	p = val;
+	end = val + n;
+	if (der_tlv(&p, end, &tag, &alg, &n) < 0 || tag != 0x30)
+		return -1;
+	alg_end = alg + n;
+	if (der_tlv(&alg, alg_end, &tag, &oid, &oid_len) < 0 || tag != 0x06)
+		return -1;
+	for (i = 0; i < sizeof(algs) / sizeof(algs[0]); i++)
+		if (oid_len == algs[i].oid_len && memcmp(oid, algs[i].oid, oid_len) == 0)
+			break;
+	if (i == sizeof(algs) / sizeof(algs[0]))
+		return -1;
+	v->alg = algs[i].alg;
+	v->hash_len = algs[i].hash_len;
+	/* parameters: absent, or NULL */
+	if (alg != alg_end) {
+		if (der_tlv(&alg, alg_end, &tag, &val, &n) < 0 || tag != 0x05 || n != 0 ||
+		    alg != alg_end)
+			return -1;
+		v->alg_null = 1;
+	}
+	if (der_tlv(&p, end, &tag, &v->name_hash, &n) < 0 || tag != 0x04 || n != v->hash_len ||
+	    der_tlv(&p, end, &tag, &v->key_hash, &n) < 0 || tag != 0x04 || n != v->hash_len ||
+	    der_tlv(&p, end, &tag, &val, &n) < 0 || tag != 0x02 || p != end || n == 0)
+		return -1;
+	/* A positive INTEGER in its shortest form: its magnitude, as the key keeps it. Zero,
+	 * negative and padded serials are left to OpenSSL. */
+	if (val[0] & 0x80)
+		return -1;
+	if (val[0] == 0x00) {
+		if (n == 1 || !(val[1] & 0x80))
+			return -1;
+		val++;
+		n--;
+	}
+	if (n > STAPLER_SERIAL_MAX)
+		return -1;
+	v->serial = val;
+	v->serial_len = n;
+	return 0;
+}
+
+/* ocsp_get_decode()'s work, into the caller's buffers: b64 (b64cap bytes) holds the base64
+ * once unescaped, der (dercap bytes) the DER. Returns 0 with *len, or -1. */
+static int
+get_decode(const char *path, size_t max, char *b64, size_t b64cap, unsigned char *der,
+    size_t dercap, size_t *len)
+{
 	size_t plen, n = 0, i;
 	int dlen;
 
 	*len = 0;
-	if (path == NULL || max == 0 || max > INT_MAX / 2)
-		return NULL;
+	if (path == NULL || max == 0 || max > INT_MAX / 2 || b64cap < 4)
+		return -1;
 	plen = strlen(path);
 	/* Each DER byte takes at most 4/3 base64 characters, each at most 3 escaped ones. */
-	if (plen > 3 * (4 * (max / 3 + 1)) + 16 || (b64 = malloc(plen + 4)) == NULL)
-		return NULL;
+	if (plen > 3 * (4 * (max / 3 + 1)) + 16)
+		return -1;
 	for (i = 0; i < plen; i++) {
 		char c = path[i];
 
@@ -188,7 +366,7 @@ ocsp_get_decode(const char *path, size_t max, size_t *len)
 			int lo = hi >= 0 ? util_hexval((unsigned char)path[i + 2]) : -1;
 
 			if (lo < 0)
-				goto fail;
+				return -1;
 			c = (char)(hi << 4 | lo);
 			i += 2;
 		}
@@ -211,35 +389,58 @@ ocsp_get_decode(const char *path, size_t max, size_t *len)
 		default:
 			break;
 		}
+		if (n + 4 >= b64cap)
+			return -1;
 		b64[n++] = c;
 	}
 	while (n % 4 != 0 && n % 4 != 1)
 		b64[n++] = '=';
 	b64[n] = '\0';
-	if (n == 0 || n % 4 != 0 || n / 4 * 3 > max + 2)
-		goto fail;
+	if (n == 0 || n % 4 != 0 || n / 4 * 3 > max + 2 || n / 4 * 3 > dercap)
+		return -1;
 	for (i = 0; i < n; i++) {
 		if (!isalnum((unsigned char)b64[i]) && b64[i] != '+' && b64[i] != '/' &&
 		    !(b64[i] == '=' && i >= n - 2))
-			goto fail;
+			return -1;
 	}
 	if (b64[n - 2] == '=' && b64[n - 1] != '=')
-		goto fail;
-	if ((der = malloc(n / 4 * 3 + 1)) == NULL)
-		goto fail;
+		return -1;
 	/* EVP_DecodeBlock counts the padding as zero bytes; take them off. */
 	if ((dlen = EVP_DecodeBlock(der, (unsigned char *)b64, (int)n)) < 0)
-		goto fail;
+		return -1;
 	dlen -= (b64[n - 1] == '=') + (b64[n - 2] == '=');
 	if (dlen <= 0 || (size_t)dlen > max)
-		goto fail;
+		return -1;
 	*len = (size_t)dlen;
+	return 0;
+}
+
+unsigned char *
+ocsp_get_decode(const char *path, size_t max, size_t *len)
+{
+	size_t plen = path != NULL ? strlen(path) : 0;
+	unsigned char *der = NULL;
+	char *b64 = NULL;
+
+	*len = 0;
+	if (path == NULL || plen > SIZE_MAX / 2 - 8 || (b64 = malloc(plen + 8)) == NULL ||
+	    (der = malloc((plen + 8) / 4 * 3 + 1)) == NULL ||
+	    get_decode(path, max, b64, plen + 8, der, (plen + 8) / 4 * 3 + 1, len) < 0) {
+		free(der);
+		der = NULL;
+	}
 	free(b64);
 	return der;
-fail:
-	free(der);
-	free(b64);
-	return NULL;
+}
+
+int
+ocsp_get_decode_into(const char *path, unsigned char *out, size_t cap, size_t *len)
+{
+	char b64[4 * (OCSP_GET_DECODE_INTO_MAX / 3 + 1) + 8];
+
+	if (cap > OCSP_GET_DECODE_INTO_MAX)
+		cap = OCSP_GET_DECODE_INTO_MAX;
+	return get_decode(path, cap, b64, sizeof(b64), out, cap, len);
 }
 
 int
@@ -403,51 +604,6 @@ ocsp_signers_stats(const struct ocsp_signers *s, unsigned long long *hits,
 {
 	*hits = s != NULL ? s->hits : 0;
 	*misses = s != NULL ? s->misses : 0;
-}
-
-/* One DER TLV at *p, before end: its tag byte and contents; *p moves past it. Low tag numbers
- * and definite lengths of at most 4 bytes only (all an OCSP response needs); -1 otherwise. */
-static int
-der_tlv(const unsigned char **p, const unsigned char *end, unsigned char *tag,
-    const unsigned char **val, size_t *len)
-{
-	const unsigned char *q = *p;
-	size_t n, k;
-
-	if (end - q < 2 || (q[0] & 0x1f) == 0x1f)
-		return -1;
-	*tag = q[0];
-	n = q[1];
-	q += 2;
-	if (n & 0x80) {
-		k = n & 0x7f;
-		if (k == 0 || k > 4 || (size_t)(end - q) < k)
-			return -1;
-		for (n = 0; k > 0; k--)
-			n = (n << 8) | *q++;
-	}
-	if ((size_t)(end - q) < n)
-		return -1;
-	*val = q;
-	*len = n;
-	*p = q + n;
-	return 0;
-}
-
-/* Enters the TLV at *p, which must have tag want and fill [*p, *end) exactly: [*p, *end)
- * becomes its contents. */
-static int
-der_enter(const unsigned char **p, const unsigned char **end, unsigned char want)
-{
-	unsigned char tag;
-	const unsigned char *v;
-	size_t n;
-
-	if (der_tlv(p, *end, &tag, &v, &n) < 0 || tag != want || *p != *end)
-		return -1;
-	*p = v;
-	*end = v + n;
-	return 0;
 }
 
 #define OCSP_MAX_RESPONSE_CERTS 8

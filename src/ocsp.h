@@ -74,12 +74,39 @@ const char *ocsp_request_error_name(enum ocsp_request_error e);
 enum ocsp_request_error ocsp_request_decode(const unsigned char *der, size_t len,
     OCSP_CERTID **id, int *has_nonce);
 
+/* The one CertID of a request in the lightweight shape, as slices of the request's bytes. */
+struct ocsp_certid_view {
+	const unsigned char *certid;         /* the whole CertID, DER, certid_len bytes */
+	size_t certid_len;
+	enum stapler_hash_alg alg;           /* SHA-1 or SHA-256 */
+	int alg_null;                        /* 1: the AlgorithmIdentifier has NULL parameters;
+	                                      * 0: none */
+	const unsigned char *name_hash;      /* issuerNameHash, hash_len bytes */
+	const unsigned char *key_hash;       /* issuerKeyHash, hash_len bytes */
+	size_t hash_len;
+	const unsigned char *serial;         /* the serial's magnitude, serial_len (1 to */
+	size_t serial_len;                   /* STAPLER_SERIAL_MAX) bytes */
+};
+
+/* Reads a DER OCSPRequest of RFC 9919's lightweight shape without OpenSSL and without
+ * allocating: no version, requestor name or signature, exactly one Request, a SHA-1 or
+ * SHA-256 CertID with NULL or absent parameters and a positive serial in shortest form,
+ * extensions only non-critical ones or the nonce (ignored). Returns 0 with *v pointing into
+ * der, or -1 for anything else, which ocsp_request_decode() then judges: a request this
+ * reader takes is one that decoder accepts with the same CertID (fuzz_ocsp_request checks
+ * it), never the other way round. */
+int ocsp_request_read(const unsigned char *der, size_t len, struct ocsp_certid_view *v);
+
 /* Decodes the request part of an RFC 5019 GET path (what follows "/ocsp/", still URL
  * encoded). Tolerates what real clients and proxies produce: %-escapes in any case, '+'
  * decoded to a space, the extra leading '/' of a doubled slash, URL-safe base64 and missing
  * padding. Returns a new buffer (free()) and its length in *len, or NULL when it is not
  * base64 or would decode to more than max bytes. */
 unsigned char *ocsp_get_decode(const char *path, size_t max, size_t *len);
+/* The same without allocating, for requests of at most OCSP_GET_DECODE_INTO_MAX bytes (and
+ * at most cap): the DER goes into out. Returns 0 with *len, or -1 (not base64, or longer). */
+#define OCSP_GET_DECODE_INTO_MAX 1024
+int ocsp_get_decode_into(const char *path, unsigned char *out, size_t cap, size_t *len);
 
 /* DER of an unsigned OCSPResponse holding only status (RFC 6960 §2.3: malformedRequest,
  * internalError, tryLater, sigRequired, unauthorized). Returns 0 with a new buffer in *der

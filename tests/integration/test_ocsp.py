@@ -335,6 +335,38 @@ class OcspTest(IntegrationTestCase):
         self.assertIn("Response verify OK", out)
         self.assertIn("%s: good" % leaf.cert, out)
 
+    def test_requests_the_small_reader_leaves_to_openssl(self):
+        """The hit path reads RFC 9919's lightweight request shape without OpenSSL; a request
+        OpenSSL accepts in another shape (a requestorName, a length in a longer form than DER
+        allows, BER's indefinite length, AlgorithmIdentifier parameters absent) is still
+        answered with the cached staple, by POST and by GET, and makes no upstream contact."""
+        leaf, = self.leaves(("leaf", "2702", False))
+        self.start(fwd=True)
+        self.submit(leaf)
+        expected = self.cached_der(leaf)
+        fetched = self.fwd.count
+        cid = cert_id(self.inter.der(), leaf.serial)
+        requestor = der(0xA1, der(0x82, b"head-end.example"))         # [1] dNSName
+        long_cid = b"\x30\x81" + cid[1:]       # the CertID's length in a 2-byte form
+        request_list = seq(seq(cid))
+        indefinite = b"\x30\x80" + seq(request_list) + b"\x00\x00"
+        shapes = {
+            "requestorName": seq(seq(requestor, request_list)),
+            "non-minimal length": seq(seq(seq(seq(long_cid)))),
+            "indefinite length": indefinite,
+            "lightweight": ocsp_request([cid]),
+        }
+        for name, req in shapes.items():
+            with self.subTest(shape=name):
+                st, h, body = self.post(req)
+                self.assertEqual(st, 200)
+                self.assertEqual(body, expected, name)
+                path = "/ocsp/" + urllib.parse.quote(base64.b64encode(req).decode(), safe="")
+                st, h, body = self.d.request("GET", path)
+                self.assertEqual(st, 200)
+                self.assertEqual(body, expected, name)
+        self.assertEqual(self.fwd.count, fetched)
+
     def test_sha384_certid_is_unauthorized(self):
         # SHA-1 and SHA-256 CertIDs are served (test_certid.py); another algorithm is refused
         # rather than answered with a response the client cannot match.

@@ -823,6 +823,203 @@ request_der(OCSP_CERTID *const *ids, int n, int nonce, size_t *len)
 	return der;
 }
 
+/* ---- the small reader of the /ocsp hit path (ocsp_request_read) ---- */
+
+struct dbuf {
+	unsigned char b[1024];
+	size_t n;
+};
+
+/* Appends tag, a DER length (or the long form of width lw when lw > 0, to make non-minimal
+ * ones) and body. */
+static void
+tlv_w(struct dbuf *d, unsigned char tag, const unsigned char *body, size_t n, int lw)
+{
+	assert_true(d->n + n + 6 <= sizeof(d->b));
+	d->b[d->n++] = tag;
+	if (lw == 0 && n < 0x80) {
+		d->b[d->n++] = (unsigned char)n;
+	} else {
+		int w = lw > 0 ? lw : n < 0x100 ? 1 : 2;
+
+		d->b[d->n++] = (unsigned char)(0x80 | w);
+		for (int i = w - 1; i >= 0; i--)
+			d->b[d->n++] = (unsigned char)(n >> (8 * i));
+	}
+	memcpy(d->b + d->n, body, n);
+	d->n += n;
+}
+
+static void
+tlv(struct dbuf *d, unsigned char tag, const struct dbuf *body)
+{
+	tlv_w(d, tag, body->b, body->n, 0);
+}
+
+struct req_shape {
+	const char *what;
+	int alg;              /* 1 SHA-1, 256, 384 */
+	int params;           /* 0 absent, 1 NULL, 2 something else */
+	const unsigned char *serial;
+	size_t serial_len;
+	int extensions;       /* 0 none; 1 nonce; 2 critical nonce; 3 critical unknown; 4 that
+	                       * on the Request */
+	int requests;         /* how many Requests */
+	int requestor;        /* a requestorName [1] */
+	int long_len;         /* the CertID's SEQUENCE with a non-minimal length */
+	int trailing;         /* a byte after the request */
+	int reader;           /* what ocsp_request_read() must say: 0 or -1 */
+};
+
+static void
+shape_der(const struct fx *f, const struct req_shape *sh, struct dbuf *out)
+{
+	static const unsigned char sha1[] = { 0x2b, 0x0e, 0x03, 0x02, 0x1a };
+	static const unsigned char sha256[] = { 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+	    0x01 };
+	static const unsigned char sha384[] = { 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+	    0x02 };
+	static const unsigned char nonce[] = { 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01,
+	    0x02 };
+	static const unsigned char other[] = { 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01,
+	    0x63 };
+	static const unsigned char ff = 0xff, val[] = { 0x04, 0x02, 0xab, 0xcd };
+	struct dbuf alg = { 0 }, cid = { 0 }, cidseq = { 0 }, req = { 0 }, reqs = { 0 },
+	    list = { 0 }, ext = { 0 }, exts = { 0 }, extseq = { 0 }, tbs = { 0 }, tbsseq = { 0 };
+	unsigned char nh[64], kh[64];
+	const EVP_MD *md = sh->alg == 1 ? EVP_sha1() : sh->alg == 256 ? EVP_sha256() : EVP_sha384();
+	unsigned int nl = 0, kl = 0;
+	unsigned char *name = NULL;
+	int n = i2d_X509_NAME(X509_get_subject_name(f->ca.cert), &name);
+
+	assert_true(n > 0 && EVP_Digest(name, (size_t)n, nh, &nl, md, NULL) == 1);
+	assert_int_equal(X509_pubkey_digest(f->ca.cert, md, kh, &kl), 1);
+	OPENSSL_free(name);
+	tlv_w(&alg, 0x06, sh->alg == 1 ? sha1 : sh->alg == 256 ? sha256 : sha384,
+	    sh->alg == 1 ? sizeof(sha1) : 9, 0);
+	if (sh->params == 1)
+		tlv_w(&alg, 0x05, NULL, 0, 0);
+	else if (sh->params == 2)
+		tlv_w(&alg, 0x04, nh, 1, 0);
+	tlv(&cid, 0x30, &alg);
+	tlv_w(&cid, 0x04, nh, nl, 0);
+	tlv_w(&cid, 0x04, kh, kl, 0);
+	tlv_w(&cid, 0x02, sh->serial, sh->serial_len, 0);
+	tlv_w(&cidseq, 0x30, cid.b, cid.n, sh->long_len);
+	if (sh->extensions > 0) {
+		tlv_w(&ext, 0x06, sh->extensions >= 3 ? other : nonce, sizeof(nonce), 0);
+		if (sh->extensions >= 2)
+			tlv_w(&ext, 0x01, &ff, 1, 0);
+		tlv_w(&ext, 0x04, val, sizeof(val), 0);
+		tlv(&exts, 0x30, &ext);
+		tlv(&extseq, 0x30, &exts);
+	}
+	memcpy(req.b, cidseq.b, cidseq.n);
+	req.n = cidseq.n;
+	if (sh->extensions == 4)
+		tlv(&req, 0xa0, &extseq);
+	for (int i = 0; i < sh->requests; i++)
+		tlv(&reqs, 0x30, &req);
+	if (sh->requestor) {
+		static const unsigned char gn[] = { 0x82, 0x03, 'a', '.', 'b' };   /* dNSName */
+
+		tlv_w(&tbs, 0xa1, gn, sizeof(gn), 0);
+	}
+	tlv(&list, 0x30, &reqs);
+	memcpy(tbs.b + tbs.n, list.b, list.n);
+	tbs.n += list.n;
+	if (sh->extensions > 0 && sh->extensions < 4)
+		tlv(&tbs, 0xa2, &extseq);
+	tlv(&tbsseq, 0x30, &tbs);
+	out->n = 0;
+	tlv(out, 0x30, &tbsseq);
+	if (sh->trailing)
+		out->b[out->n++] = 0;
+}
+
+/* A table of request shapes: what the reader takes it takes from OpenSSL's own verdict with
+ * the same CertID byte for byte; what it leaves, OpenSSL still judges (tested through the
+ * daemon in test_ocsp.py). */
+static void
+test_request_reader(void **state)
+{
+	static const unsigned char s42[] = { 0x42 }, s_hi[] = { 0x00, 0x80 },
+	    s_pad[] = { 0x00, 0x42 }, s_neg[] = { 0xff }, s_zero[] = { 0x00 },
+	    s_long[33] = { 0x01 };
+	const struct req_shape shapes[] = {
+		{ "SHA-1, NULL params", 1, 1, s42, 1, 0, 1, 0, 0, 0, 0 },
+		{ "SHA-1, no params", 1, 0, s42, 1, 0, 1, 0, 0, 0, 0 },
+		{ "SHA-256, NULL params", 256, 1, s42, 1, 0, 1, 0, 0, 0, 0 },
+		{ "SHA-256, no params", 256, 0, s42, 1, 0, 1, 0, 0, 0, 0 },
+		{ "nonce", 1, 1, s42, 1, 1, 1, 0, 0, 0, 0 },
+		{ "critical nonce", 1, 1, s42, 1, 2, 1, 0, 0, 0, 0 },
+		{ "serial 0x80", 1, 1, s_hi, 2, 0, 1, 0, 0, 0, 0 },
+		{ "SHA-384", 384, 1, s42, 1, 0, 1, 0, 0, 0, -1 },
+		{ "odd parameters", 1, 2, s42, 1, 0, 1, 0, 0, 0, -1 },
+		{ "critical unknown extension", 1, 1, s42, 1, 3, 1, 0, 0, 0, -1 },
+		{ "critical unknown extension on the Request", 1, 1, s42, 1, 4, 1, 0, 0, 0, -1 },
+		{ "two requests", 1, 1, s42, 1, 0, 2, 0, 0, 0, -1 },
+		{ "no request", 1, 1, s42, 1, 0, 0, 0, 0, 0, -1 },
+		{ "requestorName", 1, 1, s42, 1, 0, 1, 1, 0, 0, -1 },
+		{ "non-minimal length", 1, 1, s42, 1, 0, 1, 0, 2, 0, -1 },
+		{ "trailing byte", 1, 1, s42, 1, 0, 1, 0, 0, 1, -1 },
+		{ "padded serial", 1, 1, s_pad, 2, 0, 1, 0, 0, 0, -1 },
+		{ "negative serial", 1, 1, s_neg, 1, 0, 1, 0, 0, 0, -1 },
+		{ "zero serial", 1, 1, s_zero, 1, 0, 1, 0, 0, 0, -1 },
+		{ "33-octet serial", 1, 1, s_long, 33, 0, 1, 0, 0, 0, -1 },
+	};
+	struct fx *f = *state;
+
+	for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+		const struct req_shape *sh = &shapes[i];
+		struct ocsp_certid_view v;
+		struct dbuf d;
+		OCSP_CERTID *id = NULL;
+		unsigned char *enc = NULL;
+		int r, n;
+
+		shape_der(f, sh, &d);
+		r = ocsp_request_read(d.b, d.n, &v);
+		if (r != sh->reader)
+			fail_msg("%s: reader says %d, want %d", sh->what, r, sh->reader);
+		if (r < 0) {
+			/* Left to OpenSSL; a second read of the same bytes agrees. */
+			assert_int_equal(ocsp_request_read(d.b, d.n, &v), -1);
+			continue;
+		}
+		if (ocsp_request_decode(d.b, d.n, &id, NULL) != OCSP_REQ_OK)
+			fail_msg("%s: the reader took a request OpenSSL refuses", sh->what);
+		n = i2d_OCSP_CERTID(id, &enc);
+		assert_true(n > 0);
+		if ((size_t)n != v.certid_len || memcmp(enc, v.certid, v.certid_len) != 0)
+			fail_msg("%s: another CertID than OpenSSL's", sh->what);
+		assert_int_equal(v.alg, sh->alg == 1 ? STAPLER_HASH_SHA1 : STAPLER_HASH_SHA256);
+		assert_int_equal(v.alg_null, sh->params == 1);
+		assert_int_equal(v.serial_len, sh->serial[0] == 0 ? sh->serial_len - 1 :
+		    sh->serial_len);
+		assert_memory_equal(v.serial, sh->serial + (sh->serial[0] == 0), v.serial_len);
+		OPENSSL_free(enc);
+		OCSP_CERTID_free(id);
+	}
+	/* What OpenSSL builds for the fixture's CertID, with and without a nonce. */
+	for (int nonce = 0; nonce <= 1; nonce++) {
+		OCSP_CERTID *one[1] = { f->id };
+		struct ocsp_certid_view v;
+		unsigned char *der, *enc = NULL;
+		size_t len;
+		int n;
+
+		der = request_der(one, 1, nonce, &len);
+		assert_int_equal(ocsp_request_read(der, len, &v), 0);
+		n = i2d_OCSP_CERTID(f->id, &enc);
+		assert_int_equal((size_t)n, v.certid_len);
+		assert_memory_equal(enc, v.certid, v.certid_len);
+		assert_int_equal(ocsp_request_read(der, len - 1, &v), -1);
+		OPENSSL_free(enc);
+		OPENSSL_free(der);
+	}
+}
+
 static void
 test_request_decode(void **state)
 {
@@ -1046,6 +1243,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_good, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_signer_cache, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_request_reader, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_revoked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_expired, setup, teardown),
