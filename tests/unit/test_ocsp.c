@@ -846,7 +846,8 @@ tlv_w(struct dbuf *d, unsigned char tag, const unsigned char *body, size_t n, in
 		for (int i = w - 1; i >= 0; i--)
 			d->b[d->n++] = (unsigned char)(n >> (8 * i));
 	}
-	memcpy(d->b + d->n, body, n);
+	if (n > 0)
+		memcpy(d->b + d->n, body, n);
 	d->n += n;
 }
 
