@@ -94,31 +94,37 @@ staple_new(const struct stapler_key *key, enum stapler_cert_status status, time_
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
-	char hex[2 * 16 + 1];
 	struct staple *s;
 
-	if ((s = malloc(sizeof(*s) + der_len)) == NULL)
+	if (der_len > UINT32_MAX || (s = malloc(sizeof(*s) + der_len)) == NULL)
 		return NULL;
 	s->key = *key;
-	s->status = status;
+	s->status = (unsigned char)status;
 	s->this_update = this_update;
 	s->next_update = next_update;
 	s->produced_at = produced_at;
 	s->fetched_at = fetched_at;
 	s->refresh_at = 0;
 	s->used_at = fetched_at;
-	s->der_len = der_len;
+	s->der_len = (uint32_t)der_len;
 	memcpy(s->der, der, der_len);
 	/* A strong validator: the first 128 bits of SHA-256 over the exact bytes served. */
-	if (EVP_Digest(der, der_len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen < 16) {
+	if (EVP_Digest(der, der_len, md, &mdlen, EVP_sha256(), NULL) != 1 ||
+	    mdlen < STAPLE_ETAG_BYTES) {
 		free(s);
 		return NULL;
 	}
-	util_hex(md, 16, hex);
-	snprintf(s->etag, sizeof(s->etag), "\"%s\"", hex);
-	util_http_date(this_update, s->last_modified);
-	util_http_date(next_update, s->expires);
+	memcpy(s->etag, md, STAPLE_ETAG_BYTES);
 	return s;
+}
+
+void
+staple_etag(const struct staple *s, char out[STAPLE_ETAG_LEN + 1])
+{
+	out[0] = '"';
+	util_hex(s->etag, STAPLE_ETAG_BYTES, out + 1);
+	out[STAPLE_ETAG_LEN - 1] = '"';
+	out[STAPLE_ETAG_LEN] = '\0';
 }
 
 int

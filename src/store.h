@@ -5,6 +5,7 @@
 #define STAPLER_STORE_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
 #include "stapler/types.h"
@@ -18,24 +19,34 @@
 
 struct store;
 
-/* One servable staple. Owned by the store once put; read-only for callers. */
+/* One servable staple. Owned by the store once put; read-only for callers. What an answer
+ * needs first comes first (the key, the status, the length, the validator, the times of
+ * max-age), and nothing that can be derived at answer time is kept: Last-Modified and Expires
+ * are formatted from the times (util_http_date(), integer arithmetic), the ETag from its 16
+ * bytes (staple_etag()). 144 bytes before the DER on LP64. */
+#define STAPLE_ETAG_BYTES 16
+#define STAPLE_ETAG_LEN (2 * STAPLE_ETAG_BYTES + 2)   /* quoted hex */
 struct staple {
 	struct stapler_key key;
-	enum stapler_cert_status status;
-	time_t this_update, next_update, produced_at, fetched_at;
+	unsigned char status;    /* enum stapler_cert_status */
+	uint32_t der_len;
+	unsigned char etag[STAPLE_ETAG_BYTES];   /* SHA-256 of der, its first 128 bits */
+	time_t this_update, next_update;
 	time_t refresh_at;       /* when it is fetched again (0: not known); bounds max-age */
 	time_t used_at;          /* last asked for (store_used()); fetched_at when new */
-	char etag[36];           /* quoted, e.g. "\"3f2a…\"" */
-	char last_modified[30];  /* IMF-fixdate of thisUpdate */
-	char expires[30];        /* IMF-fixdate of nextUpdate */
-	size_t der_len;
+	time_t produced_at, fetched_at;
 	unsigned char der[];     /* exactly the bytes served */
 };
+
+/* The staple's ETag: a strong validator, the quoted uppercase hex of its 16 bytes, NUL
+ * terminated (out holds STAPLE_ETAG_LEN + 1 bytes). */
+void staple_etag(const struct staple *s, char out[STAPLE_ETAG_LEN + 1]);
 
 struct store *store_new(void);
 void store_free(struct store **store);
 
-/* Makes a staple (headers prepared). Returns a new staple (free()) or NULL. */
+/* Makes a staple (its ETag computed). Returns a new staple (free()) or NULL (out of memory,
+ * or der longer than 4 GiB). */
 struct staple *staple_new(const struct stapler_key *key, enum stapler_cert_status status,
     time_t this_update, time_t next_update, time_t produced_at, time_t fetched_at,
     const unsigned char *der, size_t der_len);

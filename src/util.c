@@ -163,10 +163,62 @@ util_unbase64(const char *in, size_t inlen, size_t *outlen)
 void
 util_http_date(time_t t, char out[30])
 {
-	struct tm tm;
+	static const char wday[7][3] = { { 'T', 'h', 'u' }, { 'F', 'r', 'i' }, { 'S', 'a', 't' },
+	    { 'S', 'u', 'n' }, { 'M', 'o', 'n' }, { 'T', 'u', 'e' }, { 'W', 'e', 'd' } };
+	static const char month[12][3] = { { 'J', 'a', 'n' }, { 'F', 'e', 'b' },
+	    { 'M', 'a', 'r' }, { 'A', 'p', 'r' }, { 'M', 'a', 'y' }, { 'J', 'u', 'n' },
+	    { 'J', 'u', 'l' }, { 'A', 'u', 'g' }, { 'S', 'e', 'p' }, { 'O', 'c', 't' },
+	    { 'N', 'o', 'v' }, { 'D', 'e', 'c' } };
+	long long days, secs, z, era, doe, yoe, y, doy, mp, d, m;
+	char *o = out;
 
-	gmtime_r(&t, &tm);
-	strftime(out, 30, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	/* Clamped to what four digits of year can say: 0000-01-01 to 9999-12-31 23:59:59
+	 * (RFC 5280's "no well-defined expiration" date). */
+	if (t < -62167219200LL)
+		t = -62167219200LL;
+	if (t > 253402300799LL)
+		t = 253402300799LL;
+	days = (long long)t / 86400;
+	secs = (long long)t % 86400;
+	if (secs < 0) {
+		secs += 86400;
+		days--;
+	}
+	/* Days to the civil date (H. Hinnant's days_from_civil, inverted). */
+	z = days + 719468;
+	era = (z >= 0 ? z : z - 146096) / 146097;
+	doe = z - era * 146097;
+	yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	y = yoe + era * 400;
+	doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	mp = (5 * doy + 2) / 153;
+	d = doy - (153 * mp + 2) / 5 + 1;
+	m = mp < 10 ? mp + 3 : mp - 9;
+	y += m <= 2;
+	memcpy(o, wday[((days % 7) + 7) % 7], 3);
+	o += 3;
+	*o++ = ',';
+	*o++ = ' ';
+	*o++ = (char)('0' + d / 10);
+	*o++ = (char)('0' + d % 10);
+	*o++ = ' ';
+	memcpy(o, month[m - 1], 3);
+	o += 3;
+	*o++ = ' ';
+	*o++ = (char)('0' + y / 1000 % 10);
+	*o++ = (char)('0' + y / 100 % 10);
+	*o++ = (char)('0' + y / 10 % 10);
+	*o++ = (char)('0' + y % 10);
+	*o++ = ' ';
+	*o++ = (char)('0' + secs / 36000);
+	*o++ = (char)('0' + secs / 3600 % 10);
+	*o++ = ':';
+	*o++ = (char)('0' + secs % 3600 / 600);
+	*o++ = (char)('0' + secs % 3600 / 60 % 10);
+	*o++ = ':';
+	*o++ = (char)('0' + secs % 60 / 10);
+	*o++ = (char)('0' + secs % 10);
+	memcpy(o, " GMT", 5);
 }
 
 void

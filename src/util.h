@@ -29,7 +29,9 @@ char *util_base64(const unsigned char *in, size_t len);
 /* Decodes standard base64 (no whitespace); returns a new buffer (free()) or NULL. */
 unsigned char *util_unbase64(const char *in, size_t inlen, size_t *outlen);
 
-/* RFC 7231 IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"); out holds 30 bytes. */
+/* RFC 9110 IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"); out holds 30 bytes. Integer
+ * arithmetic only (no gmtime, no locale): staple answers format their Last-Modified and
+ * Expires with it per request. Times outside years 0000-9999 are clamped to them. */
 void util_http_date(time_t t, char out[30]);
 /* ISO 8601 UTC ("2026-11-21T14:00:00Z"); out holds 21 bytes. */
 void util_iso_time(time_t t, char out[21]);

@@ -48,6 +48,7 @@ test_staple_new_headers(void **state)
 {
 	struct stapler_key k = key_of(HASH_A, "4D4554455231");
 	struct staple *s = make(&k, STAPLER_REVOKED, 784111777, 784111777 + 7 * DAY, "DER bytes");
+	char etag[STAPLE_ETAG_LEN + 1];
 
 	assert_true(stapler_key_equal(&s->key, &k));
 	assert_int_equal(s->status, STAPLER_REVOKED);
@@ -57,13 +58,14 @@ test_staple_new_headers(void **state)
 	assert_int_equal(s->fetched_at, 784111779);
 	assert_int_equal(s->der_len, 9);
 	assert_memory_equal(s->der, "DER bytes", 9);
-	assert_string_equal(s->last_modified, "Sun, 06 Nov 1994 08:49:37 GMT");
-	assert_string_equal(s->expires, "Sun, 13 Nov 1994 08:49:37 GMT");
 	/* A strong validator: a quoted 128-bit hex digest. */
-	assert_int_equal(strlen(s->etag), 34);
-	assert_int_equal(s->etag[0], '"');
-	assert_int_equal(s->etag[33], '"');
-	assert_int_equal(strspn(s->etag + 1, "0123456789ABCDEF"), 32);
+	staple_etag(s, etag);
+	assert_int_equal(strlen(etag), 34);
+	assert_int_equal(etag[0], '"');
+	assert_int_equal(etag[33], '"');
+	assert_int_equal(strspn(etag + 1, "0123456789ABCDEF"), 32);
+	/* What an answer needs first is at the front: the DER starts within 144 bytes. */
+	assert_true(offsetof(struct staple, der) <= 144);
 	free(s);
 }
 
@@ -77,9 +79,9 @@ test_etag_per_bytes(void **state)
 	struct staple *s3 = make(&a, STAPLER_GOOD, T0, T0 + DAY, "response two");
 	struct staple *s4 = make(&a, STAPLER_GOOD, T0, T0 + DAY, "response onf");
 
-	assert_string_equal(s1->etag, s2->etag);
-	assert_string_not_equal(s1->etag, s3->etag);
-	assert_string_not_equal(s1->etag, s4->etag);
+	assert_memory_equal(s1->etag, s2->etag, STAPLE_ETAG_BYTES);
+	assert_memory_not_equal(s1->etag, s3->etag, STAPLE_ETAG_BYTES);
+	assert_memory_not_equal(s1->etag, s4->etag, STAPLE_ETAG_BYTES);
 	free(s1);
 	free(s2);
 	free(s3);

@@ -275,6 +275,39 @@ test_http_date(void **state)
 	assert_string_equal(out, "Tue, 20 Feb 2052 00:00:00 GMT");
 	assert_int_equal(strlen(out), 29);
 
+	/* The end of RFC 5280's time (certificates that never expire), and past it: clamped. */
+	util_http_date(253402300799LL, out);
+	assert_string_equal(out, "Fri, 31 Dec 9999 23:59:59 GMT");
+	util_http_date(253402300800LL + 86400 * 400LL, out);
+	assert_string_equal(out, "Fri, 31 Dec 9999 23:59:59 GMT");
+	/* The same as gmtime_r() and strftime() over leap years, centuries and random times. */
+	{
+		static const long long edges[] = { 951782400LL, 951868800LL, 4107456000LL,
+		    4107542400LL, 4102444799LL, 946684799LL, 68256000LL, -1LL, -86401LL,
+		    253402214400LL };
+		unsigned long long x = 0x9e3779b97f4a7c15ULL;
+
+		for (int i = 0; i < 100000 + (int)(sizeof(edges) / sizeof(edges[0])); i++) {
+			char want[30];
+			struct tm tm;
+			time_t t;
+
+			if (i < (int)(sizeof(edges) / sizeof(edges[0]))) {
+				t = (time_t)edges[i];
+			} else {
+				x ^= x << 13;
+				x ^= x >> 7;
+				x ^= x << 17;
+				t = (time_t)(x % 253402300800ULL);
+			}
+			gmtime_r(&t, &tm);
+			strftime(want, sizeof(want), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+			util_http_date(t, out);
+			if (strcmp(out, want) != 0)
+				fail_msg("%lld: %s, want %s", (long long)t, out, want);
+		}
+	}
+
 	util_iso_time(784111777, iso);
 	assert_string_equal(iso, "1994-11-06T08:49:37Z");
 	util_iso_time(2592000000LL, iso);
