@@ -217,6 +217,19 @@ ocsp_request_certid(const unsigned char *der, size_t len)
 	return id;
 }
 
+/* A well-formed OBJECT IDENTIFIER body: not empty, each subidentifier in its shortest form
+ * (no leading 0x80) and ended (the last byte without 0x80). */
+static int
+oid_ok(const unsigned char *p, size_t n)
+{
+	if (n == 0 || (p[n - 1] & 0x80))
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (p[i] == 0x80 && (i == 0 || !(p[i - 1] & 0x80)))
+			return 0;
+	return 1;
+}
+
 /* The reader of ocsp_request_read(): the Extensions at [p, end) (the [n] EXPLICIT already
  * entered) are all understood (a critical one is the nonce) and well formed. */
 static int
@@ -240,7 +253,7 @@ extensions_ok(const unsigned char *p, const unsigned char *end)
 		eend = v + n;
 		e = v;
 		if (der_tlv(&e, eend, &tag, &oid, &oid_len) < 0 || tag != 0x06 ||
-		    der_tlv(&e, eend, &tag, &v, &n) < 0)
+		    !oid_ok(oid, oid_len) || der_tlv(&e, eend, &tag, &v, &n) < 0)
 			return -1;
 		if (tag == 0x01) {
 			if (n != 1 || (v[0] != 0x00 && v[0] != 0xff))
@@ -664,33 +677,39 @@ basic_split(const unsigned char *der, size_t len, struct basic_parts *b)
 }
 
 /* The proven signer for issuer among the certificates the response carries (or the issuer
- * itself), valid at now; NULL when none. */
+ * itself), valid at now; NULL when none. Every certificate the response carries must be one
+ * already decoded and proven (a signer's or the issuer's, byte for byte): the full path
+ * decodes them all and refuses a response with one that does not parse. */
 static const struct ocsp_signer *
 signer_find(const struct ocsp_signers *s, const struct basic_parts *b, X509 *issuer,
     time_t now)
 {
 	unsigned char d[OCSP_MAX_RESPONSE_CERTS][32];
-	int have = 0;
+	const struct ocsp_signer *self = NULL, *carried = NULL;
+	int known[OCSP_MAX_RESPONSE_CERTS] = { 0 };
 
+	for (int k = 0; k < b->ncerts; k++)
+		if (EVP_Digest(b->cert[k], b->cert_len[k], d[k], NULL, EVP_sha256(), NULL) != 1)
+			return NULL;
 	for (size_t i = 0; i < s->n; i++) {
 		const struct ocsp_signer *e = &s->v[i];
 
 		if (now < e->not_before || now > e->not_after || X509_cmp(e->issuer, issuer) != 0)
 			continue;
 		if (e->self)
-			return e;
-		if (!have) {
-			for (int k = 0; k < b->ncerts; k++)
-				if (EVP_Digest(b->cert[k], b->cert_len[k], d[k], NULL, EVP_sha256(),
-				    NULL) != 1)
-					return NULL;
-			have = 1;
+			self = e;
+		for (int k = 0; k < b->ncerts; k++) {
+			if (memcmp(d[k], e->digest, 32) == 0) {
+				known[k] = 1;
+				if (!e->self)
+					carried = e;
+			}
 		}
-		for (int k = 0; k < b->ncerts; k++)
-			if (memcmp(d[k], e->digest, 32) == 0)
-				return e;
 	}
-	return NULL;
+	for (int k = 0; k < b->ncerts; k++)
+		if (!known[k])
+			return NULL;
+	return self != NULL ? self : carried;
 }
 
 /* What the full path's issuer check (OpenSSL's ocsp_check_issuer) also demands: at least one
