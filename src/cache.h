@@ -73,6 +73,9 @@ int cache_foreach(struct cache *cache, int (*cb)(const struct cache_row *row, vo
 
 /* Number of rows, and of rows per status (counts[STAPLER_GOOD…STAPLER_UNKNOWN]). 0 or -1. */
 int cache_count(struct cache *cache, long long *total, long long counts[3]);
+/* At least as many as the rows of ocsp_response (the largest rowid; cheap at any size), or 0
+ * when it cannot tell. */
+long long cache_rows_bound(struct cache *cache);
 
 /* The scheduler's side. */
 

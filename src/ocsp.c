@@ -689,7 +689,7 @@ signer_find(const struct ocsp_signers *s, const struct basic_parts *b, X509 *iss
 	int known[OCSP_MAX_RESPONSE_CERTS] = { 0 };
 
 	for (int k = 0; k < b->ncerts; k++)
-		if (EVP_Digest(b->cert[k], b->cert_len[k], d[k], NULL, EVP_sha256(), NULL) != 1)
+		if (util_sha256(b->cert[k], b->cert_len[k], d[k]) < 0)
 			return NULL;
 	for (size_t i = 0; i < s->n; i++) {
 		const struct ocsp_signer *e = &s->v[i];
@@ -799,7 +799,7 @@ signer_learn(struct ocsp_signers *s, OCSP_BASICRESP *bs, X509 *issuer)
 	    util_asn1_time(X509_get0_notAfter(signer), &na_s) != 0 ||
 	    (n = i2d_X509(signer, &der)) <= 0)
 		goto out;
-	if (EVP_Digest(der, (size_t)n, digest, NULL, EVP_sha256(), NULL) != 1)
+	if (util_sha256(der, (size_t)n, digest) < 0)
 		goto out;
 	for (size_t i = 0; i < s->n; i++)
 		if (memcmp(s->v[i].digest, digest, 32) == 0 && X509_cmp(s->v[i].issuer, issuer) == 0)

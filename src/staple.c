@@ -493,7 +493,12 @@ staple_service_load(struct staple_service *svc)
 {
 	long long ttl = svc->cfg->unused_ttl, grace = ttl / 2 < 86400 ? ttl / 2 : 86400;
 
+	long long rows;
+
 	svc->load_floor = time(NULL) - (time_t)(ttl - grace);
+	/* The index sized once for what comes, not doubled twenty times on the way. */
+	if ((rows = cache_rows_bound(svc->cache)) > 0)
+		(void)store_reserve(svc->store, (size_t)rows);
 	if (cache_foreach(svc->cache, load_row, svc) != 0)
 		return -1;
 	/* The anchors may have changed while the daemon was down. */
@@ -1405,7 +1410,7 @@ staple_submit(struct staple_service *svc, const unsigned char *body, size_t len,
 	enum staple_outcome out;
 	char err[512] = "";
 
-	if (EVP_Digest(body, len, digest, NULL, EVP_sha256(), NULL) != 1)
+	if (util_sha256(body, len, digest) < 0)
 		return answer_now(ans, STAPLE_UNAVAILABLE, NULL, "digest failed");
 	/* The hot path: a body seen before maps straight to its staple. */
 	if ((seen = store_seen_get(svc->store, digest, now)) != NULL &&

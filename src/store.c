@@ -92,8 +92,6 @@ staple_new(const struct stapler_key *key, enum stapler_cert_status status, time_
     time_t next_update, time_t produced_at, time_t fetched_at, const unsigned char *der,
     size_t der_len)
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
 	struct staple *s;
 
 	if (der_len > UINT32_MAX || (s = malloc(sizeof(*s) + der_len)) == NULL)
@@ -107,20 +105,25 @@ staple_new(const struct stapler_key *key, enum stapler_cert_status status, time_
 	s->refresh_at = 0;
 	s->used_at = fetched_at;
 	s->der_len = (uint32_t)der_len;
+	s->etag_set = 0;
 	memcpy(s->der, der, der_len);
-	/* A strong validator: the first 128 bits of SHA-256 over the exact bytes served. */
-	if (EVP_Digest(der, der_len, md, &mdlen, EVP_sha256(), NULL) != 1 ||
-	    mdlen < STAPLE_ETAG_BYTES) {
-		free(s);
-		return NULL;
-	}
-	memcpy(s->etag, md, STAPLE_ETAG_BYTES);
 	return s;
 }
 
 void
 staple_etag(const struct staple *s, char out[STAPLE_ETAG_LEN + 1])
 {
+	if (!s->etag_set) {
+		struct staple *w = (struct staple *)(uintptr_t)s;
+		unsigned char md[32];
+
+		/* A strong validator: the first 128 bits of SHA-256 over the exact bytes served.
+		 * Should OpenSSL fail, the zero validator matches no client's. */
+		if (util_sha256(s->der, s->der_len, md) < 0)
+			memset(md, 0, sizeof(md));
+		memcpy(w->etag, md, STAPLE_ETAG_BYTES);
+		w->etag_set = 1;
+	}
 	out[0] = '"';
 	util_hex(s->etag, STAPLE_ETAG_BYTES, out + 1);
 	out[STAPLE_ETAG_LEN - 1] = '"';
@@ -165,6 +168,12 @@ store_put(struct store *store, struct staple *s)
 	store->bytes += s->der_len;
 	free(old);
 	return 0;
+}
+
+int
+store_reserve(struct store *store, size_t n)
+{
+	return table_reserve(&store->staples, n, store->seed);
 }
 
 const struct staple *

@@ -28,7 +28,8 @@ struct store;
 #define STAPLE_ETAG_LEN (2 * STAPLE_ETAG_BYTES + 2)   /* quoted hex */
 struct staple {
 	struct stapler_key key;
-	unsigned char status;    /* enum stapler_cert_status */
+	unsigned char status : 7;   /* enum stapler_cert_status */
+	unsigned char etag_set : 1; /* etag computed (at the first answer: a load hashes nothing) */
 	uint32_t der_len;
 	unsigned char etag[STAPLE_ETAG_BYTES];   /* SHA-256 of der, its first 128 bits */
 	time_t this_update, next_update;
@@ -38,15 +39,17 @@ struct staple {
 	unsigned char der[];     /* exactly the bytes served */
 };
 
-/* The staple's ETag: a strong validator, the quoted uppercase hex of its 16 bytes, NUL
- * terminated (out holds STAPLE_ETAG_LEN + 1 bytes). */
+/* The staple's ETag: a strong validator, the quoted uppercase hex of the first 16 bytes of
+ * the SHA-256 of its DER, NUL terminated (out holds STAPLE_ETAG_LEN + 1 bytes). Computed at
+ * the first call and kept (the one other field, with used_at, that changes after
+ * store_put(); the daemon is single-threaded). */
 void staple_etag(const struct staple *s, char out[STAPLE_ETAG_LEN + 1]);
 
 struct store *store_new(void);
 void store_free(struct store **store);
 
-/* Makes a staple (its ETag computed). Returns a new staple (free()) or NULL (out of memory,
- * or der longer than 4 GiB). */
+/* Makes a staple. Returns a new staple (free()) or NULL (out of memory, or der longer than
+ * 4 GiB). */
 struct staple *staple_new(const struct stapler_key *key, enum stapler_cert_status status,
     time_t this_update, time_t next_update, time_t produced_at, time_t fetched_at,
     const unsigned char *der, size_t der_len);
@@ -62,6 +65,8 @@ long staple_max_age(const struct staple *s, time_t now);
 
 /* Takes ownership of s, replacing any staple with the same key. Returns 0 or -1 (s freed). */
 int store_put(struct store *store, struct staple *s);
+/* Sizes the index for n staples at once (warm start). Returns 0 or -1. */
+int store_reserve(struct store *store, size_t n);
 /* Returns the staple for key, or NULL. Valid until the next store_put/store_remove of that key. */
 const struct staple *store_get(const struct store *store, const struct stapler_key *key);
 /* Records when the staple for key is fetched again (a retry after a failure moves it). */

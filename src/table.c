@@ -1,5 +1,6 @@
 /* A hash table of entry pointers: open addressing with linear probing and backward-shift
  * deletion, so probe runs stay unbroken without tombstones. */
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "table.h"
@@ -37,9 +38,9 @@ find(const struct table *t, const void *key, uint64_t seed)
 }
 
 static int
-grow(struct table *t, uint64_t seed)
+resize(struct table *t, size_t ncap, uint64_t seed)
 {
-	size_t ncap = t->cap == 0 ? 64 : t->cap * 2, ocap = t->cap;
+	size_t ocap = t->cap;
 	void **old = t->slot;
 
 	if ((t->slot = calloc(ncap, sizeof(*t->slot))) == NULL) {
@@ -53,6 +54,25 @@ grow(struct table *t, uint64_t seed)
 	}
 	free(old);
 	return 0;
+}
+
+static int
+grow(struct table *t, uint64_t seed)
+{
+	return resize(t, t->cap == 0 ? 64 : t->cap * 2, seed);
+}
+
+int
+table_reserve(struct table *t, size_t n, uint64_t seed)
+{
+	size_t cap = t->cap == 0 ? 64 : t->cap;
+
+	while (n * 4 > cap * 3) {
+		if (cap > SIZE_MAX / 2 / sizeof(*t->slot))
+			return -1;
+		cap *= 2;
+	}
+	return cap == t->cap ? 0 : resize(t, cap, seed);
 }
 
 void *

@@ -27,6 +27,9 @@ void *table_get(const struct table *t, const void *key, uint64_t seed);
 /* Stores entry (not owned by the table). Returns 0 and sets *replaced to the entry it
  * displaced (or NULL), or -1 when memory ran out. */
 int table_put(struct table *t, void *entry, uint64_t seed, void **replaced);
+/* Sizes the table for n entries at once (a warm start knows how many come), so that putting
+ * them rehashes nothing. Returns 0 or -1 (memory). */
+int table_reserve(struct table *t, size_t n, uint64_t seed);
 /* Removes key; returns its entry, or NULL. */
 void *table_remove(struct table *t, const void *key, uint64_t seed);
 /* Frees the slots; with free_entries, free()s every entry too. */

@@ -29,6 +29,9 @@ char *util_base64(const unsigned char *in, size_t len);
 /* Decodes standard base64 (no whitespace); returns a new buffer (free()) or NULL. */
 unsigned char *util_unbase64(const char *in, size_t inlen, size_t *outlen);
 
+/* SHA-256 of n bytes at p into out. Returns 0, or -1 when OpenSSL cannot. */
+int util_sha256(const void *p, size_t n, unsigned char out[32]);
+
 /* RFC 9110 IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"); out holds 30 bytes. Integer
  * arithmetic only (no gmtime, no locale): staple answers format their Last-Modified and
  * Expires with it per request. Times outside years 0000-9999 are clamped to them. */

@@ -79,9 +79,20 @@ test_etag_per_bytes(void **state)
 	struct staple *s3 = make(&a, STAPLER_GOOD, T0, T0 + DAY, "response two");
 	struct staple *s4 = make(&a, STAPLER_GOOD, T0, T0 + DAY, "response onf");
 
-	assert_memory_equal(s1->etag, s2->etag, STAPLE_ETAG_BYTES);
-	assert_memory_not_equal(s1->etag, s3->etag, STAPLE_ETAG_BYTES);
-	assert_memory_not_equal(s1->etag, s4->etag, STAPLE_ETAG_BYTES);
+	char e1[STAPLE_ETAG_LEN + 1], e2[STAPLE_ETAG_LEN + 1], e3[STAPLE_ETAG_LEN + 1],
+	    e4[STAPLE_ETAG_LEN + 1], again[STAPLE_ETAG_LEN + 1];
+
+	assert_false(s1->etag_set);
+	staple_etag(s1, e1);
+	staple_etag(s2, e2);
+	staple_etag(s3, e3);
+	staple_etag(s4, e4);
+	assert_true(s1->etag_set);
+	staple_etag(s1, again);
+	assert_string_equal(e1, again);
+	assert_string_equal(e1, e2);
+	assert_string_not_equal(e1, e3);
+	assert_string_not_equal(e1, e4);
 	free(s1);
 	free(s2);
 	free(s3);
