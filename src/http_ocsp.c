@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 #include "http_routes.h"
 #include "http_server.h"
 #include "staple.h"
@@ -19,10 +18,6 @@
 #include "log.h"
 #include "ocsp.h"
 #include "store.h"
-
-/* A GET request decoded without allocating is at most this long: an RFC 9919 request with
- * one SHA-256 CertID and a nonce is about 130 bytes. Longer ones take the full path. */
-#define OCSP_FAST_MAX 1024
 
 /* The staple a request of the lightweight shape names, while it is servable and its issuer
  * is a learned issuer trusted now; else NULL (the request is then decoded by OpenSSL, which
