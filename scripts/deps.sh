@@ -6,7 +6,8 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config
   libssl-dev openssl libcurl4-openssl-dev libsqlite3-dev sqlite3 libevent-dev libinih-dev
-  libcmocka-dev
+  libjansson-dev libcmocka-dev
+  nodejs npm          # tests/integration/test_ocpp.py validates against OCPP's JSON schemas
   curl python3 python3-cryptography iproute2 util-linux ca-certificates
   prometheus faketime # test_observe.py: promtool check metrics/rules; /healthz in the future
   nginx haproxy       # tests/integration/test_scaleout.py runs examples/scaleout/ with them

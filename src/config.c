@@ -69,6 +69,7 @@ static const struct key_def keys[] = {
 	{ "limits", "trusted_clients", K_ADDRS, 0, "", 0, 0 },
 	{ "limits", "fetch_burst", K_LONG, OFF(fetch_burst), "100", 1, 1000000 },
 	{ "limits", "clients", K_LONG, OFF(limit_clients), "65536", 16, 10000000 },
+	{ "ocpp", "min_validity", K_DURATION, OFF(ocpp_min_validity), "1h", 0, 0 },
 	{ "log", "level", K_LEVEL, OFF(log_level), "info", 0, 0 },
 };
 

@@ -68,6 +68,8 @@ struct stapler_config {
 	unsigned char trusted[CONFIG_MAX_TRUSTED][CONFIG_ADDR_LEN];
 	long fetch_burst;        /* the token bucket's depth */
 	long limit_clients;      /* client addresses tracked (least recently seen forgotten) */
+	/* [ocpp] */
+	long long ocpp_min_validity; /* seconds a staple must have left to be Accepted */
 	/* [log] */
 	char *log_level;         /* error|warn|info|debug */
 	/* [responders] */

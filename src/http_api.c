@@ -353,6 +353,14 @@ on_request(struct http_req *req, void *arg)
 		http_ocsp_handle(api, req, path, len);
 		return;
 	}
+	if (path_is(path, len, "/v1/ocpp/certificate-status")) {
+		http_req_set_route(req, HTTP_ROUTE_OCPP);
+		if (m != HTTP_POST)
+			http_api_send_405(req, "POST", "use POST");
+		else
+			http_ocpp_handle(api, req);
+		return;
+	}
 	if (path_is(path, len, "/v1/staple")) {
 		http_req_set_route(req, HTTP_ROUTE_STAPLE);
 		if (m != HTTP_POST)

@@ -40,6 +40,7 @@ static const char *const route_names[HTTP_ROUTES_MAX] = {
 	[HTTP_ROUTE_STAPLES] = "/v1/staples", [HTTP_ROUTE_OCSP_POST] = "POST /ocsp",
 	[HTTP_ROUTE_OCSP_GET] = "GET /ocsp/", [HTTP_ROUTE_HEALTHZ] = "/healthz",
 	[HTTP_ROUTE_METRICS] = "/metrics", [HTTP_ROUTE_OTHER] = "other",
+	[HTTP_ROUTE_OCPP] = "/v1/ocpp/certificate-status",
 };
 
 struct http_health *

@@ -112,9 +112,10 @@ cancel_staple(void *handle)
 	staple_wait_cancel(handle);
 }
 
+/* The OCSP interface's answers: the DER, 429 with tryLater, or an unsigned status. */
 static void
 reply_staple(struct http_api *api, struct http_req *req, enum staple_outcome outcome,
-    const struct staple *s)
+    const struct staple *s, const char *why)
 {
 	if (outcome == STAPLE_OK)
 		http_api_send_staple(req, s);
@@ -130,12 +131,12 @@ on_staple(enum staple_outcome outcome, const struct staple *s, const char *error
 	struct http_api *api;
 	struct http_req *req = http_wait_end(arg, &api);
 
-	reply_staple(api, req, outcome, s);
+	reply_staple(api, req, outcome, s, error);
 }
 
-/* Answers one decoded OCSPRequest (id is taken). */
-static void
-answer(struct http_api *api, struct http_req *req, OCSP_CERTID *id)
+void
+http_ocsp_answer(struct http_api *api, struct http_req *req, OCSP_CERTID *id,
+    http_certid_reply reply, staple_cb cb)
 {
 	struct staple_service *svc = http_api_service(api);
 	const struct certs_urls *urls;
@@ -156,17 +157,18 @@ answer(struct http_api *api, struct http_req *req, OCSP_CERTID *id)
 	    &key, &urls, &miss);
 	if (issuer == NULL) {
 		log_debug("ocsp_refused", "status=unauthorized reason=%s", issuers_miss_name(miss));
-		send_status(req, OCSP_RESPONSE_STATUS_UNAUTHORIZED);
+		reply(api, req, STAPLE_UNTRUSTED, NULL, miss == ISSUERS_HASH_ALG ? "hash_algorithm" :
+		    miss == ISSUERS_BAD_SERIAL ? "serial_too_long" : "unknown_issuer");
 		goto out;
 	}
 	if ((s = store_get(staple_service_store(svc), &key)) != NULL && staple_servable(s, now)) {
 		store_used(s, now);
-		http_api_send_staple(req, s);
+		reply(api, req, STAPLE_OK, s, NULL);
 		goto out;
 	}
 	/* Answered already for another anonymous client: a hit, not counted against a rate. */
 	if (s == NULL && (s = staple_service_anonymous(svc, &key, now)) != NULL) {
-		http_api_send_staple(req, s);
+		reply(api, req, STAPLE_OK, s, NULL);
 		goto out;
 	}
 	if (urls->n == 0 && config_responder_find(http_api_config(api), key.key_hash) == NULL) {
@@ -174,7 +176,7 @@ answer(struct http_api *api, struct http_req *req, OCSP_CERTID *id)
 		stapler_key_hash_hex(&key, hash);
 		log_debug("ocsp_refused", "status=unauthorized reason=no_upstream serial=%s issuer=%s",
 		    serial, hash);
-		send_status(req, OCSP_RESPONSE_STATUS_UNAUTHORIZED);
+		reply(api, req, STAPLE_NO_URL, NULL, "no_upstream");
 		goto out;
 	}
 	/* The certificate itself is unknown here: the issuer's validity bounds the target's. */
@@ -183,7 +185,7 @@ answer(struct http_api *api, struct http_req *req, OCSP_CERTID *id)
 	if ((t = staple_target_from_certid(id, issuer, urls, "", not_after)) == NULL ||
 	    (w = http_wait_new(api, req)) == NULL) {
 		staple_target_free(&t);
-		send_status(req, OCSP_RESPONSE_STATUS_INTERNALERROR);
+		reply(api, req, STAPLE_UNAVAILABLE, NULL, "out_of_memory");
 		goto out;
 	}
 	/* An edge staplerd of the operator's (trusted_clients) asks for certificates it verified
@@ -194,12 +196,12 @@ answer(struct http_api *api, struct http_req *req, OCSP_CERTID *id)
 		t->anonymous = 1;
 		http_api_admit_begin(api, req);
 	}
-	waiting = http_wait_start(w, staple_ensure(svc, t, NULL, now, &ans, on_staple, w),
+	waiting = http_wait_start(w, staple_ensure(svc, t, NULL, now, &ans, cb, w),
 	    cancel_staple);
 	if (!trusted)
 		http_api_admit_end(api);
 	if (!waiting)
-		reply_staple(api, req, ans.outcome, ans.staple);
+		reply(api, req, ans.outcome, ans.staple, ans.error);
 out:
 	OCSP_CERTID_free(id);
 }
@@ -259,7 +261,7 @@ http_ocsp_handle(struct http_api *api, struct http_req *req, const char *path, s
 			send_status(req, OCSP_RESPONSE_STATUS_MALFORMEDREQUEST);
 			return;
 		}
-		answer(api, req, id);
+		http_ocsp_answer(api, req, id, reply_staple, on_staple);
 		return;
 	}
 	if (m != HTTP_GET && m != HTTP_HEAD) {
@@ -299,5 +301,5 @@ http_ocsp_handle(struct http_api *api, struct http_req *req, const char *path, s
 		send_status(req, OCSP_RESPONSE_STATUS_MALFORMEDREQUEST);
 		return;
 	}
-	answer(api, req, id);
+	http_ocsp_answer(api, req, id, reply_staple, on_staple);
 }

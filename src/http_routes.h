@@ -6,6 +6,10 @@
 #include <stddef.h>
 #include <time.h>
 
+#include <openssl/ocsp.h>
+
+#include "staple.h"
+
 struct http_req;
 struct http_api;
 struct http_health;
@@ -17,6 +21,23 @@ struct stapler_config;
 
 /* POST /ocsp, GET|HEAD /ocsp/{request}: a standard OCSP responder answering from the cache. */
 void http_ocsp_handle(struct http_api *api, struct http_req *req, const char *path, size_t len);
+/* POST /v1/ocpp/certificate-status: OCPP 2.0.1 GetCertificateStatus as JSON. */
+void http_ocpp_handle(struct http_api *api, struct http_req *req);
+
+/* How the answer for a client's CertID is given: the OCSP interface sends the DER or an
+ * unsigned OCSP status, the OCPP route JSON. outcome is STAPLE_OK with s, or why not: why is
+ * a stable token ("unknown_issuer", "hash_algorithm", "serial_too_long", "no_upstream") for
+ * the refusals decided here, the service's error text otherwise, or NULL. */
+typedef void (*http_certid_reply)(struct http_api *api, struct http_req *req,
+    enum staple_outcome outcome, const struct staple *s, const char *why);
+/* Answers the staple for a client's CertID (id is taken) through reply: from memory when it is
+ * there and servable (or held for another anonymous client), else fetched from the upstream
+ * known for its issuer, counted against the client's [limits] unless the client is trusted
+ * (then stored like a submission; otherwise held apart). A wait ends in cb (staple.h's
+ * callback, its argument the http_wait), which calls http_wait_end() and reply. */
+void http_ocsp_answer(struct http_api *api, struct http_req *req, OCSP_CERTID *id,
+    http_certid_reply reply, staple_cb cb);
+
 /* POST /v1/staples: one staple per certificate of the chain, as JSON. */
 void http_staples_handle(struct http_api *api, struct http_req *req);
 
@@ -30,6 +51,7 @@ enum http_route {
 	HTTP_ROUTE_HEALTHZ,
 	HTTP_ROUTE_METRICS,
 	HTTP_ROUTE_OTHER,
+	HTTP_ROUTE_OCPP,
 };
 
 /* GET|HEAD /healthz: ok, or degraded with reasons (staples near expiry that could not be

@@ -45,7 +45,7 @@ size_t http_server_connections(const struct http_server *srv);
 
 /* Answers are counted by route (a small number the handler sets with http_req_set_route();
  * 0 is the server's own, before any route) and status code, since the start. */
-#define HTTP_ROUTES_MAX 8
+#define HTTP_ROUTES_MAX 10
 #define HTTP_STATUS_MAX 600
 void http_req_set_route(struct http_req *req, int route);
 unsigned long long http_server_answers(const struct http_server *srv, int route, int status);

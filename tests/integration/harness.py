@@ -222,6 +222,34 @@ def _der_children(buf, start, end):
     return out
 
 
+def subject_name_der(cert_der):
+    """The DER of a certificate's subject Name (what issuerNameHash hashes)."""
+    _, cs, ce = _der_read(cert_der, 0)
+    tbs = _der_children(cert_der, cs, ce)[0]
+    pos = tbs[1]
+    fields = []
+    while pos < tbs[2]:
+        start = pos
+        _, _, end = _der_read(cert_der, pos)
+        fields.append((start, end))
+        pos = end
+    if cert_der[fields[0][0]] == 0xA0:
+        fields = fields[1:]
+    start, end = fields[4]                      # serial sig issuer validity subject
+    return cert_der[start:end]
+
+
+def spki_key(cert_der):
+    _, cs, ce = _der_read(cert_der, 0)
+    tbs = _der_children(cert_der, cs, ce)[0]
+    fields = _der_children(cert_der, tbs[1], tbs[2])
+    if fields[0][0] == 0xA0:
+        fields = fields[1:]
+    spki = fields[5]
+    _, bits = _der_children(cert_der, spki[1], spki[2])
+    return cert_der[bits[1] + 1:bits[2]]
+
+
 def spki_key_hash(cert_der):
     """SHA-1 of the subjectPublicKey BIT STRING value (RFC 6960 issuerKeyHash), uppercase hex."""
     import hashlib
@@ -907,8 +935,8 @@ class IntegrationTestCase(unittest.TestCase):
         self.addCleanup(r.stop)
         return r.start()
 
-    def forwarder(self, upstream_port):
-        f = CountingForwarder(upstream_port).start()
+    def forwarder(self, upstream_port, port=None):
+        f = CountingForwarder(upstream_port, port=port).start()
         self.addCleanup(f.stop)
         return f
 

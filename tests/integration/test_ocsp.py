@@ -16,8 +16,8 @@ import urllib.parse
 sys.dont_write_bytecode = True      # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (_der_children, _der_read, free_port, IntegrationTestCase, ocsp_url, OPENSSL,
-                     PEM, run, setUpModule, staplerd_binary)
+from harness import (free_port, IntegrationTestCase, ocsp_url, OPENSSL, PEM, run, setUpModule,
+                     spki_key, staplerd_binary, subject_name_der)
 
 OCSP_REQUEST = "application/ocsp-request"
 OCSP_RESPONSE = "application/ocsp-response"
@@ -48,34 +48,6 @@ def der(tag, content):
 
 def seq(*items):
     return der(0x30, b"".join(items))
-
-
-def subject_name_der(cert_der):
-    """The DER of a certificate's subject Name (what issuerNameHash hashes)."""
-    _, cs, ce = _der_read(cert_der, 0)
-    tbs = _der_children(cert_der, cs, ce)[0]
-    pos = tbs[1]
-    fields = []
-    while pos < tbs[2]:
-        start = pos
-        _, _, end = _der_read(cert_der, pos)
-        fields.append((start, end))
-        pos = end
-    if cert_der[fields[0][0]] == 0xA0:
-        fields = fields[1:]
-    start, end = fields[4]                      # serial sig issuer validity subject
-    return cert_der[start:end]
-
-
-def spki_key(cert_der):
-    _, cs, ce = _der_read(cert_der, 0)
-    tbs = _der_children(cert_der, cs, ce)[0]
-    fields = _der_children(cert_der, tbs[1], tbs[2])
-    if fields[0][0] == 0xA0:
-        fields = fields[1:]
-    spki = fields[5]
-    _, bits = _der_children(cert_der, spki[1], spki[2])
-    return cert_der[bits[1] + 1:bits[2]]
 
 
 def cert_id(issuer_der, serial_hex, alg="sha1", name_hash=None):

@@ -1,0 +1,260 @@
+/* POST /v1/ocpp/certificate-status: OCPP 2.0.1's GetCertificateStatusRequest (or its
+ * ocspRequestData object alone) in, GetCertificateStatusResponse out, for EV charging central
+ * systems asking on their stations' behalf. The CertID comes as hex fields; it is answered
+ * from the same cache, through the same fetches and per-client limits as the OCSP interface
+ * (http_ocsp_answer()). A responderURL a station names is never fetched as given: staplerd
+ * asks the responders it knows for the issuer (AIA URLs it learned, [responders]), so a URL
+ * equal to one of them changes nothing and any other is ignored. JSON through jansson. */
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <openssl/ocsp.h>
+
+#include "config.h"
+#include "http_routes.h"
+#include "http_server.h"
+#include "log.h"
+#include "store.h"
+#include "util.h"
+
+/* OCPP 2.0.1's bounds: the serial's hex (serialNumber maxLength), a hash's hex (maxLength of
+ * issuerNameHash/issuerKeyHash), the base64 answer (ocspResult), statusInfo's fields. */
+#define OCPP_SERIAL_HEX_MAX 40
+#define OCPP_HASH_HEX_MAX 128
+#define OCPP_RESULT_MAX 5500
+#define OCPP_INFO_MAX 512
+
+static const struct {
+	const char *name;
+	unsigned char oid[9];
+	size_t len;
+} ocpp_algs[] = {
+	{ "SHA256", { 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01 }, 32 },
+	{ "SHA384", { 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02 }, 48 },
+	{ "SHA512", { 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03 }, 64 },
+};
+
+/* A hex field into out (exactly len bytes), whatever its case, the leading zeros a writer
+ * dropped put back. Returns 0 or -1. */
+static int
+hex_field(const char *hex, unsigned char *out, size_t len)
+{
+	size_t n = strlen(hex), pad;
+
+	if (n == 0 || n > 2 * len)
+		return -1;
+	memset(out, 0, len);
+	pad = 2 * len - n;
+	for (size_t i = 0; i < n; i++) {
+		int v = util_hexval((unsigned char)hex[i]);
+
+		if (v < 0)
+			return -1;
+		out[(pad + i) / 2] |= (unsigned char)(((pad + i) % 2 == 0) ? v << 4 : v);
+	}
+	return 0;
+}
+
+/* Appends a DER TLV (definite length, up to 0xffff bytes). */
+static size_t
+der_put(unsigned char *out, size_t at, unsigned char tag, const unsigned char *v, size_t n)
+{
+	out[at++] = tag;
+	if (n >= 0x100) {
+		out[at++] = 0x82;
+		out[at++] = (unsigned char)(n >> 8);
+	} else if (n >= 0x80) {
+		out[at++] = 0x81;
+	}
+	out[at++] = (unsigned char)n;
+	memcpy(out + at, v, n);
+	return at + n;
+}
+
+/* The CertID the fields name, with NULL hash parameters (as OpenSSL writes them): a new
+ * OCSP_CERTID, or NULL with *why set. */
+static OCSP_CERTID *
+certid_of(json_t *data, const char **why)
+{
+	const char *alg, *nh, *kh, *sn;
+	unsigned char name_hash[64], key_hash[64], serial[OCPP_SERIAL_HEX_MAX / 2 + 1];
+	unsigned char algid[16], inner[256], der[300];
+	const unsigned char *p = der;
+	size_t i, hl, sl, n, m;
+	const char *s;
+
+	alg = json_string_value(json_object_get(data, "hashAlgorithm"));
+	nh = json_string_value(json_object_get(data, "issuerNameHash"));
+	kh = json_string_value(json_object_get(data, "issuerKeyHash"));
+	sn = json_string_value(json_object_get(data, "serialNumber"));
+	if (alg == NULL || nh == NULL || kh == NULL || sn == NULL) {
+		*why = "hashAlgorithm, issuerNameHash, issuerKeyHash and serialNumber are required "
+		    "strings";
+		return NULL;
+	}
+	for (i = 0; i < sizeof(ocpp_algs) / sizeof(ocpp_algs[0]); i++)
+		if (strcasecmp(alg, ocpp_algs[i].name) == 0)
+			break;
+	if (i == sizeof(ocpp_algs) / sizeof(ocpp_algs[0])) {
+		*why = "hashAlgorithm is not SHA256, SHA384 or SHA512";
+		return NULL;
+	}
+	hl = ocpp_algs[i].len;
+	if (strlen(nh) > OCPP_HASH_HEX_MAX || strlen(kh) > OCPP_HASH_HEX_MAX ||
+	    hex_field(nh, name_hash, hl) < 0 || hex_field(kh, key_hash, hl) < 0) {
+		*why = "issuerNameHash and issuerKeyHash must be hex of the algorithm's length";
+		return NULL;
+	}
+	/* The serial as OCPP writes it: hex, any case, with or without leading zeros; as an
+	 * INTEGER, its shortest positive form. */
+	for (s = sn; *s == '0' && s[1] != '\0'; s++)
+		;
+	if (strlen(sn) > OCPP_SERIAL_HEX_MAX || (sl = (strlen(s) + 1) / 2) == 0 ||
+	    hex_field(s, serial + 1, sl) < 0) {
+		*why = "serialNumber must be at most 40 hex characters";
+		return NULL;
+	}
+	serial[0] = 0;
+	m = serial[1] & 0x80 ? 0 : 1;    /* a sign byte only when the top bit is set */
+	n = der_put(algid, 0, 0x06, ocpp_algs[i].oid, sizeof(ocpp_algs[i].oid));
+	algid[n++] = 0x05;
+	algid[n++] = 0x00;
+	n = der_put(inner, 0, 0x30, algid, n);
+	n = der_put(inner, n, 0x04, name_hash, hl);
+	n = der_put(inner, n, 0x04, key_hash, hl);
+	n = der_put(inner, n, 0x02, serial + m, sl + 1 - m);
+	n = der_put(der, 0, 0x30, inner, n);
+	return d2i_OCSP_CERTID(NULL, &p, (long)n);
+}
+
+/* Sends a GetCertificateStatusResponse; status 200 unless code says otherwise. */
+static void
+send_doc(struct http_api *api, struct http_req *req, int code, json_t *doc)
+{
+	char *text = json_dumps(doc, JSON_COMPACT);
+	char secs[24];
+
+	json_decref(doc);
+	if (text == NULL) {
+		http_api_send_error(req, 503, "out of memory");
+		return;
+	}
+	http_reply_begin(req, code);
+	http_reply_header(req, "Cache-Control", 13, "no-store", 8);
+	if (code == 429) {
+		secs[http_u64((unsigned long long)http_api_retry_after(api), secs)] = '\0';
+		http_reply_header(req, "Retry-After", 11, secs, strlen(secs));
+	}
+	http_reply_end(req, "application/json", text, strlen(text));
+	free(text);
+}
+
+static void
+send_failed(struct http_api *api, struct http_req *req, int code, const char *reason,
+    const char *info)
+{
+	char buf[OCPP_INFO_MAX + 1];
+
+	snprintf(buf, sizeof(buf), "%s", info != NULL && info[0] != '\0' ? info : reason);
+	send_doc(api, req, code, json_pack("{s:s, s:{s:s, s:s}}", "status", "Failed",
+	    "statusInfo", "reasonCode", reason, "additionalInfo", buf));
+}
+
+/* The answer for a staple outcome (http_certid_reply). */
+static void
+reply_ocpp(struct http_api *api, struct http_req *req, enum staple_outcome outcome,
+    const struct staple *s, const char *why)
+{
+	const struct stapler_config *cfg = http_api_config(api);
+	time_t now = time(NULL);
+	char info[128];
+	char *b64;
+
+	switch (outcome) {
+	case STAPLE_OK:
+		break;
+	case STAPLE_UNTRUSTED:
+		send_failed(api, req, 200, why != NULL && strcmp(why, "hash_algorithm") == 0 ?
+		    "UnsupportedHash" : "UnknownIssuer", why);
+		return;
+	case STAPLE_NO_URL:
+		send_failed(api, req, 200, "NoResponder", why);
+		return;
+	case STAPLE_LIMITED:
+		send_failed(api, req, 429, "RateLimited", why);
+		return;
+	case STAPLE_UPSTREAM_FAILED:
+		send_failed(api, req, 200, "UpstreamFailed", why);
+		return;
+	case STAPLE_BAD_INPUT:
+		send_failed(api, req, 200, "MalformedRequest", why);
+		return;
+	case STAPLE_UNAVAILABLE:
+		send_failed(api, req, 200, "Unavailable", why);
+		return;
+	}
+	/* A station keeps what it gets until its next check: too little left is no answer. */
+	if (s->next_update - now < cfg->ocpp_min_validity) {
+		snprintf(info, sizeof(info), "nextUpdate in %lld s, under [ocpp] min_validity %lld s",
+		    (long long)(s->next_update - now), cfg->ocpp_min_validity);
+		send_failed(api, req, 200, "ValidityTooShort", info);
+		return;
+	}
+	if ((b64 = util_base64(s->der, s->der_len)) == NULL) {
+		send_failed(api, req, 200, "Unavailable", "out of memory");
+		return;
+	}
+	if (strlen(b64) > OCPP_RESULT_MAX) {
+		snprintf(info, sizeof(info), "the response is %zu base64 characters, over OCPP's %d",
+		    strlen(b64), OCPP_RESULT_MAX);
+		free(b64);
+		send_failed(api, req, 200, "ResponseTooLarge", info);
+		return;
+	}
+	send_doc(api, req, 200, json_pack("{s:s, s:s}", "status", "Accepted", "ocspResult", b64));
+	free(b64);
+}
+
+static void
+on_staple(enum staple_outcome outcome, const struct staple *s, const char *error, void *arg)
+{
+	struct http_api *api;
+	struct http_req *req = http_wait_end(arg, &api);
+
+	reply_ocpp(api, req, outcome, s, error);
+}
+
+void
+http_ocpp_handle(struct http_api *api, struct http_req *req)
+{
+	const unsigned char *body;
+	json_t *root = NULL, *data;
+	json_error_t jerr;
+	OCSP_CERTID *id;
+	const char *why = NULL;
+	char msg[256];
+	size_t len;
+
+	if (http_api_body(api, req, &body, &len) < 0)
+		return;
+	if (body == NULL || (root = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES,
+	    &jerr)) == NULL) {
+		snprintf(msg, sizeof(msg), "not JSON: %s", body == NULL ? "empty body" : jerr.text);
+		http_api_send_error(req, 400, msg);
+		return;
+	}
+	/* GetCertificateStatusRequest, or its ocspRequestData object alone. */
+	data = json_object_get(root, "ocspRequestData");
+	if (data == NULL)
+		data = root;
+	if (!json_is_object(data) || (id = certid_of(data, &why)) == NULL) {
+		http_api_send_error(req, 400, why != NULL ? why :
+		    "expected a GetCertificateStatusRequest (OCPP 2.0.1)");
+		json_decref(root);
+		return;
+	}
+	json_decref(root);
+	http_ocsp_answer(api, req, id, reply_ocpp, on_staple);
+}
