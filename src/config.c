@@ -60,6 +60,7 @@ static const struct key_def keys[] = {
 	{ "trust", "ca_file", K_STRING, OFF(ca_file), "/etc/staplerd/ca-bundle.pem", 0, 0 },
 	{ "upstream", "timeout", K_DURATION, OFF(upstream_timeout), "10s", 1, 600 },
 	{ "upstream", "max_parallel", K_LONG, OFF(max_parallel), "64", 1, 4096 },
+	{ "upstream", "max_per_host", K_LONG, OFF(max_per_host), "64", 1, 4096 },
 	{ "upstream", "allow", K_HOSTS, 0, "", 0, 0 },
 	{ "refresh", "window", K_DURATION, OFF(refresh_window), "7d", 0, 0 },
 	{ "refresh", "min_interval", K_DURATION, OFF(refresh_min_interval), "1h", 0, 0 },

@@ -55,6 +55,8 @@ struct stapler_config {
 	/* [upstream] */
 	long long upstream_timeout; /* seconds */
 	long max_parallel;
+	long max_per_host;          /* transfers at once per upstream host at most (the adaptive
+	                             * limit of pace.c moves below it) */
 	size_t n_allow;
 	char *allow[CONFIG_MAX_ALLOW]; /* lowercase host names; empty list = any host */
 	/* [refresh] */

@@ -7,13 +7,19 @@
 #include <stdio.h>
 #include <time.h>
 
+#include "url.h"
+
 struct event_base;
 struct stapler_config;
 
 /* Largest upstream answer accepted; OCSP responses are a few KiB. */
 #define FETCH_MAX_BODY (64 * 1024)
-/* Transfers run at once against one upstream (host:port); the rest wait in line. */
-#define FETCH_PER_HOST_MAX 8
+/* Transfers run at once against one upstream (host:port) are bounded by an adaptive limit
+ * (pace.c) under [upstream] max_per_host; the rest wait in line. A Retry-After longer than
+ * this (seconds) is taken as this. */
+#define FETCH_RETRY_AFTER_MAX 600
+/* A host idle this long (seconds) is forgotten, with the limit it learned. */
+#define FETCH_HOST_KEEP 600
 /* After transport failures a host is left alone by refresh work for this long, doubling per
  * consecutive failure up to the cap (seconds). */
 #define FETCH_HOST_BACKOFF_BASE 10
@@ -80,11 +86,26 @@ int fetch_start(struct fetcher *f, const char *url, const unsigned char *der, si
  * stopped and its socket closed. Its callback never runs. */
 void fetch_cancel(struct fetcher *f, struct fetch_job *job);
 
-/* The health of url's host, for the refresh scheduler: *load is its transfers running and
- * waiting; *retry_at is the end of its failure backoff when it is failing at now, else 0.
- * Returns 0, or -1 when url may not be fetched at all. */
-int fetch_host_state(const struct fetcher *f, const char *url, time_t now, int *load,
-    time_t *retry_at);
+/* What the refresh scheduler needs to know of one upstream host. */
+struct fetch_host_info {
+	int load;          /* transfers running and waiting */
+	int limit;         /* transfers it may run at once now (the adaptive limit) */
+	time_t retry_at;   /* the end of its failure backoff or Retry-After pause, else 0 */
+};
+
+/* The health of url's host at now, into *info. Returns 0, or -1 when url may not be
+ * fetched at all. */
+int fetch_host_state(const struct fetcher *f, const char *url, time_t now,
+    struct fetch_host_info *info);
+
+/* One upstream host's limit in force, for /metrics' neighbours and the admin socket. */
+struct fetch_host_limit {
+	char host[URL_AUTHORITY_MAX];
+	int limit, active, queued;
+	time_t paused_until;     /* Retry-After: no transfer before this, or 0 */
+};
+/* Fills out with up to cap hosts the fetcher knows; returns how many. */
+size_t fetch_host_limits(const struct fetcher *f, struct fetch_host_limit *out, size_t cap);
 
 /* Transfers running and waiting, and waiting with priority prio. */
 size_t fetch_active(const struct fetcher *f);

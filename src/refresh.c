@@ -80,12 +80,15 @@ on_refreshed(enum staple_outcome outcome, const struct staple *s, const char *er
 static int
 admit_url(struct refresher *r, const char *url, time_t now, time_t *soonest)
 {
+	struct fetch_host_info info;
 	time_t retry;
-	int load;
 
-	if (fetch_host_state(r->fetch, url, now, &load, &retry) < 0)
+	if (fetch_host_state(r->fetch, url, now, &info) < 0)
 		return 0;
-	if (retry == 0 && load < REFRESH_HOST_BACKLOG)
+	retry = info.retry_at;
+	/* A backlog of REFRESH_HOST_BACKLOG times what the host may run at once: enough to keep
+	 * its slots busy until the next catch-up tick, and it follows the adaptive limit. */
+	if (retry == 0 && info.load < REFRESH_HOST_BACKLOG * info.limit)
 		return 1;
 	/* Busy, not failing: its backlog drains at its own pace, so look again at the next
 	 * catch-up tick rather than a whole check_interval later. */

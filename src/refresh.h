@@ -12,8 +12,9 @@ struct fetcher;
 
 /* Refreshes started per tick at most: bounds the work one tick does on the loop. */
 #define REFRESH_BATCH 512
-/* New refresh work is not given to a host that has this many transfers running or waiting. */
-#define REFRESH_HOST_BACKLOG 32
+/* New refresh work is not given to a host that has this many times its limit in force
+ * (fetch.c's adaptive limit: 8 at first contact, so 32) running or waiting. */
+#define REFRESH_HOST_BACKLOG 4
 /* While more is due than a tick takes (or an upstream is only busy), the next tick comes
  * after this many milliseconds instead of check_interval. */
 #define REFRESH_CATCHUP_MS 200
