@@ -365,6 +365,7 @@ daemon_run(struct stapler_config *cfg)
 		log_error("startup_failed", "error=\"%s\"", err);
 		goto out;
 	}
+	http_api_set_refresher(d.api, d.refresh);
 	if ((d.admin = admin_new(d.base, d.cfg, d.cache, d.svc, err, sizeof(err))) == NULL) {
 		log_error("startup_failed", "error=\"%s\"", err);
 		goto out;

@@ -3,6 +3,7 @@
  * priority, hold transfers until a global and a per-host slot are free, so the total timeout
  * counts from the real start; hosts that can take work sit on a ready list per priority, so
  * starting a transfer never scans the jobs that cannot start. */
+#define _GNU_SOURCE /* strcasestr */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -59,6 +60,10 @@ struct fetch_job {
 	unsigned char *body;
 	size_t len, cap;
 	int too_big;
+	char *if_none_match;     /* validators of a conditional request, or NULL */
+	char *if_modified_since;
+	long long max_age;       /* of the answer: fetch_result.max_age */
+	char etag[FETCH_VALIDATOR_MAX], last_modified[FETCH_VALIDATOR_MAX];
 	fetch_cb cb;
 	void *arg;
 	char errbuf[CURL_ERROR_SIZE];
@@ -98,7 +103,8 @@ static const double latency_le[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1
 
 static const char *const outcome_names[FETCH_CANCELLED + 1] = {
 	[FETCH_OK] = "ok", [FETCH_NETWORK] = "network", [FETCH_TIMEOUT] = "timeout",
-	[FETCH_HTTP] = "http_error", [FETCH_TOO_BIG] = "too_big", [FETCH_CANCELLED] = "cancelled",
+	[FETCH_HTTP] = "http_error", [FETCH_TOO_BIG] = "too_big",
+	[FETCH_NOT_MODIFIED] = "not_modified", [FETCH_CANCELLED] = "cancelled",
 };
 
 /* Counts a finished transfer against its upstream. */
@@ -296,6 +302,8 @@ job_free(struct fetch_job *j)
 	curl_slist_free_all(j->headers);
 	free(j->url);
 	free(j->get_url);
+	free(j->if_none_match);
+	free(j->if_modified_since);
 	free(j->req);
 	free(j->body);
 	free(j);
@@ -397,7 +405,7 @@ job_finish_ra(struct fetch_job *j, enum fetch_status status, long code, const ch
 	struct fetcher *f = j->f;
 	struct fetch_result res = {
 		.status = status, .url = j->url, .http_code = code,
-		.body = j->body, .len = j->len, .error = error,
+		.body = j->body, .len = j->len, .error = error, .max_age = -1,
 	};
 
 	if (j->easy != NULL) {
@@ -418,6 +426,11 @@ job_finish_ra(struct fetch_job *j, enum fetch_status status, long code, const ch
 		res.body = NULL;
 		res.len = 0;
 	}
+	if (status == FETCH_OK || status == FETCH_NOT_MODIFIED) {
+		res.max_age = j->max_age;
+		res.etag = j->etag[0] != '\0' ? j->etag : NULL;
+		res.last_modified = j->last_modified[0] != '\0' ? j->last_modified : NULL;
+	}
 	if (j->cb != NULL)
 		j->cb(&res, j->arg);
 	job_free(j);
@@ -430,6 +443,23 @@ job_finish(struct fetch_job *j, enum fetch_status status, long code, const char 
 	job_finish_ra(j, status, code, error, 0);
 }
 
+static int
+validator_ok(const char *v)
+{
+	return v == NULL || (strlen(v) < FETCH_VALIDATOR_MAX && strpbrk(v, "\r\n") == NULL);
+}
+
+int
+fetch_set_validators(struct fetch_job *j, const char *etag, const char *last_modified)
+{
+	if (!validator_ok(etag) || !validator_ok(last_modified))
+		return -1;
+	if ((etag != NULL && (j->if_none_match = strdup(etag)) == NULL) ||
+	    (last_modified != NULL && (j->if_modified_since = strdup(last_modified)) == NULL))
+		return -1;
+	return 0;
+}
+
 void
 fetch_cancel(struct fetcher *f, struct fetch_job *j)
 {
@@ -439,6 +469,89 @@ fetch_cancel(struct fetcher *f, struct fetch_job *j)
 	f->n_cancelled++;
 	/* Not an outcome of the host: its health stays as it was. */
 	job_finish(j, FETCH_CANCELLED, 0, "cancelled");
+}
+
+/* Appends "name: value" to the job's request headers (nothing when value is NULL). */
+static int
+add_header(struct fetch_job *j, const char *name, const char *value)
+{
+	char line[FETCH_VALIDATOR_MAX + 32];
+	struct curl_slist *h;
+
+	if (value == NULL)
+		return 0;
+	snprintf(line, sizeof(line), "%s: %s", name, value);
+	if ((h = curl_slist_append(j->headers, line)) == NULL)
+		return -1;
+	j->headers = h;
+	return 0;
+}
+
+/* The value of response header name of e (the last one), or NULL. */
+static const char *
+header_of(CURL *e, const char *name)
+{
+	struct curl_header *h;
+
+	if (curl_easy_header(e, name, 0, CURLH_HEADER, -1, &h) != CURLHE_OK)
+		return NULL;
+	if (h->amount > 1 && curl_easy_header(e, name, h->amount - 1, CURLH_HEADER, -1, &h) != CURLHE_OK)
+		return NULL;
+	return h->value;
+}
+
+/* Seconds the answer stays current by its headers (RFC 9111 §4.2.1): Cache-Control max-age
+ * (no-cache, no-store: 0) less Age, else Expires less Date; -1 when they say nothing. */
+static long long
+answer_max_age(CURL *e)
+{
+	const char *cc = header_of(e, "Cache-Control"), *v;
+	long long age = 0, ma = -1;
+
+	if (cc != NULL) {
+		if (strcasestr(cc, "no-cache") != NULL || strcasestr(cc, "no-store") != NULL)
+			return 0;
+		if ((v = strcasestr(cc, "max-age=")) != NULL) {
+			char *end;
+			long long n = strtoll(v + 8, &end, 10);
+
+			if (end != v + 8 && n >= 0)
+				ma = n;
+		}
+	}
+	if (ma < 0 && (v = header_of(e, "Expires")) != NULL) {
+		time_t exp = curl_getdate(v, NULL), date = -1;
+		const char *d = header_of(e, "Date");
+
+		if (d != NULL)
+			date = curl_getdate(d, NULL);
+		if (date < 0)
+			date = time(NULL);
+		/* An unreadable Expires means "already expired" (RFC 9111 §5.3). */
+		ma = exp < 0 || exp <= date ? 0 : (long long)(exp - date);
+	}
+	if (ma > 0 && (v = header_of(e, "Age")) != NULL) {
+		char *end;
+
+		age = strtoll(v, &end, 10);
+		if (end == v || age < 0)
+			age = 0;
+		ma = ma > age ? ma - age : 0;
+	}
+	return ma;
+}
+
+/* Keeps what the answer says of its freshness and validators, for the callback. */
+static void
+note_answer(struct fetch_job *j)
+{
+	const char *v;
+
+	j->max_age = answer_max_age(j->easy);
+	if ((v = header_of(j->easy, "ETag")) != NULL && strlen(v) < sizeof(j->etag))
+		util_strlcpy(j->etag, v, sizeof(j->etag));
+	if ((v = header_of(j->easy, "Last-Modified")) != NULL && strlen(v) < sizeof(j->last_modified))
+		util_strlcpy(j->last_modified, v, sizeof(j->last_modified));
 }
 
 static int
@@ -478,6 +591,9 @@ job_begin(struct fetch_job *j)
 		curl_easy_setopt(e, CURLOPT_POSTFIELDS, (const char *)j->req);
 		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)j->req_len);
 	}
+	if (add_header(j, "If-None-Match", j->if_none_match) < 0 ||
+	    add_header(j, "If-Modified-Since", j->if_modified_since) < 0)
+		return -1;
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, j->headers);
 	if (curl_multi_add_handle(f->multi, e) != CURLM_OK)
 		return -1;
@@ -620,6 +736,9 @@ check_done(struct fetcher *f)
 		} else if (rc != CURLE_OK) {
 			snprintf(err, sizeof(err), "%s", j->errbuf[0] != '\0' ? j->errbuf : curl_easy_strerror(rc));
 			job_finish(j, FETCH_NETWORK, code, err);
+		} else if (code == 304 && (j->if_none_match != NULL || j->if_modified_since != NULL)) {
+			note_answer(j);
+			job_finish(j, FETCH_NOT_MODIFIED, code, "not modified");
 		} else if (code != 200) {
 			curl_off_t ra = 0;
 
@@ -630,6 +749,7 @@ check_done(struct fetcher *f)
 		} else if (j->len == 0) {
 			job_finish(j, FETCH_HTTP, code, "empty response body");
 		} else {
+			note_answer(j);
 			job_finish(j, FETCH_OK, code, NULL);
 		}
 	}
@@ -732,6 +852,7 @@ fetch_start(struct fetcher *f, const char *url, const unsigned char *der, size_t
 		return -1;
 	}
 	j->f = f;
+	j->max_age = -1;
 	j->prio = prio < 0 || prio >= FETCH_PRIO_COUNT ? FETCH_PRIO_REFRESH : prio;
 	j->cb = cb;
 	j->arg = arg;

@@ -24,6 +24,8 @@ struct stapler_config;
  * consecutive failure up to the cap (seconds). */
 #define FETCH_HOST_BACKOFF_BASE 10
 #define FETCH_HOST_BACKOFF_CAP 600
+/* Longest ETag or Last-Modified kept from an upstream's answer (longer ones are ignored). */
+#define FETCH_VALIDATOR_MAX 128
 /* Fetches that may wait for a free slot before new ones are refused. */
 #define FETCH_QUEUE_MAX 100000
 
@@ -33,6 +35,7 @@ enum fetch_status {
 	FETCH_TIMEOUT,      /* total timeout passed */
 	FETCH_HTTP,         /* a status other than 200 (redirects included: none are followed) */
 	FETCH_TOO_BIG,      /* body larger than FETCH_MAX_BODY */
+	FETCH_NOT_MODIFIED, /* HTTP 304 to a conditional request (fetch_set_validators()) */
 	FETCH_CANCELLED,    /* the fetcher was freed before the transfer ended */
 };
 
@@ -43,6 +46,12 @@ struct fetch_result {
 	const unsigned char *body;     /* valid during the callback only */
 	size_t len;
 	const char *error;             /* human text when status != FETCH_OK */
+	/* FETCH_OK and FETCH_NOT_MODIFIED: seconds the upstream says the answer stays current
+	 * (Cache-Control max-age less Age, else Expires less Date; 0 for no-cache), -1: none
+	 * said; and its validators (NULL: none), valid during the callback only. */
+	long long max_age;
+	const char *etag;
+	const char *last_modified;
 };
 
 typedef void (*fetch_cb)(const struct fetch_result *res, void *arg);
@@ -82,6 +91,11 @@ int fetch_url_allowed(const struct stapler_config *cfg, const char *url, char *h
 int fetch_start(struct fetcher *f, const char *url, const unsigned char *der, size_t len,
     enum fetch_priority prio, fetch_cb cb, void *arg, struct fetch_job **job, char *err,
     size_t errlen);
+/* Makes job (just returned by fetch_start(), not yet called back) a conditional request:
+ * If-None-Match etag and/or If-Modified-Since last_modified (either may be NULL), as the
+ * upstream gave them with the answer held; a 304 then ends it with FETCH_NOT_MODIFIED.
+ * Returns 0, or -1 (out of memory, or a value with a line break: the request stays plain). */
+int fetch_set_validators(struct fetch_job *job, const char *etag, const char *last_modified);
 /* Drops a fetch nobody waits for any more: queued, it is forgotten; running, its transfer is
  * stopped and its socket closed. Its callback never runs. */
 void fetch_cancel(struct fetcher *f, struct fetch_job *job);

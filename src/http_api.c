@@ -22,6 +22,7 @@ struct http_api {
 	struct staple_service *svc;
 	struct store *store;
 	struct fetcher *fetch;
+	const struct refresher *refresh;  /* NULL: no refresh timer (component tests) */
 	struct http_ocsp_map *ocsp_map;
 	struct http_health *health;
 	struct ratelimit *limit;          /* fetches per client address */
@@ -454,6 +455,18 @@ struct fetcher *
 http_api_fetcher(struct http_api *api)
 {
 	return api->fetch;
+}
+
+void
+http_api_set_refresher(struct http_api *api, const struct refresher *r)
+{
+	api->refresh = r;
+}
+
+const struct refresher *
+http_api_refresher(const struct http_api *api)
+{
+	return api->refresh;
 }
 
 const struct http_server *

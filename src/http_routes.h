@@ -53,6 +53,8 @@ void http_health_free(struct http_health **h);
 
 struct http_health *http_api_health(struct http_api *api);
 struct fetcher *http_api_fetcher(struct http_api *api);
+/* The refresh timer, or NULL (http_api_set_refresher()). */
+const struct refresher *http_api_refresher(const struct http_api *api);
 const struct http_server *http_api_server(const struct http_api *api);
 int http_api_shutting_down(const struct http_api *api);
 

@@ -2,6 +2,7 @@
  * bounded batches, per-host limits and failure backoff, so that staples stay fresh without a
  * refetch storm against any upstream. */
 #include <stdlib.h>
+#include <sys/queue.h>
 #include <time.h>
 
 #include <event2/event.h>
@@ -15,6 +16,14 @@
 #include "store.h"
 #include "stapler/types.h"
 
+/* One refresh the timer started, until its answer: when it was due, to know how late it
+ * ended. Detached (r NULL) when the timer stops first. */
+struct started {
+	struct refresher *r;
+	time_t due_at;
+	TAILQ_ENTRY(started) link;
+};
+
 struct refresher {
 	struct event_base *base;
 	const struct stapler_config *cfg;
@@ -26,11 +35,20 @@ struct refresher {
 	time_t lease_logged;       /* a failing lease write is logged once a minute */
 	int busy;                  /* the last tick left due work for a busy upstream */
 	int catch_up;              /* the next tick comes after REFRESH_CATCHUP_MS */
+	/* Whether the fleet fits: refreshes ended per minute over the last hour (a ring indexed
+	 * by minute), in all, and the most overdue entry the last tick found due. */
+	unsigned done_per_min[60];
+	time_t done_min[60];       /* the minute (Unix seconds / 60) each slot counts */
+	unsigned long long ok, failed;
+	long long late_max[60];    /* per minute: the latest a refresh ended after its due time */
+	time_t oldest_due;         /* next_refresh_at of the most overdue entry, 0: none due */
+	TAILQ_HEAD(, started) started;
 };
 
 /* The keys of the entries one tick refreshes. */
 struct batch {
 	struct cache_refresh item[REFRESH_BATCH];
+	long long due_at[REFRESH_BATCH];   /* next_refresh_at before the lease */
 	size_t n;
 };
 
@@ -72,7 +90,55 @@ drop_unused(struct refresher *r, const struct stapler_key *key, time_t now)
 static void
 on_refreshed(enum staple_outcome outcome, const struct staple *s, const char *error, void *arg)
 {
-	/* The service logs the outcome and records it in the cache. */
+	struct started *st = arg;
+	struct refresher *r = st->r;
+	time_t now = time(NULL), min = now / 60;
+	size_t i = (size_t)(min % 60);
+	long long late = (long long)(now - st->due_at);
+
+	if (r != NULL)
+		TAILQ_REMOVE(&r->started, st, link);
+	free(st);
+	/* The service logs the outcome and records it in the cache; here it is only counted. */
+	if (r == NULL)
+		return;
+	if (r->done_min[i] != min) {
+		r->done_min[i] = min;
+		r->done_per_min[i] = 0;
+		r->late_max[i] = 0;
+	}
+	if (late > r->late_max[i])
+		r->late_max[i] = late;
+	if (outcome != STAPLE_OK) {
+		r->failed++;
+		return;
+	}
+	r->ok++;
+	r->done_per_min[i]++;
+}
+
+void
+refresh_pace(const struct refresher *r, time_t now, struct refresh_pace *out)
+{
+	time_t min = now / 60;
+
+	out->done_last_hour = 0;
+	for (size_t i = 0; i < 60; i++) {
+		if (r->done_min[i] > min - 60 && r->done_min[i] <= min)
+			out->done_last_hour += r->done_per_min[i];
+	}
+	out->ok = r->ok;
+	out->failed = r->failed;
+	/* The most overdue entry: the earliest one still due at the last tick, or one that waited
+	 * in an upstream's queue and ended late within the last two minutes (queued entries
+	 * carry a lease, so the tick no longer sees them as due). */
+	out->behind = r->oldest_due != 0 && r->oldest_due < now ? (long long)(now - r->oldest_due) : 0;
+	for (time_t m = min - 1; m <= min; m++) {
+		size_t i = (size_t)(m % 60);
+
+		if (r->done_min[i] == m && r->late_max[i] > out->behind)
+			out->behind = r->late_max[i];
+	}
 }
 
 /* Folds one URL into admission: 1 when its upstream can take work now; else updates *soonest
@@ -146,11 +212,15 @@ tick(struct refresher *r)
 	if ((n = cache_due(r->cache, (long long)now, REFRESH_BATCH, b->item)) < 0)
 		goto out;
 	b->n = (size_t)n;
+	/* Earliest first: the first is the most overdue entry (its lease is written below). */
+	r->oldest_due = b->n > 0 ? (time_t)b->item[0].next_refresh_at : 0;
 	/* A lease first, in one transaction: an entry whose fetch is under way (or lost in a
 	 * crash) is not picked again before every URL had its chance to time out. */
 	lease = (long long)now + r->cfg->upstream_timeout * (CERTS_MAX_URLS + 1) + 30;
-	for (size_t i = 0; i < b->n; i++)
+	for (size_t i = 0; i < b->n; i++) {
+		b->due_at[i] = b->item[i].next_refresh_at;
 		b->item[i].next_refresh_at = lease;
+	}
 	if (cache_set_refresh(r->cache, b->item, b->n) < 0 && now - r->lease_logged >= 60) {
 		/* Refreshes go on without the lease (it only guards against a crash): a revocation
 		 * must be seen even while another process holds the database. */
@@ -161,6 +231,7 @@ tick(struct refresher *r)
 	for (size_t i = 0; i < b->n; i++) {
 		struct staple_answer ans;
 		struct cache_row row;
+		struct started *st;
 		time_t later;
 
 		/* In flight, or refreshed already with its new row still waiting to be written. */
@@ -180,15 +251,22 @@ tick(struct refresher *r)
 			struct cache_refresh again = b->item[i];
 
 			/* After a backoff: spread over a check_interval. A host that was only busy:
-			 * due again at once, for the catch-up tick that follows this one. */
-			again.next_refresh_at = later <= now + 1 ? (long long)now : (long long)later +
+			 * due again at once, for the catch-up tick that follows this one, keeping
+			 * its place (earliest due first) and its age (how far behind it is). */
+			again.next_refresh_at = later <= now + 1 ? b->due_at[i] : (long long)later +
 			    (long long)(staple_service_random(r->svc) * (double)r->cfg->refresh_check_interval);
 			cache_set_refresh(r->cache, &again, 1);
 			deferred++;
-		} else {
+		} else if ((st = calloc(1, sizeof(*st))) != NULL) {
+			st->r = r;
+			st->due_at = (time_t)b->due_at[i];
 			/* NULL: nothing started (the service logged and recorded why). */
-			if (staple_refresh_row(r->svc, &row, now, &ans, on_refreshed, NULL) != NULL)
+			if (staple_refresh_row(r->svc, &row, now, &ans, on_refreshed, st) != NULL) {
+				TAILQ_INSERT_TAIL(&r->started, st, link);
 				started++;
+			} else {
+				free(st);
+			}
 		}
 		cache_row_clear(&row);
 	}
@@ -230,6 +308,7 @@ refresh_new(struct event_base *base, const struct stapler_config *cfg, struct ca
 	r->store = store;
 	r->svc = svc;
 	r->fetch = fetch;
+	TAILQ_INIT(&r->started);
 	if ((r->timer = evtimer_new(base, on_timer, r)) == NULL || evtimer_add(r->timer, &tv) < 0) {
 		refresh_free(&r);
 		return NULL;
@@ -241,9 +320,16 @@ void
 refresh_free(struct refresher **rp)
 {
 	struct refresher *r;
+	struct started *st;
 
 	if (rp == NULL || (r = *rp) == NULL)
 		return;
+	/* Refreshes still running end later (or when the service drops them): they must not
+	 * reach a freed timer. */
+	while ((st = TAILQ_FIRST(&r->started)) != NULL) {
+		TAILQ_REMOVE(&r->started, st, link);
+		st->r = NULL;
+	}
 	if (r->timer != NULL)
 		event_free(r->timer);
 	free(r);

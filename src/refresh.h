@@ -3,6 +3,8 @@
 #ifndef STAPLER_REFRESH_H
 #define STAPLER_REFRESH_H
 
+#include <time.h>
+
 struct event_base;
 struct stapler_config;
 struct cache;
@@ -29,12 +31,22 @@ struct fetcher;
 
 struct refresher;
 
+/* Whether the refresh keeps up with what the policy asks. */
+struct refresh_pace {
+	unsigned long long done_last_hour;  /* refreshes that ended well in the last 60 minutes */
+	unsigned long long ok, failed;      /* scheduler refreshes ended, since the start */
+	long long behind;   /* seconds the most overdue entry is past its refresh time, as the
+	                     * last tick found it (0: nothing was overdue) */
+};
+
 /* Starts the timer. Returns NULL on failure. The parts are used, not owned. */
 struct refresher *refresh_new(struct event_base *base, const struct stapler_config *cfg,
     struct cache *cache, struct store *store, struct staple_service *svc, struct fetcher *fetch);
 void refresh_free(struct refresher **r);
 /* Applies a reloaded configuration (check_interval takes effect at the next tick). */
 void refresh_set_config(struct refresher *r, const struct stapler_config *cfg);
+/* The refresh's pace at now, into *out. */
+void refresh_pace(const struct refresher *r, time_t now, struct refresh_pace *out);
 /* Spreads entries already due at now over the first minutes (warm start). Returns 0 or -1. */
 int refresh_warm_start(struct refresher *r, long long now);
 
