@@ -20,8 +20,9 @@ import unittest
 sys.dont_write_bytecode = True      # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (free_port, IntegrationTestCase, PEM, read_text, setUpModule,  # noqa: E402
-                     wait_until)
+from harness import (free_port, IntegrationTestCase, PEM, read_text, run,  # noqa: E402
+                     setUpModule, wait_until)
+from test_staplerctl import staplerctl_binary  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 
@@ -202,6 +203,18 @@ class ObserveTest(IntegrationTestCase):
         self.assertGreaterEqual(sample(m, "staplerd_refreshes_total", outcome="ok"), 1)
         self.assertEqual(sample(m, "staplerd_upstream_concurrency_limit",
                                 upstream="127.0.0.1:%d" % fwd.port), 1)
+        # staplerctl stats: demand and lag from the database, the daemon's pace and limits.
+        p = run([staplerctl_binary(), "-c", d.conf, "stats", "--json"], check=False, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        s = json.loads(p.stdout)
+        self.assertEqual(s["due_next_hour"], 6)
+        self.assertIsNotNone(s["daemon"])
+        self.assertGreaterEqual(s["daemon"]["refreshes_ok"], 1)
+        self.assertEqual([(u["host"], u["limit"]) for u in s["daemon"]["upstreams"]],
+                         [("127.0.0.1:%d" % fwd.port, 1)])
+        p = run([staplerctl_binary(), "-c", d.conf, "stats"], check=False, timeout=60)
+        self.assertIn("127.0.0.1:%d" % fwd.port, p.stdout)
+        self.assertIn("due within 1h", p.stdout)
 
     def test_degraded_code_and_database_not_writable(self):
         a = self.pki.leaf(self.root, "a", serial="7301", ocsp_urls=[self.url])
