@@ -85,6 +85,8 @@ struct fetcher {
 	struct event *timer;   /* libcurl's timeout */
 	struct event *kick;    /* starts queued jobs on the next loop turn */
 	struct event *resume;  /* the end of the earliest Retry-After pause */
+	void (*low_cb)(void *arg);   /* fetch_on_refresh_low(): the refresh queue runs low */
+	void *low_arg;
 	struct job_queue running;
 	struct host_list ready[FETCH_PRIO_COUNT];
 	LIST_HEAD(, host) hosts;
@@ -403,6 +405,7 @@ job_finish_ra(struct fetch_job *j, enum fetch_status status, long code, const ch
     long long retry_after)
 {
 	struct fetcher *f = j->f;
+	enum fetch_priority prio = j->prio;
 	struct fetch_result res = {
 		.status = status, .url = j->url, .http_code = code,
 		.body = j->body, .len = j->len, .error = error, .max_age = -1,
@@ -435,6 +438,18 @@ job_finish_ra(struct fetch_job *j, enum fetch_status status, long code, const ch
 		j->cb(&res, j->arg);
 	job_free(j);
 	event_active(f->kick, EV_TIMEOUT, 0);
+	/* A refresh slot freed and fewer refreshes wait than one round of slots: time for the
+	 * refresh timer to admit more, before the upstreams idle. */
+	if (prio == FETCH_PRIO_REFRESH && f->low_cb != NULL &&
+	    f->n_queued_prio[FETCH_PRIO_REFRESH] <= (size_t)f->cfg->max_parallel)
+		f->low_cb(f->low_arg);
+}
+
+void
+fetch_on_refresh_low(struct fetcher *f, void (*cb)(void *arg), void *arg)
+{
+	f->low_cb = cb;
+	f->low_arg = arg;
 }
 
 static void

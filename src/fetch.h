@@ -121,6 +121,11 @@ struct fetch_host_limit {
 /* Fills out with up to cap hosts the fetcher knows; returns how many. */
 size_t fetch_host_limits(const struct fetcher *f, struct fetch_host_limit *out, size_t cap);
 
+/* cb(arg) runs when a refresh transfer ends and at most [upstream] max_parallel refreshes
+ * wait: the refresh timer then admits more at once, instead of at its next tick (continuous
+ * admission). From the loop; cb must only schedule work. NULL cb: none. */
+void fetch_on_refresh_low(struct fetcher *f, void (*cb)(void *arg), void *arg);
+
 /* Transfers running and waiting, and waiting with priority prio. */
 size_t fetch_active(const struct fetcher *f);
 size_t fetch_queued(const struct fetcher *f);

@@ -306,6 +306,9 @@ http_metrics_handle(struct http_api *api, struct http_req *req)
 		    (double)pace.behind);
 		counter2(fp, "staplerd_refreshes_total", "Scheduled refreshes ended, by outcome.",
 		    "outcome", "ok", (double)pace.ok, "failed", (double)pace.failed);
+		counter(fp, "staplerd_refresh_ticks_early_total", "Refresh ticks brought forward "
+		    "because a refresh slot freed while due work was left (continuous admission).",
+		    (double)pace.slot_ticks);
 	}
 	counter(fp, "staplerd_responses_verified_total", "Upstream responses whose signature and "
 	    "CertID were checked.", (double)st.verified);

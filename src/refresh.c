@@ -35,11 +35,14 @@ struct refresher {
 	time_t lease_logged;       /* a failing lease write is logged once a minute */
 	int busy;                  /* the last tick left due work for a busy upstream */
 	int catch_up;              /* the next tick comes after REFRESH_CATCHUP_MS */
+	int more;                  /* the last tick left due work (batch full, or hosts busy) */
+	int soon;                  /* a tick is set REFRESH_SLOT_MS ahead: no other is set */
 	/* Whether the fleet fits: refreshes ended per minute over the last hour (a ring indexed
 	 * by minute), in all, and the most overdue entry the last tick found due. */
 	unsigned done_per_min[60];
 	time_t done_min[60];       /* the minute (Unix seconds / 60) each slot counts */
 	unsigned long long ok, failed;
+	unsigned long long slot_ticks;   /* ticks brought forward by a freed slot */
 	long long late_max[60];    /* per minute: the latest a refresh ended after its due time */
 	time_t oldest_due;         /* next_refresh_at of the most overdue entry, 0: none due */
 	TAILQ_HEAD(, started) started;
@@ -129,6 +132,7 @@ refresh_pace(const struct refresher *r, time_t now, struct refresh_pace *out)
 	}
 	out->ok = r->ok;
 	out->failed = r->failed;
+	out->slot_ticks = r->slot_ticks;
 	/* The most overdue entry: the earliest one still due at the last tick, or one that waited
 	 * in an upstream's queue and ended late within the last two minutes (queued entries
 	 * carry a lease, so the tick no longer sees them as due). */
@@ -275,6 +279,7 @@ tick(struct refresher *r)
 	 * 32 per host per check_interval. Each tick stays bounded (REFRESH_BATCH rows,
 	 * REFRESH_HOST_BACKLOG per host); a tick that started nothing waits the full interval. */
 	r->catch_up = started > 0 && (b->n == REFRESH_BATCH || r->busy);
+	r->more = b->n == REFRESH_BATCH || r->busy;
 out:
 	if (b->n > 0 || purged > 0)
 		log_info("refresh_tick", "due=%zu started=%zu deferred=%zu purged=%d unused=%zu", b->n,
@@ -289,8 +294,24 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 	struct timeval tv = { (time_t)r->cfg->refresh_check_interval, 0 };
 	struct timeval soon = { 0, REFRESH_CATCHUP_MS * 1000 };
 
+	r->soon = 0;
 	tick(r);
 	evtimer_add(r->timer, r->catch_up && r->cfg->refresh_check_interval > 0 ? &soon : &tv);
+}
+
+/* The fetcher's refresh queue runs low: when due work was left, the next tick comes in
+ * REFRESH_SLOT_MS (once: completions in between do not push it back). */
+static void
+on_refresh_low(void *arg)
+{
+	struct refresher *r = arg;
+	struct timeval tv = { 0, REFRESH_SLOT_MS * 1000 };
+
+	if (!r->more || r->soon)
+		return;
+	r->soon = 1;
+	r->slot_ticks++;
+	evtimer_add(r->timer, &tv);
 }
 
 struct refresher *
@@ -313,6 +334,7 @@ refresh_new(struct event_base *base, const struct stapler_config *cfg, struct ca
 		refresh_free(&r);
 		return NULL;
 	}
+	fetch_on_refresh_low(fetch, on_refresh_low, r);
 	return r;
 }
 
@@ -330,6 +352,8 @@ refresh_free(struct refresher **rp)
 		TAILQ_REMOVE(&r->started, st, link);
 		st->r = NULL;
 	}
+	if (r->fetch != NULL)
+		fetch_on_refresh_low(r->fetch, NULL, NULL);
 	if (r->timer != NULL)
 		event_free(r->timer);
 	free(r);

@@ -20,6 +20,9 @@ struct fetcher;
 /* While more is due than a tick takes (or an upstream is only busy), the next tick comes
  * after this many milliseconds instead of check_interval. */
 #define REFRESH_CATCHUP_MS 200
+/* When a refresh slot frees and due work was left, the next tick comes after this many
+ * milliseconds (a few completions gather into one tick, which is one query and one write). */
+#define REFRESH_SLOT_MS 5
 /* Rows of certificates expired longer ago than this are deleted, at most REFRESH_PURGE_BATCH
  * per tick. */
 #define REFRESH_RETENTION (30 * 86400)
@@ -35,6 +38,7 @@ struct refresher;
 struct refresh_pace {
 	unsigned long long done_last_hour;  /* refreshes that ended well in the last 60 minutes */
 	unsigned long long ok, failed;      /* scheduler refreshes ended, since the start */
+	unsigned long long slot_ticks;      /* ticks brought forward by a freed slot */
 	long long behind;   /* seconds the most overdue entry is past its refresh time, as the
 	                     * last tick found it (0: nothing was overdue) */
 };

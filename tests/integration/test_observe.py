@@ -201,6 +201,8 @@ class ObserveTest(IntegrationTestCase):
         self.assertTrue(m)
         self.assertGreaterEqual(sample(m, "staplerd_refresh_behind_seconds"), 3)
         self.assertGreaterEqual(sample(m, "staplerd_refreshes_total", outcome="ok"), 1)
+        # Due work left behind a busy upstream is admitted when a slot frees, not a tick later.
+        self.assertGreaterEqual(sample(m, "staplerd_refresh_ticks_early_total"), 1)
         self.assertEqual(sample(m, "staplerd_upstream_concurrency_limit",
                                 upstream="127.0.0.1:%d" % fwd.port), 1)
         # staplerctl stats: demand and lag from the database, the daemon's pace and limits.
