@@ -23,6 +23,9 @@ struct fetcher;
 /* When a refresh slot frees and due work was left, the next tick comes after this many
  * milliseconds (a few completions gather into one tick, which is one query and one write). */
 #define REFRESH_SLOT_MS 5
+/* A tick stops reading its batch after this many rows in a row whose upstream was busy: the
+ * rest stays due (untouched) for the next tick. */
+#define REFRESH_BUSY_STOP 64
 /* Rows of certificates expired longer ago than this are deleted, at most REFRESH_PURGE_BATCH
  * per tick. */
 #define REFRESH_RETENTION (30 * 86400)

@@ -954,6 +954,11 @@ on_fetched(const struct fetch_result *res, void *arg)
 		again.status = FETCH_OK;
 		again.body = der;
 		again.len = held->der_len;
+		/* A 304 need not repeat the validators: the ones sent still describe the bytes. */
+		if (again.etag == NULL && p->t->etag[0] != '\0')
+			again.etag = p->t->etag;
+		if (again.last_modified == NULL && p->t->last_modified[0] != '\0')
+			again.last_modified = p->t->last_modified;
 		fetched(p, &again);
 		free(der);
 		return;
