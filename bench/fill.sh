@@ -43,18 +43,11 @@ if [[ -n ${PERF_OUT:-} ]]; then
 	perf_pid=$!
 	pids+=($perf_pid)
 fi
-BENCH_CERTS=$work/pki/certs.pem BENCH_OUT=$work/fill.out wrk -t1 -c"$conns" -d600s \
-	-s "$top/bench/fill.lua" "http://127.0.0.1:$sp" >"$work/fill.wrk" &
-wrk_pid=$!
-pids+=($wrk_pid)
-for _ in $(seq 6000); do
-	[[ -s $work/fill.out ]] && break
-	sleep 0.1
-done
+fill_start "$sp" "$conns"
+fill_wait
 c1s=$(cpu_s "$staplerd_pid")
 c1u=$(cpu_s $(ocsp_procs))
-kill -INT "$wrk_pid"
-wait "$wrk_pid" || true
+fill_stop
 if [[ -n ${PERF_OUT:-} ]]; then
 	kill -INT "$perf_pid"
 	wait "$perf_pid" || true

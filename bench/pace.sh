@@ -56,18 +56,10 @@ for delay in "${delays[@]}"; do
 	STAPLERD_EXTRA=$'[limits]\ntrusted_clients = 127.0.0.1' start_staplerd "$sp" "$work/cache.db"
 	p0=$(proxied)
 	c0=$(cpu_s "$staplerd_pid")
-	rm -f "$work/fill.out"
-	BENCH_CERTS=$work/pki/certs.pem BENCH_OUT=$work/fill.out wrk -t1 -c"$conns" -d600s \
-		-s "$top/bench/fill.lua" "http://127.0.0.1:$sp" >"$work/fill.wrk" &
-	wrk_pid=$!
-	pids+=($wrk_pid)
-	for _ in $(seq 6000); do
-		[[ -s $work/fill.out ]] && break
-		sleep 0.1
-	done
+	fill_start "$sp" "$conns"
+	fill_wait
 	c1=$(cpu_s "$staplerd_pid")
-	kill -INT "$wrk_pid"
-	wait "$wrk_pid" || true
+	fill_stop
 	fill=$(cat "$work/fill.out")
 	fill_s=$(sed 's/.*seconds=//' <<<"$fill")
 	fill_rate=$(awk -v n="$n" -v s="$fill_s" 'BEGIN {printf "%.0f", n / s}')

@@ -247,10 +247,14 @@ host_get(struct fetcher *f, const char *name)
 static void
 host_ready_update(struct fetcher *f, struct host *h)
 {
-	int open = h->active < pace_limit(&h->pace) && h->paused_until <= time(NULL);
+	time_t now = time(NULL);
+	int open = h->active < pace_limit(&h->pace) && h->paused_until <= now;
+	/* Refreshes already queued for a host in failure backoff wait it out too (the refresh
+	 * timer gives it no new ones): a dead upstream gets one round, not the whole backlog. */
+	int backoff = h->failures > 0 && h->retry_at > now;
 
 	for (int p = 0; p < FETCH_PRIO_COUNT; p++) {
-		int ready = open && !TAILQ_EMPTY(&h->queue[p]);
+		int ready = open && !TAILQ_EMPTY(&h->queue[p]) && !(p == FETCH_PRIO_REFRESH && backoff);
 
 		if (ready && !h->is_ready[p])
 			TAILQ_INSERT_TAIL(&f->ready[p], h, ready[p]);
@@ -323,7 +327,18 @@ job_unqueue(struct fetch_job *j)
 	j->host->queued--;
 }
 
-/* Arms f->resume for the earliest end of a Retry-After pause still to come. */
+/* The end of what holds h's queued refreshes: a Retry-After pause or a failure backoff. */
+static time_t
+host_held_until(const struct host *h)
+{
+	time_t t = h->paused_until;
+
+	if (h->failures > 0 && h->retry_at > t)
+		t = h->retry_at;
+	return t;
+}
+
+/* Arms f->resume for the earliest end of a Retry-After pause or failure backoff to come. */
 static void
 resume_arm(struct fetcher *f, time_t now)
 {
@@ -332,8 +347,10 @@ resume_arm(struct fetcher *f, time_t now)
 	struct timeval tv;
 
 	LIST_FOREACH(h, &f->hosts, link) {
-		if (h->paused_until > now && (soonest == 0 || h->paused_until < soonest))
-			soonest = h->paused_until;
+		time_t t = h->paused_until > now ? h->paused_until : host_held_until(h);
+
+		if (t > now && (soonest == 0 || t < soonest))
+			soonest = t;
 	}
 	if (soonest == 0)
 		return;
@@ -351,10 +368,9 @@ on_resume(evutil_socket_t fd, short what, void *arg)
 	time_t now = time(NULL);
 
 	LIST_FOREACH(h, &f->hosts, link) {
-		if (h->paused_until != 0 && h->paused_until <= now) {
+		if (h->paused_until != 0 && h->paused_until <= now)
 			h->paused_until = 0;
-			host_ready_update(f, h);
-		}
+		host_ready_update(f, h);
 	}
 	resume_arm(f, now);
 	event_active(f->kick, EV_TIMEOUT, 0);
@@ -424,6 +440,8 @@ job_finish_ra(struct fetch_job *j, enum fetch_status status, long code, const ch
 	host_outcome(j->host, status, code);
 	host_pace(f, j, status, code, retry_after);
 	host_ready_update(f, j->host);
+	if (j->host->failures > 0)
+		resume_arm(f, time(NULL));
 	j->host = NULL;
 	if (status != FETCH_OK) {
 		res.body = NULL;

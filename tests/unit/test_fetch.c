@@ -307,6 +307,33 @@ test_backoff_deepens_per_round_not_per_transfer(void **state)
 	fetch_free(&w->f);
 }
 
+/* Refreshes queued for a host in failure backoff wait it out; a client's fetch does not. */
+static void
+test_refreshes_wait_out_a_backoff(void **state)
+{
+	struct world *w = *state;
+	struct call first[2] = { 0 }, later[4] = { 0 }, client[2] = { 0 };
+	unsigned short port = closed_port();
+	struct timeval tick = { 0, 300 * 1000 };
+
+	start(w, port, FETCH_PRIO_REFRESH, &first[0], 'x', NULL);
+	assert_true(run_until(w, all_done, first));
+	assert_int_equal(fetch_hosts_failing(w->f), 1);
+	for (int i = 0; i < 3; i++)
+		start(w, port, FETCH_PRIO_REFRESH, &later[i], 'r', NULL);
+	start(w, port, FETCH_PRIO_CLIENT, &client[0], 'c', NULL);
+	assert_true(run_until(w, all_done, client));
+	event_base_loopexit(w->base, &tick);
+	event_base_dispatch(w->base);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(later[i].done, 0);
+	assert_int_equal(fetch_queued_prio(w->f, FETCH_PRIO_REFRESH), 3);
+	assert_int_equal(fetch_active(w->f), 0);
+	fetch_free(&w->f);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(later[i].status, FETCH_CANCELLED);
+}
+
 /* The limit in force for the test's host on port. */
 static int
 limit_of(struct world *w, unsigned short port)
@@ -422,6 +449,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_free_cancels_with_callbacks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backoff_deepens_per_round_not_per_transfer, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_refreshes_wait_out_a_backoff, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_limit_grows_against_fast_upstream, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_limit_cut_by_timeouts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_limit_cut_and_paused_by_429, setup, teardown),
