@@ -15,8 +15,8 @@ struct stapler_config;
 /* Largest upstream answer accepted; OCSP responses are a few KiB. */
 #define FETCH_MAX_BODY (64 * 1024)
 /* Transfers run at once against one upstream (host:port) are bounded by an adaptive limit
- * (pace.c) under [upstream] max_per_host; the rest wait in line. A Retry-After longer than
- * this (seconds) is taken as this. */
+ * (pace.c) under [upstream] max_per_host; the rest wait in line. */
+/* A Retry-After longer than this (seconds) is taken as this. */
 #define FETCH_RETRY_AFTER_MAX 600
 /* A host idle this long (seconds) is forgotten, with the limit it learned. */
 #define FETCH_HOST_KEEP 600
@@ -112,7 +112,7 @@ struct fetch_host_info {
 int fetch_host_state(const struct fetcher *f, const char *url, time_t now,
     struct fetch_host_info *info);
 
-/* One upstream host's limit in force, for /metrics' neighbours and the admin socket. */
+/* One upstream host's limit in force, for the admin socket's `pace` (staplerctl stats). */
 struct fetch_host_limit {
 	char host[URL_AUTHORITY_MAX];
 	int limit, active, queued;

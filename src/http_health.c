@@ -302,7 +302,8 @@ http_metrics_handle(struct http_api *api, struct http_req *req)
 		gauge(fp, "staplerd_refresh_done_last_hour", "Scheduled refreshes that ended well in "
 		    "the last 60 minutes: the achieved rate per hour.", (double)pace.done_last_hour);
 		gauge(fp, "staplerd_refresh_behind_seconds", "How far the most overdue entry is past "
-		    "its refresh time, as the last refresh tick found it (0: none overdue).",
+		    "its refresh time: the earliest the last refresh tick left due, or a refresh "
+		    "that ended late in the last two minutes (0: none overdue).",
 		    (double)pace.behind);
 		counter2(fp, "staplerd_refreshes_total", "Scheduled refreshes ended, by outcome.",
 		    "outcome", "ok", (double)pace.ok, "failed", (double)pace.failed);
