@@ -100,11 +100,14 @@ for delay in "${delays[@]}"; do
 		sleep 0.5
 	done
 	c1=$(cpu_s "$staplerd_pid")
+	ref_limit=$(curl -fsS "http://127.0.0.1:$sp/metrics" |
+		awk '/^staplerd_upstream_concurrency_(limit|cuts_total)\{/ {sub(/\{.*\}/, ""); printf "%s=%s ", $1, $2}')
 	ref_req=$(( $(proxied) - p0 ))
 	ref_rate=$(awk -v n="$n" -v s="${done_s:-0}" 'BEGIN {printf "%.0f", s ? n / s : 0}')
 	echo "  refresh of $n due at once: ${done_s:-not done in 600} s ($ref_rate/s; the first tick comes up to 1 s after they are due);" \
 		"upstream requests per entry $(ratio "$ref_req" "$n"); staplerd CPU" \
-		"$(awk -v a="$c0" -v b="$c1" -v n="$n" 'BEGIN {printf "%.0f", (b - a) / n * 1e6}') us/entry"
+		"$(awk -v a="$c0" -v b="$c1" -v n="$n" 'BEGIN {printf "%.0f", (b - a) / n * 1e6}') us/entry;" \
+		"after: ${ref_limit:-?}"
 	echo "  serving GET c=32 during the refresh: $busy req/s; idle: $idle req/s; ratio $(ratio "$busy" "$idle")"
 	stop_pid "$staplerd_pid"
 
