@@ -96,6 +96,27 @@ CONF
 	return 1
 }
 
+# A cold fill: wrk POSTs every certificate of $work/pki/certs.pem once to staplerd on port $1
+# over $2 connections (bench/fill.lua, which times it into $work/fill.out). fill_wait returns
+# when every one is answered (wrk still running: read CPU counters then); fill_stop stops wrk.
+fill_start() {
+	rm -f "$work/fill.out"
+	BENCH_CERTS=$work/pki/certs.pem BENCH_OUT=$work/fill.out wrk -t1 -c"$2" -d600s \
+		-s "$top/bench/fill.lua" "http://127.0.0.1:$1" >"$work/fill.wrk" &
+	wrk_pid=$!
+	pids+=($wrk_pid)
+}
+fill_wait() {
+	for _ in $(seq 6000); do
+		[[ -s $work/fill.out ]] && return 0
+		sleep 0.1
+	done
+}
+fill_stop() {
+	kill -INT "$wrk_pid"
+	wait "$wrk_pid" || true
+}
+
 machine() {
 	echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)," \
 		"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -sr)"

@@ -87,6 +87,9 @@ int ctl_cmd_show(struct ctl *ctl, int argc, char **argv);
 int ctl_cmd_stats(struct ctl *ctl, int argc, char **argv);
 int ctl_cmd_export(struct ctl *ctl, int argc, char **argv);
 int ctl_cmd_import(struct ctl *ctl, int argc, char **argv);
+/* Sends one request line ("pace\n") to the daemon when it is reachable and its reply is
+ * "ok …"; returns 0 with the reply in out, or -1 quietly (no daemon is no error here). */
+int ctl_daemon_ask(struct ctl *ctl, const char *line, char *out, size_t cap);
 int ctl_cmd_refresh(struct ctl *ctl, int argc, char **argv);
 int ctl_cmd_evict(struct ctl *ctl, int argc, char **argv);
 int ctl_cmd_verify(struct ctl *ctl, int argc, char **argv);

@@ -136,6 +136,26 @@ request(struct ctl *ctl, const char *line, char *out, size_t cap)
 	return rc;
 }
 
+int
+ctl_daemon_ask(struct ctl *ctl, const char *line, char *out, size_t cap)
+{
+	const struct stapler_config *cfg = ctl_config(ctl);
+	struct conn c = { .fd = -1 };
+	char err[512];
+	int rc = -1;
+
+	if (cfg == NULL || cfg->admin_socket == NULL || cfg->admin_socket[0] == '\0')
+		return -1;
+	c.path = cfg->admin_socket;
+	if ((c.fd = unixsock_connect(c.path, err, sizeof(err))) < 0)
+		return -1;
+	if (conn_send(&c, line, strlen(line)) == 0 && conn_recv(&c, out, cap) == 0 &&
+	    strncmp(out, "ok", 2) == 0 && (out[2] == '\0' || out[2] == ' '))
+		rc = 0;
+	conn_close(&c);
+	return rc;
+}
+
 static const char *
 kv(const char *line, const char *key, char *buf, size_t cap)
 {

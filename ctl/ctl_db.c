@@ -429,6 +429,101 @@ ctl_cmd_show(struct ctl *ctl, int argc, char **argv)
 	return rc;
 }
 
+/* The i-th "host limit active queued paused_until" of a pace reply's upstreams list. */
+struct pace_host {
+	char host[300];
+	long long limit, active, queued, paused_until;
+};
+
+static int
+pace_host(const char *list, int i, struct pace_host *h)
+{
+	const char *p = list;
+
+	for (; i > 0 && p != NULL; i--)
+		p = (p = strchr(p, ',')) != NULL ? p + 1 : NULL;
+	if (p == NULL || *p == '\0')
+		return -1;
+	return sscanf(p, "%299s %lld %lld %lld %lld", h->host, &h->limit, &h->active, &h->queued,
+	    &h->paused_until) == 5 ? 0 : -1;
+}
+
+static long long
+pace_n(const char *reply, const char *key)
+{
+	char v[32];
+	char *end;
+	long long n;
+
+	if (fmt_kv_get(reply, key, v, sizeof(v)) != 1)
+		return 0;
+	n = strtoll(v, &end, 10);
+	return *end == '\0' ? n : 0;
+}
+
+static void
+pace_json(const char *reply)
+{
+	char list[2048];
+	struct pace_host h;
+	int first = 1;
+
+	if (reply == NULL) {
+		printf("null");
+		return;
+	}
+	printf("{");
+	json_n(stdout, "behind", pace_n(reply, "behind"), &first);
+	json_n(stdout, "refreshed_last_hour", pace_n(reply, "refreshed_last_hour"), &first);
+	json_n(stdout, "refreshes_ok", pace_n(reply, "refreshes_ok"), &first);
+	json_n(stdout, "refreshes_failed", pace_n(reply, "refreshes_failed"), &first);
+	printf(",\"upstreams\":[");
+	if (fmt_kv_get(reply, "upstreams", list, sizeof(list)) != 1)
+		list[0] = '\0';
+	for (int i = 0; pace_host(list, i, &h) == 0; i++) {
+		int f2 = 1;
+
+		printf("%s{", i ? "," : "");
+		json_s(stdout, "host", h.host, &f2);
+		json_n(stdout, "limit", h.limit, &f2);
+		json_n(stdout, "active", h.active, &f2);
+		json_n(stdout, "queued", h.queued, &f2);
+		json_n(stdout, "paused_until", h.paused_until, &f2);
+		printf("}");
+	}
+	printf("]}");
+}
+
+static void
+pace_print(const char *reply)
+{
+	static const char *const head[] = { "UPSTREAM", "LIMIT", "ACTIVE", "QUEUED", "PAUSED UNTIL" };
+	struct ctl_table t;
+	struct pace_host h;
+	char list[2048];
+
+	printf("daemon: refreshed in the last hour %lld, most overdue refresh %lld s late\n",
+	    pace_n(reply, "refreshed_last_hour"), pace_n(reply, "behind"));
+	if (fmt_kv_get(reply, "upstreams", list, sizeof(list)) != 1)
+		list[0] = '\0';
+	ctl_table_init(&t, 5, head);
+	for (int i = 0; pace_host(list, i, &h) == 0; i++) {
+		char n[4][24];
+		const char *cells[5] = { h.host, n[0], n[1], n[2], h.paused_until ? n[3] : "-" };
+
+		snprintf(n[0], sizeof(n[0]), "%lld", h.limit);
+		snprintf(n[1], sizeof(n[1]), "%lld", h.active);
+		snprintf(n[2], sizeof(n[2]), "%lld", h.queued);
+		snprintf(n[3], sizeof(n[3]), "%lld", h.paused_until);
+		ctl_table_add(&t, cells);
+	}
+	if (t.nrows > 0) {
+		printf("\n");
+		ctl_table_print(&t, stdout);
+	}
+	ctl_table_free(&t);
+}
+
 int
 ctl_cmd_stats(struct ctl *ctl, int argc, char **argv)
 {
@@ -436,7 +531,8 @@ ctl_cmd_stats(struct ctl *ctl, int argc, char **argv)
 	static const char *const head[] = { "UPSTREAM", "ENTRIES", "OK", "FAILING", "FAILED TRIES" };
 	struct cache_report_stats *s;
 	struct cache *cache;
-	int ch, rc, first = 1;
+	char pace[2048];
+	int ch, rc, have_pace, first = 1;
 
 	while ((ch = getopt_long(argc, argv, ":hj", longopts, NULL)) != -1) {
 		if ((rc = ctl_common_opt(ctl, "stats", ch, argv)) >= 0)
@@ -452,6 +548,9 @@ ctl_cmd_stats(struct ctl *ctl, int argc, char **argv)
 		cache_close(&cache);
 		return CTL_USAGE;
 	}
+	/* The running daemon's view, when it answers: the refresh's pace and each upstream's
+	 * limit in force (not in the database). */
+	have_pace = ctl_daemon_ask(ctl, "pace\n", pace, sizeof(pace)) == 0;
 	if (ctl->json) {
 		printf("{");
 		json_n(stdout, "now", (long long)ctl->now, &first);
@@ -464,6 +563,10 @@ ctl_cmd_stats(struct ctl *ctl, int argc, char **argv)
 		json_n(stdout, "due", s->due, &first);
 		json_n(stdout, "failing", s->failing, &first);
 		json_n(stdout, "issuers", s->issuers, &first);
+		json_n(stdout, "due_next_hour", s->due_next_hour, &first);
+		json_n(stdout, "oldest_due", s->oldest_due, &first);
+		printf(",\"daemon\":");
+		pace_json(have_pace ? pace : NULL);
 		printf(",\"upstreams\":[");
 		for (int i = 0; i < s->n_hosts; i++) {
 			int f2 = 1;
@@ -489,6 +592,11 @@ ctl_cmd_stats(struct ctl *ctl, int argc, char **argv)
 		printf("due now            %lld\n", s->due);
 		printf("failing            %lld\n", s->failing);
 		printf("issuers            %lld\n", s->issuers);
+		printf("due within 1h      %lld (the refresh demand per hour)\n", s->due_next_hour);
+		printf("most overdue       %lld s\n", s->oldest_due != 0 ?
+		    (long long)ctl->now - s->oldest_due : 0);
+		if (have_pace)
+			pace_print(pace);
 		ctl_table_init(&t, 5, head);
 		for (int i = 0; i < s->n_hosts; i++) {
 			char n[4][24];

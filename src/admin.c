@@ -18,6 +18,8 @@
 #include <event2/listener.h>
 
 #include "admin.h"
+#include "fetch.h"
+#include "refresh.h"
 #include "staple.h"
 #include "cache.h"
 #include "cache_report.h"
@@ -29,6 +31,8 @@
 #include "util.h"
 
 #define ADMIN_REPLY_MAX 2048
+/* Upstreams a `pace` reply lists at most (as many as fit in a reply line). */
+#define ADMIN_PACE_HOSTS 16
 
 struct admin_req;
 
@@ -69,6 +73,8 @@ struct admin {
 	const struct stapler_config *cfg;
 	struct cache *cache;
 	struct staple_service *svc;
+	const struct fetcher *fetch;        /* admin_set_pace(): for `pace`, or NULL */
+	const struct refresher *refresh;
 	struct evconnlistener *listener;
 	char *path;             /* the socket file we created, until removed */
 	dev_t dev;
@@ -475,6 +481,46 @@ do_evict(struct admin_conn *c, const char *id, const char *line)
 	send_line(c, "ok", id, f);
 }
 
+/* `pace`: whether the refresh keeps up, and each upstream's limit in force (the daemon's
+ * view; staplerctl stats adds it to what the database says). */
+static void
+do_pace(struct admin_conn *c, const char *id)
+{
+	struct fetch_host_limit hl[ADMIN_PACE_HOSTS];
+	struct refresh_pace pace = { 0 };
+	char f[ADMIN_REPLY_MAX - 64], n[32], hosts[ADMIN_REPLY_MAX - 256];
+	size_t len = 0, off = 0, nh = 0;
+	time_t now = time(NULL);
+
+	f[0] = hosts[0] = '\0';
+	if (c->a->refresh != NULL)
+		refresh_pace(c->a->refresh, now, &pace);
+	if (c->a->fetch != NULL)
+		nh = fetch_host_limits(c->a->fetch, hl, ADMIN_PACE_HOSTS);
+	snprintf(n, sizeof(n), "%lld", pace.behind);
+	fmt_kv_add(f, &len, sizeof(f), "behind", n);
+	snprintf(n, sizeof(n), "%llu", pace.done_last_hour);
+	fmt_kv_add(f, &len, sizeof(f), "refreshed_last_hour", n);
+	snprintf(n, sizeof(n), "%llu", pace.ok);
+	fmt_kv_add(f, &len, sizeof(f), "refreshes_ok", n);
+	snprintf(n, sizeof(n), "%llu", pace.failed);
+	fmt_kv_add(f, &len, sizeof(f), "refreshes_failed", n);
+	/* "host limit active queued paused_until", comma separated, as many as fit. */
+	for (size_t i = 0; i < nh; i++) {
+		int w = snprintf(hosts + off, sizeof(hosts) - off, "%s%s %d %d %d %lld", off ? "," : "",
+		    hl[i].host, hl[i].limit, hl[i].active, hl[i].queued,
+		    (long long)(hl[i].paused_until > now ? hl[i].paused_until : 0));
+
+		if (w < 0 || (size_t)w >= sizeof(hosts) - off) {
+			hosts[off] = '\0';
+			break;
+		}
+		off += (size_t)w;
+	}
+	fmt_kv_add(f, &len, sizeof(f), "upstreams", hosts);
+	send_line(c, "ok", id, f);
+}
+
 static void
 handle_line(struct admin_conn *c, const char *line)
 {
@@ -504,6 +550,8 @@ handle_line(struct admin_conn *c, const char *line)
 		do_refresh(c, id, line);
 	} else if (strcmp(verb, "evict") == 0) {
 		do_evict(c, id, line);
+	} else if (strcmp(verb, "pace") == 0) {
+		do_pace(c, id);
 	} else {
 		send_error(c, id, "bad_request", "unknown command");
 	}
@@ -708,6 +756,13 @@ admin_new(struct event_base *base, const struct stapler_config *cfg, struct cach
 	}
 	log_info("admin_listening", "path=\"%s\"", cfg->admin_socket);
 	return a;
+}
+
+void
+admin_set_pace(struct admin *a, const struct fetcher *f, const struct refresher *r)
+{
+	a->fetch = f;
+	a->refresh = r;
 }
 
 void

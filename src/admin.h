@@ -34,6 +34,10 @@ struct admin *admin_new(struct event_base *base, const struct stapler_config *cf
     struct cache *cache, struct staple_service *svc, char *err, size_t errlen);
 /* Stops accepting and removes the socket file; connections already open carry on. */
 void admin_shutdown(struct admin *a);
+struct fetcher;
+struct refresher;
+/* The parts the `pace` request reports on (used, not owned; either may be NULL). */
+void admin_set_pace(struct admin *a, const struct fetcher *f, const struct refresher *r);
 /* Closes every connection (their waits cancelled, no more callbacks), then as admin_shutdown. */
 void admin_free(struct admin **a);
 /* Applies a reloaded configuration (max_request; the socket path changes only at restart). */

@@ -41,7 +41,7 @@ enum cache_stmt {
 	"hash_alg, serial, issuer_key_hash, issuer_name_hash, subject, ocsp_url, ocsp_urls, " \
 	"cert_status, revoked_at, revocation_reason, this_update, next_update, produced_at, " \
 	"fetched_at, cert_not_after, response_der, request_der, next_refresh_at, failures, " \
-	"last_error, created_at, used_at"
+	"last_error, created_at, used_at, upstream_etag, upstream_last_modified"
 
 /* A row's key, bound by bind_key() as ?1..?4 (the UNIQUE constraint's order), and read back by
  * read_keys() in KEY_COLUMNS order. */
@@ -73,6 +73,8 @@ enum put_row_param {
 	P_LAST_ERROR,
 	P_CREATED_AT,
 	P_USED_AT,
+	P_UPSTREAM_ETAG,
+	P_UPSTREAM_LAST_MODIFIED,
 };
 
 static const char *const stmt_sql[ST_MAX] = {
@@ -85,7 +87,7 @@ static const char *const stmt_sql[ST_MAX] = {
 	    "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(name_hash, key_hash) DO NOTHING",
 	[ST_PUT_ROW] =
 	    "INSERT INTO ocsp_response (" ROW_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
-	    "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22) "
+	    "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24) "
 	    "ON CONFLICT(hash_alg, issuer_name_hash, issuer_key_hash, serial) DO UPDATE SET "
 	    "subject = excluded.subject, "
 	    "ocsp_url = excluded.ocsp_url, ocsp_urls = excluded.ocsp_urls, "
@@ -95,7 +97,9 @@ static const char *const stmt_sql[ST_MAX] = {
 	    "fetched_at = excluded.fetched_at, cert_not_after = excluded.cert_not_after, "
 	    "response_der = excluded.response_der, request_der = excluded.request_der, "
 	    "next_refresh_at = excluded.next_refresh_at, failures = excluded.failures, "
-	    "last_error = excluded.last_error, used_at = max(used_at, excluded.used_at)",
+	    "last_error = excluded.last_error, used_at = max(used_at, excluded.used_at), "
+	    "upstream_etag = excluded.upstream_etag, "
+	    "upstream_last_modified = excluded.upstream_last_modified",
 	[ST_GET_ROW] =
 	    "SELECT " ROW_COLUMNS " FROM ocsp_response WHERE " KEY_MATCH,
 	[ST_GET_ISSUER] = "SELECT name_hash, key_hash, subject, cert_der FROM issuer "
@@ -104,7 +108,7 @@ static const char *const stmt_sql[ST_MAX] = {
 	[ST_COUNT] = "SELECT cert_status, count(*) FROM ocsp_response GROUP BY cert_status",
 	/* Rides the next_refresh_at index; a certificate past its notAfter is never refetched. */
 	[ST_DUE] =
-	    "SELECT " KEY_COLUMNS " FROM ocsp_response WHERE next_refresh_at <= ?1 "
+	    "SELECT " KEY_COLUMNS ", next_refresh_at FROM ocsp_response WHERE next_refresh_at <= ?1 "
 	    "AND cert_not_after > ?1 ORDER BY next_refresh_at LIMIT ?2",
 	[ST_SET_REFRESH] =
 	    "UPDATE ocsp_response SET next_refresh_at = ?5 WHERE " KEY_MATCH,
@@ -574,6 +578,9 @@ bind_row(sqlite3_stmt *st, const struct cache_row *row, long long created_at)
 	B(sqlite3_bind_int64(st, P_CREATED_AT, created_at));
 	/* 0 (not known, as for a row written by a tool): as asked for when fetched. */
 	B(sqlite3_bind_int64(st, P_USED_AT, row->used_at != 0 ? row->used_at : row->fetched_at));
+	B(sqlite3_bind_text(st, P_UPSTREAM_ETAG, row->upstream_etag, -1, SQLITE_STATIC));
+	B(sqlite3_bind_text(st, P_UPSTREAM_LAST_MODIFIED, row->upstream_last_modified, -1,
+	    SQLITE_STATIC));
 #undef B
 	return rc == SQLITE_OK ? 0 : -1;
 }
@@ -712,7 +719,9 @@ row_read(sqlite3_stmt *st, struct cache_row *row)
 	    status == NULL || stapler_status_parse(status, &row->status) != 0 ||
 	    col_blob(st, 15, &row->response_der, &row->response_len) != 0 ||
 	    col_blob(st, 16, &row->request_der, &row->request_len) != 0 ||
-	    col_strdup(st, 19, &row->last_error) != 0)
+	    col_strdup(st, 19, &row->last_error) != 0 ||
+	    col_strdup(st, 22, &row->upstream_etag) != 0 ||
+	    col_strdup(st, 23, &row->upstream_last_modified) != 0)
 		goto fail;
 	row->revoked_at = sqlite3_column_type(st, 8) == SQLITE_NULL ? 0 :
 	    sqlite3_column_int64(st, 8);
@@ -898,6 +907,8 @@ cache_row_clear(struct cache_row *row)
 	free(row->response_der);
 	free(row->request_der);
 	free(row->last_error);
+	free(row->upstream_etag);
+	free(row->upstream_last_modified);
 	memset(row, 0, sizeof(*row));
 }
 
@@ -933,7 +944,8 @@ read_keys(struct cache *cache, sqlite3_stmt *st, const char *op, long long now, 
 		    (const char *)sqlite3_column_text(st, 2),
 		    (const char *)sqlite3_column_text(st, 3)) != 0)
 			continue;
-		keys[n].next_refresh_at = 0;
+		/* The due list carries each row's next_refresh_at as a fifth column. */
+		keys[n].next_refresh_at = sqlite3_column_count(st) > 4 ? sqlite3_column_int64(st, 4) : 0;
 		n++;
 	}
 	if (rc != SQLITE_DONE && rc != SQLITE_ROW) {

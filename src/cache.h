@@ -33,6 +33,8 @@ struct cache_row {
 	char *last_error;     /* NULL when the last attempt succeeded */
 	long long created_at;
 	long long used_at;    /* last asked for, as of the row's last write (0: when fetched) */
+	/* The upstream's ETag and Last-Modified for response_der, verbatim; NULL: none given. */
+	char *upstream_etag, *upstream_last_modified;
 };
 
 /* The issuer (CA) certificate of rows, needed to verify their refreshed responses. */
@@ -86,7 +88,7 @@ struct cache_refresh {
 };
 
 /* The keys of at most limit rows due at now (next_refresh_at <= now, certificate not
- * expired), earliest first, into keys[] (next_refresh_at 0). Returns the count, or -1. */
+ * expired), earliest first, into keys[] with their next_refresh_at. Returns the count, or -1. */
 int cache_due(struct cache *cache, long long now, int limit, struct cache_refresh *keys);
 /* Sets next_refresh_at of n rows in one transaction. Returns 0 or -1. */
 int cache_set_refresh(struct cache *cache, const struct cache_refresh *items, size_t n);

@@ -32,7 +32,10 @@ static const char totals_sql[] =
     "sum(cert_status = 'unknown'), sum(next_update <= ?1), "
     "sum(next_update > ?1 AND next_update <= ?1 + 86400), "
     "sum(next_refresh_at <= ?1 AND cert_not_after > ?1), "
-    "sum(failures > 0), count(DISTINCT issuer_name_hash || issuer_key_hash) FROM ocsp_response";
+    "sum(failures > 0), count(DISTINCT issuer_name_hash || issuer_key_hash), "
+    "sum(next_refresh_at <= ?1 + 3600 AND cert_not_after > ?1), "
+    "min(CASE WHEN next_refresh_at <= ?1 AND cert_not_after > ?1 THEN next_refresh_at END) "
+    "FROM ocsp_response";
 
 static const char hosts_sql[] =
     "SELECT ocsp_url, count(*), sum(failures = 0), sum(failures > 0), sum(failures) "
@@ -256,6 +259,8 @@ cache_report_stats(struct cache *cache, long long now, struct cache_report_stats
 	s->due = sqlite3_column_int64(st, 6);
 	s->failing = sqlite3_column_int64(st, 7);
 	s->issuers = sqlite3_column_int64(st, 8);
+	s->due_next_hour = sqlite3_column_int64(st, 9);
+	s->oldest_due = sqlite3_column_int64(st, 10);    /* NULL: 0 */
 	sqlite3_finalize(st);
 	if (sqlite3_prepare_v2(db, hosts_sql, -1, &st, NULL) != SQLITE_OK)
 		goto fail;

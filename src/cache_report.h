@@ -77,6 +77,9 @@ struct cache_report_stats {
 	long long due;                /* next_refresh_at <= now, certificate not expired */
 	long long failing;            /* failures > 0 */
 	long long issuers;            /* distinct issuers among the entries */
+	long long due_next_hour;      /* next_refresh_at <= now + 1 h, certificate not expired:
+	                               * the refresh demand per hour */
+	long long oldest_due;         /* the earliest next_refresh_at among the due, or 0 */
 	int n_hosts;                  /* at most CACHE_REPORT_MAX_HOSTS, most entries first */
 	long long other_hosts;        /* entries of hosts beyond that bound */
 	struct cache_report_host host[CACHE_REPORT_MAX_HOSTS];

@@ -35,6 +35,8 @@ struct stapler_config {
 	long long health_danger_window;     /* seconds before nextUpdate a staple is in danger */
 	long long health_upstream_failing;  /* seconds an upstream fails before it degrades */
 	long health_degraded_code;          /* HTTP status of a degraded /healthz */
+	long long health_refresh_behind; /* /healthz degraded when the most overdue entry is
+	                                  * this far behind its refresh time (0: never) */
 	size_t max_header;       /* bytes of a request head */
 	long max_connections;    /* 0: sized from the descriptor limit */
 	long max_connections_per_client; /* 0: a quarter of max_connections */
@@ -55,12 +57,16 @@ struct stapler_config {
 	/* [upstream] */
 	long long upstream_timeout; /* seconds */
 	long max_parallel;
+	long max_per_host;          /* transfers at once per upstream host at most (the adaptive
+	                             * limit of pace.c moves below it) */
 	size_t n_allow;
 	char *allow[CONFIG_MAX_ALLOW]; /* lowercase host names; empty list = any host */
 	/* [refresh] */
 	long long refresh_window;       /* seconds */
 	long long refresh_min_interval; /* seconds */
 	long long refresh_max_interval; /* seconds */
+	long long refresh_upstream_max_age; /* an upstream's max-age postpones a refresh at most
+	                                     * this long (seconds); 0: ignored */
 	long long refresh_check_interval; /* seconds */
 	/* [limits] */
 	long fetches_per_client; /* fetch-triggering requests per second per address; 0: no limit */

@@ -177,6 +177,8 @@ on_stop(evutil_socket_t sig, short what, void *arg)
 	admin_shutdown(d->admin);
 	/* No new refresh work, and the refreshes in flight end now: nobody waits for them, and
 	 * each could take timeout x URLs. Their entries keep their responses and leases. */
+	http_api_set_refresher(d->api, NULL);
+	admin_set_pace(d->admin, d->fetch, NULL);
 	refresh_free(&d->refresh);
 	dropped = staple_service_drop_pending(d->svc, 0);
 	log_info("stopping", "signal=%d waiting=%zu refreshes_dropped=%zu drain_timeout=%lld",
@@ -365,10 +367,12 @@ daemon_run(struct stapler_config *cfg)
 		log_error("startup_failed", "error=\"%s\"", err);
 		goto out;
 	}
+	http_api_set_refresher(d.api, d.refresh);
 	if ((d.admin = admin_new(d.base, d.cfg, d.cache, d.svc, err, sizeof(err))) == NULL) {
 		log_error("startup_failed", "error=\"%s\"", err);
 		goto out;
 	}
+	admin_set_pace(d.admin, d.fetch, d.refresh);
 	if ((d.sig_term = evsignal_new(d.base, SIGTERM, on_stop, &d)) == NULL ||
 	    (d.sig_int = evsignal_new(d.base, SIGINT, on_stop, &d)) == NULL ||
 	    (d.sig_hup = evsignal_new(d.base, SIGHUP, on_hup, &d)) == NULL ||

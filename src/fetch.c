@@ -3,6 +3,7 @@
  * priority, hold transfers until a global and a per-host slot are free, so the total timeout
  * counts from the real start; hosts that can take work sit on a ready list per priority, so
  * starting a transfer never scans the jobs that cannot start. */
+#define _GNU_SOURCE /* strcasestr */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -18,6 +19,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "ocsp.h"
+#include "pace.h"
 #include "util.h"
 
 #define HOST_MAX URL_AUTHORITY_MAX   /* a host name and ":port" */
@@ -33,6 +35,9 @@ struct host {
 	int failures;        /* consecutive transport failures (network, timeout, HTTP 5xx) */
 	time_t failing_since;  /* the first of those failures */
 	time_t retry_at;     /* while failing: no new refresh work before this */
+	time_t paused_until; /* Retry-After (429, 503): no transfer starts before this */
+	time_t used_at;      /* a transfer started or ended last: what it learned is kept a while */
+	struct pace pace;    /* the adaptive limit on transfers at once */
 	struct job_queue queue[FETCH_PRIO_COUNT];
 	/* On the fetcher's ready list of a priority while it has jobs of it and a free slot. */
 	TAILQ_ENTRY(host) ready[FETCH_PRIO_COUNT];
@@ -55,6 +60,10 @@ struct fetch_job {
 	unsigned char *body;
 	size_t len, cap;
 	int too_big;
+	char *if_none_match;     /* validators of a conditional request, or NULL */
+	char *if_modified_since;
+	long long max_age;       /* of the answer: fetch_result.max_age */
+	char etag[FETCH_VALIDATOR_MAX], last_modified[FETCH_VALIDATOR_MAX];
 	fetch_cb cb;
 	void *arg;
 	char errbuf[CURL_ERROR_SIZE];
@@ -75,6 +84,9 @@ struct fetcher {
 	CURLM *multi;
 	struct event *timer;   /* libcurl's timeout */
 	struct event *kick;    /* starts queued jobs on the next loop turn */
+	struct event *resume;  /* the end of the earliest Retry-After pause */
+	void (*low_cb)(void *arg);   /* fetch_on_refresh_low(): the refresh queue runs low */
+	void *low_arg;
 	struct job_queue running;
 	struct host_list ready[FETCH_PRIO_COUNT];
 	LIST_HEAD(, host) hosts;
@@ -85,6 +97,7 @@ struct fetcher {
 	struct metrics_labels m_hosts;
 	unsigned long long m_outcome[METRICS_LABEL_MAX][FETCH_CANCELLED + 1];
 	struct metrics_hist m_latency[METRICS_LABEL_MAX];
+	unsigned long long m_retry_after[METRICS_LABEL_MAX];
 };
 
 /* Seconds; an OCSP fetch over loopback takes a millisecond, a remote one tens to hundreds. */
@@ -92,7 +105,8 @@ static const double latency_le[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1
 
 static const char *const outcome_names[FETCH_CANCELLED + 1] = {
 	[FETCH_OK] = "ok", [FETCH_NETWORK] = "network", [FETCH_TIMEOUT] = "timeout",
-	[FETCH_HTTP] = "http_error", [FETCH_TOO_BIG] = "too_big", [FETCH_CANCELLED] = "cancelled",
+	[FETCH_HTTP] = "http_error", [FETCH_TOO_BIG] = "too_big",
+	[FETCH_NOT_MODIFIED] = "not_modified", [FETCH_CANCELLED] = "cancelled",
 };
 
 /* Counts a finished transfer against its upstream. */
@@ -176,16 +190,52 @@ host_find(const struct fetcher *f, const char *name)
 	return NULL;
 }
 
+/* Seconds since the epoch with the loop's cached clock, to the microsecond (pace.c). */
+static double
+loop_now(const struct fetcher *f)
+{
+	struct timeval tv;
+
+	event_base_gettimeofday_cached(f->base, &tv);
+	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
+static int
+host_idle(const struct host *h, time_t now)
+{
+	return h->active == 0 && h->queued == 0 && h->failures == 0 && h->paused_until <= now;
+}
+
+/* Forgets hosts idle for FETCH_HOST_KEEP: what a host taught the limit is kept between
+ * bursts of work (a refresh round), not forever. */
+static void
+host_sweep(struct fetcher *f, time_t now)
+{
+	struct host *h, *next;
+
+	for (h = LIST_FIRST(&f->hosts); h != NULL; h = next) {
+		next = LIST_NEXT(h, link);
+		if (host_idle(h, now) && now - h->used_at >= FETCH_HOST_KEEP) {
+			LIST_REMOVE(h, link);
+			free(h);
+		}
+	}
+}
+
 static struct host *
 host_get(struct fetcher *f, const char *name)
 {
 	struct host *h;
+	time_t now = time(NULL);
 
 	if ((h = host_find(f, name)) != NULL)
 		return h;
+	host_sweep(f, now);
 	if ((h = calloc(1, sizeof(*h))) == NULL)
 		return NULL;
 	util_strlcpy(h->name, name, sizeof(h->name));
+	pace_init(&h->pace, (int)f->cfg->max_per_host);
+	h->used_at = now;
 	for (int p = 0; p < FETCH_PRIO_COUNT; p++)
 		TAILQ_INIT(&h->queue[p]);
 	LIST_INSERT_HEAD(&f->hosts, h, link);
@@ -197,23 +247,20 @@ host_get(struct fetcher *f, const char *name)
 static void
 host_ready_update(struct fetcher *f, struct host *h)
 {
+	time_t now = time(NULL);
+	int open = h->active < pace_limit(&h->pace) && h->paused_until <= now;
+	/* Refreshes already queued for a host in failure backoff wait it out too (the refresh
+	 * timer gives it no new ones): a dead upstream gets one round, not the whole backlog. */
+	int backoff = h->failures > 0 && h->retry_at > now;
+
 	for (int p = 0; p < FETCH_PRIO_COUNT; p++) {
-		int ready = !TAILQ_EMPTY(&h->queue[p]) && h->active < FETCH_PER_HOST_MAX;
+		int ready = open && !TAILQ_EMPTY(&h->queue[p]) && !(p == FETCH_PRIO_REFRESH && backoff);
 
 		if (ready && !h->is_ready[p])
 			TAILQ_INSERT_TAIL(&f->ready[p], h, ready[p]);
 		else if (!ready && h->is_ready[p])
 			TAILQ_REMOVE(&f->ready[p], h, ready[p]);
 		h->is_ready[p] = (unsigned char)ready;
-	}
-}
-
-static void
-host_gc(struct host *h)
-{
-	if (h->active == 0 && h->queued == 0 && h->failures == 0) {
-		LIST_REMOVE(h, link);
-		free(h);
 	}
 }
 
@@ -230,6 +277,8 @@ host_outcome(struct host *h, enum fetch_status status, long code)
 
 	if (status == FETCH_CANCELLED)
 		return;
+	if (status == FETCH_HTTP && code == 429)
+		return;    /* alive, and asking us to slow down: the pace handles it, not backoff */
 	if (status == FETCH_NETWORK || status == FETCH_TIMEOUT ||
 	    (status == FETCH_HTTP && code >= 500)) {
 		if (h->failures > 0 && h->retry_at > now)
@@ -259,6 +308,8 @@ job_free(struct fetch_job *j)
 	curl_slist_free_all(j->headers);
 	free(j->url);
 	free(j->get_url);
+	free(j->if_none_match);
+	free(j->if_modified_since);
 	free(j->req);
 	free(j->body);
 	free(j);
@@ -276,14 +327,104 @@ job_unqueue(struct fetch_job *j)
 	j->host->queued--;
 }
 
-/* Ends a job: unhooks it, reports (unless cancelled: cb is NULL then), frees. */
+/* The end of what holds h's queued refreshes: a Retry-After pause or a failure backoff. */
+static time_t
+host_held_until(const struct host *h)
+{
+	time_t t = h->paused_until;
+
+	if (h->failures > 0 && h->retry_at > t)
+		t = h->retry_at;
+	return t;
+}
+
+/* Arms f->resume for the earliest end of a Retry-After pause or failure backoff to come. */
 static void
-job_finish(struct fetch_job *j, enum fetch_status status, long code, const char *error)
+resume_arm(struct fetcher *f, time_t now)
+{
+	const struct host *h;
+	time_t soonest = 0;
+	struct timeval tv;
+
+	LIST_FOREACH(h, &f->hosts, link) {
+		time_t t = h->paused_until > now ? h->paused_until : host_held_until(h);
+
+		if (t > now && (soonest == 0 || t < soonest))
+			soonest = t;
+	}
+	if (soonest == 0)
+		return;
+	tv.tv_sec = soonest - now;
+	tv.tv_usec = 0;
+	evtimer_add(f->resume, &tv);
+}
+
+/* A pause ended: its host can take work again. */
+static void
+on_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct fetcher *f = arg;
+	struct host *h;
+	time_t now = time(NULL);
+
+	LIST_FOREACH(h, &f->hosts, link) {
+		if (h->paused_until != 0 && h->paused_until <= now)
+			h->paused_until = 0;
+		host_ready_update(f, h);
+	}
+	resume_arm(f, now);
+	event_active(f->kick, EV_TIMEOUT, 0);
+}
+
+/* Moves the host's adaptive limit after a transfer ended (pace.c): answers grow it while the
+ * latency holds, timeouts, 5xx and 429 cut it; a Retry-After on 429 or 503 pauses the host. */
+static void
+host_pace(struct fetcher *f, const struct fetch_job *j, enum fetch_status status, long code,
+    long long retry_after)
+{
+	struct host *h = j->host;
+	double now = loop_now(f);
+	time_t t = (time_t)now;
+
+	h->used_at = t;
+	if (status == FETCH_CANCELLED || j->started.tv_sec == 0)
+		return;
+	if (status == FETCH_TIMEOUT || status == FETCH_NETWORK ||
+	    (status == FETCH_HTTP && (code >= 500 || code == 429)))
+		pace_congested(&h->pace, PACE_OVERLOAD, now);
+	else
+		pace_answer(&h->pace, now - ((double)j->started.tv_sec +
+		    (double)j->started.tv_usec / 1e6), h->active + 1, now);
+	if (status == FETCH_HTTP && (code == 429 || code == 503) && retry_after > 0) {
+		int i = metrics_label_index(&f->m_hosts, h->name);
+
+		if (retry_after > FETCH_RETRY_AFTER_MAX)
+			retry_after = FETCH_RETRY_AFTER_MAX;
+		if (i >= 0)
+			f->m_retry_after[i]++;
+		/* The upstream's own word replaces our guess at a backoff. */
+		if (h->failures > 0)
+			h->retry_at = t + (time_t)retry_after;
+		if (t + (time_t)retry_after > h->paused_until) {
+			h->paused_until = t + (time_t)retry_after;
+			log_info("upstream_paused", "upstream=%s http=%ld retry_after=%lld limit=%d",
+			    h->name, code, retry_after, pace_limit(&h->pace));
+			resume_arm(f, t);
+		}
+	}
+}
+
+/* Ends a job: unhooks it, reports (unless cancelled: cb is NULL then), frees. retry_after is
+ * the upstream's Retry-After in seconds, or 0. */
+static void
+job_finish_ra(struct fetch_job *j, enum fetch_status status, long code, const char *error,
+    long long retry_after)
 {
 	struct fetcher *f = j->f;
+	enum fetch_priority prio = j->prio;
 	struct fetch_result res = {
 		.status = status, .url = j->url, .http_code = code,
-		.body = j->body, .len = j->len, .error = error,
+		.body = j->body, .len = j->len, .error = error, .max_age = -1,
 	};
 
 	if (j->easy != NULL) {
@@ -297,17 +438,59 @@ job_finish(struct fetch_job *j, enum fetch_status status, long code, const char 
 	}
 	record_outcome(f, j, status);
 	host_outcome(j->host, status, code);
+	host_pace(f, j, status, code, retry_after);
 	host_ready_update(f, j->host);
-	host_gc(j->host);
+	if (j->host->failures > 0)
+		resume_arm(f, time(NULL));
 	j->host = NULL;
 	if (status != FETCH_OK) {
 		res.body = NULL;
 		res.len = 0;
 	}
+	if (status == FETCH_OK || status == FETCH_NOT_MODIFIED) {
+		res.max_age = j->max_age;
+		res.etag = j->etag[0] != '\0' ? j->etag : NULL;
+		res.last_modified = j->last_modified[0] != '\0' ? j->last_modified : NULL;
+	}
 	if (j->cb != NULL)
 		j->cb(&res, j->arg);
 	job_free(j);
 	event_active(f->kick, EV_TIMEOUT, 0);
+	/* A refresh slot freed and fewer refreshes wait than one round of slots: time for the
+	 * refresh timer to admit more, before the upstreams idle. */
+	if (prio == FETCH_PRIO_REFRESH && f->low_cb != NULL &&
+	    f->n_queued_prio[FETCH_PRIO_REFRESH] <= (size_t)f->cfg->max_parallel)
+		f->low_cb(f->low_arg);
+}
+
+void
+fetch_on_refresh_low(struct fetcher *f, void (*cb)(void *arg), void *arg)
+{
+	f->low_cb = cb;
+	f->low_arg = arg;
+}
+
+static void
+job_finish(struct fetch_job *j, enum fetch_status status, long code, const char *error)
+{
+	job_finish_ra(j, status, code, error, 0);
+}
+
+static int
+validator_ok(const char *v)
+{
+	return v == NULL || (strlen(v) < FETCH_VALIDATOR_MAX && strpbrk(v, "\r\n") == NULL);
+}
+
+int
+fetch_set_validators(struct fetch_job *j, const char *etag, const char *last_modified)
+{
+	if (!validator_ok(etag) || !validator_ok(last_modified))
+		return -1;
+	if ((etag != NULL && (j->if_none_match = strdup(etag)) == NULL) ||
+	    (last_modified != NULL && (j->if_modified_since = strdup(last_modified)) == NULL))
+		return -1;
+	return 0;
 }
 
 void
@@ -319,6 +502,89 @@ fetch_cancel(struct fetcher *f, struct fetch_job *j)
 	f->n_cancelled++;
 	/* Not an outcome of the host: its health stays as it was. */
 	job_finish(j, FETCH_CANCELLED, 0, "cancelled");
+}
+
+/* Appends "name: value" to the job's request headers (nothing when value is NULL). */
+static int
+add_header(struct fetch_job *j, const char *name, const char *value)
+{
+	char line[FETCH_VALIDATOR_MAX + 32];
+	struct curl_slist *h;
+
+	if (value == NULL)
+		return 0;
+	snprintf(line, sizeof(line), "%s: %s", name, value);
+	if ((h = curl_slist_append(j->headers, line)) == NULL)
+		return -1;
+	j->headers = h;
+	return 0;
+}
+
+/* The value of response header name of e (the last one), or NULL. */
+static const char *
+header_of(CURL *e, const char *name)
+{
+	struct curl_header *h;
+
+	if (curl_easy_header(e, name, 0, CURLH_HEADER, -1, &h) != CURLHE_OK)
+		return NULL;
+	if (h->amount > 1 && curl_easy_header(e, name, h->amount - 1, CURLH_HEADER, -1, &h) != CURLHE_OK)
+		return NULL;
+	return h->value;
+}
+
+/* Seconds the answer stays current by its headers (RFC 9111 §4.2.1): Cache-Control max-age
+ * (no-cache, no-store: 0) less Age, else Expires less Date; -1 when they say nothing. */
+static long long
+answer_max_age(CURL *e)
+{
+	const char *cc = header_of(e, "Cache-Control"), *v;
+	long long age = 0, ma = -1;
+
+	if (cc != NULL) {
+		if (strcasestr(cc, "no-cache") != NULL || strcasestr(cc, "no-store") != NULL)
+			return 0;
+		if ((v = strcasestr(cc, "max-age=")) != NULL) {
+			char *end;
+			long long n = strtoll(v + 8, &end, 10);
+
+			if (end != v + 8 && n >= 0)
+				ma = n;
+		}
+	}
+	if (ma < 0 && (v = header_of(e, "Expires")) != NULL) {
+		time_t exp = curl_getdate(v, NULL), date = -1;
+		const char *d = header_of(e, "Date");
+
+		if (d != NULL)
+			date = curl_getdate(d, NULL);
+		if (date < 0)
+			date = time(NULL);
+		/* An unreadable Expires means "already expired" (RFC 9111 §5.3). */
+		ma = exp < 0 || exp <= date ? 0 : (long long)(exp - date);
+	}
+	if (ma > 0 && (v = header_of(e, "Age")) != NULL) {
+		char *end;
+
+		age = strtoll(v, &end, 10);
+		if (end == v || age < 0)
+			age = 0;
+		ma = ma > age ? ma - age : 0;
+	}
+	return ma;
+}
+
+/* Keeps what the answer says of its freshness and validators, for the callback. */
+static void
+note_answer(struct fetch_job *j)
+{
+	const char *v;
+
+	j->max_age = answer_max_age(j->easy);
+	if ((v = header_of(j->easy, "ETag")) != NULL && strlen(v) < sizeof(j->etag))
+		util_strlcpy(j->etag, v, sizeof(j->etag));
+	if ((v = header_of(j->easy, "Last-Modified")) != NULL && strlen(v) < sizeof(j->last_modified))
+		util_strlcpy(j->last_modified, v, sizeof(j->last_modified));
 }
 
 static int
@@ -358,6 +624,9 @@ job_begin(struct fetch_job *j)
 		curl_easy_setopt(e, CURLOPT_POSTFIELDS, (const char *)j->req);
 		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)j->req_len);
 	}
+	if (add_header(j, "If-None-Match", j->if_none_match) < 0 ||
+	    add_header(j, "If-Modified-Since", j->if_modified_since) < 0)
+		return -1;
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, j->headers);
 	if (curl_multi_add_handle(f->multi, e) != CURLM_OK)
 		return -1;
@@ -383,6 +652,7 @@ on_kick(evutil_socket_t fd, short what, void *arg)
 			TAILQ_INSERT_TAIL(&f->running, j, link);
 			f->n_running++;
 			h->active++;
+			h->used_at = time(NULL);
 			TAILQ_REMOVE(&f->ready[p], h, ready[p]);
 			h->is_ready[p] = 0;
 			host_ready_update(f, h);
@@ -499,12 +769,20 @@ check_done(struct fetcher *f)
 		} else if (rc != CURLE_OK) {
 			snprintf(err, sizeof(err), "%s", j->errbuf[0] != '\0' ? j->errbuf : curl_easy_strerror(rc));
 			job_finish(j, FETCH_NETWORK, code, err);
+		} else if (code == 304 && (j->if_none_match != NULL || j->if_modified_since != NULL)) {
+			note_answer(j);
+			job_finish(j, FETCH_NOT_MODIFIED, code, "not modified");
 		} else if (code != 200) {
+			curl_off_t ra = 0;
+
+			if (curl_easy_getinfo(msg->easy_handle, CURLINFO_RETRY_AFTER, &ra) != CURLE_OK)
+				ra = 0;
 			snprintf(err, sizeof(err), "HTTP status %ld", code);
-			job_finish(j, FETCH_HTTP, code, err);
+			job_finish_ra(j, FETCH_HTTP, code, err, (long long)ra);
 		} else if (j->len == 0) {
 			job_finish(j, FETCH_HTTP, code, "empty response body");
 		} else {
+			note_answer(j);
 			job_finish(j, FETCH_OK, code, NULL);
 		}
 	}
@@ -525,7 +803,8 @@ fetch_new(struct event_base *base, const struct stapler_config *cfg)
 	LIST_INIT(&f->hosts);
 	if ((f->multi = curl_multi_init()) == NULL ||
 	    (f->timer = evtimer_new(base, on_timer, f)) == NULL ||
-	    (f->kick = event_new(base, -1, 0, on_kick, f)) == NULL) {
+	    (f->kick = event_new(base, -1, 0, on_kick, f)) == NULL ||
+	    (f->resume = evtimer_new(base, on_resume, f)) == NULL) {
 		fetch_free(&f);
 		return NULL;
 	}
@@ -533,7 +812,7 @@ fetch_new(struct event_base *base, const struct stapler_config *cfg)
 	curl_multi_setopt(f->multi, CURLMOPT_SOCKETDATA, f);
 	curl_multi_setopt(f->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
 	curl_multi_setopt(f->multi, CURLMOPT_TIMERDATA, f);
-	curl_multi_setopt(f->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)FETCH_PER_HOST_MAX);
+	fetch_set_config(f, cfg);
 	return f;
 }
 
@@ -548,10 +827,13 @@ fetch_free(struct fetcher **fp)
 		return;
 	while ((j = TAILQ_FIRST(&f->running)) != NULL)
 		job_finish(j, FETCH_CANCELLED, 0, "shutting down");
-	/* With nothing running, every host with queued jobs is on a ready list. */
-	for (int p = 0; p < FETCH_PRIO_COUNT; p++) {
-		while ((h = TAILQ_FIRST(&f->ready[p])) != NULL)
-			job_finish(TAILQ_FIRST(&h->queue[p]), FETCH_CANCELLED, 0, "shutting down");
+	/* A callback may queue no new work (fetch_start refuses nothing here, but the service
+	 * is stopping), so each queue empties. */
+	LIST_FOREACH(h, &f->hosts, link) {
+		for (int p = 0; p < FETCH_PRIO_COUNT; p++) {
+			while ((j = TAILQ_FIRST(&h->queue[p])) != NULL)
+				job_finish(j, FETCH_CANCELLED, 0, "shutting down");
+		}
 	}
 	while ((h = LIST_FIRST(&f->hosts)) != NULL) {
 		LIST_REMOVE(h, link);
@@ -563,6 +845,8 @@ fetch_free(struct fetcher **fp)
 		event_free(f->timer);
 	if (f->kick != NULL)
 		event_free(f->kick);
+	if (f->resume != NULL)
+		event_free(f->resume);
 	free(f);
 	*fp = NULL;
 }
@@ -570,7 +854,18 @@ fetch_free(struct fetcher **fp)
 void
 fetch_set_config(struct fetcher *f, const struct stapler_config *cfg)
 {
+	struct host *h;
+
 	f->cfg = cfg;
+	/* libcurl's own cap matches ours, so it never queues a transfer we counted as running;
+	 * its connection cache keeps as many idle connections as may run, for reuse where the
+	 * upstream keeps them alive. */
+	curl_multi_setopt(f->multi, CURLMOPT_MAX_HOST_CONNECTIONS, cfg->max_per_host);
+	curl_multi_setopt(f->multi, CURLMOPT_MAXCONNECTS, cfg->max_parallel);
+	LIST_FOREACH(h, &f->hosts, link) {
+		pace_set_max(&h->pace, (int)cfg->max_per_host);
+		host_ready_update(f, h);
+	}
 }
 
 int
@@ -590,6 +885,7 @@ fetch_start(struct fetcher *f, const char *url, const unsigned char *der, size_t
 		return -1;
 	}
 	j->f = f;
+	j->max_age = -1;
 	j->prio = prio < 0 || prio >= FETCH_PRIO_COUNT ? FETCH_PRIO_REFRESH : prio;
 	j->cb = cb;
 	j->arg = arg;
@@ -598,6 +894,14 @@ fetch_start(struct fetcher *f, const char *url, const unsigned char *der, size_t
 	if ((j->url = strdup(url)) == NULL || (j->req = malloc(len)) == NULL ||
 	    (j->host = host_get(f, host)) == NULL) {
 		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	/* The upstream asked us to wait (Retry-After): refreshes wait in line for the pause to
+	 * end; a client is told at once, so it can try another URL instead of hanging. */
+	if (j->prio != FETCH_PRIO_REFRESH && j->host->paused_until > time(NULL)) {
+		snprintf(err, errlen, "upstream %s asked to wait %lld s more (Retry-After)", host,
+		    (long long)(j->host->paused_until - time(NULL)));
+		j->host = NULL;
 		goto fail;
 	}
 	memcpy(j->req, der, len);
@@ -642,21 +946,44 @@ fetch_cancelled(const struct fetcher *f)
 }
 
 int
-fetch_host_state(const struct fetcher *f, const char *url, time_t now, int *load, time_t *retry_at)
+fetch_host_state(const struct fetcher *f, const char *url, time_t now, struct fetch_host_info *info)
 {
 	char host[HOST_MAX], err[256];
 	const struct host *h;
 
-	*load = 0;
-	*retry_at = 0;
+	info->load = 0;
+	info->limit = PACE_START < f->cfg->max_per_host ? PACE_START : (int)f->cfg->max_per_host;
+	info->retry_at = 0;
 	if (fetch_url_allowed(f->cfg, url, host, sizeof(host), err, sizeof(err)) < 0)
 		return -1;
 	if ((h = host_find(f, host)) == NULL)
 		return 0;
-	*load = h->active + h->queued;
+	info->load = h->active + h->queued;
+	info->limit = pace_limit(&h->pace);
 	if (h->failures > 0 && h->retry_at > now)
-		*retry_at = h->retry_at;
+		info->retry_at = h->retry_at;
+	if (h->paused_until > now && h->paused_until > info->retry_at)
+		info->retry_at = h->paused_until;
 	return 0;
+}
+
+size_t
+fetch_host_limits(const struct fetcher *f, struct fetch_host_limit *out, size_t cap)
+{
+	const struct host *h;
+	size_t n = 0;
+
+	LIST_FOREACH(h, &f->hosts, link) {
+		if (n == cap)
+			break;
+		util_strlcpy(out[n].host, h->name, sizeof(out[n].host));
+		out[n].limit = pace_limit(&h->pace);
+		out[n].active = h->active;
+		out[n].queued = h->queued;
+		out[n].paused_until = h->paused_until;
+		n++;
+	}
+	return n;
 }
 
 size_t
@@ -707,6 +1034,21 @@ fetch_hosts_failing(const struct fetcher *f)
 	return n;
 }
 
+/* One sample per known host with a label of its own: its limit (cuts 0) or its cuts (1). */
+static void
+host_samples(const struct fetcher *f, FILE *fp, const char *name, int cuts)
+{
+	const struct host *h;
+
+	LIST_FOREACH(h, &f->hosts, link) {
+		const char *const labels[] = { "upstream", h->name, NULL };
+
+		if (metrics_label_find(&f->m_hosts, h->name) >= 0)
+			metrics_sample(fp, name, labels, cuts ? (double)h->pace.cuts :
+			    (double)pace_limit(&h->pace));
+	}
+}
+
 void
 fetch_metrics_write(const struct fetcher *f, FILE *fp)
 {
@@ -741,6 +1083,22 @@ fetch_metrics_write(const struct fetcher *f, FILE *fp)
 	metrics_family(fp, "staplerd_upstreams_in_backoff", "gauge",
 	    "Upstreams left alone by refresh work after transport failures.");
 	metrics_sample(fp, "staplerd_upstreams_in_backoff", NULL, (double)backoff);
+	metrics_family(fp, "staplerd_upstream_concurrency_limit", "gauge",
+	    "Transfers an upstream (host:port) may run at once now: the adaptive limit, at most "
+	    "[upstream] max_per_host.");
+	host_samples(f, fp, "staplerd_upstream_concurrency_limit", 0);
+	metrics_family(fp, "staplerd_upstream_concurrency_cuts_total", "counter",
+	    "Times an upstream's limit was cut (timeouts, 5xx, 429, growing latency), while it is "
+	    "remembered.");
+	host_samples(f, fp, "staplerd_upstream_concurrency_cuts_total", 1);
+	metrics_family(fp, "staplerd_upstream_retry_after_total", "counter",
+	    "429 and 503 answers with a Retry-After, which paused their upstream.");
+	for (size_t i = 0; i < f->m_hosts.n; i++) {
+		const char *const labels[] = { "upstream", f->m_hosts.value[i], NULL };
+
+		metrics_sample(fp, "staplerd_upstream_retry_after_total", labels,
+		    (double)f->m_retry_after[i]);
+	}
 	metrics_family(fp, "staplerd_upstream_transfers", "gauge", "Upstream transfers running.");
 	metrics_sample(fp, "staplerd_upstream_transfers", NULL, (double)f->n_running);
 	metrics_family(fp, "staplerd_fetch_queue", "gauge",

@@ -7,17 +7,25 @@
 #include <stdio.h>
 #include <time.h>
 
+#include "url.h"
+
 struct event_base;
 struct stapler_config;
 
 /* Largest upstream answer accepted; OCSP responses are a few KiB. */
 #define FETCH_MAX_BODY (64 * 1024)
-/* Transfers run at once against one upstream (host:port); the rest wait in line. */
-#define FETCH_PER_HOST_MAX 8
+/* Transfers run at once against one upstream (host:port) are bounded by an adaptive limit
+ * (pace.c) under [upstream] max_per_host; the rest wait in line. */
+/* A Retry-After longer than this (seconds) is taken as this. */
+#define FETCH_RETRY_AFTER_MAX 600
+/* A host idle this long (seconds) is forgotten, with the limit it learned. */
+#define FETCH_HOST_KEEP 600
 /* After transport failures a host is left alone by refresh work for this long, doubling per
  * consecutive failure up to the cap (seconds). */
 #define FETCH_HOST_BACKOFF_BASE 10
 #define FETCH_HOST_BACKOFF_CAP 600
+/* Longest ETag or Last-Modified kept from an upstream's answer (longer ones are ignored). */
+#define FETCH_VALIDATOR_MAX 128
 /* Fetches that may wait for a free slot before new ones are refused. */
 #define FETCH_QUEUE_MAX 100000
 
@@ -27,6 +35,7 @@ enum fetch_status {
 	FETCH_TIMEOUT,      /* total timeout passed */
 	FETCH_HTTP,         /* a status other than 200 (redirects included: none are followed) */
 	FETCH_TOO_BIG,      /* body larger than FETCH_MAX_BODY */
+	FETCH_NOT_MODIFIED, /* HTTP 304 to a conditional request (fetch_set_validators()) */
 	FETCH_CANCELLED,    /* the fetcher was freed before the transfer ended */
 };
 
@@ -37,6 +46,12 @@ struct fetch_result {
 	const unsigned char *body;     /* valid during the callback only */
 	size_t len;
 	const char *error;             /* human text when status != FETCH_OK */
+	/* FETCH_OK and FETCH_NOT_MODIFIED: seconds the upstream says the answer stays current
+	 * (Cache-Control max-age less Age, else Expires less Date; 0 for no-cache), -1: none
+	 * said; and its validators (NULL: none), valid during the callback only. */
+	long long max_age;
+	const char *etag;
+	const char *last_modified;
 };
 
 typedef void (*fetch_cb)(const struct fetch_result *res, void *arg);
@@ -76,15 +91,40 @@ int fetch_url_allowed(const struct stapler_config *cfg, const char *url, char *h
 int fetch_start(struct fetcher *f, const char *url, const unsigned char *der, size_t len,
     enum fetch_priority prio, fetch_cb cb, void *arg, struct fetch_job **job, char *err,
     size_t errlen);
+/* Makes job (just returned by fetch_start(), not yet called back) a conditional request:
+ * If-None-Match etag and/or If-Modified-Since last_modified (either may be NULL), as the
+ * upstream gave them with the answer held; a 304 then ends it with FETCH_NOT_MODIFIED.
+ * Returns 0, or -1 (out of memory, or a value with a line break: the request stays plain). */
+int fetch_set_validators(struct fetch_job *job, const char *etag, const char *last_modified);
 /* Drops a fetch nobody waits for any more: queued, it is forgotten; running, its transfer is
  * stopped and its socket closed. Its callback never runs. */
 void fetch_cancel(struct fetcher *f, struct fetch_job *job);
 
-/* The health of url's host, for the refresh scheduler: *load is its transfers running and
- * waiting; *retry_at is the end of its failure backoff when it is failing at now, else 0.
- * Returns 0, or -1 when url may not be fetched at all. */
-int fetch_host_state(const struct fetcher *f, const char *url, time_t now, int *load,
-    time_t *retry_at);
+/* What the refresh scheduler needs to know of one upstream host. */
+struct fetch_host_info {
+	int load;          /* transfers running and waiting */
+	int limit;         /* transfers it may run at once now (the adaptive limit) */
+	time_t retry_at;   /* the end of its failure backoff or Retry-After pause, else 0 */
+};
+
+/* The health of url's host at now, into *info. Returns 0, or -1 when url may not be
+ * fetched at all. */
+int fetch_host_state(const struct fetcher *f, const char *url, time_t now,
+    struct fetch_host_info *info);
+
+/* One upstream host's limit in force, for the admin socket's `pace` (staplerctl stats). */
+struct fetch_host_limit {
+	char host[URL_AUTHORITY_MAX];
+	int limit, active, queued;
+	time_t paused_until;     /* Retry-After: no transfer before this, or 0 */
+};
+/* Fills out with up to cap hosts the fetcher knows; returns how many. */
+size_t fetch_host_limits(const struct fetcher *f, struct fetch_host_limit *out, size_t cap);
+
+/* cb(arg) runs when a refresh transfer ends and at most [upstream] max_parallel refreshes
+ * wait: the refresh timer then admits more at once, instead of at its next tick (continuous
+ * admission). From the loop; cb must only schedule work. NULL cb: none. */
+void fetch_on_refresh_low(struct fetcher *f, void (*cb)(void *arg), void *arg);
 
 /* Transfers running and waiting, and waiting with priority prio. */
 size_t fetch_active(const struct fetcher *f);

@@ -23,6 +23,7 @@ struct http_api {
 	struct staple_service *svc;
 	struct store *store;
 	struct fetcher *fetch;
+	const struct refresher *refresh;  /* NULL: no refresh timer (component tests) */
 	struct http_health *health;
 	struct ratelimit *limit;          /* fetches per client address */
 	const unsigned char *admit_addr;  /* the client of the call in progress */
@@ -122,6 +123,10 @@ void
 http_api_admit_begin(struct http_api *api, struct http_req *req)
 {
 	api->admit_addr = http_req_client(req);
+	/* The operator's own hosts ([limits] trusted_clients: a head-end gateway submitting for
+	 * its fleet, an edge staplerd) fetch without the per-client limit. */
+	if (config_client_trusted(api->cfg, api->admit_addr))
+		return;
 	staple_service_admit(api->svc, admit, api);
 }
 
@@ -455,6 +460,18 @@ struct fetcher *
 http_api_fetcher(struct http_api *api)
 {
 	return api->fetch;
+}
+
+void
+http_api_set_refresher(struct http_api *api, const struct refresher *r)
+{
+	api->refresh = r;
+}
+
+const struct refresher *
+http_api_refresher(const struct http_api *api)
+{
+	return api->refresh;
 }
 
 const struct http_server *

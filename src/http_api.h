@@ -32,5 +32,8 @@ size_t http_api_max_connections(const struct stapler_config *cfg);
 /* Requests waiting for an upstream answer. */
 size_t http_api_waiting(const struct http_api *api);
 void http_api_set_config(struct http_api *api, const struct stapler_config *cfg);
+struct refresher;
+/* The refresh timer whose pace /healthz and /metrics report (used, not owned). */
+void http_api_set_refresher(struct http_api *api, const struct refresher *r);
 
 #endif

@@ -13,6 +13,7 @@
 #include "http_server.h"
 #include "metrics.h"
 #include "persist.h"
+#include "refresh.h"
 #include "staple.h"
 #include "store.h"
 
@@ -26,6 +27,7 @@ static const double age_le[] = { 60, 300, 900, 3600, 3 * 3600, 6 * 3600, 12 * 36
 struct health_scan {
 	time_t at;
 	size_t servable, expired, expiring_24h, danger;
+	size_t due_next_hour;    /* servable staples due for a refresh within the next hour */
 	struct metrics_hist age;
 };
 
@@ -86,6 +88,8 @@ scan_one(const struct staple *s, void *arg)
 	metrics_hist_observe(&x->sc->age, (double)(x->now - s->this_update));
 	if (left <= 86400)
 		x->sc->expiring_24h++;
+	if (s->refresh_at != 0 && s->refresh_at <= x->now + 3600)
+		x->sc->due_next_hour++;
 	if (left < window)
 		x->sc->danger++;
 }
@@ -123,17 +127,21 @@ http_health_handle(struct http_api *api, struct http_req *req)
 	struct fetcher *f = http_api_fetcher(api);
 	struct persist *p = staple_service_persist(svc);
 	const struct health_scan *sc;
+	struct refresh_pace pace = { 0 };
 	time_t now;
 	char failing[512], *buf = NULL;
 	size_t len = 0, by[3], n_failing;
-	int degraded, code, first = 1;
+	int degraded, code, behind, first = 1;
 	FILE *fp;
 
 	http_req_date(req, &now);
 	sc = scan(http_api_health(api), api, now);
 	n_failing = fetch_upstreams_failing(f, now, cfg->health_upstream_failing, failing,
 	    sizeof(failing));
-	degraded = sc->danger > 0 || n_failing > 0 || (p != NULL && persist_failing(p));
+	if (http_api_refresher(api) != NULL)
+		refresh_pace(http_api_refresher(api), now, &pace);
+	behind = cfg->health_refresh_behind > 0 && pace.behind >= cfg->health_refresh_behind;
+	degraded = sc->danger > 0 || n_failing > 0 || behind || (p != NULL && persist_failing(p));
 	code = http_api_shutting_down(api) ? 503 : degraded ? (int)cfg->health_degraded_code : 200;
 	store_count_status(staple_service_store(svc), by);
 	if ((fp = open_memstream(&buf, &len)) == NULL) {
@@ -153,6 +161,14 @@ http_health_handle(struct http_api *api, struct http_req *req)
 		    first ? "" : ",", n_failing);
 		fmt_json_str(fp, failing);
 		fputc('}', fp);
+		first = 0;
+	}
+	if (behind) {
+		fprintf(fp, "%s{\"reason\":\"refresh_behind\",\"behind_seconds\":%lld,"
+		    "\"due_next_hour\":%zu,\"refreshed_last_hour\":%llu,\"detail\":\"the most "
+		    "overdue entry waits longer than [health] refresh_behind: the upstreams do not "
+		    "keep up with what the refresh policy asks\"}", first ? "" : ",", pace.behind,
+		    sc->due_next_hour, pace.done_last_hour);
 		first = 0;
 	}
 	if (p != NULL && persist_failing(p))
@@ -185,6 +201,19 @@ counter(FILE *fp, const char *name, const char *help, double v)
 {
 	metrics_family(fp, name, "counter", help);
 	metrics_sample(fp, name, NULL, v);
+}
+
+/* A counter family with one label taking two values. */
+static void
+counter2(FILE *fp, const char *name, const char *help, const char *label, const char *a,
+    double va, const char *b, double vb)
+{
+	const char *const la[] = { label, a, NULL };
+	const char *const lb[] = { label, b, NULL };
+
+	metrics_family(fp, name, "counter", help);
+	metrics_sample(fp, name, la, va);
+	metrics_sample(fp, name, lb, vb);
 }
 
 void
@@ -263,6 +292,34 @@ http_metrics_handle(struct http_api *api, struct http_req *req)
 	    "revoked (each is also logged at warning level).", (double)st.revocations_seen);
 	counter(fp, "staplerd_fetches_discarded_evicted_total", "Fetches whose entry was evicted "
 	    "while they ran (nothing stored).", (double)st.evicted_in_flight);
+	{
+		struct refresh_pace pace = { 0 };
+
+		if (http_api_refresher(api) != NULL)
+			refresh_pace(http_api_refresher(api), now, &pace);
+		gauge(fp, "staplerd_refresh_demand_next_hour", "Servable staples due for a refresh "
+		    "within the next hour, overdue ones included: the upstream fetches per hour the "
+		    "refresh policy asks for now (at the last scan).", (double)sc->due_next_hour);
+		gauge(fp, "staplerd_refresh_done_last_hour", "Scheduled refreshes that ended well in "
+		    "the last 60 minutes: the achieved rate per hour.", (double)pace.done_last_hour);
+		gauge(fp, "staplerd_refresh_behind_seconds", "How far the most overdue entry is past "
+		    "its refresh time: the earliest the last refresh tick left due, or a refresh "
+		    "that ended late in the last two minutes (0: none overdue).",
+		    (double)pace.behind);
+		counter2(fp, "staplerd_refreshes_total", "Scheduled refreshes ended, by outcome.",
+		    "outcome", "ok", (double)pace.ok, "failed", (double)pace.failed);
+		counter(fp, "staplerd_refresh_ticks_early_total", "Refresh ticks brought forward "
+		    "because a refresh slot freed while due work was left (continuous admission).",
+		    (double)pace.slot_ticks);
+	}
+	counter(fp, "staplerd_responses_verified_total", "Upstream responses whose signature and "
+	    "CertID were checked.", (double)st.verified);
+	counter2(fp, "staplerd_refresh_unchanged_total", "Answers that told nothing new, kept "
+	    "without a signature check or a row rewrite: the very bytes held (bytes) or an HTTP "
+	    "304 (not_modified).", "how", "bytes", (double)st.unchanged, "not_modified",
+	    (double)st.not_modified);
+	counter(fp, "staplerd_cache_rows_written_total", "Whole rows written for a new answer "
+	    "kept (an unchanged answer moves only the schedule).", (double)st.rows_written);
 	gauge(fp, "staplerd_fetches_pending", "Certificates with a fetch in flight.",
 	    (double)staple_service_pending(svc));
 	gauge(fp, "staplerd_cache_writes_pending", "Writes the database refused for now, kept in "

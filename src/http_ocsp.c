@@ -192,14 +192,11 @@ http_ocsp_answer(struct http_api *api, struct http_req *req, OCSP_CERTID *id,
 	 * itself: its misses are stored and refreshed here like submissions, and not rate
 	 * limited, so N edges cost the upstream one fetch per certificate. */
 	trusted = config_client_trusted(http_api_config(api), http_req_client(req));
-	if (!trusted) {
-		t->anonymous = 1;
-		http_api_admit_begin(api, req);
-	}
+	t->anonymous = !trusted;
+	http_api_admit_begin(api, req);
 	waiting = http_wait_start(w, staple_ensure(svc, t, NULL, now, &ans, cb, w),
 	    cancel_staple);
-	if (!trusted)
-		http_api_admit_end(api);
+	http_api_admit_end(api);
 	if (!waiting)
 		reply(api, req, ans.outcome, ans.staple, ans.error);
 out:

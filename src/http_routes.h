@@ -65,6 +65,8 @@ void http_health_free(struct http_health **h);
 
 struct http_health *http_api_health(struct http_api *api);
 struct fetcher *http_api_fetcher(struct http_api *api);
+/* The refresh timer, or NULL (http_api_set_refresher()). */
+const struct refresher *http_api_refresher(const struct http_api *api);
 const struct http_server *http_api_server(const struct http_api *api);
 int http_api_shutting_down(const struct http_api *api);
 
@@ -79,7 +81,8 @@ void http_api_send_outcome(struct http_api *api, struct http_req *req, int outco
 /* Seconds a client refused by its fetch rate should wait (the last refusal's). */
 long http_api_retry_after(const struct http_api *api);
 /* Around a call into the staple service on behalf of req: new upstream fetches it would
- * start count against its address's token bucket ([limits] fetches_per_client). */
+ * start count against its address's token bucket ([limits] fetches_per_client), unless the
+ * address is one of [limits] trusted_clients (the operator's own hosts). */
 void http_api_admit_begin(struct http_api *api, struct http_req *req);
 void http_api_admit_end(struct http_api *api);
 struct staple_service *http_api_service(struct http_api *api);

@@ -26,7 +26,7 @@ metrics_hist_observe(struct metrics_hist *h, double v)
 }
 
 int
-metrics_label_index(struct metrics_labels *l, const char *value)
+metrics_label_find(const struct metrics_labels *l, const char *value)
 {
 	if (value == NULL)
 		return -1;
@@ -34,6 +34,18 @@ metrics_label_index(struct metrics_labels *l, const char *value)
 		if (strcmp(l->value[i], value) == 0)
 			return (int)i;
 	}
+	return -1;
+}
+
+int
+metrics_label_index(struct metrics_labels *l, const char *value)
+{
+	int i;
+
+	if (value == NULL)
+		return -1;
+	if ((i = metrics_label_find(l, value)) >= 0)
+		return i;
 	/* The last slot is kept for "other", so a full table never loses a count. */
 	if (l->n < METRICS_LABEL_MAX - 1) {
 		util_strlcpy(l->value[l->n], value, METRICS_LABEL_LEN);

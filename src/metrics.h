@@ -35,6 +35,8 @@ struct metrics_labels {
 	char value[METRICS_LABEL_MAX][METRICS_LABEL_LEN];
 };
 int metrics_label_index(struct metrics_labels *l, const char *value);
+/* The index of value when it has one of its own, else -1 (nothing is added). */
+int metrics_label_find(const struct metrics_labels *l, const char *value);
 
 /* "# HELP name help" and "# TYPE name type" (type: counter, gauge, histogram). */
 void metrics_family(FILE *fp, const char *name, const char *type, const char *help);

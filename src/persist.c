@@ -101,12 +101,16 @@ row_copy(struct cache_row *dst, const struct cache_row *src)
 	dst->ocsp_url = dup_or_null(src->ocsp_url);
 	dst->ocsp_urls = dup_or_null(src->ocsp_urls);
 	dst->last_error = dup_or_null(src->last_error);
+	dst->upstream_etag = dup_or_null(src->upstream_etag);
+	dst->upstream_last_modified = dup_or_null(src->upstream_last_modified);
 	dst->response_der = dup_blob(src->response_der, src->response_len);
 	dst->request_der = dup_blob(src->request_der, src->request_len);
 	if ((src->subject != NULL && dst->subject == NULL) ||
 	    (src->ocsp_url != NULL && dst->ocsp_url == NULL) ||
 	    (src->ocsp_urls != NULL && dst->ocsp_urls == NULL) ||
 	    (src->last_error != NULL && dst->last_error == NULL) ||
+	    (src->upstream_etag != NULL && dst->upstream_etag == NULL) ||
+	    (src->upstream_last_modified != NULL && dst->upstream_last_modified == NULL) ||
 	    dst->response_der == NULL || dst->request_der == NULL) {
 		cache_row_clear(dst);
 		return -1;

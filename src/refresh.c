@@ -2,6 +2,7 @@
  * bounded batches, per-host limits and failure backoff, so that staples stay fresh without a
  * refetch storm against any upstream. */
 #include <stdlib.h>
+#include <sys/queue.h>
 #include <time.h>
 
 #include <event2/event.h>
@@ -15,6 +16,14 @@
 #include "store.h"
 #include "stapler/types.h"
 
+/* One refresh the timer started, until its answer: when it was due, to know how late it
+ * ended. Detached (r NULL) when the timer stops first. */
+struct started {
+	struct refresher *r;
+	time_t due_at;
+	TAILQ_ENTRY(started) link;
+};
+
 struct refresher {
 	struct event_base *base;
 	const struct stapler_config *cfg;
@@ -24,14 +33,31 @@ struct refresher {
 	struct fetcher *fetch;
 	struct event *timer;
 	time_t lease_logged;       /* a failing lease write is logged once a minute */
+	time_t purged_at;          /* the last purge of expired rows (once a second at most) */
 	int busy;                  /* the last tick left due work for a busy upstream */
 	int catch_up;              /* the next tick comes after REFRESH_CATCHUP_MS */
+	int more;                  /* the last tick left due work (batch full, or hosts busy) */
+	int soon;                  /* a tick is set REFRESH_SLOT_MS ahead: no other is set */
+	/* Whether the fleet fits: refreshes ended per minute over the last hour (a ring indexed
+	 * by minute), in all, and the most overdue entry the last tick found due. */
+	unsigned done_per_min[60];
+	time_t done_min[60];       /* the minute (Unix seconds / 60) each slot counts */
+	unsigned long long ok, failed;
+	unsigned long long slot_ticks;   /* ticks brought forward by a freed slot */
+	long long late_max[60];    /* per minute: the latest a refresh ended after its due time */
+	time_t oldest_due;         /* the earliest due time of what the last tick left due, or 0 */
+	TAILQ_HEAD(, started) started;
 };
 
 /* The keys of the entries one tick refreshes. */
 struct batch {
-	struct cache_refresh item[REFRESH_BATCH];
+	struct cache_refresh item[REFRESH_BATCH];   /* due, earliest first */
 	size_t n;
+	/* The admitted ones: their rows, leases and due times; and the deferred past a backoff. */
+	struct cache_row row[REFRESH_BATCH];
+	struct cache_refresh lease[REFRESH_BATCH];
+	long long due_at[REFRESH_BATCH];
+	struct cache_refresh later[REFRESH_BATCH];
 };
 
 static void
@@ -72,7 +98,56 @@ drop_unused(struct refresher *r, const struct stapler_key *key, time_t now)
 static void
 on_refreshed(enum staple_outcome outcome, const struct staple *s, const char *error, void *arg)
 {
-	/* The service logs the outcome and records it in the cache. */
+	struct started *st = arg;
+	struct refresher *r = st->r;
+	time_t now = time(NULL), min = now / 60;
+	size_t i = (size_t)(min % 60);
+	long long late = (long long)(now - st->due_at);
+
+	if (r != NULL)
+		TAILQ_REMOVE(&r->started, st, link);
+	free(st);
+	/* The service logs the outcome and records it in the cache; here it is only counted. */
+	if (r == NULL)
+		return;
+	if (r->done_min[i] != min) {
+		r->done_min[i] = min;
+		r->done_per_min[i] = 0;
+		r->late_max[i] = 0;
+	}
+	if (late > r->late_max[i])
+		r->late_max[i] = late;
+	if (outcome != STAPLE_OK) {
+		r->failed++;
+		return;
+	}
+	r->ok++;
+	r->done_per_min[i]++;
+}
+
+void
+refresh_pace(const struct refresher *r, time_t now, struct refresh_pace *out)
+{
+	time_t min = now / 60;
+
+	out->done_last_hour = 0;
+	for (size_t i = 0; i < 60; i++) {
+		if (r->done_min[i] > min - 60 && r->done_min[i] <= min)
+			out->done_last_hour += r->done_per_min[i];
+	}
+	out->ok = r->ok;
+	out->failed = r->failed;
+	out->slot_ticks = r->slot_ticks;
+	/* The most overdue entry: the earliest one the last tick left due, or one that waited
+	 * in an upstream's queue and ended late within the last two minutes (queued entries
+	 * carry a lease, so the tick no longer sees them as due). */
+	out->behind = r->oldest_due != 0 && r->oldest_due < now ? (long long)(now - r->oldest_due) : 0;
+	for (time_t m = min - 1; m <= min; m++) {
+		size_t i = (size_t)(m % 60);
+
+		if (r->done_min[i] == m && r->late_max[i] > out->behind)
+			out->behind = r->late_max[i];
+	}
 }
 
 /* Folds one URL into admission: 1 when its upstream can take work now; else updates *soonest
@@ -80,12 +155,15 @@ on_refreshed(enum staple_outcome outcome, const struct staple *s, const char *er
 static int
 admit_url(struct refresher *r, const char *url, time_t now, time_t *soonest)
 {
+	struct fetch_host_info info;
 	time_t retry;
-	int load;
 
-	if (fetch_host_state(r->fetch, url, now, &load, &retry) < 0)
+	if (fetch_host_state(r->fetch, url, now, &info) < 0)
 		return 0;
-	if (retry == 0 && load < REFRESH_HOST_BACKLOG)
+	retry = info.retry_at;
+	/* A backlog of REFRESH_HOST_BACKLOG times what the host may run at once: enough to keep
+	 * its slots busy until the next catch-up tick, and it follows the adaptive limit. */
+	if (retry == 0 && info.load < REFRESH_HOST_BACKLOG * info.limit)
 		return 1;
 	/* Busy, not failing: its backlog drains at its own pace, so look again at the next
 	 * catch-up tick rather than a whole check_interval later. */
@@ -129,13 +207,17 @@ tick(struct refresher *r)
 	struct batch *b;
 	time_t now = time(NULL);
 	long long lease;
-	size_t started = 0, deferred = 0, unused = 0;
-	int purged, n;
+	size_t started = 0, deferred = 0, unused = 0, go = 0, later_n = 0, busy_run = 0;
+	int purged = 0, n;
 
 	r->busy = 0;
 	r->catch_up = 0;
-	purged = cache_purge_expired(r->cache, (long long)now - REFRESH_RETENTION, REFRESH_PURGE_BATCH,
-	    on_purged, r);
+	/* At most once a second: ticks brought forward by freed slots come every few ms. */
+	if (now != r->purged_at) {
+		r->purged_at = now;
+		purged = cache_purge_expired(r->cache, (long long)now - REFRESH_RETENTION,
+		    REFRESH_PURGE_BATCH, on_purged, r);
+	}
 	if ((b = calloc(1, sizeof(*b))) == NULL) {
 		log_error("refresh_tick_failed", "error=\"out of memory\"");
 		return;
@@ -143,57 +225,92 @@ tick(struct refresher *r)
 	if ((n = cache_due(r->cache, (long long)now, REFRESH_BATCH, b->item)) < 0)
 		goto out;
 	b->n = (size_t)n;
-	/* A lease first, in one transaction: an entry whose fetch is under way (or lost in a
-	 * crash) is not picked again before every URL had its chance to time out. */
-	lease = (long long)now + r->cfg->upstream_timeout * (CERTS_MAX_URLS + 1) + 30;
-	for (size_t i = 0; i < b->n; i++)
-		b->item[i].next_refresh_at = lease;
-	if (cache_set_refresh(r->cache, b->item, b->n) < 0 && now - r->lease_logged >= 60) {
-		/* Refreshes go on without the lease (it only guards against a crash): a revocation
-		 * must be seen even while another process holds the database. */
-		log_warn("refresh_lease_failed", "fault=%s due=%zu reason=\"%s\"",
-		    cache_fault_name(cache_fault(r->cache)), b->n, cache_errmsg(r->cache));
-		r->lease_logged = now;
-	}
+	/* What stays due after this tick: the rows beyond a full batch (due no earlier than its
+	 * last), and below, those left because their upstream was busy. */
+	r->oldest_due = b->n == REFRESH_BATCH ? (time_t)b->item[b->n - 1].next_refresh_at : 0;
+	/* Decide first, write after: rows whose fetch starts are leased in one transaction,
+	 * rows of a failing upstream are moved past its backoff in another, and a row whose
+	 * upstream is only busy is not written at all: it stays due, with its place (earliest
+	 * first) and its age. */
 	for (size_t i = 0; i < b->n; i++) {
-		struct staple_answer ans;
-		struct cache_row row;
+		struct cache_row *row = &b->row[go];
 		time_t later;
 
 		/* In flight, or refreshed already with its new row still waiting to be written. */
 		if (staple_service_is_pending(r->svc, &b->item[i].key) ||
 		    staple_service_write_pending(r->svc, &b->item[i].key))
 			continue;
+		/* Busy upstreams all round: the rest stays due for the next tick (a freed slot
+		 * brings it), instead of reading every row of the batch for nothing. */
+		if (busy_run >= REFRESH_BUSY_STOP) {
+			r->busy = 1;
+			break;
+		}
 		if (drop_unused(r, &b->item[i].key, now)) {
 			unused++;
 			continue;
 		}
-		if (cache_get(r->cache, &b->item[i].key, &row) != 1) {
-			cache_row_clear(&row);
+		if (cache_get(r->cache, &b->item[i].key, row) != 1) {
+			cache_row_clear(row);
 			continue;
 		}
-		if (!admit(r, &row, now, &later)) {
-			/* The host is failing or busy: come back after its backoff, spread a little. */
-			struct cache_refresh again = b->item[i];
-
-			/* After a backoff: spread over a check_interval. A host that was only busy:
-			 * due again at once, for the catch-up tick that follows this one. */
-			again.next_refresh_at = later <= now + 1 ? (long long)now : (long long)later +
-			    (long long)(staple_service_random(r->svc) * (double)r->cfg->refresh_check_interval);
-			cache_set_refresh(r->cache, &again, 1);
+		if (admit(r, row, now, &later)) {
+			b->due_at[go] = b->item[i].next_refresh_at;
+			b->lease[go].key = b->item[i].key;
+			go++;
+			busy_run = 0;
+		} else if (later <= now + 1) {
+			if (r->oldest_due == 0 || (time_t)b->item[i].next_refresh_at < r->oldest_due)
+				r->oldest_due = (time_t)b->item[i].next_refresh_at;
+			busy_run++;
 			deferred++;
+			cache_row_clear(row);
 		} else {
-			/* NULL: nothing started (the service logged and recorded why). */
-			if (staple_refresh_row(r->svc, &row, now, &ans, on_refreshed, NULL) != NULL)
-				started++;
+			/* The upstream is failing: after its backoff, spread over a check_interval. */
+			b->later[later_n].key = b->item[i].key;
+			b->later[later_n++].next_refresh_at = (long long)later + (long long)(
+			    staple_service_random(r->svc) * (double)r->cfg->refresh_check_interval);
+			deferred++;
+			cache_row_clear(row);
 		}
-		cache_row_clear(&row);
+	}
+	/* The lease: an entry whose fetch is under way (or lost in a crash) is not picked again
+	 * before every URL had its chance to time out. */
+	lease = (long long)now + r->cfg->upstream_timeout * (CERTS_MAX_URLS + 1) + 30;
+	for (size_t i = 0; i < go; i++)
+		b->lease[i].next_refresh_at = lease;
+	if (cache_set_refresh(r->cache, b->lease, go) < 0 && now - r->lease_logged >= 60) {
+		/* Refreshes go on without the lease (it only guards against a crash): a revocation
+		 * must be seen even while another process holds the database. */
+		log_warn("refresh_lease_failed", "fault=%s due=%zu reason=\"%s\"",
+		    cache_fault_name(cache_fault(r->cache)), go, cache_errmsg(r->cache));
+		r->lease_logged = now;
+	}
+	(void)cache_set_refresh(r->cache, b->later, later_n);
+	for (size_t i = 0; i < go; i++) {
+		struct staple_answer ans;
+		struct started *st;
+
+		if ((st = calloc(1, sizeof(*st))) != NULL) {
+			st->r = r;
+			st->due_at = (time_t)b->due_at[i];
+			/* NULL: nothing started (the service logged and recorded why). */
+			if (staple_refresh_row(r->svc, &b->row[i], now, &ans, on_refreshed, st) != NULL) {
+				TAILQ_INSERT_TAIL(&r->started, st, link);
+				started++;
+			} else {
+				free(st);
+			}
+		}
+		cache_row_clear(&b->row[i]);
 	}
 	/* More is due than one tick takes, or an upstream was only busy, and the tick got work
 	 * started: the next tick comes soon, so refreshing runs at the upstreams' pace, not at
 	 * 32 per host per check_interval. Each tick stays bounded (REFRESH_BATCH rows,
-	 * REFRESH_HOST_BACKLOG per host); a tick that started nothing waits the full interval. */
+	 * REFRESH_HOST_BACKLOG times the limit per host); a tick that started nothing waits the
+	 * full interval, unless a freed slot brings the next one (on_refresh_low()). */
 	r->catch_up = started > 0 && (b->n == REFRESH_BATCH || r->busy);
+	r->more = b->n == REFRESH_BATCH || r->busy;
 out:
 	if (b->n > 0 || purged > 0)
 		log_info("refresh_tick", "due=%zu started=%zu deferred=%zu purged=%d unused=%zu", b->n,
@@ -208,8 +325,24 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 	struct timeval tv = { (time_t)r->cfg->refresh_check_interval, 0 };
 	struct timeval soon = { 0, REFRESH_CATCHUP_MS * 1000 };
 
+	r->soon = 0;
 	tick(r);
 	evtimer_add(r->timer, r->catch_up && r->cfg->refresh_check_interval > 0 ? &soon : &tv);
+}
+
+/* The fetcher's refresh queue runs low: when due work was left, the next tick comes in
+ * REFRESH_SLOT_MS (once: completions in between do not push it back). */
+static void
+on_refresh_low(void *arg)
+{
+	struct refresher *r = arg;
+	struct timeval tv = { 0, REFRESH_SLOT_MS * 1000 };
+
+	if (!r->more || r->soon)
+		return;
+	r->soon = 1;
+	r->slot_ticks++;
+	evtimer_add(r->timer, &tv);
 }
 
 struct refresher *
@@ -227,10 +360,12 @@ refresh_new(struct event_base *base, const struct stapler_config *cfg, struct ca
 	r->store = store;
 	r->svc = svc;
 	r->fetch = fetch;
+	TAILQ_INIT(&r->started);
 	if ((r->timer = evtimer_new(base, on_timer, r)) == NULL || evtimer_add(r->timer, &tv) < 0) {
 		refresh_free(&r);
 		return NULL;
 	}
+	fetch_on_refresh_low(fetch, on_refresh_low, r);
 	return r;
 }
 
@@ -238,9 +373,18 @@ void
 refresh_free(struct refresher **rp)
 {
 	struct refresher *r;
+	struct started *st;
 
 	if (rp == NULL || (r = *rp) == NULL)
 		return;
+	/* Refreshes still running end later (or when the service drops them): they must not
+	 * reach a freed timer. */
+	while ((st = TAILQ_FIRST(&r->started)) != NULL) {
+		TAILQ_REMOVE(&r->started, st, link);
+		st->r = NULL;
+	}
+	if (r->fetch != NULL)
+		fetch_on_refresh_low(r->fetch, NULL, NULL);
 	if (r->timer != NULL)
 		event_free(r->timer);
 	free(r);

@@ -54,6 +54,27 @@ sched_next_refresh(const struct sched_policy *p, time_t this_update, time_t next
 }
 
 time_t
+sched_after_max_age(const struct sched_policy *p, time_t at, time_t this_update,
+    time_t next_update, time_t fetched_at, long long max_age)
+{
+	long long validity, reserve, hi, not_before;
+
+	if (max_age <= 0 || p->max_age_cap <= 0)
+		return at;
+	if (max_age > p->max_age_cap)
+		max_age = p->max_age_cap;
+	not_before = (long long)fetched_at + max_age;
+	if ((long long)at >= not_before)
+		return at;
+	validity = (long long)(next_update - this_update);
+	reserve = validity / 2 < SCHED_RETRY_RESERVE ? validity / 2 : SCHED_RETRY_RESERVE;
+	hi = (long long)next_update - reserve;
+	if (not_before > hi)
+		not_before = hi;
+	return (time_t)(not_before > (long long)at ? not_before : (long long)at);
+}
+
+time_t
 sched_retry_at(int failures, time_t now, time_t next_update, double r)
 {
 	long long delay = SCHED_BACKOFF_BASE;

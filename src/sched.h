@@ -22,6 +22,8 @@ struct sched_policy {
 	long long window;        /* [refresh] window: refetch when nextUpdate is this close */
 	long long min_interval;  /* [refresh] min_interval: never refetch sooner after a fetch */
 	long long max_interval;  /* [refresh] max_interval: never wait longer (0: no cap) */
+	long long max_age_cap;   /* [refresh] upstream_max_age: an upstream's max-age postpones a
+	                          * refresh at most this long (0: ignored) */
 };
 
 /* When to fetch a response again that was fetched at fetched_at and is valid from this_update
@@ -33,6 +35,14 @@ struct sched_policy {
  * response valid for a century is still asked about again: a later revocation is seen. */
 time_t sched_next_refresh(const struct sched_policy *p, time_t this_update, time_t next_update,
     time_t fetched_at, double r);
+
+/* A refresh planned at `at` for an answer fetched at fetched_at, whose upstream said it stays
+ * current for max_age seconds (Cache-Control max-age or Expires; < 0: said nothing): no
+ * sooner than fetched_at + min(max_age, max_age_cap) (RFC 9919 §6: a newer response cannot
+ * exist before), but never past the latest point of sched_next_refresh() (nextUpdate less the
+ * retry reserve), so the held answer is renewed in time whatever the upstream says. */
+time_t sched_after_max_age(const struct sched_policy *p, time_t at, time_t this_update,
+    time_t next_update, time_t fetched_at, long long max_age);
 
 /* When to try again after `failures` consecutive failures (>= 1) at now: exponential backoff
  * from SCHED_BACKOFF_BASE, capped at SCHED_BACKOFF_CAP, with jitter in [50 %, 100 %] (r in

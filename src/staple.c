@@ -45,6 +45,7 @@ struct pending {
 	int evicted;                 /* evicted while in flight: out of the table, stores nothing */
 	int kept_held;               /* an older answer came: no failure to record */
 	int anonymous;               /* an /ocsp miss for a key not held: answers go to svc->anon */
+	const struct fetch_result *res;  /* the answer, during on_fetched() only */
 	unsigned char *req;
 	size_t req_len;
 	char last_error[512];
@@ -71,6 +72,8 @@ struct staple_service {
 	struct persist *persist;   /* the daemon's writes go through it; NULL: straight to cache */
 	int draining;              /* stopping: no new fetch starts */
 	struct log_limit refusals; /* bounds the refusal lines outsiders can cause */
+	time_t trust_at;           /* the trust anchors were (re)loaded: staples verified before
+	                            * are verified in full again, even when their bytes return */
 	struct staple_stats stats;
 };
 
@@ -132,6 +135,7 @@ policy(const struct staple_service *svc)
 		.window = svc->cfg->refresh_window,
 		.min_interval = svc->cfg->refresh_min_interval,
 		.max_interval = svc->cfg->refresh_max_interval,
+		.max_age_cap = svc->cfg->refresh_upstream_max_age,
 	};
 
 	return pol;
@@ -150,6 +154,7 @@ staple_service_new(const struct stapler_config *cfg, const struct certs_trust *t
 	svc->cache = cache;
 	svc->store = store;
 	svc->fetch = fetch;
+	svc->trust_at = time(NULL);
 	svc->pending.hash = table_key_hash;
 	svc->pending.match = pending_match;
 	svc->pending.key_of = pending_key_of;
@@ -261,6 +266,7 @@ staple_service_reload(struct staple_service *svc, const struct stapler_config *c
 {
 	svc->cfg = cfg;
 	svc->trust = trust;
+	svc->trust_at = time(NULL);
 	store_seen_clear(svc->store);
 	/* Responders were proven against the anchors of then. */
 	ocsp_signers_clear(svc->signers);
@@ -351,6 +357,7 @@ static int
 write_row(struct staple_service *svc, const struct cache_issuer *issuer,
     const struct cache_row *row)
 {
+	svc->stats.rows_written++;
 	return svc->persist != NULL ? persist_store(svc->persist, issuer, row) :
 	    cache_store(svc->cache, issuer, row);
 }
@@ -602,6 +609,12 @@ commit(struct pending *p, const char *url, const unsigned char *der, size_t len,
 	row.request_len = p->req_len;
 	row.next_refresh_at = sched_next_refresh(&pol, r->this_update, r->next_update, now,
 	    staple_service_random(svc));
+	if (p->res != NULL) {
+		row.next_refresh_at = sched_after_max_age(&pol, (time_t)row.next_refresh_at,
+		    r->this_update, r->next_update, now, p->res->max_age);
+		row.upstream_etag = (char *)(uintptr_t)p->res->etag;
+		row.upstream_last_modified = (char *)(uintptr_t)p->res->last_modified;
+	}
 	row.created_at = now;
 	old = store_get(svc->store, &p->key);
 	used_at = old != NULL ? old->used_at : now;
@@ -773,10 +786,49 @@ anon_commit(struct pending *p, const struct fetch_result *res, const struct ocsp
 	free(s);
 }
 
-static void
-on_fetched(const struct fetch_result *res, void *arg)
+/* The upstream answered with what is held: a 304, or the very bytes of the staple held,
+ * verified since the trust anchors were last loaded. Nothing new is learned, so nothing is
+ * verified or rewritten: the held staple's own times are checked against the clock, and only
+ * its schedule moves (paced as if just fetched, and by the upstream's max-age). Returns 0,
+ * or -1 when the held staple cannot stand for the answer (the caller goes on as usual). */
+static int
+keep_unchanged(struct pending *p, const struct fetch_result *res, const struct staple *held,
+    time_t now)
 {
-	struct pending *p = arg;
+	struct staple_service *svc = p->svc;
+	struct sched_policy pol = policy(svc);
+	time_t next;
+
+	if (held == NULL || p->anonymous || p->evicted || !staple_servable(held, now))
+		return -1;
+	if (res->status == FETCH_OK && (held->fetched_at <= svc->trust_at ||
+	    held->der_len != res->len || memcmp(held->der, res->body, res->len) != 0))
+		return -1;
+	next = sched_next_refresh(&pol, held->this_update, held->next_update, now,
+	    staple_service_random(svc));
+	next = sched_after_max_age(&pol, next, held->this_update, held->next_update, now,
+	    res->max_age);
+	if (res->status == FETCH_NOT_MODIFIED)
+		svc->stats.not_modified++;
+	else
+		svc->stats.unchanged++;
+	if (write_failure(svc, &p->key, 0, NULL, (long long)next) < 0)
+		log_error("cache_store_failed", "serial=%s issuer=%s", p->t->serial_hex,
+		    p->t->key_hash_hex);
+	store_set_refresh_at(svc->store, &p->key, next);
+	log_info(p->refresh ? "refreshed" : "staple_fetched", "serial=%s issuer=%s url=\"%s\" "
+	    "outcome=%s status=%s this_update=%lld next_update=%lld failures=0 next_try=%lld",
+	    p->t->serial_hex, p->t->key_hash_hex, res->url,
+	    res->status == FETCH_NOT_MODIFIED ? "not_modified" : "unchanged",
+	    stapler_status_name(held->status), (long long)held->this_update,
+	    (long long)held->next_update, (long long)next);
+	pending_finish(p, STAPLE_OK, held, NULL);
+	return 0;
+}
+
+static void
+fetched(struct pending *p, const struct fetch_result *res)
+{
 	const struct staple *old, *s;
 	struct staple *unstored;
 	struct sched_answer held, fresh;
@@ -789,6 +841,10 @@ on_fetched(const struct fetch_result *res, void *arg)
 		pending_finish(p, STAPLE_UNAVAILABLE, NULL, "shutting down");
 		return;
 	}
+	if ((res->status == FETCH_OK || res->status == FETCH_NOT_MODIFIED) &&
+	    keep_unchanged(p, res, store_get(p->svc->store, &p->key), now) == 0)
+		return;
+
 	if (res->status != FETCH_OK) {
 		p->permanent = 0;
 		snprintf(p->last_error, sizeof(p->last_error), "%s: %s", res->url, res->error);
@@ -798,6 +854,7 @@ on_fetched(const struct fetch_result *res, void *arg)
 		(void)try_next_url(p);
 		return;
 	}
+	p->svc->stats.verified++;
 	v = ocsp_verify_cached(res->body, res->len, p->t->id, p->t->issuer, now, p->svc->signers,
 	    &r);
 	if (v != OCSP_OK) {
@@ -878,7 +935,10 @@ on_fetched(const struct fetch_result *res, void *arg)
 		free(unstored);
 		return;
 	}
-	if ((s = commit(p, res->url, res->body, res->len, &r, now, &next)) == NULL) {
+	p->res = res;
+	s = commit(p, res->url, res->body, res->len, &r, now, &next);
+	p->res = NULL;
+	if (s == NULL) {
 		pending_finish(p, STAPLE_UNAVAILABLE, NULL, "out of memory");
 		return;
 	}
@@ -887,6 +947,35 @@ on_fetched(const struct fetch_result *res, void *arg)
 	    p->t->serial_hex, p->t->key_hash_hex, res->url, stapler_status_name(r.status),
 	    (long long)r.this_update, (long long)r.next_update, (long long)next);
 	pending_finish(p, STAPLE_OK, s, NULL);
+}
+
+static void
+on_fetched(const struct fetch_result *res, void *arg)
+{
+	struct pending *p = arg;
+	const struct staple *held = store_get(p->svc->store, &p->key);
+	struct fetch_result again;
+	unsigned char *der;
+
+	/* A 304 for a staple verified before the trust anchors were reloaded: the held bytes are
+	 * the answer, checked in full like a new one (a copy: keeping it replaces them). */
+	if (res->status == FETCH_NOT_MODIFIED && held != NULL && !p->anonymous &&
+	    held->fetched_at <= p->svc->trust_at && (der = malloc(held->der_len)) != NULL) {
+		memcpy(der, held->der, held->der_len);
+		again = *res;
+		again.status = FETCH_OK;
+		again.body = der;
+		again.len = held->der_len;
+		/* A 304 need not repeat the validators: the ones sent still describe the bytes. */
+		if (again.etag == NULL && p->t->etag[0] != '\0')
+			again.etag = p->t->etag;
+		if (again.last_modified == NULL && p->t->last_modified[0] != '\0')
+			again.last_modified = p->t->last_modified;
+		fetched(p, &again);
+		free(der);
+		return;
+	}
+	fetched(p, res);
 }
 
 /* Starts the fetch at p->url_index or the next URL that can be fetched and returns 0; -1
@@ -903,8 +992,13 @@ start_url(struct pending *p)
 
 	for (; p->url_index < n; p->url_index++) {
 		if (fetch_start(p->svc->fetch, urls[p->url_index], p->req, p->req_len, prio, on_fetched,
-		    p, &p->job, err, sizeof(err)) == 0)
+		    p, &p->job, err, sizeof(err)) == 0) {
+			/* Best effort: without them the request is a plain one. */
+			if (p->t->etag[0] != '\0' || p->t->last_modified[0] != '\0')
+				(void)fetch_set_validators(p->job, p->t->etag[0] != '\0' ? p->t->etag :
+				    NULL, p->t->last_modified[0] != '\0' ? p->t->last_modified : NULL);
 			return 0;
+		}
 		snprintf(p->last_error, sizeof(p->last_error), "%.200s: %.250s", urls[p->url_index], err);
 	}
 	return -1;
@@ -1304,6 +1398,7 @@ staple_refresh_row(struct staple_service *svc, const struct cache_row *row, time
     struct staple_answer *ans, staple_cb cb, void *arg)
 {
 	static const char untrusted[] = "issuer no longer chains to the trust anchors";
+	const struct staple *held;
 	struct staple_target *t;
 	int trusted = 0;
 
@@ -1319,6 +1414,17 @@ staple_refresh_row(struct staple_service *svc, const struct cache_row *row, time
 		    (long long)now + SCHED_BACKOFF_CAP);
 		staple_target_free(&t);
 		return answer_now(ans, STAPLE_UNTRUSTED, NULL, untrusted);
+	}
+	/* The upstream's validators describe the row's response: sent only while that is the
+	 * staple held (a 304 then says the held staple is current). */
+	held = store_get(svc->store, &t->key);
+	if (held != NULL && held->der_len == row->response_len &&
+	    memcmp(held->der, row->response_der, row->response_len) == 0) {
+		if (row->upstream_etag != NULL)
+			util_strlcpy(t->etag, row->upstream_etag, sizeof(t->etag));
+		if (row->upstream_last_modified != NULL)
+			util_strlcpy(t->last_modified, row->upstream_last_modified,
+			    sizeof(t->last_modified));
 	}
 	return ensure(svc, t, NULL, now, 1, ans, cb, arg);
 }

@@ -10,6 +10,7 @@
 #include <openssl/x509.h>
 
 #include "certs.h"
+#include "fetch.h"
 #include "store.h"
 
 struct cache;
@@ -69,6 +70,9 @@ struct staple_target {
 	char subject[512];
 	time_t not_after;
 	int anonymous;            /* an /ocsp miss: nobody proved the certificate exists */
+	/* A refresh of a held answer: the upstream's validators of it ("": none), sent as
+	 * If-None-Match / If-Modified-Since. */
+	char etag[FETCH_VALIDATOR_MAX], last_modified[FETCH_VALIDATOR_MAX];
 };
 
 /* A new target for subject under issuer (a new reference is taken on issuer): the CertID
@@ -178,6 +182,10 @@ struct staple_stats {
 	unsigned long long expiring_refused;   /* verified, but within the safety margin */
 	unsigned long long evicted_in_flight;  /* verified after its entry was evicted: not stored */
 	unsigned long long revocations_seen;   /* a staple held good or unknown turned revoked */
+	unsigned long long verified;           /* responses whose signature was checked */
+	unsigned long long unchanged;          /* refreshes answered with the bytes held: no check */
+	unsigned long long not_modified;       /* refreshes answered 304: no body, no check */
+	unsigned long long rows_written;       /* whole rows written (a new answer kept) */
 };
 void staple_service_stats(const struct staple_service *svc, struct staple_stats *out);
 

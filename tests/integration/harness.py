@@ -549,10 +549,12 @@ class LoopbackHTTPServer:
 
 class CountingForwarder(LoopbackHTTPServer):
     """A small HTTP OCSP proxy that counts requests and forwards each one, unchanged, to an
-    upstream (usually `openssl ocsp`), one short connection per request."""
+    upstream (usually `openssl ocsp`), one short connection per request, after self.delay
+    seconds (a slow upstream)."""
 
     def __init__(self, upstream_port, port=None):
         self.upstream_port = upstream_port
+        self.delay = 0
         self.lock = threading.Lock()
         self.requests = []          # (method, path) in arrival order
         fwd = self
@@ -566,6 +568,8 @@ class CountingForwarder(LoopbackHTTPServer):
             def _forward(self, body):
                 with fwd.lock:
                     fwd.requests.append((self.command, self.path))
+                if fwd.delay:
+                    time.sleep(fwd.delay)
                 hdrs = {"Connection": "close"}
                 if body is not None:
                     hdrs["Content-Type"] = self.headers.get("Content-Type",

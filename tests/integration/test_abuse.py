@@ -1,7 +1,8 @@
 """What an outsider sends cannot poison or grow the cache (docs/design.md "Anonymous /ocsp
 misses cannot poison the cache", "Limits"): anonymous /ocsp misses are answered but never
 become what a submission is served, an RFC 6960 "extended revoked" answer never sticks, one
-client's fetches are rate limited, the cache is bounded, and unused entries go.
+client's fetches are rate limited (but not a gateway of the operator's in trusted_clients),
+the cache is bounded, and unused entries go.
 
 Run inside tests/integration/netns-run (CTest does): only loopback exists there.
 """
@@ -183,6 +184,33 @@ class AbuseTest(IntegrationTestCase):
         self.assertGreaterEqual(wait, 1)
         time.sleep(wait)
         self.submit_ok(d, other)
+
+    def submit_from(self, d, leaf, source):
+        """POST /v1/staple from the loopback address source (127.0.0.0/8 is all local)."""
+        conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=15,
+                                          source_address=(source, 0))
+        try:
+            conn.request("POST", "/v1/staple", body=leaf.pem() + self.inter.pem(),
+                         headers={"Content-Type": PEM})
+            r = conn.getresponse()
+            r.read()
+            return r.status
+        finally:
+            conn.close()
+
+    def test_trusted_gateway_submissions_are_not_limited(self):
+        """A head-end gateway listed in trusted_clients submits a fleet without the
+        per-client fetch limit; any other client's submissions stay limited."""
+        self.resp = self.responder(self.inter, port=self.port, ndays=30)
+        d = self.staplerd(self.ca_file, extra="[limits]\nfetches_per_client = 1\n"
+                          "fetch_burst = 2\ntrusted_clients = 127.0.0.2\n")
+        gateway = [self.submit_from(d, self.leaf("gw%d" % i, "%X" % (0x6100 + i)), "127.0.0.2")
+                   for i in range(12)]
+        self.assertEqual(gateway, [200] * 12)
+        other = [self.submit_from(d, self.leaf("o%d" % i, "%X" % (0x6200 + i)), "127.0.0.1")
+                 for i in range(12)]
+        self.assertIn(429, other)
+        self.assertLessEqual(other.count(200), 2 + 1 + 2)     # the burst, then 1 a second
 
     def test_entries_cap_refuses_new_work_and_serves_cached(self):
         a, b, c = (self.leaf(n, s) for n, s in (("a", "5301"), ("b", "5302"), ("c", "5303")))

@@ -1,7 +1,8 @@
 """What an operator watches (issue 12 items 2 and 3): /metrics in the Prometheus text format
 (checked by `promtool check metrics`) with counters that move with the requests and survive a
 reload, and /healthz turning degraded, with reasons, when staples near expiry cannot be
-refreshed, an upstream keeps failing, or the database refuses writes.
+refreshed, an upstream keeps failing, the refresh falls behind what its policy asks, or the
+database refuses writes.
 
 Run inside tests/integration/netns-run (CTest does).
 """
@@ -19,8 +20,9 @@ import unittest
 sys.dont_write_bytecode = True      # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (free_port, IntegrationTestCase, PEM, read_text, setUpModule,  # noqa: E402
-                     wait_until)
+from harness import (free_port, IntegrationTestCase, PEM, read_text, run,  # noqa: E402
+                     setUpModule, wait_until)
+from test_staplerctl import staplerctl_binary  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 
@@ -165,6 +167,56 @@ class ObserveTest(IntegrationTestCase):
         self.assertEqual(sample(m, "staplerd_staples_near_expiry"), 1)
         self.assertEqual(sample(m, "staplerd_staples_expiring_24h"), 1)
         self.assertGreaterEqual(sample(m, "staplerd_upstreams_in_backoff"), 1)
+
+    def test_healthz_degraded_when_refresh_falls_behind(self):
+        """A policy that asks more than the upstream answers: six entries to refresh every
+        second from an upstream that takes a second per answer, one at a time. The most
+        overdue entry falls behind, /metrics shows demand, rate and lag, and /healthz turns
+        degraded with refresh_behind."""
+        resp = self.responder(self.root, port=self.port, ndays=7)
+        fwd = self.forwarder(resp.port)
+        leaves = [self.pki.leaf(self.root, "l%d" % i, serial="74%02d" % i, ocsp_urls=[fwd.url])
+                  for i in range(6)]
+        d = self.staplerd(self.ca_file, extra="[upstream]\nmax_per_host = 1\n"
+                          "[refresh]\ncheck_interval = 1s\nmin_interval = 1s\n"
+                          "[health]\nrefresh_behind = 3s\n")
+        for leaf in leaves:
+            self.assertEqual(d.staple(leaf.pem(), PEM)[0], 200)
+        st, h = self.health(d)
+        self.assertNotIn("refresh_behind", {r["reason"] for r in h["reasons"]})
+        fwd.delay = 1.0
+
+        def behind():
+            st, h = self.health(d)
+            r = [x for x in h["reasons"] if x["reason"] == "refresh_behind"]
+            return (st, h, r[0]) if r else None
+        got = wait_until(behind, 30)
+        self.assertTrue(got, (self.health(d), read_text(d.log, 3000)))
+        st, h, r = got
+        self.assertEqual((st, h["status"]), (200, "degraded"))
+        self.assertGreaterEqual(r["behind_seconds"], 3)
+        # The pass over the staples behind the demand gauge is at most 5 s old.
+        m = wait_until(lambda: (lambda m: m if sample(m, "staplerd_refresh_demand_next_hour")
+                                == 6 else None)(self.metrics(d)), 10)
+        self.assertTrue(m)
+        self.assertGreaterEqual(sample(m, "staplerd_refresh_behind_seconds"), 3)
+        self.assertGreaterEqual(sample(m, "staplerd_refreshes_total", outcome="ok"), 1)
+        # Due work left behind a busy upstream is admitted when a slot frees, not a tick later.
+        self.assertGreaterEqual(sample(m, "staplerd_refresh_ticks_early_total"), 1)
+        self.assertEqual(sample(m, "staplerd_upstream_concurrency_limit",
+                                upstream="127.0.0.1:%d" % fwd.port), 1)
+        # staplerctl stats: demand and lag from the database, the daemon's pace and limits.
+        p = run([staplerctl_binary(), "-c", d.conf, "stats", "--json"], check=False, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        s = json.loads(p.stdout)
+        self.assertEqual(s["due_next_hour"], 6)
+        self.assertIsNotNone(s["daemon"])
+        self.assertGreaterEqual(s["daemon"]["refreshes_ok"], 1)
+        self.assertEqual([(u["host"], u["limit"]) for u in s["daemon"]["upstreams"]],
+                         [("127.0.0.1:%d" % fwd.port, 1)])
+        p = run([staplerctl_binary(), "-c", d.conf, "stats"], check=False, timeout=60)
+        self.assertIn("127.0.0.1:%d" % fwd.port, p.stdout)
+        self.assertIn("due within 1h", p.stdout)
 
     def test_degraded_code_and_database_not_writable(self):
         a = self.pki.leaf(self.root, "a", serial="7301", ocsp_urls=[self.url])

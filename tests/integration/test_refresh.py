@@ -225,8 +225,9 @@ class RefreshTest(IntegrationTestCase):
         proxy.set("close")
         n0 = proxy.count
         time.sleep(4)
-        # One tick hands a host at most REFRESH_HOST_BACKLOG (32) refreshes; their failures put
-        # the host in backoff (10 s), so the remaining entries wait instead of failing too.
+        # The first round's failures put the host in backoff (10 s): the refresh timer gives it
+        # no new work, and the refreshes already queued for it wait the backoff out instead of
+        # failing too (a round is the host's limit in force, at most 4 times that queued).
         tried = proxy.count - n0
         self.assertGreater(tried, 0)
         self.assertLessEqual(tried, 32, "the dead upstream got %d requests" % tried)

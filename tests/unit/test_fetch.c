@@ -1,7 +1,8 @@
 /* Component tests of fetch.c on the test's own event base, against HTTP servers of the test
  * (evhttp) on 127.0.0.1: free slots go to clients before refreshes, one stalled upstream does
- * not hold up another, cancelled fetches never call back and free their slots, and no
- * callback runs inside fetch_start(). */
+ * not hold up another, cancelled fetches never call back and free their slots, no callback
+ * runs inside fetch_start(), and the limit per upstream follows it: it grows against a fast
+ * one, is cut by timeouts, 429 and 503, and a Retry-After pauses the upstream. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,6 +24,7 @@
 
 #include "config.h"
 #include "fetch.h"
+#include "pace.h"
 
 static const unsigned char REQ[] = { 0x30, 0x03, 0x02, 0x01, 0x00 };
 
@@ -37,6 +39,10 @@ struct world {
 	int in_start;            /* set while fetch_start runs */
 	int called_inside;
 	int slow_seen;           /* requests the stalled server received */
+	int fast_seen;           /* requests the answering server received */
+	int code;                /* what it answers: 200 (default), 429, 503... */
+	const char *retry_after; /* with this Retry-After, or NULL */
+	size_t peak;             /* most transfers seen running at once */
 };
 
 struct call {
@@ -49,10 +55,16 @@ struct call {
 static void
 on_fast(struct evhttp_request *req, void *arg)
 {
+	struct world *w = arg;
 	struct evbuffer *out = evbuffer_new();
 
+	w->fast_seen++;
+	if (fetch_active(w->f) > w->peak)
+		w->peak = fetch_active(w->f);
 	evbuffer_add(out, "ocsp", 4);
-	evhttp_send_reply(req, 200, "OK", out);
+	if (w->retry_after != NULL)
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", w->retry_after);
+	evhttp_send_reply(req, w->code != 0 ? w->code : 200, w->code != 0 ? "Busy" : "OK", out);
 	evbuffer_free(out);
 }
 
@@ -197,7 +209,7 @@ test_stalled_host_does_not_block_another(void **state)
 {
 	struct world *w = *state;
 	struct call slow[20] = { 0 }, fast[2] = { 0 };
-	int running = FETCH_PER_HOST_MAX;
+	int running = PACE_START;
 
 	/* Twenty client fetches to a host that never answers, queued first... */
 	for (int i = 0; i < 20; i++)
@@ -208,8 +220,8 @@ test_stalled_host_does_not_block_another(void **state)
 	assert_int_equal(fast[0].status, FETCH_OK);
 	assert_true(run_until(w, slow_has, &running));
 	/* The stalled host holds its own cap and no more. */
-	assert_int_equal(fetch_active(w->f), FETCH_PER_HOST_MAX);
-	assert_int_equal(fetch_queued(w->f), 20 - FETCH_PER_HOST_MAX);
+	assert_int_equal(fetch_active(w->f), PACE_START);
+	assert_int_equal(fetch_queued(w->f), 20 - PACE_START);
 	for (int i = 0; i < 20; i++)
 		assert_int_equal(slow[i].done, 0);
 	/* Their callbacks point into this frame: end them here. */
@@ -222,12 +234,12 @@ test_cancel_frees_slots_and_never_calls_back(void **state)
 	struct world *w = *state;
 	struct call slow[12] = { 0 }, fast[2] = { 0 };
 	struct fetch_job *job[12];
-	int running = FETCH_PER_HOST_MAX;
+	int running = PACE_START;
 
 	for (int i = 0; i < 12; i++)
 		start(w, w->slow_port, FETCH_PRIO_ANONYMOUS, &slow[i], 'x', &job[i]);
 	assert_true(run_until(w, slow_has, &running));
-	assert_int_equal(fetch_active(w->f), FETCH_PER_HOST_MAX);
+	assert_int_equal(fetch_active(w->f), PACE_START);
 	/* Running and queued ones alike. */
 	for (int i = 0; i < 12; i++)
 		fetch_cancel(w->f, job[i]);
@@ -235,7 +247,7 @@ test_cancel_frees_slots_and_never_calls_back(void **state)
 	assert_int_equal(fetch_queued(w->f), 0);
 	assert_int_equal(fetch_cancelled(w->f), 12);
 	/* The host is usable at once: a new fetch to it starts (the stall server sees it). */
-	running = FETCH_PER_HOST_MAX + 1;
+	running = PACE_START + 1;
 	start(w, w->slow_port, FETCH_PRIO_CLIENT, &fast[0], 'n', &job[0]);
 	assert_true(run_until(w, slow_has, &running));
 	fetch_cancel(w->f, job[0]);
@@ -249,7 +261,7 @@ test_free_cancels_with_callbacks(void **state)
 {
 	struct world *w = *state;
 	struct call slow[10] = { 0 };
-	int running = FETCH_PER_HOST_MAX;
+	int running = PACE_START;
 
 	for (int i = 0; i < 10; i++)
 		start(w, w->slow_port, i % 2 ? FETCH_PRIO_REFRESH : FETCH_PRIO_CLIENT, &slow[i], 'x', NULL);
@@ -282,18 +294,148 @@ test_backoff_deepens_per_round_not_per_transfer(void **state)
 	struct call c[9] = { 0 };     /* the last one ends the list for all_done() */
 	unsigned short port = closed_port();
 	char url[64];
-	time_t retry;
-	int load;
+	struct fetch_host_info info;
 
 	/* Eight transfers fail together: one round, so the first step of the backoff. */
 	for (int i = 0; i < 8; i++)
 		start(w, port, FETCH_PRIO_REFRESH, &c[i], 'x', NULL);
 	assert_true(run_until(w, all_done, c));
 	snprintf(url, sizeof(url), "http://127.0.0.1:%u/", port);
-	assert_int_equal(fetch_host_state(w->f, url, time(NULL), &load, &retry), 0);
-	assert_true(retry > 0);
-	assert_true(retry - time(NULL) <= FETCH_HOST_BACKOFF_BASE);
+	assert_int_equal(fetch_host_state(w->f, url, time(NULL), &info), 0);
+	assert_true(info.retry_at > 0);
+	assert_true(info.retry_at - time(NULL) <= FETCH_HOST_BACKOFF_BASE);
 	fetch_free(&w->f);
+}
+
+/* Refreshes queued for a host in failure backoff wait it out; a client's fetch does not. */
+static void
+test_refreshes_wait_out_a_backoff(void **state)
+{
+	struct world *w = *state;
+	struct call first[2] = { 0 }, later[4] = { 0 }, client[2] = { 0 };
+	unsigned short port = closed_port();
+	struct timeval tick = { 0, 300 * 1000 };
+
+	start(w, port, FETCH_PRIO_REFRESH, &first[0], 'x', NULL);
+	assert_true(run_until(w, all_done, first));
+	assert_int_equal(fetch_hosts_failing(w->f), 1);
+	for (int i = 0; i < 3; i++)
+		start(w, port, FETCH_PRIO_REFRESH, &later[i], 'r', NULL);
+	start(w, port, FETCH_PRIO_CLIENT, &client[0], 'c', NULL);
+	assert_true(run_until(w, all_done, client));
+	event_base_loopexit(w->base, &tick);
+	event_base_dispatch(w->base);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(later[i].done, 0);
+	assert_int_equal(fetch_queued_prio(w->f, FETCH_PRIO_REFRESH), 3);
+	assert_int_equal(fetch_active(w->f), 0);
+	fetch_free(&w->f);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(later[i].status, FETCH_CANCELLED);
+}
+
+/* The limit in force for the test's host on port. */
+static int
+limit_of(struct world *w, unsigned short port)
+{
+	struct fetch_host_info info;
+	char url[64];
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u/", port);
+	assert_int_equal(fetch_host_state(w->f, url, time(NULL), &info), 0);
+	return info.limit;
+}
+
+static void
+test_limit_grows_against_fast_upstream(void **state)
+{
+	struct world *w = *state;
+	struct call *c = calloc(401, sizeof(*c));
+	struct fetch_host_limit hl[4];
+
+	w->cfg->max_parallel = 64;
+	w->cfg->max_per_host = 32;
+	fetch_set_config(w->f, w->cfg);
+	for (int i = 0; i < 400; i++)
+		start(w, w->fast_port, FETCH_PRIO_REFRESH, &c[i], 'f', NULL);
+	assert_true(run_until(w, all_done, c));
+	for (int i = 0; i < 400; i++)
+		assert_int_equal(c[i].status, FETCH_OK);
+	/* From PACE_START to the configured most, and it was used. */
+	assert_int_equal(limit_of(w, w->fast_port), 32);
+	assert_true(w->peak > PACE_START);
+	assert_true(w->peak <= 32);
+	assert_int_equal(fetch_host_limits(w->f, hl, 4), 1);
+	assert_int_equal(hl[0].limit, 32);
+	free(c);
+}
+
+static void
+test_limit_cut_by_timeouts(void **state)
+{
+	struct world *w = *state;
+	struct call c[PACE_START + 1] = { 0 };
+
+	w->cfg->upstream_timeout = 1;
+	for (int i = 0; i < PACE_START; i++)
+		start(w, w->slow_port, FETCH_PRIO_REFRESH, &c[i], 'x', NULL);
+	assert_true(run_until(w, all_done, c));
+	for (int i = 0; i < PACE_START; i++)
+		assert_int_equal(c[i].status, FETCH_TIMEOUT);
+	/* The transfers that timed out together are one round: one cut, by half. */
+	assert_int_equal(limit_of(w, w->slow_port), PACE_START / 2);
+}
+
+/* An upstream that answers code with "Retry-After: 2": the limit is cut, the host is paused
+ * (a client is refused at once, a refresh waits), and it is asked again after the pause. */
+static void
+overload_pauses(struct world *w, int code)
+{
+	struct call c[PACE_START + 1] = { 0 }, later[2] = { 0 }, client = { 0 };
+	struct fetch_host_info info;
+	char url[64], err[256];
+	time_t t0;
+	int seen;
+
+	w->code = code;
+	w->retry_after = "2";
+	for (int i = 0; i < PACE_START; i++)
+		start(w, w->fast_port, FETCH_PRIO_REFRESH, &c[i], 'x', NULL);
+	assert_true(run_until(w, all_done, c));
+	for (int i = 0; i < PACE_START; i++)
+		assert_int_equal(c[i].status, FETCH_HTTP);
+	assert_int_equal(limit_of(w, w->fast_port), PACE_START / 2);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u/", w->fast_port);
+	t0 = time(NULL);
+	assert_int_equal(fetch_host_state(w->f, url, t0, &info), 0);
+	assert_true(info.retry_at >= t0 + 1 && info.retry_at <= t0 + 2);
+	/* A client is refused during the pause, and never called back. */
+	client.w = w;
+	assert_int_equal(fetch_start(w->f, url, REQ, sizeof(REQ), FETCH_PRIO_CLIENT, on_done, &client,
+	    NULL, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "Retry-After"));
+	/* A refresh waits for the pause: the upstream sees nothing until it ends. */
+	w->code = 0;
+	w->retry_after = NULL;
+	seen = w->fast_seen;
+	start(w, w->fast_port, FETCH_PRIO_REFRESH, &later[0], 'l', NULL);
+	assert_true(run_until(w, all_done, later));
+	assert_int_equal(later[0].status, FETCH_OK);
+	assert_int_equal(w->fast_seen, seen + 1);
+	assert_true(time(NULL) >= info.retry_at);
+	assert_int_equal(client.done, 0);
+}
+
+static void
+test_limit_cut_and_paused_by_429(void **state)
+{
+	overload_pauses(*state, 429);
+}
+
+static void
+test_limit_cut_and_paused_by_503(void **state)
+{
+	overload_pauses(*state, 503);
 }
 
 int
@@ -307,6 +449,11 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_free_cancels_with_callbacks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backoff_deepens_per_round_not_per_transfer, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_refreshes_wait_out_a_backoff, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_limit_grows_against_fast_upstream, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_limit_cut_by_timeouts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_limit_cut_and_paused_by_429, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_limit_cut_and_paused_by_503, setup, teardown),
 	};
 	int rc;
 

@@ -262,6 +262,29 @@ test_after_older(void **state)
 	assert_int_equal((long long)(at - NOW), SCHED_RETRY_MIN);
 }
 
+/* An upstream's max-age postpones a refresh, up to [refresh] upstream_max_age, and never past
+ * the latest point before nextUpdate; 0 turns it off. */
+static void
+test_upstream_max_age(void **state)
+{
+	struct sched_policy p = { 7 * D, H, D, D };
+	time_t at = T0 + H;      /* a 7-day response, fetched at T0: min_interval paces it */
+
+	/* Said nothing, or less than planned: unchanged. */
+	assert_int_equal(sched_after_max_age(&p, at, T0, T0 + 7 * D, T0, -1), at);
+	assert_int_equal(sched_after_max_age(&p, at, T0, T0 + 7 * D, T0, 600), at);
+	/* Four hours: not before T0 + 4h. */
+	assert_int_equal(sched_after_max_age(&p, at, T0, T0 + 7 * D, T0, 4 * H), T0 + 4 * H);
+	/* Seven days (until nextUpdate): capped at a day. */
+	assert_int_equal(sched_after_max_age(&p, at, T0, T0 + 7 * D, T0, 7 * D), T0 + D);
+	/* Off. */
+	p.max_age_cap = 0;
+	assert_int_equal(sched_after_max_age(&p, at, T0, T0 + 7 * D, T0, 4 * H), at);
+	/* A 1-day response with a day of max-age: at the latest point, nextUpdate - 6h. */
+	p.max_age_cap = 7 * D;
+	assert_int_equal(sched_after_max_age(&p, T0 + H, T0, T0 + D, T0, D), T0 + 18 * H);
+}
+
 int
 main(void)
 {
@@ -273,6 +296,7 @@ main(void)
 		cmocka_unit_test(test_retry_grows_monotonically),
 		cmocka_unit_test(test_keep_table),
 		cmocka_unit_test(test_after_older),
+		cmocka_unit_test(test_upstream_max_age),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2,7 +2,11 @@
  * base with the real staple service, SQLite cache, fetcher and chain staples, against an OCSP
  * upstream of the test (evhttp on 127.0.0.1): an answer known during a call (memory hit,
  * refusal, a fetch that cannot start) comes back as a value and its callback never runs; only
- * real waiting returns a handle, and its callback runs later, from the loop, exactly once. */
+ * real waiting returns a handle, and its callback runs later, from the loop, exactly once.
+ * And a refresh that learns nothing costs almost nothing: the very bytes held, or a 304 to
+ * the upstream's own validators, leave the staple served with no signature check and no row
+ * rewrite (until the trust anchors are reloaded), and the upstream's max-age postpones the
+ * next refresh. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -49,6 +53,14 @@ struct world {
 	struct staple_service *svc;
 	int upstream_requests;
 	int in_call;                  /* set while a service call runs */
+	/* Upstream behaviour: answer the bytes it sent last again (replay), with these headers,
+	 * and 304 to an If-None-Match equal to etag. */
+	int replay;
+	unsigned char *last;
+	size_t last_len;
+	const char *etag;
+	const char *cache_control;
+	char if_none_match[64];       /* the last If-None-Match received */
 };
 
 /* What a callback saw. */
@@ -112,12 +124,33 @@ on_upstream(struct evhttp_request *req, void *arg)
 	if ((signer = signer_for(w, id)) == NULL)
 		goto bad;
 	{
+		const char *inm = evhttp_find_header(evhttp_request_get_input_headers(req),
+		    "If-None-Match");
+
+		snprintf(w->if_none_match, sizeof(w->if_none_match), "%s", inm != NULL ? inm : "");
+		if (w->etag != NULL)
+			evhttp_add_header(evhttp_request_get_output_headers(req), "ETag", w->etag);
+		if (w->etag != NULL && inm != NULL && strcmp(inm, w->etag) == 0) {
+			evhttp_send_reply(req, 304, "Not Modified", NULL);
+			goto out;
+		}
+	}
+	if (w->cache_control != NULL)
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control",
+		    w->cache_control);
+	if (w->replay && w->last != NULL) {
+		evbuffer_add(out, w->last, w->last_len);
+	} else {
 		struct testpki_resp_opts o = testpki_resp_good(NULL, signer, w->now);
 
 		o.id = id;
 		resp = testpki_ocsp_response(&o, &resp_len);
+		evbuffer_add(out, resp, resp_len);
+		free(w->last);
+		w->last = malloc(resp_len);
+		memcpy(w->last, resp, resp_len);
+		w->last_len = resp_len;
 	}
-	evbuffer_add(out, resp, resp_len);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 	    "application/ocsp-response");
 	evhttp_send_reply(req, 200, "OK", out);
@@ -217,6 +250,7 @@ teardown(void **state)
 	testpki_ent_free(&w->stranger);
 	testpki_tmpdir_remove(w->dir);
 	free(w->dir);
+	free(w->last);
 	free(w);
 	return 0;
 }
@@ -555,6 +589,151 @@ test_chain_contract(void **state)
 	free(body);
 }
 
+/* The service's clock is in whole seconds: a staple verified in the second its trust
+ * anchors were loaded counts as verified before them. */
+static void
+next_second(void)
+{
+	time_t t0 = time(NULL);
+
+	while (time(NULL) == t0)
+		usleep(20 * 1000);
+}
+
+/* Submits w->leaf and waits for its staple; returns its row (cache_row_clear()). */
+static void
+fetch_leaf(struct world *w, struct cache_row *row)
+{
+	struct seen c = { 0 };
+	struct staple_answer ans;
+	size_t len;
+	unsigned char *body = body_of(&w->leaf, &w->ca, &len);
+
+	assert_non_null(submit(w, body, len, &ans, &c));
+	run_until(w, &c.calls, 1);
+	assert_int_equal(c.outcome, STAPLE_OK);
+	assert_null(submit(w, body, len, &ans, &c));
+	assert_int_equal(cache_get(w->cache, &ans.staple->key, row), 1);
+	free(body);
+}
+
+/* Refreshes the entry of row and waits for the answer. */
+static void
+refresh(struct world *w, const struct cache_row *row)
+{
+	struct seen r = { 0 };
+	struct staple_answer ans;
+
+	r.w = w;
+	assert_non_null(staple_refresh_row(w->svc, row, time(NULL), &ans, on_staple, &r));
+	run_until(w, &r.calls, 1);
+	assert_int_equal(r.outcome, STAPLE_OK);
+}
+
+/* Reloads the trust anchors (in a second of its own), refreshes row, reads the counters. */
+static void
+refresh_after_reload(struct world *w, const struct cache_row *row, struct staple_stats *st)
+{
+	next_second();
+	staple_service_reload(w->svc, w->cfg, w->trust);
+	next_second();
+	refresh(w, row);
+	staple_service_stats(w->svc, st);
+}
+
+static void
+test_identical_body_costs_no_check_no_row(void **state)
+{
+	struct world *w = *state;
+	struct cache_row row, after;
+	struct staple_stats st;
+	struct stapler_key key;
+
+	next_second();
+	fetch_leaf(w, &row);
+	assert_int_equal(cache_row_key(&row, &key), 0);
+	staple_service_stats(w->svc, &st);
+	assert_int_equal(st.verified, 1);
+	assert_int_equal(st.rows_written, 1);
+	/* The upstream answers the very bytes again. */
+	w->replay = 1;
+	refresh(w, &row);
+	staple_service_stats(w->svc, &st);
+	assert_int_equal(w->upstream_requests, 2);
+	assert_int_equal(st.unchanged, 1);
+	assert_int_equal(st.verified, 1);
+	assert_int_equal(st.rows_written, 1);
+	/* The row is the one written at the fetch (only its schedule moved), and the staple
+	 * is still served from memory. */
+	assert_int_equal(cache_get(w->cache, &key, &after), 1);
+	assert_int_equal(after.fetched_at, row.fetched_at);
+	assert_memory_equal(after.response_der, row.response_der, row.response_len);
+	assert_true(after.next_refresh_at > (long long)time(NULL));
+	assert_non_null(store_get(w->store, &key));
+	cache_row_clear(&after);
+	/* After a reload of the trust anchors the same bytes are verified in full. */
+	refresh_after_reload(w, &row, &st);
+	assert_int_equal(st.unchanged, 1);
+	assert_int_equal(st.verified, 2);
+	assert_int_equal(st.rows_written, 2);
+	cache_row_clear(&row);
+}
+
+static void
+test_not_modified_costs_no_check_no_row(void **state)
+{
+	struct world *w = *state;
+	struct cache_row row;
+	struct staple_stats st;
+
+	w->etag = "\"v1\"";
+	next_second();
+	fetch_leaf(w, &row);
+	assert_string_equal(row.upstream_etag, "\"v1\"");
+	assert_string_equal(w->if_none_match, "");
+	refresh(w, &row);
+	assert_string_equal(w->if_none_match, "\"v1\"");
+	staple_service_stats(w->svc, &st);
+	assert_int_equal(st.not_modified, 1);
+	assert_int_equal(st.verified, 1);
+	assert_int_equal(st.rows_written, 1);
+	/* After a reload, a 304 has the held bytes verified in full. */
+	refresh_after_reload(w, &row, &st);
+	assert_int_equal(st.not_modified, 1);
+	assert_int_equal(st.verified, 2);
+	cache_row_clear(&row);
+}
+
+static void
+test_upstream_max_age_postpones_refresh(void **state)
+{
+	struct world *w = *state;
+	struct cache_row row, after;
+	struct stapler_key key;
+	time_t t0;
+
+	/* A 7-day answer is inside the 7-day window: min_interval (1 h) paces it... */
+	fetch_leaf(w, &row);
+	assert_true(row.next_refresh_at < row.fetched_at + 2 * 3600);
+	/* ...unless the upstream says it stays current for 4 hours (new bytes or the same). */
+	w->cache_control = "max-age=14400, public, no-transform, must-revalidate";
+	t0 = time(NULL);
+	refresh(w, &row);
+	assert_int_equal(cache_row_key(&row, &key), 0);
+	assert_int_equal(cache_get(w->cache, &key, &after), 1);
+	assert_true(after.next_refresh_at >= (long long)t0 + 14400);
+	assert_true(store_get(w->store, &key)->refresh_at >= t0 + 14400);
+	cache_row_clear(&after);
+	/* [refresh] upstream_max_age = 0: the upstream's word is not taken. */
+	w->cfg->refresh_upstream_max_age = 0;
+	t0 = time(NULL);
+	refresh(w, &row);
+	assert_int_equal(cache_get(w->cache, &key, &after), 1);
+	assert_true(after.next_refresh_at < (long long)t0 + 2 * 3600);
+	cache_row_clear(&after);
+	cache_row_clear(&row);
+}
+
 int
 main(void)
 {
@@ -566,6 +745,12 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_refresh_waits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_never_calls_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_chain_contract, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_identical_body_costs_no_check_no_row, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_not_modified_costs_no_check_no_row, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_upstream_max_age_postpones_refresh, setup,
+		    teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
