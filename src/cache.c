@@ -152,8 +152,18 @@ fault_of(int code)
 	case SQLITE_CANTOPEN:
 	case SQLITE_PROTOCOL:
 		return CACHE_FAULT_IO;
-	default:
+	/* What a row can be refused for, or a bug in a statement: trying again cannot help. */
+	case SQLITE_CONSTRAINT:
+	case SQLITE_MISMATCH:
+	case SQLITE_TOOBIG:
+	case SQLITE_RANGE:
+	case SQLITE_MISUSE:
 		return CACHE_FAULT_OTHER;
+	/* The rest (out of memory, a transaction a fault left open, a page that read wrong
+	 * while the disk failed) is the state of the connection, not of the row: worth a retry
+	 * once cache_recover() has reset it. */
+	default:
+		return CACHE_FAULT_ERROR;
 	}
 }
 
@@ -188,6 +198,7 @@ cache_fault_name(enum cache_fault f)
 	case CACHE_FAULT_BUSY: return "locked";
 	case CACHE_FAULT_FULL: return "disk_full";
 	case CACHE_FAULT_IO: return "io_error";
+	case CACHE_FAULT_ERROR: return "db_error";
 	case CACHE_FAULT_OTHER: break;
 	}
 	return "error";
@@ -232,6 +243,38 @@ rollback(struct cache *c, const char *op)
 		return;
 	stmt_run(c, ST_ROLLBACK, op);
 	c->fault = fault;
+}
+
+int
+cache_recover(struct cache *cache)
+{
+	enum cache_fault fault = cache->fault;
+	int ret = 0;
+
+	/* Whatever a failed step left behind: a statement mid-way, a transaction still open. */
+	for (int i = 0; i < ST_MAX; i++) {
+		if (i != ST_ALL_ROWS || !cache->in_foreach)
+			stmt_done(cache->stmt[i]);
+	}
+	if (!sqlite3_get_autocommit(cache->db) &&
+	    sqlite3_exec(cache->db, "ROLLBACK", NULL, NULL, NULL) != SQLITE_OK)
+		ret = -1;
+	/* In WAL mode the log only restarts from its beginning after a complete checkpoint, and
+	 * the automatic one waits for 1,000 pages: on a full disk the log's own growth is what
+	 * fails, again and again, after space came back. Fold it in and truncate it. */
+	if (fault == CACHE_FAULT_FULL && ret == 0 && !cache->readonly &&
+	    sqlite3_wal_checkpoint_v2(cache->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL,
+	    NULL) != SQLITE_OK)
+		ret = -1;
+	cache->fault = fault;
+	return ret;
+}
+
+int
+cache_set_durable(struct cache *cache, int durable)
+{
+	return sqlite3_exec(cache->db, durable ? "PRAGMA synchronous = FULL" :
+	    "PRAGMA synchronous = NORMAL", NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
 }
 
 /* Runs a query whose answer is one integer. Returns 0 or -1. */

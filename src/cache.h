@@ -113,10 +113,11 @@ enum cache_fault {
 	CACHE_FAULT_BUSY,
 	CACHE_FAULT_FULL,
 	CACHE_FAULT_IO,
-	CACHE_FAULT_OTHER,
+	CACHE_FAULT_ERROR,      /* another SQLite error: the connection's state, worth a retry */
+	CACHE_FAULT_OTHER,      /* the row's fault (refused before SQLite, or a constraint) */
 };
 enum cache_fault cache_fault(const struct cache *cache);
-/* "none", "locked", "disk_full", "io_error", "error". */
+/* "none", "locked", "disk_full", "io_error", "db_error", "error". */
 const char *cache_fault_name(enum cache_fault f);
 /* SQLite's message for the last failure (valid until the next call). */
 const char *cache_errmsg(const struct cache *cache);
@@ -124,6 +125,16 @@ const char *cache_errmsg(const struct cache *cache);
  * waiting (the event loop never waits on a lock), and transient faults are not logged here:
  * the write-behind queue (persist.c) keeps the write and logs once per interval. */
 void cache_set_nowait(struct cache *cache);
+
+/* Readies the connection for the next write after a failed one, whatever the failure left:
+ * resets every statement, rolls back a transaction still open and, after a full disk,
+ * checkpoints and truncates the WAL so its space is free again (fails at once while a reader
+ * holds it). The fault of the last failure stays. Returns 0, or -1 when the rollback or the
+ * checkpoint failed (the next write will tell). */
+int cache_recover(struct cache *cache);
+/* durable: commits fsync the WAL (synchronous = FULL), for a write that must survive a power
+ * loss once it counts as done; 0: back to NORMAL. Returns 0 or -1. */
+int cache_set_durable(struct cache *cache, int durable);
 
 /* The SQLite handle, for the read-only reports of cache_report.c. Owned by the cache. */
 struct sqlite3 *cache_db(struct cache *cache);

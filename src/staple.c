@@ -340,13 +340,16 @@ staple_service_set_persist(struct staple_service *svc, struct persist *persist)
 }
 
 /* The service's writes: through the write-behind queue in the daemon, where a write the
- * database refuses now is kept and retried; straight to the cache in tests and tools. */
+ * database refuses now is kept and retried; straight to the cache in tests and tools. A first
+ * revocation (the staple held is not revoked) goes to the journal first. */
 static int
 write_row(struct staple_service *svc, const struct cache_issuer *issuer,
-    const struct cache_row *row)
+    const struct cache_row *row, int first_revocation)
 {
-	return svc->persist != NULL ? persist_store(svc->persist, issuer, row) :
-	    cache_store(svc->cache, issuer, row);
+	if (svc->persist == NULL)
+		return cache_store(svc->cache, issuer, row);
+	return first_revocation ? persist_store_revocation(svc->persist, issuer, row) :
+	    persist_store(svc->persist, issuer, row);
 }
 
 static int
@@ -610,7 +613,8 @@ commit(struct pending *p, const char *url, const unsigned char *der, size_t len,
 		issuer.cert_len = issuer_len;
 		/* A verified staple is served even while the database refuses the write: the
 		 * write-behind queue keeps it and retries until it lands. */
-		if (write_row(svc, &issuer, &row) < 0)
+		if (write_row(svc, &issuer, &row, r->status == STAPLER_REVOKED &&
+		    (old == NULL || old->status != STAPLER_REVOKED)) < 0)
 			log_error("cache_store_failed", "serial=%s issuer=%s", p->t->serial_hex, p->t->key_hash_hex);
 	}
 	OPENSSL_free(issuer_der);

@@ -187,6 +187,7 @@ class FullDisk:
 
     def __init__(self, dir, size="16m"):
         self.dir = dir
+        self.reader = None
         self.holder = subprocess.Popen(
             ["unshare", "-m", "--propagation", "private", "sh", "-c",
              'mount -t tmpfs -o size=%s tmpfs "$1" && echo ready && exec sleep 600' % size,
@@ -214,7 +215,30 @@ class FullDisk:
                 pass
 
     def free(self):
+        if self.reader is not None:
+            self.reader.stdin.close()
+            self.reader.wait(timeout=10)
+            self.reader = None
         os.unlink(self.path("filler"))
+
+    def fill_and_hold(self, d):
+        """Fills the disk and keeps it full while staplerd tries to write. A reader holds a
+        read transaction, so no checkpoint can truncate the WAL and give its room back;
+        staplerd gives back its ballast (room for a checkpoint) at its first failed write, and
+        that room is filled too. free() ends both."""
+        self.reader = subprocess.Popen(
+            ["nsenter", "-t", str(self.holder.pid), "-m", "sqlite3", "-readonly", d.database],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            text=True)
+        self.reader.stdin.write("BEGIN;\nSELECT count(*) FROM ocsp_response;\n")
+        self.reader.stdin.flush()
+        self.fill()
+        if not wait_until(lambda: "event=ballast_released" in read_text(d.log), 15):
+            raise AssertionError("staplerd did not give its ballast back:\n" +
+                                 read_text(d.log, 3000))
+        for _ in range(3):
+            self.fill()
+            time.sleep(0.5)
 
     def enter(self, d):
         """Makes the harness start d inside this mount namespace."""
@@ -222,6 +246,9 @@ class FullDisk:
         return d
 
     def stop(self):
+        if self.reader is not None:
+            self.reader.kill()
+            self.reader.wait(timeout=10)
         self.holder.kill()
         self.holder.wait(timeout=10)
 
@@ -261,7 +288,7 @@ class FullDiskTest(IntegrationTestCase):
             return disk.query(d.database, "SELECT cert_status FROM ocsp_response WHERE "
                               "serial = '%s'" % serial) or None
         self.assertTrue(wait_until(lambda: row_status("6101") == "good", 10))
-        disk.fill()
+        disk.fill_and_hold(d)
         resp.stop()
         root.revoke(leaf)
         resp = self.responder(root, port=port, ndays=7)
@@ -297,7 +324,7 @@ class FullDiskTest(IntegrationTestCase):
         def row_status():
             return disk.query(d.database, "SELECT cert_status FROM ocsp_response") or None
         self.assertTrue(wait_until(lambda: row_status() == "good", 10))
-        disk.fill()
+        disk.fill_and_hold(d)
         resp.stop()
         root.revoke(leaf)
         resp = self.responder(root, port=port, ndays=7)
