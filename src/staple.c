@@ -44,6 +44,7 @@ struct pending {
 	int permanent;               /* the last URL gave an answer that was wrong, not absent */
 	int evicted;                 /* evicted while in flight: out of the table, stores nothing */
 	int kept_held;               /* an older answer came: no failure to record */
+	int expiring;                /* a URL answered within the safety margin */
 	int anonymous;               /* an /ocsp miss for a key not held: answers go to svc->anon */
 	unsigned char *req;
 	size_t req_len;
@@ -61,6 +62,7 @@ struct staple_service {
 	struct table anon_pending;   /* anonymous /ocsp misses: their answers are held apart */
 	struct anon_map *anon;
 	struct table anchors;        /* SHA-1 keys of the bundle's intermediates: never anonymous */
+	struct table backoff;        /* struct backoff by key: entries not fetched again for now */
 	int (*admit)(void *ctx);     /* staple_service_admit(): may a client start a fetch now? */
 	void *admit_ctx;
 	time_t load_floor;           /* staple_service_load(): no entry counts as unused before */
@@ -71,6 +73,16 @@ struct staple_service {
 	int draining;              /* stopping: no new fetch starts */
 	struct log_limit refusals; /* bounds the refusal lines outsiders can cause */
 	struct staple_stats stats;
+};
+
+/* An entry whose last fetch got only answers within the safety margin (a responder signing
+ * near-expired responses): a client asking again is answered from here until retry_at,
+ * instead of another fetch per request. */
+struct backoff {
+	struct stapler_key key;      /* first: the entry is its own key (anchor_match()) */
+	int failures;
+	time_t retry_at;
+	char error[256];
 };
 
 static int
@@ -156,6 +168,9 @@ staple_service_new(const struct stapler_config *cfg, const struct certs_trust *t
 	svc->anchors.hash = table_key_hash;
 	svc->anchors.match = anchor_match;
 	svc->anchors.key_of = anchor_key_of;
+	svc->backoff.hash = table_key_hash;
+	svc->backoff.match = anchor_match;
+	svc->backoff.key_of = anchor_key_of;
 	svc->seed = (uint64_t)(uintptr_t)svc ^ (uint64_t)time(NULL);
 	if (RAND_bytes((unsigned char *)&svc->rng, sizeof(svc->rng)) != 1 || svc->rng == 0)
 		svc->rng = svc->seed | 1;
@@ -200,6 +215,7 @@ staple_service_free(struct staple_service **svcp)
 	table_clear(&svc->pending, 0);
 	table_clear(&svc->anon_pending, 0);
 	table_clear(&svc->anchors, 1);
+	table_clear(&svc->backoff, 1);
 	anon_map_free(&svc->anon);
 	issuers_free(&svc->issuers);
 	free(svc);
@@ -530,6 +546,71 @@ record_failure(struct pending *p, const char *error)
 	cache_row_clear(&row);
 }
 
+/* Drops the backoff entries whose time has come; returns how many are left. */
+static size_t
+backoff_sweep(struct staple_service *svc, time_t now)
+{
+	for (size_t i = 0; i < svc->backoff.cap; i++) {
+		struct backoff *b = svc->backoff.slot[i];
+
+		/* Removal shifts entries back into slot i: look at it again. */
+		if (b != NULL && b->retry_at <= now) {
+			table_remove(&svc->backoff, &b->key, svc->seed);
+			free(b);
+			i--;
+		}
+	}
+	return svc->backoff.count;
+}
+
+/* p's every answer was within the margin: a failure of the entry, backed off with jitter
+ * like a refresh that failed (sched_retry_at(), sooner as the staple held nears its end),
+ * also for a certificate that has no row yet. */
+static void
+backoff_note(struct pending *p, const char *error, time_t now)
+{
+	struct staple_service *svc = p->svc;
+	struct backoff *b = table_get(&svc->backoff, &p->key, svc->seed);
+	const struct staple *held = store_get(svc->store, &p->key);
+	void *replaced;
+
+	if (b == NULL) {
+		if ((svc->backoff.count >= STAPLE_BACKOFF_MAX && backoff_sweep(svc, now) >=
+		    STAPLE_BACKOFF_MAX) || (b = calloc(1, sizeof(*b))) == NULL)
+			return;
+		b->key = p->key;
+		if (table_put(&svc->backoff, b, svc->seed, &replaced) < 0) {
+			free(b);
+			return;
+		}
+	}
+	b->failures++;
+	b->retry_at = sched_retry_at(b->failures, now, held != NULL ? held->next_update : 0,
+	    staple_service_random(svc));
+	util_strlcpy(b->error, error != NULL ? error : "", sizeof(b->error));
+	log_info("fetch_backoff", "serial=%s issuer=%s failures=%d next_try=%lld reason=\"only "
+	    "answers within the safety margin\"", p->t->serial_hex, p->t->key_hash_hex, b->failures,
+	    (long long)b->retry_at);
+}
+
+/* The backoff entry that holds key back at now, or NULL (an expired one is dropped). */
+static const struct backoff *
+backoff_get(struct staple_service *svc, const struct stapler_key *key, time_t now)
+{
+	struct backoff *b;
+
+	if (svc->backoff.count == 0 || (b = table_get(&svc->backoff, key, svc->seed)) == NULL)
+		return NULL;
+	return b->retry_at > now ? b : NULL;
+}
+
+static void
+backoff_clear(struct staple_service *svc, const struct stapler_key *key)
+{
+	if (svc->backoff.count > 0)
+		free(table_remove(&svc->backoff, key, svc->seed));
+}
+
 /* Answers and frees every waiter of p, then p itself. */
 static void
 pending_finish(struct pending *p, enum staple_outcome outcome, const struct staple *s,
@@ -544,6 +625,10 @@ pending_finish(struct pending *p, enum staple_outcome outcome, const struct stap
 	/* An evicted entry has no row to record a failure on (or a newer fetch's row). */
 	if (outcome == STAPLE_UPSTREAM_FAILED && !p->evicted && !p->kept_held && !p->anonymous)
 		record_failure(p, error);
+	if (outcome == STAPLE_UPSTREAM_FAILED && p->expiring && !p->evicted && !p->anonymous)
+		backoff_note(p, error, time(NULL));
+	else if (outcome == STAPLE_OK && !p->evicted && !p->anonymous)
+		backoff_clear(svc, &p->key);
 	while ((w = TAILQ_FIRST(&p->waiters)) != NULL) {
 		TAILQ_REMOVE(&p->waiters, w, link);
 		if (outcome == STAPLE_OK && w->has_digest && !p->evicted && !p->anonymous)
@@ -716,6 +801,7 @@ keep_revocation(struct pending *p, const struct fetch_result *res, const struct 
 
 	p->svc->stats.expiring_refused++;
 	p->permanent = 0;
+	p->expiring = 1;
 	snprintf(p->last_error, sizeof(p->last_error), "%s: revoked, but nextUpdate in %lld s, "
 	    "within the %d s safety margin: kept, served to nobody", res->url,
 	    (long long)(r->next_update - now), STORE_EXPIRY_MARGIN);
@@ -824,9 +910,11 @@ on_fetched(const struct fetch_result *res, void *arg)
 	fresh = answer_of(r.status, r.this_update, r.next_update, r.produced_at);
 	switch (sched_keep(old != NULL ? &held : NULL, &fresh, now, STORE_EXPIRY_MARGIN)) {
 	case SCHED_KEEP_EXPIRING:
-		/* It could be served to nobody, and would be fetched again on every request. */
+		/* It could be served to nobody: a failure of the entry, backed off (backoff_note()),
+		 * so it is not fetched again on every request. */
 		p->svc->stats.expiring_refused++;
 		p->permanent = 0;
+		p->expiring = 1;
 		snprintf(p->last_error, sizeof(p->last_error), "%s: expiring: nextUpdate in %lld s, "
 		    "within the %d s safety margin", res->url, (long long)(r.next_update - now),
 		    STORE_EXPIRY_MARGIN);
@@ -1135,6 +1223,7 @@ ensure(struct staple_service *svc, struct staple_target *t, const unsigned char 
     time_t now, int refresh, struct staple_answer *ans, staple_cb cb, void *arg)
 {
 	const struct staple *s;
+	const struct backoff *bo;
 	struct pending *p = NULL, *running;
 	struct staple_wait *w;
 	enum staple_outcome out;
@@ -1165,6 +1254,13 @@ ensure(struct staple_service *svc, struct staple_target *t, const unsigned char 
 			return answer_now(ans, STAPLE_UNAVAILABLE, NULL, "out of memory");
 		w->refresh = refresh;
 		return w;
+	}
+	/* Its last fetch got only answers within the margin: not again before its backoff. */
+	if (!refresh && !anonymous && (bo = backoff_get(svc, &t->key, now)) != NULL) {
+		snprintf(err, sizeof(err), "%.255s (backing off: next try in %lld s)", bo->error,
+		    (long long)(bo->retry_at - now));
+		staple_target_free(&t);
+		return answer_now(ans, STAPLE_UPSTREAM_FAILED, NULL, err);
 	}
 	/* Stopping: what is in memory is still served, but nothing new reaches an upstream. */
 	if (svc->draining) {
