@@ -40,6 +40,7 @@ struct op {
 /* A journal slot: header, then the DER response. Little-endian fields; checksum over the
  * header (checksum zeroed) and the DER, so a torn write reads as an empty slot. */
 #define JOURNAL_MAGIC "STPLREV1"
+#define JOURNAL_SLOTS_SIZE ((off_t)PERSIST_JOURNAL_SLOTS * PERSIST_JOURNAL_SLOT_SIZE)
 struct journal_head {
 	char magic[8];
 	uint64_t checksum;
@@ -62,6 +63,8 @@ struct persist {
 	time_t failing_since, last_log;
 	unsigned long long suppressed, dropped;
 	int journal_fd;                /* -1: no journal */
+	int journal_ro;                /* opened read-only (a read-only mount): replayed, not written */
+	char *journal_path;
 	unsigned char slot_used[PERSIST_JOURNAL_SLOTS];
 	int journal_full_logged;
 	int ballast;                   /* PERSIST_BALLAST_SIZE is allocated after the slots */
@@ -159,7 +162,7 @@ journal_clear(struct persist *p, int slot)
 {
 	static const char zero[sizeof(JOURNAL_MAGIC)];
 
-	if (slot < 0 || p->journal_fd < 0)
+	if (slot < 0 || p->journal_fd < 0 || p->journal_ro)
 		return;
 	/* Not synced: a slot that survives a crash is replayed and found to be in the database. */
 	if (pwrite(p->journal_fd, zero, sizeof(zero), (off_t)slot * PERSIST_JOURNAL_SLOT_SIZE) < 0)
@@ -177,7 +180,7 @@ journal_write(struct persist *p, struct op *o)
 	struct journal_head h;
 	int slot = o->slot;
 
-	if (p->journal_fd < 0)
+	if (p->journal_fd < 0 || p->journal_ro)
 		return;
 	if (sizeof(h) + o->row.response_len > sizeof(buf)) {
 		log_error("journal_error", "serial=%s issuer=%s error=\"response too large for a slot\"",
@@ -218,6 +221,60 @@ journal_write(struct persist *p, struct op *o)
 	}
 	o->slot = slot;
 	p->slot_used[slot] = 1;
+}
+
+/* Opens the journal at p->journal_path, allocated in full; on a read-only file system, read-only
+ * (replayed at start, written once it can be: journal_reopen()). */
+static void
+journal_open(struct persist *p)
+{
+	off_t size = JOURNAL_SLOTS_SIZE;
+	const char *path = p->journal_path;
+	int fd, rc;
+
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0 && errno == EROFS &&
+	    (fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+		p->journal_fd = fd;
+		p->journal_ro = 1;
+		return;
+	}
+	if (fd < 0) {
+		log_warn("journal_unavailable", "path=\"%s\" error=\"%s\" reason=\"a revocation the "
+		    "database refuses survives only while staplerd runs\"", path, strerror(errno));
+		return;
+	}
+	/* Every block now, while there is room: a full disk later cannot refuse a slot. */
+	if ((rc = posix_fallocate(fd, 0, size)) != 0) {
+		log_warn("journal_unavailable", "path=\"%s\" error=\"%s\" reason=\"cannot allocate "
+		    "it; a revocation the database refuses survives only while staplerd runs\"", path,
+		    strerror(rc));
+		close(fd);
+		return;
+	}
+	p->journal_fd = fd;
+	p->journal_ro = 0;
+}
+
+/* After the database became writable: a journal that could not be opened for writing at
+ * start (the same read-only mount) is opened again, and the revocations waiting for the
+ * database go into it. */
+static void
+journal_reopen(struct persist *p)
+{
+	struct op *o;
+
+	if ((p->journal_fd >= 0 && !p->journal_ro) || p->journal_path == NULL)
+		return;
+	if (p->journal_fd >= 0)
+		close(p->journal_fd);
+	p->journal_fd = -1;
+	journal_open(p);
+	if (p->journal_fd < 0 || p->journal_ro)
+		return;
+	TAILQ_FOREACH(o, &p->fifo, link) {
+		if (o->kind == OP_STORE && o->row.status == STAPLER_REVOKED)
+			journal_write(p, o);
+	}
 }
 
 static void
@@ -299,8 +356,6 @@ note_fault(struct persist *p)
 	p->suppressed = 0;
 }
 
-#define JOURNAL_SLOTS_SIZE ((off_t)PERSIST_JOURNAL_SLOTS * PERSIST_JOURNAL_SLOT_SIZE)
-
 /* The disk is full and the WAL cannot be folded in: the ballast's blocks go back to the file
  * system, and the checkpoint is tried again with them. */
 static void
@@ -323,7 +378,7 @@ release_ballast(struct persist *p)
 static void
 reserve_ballast(struct persist *p)
 {
-	if (p->ballast || p->journal_fd < 0)
+	if (p->ballast || p->journal_fd < 0 || p->journal_ro)
 		return;
 	p->ballast = posix_fallocate(p->journal_fd, JOURNAL_SLOTS_SIZE, PERSIST_BALLAST_SIZE) == 0;
 }
@@ -333,6 +388,7 @@ note_recovered(struct persist *p)
 {
 	if (!p->failing)
 		return;
+	journal_reopen(p);
 	reserve_ballast(p);
 	log_info("cache_write_recovered", "failed_for=%llds", (long long)(time(NULL) - p->failing_since));
 	p->failing = 0;
@@ -349,6 +405,16 @@ schedule(struct persist *p, long ms)
 	evtimer_add(p->timer, &tv);
 }
 
+/* The next pass after the current delay, which doubles up to its cap. */
+static void
+retry_later(struct persist *p)
+{
+	schedule(p, p->delay_ms);
+	if (p->delay_ms < PERSIST_RETRY_MAX_MS)
+		p->delay_ms = p->delay_ms * 2 > PERSIST_RETRY_MAX_MS ? PERSIST_RETRY_MAX_MS :
+		    p->delay_ms * 2;
+}
+
 static void
 on_retry(evutil_socket_t fd, short what, void *arg)
 {
@@ -359,13 +425,16 @@ on_retry(evutil_socket_t fd, short what, void *arg)
 	/* Each pass starts clean, whatever the last failure left in the connection. */
 	if (p->failing && cache_recover(p->cache) < 0 && cache_fault(p->cache) == CACHE_FAULT_FULL)
 		release_ballast(p);
+	/* Read-only since the start and still: nothing to try, look again later. */
+	if (!cache_writable(p->cache)) {
+		note_fault(p);
+		retry_later(p);
+		return;
+	}
 	for (int i = 0; i < PERSIST_RETRY_BATCH && (o = TAILQ_FIRST(&p->fifo)) != NULL; i++) {
 		if ((rc = op_try(p, o)) > 0) {
 			note_fault(p);
-			schedule(p, p->delay_ms);
-			if (p->delay_ms < PERSIST_RETRY_MAX_MS)
-				p->delay_ms = p->delay_ms * 2 > PERSIST_RETRY_MAX_MS ? PERSIST_RETRY_MAX_MS :
-				    p->delay_ms * 2;
+			retry_later(p);
 			return;
 		}
 		if (rc < 0)
@@ -380,28 +449,6 @@ on_retry(evutil_socket_t fd, short what, void *arg)
 	note_recovered(p);
 }
 
-static int
-journal_open(const char *path)
-{
-	off_t size = JOURNAL_SLOTS_SIZE;
-	int fd, rc;
-
-	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
-		log_warn("journal_unavailable", "path=\"%s\" error=\"%s\" reason=\"a revocation the "
-		    "database refuses survives only while staplerd runs\"", path, strerror(errno));
-		return -1;
-	}
-	/* Every block now, while there is room: a full disk later cannot refuse a slot. */
-	if ((rc = posix_fallocate(fd, 0, size)) != 0) {
-		log_warn("journal_unavailable", "path=\"%s\" error=\"%s\" reason=\"cannot allocate "
-		    "it; a revocation the database refuses survives only while staplerd runs\"", path,
-		    strerror(rc));
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 struct persist *
 persist_new(struct event_base *base, struct cache *cache, const char *journal)
 {
@@ -409,7 +456,13 @@ persist_new(struct event_base *base, struct cache *cache, const char *journal)
 
 	if (p == NULL)
 		return NULL;
-	p->journal_fd = journal != NULL ? journal_open(journal) : -1;
+	p->journal_fd = -1;
+	if (journal != NULL && (p->journal_path = strdup(journal)) == NULL) {
+		free(p);
+		return NULL;
+	}
+	if (p->journal_path != NULL)
+		journal_open(p);
 	p->base = base;
 	p->cache = cache;
 	p->ops.hash = table_key_hash;
@@ -422,11 +475,18 @@ persist_new(struct event_base *base, struct cache *cache, const char *journal)
 	if ((p->timer = evtimer_new(base, on_retry, p)) == NULL) {
 		if (p->journal_fd >= 0)
 			close(p->journal_fd);
+		free(p->journal_path);
 		free(p);
 		return NULL;
 	}
 	reserve_ballast(p);
 	cache_set_nowait(cache);
+	/* A database served read-only from the start: reported as failing writes, and looked at
+	 * again from the retry timer until it can be written. */
+	if (!cache_writable(cache)) {
+		note_fault(p);
+		retry_later(p);
+	}
 	return p;
 }
 
@@ -511,6 +571,7 @@ persist_free(struct persist **pp)
 	event_free(p->timer);
 	if (p->journal_fd >= 0)
 		close(p->journal_fd);
+	free(p->journal_path);
 	free(p);
 	*pp = NULL;
 }

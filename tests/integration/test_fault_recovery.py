@@ -7,8 +7,10 @@ Run inside tests/integration/netns-run (CTest does). The tmpfs needs root and mo
 CI=true a missing prerequisite fails the test instead of skipping it.
 """
 
+import json
 import os
 import sqlite3
+import subprocess
 import sys
 import time
 import unittest
@@ -17,17 +19,8 @@ sys.dont_write_bytecode = True      # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (free_port, IntegrationTestCase, PEM, read_text, response_text,
-                     setUpModule, wait_until)
-from test_faults import can_mount_ro, FullDisk
-
-
-def require_mounts(test):
-    """Skips without mount rights, but fails under CI=true: a skip must not pass for a run."""
-    if can_mount_ro():
-        return
-    if os.environ.get("CI") == "true":
-        test.fail("needs root with unshare -m and mount (CI=true: not skipped)")
-    test.skipTest("needs root with unshare -m and mount")
+                     setUpModule, staplerd_binary, wait_until)
+from test_faults import FullDisk, require_mounts
 
 
 class FullDiskRecoveryTest(IntegrationTestCase):
@@ -159,6 +152,123 @@ class LockedStopTest(IntegrationTestCase):
         self.assertEqual(st, 200, body[:300])
         self.assertIn(": revoked", response_text(body, self.tmp))
         self.assertTrue(wait_until(lambda: d.db_rows()[0]["cert_status"] == "revoked", 10))
+
+
+class ReadOnlyMount:
+    """The database directory bind-mounted read-only in a mount namespace of its own, kept
+    alive by a holder process (as FullDisk), so staplerd started in it (nsenter) sees the
+    read-only mount, and remount(rw) makes it writable under the running daemon."""
+
+    def __init__(self, dir):
+        self.dir = dir
+        self.holder = subprocess.Popen(
+            ["unshare", "-m", "--propagation", "private", "sh", "-c",
+             'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && echo ready && '
+             'exec sleep 600', "sh", dir], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+            text=True)
+        if self.holder.stdout.readline().strip() != "ready":
+            raise AssertionError("cannot bind-mount read-only")
+
+    def enter(self, d):
+        d.prefix = ["nsenter", "-t", str(self.holder.pid), "-m"]
+        return d
+
+    def remount(self, mode):
+        subprocess.run(["nsenter", "-t", str(self.holder.pid), "-m", "mount", "-o",
+                        "remount,bind,%s" % mode, self.dir], check=True, timeout=10)
+
+    def stop(self):
+        self.holder.kill()
+        self.holder.wait(timeout=10)
+
+
+# Root without the capabilities that ignore file modes: a file at 0444 is read-only to it.
+NO_DAC = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+
+
+class ReadOnlyStartTest(IntegrationTestCase):
+    """A database that can be read but not written at start-up (a read-only remount, a file
+    at mode 0444) is served from: the daemon starts, serves what is on disk, reports
+    degraded/database_not_writable, keeps new staples in memory, and writes them once the
+    database can be written, noticed without a restart. One that cannot be read is still a
+    start-up error."""
+
+    def setUp(self):
+        super().setUp()
+        require_mounts(self)
+        self.root = self.pki.root("root")
+        self.pki.responder(self.root)
+        self.port = free_port()
+        url = "http://127.0.0.1:%d/" % self.port
+        self.old = self.pki.leaf(self.root, "old", serial="7400", ocsp_urls=[url])
+        self.new = self.pki.leaf(self.root, "new", serial="7401", ocsp_urls=[url])
+        self.resp = self.responder(self.root, port=self.port, ndays=7)
+        self.dbdir = os.path.join(self.tmp, "db")
+        os.makedirs(self.dbdir)
+        self.d = self.staplerd(self.pki.bundle("ca.pem", self.root), start=False)
+        self.d.database = os.path.join(self.dbdir, "cache.db")
+        self.d.admin_socket = os.path.join(self.tmp, "admin.sock")
+        # A first run caches the old certificate's staple.
+        self.d.start()
+        st, _, self.old_staple = self.d.staple(self.old.pem(), PEM)
+        self.assertEqual(st, 200)
+        self.d.wait_rows(1)
+        self.assertEqual(self.d.stop(), 0)
+
+    def serials(self):
+        return sorted(r["serial"] for r in self.d.db_rows())
+
+    def check_degraded_then_written(self, make_writable):
+        d = self.d
+        st, _, body = d.staple(self.old.pem(), PEM)
+        self.assertEqual((st, body), (200, self.old_staple))
+        self.assertIn("event=database_not_writable", read_text(d.log))
+        st, _, health = d.request("GET", "/healthz")
+        doc = json.loads(health)
+        self.assertEqual(doc["status"], "degraded", doc)
+        self.assertIn("database_not_writable", [r["reason"] for r in doc["reasons"]])
+        # A new staple is served, kept in memory, not written.
+        st, _, body = d.staple(self.new.pem(), PEM)
+        self.assertEqual(st, 200, body[:300])
+        time.sleep(1)
+        self.assertEqual(self.serials(), ["7400"])
+        self.assertEqual(json.loads(d.request("GET", "/healthz")[2])["pending_writes"], 1)
+        make_writable()
+        self.assertTrue(wait_until(lambda: self.serials() == ["7400", "7401"], 15),
+                        read_text(d.log, 3000))
+        self.assertTrue(wait_until(lambda: json.loads(d.request("GET", "/healthz")[2])[
+            "status"] == "ok", 10))
+        self.assertEqual(d.stop(), 0)
+        self.assertNotIn("event=cache_writes_lost", read_text(d.log))
+        self.resp.stop()
+        d.prefix = []
+        d.start()                         # warm, from the rows written
+        self.assertEqual(d.staple(self.new.pem(), PEM)[0], 200)
+
+    def test_read_only_remount_at_start(self):
+        mount = ReadOnlyMount(self.dbdir)
+        self.addCleanup(mount.stop)
+        mount.enter(self.d).start()
+        self.check_degraded_then_written(lambda: mount.remount("rw"))
+
+    def test_database_file_mode_0444_at_start(self):
+        os.chmod(self.d.database, 0o444)
+        self.d.prefix = NO_DAC
+        self.d.start()
+        self.check_degraded_then_written(lambda: os.chmod(self.d.database, 0o644))
+
+    def test_database_that_cannot_be_read_is_a_clear_startup_error(self):
+        os.chmod(self.d.database, 0)
+        self.d.write_config()
+        p = subprocess.run(NO_DAC + [staplerd_binary(), "-c", self.d.conf],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=30)
+        self.assertNotEqual(p.returncode, 0, p.stderr)
+        self.assertIn("event=startup_failed", p.stderr)
+        self.assertIn(self.d.database, p.stderr)
+        self.assertIn("cannot be read", p.stderr)
+        self.assertEqual(p.stderr.count("\n"), 1, p.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()
