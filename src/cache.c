@@ -132,6 +132,7 @@ struct cache {
 	char *path;
 	int nowait;           /* cache_set_nowait(): no busy wait, faults left to the caller */
 	enum cache_fault fault;   /* of the last failed statement */
+	char errmsg[256];         /* SQLite's message for it, kept past later calls */
 	int in_foreach;       /* ST_ALL_ROWS is running: a nested foreach would restart it */
 	sqlite3_stmt *stmt[ST_MAX];
 };
@@ -178,6 +179,8 @@ static void
 cache_fail_db(struct cache *c, const char *op)
 {
 	c->fault = fault_of(sqlite3_extended_errcode(c->db));
+	snprintf(c->errmsg, sizeof(c->errmsg), "%s (%d)", sqlite3_errmsg(c->db),
+	    sqlite3_extended_errcode(c->db));
 	/* In no-wait mode the caller keeps the write and logs the fault once per interval. */
 	if (c->nowait && c->fault != CACHE_FAULT_OTHER)
 		return;
@@ -215,7 +218,7 @@ cache_fault_name(enum cache_fault f)
 const char *
 cache_errmsg(const struct cache *cache)
 {
-	return sqlite3_errmsg(cache->db);
+	return cache->errmsg[0] != '\0' ? cache->errmsg : sqlite3_errmsg(cache->db);
 }
 
 /* Ready a statement for its next use; sqlite3_reset repeats the last step's error, which was
@@ -312,8 +315,9 @@ cache_recover(struct cache *cache)
 int
 cache_set_durable(struct cache *cache, int durable)
 {
-	return sqlite3_exec(cache->db, durable ? "PRAGMA synchronous = FULL" :
-	    "PRAGMA synchronous = NORMAL", NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
+	int rc = sqlite3_exec(cache->db, durable ? "PRAGMA synchronous = FULL" :
+	    "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
+	return rc == SQLITE_OK ? 0 : -1;
 }
 
 /* Runs a query whose answer is one integer. Returns 0 or -1. */

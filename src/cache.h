@@ -131,7 +131,8 @@ enum cache_fault {
 enum cache_fault cache_fault(const struct cache *cache);
 /* "none", "locked", "disk_full", "io_error", "read_only", "db_error", "error". */
 const char *cache_fault_name(enum cache_fault f);
-/* SQLite's message for the last failure (valid until the next call). */
+/* SQLite's message and extended code for the last failed statement (valid until the next
+ * failure). */
 const char *cache_errmsg(const struct cache *cache);
 /* The daemon's mode: a statement that finds the database locked fails at once instead of
  * waiting (the event loop never waits on a lock), and transient faults are not logged here:
