@@ -704,6 +704,8 @@ cache_open(const char *path, int mode, char *err, size_t errlen)
 		c->fallback = 1;
 		if (db_connect_readonly(c, path, why, err, errlen) == 0) {
 			snprintf(err, errlen, "%s", why);   /* why it is read-only */
+			c->fault = CACHE_FAULT_READONLY;
+			snprintf(c->errmsg, sizeof(c->errmsg), "opened read-only: it cannot be written");
 			return c;
 		}
 		goto fail;

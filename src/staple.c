@@ -550,15 +550,18 @@ record_failure(struct pending *p, const char *error)
 static size_t
 backoff_sweep(struct staple_service *svc, time_t now)
 {
-	for (size_t i = 0; i < svc->backoff.cap; i++) {
+	size_t i = 0;
+
+	while (i < svc->backoff.cap) {
 		struct backoff *b = svc->backoff.slot[i];
 
-		/* Removal shifts entries back into slot i: look at it again. */
+		/* Removal shifts a later entry back into slot i: look at it again. */
 		if (b != NULL && b->retry_at <= now) {
 			table_remove(&svc->backoff, &b->key, svc->seed);
 			free(b);
-			i--;
+			continue;
 		}
+		i++;
 	}
 	return svc->backoff.count;
 }
@@ -593,7 +596,8 @@ backoff_note(struct pending *p, const char *error, time_t now)
 	    (long long)b->retry_at);
 }
 
-/* The backoff entry that holds key back at now, or NULL (an expired one is dropped). */
+/* The backoff entry that holds key back at now, or NULL. One whose time has come stays (its
+ * failure count paces the next backoff) until a success or a sweep drops it. */
 static const struct backoff *
 backoff_get(struct staple_service *svc, const struct stapler_key *key, time_t now)
 {
