@@ -181,11 +181,11 @@ class RandomizedFaultTest(FaultInjectionBase):
     """Submissions, revocations, faults of every kind and restarts (SIGTERM and kill -9, also
     while a fault lasts), in an order drawn from a seed (printed on failure)."""
 
-    STEPS = 40
+    STEPS = 50
 
     def test_random_faults_and_restarts(self):
         seed = int(os.environ.get("STAPLER_FAULT_SEED") or random.randrange(1 << 30))
-        rng = random.Random(seed)
+        rng = self.rng = random.Random(seed)
         self.certs = self.leaves("9", 8)
         self.restart_upstream()
         d = self.daemon()
@@ -196,7 +196,8 @@ class RandomizedFaultTest(FaultInjectionBase):
         try:
             for _ in range(self.STEPS):
                 action = rng.choice(["submit", "submit", "submit", "revoke", "revoke",
-                                     "fault", "fault", "clear", "wait", "sigterm", "kill"])
+                                     "fault", "fault", "clear", "wait", "sigterm", "kill",
+                                     "revoke_in_fault"])
                 log.append(action)
                 getattr(self, "step_" + action)(d, rng, log)
             self.step_clear(d, rng, log)
@@ -238,6 +239,12 @@ class RandomizedFaultTest(FaultInjectionBase):
         # Refreshed every second: give it the chance to be seen, faults or not.
         wait_until(lambda: self.ask(d, c) == "revoked", 3, interval=0.3)
 
+    def step_revoke_in_fault(self, d, rng, log):
+        """A revocation seen while the database refuses it: the journal's case."""
+        if self.fault_on is None:
+            self.step_fault(d, rng, log)
+        self.step_revoke(d, rng, log)
+
     def step_fault(self, d, rng, log):
         self.fault_on = rng.choice(sorted(FAULT_NAMES))
         self.fault(self.fault_on)
@@ -252,6 +259,10 @@ class RandomizedFaultTest(FaultInjectionBase):
         self.fault(None)
 
     def restart(self, d, kill):
+        # Half the stops come while a fault lasts (if none does already).
+        if self.fault_on is None and self.rng.random() < 0.5:
+            self.fault_on = self.rng.choice(sorted(FAULT_NAMES))
+            self.fault(self.fault_on)
         if kill:
             d.kill()
         else:
