@@ -3,6 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -128,8 +132,11 @@ static const char *const stmt_sql[ST_MAX] = {
 struct cache {
 	sqlite3 *db;
 	int readonly;
+	int fallback;         /* CACHE_OPEN_FALLBACK: read-only for now, read-write when it can */
+	char *path;
 	int nowait;           /* cache_set_nowait(): no busy wait, faults left to the caller */
 	enum cache_fault fault;   /* of the last failed statement */
+	char errmsg[256];         /* SQLite's message for it, kept past later calls */
 	int in_foreach;       /* ST_ALL_ROWS is running: a nested foreach would restart it */
 	sqlite3_stmt *stmt[ST_MAX];
 };
@@ -151,13 +158,24 @@ fault_of(int code)
 		return CACHE_FAULT_BUSY;
 	case SQLITE_FULL:
 		return CACHE_FAULT_FULL;
-	case SQLITE_IOERR:
 	case SQLITE_READONLY:
+		return CACHE_FAULT_READONLY;
+	case SQLITE_IOERR:
 	case SQLITE_CANTOPEN:
 	case SQLITE_PROTOCOL:
 		return CACHE_FAULT_IO;
-	default:
+	/* What a row can be refused for, or a bug in a statement: trying again cannot help. */
+	case SQLITE_CONSTRAINT:
+	case SQLITE_MISMATCH:
+	case SQLITE_TOOBIG:
+	case SQLITE_RANGE:
+	case SQLITE_MISUSE:
 		return CACHE_FAULT_OTHER;
+	/* The rest (out of memory, a transaction a fault left open, a page that read wrong
+	 * while the disk failed) is the state of the connection, not of the row: worth a retry
+	 * once cache_recover() has reset it. */
+	default:
+		return CACHE_FAULT_ERROR;
 	}
 }
 
@@ -165,6 +183,8 @@ static void
 cache_fail_db(struct cache *c, const char *op)
 {
 	c->fault = fault_of(sqlite3_extended_errcode(c->db));
+	snprintf(c->errmsg, sizeof(c->errmsg), "%s (%d)", sqlite3_errmsg(c->db),
+	    sqlite3_extended_errcode(c->db));
 	/* In no-wait mode the caller keeps the write and logs the fault once per interval. */
 	if (c->nowait && c->fault != CACHE_FAULT_OTHER)
 		return;
@@ -192,6 +212,8 @@ cache_fault_name(enum cache_fault f)
 	case CACHE_FAULT_BUSY: return "locked";
 	case CACHE_FAULT_FULL: return "disk_full";
 	case CACHE_FAULT_IO: return "io_error";
+	case CACHE_FAULT_READONLY: return "read_only";
+	case CACHE_FAULT_ERROR: return "db_error";
 	case CACHE_FAULT_OTHER: break;
 	}
 	return "error";
@@ -200,7 +222,7 @@ cache_fault_name(enum cache_fault f)
 const char *
 cache_errmsg(const struct cache *cache)
 {
-	return sqlite3_errmsg(cache->db);
+	return cache->errmsg[0] != '\0' ? cache->errmsg : sqlite3_errmsg(cache->db);
 }
 
 /* Ready a statement for its next use; sqlite3_reset repeats the last step's error, which was
@@ -236,6 +258,70 @@ rollback(struct cache *c, const char *op)
 		return;
 	stmt_run(c, ST_ROLLBACK, op);
 	c->fault = fault;
+}
+
+static int file_writable(const char *path);
+static void match_mode(const char *path, const char *suffix);
+static int db_connect(struct cache *c, const char *path, int mode, const char *uri, char *err,
+    size_t errlen);
+static void db_disconnect(struct cache *c);
+
+/* A database served read-only since the start: opened read-write again when it can be (a
+ * remount, a chmod), in place, so every holder of the cache keeps its pointer. */
+static int
+reopen_writable(struct cache *c)
+{
+	struct cache fresh = { .fallback = 1, .nowait = c->nowait };
+	char err[2048];
+
+	if (!file_writable(c->path))
+		return -1;
+	match_mode(c->path, "-wal");
+	match_mode(c->path, "-shm");
+	if (db_connect(&fresh, c->path, CACHE_OPEN_RW, NULL, err, sizeof(err)) != 0)
+		return -1;
+	db_disconnect(c);
+	c->db = fresh.db;
+	memcpy(c->stmt, fresh.stmt, sizeof(c->stmt));
+	c->readonly = 0;
+	log_info("database_writable", "path=\"%s\"", c->path);
+	return 0;
+}
+
+int
+cache_recover(struct cache *cache)
+{
+	enum cache_fault fault = cache->fault;
+	int ret = 0;
+
+	if (cache->readonly && cache->fallback)
+		return cache->in_foreach ? -1 : reopen_writable(cache);
+
+	/* Whatever a failed step left behind: a statement mid-way, a transaction still open. */
+	for (int i = 0; i < ST_MAX; i++) {
+		if (i != ST_ALL_ROWS || !cache->in_foreach)
+			stmt_done(cache->stmt[i]);
+	}
+	if (!sqlite3_get_autocommit(cache->db) &&
+	    sqlite3_exec(cache->db, "ROLLBACK", NULL, NULL, NULL) != SQLITE_OK)
+		ret = -1;
+	/* In WAL mode the log only restarts from its beginning after a complete checkpoint, and
+	 * the automatic one waits for 1,000 pages: on a full disk the log's own growth is what
+	 * fails, again and again, after space came back. Fold it in and truncate it. */
+	if (fault == CACHE_FAULT_FULL && ret == 0 && !cache->readonly &&
+	    sqlite3_wal_checkpoint_v2(cache->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL,
+	    NULL) != SQLITE_OK)
+		ret = -1;
+	cache->fault = fault;
+	return ret;
+}
+
+int
+cache_set_durable(struct cache *cache, int durable)
+{
+	int rc = sqlite3_exec(cache->db, durable ? "PRAGMA synchronous = FULL" :
+	    "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
+	return rc == SQLITE_OK ? 0 : -1;
 }
 
 /* Runs a query whose answer is one integer. Returns 0 or -1. */
@@ -342,6 +428,13 @@ check_writable(sqlite3 *db, const char *path, char *err, size_t errlen)
 	}
 	if (rc == SQLITE_OK)
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	/* Not a question of rights or mounts (not a database, corrupt): no read-only fallback. */
+	if (rc != SQLITE_OK && primary != SQLITE_READONLY && primary != SQLITE_CANTOPEN &&
+	    primary != SQLITE_PERM && primary != SQLITE_AUTH && primary != SQLITE_BUSY &&
+	    primary != SQLITE_LOCKED && primary != SQLITE_IOERR) {
+		snprintf(err, errlen, "%s: cannot open the database: %s", path, sqlite3_errmsg(db));
+		return -1;
+	}
 	if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) {
 		snprintf(err, errlen, "%s: the database is locked by another process (%s); staplerd is "
 		    "its only writer: stop the other writer (a second staplerd on the same database?) "
@@ -353,7 +446,7 @@ check_writable(sqlite3 *db, const char *path, char *err, size_t errlen)
 	    "writable by the user staplerd runs as; staplerd is the cache's only writer and needs "
 	    "both writable (the unit's StateDirectory= does this)",
 	    path, rc == SQLITE_OK ? "opened read-only" : sqlite3_errmsg(db));
-	return -1;
+	return -2;
 }
 
 /* Read-write setup. Migrations run first, so a database that is not ours is refused before
@@ -369,8 +462,9 @@ setup_readwrite(sqlite3 *db, const char *path, char *err, size_t errlen)
 	char *msg = NULL, mode[16] = "";
 	int version, ret = -1, done = 0;
 
-	if (check_writable(db, path, err, errlen) != 0)
-		return -1;
+	if ((ret = check_writable(db, path, err, errlen)) != 0)
+		return ret;
+	ret = -1;
 	/* An up-to-date database (every start but the first) needs no write lock. */
 	if (exec_user_version(db, &version) == 0 && version >= 0 &&
 	    (size_t)version == cache_migration_count)
@@ -426,28 +520,67 @@ setup_readonly(sqlite3 *db, const char *path, char *err, size_t errlen)
 	return 0;
 }
 
-/* Errors go to err only: the caller reports them (a startup error, or staplerctl's one line). */
-struct cache *
-cache_open(const char *path, int readonly, char *err, size_t errlen)
+/* Finalizes the statements and closes the connection (all statements are finalized, so the
+ * close cannot be left pending). */
+static void
+db_disconnect(struct cache *c)
 {
-	struct cache *c = NULL;
-	int flags, rc;
+	for (int i = 0; i < ST_MAX; i++) {
+		sqlite3_finalize(c->stmt[i]);
+		c->stmt[i] = NULL;
+	}
+	if (c->db != NULL && sqlite3_close(c->db) != SQLITE_OK)
+		cache_fail("close", sqlite3_errmsg(c->db));
+	c->db = NULL;
+}
 
-	if (errlen > 0)
-		err[0] = '\0';
-	if (path == NULL || path[0] == '\0') {
-		snprintf(err, errlen, "cache: no database path");
+/* A file: URI for path, every byte but [A-Za-z0-9/._-] percent-encoded, then query. */
+static int
+file_uri(const char *path, const char *query, char *out, size_t cap)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t n = 0;
+
+	for (const char *p = "file:"; *p != '\0' && n < cap; p++)
+		out[n++] = *p;
+	for (const unsigned char *p = (const unsigned char *)path; *p != '\0'; p++) {
+		if (n + 4 > cap)
+			return -1;
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		    *p == '/' || *p == '.' || *p == '_' || *p == '-') {
+			out[n++] = (char)*p;
+		} else {
+			out[n++] = '%';
+			out[n++] = hex[*p >> 4];
+			out[n++] = hex[*p & 15];
+		}
+	}
+	if (snprintf(out + n, cap - n, "%s", query) >= (int)(cap - n))
+		return -1;
+	return 0;
+}
+
+/* Opens c->db for mode (CACHE_OPEN_RW creates; CACHE_OPEN_RO through uri when not NULL),
+ * sets it up and prepares the statements. Returns 0, -2 when the database can be read but not
+ * written, -1 otherwise; err says why. On failure c holds no connection. */
+static int
+db_connect(struct cache *c, const char *path, int mode, const char *uri, char *err, size_t errlen)
+{
+	int flags, rc, ret = -1;
+
+	flags = mode == CACHE_OPEN_RO ? SQLITE_OPEN_READONLY :
+	    SQLITE_OPEN_READWRITE | (c->fallback ? 0 : SQLITE_OPEN_CREATE);
+	if (uri != NULL)
+		flags |= SQLITE_OPEN_URI;
+	rc = sqlite3_open_v2(uri != NULL ? uri : path, &c->db, flags, NULL);
+	if (rc != SQLITE_OK && mode != CACHE_OPEN_RO && (rc & 0xff) == SQLITE_CANTOPEN &&
+	    access(path, F_OK) == 0) {
+		snprintf(err, errlen, "%s: the database exists but cannot be read (%s): the user "
+		    "staplerd runs as needs to read it (its mode, owner, or an unreadable mount)", path,
+		    c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
 		goto fail;
 	}
-	c = calloc(1, sizeof(*c));
-	if (c == NULL) {
-		snprintf(err, errlen, "%s: out of memory", path);
-		goto fail;
-	}
-	c->readonly = readonly;
-	flags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
-	rc = sqlite3_open_v2(path, &c->db, flags, NULL);
-	if (rc != SQLITE_OK && !readonly && (rc & 0xff) == SQLITE_CANTOPEN) {
+	if (rc != SQLITE_OK && mode != CACHE_OPEN_RO && (rc & 0xff) == SQLITE_CANTOPEN) {
 		snprintf(err, errlen, "%s: cannot open or create the database (%s): its directory must "
 		    "exist and be writable by the user staplerd runs as, on a file system mounted "
 		    "read-write", path, c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
@@ -458,14 +591,14 @@ cache_open(const char *path, int readonly, char *err, size_t errlen)
 		    c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
 		goto fail;
 	}
-	sqlite3_busy_timeout(c->db, CACHE_BUSY_TIMEOUT_MS);
-	if (readonly) {
-		if (setup_readonly(c->db, path, err, errlen) != 0)
-			goto fail;
-	} else {
-		if (setup_readwrite(c->db, path, err, errlen) != 0)
-			goto fail;
-	}
+	sqlite3_busy_timeout(c->db, c->nowait ? 0 : CACHE_BUSY_TIMEOUT_MS);
+	if (mode == CACHE_OPEN_RO)
+		ret = setup_readonly(c->db, path, err, errlen);
+	else
+		ret = setup_readwrite(c->db, path, err, errlen);
+	if (ret != 0)
+		goto fail;
+	ret = -1;
 	for (int i = 0; i < ST_MAX; i++) {
 		/* PERSISTENT: these live as long as the connection. */
 		if (sqlite3_prepare_v3(c->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
@@ -475,10 +608,122 @@ cache_open(const char *path, int readonly, char *err, size_t errlen)
 			goto fail;
 		}
 	}
-	return c;
+	c->readonly = mode == CACHE_OPEN_RO;
+	return 0;
+fail:
+	db_disconnect(c);
+	return ret;
+}
+
+/* 1 when the file at path can be opened for writing (or does not exist yet), 0 when not:
+ * asked of the kernel before SQLite, which opens such a file read-only without a word and
+ * creates its -wal and -shm files with the same read-only mode, so a chmod of the database
+ * alone would not make it writable again. */
+static int
+file_writable(const char *path)
+{
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+
+	if (fd >= 0) {
+		close(fd);
+		return 1;
+	}
+	return errno == ENOENT;
+}
+
+/* The database is writable again, but its -wal or -shm file (suffix) may have been created
+ * while it was not, with its read-only mode (SQLite gives them the database's; staplerctl
+ * reading it does this): such a file gets the database's mode again, where we own it, or
+ * SQLite would open the database read-only all the same. */
+static void
+match_mode(const char *path, const char *suffix)
+{
+	char side[4200];
+	struct stat db;
+
+	if (snprintf(side, sizeof(side), "%s%s", path, suffix) >= (int)sizeof(side) ||
+	    file_writable(side) || errno != EACCES || stat(path, &db) < 0)
+		return;
+	if (chmod(side, db.st_mode & 0666) < 0)
+		log_warn("database_file_mode", "path=\"%s\" error=\"%s\"", side, strerror(errno));
+}
+
+/* A database that can be read but not written (a read-only mount, a file the service user
+ * cannot write): opened read-only. Immutable (no -shm file, no locks) unless its WAL holds
+ * commits (a crash before the stop): an ordinary read-only open would create the -shm with the
+ * file's read-only mode, and the connection opened once the file is writable again would be
+ * read-only all the same; and on a read-only mount it could not create it at all. Nobody else
+ * writes the file meanwhile: staplerd is its only writer. Returns 0 or -1 with err set. */
+static int
+db_connect_readonly(struct cache *c, const char *path, const char *why, char *err,
+    size_t errlen)
+{
+	static const char *const first_immutable[] = { "?immutable=1", "?mode=ro" };
+	static const char *const first_wal[] = { "?mode=ro", "?immutable=1" };
+	const char *const *order = first_immutable;
+	char uri[4200], msg[512] = "", wal[4200];
+	struct stat sb;
+
+	if (snprintf(wal, sizeof(wal), "%s-wal", path) < (int)sizeof(wal) && stat(wal, &sb) == 0 &&
+	    sb.st_size > 0)
+		order = first_wal;
+	for (int i = 0; i < 2; i++) {
+		if (file_uri(path, order[i], uri, sizeof(uri)) == 0 &&
+		    db_connect(c, path, CACHE_OPEN_RO, uri, msg, sizeof(msg)) == 0)
+			return 0;
+	}
+	snprintf(err, errlen, "%.1500s; and it cannot be read either: %.1000s", why, msg);
+	return -1;
+}
+
+/* Errors go to err only: the caller reports them (a startup error, or staplerctl's one line). */
+struct cache *
+cache_open(const char *path, int mode, char *err, size_t errlen)
+{
+	struct cache *c = NULL;
+	char why[2048];
+	int rc;
+
+	if (errlen > 0)
+		err[0] = '\0';
+	if (path == NULL || path[0] == '\0') {
+		snprintf(err, errlen, "cache: no database path");
+		goto fail;
+	}
+	c = calloc(1, sizeof(*c));
+	if (c == NULL || (c->path = strdup(path)) == NULL) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		goto fail;
+	}
+	if (mode == CACHE_OPEN_FALLBACK && !file_writable(path)) {
+		snprintf(why, sizeof(why), "%s: the database cannot be written (%s): its file system is "
+		    "mounted read-only, or the file is not writable by the user staplerd runs as",
+		    path, strerror(errno));
+		rc = -2;
+	} else if ((rc = db_connect(c, path, mode == CACHE_OPEN_RO ? CACHE_OPEN_RO : CACHE_OPEN_RW,
+	    NULL, why, sizeof(why))) == 0)
+		return c;
+	/* An existing database that cannot be written is served read-only until it can be. */
+	if (rc == -2 && mode == CACHE_OPEN_FALLBACK) {
+		c->fallback = 1;
+		if (db_connect_readonly(c, path, why, err, errlen) == 0) {
+			snprintf(err, errlen, "%s", why);   /* why it is read-only */
+			c->fault = CACHE_FAULT_READONLY;
+			snprintf(c->errmsg, sizeof(c->errmsg), "opened read-only: it cannot be written");
+			return c;
+		}
+		goto fail;
+	}
+	snprintf(err, errlen, "%s", why);
 fail:
 	cache_close(&c);
 	return NULL;
+}
+
+int
+cache_writable(const struct cache *cache)
+{
+	return !cache->readonly;
 }
 
 void
@@ -489,11 +734,8 @@ cache_close(struct cache **cache)
 	if (cache == NULL || *cache == NULL)
 		return;
 	c = *cache;
-	for (int i = 0; i < ST_MAX; i++)
-		sqlite3_finalize(c->stmt[i]);
-	/* All statements are finalized, so close cannot be left pending. */
-	if (c->db != NULL && sqlite3_close(c->db) != SQLITE_OK)
-		cache_fail("close", sqlite3_errmsg(c->db));
+	db_disconnect(c);
+	free(c->path);
 	free(c);
 	*cache = NULL;
 }
@@ -592,6 +834,11 @@ cache_store(struct cache *cache, const struct cache_issuer *issuer, const struct
 	long long now = (long long)time(NULL);
 	int in_tx = 0, ret = -1;
 
+	/* Read-only for now (cache_recover() tries read-write again): worth a retry. */
+	if (cache->readonly && cache->fallback) {
+		cache->fault = CACHE_FAULT_READONLY;
+		goto out;
+	}
 	/* A refusal below is the row's fault, not the database's: never worth a retry. */
 	cache->fault = CACHE_FAULT_OTHER;
 	if (cache->readonly) {

@@ -45,9 +45,20 @@ struct cache_issuer {
 	unsigned char *cert_der; size_t cert_len;
 };
 
-/* Opens (creating and migrating unless readonly) the database at path, in WAL mode.
- * Returns NULL with err set ("path: message") on failure. */
-struct cache *cache_open(const char *path, int readonly, char *err, size_t errlen);
+/* How cache_open() opens: read-write (creating and migrating), read-only (staplerctl), or
+ * the daemon's: read-write, or read-only when the database exists and can be read but not
+ * written (a read-only mount, a file the service user cannot write). Then cache_writable()
+ * is 0, writes fail with CACHE_FAULT_READONLY, and cache_recover() tries read-write again. */
+#define CACHE_OPEN_RW 0
+#define CACHE_OPEN_RO 1
+#define CACHE_OPEN_FALLBACK 2
+
+/* Opens the database at path in mode, in WAL mode. Returns NULL with err set ("path:
+ * message") on failure: for CACHE_OPEN_FALLBACK, a database that can be neither written nor
+ * read. */
+struct cache *cache_open(const char *path, int mode, char *err, size_t errlen);
+/* 0 while the connection is read-only (CACHE_OPEN_RO, or a fallback not yet writable). */
+int cache_writable(const struct cache *cache);
 void cache_close(struct cache **cache);
 /* The schema version this build creates (the number of migrations in sql/). */
 int cache_schema_latest(void);
@@ -118,17 +129,31 @@ enum cache_fault {
 	CACHE_FAULT_BUSY,
 	CACHE_FAULT_FULL,
 	CACHE_FAULT_IO,
-	CACHE_FAULT_OTHER,
+	CACHE_FAULT_READONLY,   /* a read-only file or mount, for now */
+	CACHE_FAULT_ERROR,      /* another SQLite error: the connection's state, worth a retry */
+	CACHE_FAULT_OTHER,      /* the row's fault (refused before SQLite, or a constraint) */
 };
 enum cache_fault cache_fault(const struct cache *cache);
-/* "none", "locked", "disk_full", "io_error", "error". */
+/* "none", "locked", "disk_full", "io_error", "read_only", "db_error", "error". */
 const char *cache_fault_name(enum cache_fault f);
-/* SQLite's message for the last failure (valid until the next call). */
+/* SQLite's message and extended code for the last failed statement (valid until the next
+ * failure). */
 const char *cache_errmsg(const struct cache *cache);
 /* The daemon's mode: a statement that finds the database locked fails at once instead of
  * waiting (the event loop never waits on a lock), and transient faults are not logged here:
  * the write-behind queue (persist.c) keeps the write and logs once per interval. */
 void cache_set_nowait(struct cache *cache);
+
+/* Readies the connection for the next write after a failed one, whatever the failure left:
+ * a fallback opened read-only is opened read-write again if it can be (else -1); otherwise
+ * resets every statement, rolls back a transaction still open and, after a full disk,
+ * checkpoints and truncates the WAL so its space is free again (fails at once while a reader
+ * holds it). The fault of the last failure stays. Returns 0, or -1 when the rollback or the
+ * checkpoint failed (the next write will tell). */
+int cache_recover(struct cache *cache);
+/* durable: commits fsync the WAL (synchronous = FULL), for a write that must survive a power
+ * loss once it counts as done; 0: back to NORMAL. Returns 0 or -1. */
+int cache_set_durable(struct cache *cache, int durable);
 
 /* The SQLite handle, for the read-only reports of cache_report.c. Owned by the cache. */
 struct sqlite3 *cache_db(struct cache *cache);

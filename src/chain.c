@@ -14,9 +14,7 @@ struct chain_part {
 	struct chain_wait *cw;
 	struct staple_wait *wait;   /* while its staple is fetched; NULL once it is answered */
 	int owned;                  /* st.der is the part's own copy (malloc) */
-	enum staple_outcome outcome;
-	char error[512];
-	struct chain_staple st;
+	struct chain_staple st;     /* its outcome, and its staple or error */
 };
 
 struct chain_wait {
@@ -41,7 +39,7 @@ static void
 part_set(struct chain_part *part, enum staple_outcome outcome, const struct staple *s,
     const char *error)
 {
-	part->outcome = outcome;
+	part->st.outcome = outcome;
 	if (outcome == STAPLE_OK) {
 		part->st.der = s->der;
 		part->st.der_len = s->der_len;
@@ -49,7 +47,7 @@ part_set(struct chain_part *part, enum staple_outcome outcome, const struct stap
 		part->st.this_update = s->this_update;
 		part->st.next_update = s->next_update;
 	} else {
-		snprintf(part->error, sizeof(part->error), "%s: %.400s", part->st.serial,
+		snprintf(part->st.error, sizeof(part->st.error), "%s: %.400s", part->st.serial,
 		    error != NULL && error[0] != '\0' ? error : "failed");
 	}
 }
@@ -61,11 +59,11 @@ part_own(struct chain_part *part)
 {
 	unsigned char *der;
 
-	if (part->wait != NULL || part->outcome != STAPLE_OK || part->owned)
+	if (part->wait != NULL || part->st.outcome != STAPLE_OK || part->owned)
 		return;
 	if ((der = malloc(part->st.der_len)) == NULL) {
-		part->outcome = STAPLE_UNAVAILABLE;
-		snprintf(part->error, sizeof(part->error), "%s: out of memory", part->st.serial);
+		part->st.outcome = STAPLE_UNAVAILABLE;
+		snprintf(part->st.error, sizeof(part->st.error), "%s: out of memory", part->st.serial);
 		part->st.der = NULL;
 		return;
 	}
@@ -74,22 +72,30 @@ part_own(struct chain_part *part)
 	part->owned = 1;
 }
 
-/* The chain's answer from its parts: the first failure in chain order, else every staple. */
+/* The chain's answer from its parts: every entry when one staple at least could be had (a
+ * failing intermediate responder does not withhold the leaf's staple, and its entry says
+ * why), else the first failure in chain order. */
 static void
 chain_answer_of(const struct chain_wait *cw, struct chain_answer *ans)
 {
+	int any_ok = 0, first_failed = -1;
+
 	ans->n = 0;
 	ans->error[0] = '\0';
-	for (int i = 0; i < cw->n; i++) {
-		if (cw->part[i].outcome != STAPLE_OK) {
-			ans->outcome = cw->part[i].outcome;
-			ans->n = 0;
-			util_strlcpy(ans->error, cw->part[i].error, sizeof(ans->error));
-			return;
-		}
-		ans->staples[ans->n++] = cw->part[i].st;
-	}
 	ans->outcome = STAPLE_OK;
+	for (int i = 0; i < cw->n; i++) {
+		ans->staples[ans->n++] = cw->part[i].st;
+		if (cw->part[i].st.outcome == STAPLE_OK)
+			any_ok = 1;
+		else if (first_failed < 0)
+			first_failed = i;
+	}
+	if (!any_ok && first_failed >= 0) {
+		/* Not one staple: the first certificate's failure is the answer. */
+		ans->outcome = cw->part[first_failed].st.outcome;
+		util_strlcpy(ans->error, cw->part[first_failed].st.error, sizeof(ans->error));
+		ans->n = 0;
+	}
 }
 
 static void

@@ -8,19 +8,22 @@
 
 #include "staple.h"
 
-/* One staple of a chain answer. */
+/* One entry of a chain answer: a staple, or why the certificate's staple cannot be had now. */
 struct chain_staple {
 	char serial[STAPLER_SERIAL_HEX_MAX];   /* uppercase hex */
 	char issuer[STAPLER_SHA1_HEX];         /* issuer key hash, uppercase hex */
+	enum staple_outcome outcome;           /* STAPLE_OK: the fields below; else error */
 	enum stapler_cert_status status;
 	time_t this_update, next_update;
 	const unsigned char *der;              /* the DER OCSPResponse */
 	size_t der_len;
+	char error[512];
 };
 
-/* Called once. On STAPLE_OK staples[0..n-1] (valid during the call only) are the staples in
- * chain order; otherwise error says why: the first certificate, in chain order, whose staple
- * failed decides the outcome (all or nothing). */
+/* Called once. On STAPLE_OK staples[0..n-1] (valid during the call only) are the entries in
+ * chain order, at least one of them a staple; a certificate whose staple cannot be had now
+ * has its outcome and error instead (an answer in part). Otherwise no staple at all could be
+ * had, and the first certificate in chain order decides the outcome and error. */
 typedef void (*chain_cb)(enum staple_outcome outcome, const struct chain_staple *staples, int n,
     const char *error, void *arg);
 

@@ -328,10 +328,16 @@ daemon_run(struct stapler_config *cfg)
 		log_error("startup_failed", "error=\"%s\"", err);
 		goto out;
 	}
-	if ((d.cache = cache_open(cfg->database, 0, err, sizeof(err))) == NULL) {
+	/* A database that can be read but not written is served from (PRODUCT.md §8.11):
+	 * reported degraded, new staples kept in memory and written once it can be. */
+	if ((d.cache = cache_open(cfg->database, CACHE_OPEN_FALLBACK, err, sizeof(err))) == NULL) {
 		log_error("startup_failed", "error=\"%s\"", err);
 		goto out;
 	}
+	if (!cache_writable(d.cache))
+		log_warn("database_not_writable", "path=\"%s\" reason=\"%s\" action=\"serving what "
+		    "it holds; new staples are kept in memory and written once it can be (a remount "
+		    "or a chmod is noticed without a restart)\"", cfg->database, err);
 	if ((d.base = base_new()) == NULL || (d.store = store_new()) == NULL ||
 	    (d.fetch = fetch_new(d.base, d.cfg)) == NULL ||
 	    (d.svc = staple_service_new(d.cfg, d.trust, d.cache, d.store, d.fetch)) == NULL) {
@@ -350,7 +356,7 @@ daemon_run(struct stapler_config *cfg)
 		goto out;
 	}
 	/* Not fatal: a full disk must not stop the cached staples from being served. */
-	if (refresh_warm_start(d.refresh, (long long)time(NULL)) < 0)
+	if (cache_writable(d.cache) && refresh_warm_start(d.refresh, (long long)time(NULL)) < 0)
 		log_warn("warm_start_spread_failed", "reason=\"the cache refused the update; due "
 		    "entries are refreshed as they come\"");
 	/* From here on the loop never waits on the database lock: writes the database refuses

@@ -108,6 +108,15 @@ scan(struct http_health *h, struct http_api *api, time_t now)
 	return &h->scan;
 }
 
+/* Seconds the oldest write has waited for the database (0: none waits). */
+static long long
+backlog_age(const struct persist *p, time_t now)
+{
+	time_t oldest = p != NULL ? persist_oldest(p) : 0;
+
+	return oldest != 0 && now > oldest ? (long long)(now - oldest) : 0;
+}
+
 static void
 reply_stream(struct http_req *req, int code, const char *type, char *buf, size_t len)
 {
@@ -173,15 +182,16 @@ http_health_handle(struct http_api *api, struct http_req *req)
 	}
 	if (p != NULL && persist_failing(p))
 		fprintf(fp, "%s{\"reason\":\"database_not_writable\",\"pending_writes\":%zu,"
-		    "\"pending_revocations\":%zu}", first ? "" : ",", persist_pending(p),
-		    persist_pending_revocations(p));
+		    "\"pending_revocations\":%zu,\"pending_writes_age_s\":%lld}", first ? "" : ",",
+		    persist_pending(p), persist_pending_revocations(p), backlog_age(p, now));
 	fprintf(fp, "],\"staples\":%zu,\"good\":%zu,\"revoked\":%zu,\"unknown\":%zu,"
 	    "\"expired\":%zu,\"near_expiry\":%zu,\"fetching\":%zu,\"fetch_queue\":%zu,"
-	    "\"waiting_clients\":%zu,\"connections\":%zu,\"pending_writes\":%zu}\n",
+	    "\"waiting_clients\":%zu,\"connections\":%zu,\"pending_writes\":%zu,"
+	    "\"pending_writes_age_s\":%lld}\n",
 	    store_count(staple_service_store(svc)), by[STAPLER_GOOD], by[STAPLER_REVOKED],
 	    by[STAPLER_UNKNOWN], sc->expired, sc->danger, fetch_active(f), fetch_queued(f),
 	    http_api_waiting(api), http_server_connections(http_api_server(api)),
-	    p != NULL ? persist_pending(p) : (size_t)0);
+	    p != NULL ? persist_pending(p) : (size_t)0, backlog_age(p, now));
 	if (fclose(fp) != 0) {
 		free(buf);
 		buf = NULL;
@@ -324,6 +334,8 @@ http_metrics_handle(struct http_api *api, struct http_req *req)
 	    (double)staple_service_pending(svc));
 	gauge(fp, "staplerd_cache_writes_pending", "Writes the database refused for now, kept in "
 	    "memory and retried.", p != NULL ? (double)persist_pending(p) : 0);
+	gauge(fp, "staplerd_cache_writes_pending_age_seconds", "Age of the oldest write kept in "
+	    "memory for the database (0: none pending).", (double)backlog_age(p, time(NULL)));
 	gauge(fp, "staplerd_cache_revocations_pending", "Revocations among the pending writes.",
 	    p != NULL ? (double)persist_pending_revocations(p) : 0);
 	gauge(fp, "staplerd_cache_write_failing", "1 while the database refuses writes.",

@@ -1,6 +1,8 @@
 /* POST /v1/staples: the chain staples of a submitted chain as one JSON document,
  * {"staples":[{"serial","issuer","status","this_update","next_update","response"}]}, leaf
- * first; times are Unix seconds, response is the base64 DER OCSPResponse. */
+ * first; times are Unix seconds, response is the base64 DER OCSPResponse. A certificate whose
+ * staple cannot be had now has {"serial","issuer","error"} instead. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,70 +10,50 @@
 #include "http_routes.h"
 #include "http_server.h"
 #include "config.h"
+#include "fmt.h"
 #include "util.h"
-
-/* A growing text buffer for the document. */
-struct doc {
-	char *p;
-	size_t len, cap;
-	int failed;
-};
-
-static void
-doc_add(struct doc *d, const char *s, size_t n)
-{
-	if (d->failed)
-		return;
-	if (d->cap - d->len < n + 1) {
-		size_t cap = d->cap ? d->cap : 4096;
-		char *p;
-
-		while (cap - d->len < n + 1)
-			cap *= 2;
-		if ((p = realloc(d->p, cap)) == NULL) {
-			d->failed = 1;
-			return;
-		}
-		d->p = p;
-		d->cap = cap;
-	}
-	memcpy(d->p + d->len, s, n);
-	d->len += n;
-}
 
 static void
 send_staples(struct http_req *req, const struct chain_staple *st, int n)
 {
-	struct doc d = { 0 };
-	char item[512], *b64;
-	int i, k;
+	char *doc = NULL, *b64;
+	size_t len = 0;
+	int i, failed = 0;
+	FILE *fp;
 
-	doc_add(&d, "{\"staples\":[", 12);
-	for (i = 0; i < n; i++) {
-		if ((b64 = util_base64(st[i].der, st[i].der_len)) == NULL)
+	if ((fp = open_memstream(&doc, &len)) == NULL) {
+		http_api_send_error(req, 503, "out of memory");
+		return;
+	}
+	fputs("{\"staples\":[", fp);
+	for (i = 0; i < n && !failed; i++) {
+		/* Hex, a status name, numbers and base64 need no escaping; an error does. */
+		fprintf(fp, "%s{\"serial\":\"%s\",\"issuer\":\"%s\",", i ? "," : "", st[i].serial,
+		    st[i].issuer);
+		if (st[i].outcome != STAPLE_OK) {
+			fputs("\"error\":", fp);
+			fmt_json_str(fp, st[i].error);
+			fputc('}', fp);
+			continue;
+		}
+		if ((b64 = util_base64(st[i].der, st[i].der_len)) == NULL) {
+			failed = 1;
 			break;
-		/* Every field is hex, a status name, a number or base64: nothing to escape. */
-		k = snprintf(item, sizeof(item), "%s{\"serial\":\"%s\",\"issuer\":\"%s\","
-		    "\"status\":\"%s\",\"this_update\":%lld,\"next_update\":%lld,\"response\":\"",
-		    i ? "," : "", st[i].serial, st[i].issuer, stapler_status_name(st[i].status),
-		    (long long)st[i].this_update, (long long)st[i].next_update);
-		if (k > 0 && (size_t)k < sizeof(item))
-			doc_add(&d, item, (size_t)k);
-		else
-			d.failed = 1;
-		doc_add(&d, b64, strlen(b64));
-		doc_add(&d, "\"}", 2);
+		}
+		fprintf(fp, "\"status\":\"%s\",\"this_update\":%lld,\"next_update\":%lld,"
+		    "\"response\":\"%s\"}", stapler_status_name(st[i].status),
+		    (long long)st[i].this_update, (long long)st[i].next_update, b64);
 		free(b64);
 	}
-	doc_add(&d, "]}\n", 3);
-	if (i < n || d.failed) {
-		free(d.p);
+	fputs("]}\n", fp);
+	if (fclose(fp) != 0 || failed) {
+		free(doc);
 		http_api_send_error(req, 503, "out of memory");
 		return;
 	}
 	/* One answer for several staples: the client refreshes by its own clock. */
-	http_reply(req, 200, "Cache-Control: no-store\r\n", "application/json", d.p, d.len);
-	free(d.p);
+	http_reply(req, 200, "Cache-Control: no-store\r\n", "application/json", doc, len);
+	free(doc);
 }
 
 static void

@@ -1,5 +1,6 @@
 /* Write-behind for the cache: writes tried at once, kept per entry when the database refuses
  * them for now, retried with backoff from a timer, logged once per interval. */
+#define _GNU_SOURCE     /* fallocate() */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -32,12 +33,14 @@ struct op {
 	char *last_error;
 	long long next_refresh_at;
 	int slot;                      /* revocation journal slot, or -1 */
+	time_t queued_at;              /* when the entry's first pending write came */
 	TAILQ_ENTRY(op) link;
 };
 
 /* A journal slot: header, then the DER response. Little-endian fields; checksum over the
  * header (checksum zeroed) and the DER, so a torn write reads as an empty slot. */
 #define JOURNAL_MAGIC "STPLREV1"
+#define JOURNAL_SLOTS_SIZE ((off_t)PERSIST_JOURNAL_SLOTS * PERSIST_JOURNAL_SLOT_SIZE)
 struct journal_head {
 	char magic[8];
 	uint64_t checksum;
@@ -60,8 +63,12 @@ struct persist {
 	time_t failing_since, last_log;
 	unsigned long long suppressed, dropped;
 	int journal_fd;                /* -1: no journal */
+	int journal_ro;                /* opened read-only (a read-only mount): replayed, not written */
+	char *journal_path;
 	unsigned char slot_used[PERSIST_JOURNAL_SLOTS];
 	int journal_full_logged;
+	int ballast;                   /* PERSIST_BALLAST_SIZE is allocated after the slots */
+	int adopt_slot;                /* persist_journal_replay(): the slot being replayed, or -1 */
 };
 
 static int
@@ -159,7 +166,7 @@ journal_clear(struct persist *p, int slot)
 {
 	static const char zero[sizeof(JOURNAL_MAGIC)];
 
-	if (slot < 0 || p->journal_fd < 0)
+	if (slot < 0 || p->journal_fd < 0 || p->journal_ro)
 		return;
 	/* Not synced: a slot that survives a crash is replayed and found to be in the database. */
 	if (pwrite(p->journal_fd, zero, sizeof(zero), (off_t)slot * PERSIST_JOURNAL_SLOT_SIZE) < 0)
@@ -177,7 +184,7 @@ journal_write(struct persist *p, struct op *o)
 	struct journal_head h;
 	int slot = o->slot;
 
-	if (p->journal_fd < 0)
+	if (p->journal_fd < 0 || p->journal_ro)
 		return;
 	if (sizeof(h) + o->row.response_len > sizeof(buf)) {
 		log_error("journal_error", "serial=%s issuer=%s error=\"response too large for a slot\"",
@@ -220,6 +227,60 @@ journal_write(struct persist *p, struct op *o)
 	p->slot_used[slot] = 1;
 }
 
+/* Opens the journal at p->journal_path, allocated in full; on a read-only file system, read-only
+ * (replayed at start, written once it can be: journal_reopen()). */
+static void
+journal_open(struct persist *p)
+{
+	off_t size = JOURNAL_SLOTS_SIZE;
+	const char *path = p->journal_path;
+	int fd, rc;
+
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0 && errno == EROFS &&
+	    (fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+		p->journal_fd = fd;
+		p->journal_ro = 1;
+		return;
+	}
+	if (fd < 0) {
+		log_warn("journal_unavailable", "path=\"%s\" error=\"%s\" reason=\"a revocation the "
+		    "database refuses survives only while staplerd runs\"", path, strerror(errno));
+		return;
+	}
+	/* Every block now, while there is room: a full disk later cannot refuse a slot. */
+	if ((rc = posix_fallocate(fd, 0, size)) != 0) {
+		log_warn("journal_unavailable", "path=\"%s\" error=\"%s\" reason=\"cannot allocate "
+		    "it; a revocation the database refuses survives only while staplerd runs\"", path,
+		    strerror(rc));
+		close(fd);
+		return;
+	}
+	p->journal_fd = fd;
+	p->journal_ro = 0;
+}
+
+/* After the database became writable: a journal that could not be opened for writing at
+ * start (the same read-only mount) is opened again, and the revocations waiting for the
+ * database go into it. */
+static void
+journal_reopen(struct persist *p)
+{
+	struct op *o;
+
+	if ((p->journal_fd >= 0 && !p->journal_ro) || p->journal_path == NULL)
+		return;
+	if (p->journal_fd >= 0)
+		close(p->journal_fd);
+	p->journal_fd = -1;
+	journal_open(p);
+	if (p->journal_fd < 0 || p->journal_ro)
+		return;
+	TAILQ_FOREACH(o, &p->fifo, link) {
+		if (o->kind == OP_STORE && o->row.status == STAPLER_REVOKED)
+			journal_write(p, o);
+	}
+}
+
 static void
 op_free(struct persist *p, struct op *o)
 {
@@ -237,13 +298,16 @@ op_remove(struct persist *p, struct op *o)
 	op_free(p, o);
 }
 
-/* Runs o against the database. Returns 0 when it landed (or cannot ever land: a bad row,
- * logged by the cache), 1 when the fault is transient and o must be kept. */
+/* Runs o against the database. Returns 0 when it landed, 1 when the fault is transient and o
+ * must be kept, -1 when it can never land (a bad row, logged by the cache). A journaled
+ * revocation is committed with the WAL synced: its slot is let go once it returns 0. */
 static int
 op_try(struct persist *p, const struct op *o)
 {
-	int rc;
+	int rc, durable = o->kind == OP_STORE && o->slot >= 0;
 
+	if (durable && cache_set_durable(p->cache, 1) < 0)
+		return 1;
 	switch (o->kind) {
 	case OP_STORE:
 		rc = cache_store(p->cache, o->has_issuer ? &o->issuer : NULL, &o->row);
@@ -257,9 +321,20 @@ op_try(struct persist *p, const struct op *o)
 		rc = cache_delete(p->cache, &o->key) < 0 ? -1 : 0;
 		break;
 	}
+	if (durable)
+		(void)cache_set_durable(p->cache, 0);
 	if (rc == 0)
 		return 0;
-	return cache_fault(p->cache) == CACHE_FAULT_OTHER ? 0 : 1;
+	return cache_fault(p->cache) == CACHE_FAULT_OTHER ? -1 : 1;
+}
+
+/* o will not land: it leaves the queue, but a revocation keeps its journal slot, so the next
+ * start still serves it, never the older good. */
+static void
+op_abandon(struct persist *p, struct op *o)
+{
+	o->slot = -1;
+	op_remove(p, o);
 }
 
 /* A fault that lasts is logged when it starts, then at most once per PERSIST_LOG_INTERVAL. */
@@ -285,11 +360,40 @@ note_fault(struct persist *p)
 	p->suppressed = 0;
 }
 
+/* The disk is full and the WAL cannot be folded in: the ballast's blocks go back to the file
+ * system, and the checkpoint is tried again with them. */
+static void
+release_ballast(struct persist *p)
+{
+	if (!p->ballast)
+		return;
+	if (fallocate(p->journal_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, JOURNAL_SLOTS_SIZE,
+	    PERSIST_BALLAST_SIZE) < 0) {
+		log_warn("journal_error", "op=release_ballast error=\"%s\"", strerror(errno));
+		return;
+	}
+	p->ballast = 0;
+	log_warn("ballast_released", "bytes=%d reason=\"the disk is full and the WAL cannot be "
+	    "checkpointed: its room is given back so that it can\"", PERSIST_BALLAST_SIZE);
+	(void)cache_recover(p->cache);
+}
+
+/* Allocates the ballast when it is not (the start, or after a full disk). */
+static void
+reserve_ballast(struct persist *p)
+{
+	if (p->ballast || p->journal_fd < 0 || p->journal_ro)
+		return;
+	p->ballast = posix_fallocate(p->journal_fd, JOURNAL_SLOTS_SIZE, PERSIST_BALLAST_SIZE) == 0;
+}
+
 static void
 note_recovered(struct persist *p)
 {
 	if (!p->failing)
 		return;
+	journal_reopen(p);
+	reserve_ballast(p);
 	log_info("cache_write_recovered", "failed_for=%llds", (long long)(time(NULL) - p->failing_since));
 	p->failing = 0;
 	p->last_log = 0;
@@ -305,50 +409,48 @@ schedule(struct persist *p, long ms)
 	evtimer_add(p->timer, &tv);
 }
 
+/* The next pass after the current delay, which doubles up to its cap. */
+static void
+retry_later(struct persist *p)
+{
+	schedule(p, p->delay_ms);
+	if (p->delay_ms < PERSIST_RETRY_MAX_MS)
+		p->delay_ms = p->delay_ms * 2 > PERSIST_RETRY_MAX_MS ? PERSIST_RETRY_MAX_MS :
+		    p->delay_ms * 2;
+}
+
 static void
 on_retry(evutil_socket_t fd, short what, void *arg)
 {
 	struct persist *p = arg;
 	struct op *o;
+	int rc;
 
+	/* Each pass starts clean, whatever the last failure left in the connection. */
+	if (p->failing && cache_recover(p->cache) < 0 && cache_fault(p->cache) == CACHE_FAULT_FULL)
+		release_ballast(p);
+	/* Read-only since the start and still: nothing to try, look again later. */
+	if (!cache_writable(p->cache)) {
+		note_fault(p);
+		retry_later(p);
+		return;
+	}
 	for (int i = 0; i < PERSIST_RETRY_BATCH && (o = TAILQ_FIRST(&p->fifo)) != NULL; i++) {
-		if (op_try(p, o) != 0) {
+		if ((rc = op_try(p, o)) > 0) {
 			note_fault(p);
-			schedule(p, p->delay_ms);
-			if (p->delay_ms < PERSIST_RETRY_MAX_MS)
-				p->delay_ms = p->delay_ms * 2 > PERSIST_RETRY_MAX_MS ? PERSIST_RETRY_MAX_MS :
-				    p->delay_ms * 2;
+			retry_later(p);
 			return;
 		}
-		op_remove(p, o);
+		if (rc < 0)
+			op_abandon(p, o);
+		else
+			op_remove(p, o);
 	}
 	if (!TAILQ_EMPTY(&p->fifo)) {
 		schedule(p, 0);
 		return;
 	}
 	note_recovered(p);
-}
-
-static int
-journal_open(const char *path)
-{
-	off_t size = (off_t)PERSIST_JOURNAL_SLOTS * PERSIST_JOURNAL_SLOT_SIZE;
-	int fd, rc;
-
-	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
-		log_warn("journal_unavailable", "path=\"%s\" error=\"%s\" reason=\"a revocation the "
-		    "database refuses survives only while staplerd runs\"", path, strerror(errno));
-		return -1;
-	}
-	/* Every block now, while there is room: a full disk later cannot refuse a slot. */
-	if ((rc = posix_fallocate(fd, 0, size)) != 0) {
-		log_warn("journal_unavailable", "path=\"%s\" error=\"%s\" reason=\"cannot allocate "
-		    "it; a revocation the database refuses survives only while staplerd runs\"", path,
-		    strerror(rc));
-		close(fd);
-		return -1;
-	}
-	return fd;
 }
 
 struct persist *
@@ -358,7 +460,13 @@ persist_new(struct event_base *base, struct cache *cache, const char *journal)
 
 	if (p == NULL)
 		return NULL;
-	p->journal_fd = journal != NULL ? journal_open(journal) : -1;
+	p->journal_fd = -1;
+	if (journal != NULL && (p->journal_path = strdup(journal)) == NULL) {
+		free(p);
+		return NULL;
+	}
+	if (p->journal_path != NULL)
+		journal_open(p);
 	p->base = base;
 	p->cache = cache;
 	p->ops.hash = table_key_hash;
@@ -366,14 +474,23 @@ persist_new(struct event_base *base, struct cache *cache, const char *journal)
 	p->ops.key_of = op_key_of;
 	p->seed = (uint64_t)(uintptr_t)p ^ (uint64_t)time(NULL);
 	p->delay_ms = PERSIST_RETRY_FIRST_MS;
+	p->adopt_slot = -1;
 	TAILQ_INIT(&p->fifo);
 	if ((p->timer = evtimer_new(base, on_retry, p)) == NULL) {
 		if (p->journal_fd >= 0)
 			close(p->journal_fd);
+		free(p->journal_path);
 		free(p);
 		return NULL;
 	}
+	reserve_ballast(p);
 	cache_set_nowait(cache);
+	/* A database served read-only from the start: reported as failing writes, and looked at
+	 * again from the retry timer until it can be written. */
+	if (!cache_writable(cache)) {
+		note_fault(p);
+		retry_later(p);
+	}
 	return p;
 }
 
@@ -414,7 +531,9 @@ persist_journal_replay(struct persist *p,
 		/* The slot stays taken until the store the callback makes lands: it becomes that
 		 * write's slot (or is let go when the write has one of its own, or landed). */
 		p->slot_used[slot] = 1;
+		p->adopt_slot = slot;
 		cb(&r, arg);
+		p->adopt_slot = -1;
 		{
 			struct op *o = table_get(&p->ops, &h.key, p->seed);
 
@@ -437,20 +556,26 @@ persist_free(struct persist **pp)
 
 	if (pp == NULL || (p = *pp) == NULL)
 		return;
+	if (p->failing)
+		(void)cache_recover(p->cache);
 	while ((o = TAILQ_FIRST(&p->fifo)) != NULL && op_try(p, o) == 0)
 		op_remove(p, o);
 	lost_revoked = p->n_revocations;
+	/* What did not land is lost to the database, but not a revocation: its journal slot
+	 * stays and the next start puts it back in force. */
 	while ((o = TAILQ_FIRST(&p->fifo)) != NULL) {
 		lost++;
-		op_remove(p, o);
+		op_abandon(p, o);
 	}
 	if (lost > 0)
-		log_error("cache_writes_lost", "count=%zu revocations=%zu fault=%s error=\"%s\"", lost,
+		log_error("cache_writes_lost", "count=%zu revocations=%zu fault=%s error=\"%s\" "
+		    "revocations_kept=\"in the journal, served again from the next start\"", lost,
 		    lost_revoked, cache_fault_name(cache_fault(p->cache)), cache_errmsg(p->cache));
 	table_clear(&p->ops, 0);
 	event_free(p->timer);
 	if (p->journal_fd >= 0)
 		close(p->journal_fd);
+	free(p->journal_path);
 	free(p);
 	*pp = NULL;
 }
@@ -471,6 +596,7 @@ op_get(struct persist *p, const struct stapler_key *key, int *fresh)
 		return NULL;
 	o->key = *key;
 	o->slot = -1;
+	o->queued_at = time(NULL);
 	stapler_key_serial_hex(key, o->serial);
 	stapler_key_hash_hex(key, o->issuer_key_hash);
 	if (table_put(&p->ops, o, p->seed, &replaced) < 0) {
@@ -487,17 +613,20 @@ op_get(struct persist *p, const struct stapler_key *key, int *fresh)
 static void
 op_submit(struct persist *p, struct op *o)
 {
+	int rc;
+
 	if (TAILQ_FIRST(&p->fifo) == o && TAILQ_NEXT(o, link) == NULL) {
-		if (op_try(p, o) == 0) {
-			op_remove(p, o);
+		if ((rc = op_try(p, o)) <= 0) {
+			if (rc < 0)
+				op_abandon(p, o);
+			else
+				op_remove(p, o);
 			note_recovered(p);
 			return;
 		}
 		note_fault(p);
 		schedule(p, p->delay_ms);
 	}
-	if (o->kind == OP_STORE && o->row.status == STAPLER_REVOKED)
-		journal_write(p, o);
 	/* Otherwise a retry pass is scheduled already and takes it in turn. */
 }
 
@@ -514,8 +643,11 @@ full(struct persist *p, int revocation)
 	return 1;
 }
 
-int
-persist_store(struct persist *p, const struct cache_issuer *issuer, const struct cache_row *row)
+/* persist_store(), and with first set a first revocation: journaled (synced) before anything
+ * else, so it is on disk before it is served, whatever happens to the database write. */
+static int
+store(struct persist *p, const struct cache_issuer *issuer, const struct cache_row *row,
+    int first)
 {
 	struct cache_row copy;
 	struct cache_issuer icopy = { 0 };
@@ -556,11 +688,29 @@ persist_store(struct persist *p, const struct cache_issuer *issuer, const struct
 	o->has_issuer = issuer != NULL;
 	if (revoked)
 		p->n_revocations++;
+	/* A revocation replayed from the journal keeps its slot (and so is committed synced); one
+	 * queued behind a fault is kept across a restart too. */
+	if (revoked && fresh && p->adopt_slot >= 0) {
+		o->slot = p->adopt_slot;
+		p->adopt_slot = -1;
+	} else if (revoked && (first || !fresh))
+		journal_write(p, o);
 	if (fresh)
 		op_submit(p, o);
-	else if (revoked)
-		journal_write(p, o);    /* queued behind a fault: keep it across a restart */
 	return 0;
+}
+
+int
+persist_store(struct persist *p, const struct cache_issuer *issuer, const struct cache_row *row)
+{
+	return store(p, issuer, row, 0);
+}
+
+int
+persist_store_revocation(struct persist *p, const struct cache_issuer *issuer,
+    const struct cache_row *row)
+{
+	return store(p, issuer, row, row->status == STAPLER_REVOKED);
 }
 
 int
@@ -642,6 +792,14 @@ size_t
 persist_pending_revocations(const struct persist *p)
 {
 	return p->n_revocations;
+}
+
+time_t
+persist_oldest(const struct persist *p)
+{
+	const struct op *o = TAILQ_FIRST(&p->fifo);
+
+	return o != NULL ? o->queued_at : 0;
 }
 
 int

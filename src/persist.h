@@ -6,6 +6,7 @@
 #define STAPLER_PERSIST_H
 
 #include <stddef.h>
+#include <time.h>
 
 struct event_base;
 struct stapler_key;
@@ -27,6 +28,9 @@ struct cache_row;
  * allocated in full at start, so that writing one never needs disk space the database lacks. */
 #define PERSIST_JOURNAL_SLOTS 128
 #define PERSIST_JOURNAL_SLOT_SIZE 8192
+/* Allocated after the slots and given back while the disk is full: the room a checkpoint
+ * needs to fold the WAL in and truncate it, when the WAL's own growth filled the disk. */
+#define PERSIST_BALLAST_SIZE (256 * 1024)
 
 struct persist;
 
@@ -54,6 +58,12 @@ void persist_free(struct persist **p);
 /* Inserts or replaces an entry's row (with its issuer; may be NULL), as cache_store() does.
  * Returns 0 when written or kept for a retry, -1 when refused (a bad row, or the queue full). */
 int persist_store(struct persist *p, const struct cache_issuer *issuer, const struct cache_row *row);
+/* persist_store() for a revocation that replaces a staple not held revoked (PRODUCT.md
+ * §8.11): written to the journal and synced before the database is tried, and its row
+ * committed with the WAL synced; the slot is let go only once that commit returned. Served
+ * after this returns, the revocation is on disk whatever the database does. */
+int persist_store_revocation(struct persist *p, const struct cache_issuer *issuer,
+    const struct cache_row *row);
 /* Records a failed refresh, as cache_set_failure(); folded into a pending store of the entry. */
 int persist_failure(struct persist *p, const struct stapler_key *key, int failures,
     const char *last_error, long long next_refresh_at);
@@ -67,6 +77,8 @@ int persist_has(const struct persist *p, const struct stapler_key *key);
 /* What is pending, and of that how many are revocations. */
 size_t persist_pending(const struct persist *p);
 size_t persist_pending_revocations(const struct persist *p);
+/* When the oldest pending write came (0: none pending). */
+time_t persist_oldest(const struct persist *p);
 /* 1 while the last write attempt failed (the database is not writable now). */
 int persist_failing(const struct persist *p);
 /* Writes refused because the queue was full, since the start. */

@@ -201,6 +201,15 @@ admit(struct refresher *r, const struct cache_row *row, time_t now, time_t *late
 	return 0;
 }
 
+/* 1 when the staple in memory is due at now (its refresh time, not its row's). */
+static int
+memory_due(const struct refresher *r, const struct stapler_key *key, time_t now)
+{
+	const struct staple *s = store_get(r->store, key);
+
+	return s != NULL && s->refresh_at != 0 && s->refresh_at <= now;
+}
+
 static void
 tick(struct refresher *r)
 {
@@ -236,9 +245,12 @@ tick(struct refresher *r)
 		struct cache_row *row = &b->row[go];
 		time_t later;
 
-		/* In flight, or refreshed already with its new row still waiting to be written. */
+		/* In flight, or refreshed already with its new row still waiting to be written: the
+		 * row's time is stale, the staple's in memory says when (a database that stays
+		 * unwritable must not stop the refreshes, a revocation among them). */
 		if (staple_service_is_pending(r->svc, &b->item[i].key) ||
-		    staple_service_write_pending(r->svc, &b->item[i].key))
+		    (staple_service_write_pending(r->svc, &b->item[i].key) &&
+		    !memory_due(r, &b->item[i].key, now)))
 			continue;
 		/* Busy upstreams all round: the rest stays due for the next tick (a freed slot
 		 * brings it), instead of reading every row of the batch for nothing. */

@@ -44,6 +44,7 @@ struct pending {
 	int permanent;               /* the last URL gave an answer that was wrong, not absent */
 	int evicted;                 /* evicted while in flight: out of the table, stores nothing */
 	int kept_held;               /* an older answer came: no failure to record */
+	int expiring;                /* a URL answered within the safety margin */
 	int anonymous;               /* an /ocsp miss for a key not held: answers go to svc->anon */
 	const struct fetch_result *res;  /* the answer, during on_fetched() only */
 	unsigned char *req;
@@ -62,6 +63,7 @@ struct staple_service {
 	struct table anon_pending;   /* anonymous /ocsp misses: their answers are held apart */
 	struct anon_map *anon;
 	struct table anchors;        /* SHA-1 keys of the bundle's intermediates: never anonymous */
+	struct table backoff;        /* struct backoff by key: entries not fetched again for now */
 	int (*admit)(void *ctx);     /* staple_service_admit(): may a client start a fetch now? */
 	void *admit_ctx;
 	time_t load_floor;           /* staple_service_load(): no entry counts as unused before */
@@ -75,6 +77,16 @@ struct staple_service {
 	time_t trust_at;           /* the trust anchors were (re)loaded: staples verified before
 	                            * are verified in full again, even when their bytes return */
 	struct staple_stats stats;
+};
+
+/* An entry whose last fetch got only answers within the safety margin (a responder signing
+ * near-expired responses): a client asking again is answered from here until retry_at,
+ * instead of another fetch per request. */
+struct backoff {
+	struct stapler_key key;      /* first: the entry is its own key (anchor_match()) */
+	int failures;
+	time_t retry_at;
+	char error[256];
 };
 
 static int
@@ -162,6 +174,9 @@ staple_service_new(const struct stapler_config *cfg, const struct certs_trust *t
 	svc->anchors.hash = table_key_hash;
 	svc->anchors.match = anchor_match;
 	svc->anchors.key_of = anchor_key_of;
+	svc->backoff.hash = table_key_hash;
+	svc->backoff.match = anchor_match;
+	svc->backoff.key_of = anchor_key_of;
 	svc->seed = (uint64_t)(uintptr_t)svc ^ (uint64_t)time(NULL);
 	if (RAND_bytes((unsigned char *)&svc->rng, sizeof(svc->rng)) != 1 || svc->rng == 0)
 		svc->rng = svc->seed | 1;
@@ -208,6 +223,7 @@ staple_service_free(struct staple_service **svcp)
 	table_clear(&svc->pending, 0);
 	table_clear(&svc->anon_pending, 0);
 	table_clear(&svc->anchors, 1);
+	table_clear(&svc->backoff, 1);
 	anon_map_free(&svc->anon);
 	issuers_free(&svc->issuers);
 	ocsp_signers_free(&svc->signers);
@@ -352,14 +368,17 @@ staple_service_set_persist(struct staple_service *svc, struct persist *persist)
 }
 
 /* The service's writes: through the write-behind queue in the daemon, where a write the
- * database refuses now is kept and retried; straight to the cache in tests and tools. */
+ * database refuses now is kept and retried; straight to the cache in tests and tools. A first
+ * revocation (the staple held is not revoked) goes to the journal first. */
 static int
 write_row(struct staple_service *svc, const struct cache_issuer *issuer,
-    const struct cache_row *row)
+    const struct cache_row *row, int first_revocation)
 {
 	svc->stats.rows_written++;
-	return svc->persist != NULL ? persist_store(svc->persist, issuer, row) :
-	    cache_store(svc->cache, issuer, row);
+	if (svc->persist == NULL)
+		return cache_store(svc->cache, issuer, row);
+	return first_revocation ? persist_store_revocation(svc->persist, issuer, row) :
+	    persist_store(svc->persist, issuer, row);
 }
 
 static int
@@ -545,6 +564,75 @@ record_failure(struct pending *p, const char *error)
 	cache_row_clear(&row);
 }
 
+/* Drops the backoff entries whose time has come; returns how many are left. */
+static size_t
+backoff_sweep(struct staple_service *svc, time_t now)
+{
+	size_t i = 0;
+
+	while (i < svc->backoff.cap) {
+		struct backoff *b = svc->backoff.slot[i];
+
+		/* Removal shifts a later entry back into slot i: look at it again. */
+		if (b != NULL && b->retry_at <= now) {
+			table_remove(&svc->backoff, &b->key, svc->seed);
+			free(b);
+			continue;
+		}
+		i++;
+	}
+	return svc->backoff.count;
+}
+
+/* p's every answer was within the margin: a failure of the entry, backed off with jitter
+ * like a refresh that failed (sched_retry_at(), sooner as the staple held nears its end),
+ * also for a certificate that has no row yet. */
+static void
+backoff_note(struct pending *p, const char *error, time_t now)
+{
+	struct staple_service *svc = p->svc;
+	struct backoff *b = table_get(&svc->backoff, &p->key, svc->seed);
+	const struct staple *held = store_get(svc->store, &p->key);
+	void *replaced;
+
+	if (b == NULL) {
+		if ((svc->backoff.count >= STAPLE_BACKOFF_MAX && backoff_sweep(svc, now) >=
+		    STAPLE_BACKOFF_MAX) || (b = calloc(1, sizeof(*b))) == NULL)
+			return;
+		b->key = p->key;
+		if (table_put(&svc->backoff, b, svc->seed, &replaced) < 0) {
+			free(b);
+			return;
+		}
+	}
+	b->failures++;
+	b->retry_at = sched_retry_at(b->failures, now, held != NULL ? held->next_update : 0,
+	    staple_service_random(svc));
+	util_strlcpy(b->error, error != NULL ? error : "", sizeof(b->error));
+	log_info("fetch_backoff", "serial=%s issuer=%s failures=%d next_try=%lld reason=\"only "
+	    "answers within the safety margin\"", p->t->serial_hex, p->t->key_hash_hex, b->failures,
+	    (long long)b->retry_at);
+}
+
+/* The backoff entry that holds key back at now, or NULL. One whose time has come stays (its
+ * failure count paces the next backoff) until a success or a sweep drops it. */
+static const struct backoff *
+backoff_get(struct staple_service *svc, const struct stapler_key *key, time_t now)
+{
+	struct backoff *b;
+
+	if (svc->backoff.count == 0 || (b = table_get(&svc->backoff, key, svc->seed)) == NULL)
+		return NULL;
+	return b->retry_at > now ? b : NULL;
+}
+
+static void
+backoff_clear(struct staple_service *svc, const struct stapler_key *key)
+{
+	if (svc->backoff.count > 0)
+		free(table_remove(&svc->backoff, key, svc->seed));
+}
+
 /* Answers and frees every waiter of p, then p itself. */
 static void
 pending_finish(struct pending *p, enum staple_outcome outcome, const struct staple *s,
@@ -559,6 +647,10 @@ pending_finish(struct pending *p, enum staple_outcome outcome, const struct stap
 	/* An evicted entry has no row to record a failure on (or a newer fetch's row). */
 	if (outcome == STAPLE_UPSTREAM_FAILED && !p->evicted && !p->kept_held && !p->anonymous)
 		record_failure(p, error);
+	if (outcome == STAPLE_UPSTREAM_FAILED && p->expiring && !p->evicted && !p->anonymous)
+		backoff_note(p, error, time(NULL));
+	else if (outcome == STAPLE_OK && !p->evicted && !p->anonymous)
+		backoff_clear(svc, &p->key);
 	while ((w = TAILQ_FIRST(&p->waiters)) != NULL) {
 		TAILQ_REMOVE(&p->waiters, w, link);
 		if (outcome == STAPLE_OK && w->has_digest && !p->evicted && !p->anonymous)
@@ -634,7 +726,8 @@ commit(struct pending *p, const char *url, const unsigned char *der, size_t len,
 		issuer.cert_len = issuer_len;
 		/* A verified staple is served even while the database refuses the write: the
 		 * write-behind queue keeps it and retries until it lands. */
-		if (write_row(svc, &issuer, &row) < 0)
+		if (write_row(svc, &issuer, &row, r->status == STAPLER_REVOKED &&
+		    (old == NULL || old->status != STAPLER_REVOKED)) < 0)
 			log_error("cache_store_failed", "serial=%s issuer=%s", p->t->serial_hex, p->t->key_hash_hex);
 	}
 	OPENSSL_free(issuer_der);
@@ -736,6 +829,7 @@ keep_revocation(struct pending *p, const struct fetch_result *res, const struct 
 
 	p->svc->stats.expiring_refused++;
 	p->permanent = 0;
+	p->expiring = 1;
 	snprintf(p->last_error, sizeof(p->last_error), "%s: revoked, but nextUpdate in %lld s, "
 	    "within the %d s safety margin: kept, served to nobody", res->url,
 	    (long long)(r->next_update - now), STORE_EXPIRY_MARGIN);
@@ -889,9 +983,11 @@ fetched(struct pending *p, const struct fetch_result *res)
 	fresh = answer_of(r.status, r.this_update, r.next_update, r.produced_at);
 	switch (sched_keep(old != NULL ? &held : NULL, &fresh, now, STORE_EXPIRY_MARGIN)) {
 	case SCHED_KEEP_EXPIRING:
-		/* It could be served to nobody, and would be fetched again on every request. */
+		/* It could be served to nobody: a failure of the entry, backed off (backoff_note()),
+		 * so it is not fetched again on every request. */
 		p->svc->stats.expiring_refused++;
 		p->permanent = 0;
+		p->expiring = 1;
 		snprintf(p->last_error, sizeof(p->last_error), "%s: expiring: nextUpdate in %lld s, "
 		    "within the %d s safety margin", res->url, (long long)(r.next_update - now),
 		    STORE_EXPIRY_MARGIN);
@@ -1237,6 +1333,7 @@ ensure(struct staple_service *svc, struct staple_target *t, const unsigned char 
     time_t now, int refresh, struct staple_answer *ans, staple_cb cb, void *arg)
 {
 	const struct staple *s;
+	const struct backoff *bo;
 	struct pending *p = NULL, *running;
 	struct staple_wait *w;
 	enum staple_outcome out;
@@ -1267,6 +1364,13 @@ ensure(struct staple_service *svc, struct staple_target *t, const unsigned char 
 			return answer_now(ans, STAPLE_UNAVAILABLE, NULL, "out of memory");
 		w->refresh = refresh;
 		return w;
+	}
+	/* Its last fetch got only answers within the margin: not again before its backoff. */
+	if (!refresh && !anonymous && (bo = backoff_get(svc, &t->key, now)) != NULL) {
+		snprintf(err, sizeof(err), "%.255s (backing off: next try in %lld s)", bo->error,
+		    (long long)(bo->retry_at - now));
+		staple_target_free(&t);
+		return answer_now(ans, STAPLE_UPSTREAM_FAILED, NULL, err);
 	}
 	/* Stopping: what is in memory is still served, but nothing new reaches an upstream. */
 	if (svc->draining) {

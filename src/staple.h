@@ -13,6 +13,10 @@
 #include "fetch.h"
 #include "store.h"
 
+/* Entries held back after a fetch that got only answers within the safety margin, at most
+ * (past it, such an entry is fetched again when asked for). */
+#define STAPLE_BACKOFF_MAX 10000
+
 struct cache;
 struct cache_row;
 struct certs_trust;

@@ -505,6 +505,9 @@ class OcspResponder:
         args = [OPENSSL, "ocsp", "-index", self.ca.index, "-port", str(self.port),
                 "-rsigner", self.signer.cert, "-rkey", self.signer.key, "-CA", self.ca.cert,
                 "-ndays", str(self.ndays)] + self.extra_args
+        ready = "waiting for OCSP client connections"
+        # A restart on the same port appends to the same log: wait for this start's line.
+        seen = read_text(self.log).count(ready)
         logf = open(self.log, "ab")
         try:
             self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logf,
@@ -512,8 +515,7 @@ class OcspResponder:
         finally:
             logf.close()
         ok = wait_until(lambda: self.proc.poll() is not None
-                        or "waiting for OCSP client connections" in read_text(self.log),
-                        START_TIMEOUT)
+                        or read_text(self.log).count(ready) > seen, START_TIMEOUT)
         if self.proc.poll() is not None or not ok:
             self.stop()
             raise AssertionError("openssl ocsp did not start on port %d:\n%s"
@@ -781,6 +783,13 @@ def staplerd_binary():
         os.path.dirname(os.path.abspath(__file__)), "..", "..", "build", "staplerd")
 
 
+def staplerd_faults_binary():
+    """staplerd with SQLite fault injection (tests/fault/sqlite_faults.c), built for tests."""
+    return os.environ.get("STAPLERD_FAULTS") or os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "..", "build", "tests",
+        "staplerd_faults")
+
+
 class Staplerd:
     """The real staplerd with a temporary config, database and admin socket."""
 
@@ -802,6 +811,7 @@ class Staplerd:
         # the daemon in conditions of the machine.
         self.prefix = []
         self.env = {}
+        self.binary = None          # another build of staplerd (staplerd_faults_binary())
 
     def config_text(self):
         return ("[server]\n"
@@ -832,7 +842,8 @@ class Staplerd:
             logf.write(b"----- start\n")
             logf.flush()
             env = dict(os.environ, **self.env) if self.env else None
-            self.proc = subprocess.Popen(self.prefix + [staplerd_binary(), "-c", self.conf],
+            self.proc = subprocess.Popen(self.prefix + [self.binary or staplerd_binary(), "-c",
+                                                        self.conf],
                                          stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
                                          cwd=self.dir, env=env)
         finally:

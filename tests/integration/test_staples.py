@@ -104,13 +104,35 @@ class StaplesTest(IntegrationTestCase):
         st, h, body = self.staples(d, leaf.pem() + inter.pem())
         self.assertJsonError(st, h, body, 422)
 
-    def test_intermediate_upstream_down_is_502(self):
+    def test_intermediate_upstream_down_is_an_answer_in_part(self):
+        """The intermediate's responder is down: 200 with the leaf's staple and, for the
+        intermediate, its serial, issuer and an error (no response), as /v1/staple answers
+        200 for the same leaf (issue 17)."""
         ns = self.chain(start_root=False)
+        d = self.staplerd(ns.ca_file)
+        for attempt in ("fetched", "cached"):
+            st, h, body = self.staples(d, ns.leaf.pem() + ns.inter.pem())
+            self.assertEqual(st, 200, body[:500])
+            self.assertTrue(h.get("content-type", "").startswith("application/json"))
+            leaf_st, inter_st = json.loads(body)["staples"]
+            self.assertEqual((leaf_st["serial"], leaf_st["status"]), (ns.leaf.serial, "good"))
+            self.assertStapleVerifies(base64.b64decode(leaf_st["response"]), ns.inter,
+                                      ns.root.cert, ns.leaf, "good")
+            self.assertEqual(inter_st["serial"], ns.inter.serial, attempt)
+            self.assertEqual(inter_st["issuer"], ns.root.key_hash())
+            self.assertIn(ns.inter.serial, inter_st["error"])
+            self.assertNotIn("response", inter_st)
+            self.assertNotIn("status", inter_st)
+        self.assertEqual(d.staple(ns.leaf.pem() + ns.inter.pem(), PEM)[0], 200)
+        # The leaf staple is cached as usual.
+        self.assertEqual(len(d.wait_rows(1, "WHERE serial = ?", (ns.leaf.serial,))), 1)
+
+    def test_no_staple_at_all_is_502(self):
+        ns = self.chain(start_root=False, start_inter=False)
         d = self.staplerd(ns.ca_file)
         st, h, body = self.staples(d, ns.leaf.pem() + ns.inter.pem())
         self.assertJsonError(st, h, body, 502)
-        # The leaf staple that did come is cached all the same.
-        self.assertEqual(len(d.wait_rows(1, "WHERE serial = ?", (ns.leaf.serial,))), 1)
+        self.assertIn(ns.leaf.serial, json.loads(body)["error"])   # the first, in chain order
 
     def test_client_gone_while_fetching(self):
         # An upstream that accepts and never answers: the fetches run until the timeout.
