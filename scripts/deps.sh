@@ -7,7 +7,6 @@ PACKAGES=(
   build-essential cmake pkg-config
   libssl-dev openssl libcurl4-openssl-dev libsqlite3-dev sqlite3 libevent-dev libinih-dev
   libjansson-dev libcmocka-dev
-  nodejs npm          # tests/integration/test_ocpp.py validates against OCPP's JSON schemas
   curl python3 python3-cryptography iproute2 util-linux ca-certificates
   prometheus faketime # test_observe.py: promtool check metrics/rules; /healthz in the future
   nginx haproxy       # tests/integration/test_scaleout.py runs examples/scaleout/ with them
@@ -20,6 +19,14 @@ missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js and npm (tests/integration/test_ocpp.py checks against OCPP's JSON schemas) are
+# looked for as commands: a machine may have another Node.js build that carries its own npm
+# and conflicts with Debian's npm package.
+if ! command -v node >/dev/null 2>&1; then
+  missing+=(nodejs npm)
+elif ! command -v npm >/dev/null 2>&1; then
+  missing+=(npm)
+fi
 if ((${#missing[@]} == 0)); then
   exit 0
 fi
