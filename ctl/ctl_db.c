@@ -404,7 +404,7 @@ fail:
 int
 ctl_cmd_show(struct ctl *ctl, int argc, char **argv)
 {
-	const char *serial, *issuer, *hash;
+	const char *serial = NULL, *issuer = NULL, *hash = NULL;
 	struct cache_report_entry e;
 	struct cache_row row;
 	struct cache *cache;
@@ -666,7 +666,7 @@ fail:
 int
 ctl_cmd_export(struct ctl *ctl, int argc, char **argv)
 {
-	const char *serial, *issuer, *hash, *out = NULL;
+	const char *serial = NULL, *issuer = NULL, *hash = NULL, *out = NULL;
 	struct cache_report_entry e;
 	struct cache_row row;
 	struct cache *cache;

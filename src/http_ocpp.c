@@ -57,10 +57,14 @@ hex_field(const char *hex, unsigned char *out, size_t len)
 	return 0;
 }
 
-/* Appends a DER TLV (definite length, up to 0xffff bytes). */
+/* Appends a DER TLV (definite length, up to 0xffff bytes) to out[at..cap); returns the new
+ * end, or 0 when it does not fit. */
 static size_t
-der_put(unsigned char *out, size_t at, unsigned char tag, const unsigned char *v, size_t n)
+der_put(unsigned char *out, size_t at, size_t cap, unsigned char tag, const unsigned char *v,
+    size_t n)
 {
+	if (n > 0xffff || at + 4 + n > cap)
+		return 0;
 	out[at++] = tag;
 	if (n >= 0x100) {
 		out[at++] = 0x82;
@@ -101,7 +105,8 @@ certid_of(json_t *data, const char **why)
 		*why = "hashAlgorithm is not SHA256, SHA384 or SHA512";
 		return NULL;
 	}
-	hl = ocpp_algs[i].len;
+	if ((hl = ocpp_algs[i].len) > sizeof(name_hash))
+		return NULL;
 	if (strlen(nh) > OCPP_HASH_HEX_MAX || strlen(kh) > OCPP_HASH_HEX_MAX ||
 	    hex_field(nh, name_hash, hl) < 0 || hex_field(kh, key_hash, hl) < 0) {
 		*why = "issuerNameHash and issuerKeyHash must be hex of the algorithm's length";
@@ -118,14 +123,19 @@ certid_of(json_t *data, const char **why)
 	}
 	serial[0] = 0;
 	m = serial[1] & 0x80 ? 0 : 1;    /* a sign byte only when the top bit is set */
-	n = der_put(algid, 0, 0x06, ocpp_algs[i].oid, sizeof(ocpp_algs[i].oid));
+	if ((n = der_put(algid, 0, sizeof(algid) - 2, 0x06, ocpp_algs[i].oid,
+	    sizeof(ocpp_algs[i].oid))) == 0)
+		return NULL;
 	algid[n++] = 0x05;
 	algid[n++] = 0x00;
-	n = der_put(inner, 0, 0x30, algid, n);
-	n = der_put(inner, n, 0x04, name_hash, hl);
-	n = der_put(inner, n, 0x04, key_hash, hl);
-	n = der_put(inner, n, 0x02, serial + m, sl + 1 - m);
-	n = der_put(der, 0, 0x30, inner, n);
+	if ((n = der_put(inner, 0, sizeof(inner), 0x30, algid, n)) == 0 ||
+	    (n = der_put(inner, n, sizeof(inner), 0x04, name_hash, hl)) == 0 ||
+	    (n = der_put(inner, n, sizeof(inner), 0x04, key_hash, hl)) == 0 ||
+	    (n = der_put(inner, n, sizeof(inner), 0x02, serial + m, sl + 1 - m)) == 0 ||
+	    (n = der_put(der, 0, sizeof(der), 0x30, inner, n)) == 0) {
+		*why = "CertID too long";
+		return NULL;
+	}
 	return d2i_OCSP_CERTID(NULL, &p, (long)n);
 }
 

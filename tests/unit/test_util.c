@@ -32,7 +32,7 @@ duration_bad(const char *s)
 	long long v = UNTOUCHED;
 
 	if (util_parse_duration(s, &v) != -1)
-		fail_msg("duration \"%s\" accepted as %lld", s, v);
+		fail_msg("duration \"%s\" accepted as %lld", s != NULL ? s : "(null)", v);
 	assert_int_equal(v, UNTOUCHED);
 }
 
@@ -93,7 +93,7 @@ size_bad(const char *s)
 	size_t v = UNTOUCHED;
 
 	if (util_parse_size(s, &v) != -1)
-		fail_msg("size \"%s\" accepted as %zu", s, v);
+		fail_msg("size \"%s\" accepted as %zu", s != NULL ? s : "(null)", v);
 	assert_int_equal(v, UNTOUCHED);
 }
 
