@@ -68,6 +68,7 @@ static const struct key_def keys[] = {
 	{ "refresh", "max_interval", K_DURATION, OFF(refresh_max_interval), "1d", 1, 0 },
 	{ "refresh", "upstream_max_age", K_DURATION, OFF(refresh_upstream_max_age), "1d", 0, 0 },
 	{ "refresh", "check_interval", K_DURATION, OFF(refresh_check_interval), "1m", 1, 0 },
+	{ "refresh", "max_cpu", K_LONG, OFF(refresh_max_cpu), "15", 1, 100 },
 	{ "limits", "fetches_per_client", K_LONG, OFF(fetches_per_client), "10", 0, 1000000 },
 	{ "limits", "trusted_clients", K_ADDRS, 0, "", 0, 0 },
 	{ "limits", "fetch_burst", K_LONG, OFF(fetch_burst), "100", 1, 1000000 },

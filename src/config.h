@@ -68,6 +68,7 @@ struct stapler_config {
 	long long refresh_upstream_max_age; /* an upstream's max-age postpones a refresh at most
 	                                     * this long (seconds); 0: ignored */
 	long long refresh_check_interval; /* seconds */
+	long refresh_max_cpu;           /* % of a core refreshes may take of a saturated loop */
 	/* [limits] */
 	long fetches_per_client; /* fetch-triggering requests per second per address; 0: no limit */
 	size_t n_trusted;        /* [limits] trusted_clients: family byte + address, as http_req_client() */

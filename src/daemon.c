@@ -253,6 +253,8 @@ daemon_free(struct daemon *d)
 	/* Order matters: the HTTP side first (no more callbacks into the service), then the
 	 * fetcher (its cancelled callbacks still reach the service), then the rest. */
 	admin_free(&d->admin);
+	if (d->fetch != NULL)
+		fetch_set_serving_probe(d->fetch, NULL, NULL);
 	http_api_free(&d->api);
 	refresh_free(&d->refresh);
 	fetch_free(&d->fetch);
@@ -374,6 +376,8 @@ daemon_run(struct stapler_config *cfg)
 		goto out;
 	}
 	http_api_set_refresher(d.api, d.refresh);
+	/* While clients are served, refreshing keeps to [refresh] max_cpu of the loop. */
+	fetch_set_serving_probe(d.fetch, http_api_answered, d.api);
 	if ((d.admin = admin_new(d.base, d.cfg, d.cache, d.svc, err, sizeof(err))) == NULL) {
 		log_error("startup_failed", "error=\"%s\"", err);
 		goto out;

@@ -79,6 +79,16 @@ struct sock {
 TAILQ_HEAD(host_list, host);
 
 struct fetcher {
+	long long cpu_ns;      /* the loop's CPU in libcurl's events and the answers' callbacks */
+	/* The refresh's budget while clients are served ([refresh] max_cpu): a window of about
+	 * a second over the answers given and cpu_ns, the last whole window's rates. */
+	unsigned long long (*answered)(void *arg);
+	void *answered_arg;
+	unsigned long long win_answers;
+	long long win_ns, win_work;
+	double serving, work_share;
+	struct event *budget;  /* looks again at held refreshes while over budget */
+	unsigned long long budget_holds;   /* refresh starts held by the budget */
 	struct event_base *base;
 	const struct stapler_config *cfg;
 	CURLM *multi;
@@ -634,6 +644,61 @@ job_begin(struct fetch_job *j)
 	return 0;
 }
 
+/* Whether refresh transfers wait: while clients are being served, the upstream work
+ * (transfers and their answers) takes at most [refresh] max_cpu of a core, so cached staples
+ * keep being served at their pace during a full refresh; with nobody to serve, refreshes run
+ * at the upstreams' pace. Judged over the window under way once it is 200 ms old, else over
+ * the last whole one. Client fetches never wait for it. */
+static int
+refresh_over_budget(struct fetcher *f)
+{
+	struct timespec ts;
+	unsigned long long answers;
+	long long now, wall;
+	double serving, share;
+
+	if (f->answered == NULL)
+		return 0;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+	answers = f->answered(f->answered_arg);
+	if (f->win_ns == 0 || now - f->win_ns >= 1000000000LL) {
+		if (f->win_ns != 0 && (wall = now - f->win_ns) > 0) {
+			f->serving = (double)(answers - f->win_answers) * 1e9 / (double)wall;
+			f->work_share = (double)(f->cpu_ns - f->win_work) / (double)wall;
+		}
+		f->win_ns = now;
+		f->win_answers = answers;
+		f->win_work = f->cpu_ns;
+	}
+	serving = f->serving;
+	share = f->work_share;
+	if ((wall = now - f->win_ns) >= 200000000LL) {
+		serving = (double)(answers - f->win_answers) * 1e9 / (double)wall;
+		share = (double)(f->cpu_ns - f->win_work) / (double)wall;
+	}
+	return serving >= FETCH_SERVING_MIN && share >= (double)f->cfg->refresh_max_cpu / 100.0;
+}
+
+unsigned long long
+fetch_budget_holds(const struct fetcher *f)
+{
+	return f->budget_holds;
+}
+
+void
+fetch_set_serving_probe(struct fetcher *f, unsigned long long (*answered)(void *arg), void *arg)
+{
+	f->answered = answered;
+	f->answered_arg = arg;
+}
+
+static void
+on_budget(evutil_socket_t fd, short what, void *arg)
+{
+	event_active(((struct fetcher *)arg)->kick, 0, 1);
+}
+
 /* Starts queued jobs while global slots are free: the highest priority first, and within
  * one the hosts in turn (a host that started a job goes to the back of the ready list). */
 static void
@@ -643,6 +708,15 @@ on_kick(evutil_socket_t fd, short what, void *arg)
 
 	for (int p = 0; p < FETCH_PRIO_COUNT; p++) {
 		struct host *h;
+
+		if (p == FETCH_PRIO_REFRESH && !TAILQ_EMPTY(&f->ready[p]) &&
+		    f->n_running < (size_t)f->cfg->max_parallel && refresh_over_budget(f)) {
+			struct timeval tv = { 0, FETCH_BUDGET_MS * 1000 };
+
+			f->budget_holds++;
+			evtimer_add(f->budget, &tv);
+			continue;
+		}
 
 		while (f->n_running < (size_t)f->cfg->max_parallel &&
 		    (h = TAILQ_FIRST(&f->ready[p])) != NULL) {
@@ -682,9 +756,11 @@ on_socket_event(evutil_socket_t fd, short what, void *arg)
 	struct fetcher *f = arg;
 	int action = ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
 	int running;
+	long long t0 = util_cpu_ns();
 
 	curl_multi_socket_action(f->multi, fd, action, &running);
 	check_done(f);
+	f->cpu_ns += util_cpu_ns() - t0;
 }
 
 static void
@@ -692,9 +768,17 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct fetcher *f = arg;
 	int running;
+	long long t0 = util_cpu_ns();
 
 	curl_multi_socket_action(f->multi, CURL_SOCKET_TIMEOUT, 0, &running);
 	check_done(f);
+	f->cpu_ns += util_cpu_ns() - t0;
+}
+
+long long
+fetch_cpu_ns(const struct fetcher *f)
+{
+	return f->cpu_ns;
 }
 
 /* CURLMOPT_SOCKETFUNCTION: watch or forget a socket for libcurl. */
@@ -804,7 +888,8 @@ fetch_new(struct event_base *base, const struct stapler_config *cfg)
 	if ((f->multi = curl_multi_init()) == NULL ||
 	    (f->timer = evtimer_new(base, on_timer, f)) == NULL ||
 	    (f->kick = event_new(base, -1, 0, on_kick, f)) == NULL ||
-	    (f->resume = evtimer_new(base, on_resume, f)) == NULL) {
+	    (f->resume = evtimer_new(base, on_resume, f)) == NULL ||
+	    (f->budget = evtimer_new(base, on_budget, f)) == NULL) {
 		fetch_free(&f);
 		return NULL;
 	}
@@ -847,6 +932,8 @@ fetch_free(struct fetcher **fp)
 		event_free(f->kick);
 	if (f->resume != NULL)
 		event_free(f->resume);
+	if (f->budget != NULL)
+		event_free(f->budget);
 	free(f);
 	*fp = NULL;
 }
@@ -1080,6 +1167,10 @@ fetch_metrics_write(const struct fetcher *f, FILE *fp)
 		if (h->failures > 0 && h->retry_at > now)
 			backoff++;
 	}
+	metrics_family(fp, "staplerd_refresh_budget_holds_total", "counter",
+	    "Times refresh transfers waited because clients were being served and upstream work "
+	    "had had its [refresh] max_cpu share of a core.");
+	metrics_sample(fp, "staplerd_refresh_budget_holds_total", NULL, (double)f->budget_holds);
 	metrics_family(fp, "staplerd_upstreams_in_backoff", "gauge",
 	    "Upstreams left alone by refresh work after transport failures.");
 	metrics_sample(fp, "staplerd_upstreams_in_backoff", NULL, (double)backoff);

@@ -24,6 +24,8 @@ struct stapler_config;
  * consecutive failure up to the cap (seconds). */
 #define FETCH_HOST_BACKOFF_BASE 10
 #define FETCH_HOST_BACKOFF_CAP 600
+/* Refresh transfers held by the budget are looked at again this often. */
+#define FETCH_BUDGET_MS 20
 /* Longest ETag or Last-Modified kept from an upstream's answer (longer ones are ignored). */
 #define FETCH_VALIDATOR_MAX 128
 /* Fetches that may wait for a free slot before new ones are refused. */
@@ -147,5 +149,21 @@ size_t fetch_cancel_if(struct fetcher *f, fetch_cb cb, int (*match)(void *arg, v
     void *ctx);
 /* Upstreams (host:port) whose last transfer failed (network, timeout, HTTP 5xx). */
 size_t fetch_hosts_failing(const struct fetcher *f);
+
+/* The loop's CPU spent in libcurl's events and in the callbacks of the answers they end (the
+ * verification, the row), since the start, in nanoseconds: the upstream work refresh.c keeps
+ * within its budget on a saturated loop. */
+long long fetch_cpu_ns(const struct fetcher *f);
+
+/* How the fetcher tells that clients are being served: answered(arg) is a count that grows
+ * with every answer given to clients. While it grows by at least FETCH_SERVING_MIN a second,
+ * refresh transfers keep the upstream work within [refresh] max_cpu of a core, so cached
+ * staples are served at their pace during a full refresh; with nobody to serve, refreshes run
+ * at the upstreams' pace. Without a probe there is no budget. */
+#define FETCH_SERVING_MIN 100
+void fetch_set_serving_probe(struct fetcher *f, unsigned long long (*answered)(void *arg),
+    void *arg);
+/* Times refresh transfers waited for the budget, since the start. */
+unsigned long long fetch_budget_holds(const struct fetcher *f);
 
 #endif

@@ -530,3 +530,11 @@ http_api_free(struct http_api **apip)
 	free(api);
 	*apip = NULL;
 }
+
+unsigned long long
+http_api_answered(void *arg)
+{
+	const struct http_api *api = arg;
+
+	return api->srv != NULL ? http_server_answered(api->srv) : 0;
+}

@@ -36,4 +36,8 @@ struct refresher;
 /* The refresh timer whose pace /healthz and /metrics report (used, not owned). */
 void http_api_set_refresher(struct http_api *api, const struct refresher *r);
 
+/* Answers given to clients since the start (every route and status): the fetcher's probe of
+ * whether clients are being served (fetch_set_serving_probe()); arg is the http_api. */
+unsigned long long http_api_answered(void *arg);
+
 #endif

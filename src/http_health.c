@@ -322,6 +322,9 @@ http_metrics_handle(struct http_api *api, struct http_req *req)
 		    "because a refresh slot freed while due work was left (continuous admission).",
 		    (double)pace.slot_ticks);
 	}
+	counter(fp, "staplerd_upstream_cpu_seconds_total", "The loop's CPU spent on upstream "
+	    "transfers and their answers (verification, the row).",
+	    (double)fetch_cpu_ns(http_api_fetcher(api)) / 1e9);
 	counter(fp, "staplerd_responses_verified_total", "Upstream responses whose signature and "
 	    "CertID were checked.", (double)st.verified);
 	counter2(fp, "staplerd_refresh_unchanged_total", "Answers that told nothing new, kept "

@@ -111,6 +111,7 @@ struct http_server {
 	unsigned long accept_suppressed, limit_suppressed;
 	unsigned long long answers[HTTP_ROUTES_MAX][HTTP_STATUS_MAX];   /* since start */
 	unsigned long long accepted;
+	unsigned long long answered;   /* answers begun, every route and status */
 };
 
 static int conn_process(struct http_conn *c);
@@ -475,6 +476,7 @@ http_reply_begin(struct http_req *req, int status)
 	req->status = status;
 	if (status >= 0 && status < HTTP_STATUS_MAX && req->route >= 0 && req->route < HTTP_ROUTES_MAX)
 		s->answers[req->route][status]++;
+	s->answered++;
 	if (!req->head.keep_alive || !s->listening)
 		req->close = 1;
 	if (out_reserve(c, HEAD_FIXED + strlen(reason)) < 0) {
@@ -1276,4 +1278,10 @@ unsigned long long
 http_server_accepted(const struct http_server *srv)
 {
 	return srv->accepted;
+}
+
+unsigned long long
+http_server_answered(const struct http_server *srv)
+{
+	return srv->answered;
 }

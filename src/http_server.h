@@ -51,6 +51,8 @@ void http_req_set_route(struct http_req *req, int route);
 unsigned long long http_server_answers(const struct http_server *srv, int route, int status);
 /* Connections accepted since the start. */
 unsigned long long http_server_accepted(const struct http_server *srv);
+/* Answers given since the start, every route and status. */
+unsigned long long http_server_answered(const struct http_server *srv);
 
 enum http_method http_req_method(const struct http_req *req);
 /* The client's address: 17 bytes, a family byte then the address (an IPv4-mapped IPv6

@@ -269,3 +269,13 @@ util_sha256(const void *p, size_t n, unsigned char out[32])
 		return -1;
 	return EVP_Digest(p, n, out, NULL, md, NULL) == 1 ? 0 : -1;
 }
+
+long long
+util_cpu_ns(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0)
+		return 0;
+	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}

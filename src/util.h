@@ -29,6 +29,9 @@ char *util_base64(const unsigned char *in, size_t len);
 /* Decodes standard base64 (no whitespace); returns a new buffer (free()) or NULL. */
 unsigned char *util_unbase64(const char *in, size_t inlen, size_t *outlen);
 
+/* The CPU time the process has used, in nanoseconds (0 when the clock fails). */
+long long util_cpu_ns(void);
+
 /* SHA-256 of n bytes at p into out. Returns 0, or -1 when OpenSSL cannot. */
 int util_sha256(const void *p, size_t n, unsigned char out[32]);
 

@@ -24,6 +24,7 @@
 
 #include "config.h"
 #include "fetch.h"
+#include "util.h"
 #include "pace.h"
 
 static const unsigned char REQ[] = { 0x30, 0x03, 0x02, 0x01, 0x00 };
@@ -334,6 +335,88 @@ test_refreshes_wait_out_a_backoff(void **state)
 		assert_int_equal(later[i].status, FETCH_CANCELLED);
 }
 
+/* A serving probe: answers at a thousand a second (the monotonic clock in ms), or no more
+ * (the count stays where it was). */
+static int serving_now;
+
+static unsigned long long
+serving_probe(void *arg)
+{
+	static unsigned long long count;
+	struct timespec ts;
+
+	if (serving_now) {
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		count = (unsigned long long)ts.tv_sec * 1000 + (unsigned long long)ts.tv_nsec / 1000000;
+	}
+	return count;
+}
+
+/* Answers whose callback costs the loop a millisecond of CPU, like a verification and a row. */
+static void
+on_done_busy(const struct fetch_result *res, void *arg)
+{
+	long long t0 = util_cpu_ns();
+
+	while (util_cpu_ns() - t0 < 1000000)
+		;
+	on_done(res, arg);
+}
+
+static void
+start_busy(struct world *w, unsigned short port, enum fetch_priority prio, struct call *c)
+{
+	char url[64], err[256];
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u/", port);
+	c->w = w;
+	c->tag = 'b';
+	assert_int_equal(fetch_start(w->f, url, REQ, sizeof(REQ), prio, on_done_busy, c, NULL, err,
+	    sizeof(err)), 0);
+}
+
+/* [refresh] max_cpu: while clients are served, refresh transfers wait once the upstream work
+ * has had its share (they all still end); client fetches never wait; with nobody served
+ * nothing waits. */
+static void
+test_refresh_budget_while_serving(void **state)
+{
+	struct world *w = *state;
+	struct call *c = calloc(401, sizeof(*c)), *d = calloc(41, sizeof(*d));
+	struct call client[2] = { 0 };
+	unsigned long long holds;
+
+	w->cfg->refresh_max_cpu = 20;
+	fetch_set_config(w->f, w->cfg);
+	fetch_set_serving_probe(w->f, serving_probe, NULL);
+	serving_now = 1;
+	/* 400 ms of answers: past the first 200 ms the budget judges the window. */
+	for (int i = 0; i < 400; i++)
+		start_busy(w, w->fast_port, FETCH_PRIO_REFRESH, &c[i]);
+	/* Held refreshes do not hold a client's fetch. */
+	start(w, w->fast_port, FETCH_PRIO_CLIENT, &client[0], 'c', NULL);
+	assert_true(run_until(w, all_done, client));
+	assert_true(run_until(w, all_done, c));
+	for (int i = 0; i < 400; i++)
+		assert_int_equal(c[i].status, FETCH_OK);
+	assert_true((holds = fetch_budget_holds(w->f)) > 0);
+	/* Nobody served (two windows for it to show): the budget does not apply. */
+	serving_now = 0;
+	{
+		struct timeval second = { 2, 200 * 1000 };
+
+		event_base_loopexit(w->base, &second);
+		event_base_dispatch(w->base);
+	}
+	holds = fetch_budget_holds(w->f);
+	for (int i = 0; i < 40; i++)
+		start_busy(w, w->fast_port, FETCH_PRIO_REFRESH, &d[i]);
+	assert_true(run_until(w, all_done, d));
+	assert_int_equal(fetch_budget_holds(w->f), holds);
+	free(c);
+	free(d);
+}
+
 /* The limit in force for the test's host on port. */
 static int
 limit_of(struct world *w, unsigned short port)
@@ -451,6 +534,7 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_refreshes_wait_out_a_backoff, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_limit_grows_against_fast_upstream, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_refresh_budget_while_serving, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_limit_cut_by_timeouts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_limit_cut_and_paused_by_429, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_limit_cut_and_paused_by_503, setup, teardown),
