@@ -845,3 +845,19 @@ certs_der(X509 *cert, size_t *len)
 	*len = (size_t)n;
 	return der;
 }
+
+int
+certs_no_rev_avail(X509 *cert)
+{
+	/* id-ce-noRevAvail, 2.5.29.56: OpenSSL 3.0 has no NID for it. */
+	static const unsigned char oid[] = { 0x06, 0x03, 0x55, 0x1d, 0x38 };
+	const unsigned char *p = oid;
+	ASN1_OBJECT *obj = d2i_ASN1_OBJECT(NULL, &p, (long)sizeof(oid));
+	int found;
+
+	if (obj == NULL)
+		return 0;
+	found = cert != NULL && X509_get_ext_by_OBJ(cert, obj, -1) >= 0;
+	ASN1_OBJECT_free(obj);
+	return found;
+}

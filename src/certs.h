@@ -59,6 +59,9 @@ int certs_verify_chain_get(const struct certs_trust *trust, STACK_OF(X509) *cert
     STACK_OF(X509) **chain, time_t *not_after, char *err, size_t errlen);
 /* notAfter of cert as Unix seconds into *out. Returns 0, or -1 when it does not parse. */
 int certs_not_after(X509 *cert, time_t *out);
+/* 1 when cert carries RFC 9608's noRevAvail extension (id-ce 56): its issuer will never
+ * publish revocation information for it, so there is no staple to ask for; else 0. */
+int certs_no_rev_avail(X509 *cert);
 
 /* The AIA id-ad-ocsp URLs of cert, in certificate order, at most CERTS_MAX_URLS of them,
  * each taken exactly as written or refused: one that url_parse_fetchable() refuses (control

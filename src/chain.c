@@ -143,7 +143,8 @@ chain_targets(struct staple_service *svc, STACK_OF(X509) *chain, struct staple_t
 		if ((one = staple_target_new(cert, sk_X509_value(chain, i + 1), not_after,
 		    staple_service_certid_hash(svc), err, errlen)) == NULL)
 			goto fail;
-		if (staple_target_url_count(svc, one) == 0) {
+		/* A noRevAvail certificate stays in: its entry says why it has no staple. */
+		if (staple_target_url_count(svc, one) == 0 && !one->no_rev_avail) {
 			if (one->url_error[0] != '\0') {
 				snprintf(err, errlen, "certificate %s has no usable OCSP URL: %s",
 				    one->serial_hex, one->url_error);

@@ -1176,6 +1176,7 @@ staple_target_new(X509 *subject, X509 *issuer, time_t not_after, enum stapler_ha
 	}
 	target_hex(t);
 	certs_ocsp_urls(subject, &t->urls, t->url_error, sizeof(t->url_error));
+	t->no_rev_avail = certs_no_rev_avail(subject);
 	return t;
 }
 
@@ -1239,6 +1240,12 @@ target_check(struct staple_service *svc, const struct staple_target *t, char *er
 	char why[256];
 	int usable = 0;
 
+	/* RFC 9608: nothing to ask anyone, whatever URLs it names; no upstream is contacted. */
+	if (t->no_rev_avail) {
+		snprintf(err, errlen, "certificate carries noRevAvail (RFC 9608): its issuer "
+		    "publishes no revocation information for it, so there is no staple");
+		return STAPLE_NO_URL;
+	}
 	if (n == 0) {
 		if (t->url_error[0] != '\0')
 			snprintf(err, errlen, "certificate has no usable OCSP URL: %s", t->url_error);

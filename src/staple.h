@@ -71,6 +71,7 @@ struct staple_target {
 	X509 *issuer;             /* owned reference */
 	struct certs_urls urls;   /* owned */
 	char url_error[256];      /* why an AIA URL was refused ("" when none was) */
+	int no_rev_avail;         /* RFC 9608 noRevAvail: no revocation information will exist */
 	char subject[512];
 	time_t not_after;
 	int anonymous;            /* an /ocsp miss: nobody proved the certificate exists */

@@ -417,13 +417,16 @@ class Pki:
             parent.add_to_index(ca)
         return ca
 
-    def leaf(self, ca, name="leaf", serial=None, ocsp_urls=(), index=True, revoked=False):
-        """A leaf issued by ca with the given serial (hex) and AIA OCSP URLs, in order.
-        It goes into ca's index (good, or revoked) unless index is false."""
+    def leaf(self, ca, name="leaf", serial=None, ocsp_urls=(), index=True, revoked=False,
+             extra_ext="", days=30):
+        """A leaf issued by ca with the given serial (hex) and AIA OCSP URLs, in order, valid
+        for days, with extra_ext (openssl extension lines) too. It goes into ca's index (good,
+        or revoked) unless index is false."""
         ext = "basicConstraints = critical,CA:FALSE\nkeyUsage = critical,digitalSignature\n"
         if ocsp_urls:
             ext += "authorityInfoAccess = " + ",".join("OCSP;URI:" + u for u in ocsp_urls) + "\n"
-        cert, key, subject = self._issue(ca, name, ext, serial)
+        ext += extra_ext
+        cert, key, subject = self._issue(ca, name, ext, serial, days=days)
         c = Cert(name, cert, key, subject, ca)
         if index:
             ca.add_to_index(c, revoked=revoked)
