@@ -60,6 +60,8 @@ static const struct key_def keys[] = {
 	{ "cache", "anonymous_ttl", K_DURATION, OFF(anonymous_ttl), "1h", 1, 0 },
 	{ "trust", "ca_file", K_STRING, OFF(ca_file), "/etc/staplerd/ca-bundle.pem", 0, 0 },
 	{ "upstream", "timeout", K_DURATION, OFF(upstream_timeout), "10s", 1, 600 },
+	{ "upstream", "accept_no_next_update", K_DURATION, OFF(accept_no_next_update), "0", 0,
+	    30 * 86400 },
 	{ "upstream", "max_parallel", K_LONG, OFF(max_parallel), "64", 1, 4096 },
 	{ "upstream", "max_per_host", K_LONG, OFF(max_per_host), "64", 1, 4096 },
 	{ "upstream", "allow", K_HOSTS, 0, "", 0, 0 },

@@ -56,6 +56,7 @@ struct stapler_config {
 	char *ca_file;
 	/* [upstream] */
 	long long upstream_timeout; /* seconds */
+	long long accept_no_next_update; /* seconds a response without nextUpdate is kept; 0: refused */
 	long max_parallel;
 	long max_per_host;          /* transfers at once per upstream host at most (the adaptive
 	                             * limit of pace.c moves below it) */

@@ -327,6 +327,18 @@ http_metrics_handle(struct http_api *api, struct http_req *req)
 	    (double)fetch_cpu_ns(http_api_fetcher(api)) / 1e9);
 	counter(fp, "staplerd_responses_verified_total", "Upstream responses whose signature and "
 	    "CertID were checked.", (double)st.verified);
+	metrics_family(fp, "staplerd_responses_rejected_total", "counter", "Upstream responses "
+	    "refused, by verdict (no_next_update: no nextUpdate, unless [upstream] "
+	    "accept_no_next_update).");
+	for (int v = OCSP_TRY_LATER; v < OCSP_VERDICTS; v++) {
+		const char *const labels[] = { "verdict", ocsp_verdict_name((enum ocsp_verdict)v),
+		    NULL };
+
+		metrics_sample(fp, "staplerd_responses_rejected_total", labels, (double)st.rejected[v]);
+	}
+	counter(fp, "staplerd_responses_without_next_update_kept_total", "Responses without "
+	    "nextUpdate kept for [upstream] accept_no_next_update from their thisUpdate.",
+	    (double)st.no_next_update_kept);
 	counter2(fp, "staplerd_refresh_unchanged_total", "Answers that told nothing new, kept "
 	    "without a signature check or a row rewrite: the very bytes held (bytes) or an HTTP "
 	    "304 (not_modified).", "how", "bytes", (double)st.unchanged, "not_modified",

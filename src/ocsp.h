@@ -29,6 +29,7 @@ enum ocsp_verdict {
 	OCSP_EXPIRED,          /* nextUpdate not after now */
 	OCSP_NO_NEXT_UPDATE,   /* nextUpdate absent: nothing tells how long it is good */
 };
+#define OCSP_VERDICTS (OCSP_NO_NEXT_UPDATE + 1)
 
 /* What a verified response says about the certificate. */
 struct ocsp_result {

@@ -951,7 +951,24 @@ fetched(struct pending *p, const struct fetch_result *res)
 	p->svc->stats.verified++;
 	v = ocsp_verify_cached(res->body, res->len, p->t->id, p->t->issuer, now, p->svc->signers,
 	    &r);
+	/* A deployment may accept responses without nextUpdate (Vault PKI issues them) for a
+	 * lifetime of its choosing from thisUpdate; everything else was verified already. */
+	if (v == OCSP_NO_NEXT_UPDATE && p->svc->cfg->accept_no_next_update > 0 &&
+	    r.this_update <= now + OCSP_SKEW) {
+		r.next_update = r.this_update + (time_t)p->svc->cfg->accept_no_next_update;
+		if (r.next_update > now) {
+			v = OCSP_OK;
+			p->svc->stats.no_next_update_kept++;
+		} else {
+			v = OCSP_EXPIRED;
+			snprintf(r.detail, sizeof(r.detail), "no nextUpdate, and thisUpdate plus "
+			    "[upstream] accept_no_next_update passed %lld s ago",
+			    (long long)(now - r.next_update));
+		}
+	}
 	if (v != OCSP_OK) {
+		if ((unsigned)v < OCSP_VERDICTS)
+			p->svc->stats.rejected[v]++;
 		p->permanent = !ocsp_verdict_is_temporary(v);
 		snprintf(p->last_error, sizeof(p->last_error), "%s: %s: %s", res->url,
 		    ocsp_verdict_name(v), r.detail);

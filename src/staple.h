@@ -11,6 +11,7 @@
 
 #include "certs.h"
 #include "fetch.h"
+#include "ocsp.h"
 #include "store.h"
 
 /* Entries held back after a fetch that got only answers within the safety margin, at most
@@ -191,6 +192,9 @@ struct staple_stats {
 	unsigned long long unchanged;          /* refreshes answered with the bytes held: no check */
 	unsigned long long not_modified;       /* refreshes answered 304: no body, no check */
 	unsigned long long rows_written;       /* whole rows written (a new answer kept) */
+	unsigned long long rejected[OCSP_VERDICTS];   /* upstream answers refused, by verdict */
+	unsigned long long no_next_update_kept;       /* kept with [upstream]
+	                                               * accept_no_next_update's lifetime */
 };
 void staple_service_stats(const struct staple_service *svc, struct staple_stats *out);
 

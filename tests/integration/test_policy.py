@@ -9,6 +9,7 @@ tests/integration/netns-run (CTest does).
 """
 
 import base64
+import email.utils
 import json
 import os
 import sys
@@ -256,6 +257,48 @@ class PolicyTest(IntegrationTestCase):
         self.assertEqual(bytes(self.row(d, ns.leaf)["response_der"]), revoked)
         st, _, got = d.staple(ns.leaf.pem(), PEM)
         self.assertEqual((st, got), (200, revoked))
+
+    def test_no_next_update_has_its_own_reason_and_an_optional_lifetime(self):
+        """A response without nextUpdate (issue 21): refused by default with its own verdict in
+        the log, /metrics and staplerctl show; kept for [upstream] accept_no_next_update when
+        a deployment says so, its Expires thisUpdate plus that."""
+        ns = self.behind_proxy("5F01")
+        good = self.craft(ns, this_update=-60, next_update=7 * 86400)
+        d = self.start_serving(ns, good)
+        ns.proxy.set("body", body=lambda req: self.craft(ns, this_update=-60, next_update=None))
+        self.assertTrue(self.log_has(d, "verdict=no_next_update", timeout=15), "not refused")
+        row = self.row(d, ns.leaf)
+        self.assertTrue(wait_until(lambda: "no_next_update" in (self.row(d, ns.leaf)
+                                                               ["last_error"] or ""), 10))
+        self.assertEqual(bytes(self.row(d, ns.leaf)["response_der"]), good)
+        p = self.ctl(d, "show", ns.leaf.serial)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("no_next_update", p.stdout)
+        st, _, body = d.request("GET", "/metrics")
+        line = [l for l in body.decode().splitlines()
+                if l.startswith('staplerd_responses_rejected_total{verdict="no_next_update"}')]
+        self.assertEqual(len(line), 1, body[-2000:])
+        self.assertGreaterEqual(float(line[0].split()[-1]), 1)
+        st, _, got = d.staple(ns.leaf.pem(), PEM)
+        self.assertEqual((st, got), (200, good))
+        # A deployment that accepts them, for an hour from thisUpdate.
+        d.stop()
+        d.extra = FAST_REFRESH + "[upstream]\naccept_no_next_update = 1h\n"
+        nonext = self.craft(ns, this_update=-60, next_update=None)
+        ns.proxy.set("body", body=nonext)
+        d.start()
+        # The refusals backed the entry off (a wrong answer, not an absent one): the operator
+        # asks for it now.
+        p = self.ctl(d, "refresh", ns.leaf.serial)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertTrue(wait_until(lambda: bytes(self.row(d, ns.leaf)["response_der"]) ==
+                                   nonext, 15), "the response without nextUpdate was not kept")
+        row = self.row(d, ns.leaf)
+        self.assertEqual(row["next_update"], row["this_update"] + 3600)
+        st, h, got = d.staple(ns.leaf.pem(), PEM)
+        self.assertEqual((st, got), (200, nonext))
+        self.assertEqual(email.utils.parsedate_to_datetime(h["expires"]).timestamp(),
+                         row["next_update"])
 
     def test_answer_within_the_margin_is_not_served(self):
         ns = self.behind_proxy("5B01")
