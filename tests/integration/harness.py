@@ -897,7 +897,8 @@ class Staplerd:
             conn.close()
 
     def wait_rows(self, n, where="", params=(), timeout=5):
-        """Polls until at least n rows match (the daemon may write after answering)."""
+        """Polls until at least n rows match (the daemon may write after answering); fails the
+        test when fewer than n match after timeout seconds."""
         def probe():
             try:
                 rows = self.db_rows(where, params)
@@ -910,6 +911,9 @@ class Staplerd:
                 rows = self.db_rows(where, params)
             except sqlite3.Error as e:
                 raise AssertionError("cannot read %s: %s" % (self.database, e))
+            if len(rows) < n:
+                raise AssertionError("%d rows %s after %ss, want at least %d"
+                                     % (len(rows), where or "in all", timeout, n))
         return rows
 
 
