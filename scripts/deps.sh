@@ -10,6 +10,7 @@ PACKAGES=(
   curl python3 python3-cryptography iproute2 util-linux ca-certificates
   prometheus faketime # test_observe.py: promtool check metrics/rules; /healthz in the future
   nginx haproxy       # tests/integration/test_scaleout.py runs examples/scaleout/ with them
+  systemd             # test_ops.py: systemd-analyze security checks the unit's sandbox
 )
 if [[ ${1:-} == --fuzz ]]; then
   PACKAGES+=(clang libclang-rt-dev)
