@@ -1,6 +1,8 @@
 /* The one logger: `ts=… level=… event=… key=value…` lines on stderr. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "log.h"
@@ -21,6 +23,114 @@ log_get_level(void)
 	return current;
 }
 
+/* Appends n bytes of v to body at *at (of cap), with '"' and '\\' escaped when quoted: the
+ * value stands between quotes in the format, and may come from a certificate or an upstream. */
+static void
+put(char *body, size_t *at, size_t cap, const char *v, size_t n, int quoted)
+{
+	for (size_t i = 0; i < n && *at + 2 < cap; i++) {
+		if (quoted && (v[i] == '"' || v[i] == '\\'))
+			body[(*at)++] = '\\';
+		body[(*at)++] = v[i];
+	}
+	body[*at] = '\0';
+}
+
+/* One conversion's argument, taken as its type says, formatted by spec (star: the int that a
+ * '*' width or precision took first, or -1 when spec has none). spec comes from a format the
+ * compiler checked (log.h's format attribute), split at its conversions. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+static void
+format_one(char *out, size_t cap, const char *spec, char conv, int longs, int sized, int star,
+    va_list *ap)
+{
+#define ONE(type) (star >= 0 ? snprintf(out, cap, spec, star, va_arg(*ap, type)) : \
+	snprintf(out, cap, spec, va_arg(*ap, type)))
+	switch (conv) {
+	case 's':
+		ONE(const char *);
+		break;
+	case 'd': case 'i': case 'c':
+		if (sized)
+			ONE(ssize_t);
+		else if (longs >= 2)
+			ONE(long long);
+		else if (longs == 1)
+			ONE(long);
+		else
+			ONE(int);
+		break;
+	case 'u': case 'x': case 'X': case 'o':
+		if (sized)
+			ONE(size_t);
+		else if (longs >= 2)
+			ONE(unsigned long long);
+		else if (longs == 1)
+			ONE(unsigned long);
+		else
+			ONE(unsigned int);
+		break;
+	case 'f': case 'F': case 'e': case 'E': case 'g': case 'G':
+		ONE(double);
+		break;
+	case 'p':
+		ONE(void *);
+		break;
+	default:
+		/* Not a conversion the loggers use: written as it stands. */
+		snprintf(out, cap, "%s", spec);
+		break;
+	}
+#undef ONE
+}
+#pragma GCC diagnostic pop
+
+/* Formats fields as vsnprintf() would, one conversion at a time, so that a %s the format puts
+ * between quotes (key="%s", the logfmt way) gets its '"' and '\\' escaped: a value from a
+ * certificate or an upstream cannot end its quotes and forge a field. */
+static void
+format_fields(char *body, size_t cap, const char *fmt, va_list ap)
+{
+	const char *begin = fmt;
+	size_t at = 0;
+	va_list aq;
+
+	va_copy(aq, ap);
+	body[0] = '\0';
+	while (*fmt != '\0' && at + 2 < cap) {
+		const char *pct = fmt;
+		char spec[32], piece[1024];
+		int longs = 0, sized = 0, star = -1, quoted;
+		size_t n = 0;
+
+		if (*fmt != '%' || fmt[1] == '%') {
+			put(body, &at, cap, fmt, 1, 0);
+			fmt += *fmt == '%' ? 2 : 1;
+			continue;
+		}
+		spec[n++] = *fmt++;
+		while (*fmt != '\0' && n + 2 < sizeof(spec) && strchr("-+ #0123456789.*hlzjt", *fmt)) {
+			if (*fmt == 'l')
+				longs++;
+			else if (*fmt == 'z' || *fmt == 'j' || *fmt == 't')
+				sized = 1;
+			else if (*fmt == '*')
+				star = va_arg(aq, int);   /* one star at most in the loggers' formats */
+			spec[n++] = *fmt++;
+		}
+		if (*fmt == '\0')
+			break;
+		spec[n++] = *fmt;
+		spec[n] = '\0';
+		format_one(piece, sizeof(piece), spec, *fmt, longs, sized, star, &aq);
+		quoted = *fmt == 's' && pct > begin && pct[-1] == '"' && fmt[1] == '"';
+		put(body, &at, cap, piece, strlen(piece), quoted);
+		fmt++;
+	}
+	va_end(aq);
+}
+
 void
 log_msg(enum log_level level, const char *event, const char *fields, ...)
 {
@@ -32,7 +142,7 @@ log_msg(enum log_level level, const char *event, const char *fields, ...)
 	if (level > current)
 		return;
 	va_start(ap, fields);
-	vsnprintf(body, sizeof(body), fields, ap);
+	format_fields(body, sizeof(body), fields, ap);
 	va_end(ap);
 	util_iso_time(time(NULL), ts);
 	r = snprintf(line, sizeof(line), "ts=%s level=%s event=%s ", ts, names[level], event);
