@@ -36,25 +36,19 @@ static const struct {
 	{ "SHA512", { 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03 }, 64 },
 };
 
-/* A hex field into out (exactly len bytes), whatever its case, the leading zeros a writer
- * dropped put back. Returns 0 or -1. */
+/* A hex field into out (exactly len bytes, at most 64), whatever its case, the leading
+ * zeros a writer dropped put back. Returns 0 or -1. */
 static int
 hex_field(const char *hex, unsigned char *out, size_t len)
 {
-	size_t n = strlen(hex), pad;
+	char padded[2 * 64 + 1];
+	size_t n = strlen(hex);
 
-	if (n == 0 || n > 2 * len)
+	if (n == 0 || n > 2 * len || 2 * len >= sizeof(padded))
 		return -1;
-	memset(out, 0, len);
-	pad = 2 * len - n;
-	for (size_t i = 0; i < n; i++) {
-		int v = util_hexval((unsigned char)hex[i]);
-
-		if (v < 0)
-			return -1;
-		out[(pad + i) / 2] |= (unsigned char)(((pad + i) % 2 == 0) ? v << 4 : v);
-	}
-	return 0;
+	memset(padded, '0', 2 * len - n);
+	memcpy(padded + 2 * len - n, hex, n + 1);
+	return util_unhex(padded, out, len) == (int)len ? 0 : -1;
 }
 
 /* Appends a DER TLV (definite length, up to 0xffff bytes) to out[at..cap); returns the new
