@@ -51,7 +51,7 @@ struct refresher {
 
 /* The keys of the entries one tick refreshes. */
 struct batch {
-	struct cache_refresh item[REFRESH_BATCH];   /* due, earliest first */
+	struct cache_refresh item[REFRESH_BATCH];   /* due, most urgent first */
 	size_t n;
 	/* The admitted ones: their rows, leases and due times; and the deferred past a backoff. */
 	struct cache_row row[REFRESH_BATCH];
@@ -234,9 +234,12 @@ tick(struct refresher *r)
 	if ((n = cache_due(r->cache, (long long)now, REFRESH_BATCH, b->item)) < 0)
 		goto out;
 	b->n = (size_t)n;
-	/* What stays due after this tick: the rows beyond a full batch (due no earlier than its
-	 * last), and below, those left because their upstream was busy. */
-	r->oldest_due = b->n == REFRESH_BATCH ? (time_t)b->item[b->n - 1].next_refresh_at : 0;
+	/* What stays due after this tick: the rows beyond a full batch (due no earlier than the
+	 * latest due in it), and below, those left because their upstream was busy. */
+	r->oldest_due = 0;
+	for (size_t i = 0; b->n == REFRESH_BATCH && i < b->n; i++)
+		if ((time_t)b->item[i].next_refresh_at > r->oldest_due)
+			r->oldest_due = (time_t)b->item[i].next_refresh_at;
 	/* Decide first, write after: rows whose fetch starts are leased in one transaction,
 	 * rows of a failing upstream are moved past its backoff in another, and a row whose
 	 * upstream is only busy is not written at all: it stays due, with its place (earliest
