@@ -84,15 +84,6 @@ struct admin {
 	TAILQ_HEAD(, admin_conn) conns;
 };
 
-static const char *const outcome_names[] = {
-	[STAPLE_OK] = "ok",
-	[STAPLE_BAD_INPUT] = "bad_input",
-	[STAPLE_UNTRUSTED] = "untrusted",
-	[STAPLE_NO_URL] = "no_url",
-	[STAPLE_UPSTREAM_FAILED] = "upstream_failed",
-	[STAPLE_UNAVAILABLE] = "unavailable",
-};
-
 static void conn_process(struct admin_conn *c);
 
 static void
@@ -179,7 +170,7 @@ req_reply(struct admin_req *r)
 	} else {
 		char http[8];
 
-		fmt_kv_add(f, &len, sizeof(f), "outcome", outcome_names[r->outcome]);
+		fmt_kv_add(f, &len, sizeof(f), "outcome", staple_outcome_name(r->outcome));
 		snprintf(http, sizeof(http), "%d", staple_outcome_http(r->outcome));
 		fmt_kv_add(f, &len, sizeof(f), "http", http);
 		if (r->serial[0] != '\0') {
@@ -226,8 +217,8 @@ op_finish(struct admin_op *op, enum staple_outcome outcome, const struct staple 
 	} else if (r->failed++ == 0) {
 		/* A request of several operations reports its first failure. */
 		r->outcome = outcome;
-		util_strlcpy(r->error, error != NULL && error[0] != '\0' ? error : outcome_names[outcome],
-		    sizeof(r->error));
+		util_strlcpy(r->error, error != NULL && error[0] != '\0' ? error :
+		    staple_outcome_name(outcome), sizeof(r->error));
 	}
 	free(op);
 	req_left(r);

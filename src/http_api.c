@@ -12,6 +12,7 @@
 #include "http_server.h"
 #include "staple.h"
 #include "config.h"
+#include "fmt.h"
 #include "log.h"
 #include "ratelimit.h"
 #include "store.h"
@@ -34,29 +35,6 @@ struct http_api {
 
 #define LIT(s) s, sizeof(s) - 1
 
-/* Appends s JSON-escaped to out (cap bytes, kept terminated); returns the new length. */
-static size_t
-json_escape(char *out, size_t n, size_t cap, const char *s)
-{
-	static const char hex[] = "0123456789abcdef";
-
-	for (const unsigned char *p = (const unsigned char *)s; *p != '\0' && n + 7 < cap; p++) {
-		if (*p == '"' || *p == '\\') {
-			out[n++] = '\\';
-			out[n++] = (char)*p;
-		} else if (*p < 0x20 || *p == 0x7f) {
-			memcpy(out + n, "\\u00", 4);
-			out[n + 4] = hex[*p >> 4];
-			out[n + 5] = hex[*p & 15];
-			n += 6;
-		} else {
-			out[n++] = (char)*p;
-		}
-	}
-	out[n] = '\0';
-	return n;
-}
-
 static void
 send_error_hdr(struct http_req *req, int code, const char *name, const char *value,
     const char *msg)
@@ -65,7 +43,7 @@ send_error_hdr(struct http_req *req, int code, const char *name, const char *val
 	size_t n;
 
 	memcpy(body, "{\"error\":\"", 10);
-	n = json_escape(body, 10, sizeof(body) - 4, msg);
+	n = fmt_json_escape(body, 10, sizeof(body) - 4, msg);
 	memcpy(body + n, "\"}\n", 3);
 	n += 3;
 	http_reply_begin(req, code);

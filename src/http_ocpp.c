@@ -4,7 +4,10 @@
  * from the same cache, through the same fetches and per-client limits as the OCSP interface
  * (http_ocsp_answer()). A responderURL a station names is never fetched as given: staplerd
  * asks the responders it knows for the issuer (AIA URLs it learned, [responders]), so a URL
- * equal to one of them changes nothing and any other is ignored. JSON through jansson. */
+ * equal to one of them changes nothing and any other is ignored. JSON is parsed by jansson
+ * and written by fmt.c. */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -13,6 +16,7 @@
 #include <openssl/ocsp.h>
 
 #include "config.h"
+#include "fmt.h"
 #include "http_routes.h"
 #include "http_server.h"
 #include "log.h"
@@ -133,15 +137,37 @@ certid_of(json_t *data, const char **why)
 	return d2i_OCSP_CERTID(NULL, &p, (long)n);
 }
 
-/* Sends a GetCertificateStatusResponse; status 200 unless code says otherwise. */
+/* Sends a GetCertificateStatusResponse: {"status":status,"ocspResult":result} when result is
+ * set, else {"status":status,"statusInfo":{"reasonCode":reason,"additionalInfo":info}}; HTTP
+ * status 200 unless code says otherwise. Written by the one JSON writer (fmt.c); jansson only
+ * parses. */
 static void
-send_doc(struct http_api *api, struct http_req *req, int code, json_t *doc)
+send_doc(struct http_api *api, struct http_req *req, int code, const char *status,
+    const char *result, const char *reason, const char *info)
 {
-	char *text = json_dumps(doc, JSON_COMPACT);
-	char secs[24];
+	char *text = NULL, secs[24];
+	size_t len = 0;
+	FILE *fp;
 
-	json_decref(doc);
-	if (text == NULL) {
+	if ((fp = open_memstream(&text, &len)) == NULL) {
+		http_api_send_error(req, 503, "out of memory");
+		return;
+	}
+	fputs("{\"status\":", fp);
+	fmt_json_str(fp, status);
+	if (result != NULL) {
+		fputs(",\"ocspResult\":", fp);
+		fmt_json_str(fp, result);
+	} else {
+		fputs(",\"statusInfo\":{\"reasonCode\":", fp);
+		fmt_json_str(fp, reason);
+		fputs(",\"additionalInfo\":", fp);
+		fmt_json_str(fp, info);
+		fputc('}', fp);
+	}
+	fputc('}', fp);
+	if (ferror(fp) | fclose(fp)) {
+		free(text);
 		http_api_send_error(req, 503, "out of memory");
 		return;
 	}
@@ -151,7 +177,7 @@ send_doc(struct http_api *api, struct http_req *req, int code, json_t *doc)
 		secs[http_u64((unsigned long long)http_api_retry_after(api), secs)] = '\0';
 		http_reply_header(req, "Retry-After", 11, secs, strlen(secs));
 	}
-	http_reply_end(req, "application/json", text, strlen(text));
+	http_reply_end(req, "application/json", text, len);
 	free(text);
 }
 
@@ -162,8 +188,7 @@ send_failed(struct http_api *api, struct http_req *req, int code, const char *re
 	char buf[OCPP_INFO_MAX + 1];
 
 	snprintf(buf, sizeof(buf), "%s", info != NULL && info[0] != '\0' ? info : reason);
-	send_doc(api, req, code, json_pack("{s:s, s:{s:s, s:s}}", "status", "Failed",
-	    "statusInfo", "reasonCode", reason, "additionalInfo", buf));
+	send_doc(api, req, code, "Failed", NULL, reason, buf);
 }
 
 /* The answer for a staple outcome (http_certid_reply). */
@@ -176,27 +201,11 @@ reply_ocpp(struct http_api *api, struct http_req *req, enum staple_outcome outco
 	char info[128];
 	char *b64;
 
-	switch (outcome) {
-	case STAPLE_OK:
-		break;
-	case STAPLE_UNTRUSTED:
-		send_failed(api, req, 200, why != NULL && strcmp(why, "hash_algorithm") == 0 ?
-		    "UnsupportedHash" : "UnknownIssuer", why);
-		return;
-	case STAPLE_NO_URL:
-		send_failed(api, req, 200, "NoResponder", why);
-		return;
-	case STAPLE_LIMITED:
-		send_failed(api, req, 429, "RateLimited", why);
-		return;
-	case STAPLE_UPSTREAM_FAILED:
-		send_failed(api, req, 200, "UpstreamFailed", why);
-		return;
-	case STAPLE_BAD_INPUT:
-		send_failed(api, req, 200, "MalformedRequest", why);
-		return;
-	case STAPLE_UNAVAILABLE:
-		send_failed(api, req, 200, "Unavailable", why);
+	if (outcome != STAPLE_OK) {
+		/* A hash algorithm we do not answer for has OCPP's own reason. */
+		send_failed(api, req, outcome == STAPLE_LIMITED ? 429 : 200,
+		    outcome == STAPLE_UNTRUSTED && why != NULL && strcmp(why, "hash_algorithm") == 0 ?
+		    "UnsupportedHash" : staple_outcome_ocpp(outcome), why);
 		return;
 	}
 	/* A station keeps what it gets until its next check: too little left is no answer. */
@@ -217,7 +226,7 @@ reply_ocpp(struct http_api *api, struct http_req *req, enum staple_outcome outco
 		send_failed(api, req, 200, "ResponseTooLarge", info);
 		return;
 	}
-	send_doc(api, req, 200, json_pack("{s:s, s:s}", "status", "Accepted", "ocspResult", b64));
+	send_doc(api, req, 200, "Accepted", b64, NULL, NULL);
 	free(b64);
 }
 

@@ -87,25 +87,6 @@ send_limited(struct http_api *api, struct http_req *req)
 	OPENSSL_free(der);
 }
 
-/* The OCSP status for a staple outcome other than STAPLE_OK. */
-static int
-outcome_status(enum staple_outcome outcome)
-{
-	switch (outcome) {
-	case STAPLE_BAD_INPUT:
-		return OCSP_RESPONSE_STATUS_MALFORMEDREQUEST;
-	case STAPLE_UNTRUSTED:
-	case STAPLE_NO_URL:
-		return OCSP_RESPONSE_STATUS_UNAUTHORIZED;
-	case STAPLE_OK:
-	case STAPLE_UPSTREAM_FAILED:
-	case STAPLE_UNAVAILABLE:
-	case STAPLE_LIMITED:
-		break;
-	}
-	return OCSP_RESPONSE_STATUS_TRYLATER;
-}
-
 static void
 cancel_staple(void *handle)
 {
@@ -122,7 +103,7 @@ reply_staple(struct http_api *api, struct http_req *req, enum staple_outcome out
 	else if (outcome == STAPLE_LIMITED)
 		send_limited(api, req);
 	else
-		send_status(req, outcome_status(outcome));
+		send_status(req, staple_outcome_ocsp(outcome));
 }
 
 static void

@@ -198,8 +198,14 @@ struct staple_stats {
 };
 void staple_service_stats(const struct staple_service *svc, struct staple_stats *out);
 
-/* The HTTP status for an outcome. */
+/* How each interface names and answers an outcome, from one table (any value is safe):
+ * its name ("ok", "bad_input", ...; the admin socket and logs), its HTTP status (/v1/staple),
+ * its OCSPResponseStatus (/ocsp; 0, successful, for STAPLE_OK) and its OCPP reasonCode (NULL
+ * for STAPLE_OK). */
+const char *staple_outcome_name(enum staple_outcome outcome);
 int staple_outcome_http(enum staple_outcome outcome);
+int staple_outcome_ocsp(enum staple_outcome outcome);
+const char *staple_outcome_ocpp(enum staple_outcome outcome);
 
 /* A stop: cancels the fetches in flight that no client waits for (only refreshes, of the
  * scheduler or an operator), or with waited_too every fetch; their waiters are answered with

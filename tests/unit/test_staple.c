@@ -734,10 +734,45 @@ test_upstream_max_age_postpones_refresh(void **state)
 	cache_row_clear(&row);
 }
 
+/* Every outcome has a name, an HTTP status, an OCSP status and (but OK) an OCPP reason, from
+ * one table: the admin socket once had no name for STAPLE_LIMITED. */
+static void
+test_outcome_table(void **state)
+{
+	static const struct {
+		enum staple_outcome o;
+		const char *name;
+		int http, ocsp;
+	} want[] = {
+		{ STAPLE_OK, "ok", 200, OCSP_RESPONSE_STATUS_SUCCESSFUL },
+		{ STAPLE_BAD_INPUT, "bad_input", 400, OCSP_RESPONSE_STATUS_MALFORMEDREQUEST },
+		{ STAPLE_UNTRUSTED, "untrusted", 403, OCSP_RESPONSE_STATUS_UNAUTHORIZED },
+		{ STAPLE_NO_URL, "no_url", 422, OCSP_RESPONSE_STATUS_UNAUTHORIZED },
+		{ STAPLE_UPSTREAM_FAILED, "upstream_failed", 502, OCSP_RESPONSE_STATUS_TRYLATER },
+		{ STAPLE_UNAVAILABLE, "unavailable", 503, OCSP_RESPONSE_STATUS_TRYLATER },
+		{ STAPLE_LIMITED, "limited", 429, OCSP_RESPONSE_STATUS_TRYLATER },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		assert_string_equal(staple_outcome_name(want[i].o), want[i].name);
+		assert_int_equal(staple_outcome_http(want[i].o), want[i].http);
+		assert_int_equal(staple_outcome_ocsp(want[i].o), want[i].ocsp);
+		if (want[i].o == STAPLE_OK)
+			assert_null(staple_outcome_ocpp(want[i].o));
+		else
+			assert_non_null(staple_outcome_ocpp(want[i].o));
+	}
+	/* A value outside the enum (a corrupt admin record) still has safe answers. */
+	assert_string_equal(staple_outcome_name((enum staple_outcome)99), "error");
+	assert_int_equal(staple_outcome_http((enum staple_outcome)99), 500);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_outcome_table),
 		cmocka_unit_test_setup_teardown(test_miss_waits_hit_is_a_value, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refusals_are_values, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fetch_that_cannot_start_is_a_value, setup,
