@@ -32,7 +32,7 @@ struct refresher {
 	struct staple_service *svc;
 	struct fetcher *fetch;
 	struct event *timer;
-	time_t lease_logged;       /* a failing lease write is logged once a minute */
+	struct log_limit lease_log;   /* a failing lease write: one line a minute */
 	time_t purged_at;          /* the last purge of expired rows (once a second at most) */
 	int busy;                  /* the last tick left due work for a busy upstream */
 	int catch_up;              /* the next tick comes after REFRESH_CATCHUP_MS */
@@ -294,12 +294,12 @@ tick(struct refresher *r)
 	lease = (long long)now + r->cfg->upstream_timeout * (CERTS_MAX_URLS + 1) + 30;
 	for (size_t i = 0; i < go; i++)
 		b->lease[i].next_refresh_at = lease;
-	if (cache_set_refresh(r->cache, b->lease, go) < 0 && now - r->lease_logged >= 60) {
+	if (cache_set_refresh(r->cache, b->lease, go) < 0 &&
+	    log_limit_allow(&r->lease_log, (long long)now, NULL)) {
 		/* Refreshes go on without the lease (it only guards against a crash): a revocation
 		 * must be seen even while another process holds the database. */
 		log_warn("refresh_lease_failed", "fault=%s due=%zu reason=\"%s\"",
 		    cache_fault_name(cache_fault(r->cache)), go, cache_errmsg(r->cache));
-		r->lease_logged = now;
 	}
 	(void)cache_set_refresh(r->cache, b->later, later_n);
 	for (size_t i = 0; i < go; i++) {
@@ -372,6 +372,7 @@ refresh_new(struct event_base *base, const struct stapler_config *cfg, struct ca
 	r->base = base;
 	r->cfg = cfg;
 	r->cache = cache;
+	r->lease_log = LOG_LIMIT_ONCE_PER(60);
 	r->store = store;
 	r->svc = svc;
 	r->fetch = fetch;
