@@ -197,6 +197,8 @@ reload(struct daemon *d, char *err, size_t errlen)
 {
 	struct stapler_config *ncfg;
 	struct certs_trust *ntrust;
+	char names[256];
+	int kept;
 
 	if ((ncfg = config_load(d->cfg->path, err, errlen)) == NULL) {
 		log_error("reload_failed", "error=\"%s\"", err);
@@ -207,9 +209,16 @@ reload(struct daemon *d, char *err, size_t errlen)
 		config_free(&ncfg);
 		return -1;
 	}
-	if (strcmp(ncfg->listen, d->cfg->listen) != 0 || strcmp(ncfg->database, d->cfg->database) != 0 ||
-	    strcmp(ncfg->admin_socket, d->cfg->admin_socket) != 0)
-		log_warn("reload_partial", "reason=\"listen, database and admin_socket change only at restart\"");
+	if ((kept = config_keep_restart_only(d->cfg, ncfg, names, sizeof(names))) < 0) {
+		snprintf(err, errlen, "out of memory");
+		log_error("reload_failed", "error=\"%s\"", err);
+		certs_trust_free(&ntrust);
+		config_free(&ncfg);
+		return -1;
+	}
+	if (kept > 0)
+		log_warn("reload_partial", "keys=\"%s\" reason=\"these change only at restart; the "
+		    "running values stay until then\"", names);
 	daemon_apply_log_level(ncfg);
 	staple_service_reload(d->svc, ncfg, ntrust);
 	fetch_set_config(d->fetch, ncfg);
