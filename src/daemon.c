@@ -380,7 +380,7 @@ daemon_run(struct stapler_config *cfg)
 	staple_service_set_persist(d.svc, d.persist);
 	if (staple_service_replay_journal(d.svc) < 0)
 		log_warn("journal_unreadable", "path=\"%s\"", journal);
-	if ((d.api = http_api_new(d.base, d.cfg, d.svc, d.store, d.fetch, err, sizeof(err))) == NULL) {
+	if ((d.api = http_api_new(d.base, d.cfg, d.svc, d.fetch, err, sizeof(err))) == NULL) {
 		log_error("startup_failed", "error=\"%s\"", err);
 		goto out;
 	}

@@ -20,7 +20,7 @@ struct http_api;
 
 /* Binds cfg->listen and serves svc. Returns NULL with err set when it cannot listen. */
 struct http_api *http_api_new(struct event_base *base, const struct stapler_config *cfg,
-    struct staple_service *svc, struct store *store, struct fetcher *fetch, char *err, size_t errlen);
+    struct staple_service *svc, struct fetcher *fetch, char *err, size_t errlen);
 void http_api_free(struct http_api **api);
 /* The port actually bound (listen may say port 0). */
 unsigned short http_api_port(const struct http_api *api);

@@ -343,6 +343,12 @@ staple_service_trust(const struct staple_service *svc)
 	return svc->trust;
 }
 
+const struct stapler_config *
+staple_service_config(const struct staple_service *svc)
+{
+	return svc->cfg;
+}
+
 struct store *
 staple_service_store(struct staple_service *svc)
 {
