@@ -9,7 +9,7 @@
 
 struct cache;
 
-/* One row of ocsp_response (PRODUCT.md §6). Strings and blobs are owned by the row
+/* One row of ocsp_response (docs/contract.md §6). Strings and blobs are owned by the row
  * (cache_row_clear() frees them); times are Unix seconds UTC. */
 struct cache_row {
 	/* The key: the whole CertID (types.h). The hashes are the issuer's SHA-1 ones, whatever

@@ -339,7 +339,7 @@ daemon_run(struct stapler_config *cfg)
 		log_error("startup_failed", "error=\"%s\"", err);
 		goto out;
 	}
-	/* A database that can be read but not written is served from (PRODUCT.md §8.11):
+	/* A database that can be read but not written is served from (docs/contract.md §8.11):
 	 * reported degraded, new staples kept in memory and written once it can be. */
 	if ((d.cache = cache_open(cfg->database, CACHE_OPEN_FALLBACK, err, sizeof(err))) == NULL) {
 		log_error("startup_failed", "error=\"%s\"", err);

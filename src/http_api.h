@@ -1,4 +1,4 @@
-/* The HTTP API (PRODUCT.md §5) on our HTTP/1.1 server (http_server.c): routes, RFC 5019
+/* The HTTP API (docs/contract.md §5) on our HTTP/1.1 server (http_server.c): routes, RFC 5019
  * caching headers, JSON errors. */
 #ifndef STAPLER_HTTP_API_H
 #define STAPLER_HTTP_API_H

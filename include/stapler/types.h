@@ -23,7 +23,7 @@ enum stapler_hash_alg {
  * issuer name hash, issuer key hash, serial); the issuer's part is kept as the SHA-1 hashes of
  * the issuer's subject name and public key whatever the algorithm (for one issuer they
  * determine the SHA-256 ones), so one identity names the issuer in every row and the key
- * needs no wider fields. Never the serial alone (PRODUCT.md §6), never the key hash alone:
+ * needs no wider fields. Never the serial alone (docs/contract.md §6), never the key hash alone:
  * two CAs may share a key under different names. serial holds the magnitude octets, as
  * `openssl x509 -serial` prints them. Zero-initialise before filling (it is hashed bytewise). */
 struct stapler_key {

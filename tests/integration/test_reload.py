@@ -1,4 +1,4 @@
-"""SIGHUP of the real staplerd (PRODUCT.md §3): a reload swaps configuration and trust anchors
+"""SIGHUP of the real staplerd (docs/contract.md §3): a reload swaps configuration and trust anchors
 without losing the cache, and a bad file changes nothing.
 
 Run inside tests/integration/netns-run (CTest does).

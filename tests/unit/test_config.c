@@ -205,7 +205,7 @@ test_log_levels(void **state)
 	}
 }
 
-/* Inline `;` comments, as PRODUCT.md writes them, and an empty allow list. */
+/* Inline `;` comments, as docs/contract.md writes them, and an empty allow list. */
 static void
 test_inline_comments(void **state)
 {
