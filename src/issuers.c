@@ -31,6 +31,7 @@ struct issuer {
 struct issuers {
 	struct table by_sha1;      /* owns the entries */
 	struct table by_sha256;
+	uint64_t seed;             /* of both */
 };
 
 static uint64_t
@@ -83,7 +84,7 @@ find(const struct issuers *r, const struct stapler_key *key)
 	unsigned char id[ID_SHA1_LEN];
 
 	key_id(key, id);
-	return table_get(&r->by_sha1, id, 0);
+	return table_get(&r->by_sha1, id, r->seed);
 }
 
 static void
@@ -109,6 +110,7 @@ issuers_new(void)
 	r->by_sha256.hash = id_sha256_hash;
 	r->by_sha256.match = id_sha256_match;
 	r->by_sha256.key_of = id_sha256_of;
+	r->seed = table_seed();
 	return r;
 }
 
@@ -192,7 +194,7 @@ entry_for(struct issuers *r, X509 *issuer)
 
 	if (certs_issuer_hashes(issuer, id, id + STAPLER_SHA1_LEN) < 0)
 		return NULL;
-	if ((e = table_get(&r->by_sha1, id, 0)) != NULL)
+	if ((e = table_get(&r->by_sha1, id, r->seed)) != NULL)
 		return e;
 	if (r->by_sha1.count >= ISSUERS_MAX || (e = calloc(1, sizeof(*e))) == NULL)
 		return NULL;
@@ -210,12 +212,12 @@ entry_for(struct issuers *r, X509 *issuer)
 	if (!X509_up_ref(issuer))
 		goto fail;
 	e->cert = issuer;
-	if (table_put(&r->by_sha1, e, 0, &replaced) < 0) {
+	if (table_put(&r->by_sha1, e, r->seed, &replaced) < 0) {
 		issuer_free(e);
 		return NULL;
 	}
-	if (table_put(&r->by_sha256, e, 0, &replaced) < 0) {
-		table_remove(&r->by_sha1, e->id_sha1, 0);
+	if (table_put(&r->by_sha256, e, r->seed, &replaced) < 0) {
+		table_remove(&r->by_sha1, e->id_sha1, r->seed);
 		issuer_free(e);
 		return NULL;
 	}
@@ -304,7 +306,7 @@ issuers_key(const struct issuers *r, enum stapler_hash_alg alg, const unsigned c
 		return -1;
 	memcpy(cid, name_hash, STAPLER_SHA256_LEN);
 	memcpy(cid + STAPLER_SHA256_LEN, key_hash, STAPLER_SHA256_LEN);
-	if ((e = table_get(&r->by_sha256, cid, 0)) == NULL)
+	if ((e = table_get(&r->by_sha256, cid, r->seed)) == NULL)
 		return -1;
 	memcpy(key->name_hash, e->id_sha1, STAPLER_SHA1_LEN);
 	memcpy(key->key_hash, e->id_sha1 + STAPLER_SHA1_LEN, STAPLER_SHA1_LEN);
@@ -339,7 +341,7 @@ issuers_resolve(struct issuers *r, const struct certs_trust *trust, time_t now,
 	n = (size_t)ASN1_STRING_length(nhash);
 	memcpy(cid, ASN1_STRING_get0_data(nhash), n);
 	memcpy(cid + n, ASN1_STRING_get0_data(khash), n);
-	e = table_get(alg == STAPLER_HASH_SHA1 ? &r->by_sha1 : &r->by_sha256, cid, 0);
+	e = table_get(alg == STAPLER_HASH_SHA1 ? &r->by_sha1 : &r->by_sha256, cid, r->seed);
 	if (e != NULL && entry_trusted(e, trust, now)) {
 		cert = e->cert;
 		*urls = &e->urls;

@@ -219,7 +219,7 @@ staple_service_new(const struct stapler_config *cfg, const struct certs_trust *t
 	svc->backoff.hash = table_key_hash;
 	svc->backoff.match = anchor_match;
 	svc->backoff.key_of = anchor_key_of;
-	svc->seed = (uint64_t)(uintptr_t)svc ^ (uint64_t)time(NULL);
+	svc->seed = table_seed();
 	if (RAND_bytes((unsigned char *)&svc->rng, sizeof(svc->rng)) != 1 || svc->rng == 0)
 		svc->rng = svc->seed | 1;
 	if ((svc->issuers = issuers_new()) == NULL || (svc->anon = anon_map_new()) == NULL ||

@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 
 #include "ocsp.h"
 #include "table.h"
@@ -63,8 +62,7 @@ store_new(void)
 
 	if (s == NULL)
 		return NULL;
-	if (RAND_bytes((unsigned char *)&s->seed, sizeof(s->seed)) != 1)
-		s->seed = (uint64_t)time(NULL);
+	s->seed = table_seed();
 	s->staples.hash = table_key_hash;
 	s->staples.match = staple_match;
 	s->staples.key_of = staple_key_of;

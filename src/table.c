@@ -2,9 +2,24 @@
  * deletion, so probe runs stay unbroken without tombstones. */
 #include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
+
+#include <openssl/rand.h>
 
 #include "table.h"
 #include "stapler/types.h"
+
+uint64_t
+table_seed(void)
+{
+	static int fallback;
+	uint64_t seed;
+
+	if (RAND_bytes((unsigned char *)&seed, sizeof(seed)) == 1)
+		return seed;
+	return (uint64_t)(uintptr_t)&fallback ^ (uint64_t)time(NULL) ^
+	    ((uint64_t)++fallback << 32);
+}
 
 uint64_t
 table_fnv(uint64_t h, const unsigned char *p, size_t n)

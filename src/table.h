@@ -17,6 +17,11 @@ struct table {
 	const void *(*key_of)(const void *entry);
 };
 
+/* A new seed for a table's hash: random (OpenSSL's RAND_bytes), so that whoever chooses the
+ * keys (a client submitting certificates, an address opening connections) cannot aim them at
+ * one probe run; the clock and an address when the generator fails. The one way every table
+ * here is seeded. */
+uint64_t table_seed(void);
 /* FNV-1a over n bytes, continuing from h. */
 uint64_t table_fnv(uint64_t h, const unsigned char *p, size_t n);
 /* Hash of a struct stapler_key (for tables keyed by one). */
