@@ -35,6 +35,7 @@ fast_hit(struct http_api *api, const unsigned char *der, size_t len, time_t now)
 	if (ocsp_request_read(der, len, &v) < 0 ||
 	    issuers_key(staple_service_issuers(svc), v.alg, v.name_hash, v.key_hash, &key) < 0)
 		return NULL;
+	key.hash_params = (unsigned char)v.params;
 	key.serial_len = (unsigned char)v.serial_len;
 	memcpy(key.serial, v.serial, v.serial_len);
 	if ((s = store_get(staple_service_store(svc), &key)) == NULL || !staple_servable(s, now))
@@ -151,8 +152,9 @@ http_ocsp_answer(struct http_api *api, struct http_req *req, OCSP_CERTID *id,
 	char serial[STAPLER_SERIAL_HEX_MAX], hash[STAPLER_SHA1_HEX];
 	X509 *issuer;
 
-	/* The key is the client's whole CertID: a SHA-256 request is answered from (or fetched
-	 * into) a SHA-256 entry, since the response must echo the CertID asked for. */
+	/* The key is the client's whole CertID as encoded: a SHA-256 request is answered from
+	 * (or fetched into) a SHA-256 entry, one with absent parameters from an entry fetched
+	 * with absent parameters, since the response must echo the CertID asked for. */
 	issuer = issuers_resolve(staple_service_issuers(svc), staple_service_trust(svc), now, id,
 	    &key, &urls, &miss);
 	if (issuer == NULL) {

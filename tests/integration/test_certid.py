@@ -182,7 +182,7 @@ class CertIdTest(IntegrationTestCase):
         d2.write_config()
         p = run([staplerd_binary(), "-t", "-c", d2.conf], check=False)
         self.assertNotEqual(p.returncode, 0)
-        self.assertIn("certid_hash: must be sha1 or sha256", p.stdout + p.stderr)
+        self.assertIn("certid_hash: must be sha1, sha256, sha384 or sha512", p.stdout + p.stderr)
 
     def same_key_root(self, twin, name):
         """A root with twin's key under another name (a CA re-issued under a new name)."""
