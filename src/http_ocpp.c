@@ -180,8 +180,8 @@ reply_ocpp(struct http_api *api, struct http_req *req, enum staple_outcome outco
 	case STAPLE_OK:
 		break;
 	case STAPLE_UNTRUSTED:
-		send_failed(api, req, 200, why != NULL && strcmp(why, "hash_algorithm") == 0 ?
-		    "UnsupportedHash" : "UnknownIssuer", why);
+		/* Every hashAlgorithm OCPP names is one staplerd serves: untrusted is the issuer. */
+		send_failed(api, req, 200, "UnknownIssuer", why);
 		return;
 	case STAPLE_NO_URL:
 		send_failed(api, req, 200, "NoResponder", why);

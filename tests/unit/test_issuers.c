@@ -13,7 +13,6 @@
 #include <openssl/evp.h>
 
 #include "certs.h"
-#include "der.h"
 #include "issuers.h"
 #include "ocsp.h"
 #include "testpki.h"
@@ -188,58 +187,20 @@ test_name_hash_and_algorithm(void **state)
 	assert_null(issuers_resolve(f->r, f->trust, time(NULL), NULL, &key, &got, &miss));
 }
 
-/* DER length bytes of n into out; returns their count. */
-static size_t
-der_len_put(unsigned char *out, size_t n)
-{
-	if (n < 0x80) {
-		out[0] = (unsigned char)n;
-		return 1;
-	}
-	assert_true(n <= 0xff);
-	out[0] = 0x81;
-	out[1] = (unsigned char)n;
-	return 2;
-}
-
-/* The CertID of subject under issuer hashed with md, its AlgorithmIdentifier's parameters NULL
- * (as OpenSSL builds it) or absent (as Bouncy Castle does for SHA-2): its DER into out (cap
- * bytes), and the length. */
+/* The DER of testpki_certid()'s CertID into out (cap bytes); returns its length. */
 static size_t
 certid_der(X509 *subject, X509 *issuer, const EVP_MD *md, enum stapler_hash_params params,
     unsigned char *out, size_t cap)
 {
-	OCSP_CERTID *id = OCSP_cert_to_id(md, subject, issuer);
-	unsigned char *der = NULL, body[300];
-	const unsigned char *p, *end, *alg, *oid_end;
-	unsigned char tag;
-	size_t n, alg_len, at = 0, blen = 0;
-	int len;
+	OCSP_CERTID *id = testpki_certid(subject, issuer, md, params == STAPLER_PARAMS_ABSENT);
+	unsigned char *der = NULL;
+	int n = i2d_OCSP_CERTID(id, &der);
 
-	assert_non_null(id);
-	len = i2d_OCSP_CERTID(id, &der);
-	assert_true(len > 0);
-	OCSP_CERTID_free(id);
-	p = der;
-	end = der + len;
-	assert_int_equal(der_enter(&p, &end, 0x30), 0);
-	assert_int_equal(der_tlv(&p, end, &tag, &alg, &alg_len), 0);
-	/* OpenSSL wrote OID then 05 00 */
-	oid_end = alg + alg_len - 2;
-	assert_memory_equal(oid_end, "\x05\x00", 2);
-	n = params == STAPLER_PARAMS_NULL ? alg_len : alg_len - 2;
-	body[blen++] = 0x30;
-	blen += der_len_put(body + blen, n);
-	memcpy(body + blen, alg, n);
-	blen += n;
-	memcpy(body + blen, p, (size_t)(end - p));
-	blen += (size_t)(end - p);
-	assert_true(blen + 3 <= cap);
-	out[at++] = 0x30;
-	at += der_len_put(out + at, blen);
-	memcpy(out + at, body, blen);
+	assert_true(n > 0 && (size_t)n <= cap);
+	memcpy(out, der, (size_t)n);
 	OPENSSL_free(der);
-	return at + blen;
+	OCSP_CERTID_free(id);
+	return (size_t)n;
 }
 
 /* The key is the CertID as encoded: each of SHA-1, SHA-256, SHA-384 and SHA-512, with NULL or
