@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <time.h>
 
-/* Exit codes (PRODUCT.md §7). */
+/* Exit codes (docs/contract.md §7). */
 #define CTL_OK 0
 #define CTL_BAD 1      /* the thing asked about is bad: revoked, not found, failed */
 #define CTL_USAGE 2    /* usage or environment error */

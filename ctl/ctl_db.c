@@ -434,7 +434,7 @@ ctl_cmd_show(struct ctl *ctl, int argc, char **argv)
 		show_json(&e, &row, text);
 	else
 		show_text(ctl, &e, &row, text);
-	/* A revoked certificate is the bad news show was asked about (PRODUCT.md §7). */
+	/* A revoked certificate is the bad news show was asked about (docs/contract.md §7). */
 	rc = row.status == STAPLER_REVOKED ? CTL_BAD : CTL_OK;
 	free(text);
 	entry_clear(&e);

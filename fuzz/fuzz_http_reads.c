@@ -8,7 +8,7 @@
  * with the event loop run after each piece so that each is a read of its own. The handler
  * echoes what it was handed (path, If-None-Match, body), answering paths that start with
  * "/later" from a later loop turn. The two transcripts must be equal: a request is read the
- * same however the network splits it (PRODUCT.md §8.10). */
+ * same however the network splits it (docs/contract.md §8.10). */
 #define _GNU_SOURCE /* memmem */
 #include <errno.h>
 #include <fcntl.h>

@@ -85,15 +85,6 @@ struct admin {
 	TAILQ_HEAD(, admin_conn) conns;
 };
 
-static const char *const outcome_names[] = {
-	[STAPLE_OK] = "ok",
-	[STAPLE_BAD_INPUT] = "bad_input",
-	[STAPLE_UNTRUSTED] = "untrusted",
-	[STAPLE_NO_URL] = "no_url",
-	[STAPLE_UPSTREAM_FAILED] = "upstream_failed",
-	[STAPLE_UNAVAILABLE] = "unavailable",
-};
-
 static void conn_process(struct admin_conn *c);
 
 static void
@@ -181,7 +172,7 @@ req_reply(struct admin_req *r)
 	} else {
 		char http[8];
 
-		fmt_kv_add(f, &len, sizeof(f), "outcome", outcome_names[r->outcome]);
+		fmt_kv_add(f, &len, sizeof(f), "outcome", staple_outcome_name(r->outcome));
 		snprintf(http, sizeof(http), "%d", staple_outcome_http(r->outcome));
 		fmt_kv_add(f, &len, sizeof(f), "http", http);
 		if (r->serial[0] != '\0') {
@@ -231,8 +222,8 @@ op_finish(struct admin_op *op, enum staple_outcome outcome, const struct staple 
 	} else if (r->failed++ == 0) {
 		/* A request of several operations reports its first failure. */
 		r->outcome = outcome;
-		util_strlcpy(r->error, error != NULL && error[0] != '\0' ? error : outcome_names[outcome],
-		    sizeof(r->error));
+		util_strlcpy(r->error, error != NULL && error[0] != '\0' ? error :
+		    staple_outcome_name(outcome), sizeof(r->error));
 	}
 	free(op);
 	req_left(r);
@@ -502,7 +493,7 @@ do_evict(struct admin_conn *c, const char *id, const char *line)
 /* `pace`: whether the refresh keeps up, and each upstream's limit in force (the daemon's
  * view; staplerctl stats adds it to what the database says). */
 static void
-do_pace(struct admin_conn *c, const char *id)
+do_pace(struct admin_conn *c, const char *id, const char *line)
 {
 	struct fetch_host_limit hl[ADMIN_PACE_HOSTS];
 	struct refresh_pace pace = { 0 };
@@ -510,6 +501,7 @@ do_pace(struct admin_conn *c, const char *id)
 	size_t len = 0, off = 0, nh = 0;
 	time_t now = time(NULL);
 
+	(void)line;
 	f[0] = hosts[0] = '\0';
 	if (c->a->refresh != NULL)
 		refresh_pace(c->a->refresh, now, &pace);
@@ -540,6 +532,30 @@ do_pace(struct admin_conn *c, const char *id)
 }
 
 static void
+do_ping(struct admin_conn *c, const char *id, const char *line)
+{
+	char f[64];
+	size_t len = 0;
+
+	(void)line;
+	f[0] = '\0';
+	fmt_kv_add(f, &len, sizeof(f), "version", STAPLER_VERSION);
+	send_line(c, "ok", id, f);
+}
+
+/* The commands of the protocol (docs/admin-protocol.md), as staplerctl's are a table. */
+static const struct admin_command {
+	const char *verb;
+	void (*run)(struct admin_conn *c, const char *id, const char *line);
+} commands[] = {
+	{ "ping", do_ping },
+	{ "submit", do_submit },
+	{ "refresh", do_refresh },
+	{ "evict", do_evict },
+	{ "pace", do_pace },
+};
+
+static void
 handle_line(struct admin_conn *c, const char *line)
 {
 	char verb[16], id[ADMIN_ID_MAX + 1] = "";
@@ -555,24 +571,13 @@ handle_line(struct admin_conn *c, const char *line)
 	}
 	memcpy(verb, line, vlen);
 	verb[vlen] = '\0';
-	if (strcmp(verb, "ping") == 0) {
-		char f[64];
-		size_t len = 0;
-
-		f[0] = '\0';
-		fmt_kv_add(f, &len, sizeof(f), "version", STAPLER_VERSION);
-		send_line(c, "ok", id, f);
-	} else if (strcmp(verb, "submit") == 0) {
-		do_submit(c, id, line);
-	} else if (strcmp(verb, "refresh") == 0) {
-		do_refresh(c, id, line);
-	} else if (strcmp(verb, "evict") == 0) {
-		do_evict(c, id, line);
-	} else if (strcmp(verb, "pace") == 0) {
-		do_pace(c, id);
-	} else {
-		send_error(c, id, "bad_request", "unknown command");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (strcmp(verb, commands[i].verb) == 0) {
+			commands[i].run(c, id, line);
+			return;
+		}
 	}
+	send_error(c, id, "bad_request", "unknown command");
 }
 
 /* Handles every complete line while the connection may take more requests. */

@@ -113,10 +113,14 @@ static const char *const stmt_sql[ST_MAX] = {
 	    "WHERE name_hash = ?1 AND key_hash = ?2",
 	[ST_ALL_ROWS] = "SELECT " ROW_COLUMNS " FROM ocsp_response ORDER BY id",
 	[ST_COUNT] = "SELECT cert_status, count(*) FROM ocsp_response GROUP BY cert_status",
-	/* Rides the next_refresh_at index; a certificate past its notAfter is never refetched. */
+	/* The ?2 longest due ride the next_refresh_at index (a bounded read, however large the
+	 * backlog); among them the most urgent come first: the closest to nextUpdate, then the
+	 * longest since fetched. A certificate past its notAfter is never refetched. */
 	[ST_DUE] =
-	    "SELECT " KEY_COLUMNS ", next_refresh_at FROM ocsp_response WHERE next_refresh_at <= ?1 "
-	    "AND cert_not_after > ?1 ORDER BY next_refresh_at LIMIT ?2",
+	    "SELECT " KEY_COLUMNS ", next_refresh_at FROM (SELECT " KEY_COLUMNS ", next_refresh_at, "
+	    "next_update, fetched_at FROM ocsp_response WHERE next_refresh_at <= ?1 "
+	    "AND cert_not_after > ?1 ORDER BY next_refresh_at LIMIT ?2) "
+	    "ORDER BY next_update, fetched_at, next_refresh_at",
 	[ST_SET_REFRESH] =
 	    "UPDATE ocsp_response SET next_refresh_at = ?6 WHERE " KEY_MATCH,
 	[ST_SET_FAILURE] =

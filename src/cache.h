@@ -9,7 +9,7 @@
 
 struct cache;
 
-/* One row of ocsp_response (PRODUCT.md §6). Strings and blobs are owned by the row
+/* One row of ocsp_response (docs/contract.md §6). Strings and blobs are owned by the row
  * (cache_row_clear() frees them); times are Unix seconds UTC. */
 struct cache_row {
 	/* The key: the whole CertID as encoded (types.h). The hashes are the issuer's SHA-1
@@ -101,7 +101,8 @@ struct cache_refresh {
 };
 
 /* The keys of at most limit rows due at now (next_refresh_at <= now, certificate not
- * expired), earliest first, into keys[] with their next_refresh_at. Returns the count, or -1. */
+ * expired), into keys[] with their next_refresh_at: the limit longest due, most urgent first
+ * (earliest nextUpdate, then earliest fetched). Returns the count, or -1. */
 int cache_due(struct cache *cache, long long now, int limit, struct cache_refresh *keys);
 /* Sets next_refresh_at of n rows in one transaction. Returns 0 or -1. */
 int cache_set_refresh(struct cache *cache, const struct cache_refresh *items, size_t n);

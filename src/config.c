@@ -10,6 +10,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,53 +31,66 @@ struct key_def {
 	size_t offset;
 	const char *def;   /* default, parsed like a file value */
 	long min, max;     /* bounds for K_LONG, K_SIZE and K_DURATION (0/0: none) */
+	int restart;       /* RELOAD: SIGHUP applies it; RESTART: SIGHUP keeps the running
+	                    * value (the man page says "Takes effect at restart only") */
 };
+
+#define RELOAD 0
+#define RESTART 1
 
 #define OFF(f) offsetof(struct stapler_config, f)
 
 static const struct key_def keys[] = {
-	{ "server", "listen", K_STRING, OFF(listen), "127.0.0.1:8080", 0, 0 },
-	{ "server", "admin_socket", K_STRING, OFF(admin_socket), "/run/staplerd/admin.sock", 0, 0 },
-	{ "server", "max_request", K_SIZE, OFF(max_request), "64k", 1024, 16L * 1024 * 1024 },
-	{ "server", "drain_timeout", K_DURATION, OFF(drain_timeout), "10s", 0, 300 },
-	{ "health", "danger_window", K_DURATION, OFF(health_danger_window), "1d", 60, 0 },
-	{ "health", "upstream_failing", K_DURATION, OFF(health_upstream_failing), "10m", 1, 0 },
-	{ "health", "degraded_code", K_LONG, OFF(health_degraded_code), "200", 200, 599 },
-	{ "health", "refresh_behind", K_DURATION, OFF(health_refresh_behind), "1h", 0, 0 },
-	{ "server", "max_header", K_SIZE, OFF(max_header), "16k", 1024, 1024L * 1024 },
-	{ "server", "max_connections", K_LONG, OFF(max_connections), "0", 0, 1000000 },
+	{ "server", "listen", K_STRING, OFF(listen), "127.0.0.1:8080", 0, 0, RESTART },
+	{ "server", "admin_socket", K_STRING, OFF(admin_socket), "/run/staplerd/admin.sock",
+	    0, 0, RESTART },
+	{ "server", "max_request", K_SIZE, OFF(max_request), "64k",
+	    1024, 16L * 1024 * 1024, RELOAD },
+	{ "server", "drain_timeout", K_DURATION, OFF(drain_timeout), "10s", 0, 300, RELOAD },
+	{ "health", "danger_window", K_DURATION, OFF(health_danger_window), "1d", 60, 0, RELOAD },
+	{ "health", "upstream_failing", K_DURATION, OFF(health_upstream_failing), "10m",
+	    1, 0, RELOAD },
+	{ "health", "degraded_code", K_LONG, OFF(health_degraded_code), "200", 200, 599, RELOAD },
+	{ "health", "refresh_behind", K_DURATION, OFF(health_refresh_behind), "1h", 0, 0, RELOAD },
+	{ "server", "max_header", K_SIZE, OFF(max_header), "16k", 1024, 1024L * 1024, RELOAD },
+	{ "server", "max_connections", K_LONG, OFF(max_connections), "0", 0, 1000000, RELOAD },
 	{ "server", "max_connections_per_client", K_LONG, OFF(max_connections_per_client), "0", 0,
-	    1000000 },
-	{ "server", "header_timeout", K_DURATION, OFF(header_timeout), "10s", 1, 3600 },
-	{ "server", "request_timeout", K_DURATION, OFF(request_timeout), "30s", 1, 3600 },
-	{ "server", "idle_timeout", K_DURATION, OFF(idle_timeout), "30s", 1, 3600 },
-	{ "cache", "database", K_STRING, OFF(database), "/var/lib/staplerd/cache.db", 0, 0 },
-	{ "cache", "certid_hash", K_HASH_ALG, OFF(certid_hash), "sha1", 0, 0 },
-	{ "cache", "max_entries", K_LONG, OFF(max_entries), "2000000", 1, 1000000000 },
-	{ "cache", "max_bytes", K_SIZE, OFF(max_bytes), "4096m", 1024, 1L << 50 },
-	{ "cache", "unused_ttl", K_DURATION, OFF(unused_ttl), "30d", 1, 0 },
-	{ "cache", "anonymous_entries", K_LONG, OFF(anonymous_entries), "100000", 0, 10000000 },
-	{ "cache", "anonymous_bytes", K_SIZE, OFF(anonymous_bytes), "64m", 0, 1L << 40 },
-	{ "cache", "anonymous_ttl", K_DURATION, OFF(anonymous_ttl), "1h", 1, 0 },
-	{ "trust", "ca_file", K_STRING, OFF(ca_file), "/etc/staplerd/ca-bundle.pem", 0, 0 },
-	{ "upstream", "timeout", K_DURATION, OFF(upstream_timeout), "10s", 1, 600 },
+	    1000000, RELOAD },
+	{ "server", "header_timeout", K_DURATION, OFF(header_timeout), "10s", 1, 3600, RELOAD },
+	{ "server", "request_timeout", K_DURATION, OFF(request_timeout), "30s", 1, 3600, RELOAD },
+	{ "server", "idle_timeout", K_DURATION, OFF(idle_timeout), "30s", 1, 3600, RELOAD },
+	{ "cache", "database", K_STRING, OFF(database), "/var/lib/staplerd/cache.db",
+	    0, 0, RESTART },
+	{ "cache", "certid_hash", K_HASH_ALG, OFF(certid_hash), "sha1", 0, 0, RELOAD },
+	{ "cache", "max_entries", K_LONG, OFF(max_entries), "2000000", 1, 1000000000, RELOAD },
+	{ "cache", "max_bytes", K_SIZE, OFF(max_bytes), "4096m", 1024, 1L << 50, RELOAD },
+	{ "cache", "unused_ttl", K_DURATION, OFF(unused_ttl), "30d", 1, 0, RELOAD },
+	{ "cache", "anonymous_entries", K_LONG, OFF(anonymous_entries), "100000",
+	    0, 10000000, RELOAD },
+	{ "cache", "anonymous_bytes", K_SIZE, OFF(anonymous_bytes), "64m", 0, 1L << 40, RELOAD },
+	{ "cache", "anonymous_ttl", K_DURATION, OFF(anonymous_ttl), "1h", 1, 0, RELOAD },
+	{ "trust", "ca_file", K_STRING, OFF(ca_file), "/etc/staplerd/ca-bundle.pem", 0, 0, RELOAD },
+	{ "upstream", "timeout", K_DURATION, OFF(upstream_timeout), "10s", 1, 600, RELOAD },
 	{ "upstream", "accept_no_next_update", K_DURATION, OFF(accept_no_next_update), "0", 0,
-	    30 * 86400 },
-	{ "upstream", "max_parallel", K_LONG, OFF(max_parallel), "64", 1, 4096 },
-	{ "upstream", "max_per_host", K_LONG, OFF(max_per_host), "64", 1, 4096 },
-	{ "upstream", "allow", K_HOSTS, 0, "", 0, 0 },
-	{ "refresh", "window", K_DURATION, OFF(refresh_window), "7d", 0, 0 },
-	{ "refresh", "min_interval", K_DURATION, OFF(refresh_min_interval), "1h", 0, 0 },
-	{ "refresh", "max_interval", K_DURATION, OFF(refresh_max_interval), "1d", 1, 0 },
-	{ "refresh", "upstream_max_age", K_DURATION, OFF(refresh_upstream_max_age), "1d", 0, 0 },
-	{ "refresh", "check_interval", K_DURATION, OFF(refresh_check_interval), "1m", 1, 0 },
-	{ "refresh", "max_cpu", K_LONG, OFF(refresh_max_cpu), "15", 1, 100 },
-	{ "limits", "fetches_per_client", K_LONG, OFF(fetches_per_client), "10", 0, 1000000 },
-	{ "limits", "trusted_clients", K_ADDRS, 0, "", 0, 0 },
-	{ "limits", "fetch_burst", K_LONG, OFF(fetch_burst), "100", 1, 1000000 },
-	{ "limits", "clients", K_LONG, OFF(limit_clients), "65536", 16, 10000000 },
-	{ "ocpp", "min_validity", K_DURATION, OFF(ocpp_min_validity), "1h", 0, 0 },
-	{ "log", "level", K_LEVEL, OFF(log_level), "info", 0, 0 },
+	    30 * 86400, RELOAD },
+	{ "upstream", "max_parallel", K_LONG, OFF(max_parallel), "64", 1, 4096, RELOAD },
+	{ "upstream", "max_per_host", K_LONG, OFF(max_per_host), "64", 1, 4096, RELOAD },
+	{ "upstream", "allow", K_HOSTS, 0, "", 0, 0, RELOAD },
+	{ "refresh", "window", K_DURATION, OFF(refresh_window), "7d", 0, 0, RELOAD },
+	{ "refresh", "min_interval", K_DURATION, OFF(refresh_min_interval), "1h", 0, 0, RELOAD },
+	{ "refresh", "max_interval", K_DURATION, OFF(refresh_max_interval), "1d", 1, 0, RELOAD },
+	{ "refresh", "upstream_max_age", K_DURATION, OFF(refresh_upstream_max_age), "1d",
+	    0, 0, RELOAD },
+	{ "refresh", "check_interval", K_DURATION, OFF(refresh_check_interval), "1m",
+	    1, 0, RELOAD },
+	{ "refresh", "max_cpu", K_LONG, OFF(refresh_max_cpu), "15", 1, 100, RELOAD },
+	{ "limits", "fetches_per_client", K_LONG, OFF(fetches_per_client), "10",
+	    0, 1000000, RELOAD },
+	{ "limits", "trusted_clients", K_ADDRS, 0, "", 0, 0, RELOAD },
+	{ "limits", "fetch_burst", K_LONG, OFF(fetch_burst), "100", 1, 1000000, RELOAD },
+	{ "limits", "clients", K_LONG, OFF(limit_clients), "65536", 16, 10000000, RELOAD },
+	{ "ocpp", "min_validity", K_DURATION, OFF(ocpp_min_validity), "1h", 0, 0, RELOAD },
+	{ "log", "level", K_LEVEL, OFF(log_level), "info", 0, 0, RELOAD },
 };
 
 struct parse_ctx {
@@ -549,6 +563,64 @@ config_load(const char *path, char *err, size_t errlen)
 fail:
 	config_free(&cfg);
 	return NULL;
+}
+
+int
+config_keep_restart_only(const struct stapler_config *old, struct stapler_config *ncfg,
+    char *names, size_t cap)
+{
+	size_t len = 0;
+	int n = 0;
+
+	if (cap > 0)
+		names[0] = '\0';
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		const struct key_def *k = &keys[i];
+		char **was, **now, *copy;
+
+		/* Only strings are restart-only today; a key of another type set RESTART would
+		 * need its own comparison here. */
+		if (!k->restart || k->type != K_STRING)
+			continue;
+		was = (char **)(void *)((char *)(uintptr_t)old + k->offset);
+		now = (char **)(void *)((char *)ncfg + k->offset);
+		if (strcmp(*was, *now) == 0)
+			continue;
+		if ((copy = strdup(*was)) == NULL)
+			return -1;
+		free(*now);
+		*now = copy;
+		if (len < cap)
+			len += (size_t)snprintf(names + len, cap - len, "%s%s.%s", n ? " " : "",
+			    k->section, k->name);
+		n++;
+	}
+	return n;
+}
+
+int
+config_key_restart_only(const char *section, const char *name)
+{
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (strcmp(keys[i].section, section) == 0 && strcmp(keys[i].name, name) == 0)
+			return keys[i].restart;
+	return -1;
+}
+
+size_t
+config_key_count(void)
+{
+	return sizeof(keys) / sizeof(keys[0]);
+}
+
+int
+config_key_at(size_t i, const char **section, const char **name)
+{
+	if (i >= sizeof(keys) / sizeof(keys[0]))
+		return -1;
+	*section = keys[i].section;
+	*name = keys[i].name;
+	return keys[i].restart;
 }
 
 void

@@ -91,6 +91,18 @@ struct stapler_config *config_default(void);
  * "path:line: key: message" (or "path: message" when the file cannot be read). */
 struct stapler_config *config_load(const char *path, char *err, size_t errlen);
 void config_free(struct stapler_config **cfg);
+/* A reload: every restart-only key (listen, admin_socket, database) that ncfg changes gets
+ * old's value back, so the running configuration never holds a value it does not use; names
+ * receives them as "section.key ..." (truncated to cap). Returns how many, or -1 (memory). */
+int config_keep_restart_only(const struct stapler_config *old, struct stapler_config *ncfg,
+    char *names, size_t cap);
+/* The key table, for the documentation test: 1 when section.name takes effect at restart
+ * only, 0 when SIGHUP applies it, -1 when there is no such key. */
+int config_key_restart_only(const char *section, const char *name);
+/* The number of keys, and the i-th key's section and name; returns its restart flag, or -1
+ * past the end. */
+size_t config_key_count(void);
+int config_key_at(size_t i, const char **section, const char **name);
 
 /* Returns 1 when host may be contacted under the [upstream] allow list, else 0. */
 int config_host_allowed(const struct stapler_config *cfg, const char *host);

@@ -197,6 +197,8 @@ reload(struct daemon *d, char *err, size_t errlen)
 {
 	struct stapler_config *ncfg;
 	struct certs_trust *ntrust;
+	char names[256];
+	int kept;
 
 	if ((ncfg = config_load(d->cfg->path, err, errlen)) == NULL) {
 		log_error("reload_failed", "error=\"%s\"", err);
@@ -207,9 +209,16 @@ reload(struct daemon *d, char *err, size_t errlen)
 		config_free(&ncfg);
 		return -1;
 	}
-	if (strcmp(ncfg->listen, d->cfg->listen) != 0 || strcmp(ncfg->database, d->cfg->database) != 0 ||
-	    strcmp(ncfg->admin_socket, d->cfg->admin_socket) != 0)
-		log_warn("reload_partial", "reason=\"listen, database and admin_socket change only at restart\"");
+	if ((kept = config_keep_restart_only(d->cfg, ncfg, names, sizeof(names))) < 0) {
+		snprintf(err, errlen, "out of memory");
+		log_error("reload_failed", "error=\"%s\"", err);
+		certs_trust_free(&ntrust);
+		config_free(&ncfg);
+		return -1;
+	}
+	if (kept > 0)
+		log_warn("reload_partial", "keys=\"%s\" reason=\"these change only at restart; the "
+		    "running values stay until then\"", names);
 	daemon_apply_log_level(ncfg);
 	staple_service_reload(d->svc, ncfg, ntrust);
 	fetch_set_config(d->fetch, ncfg);
@@ -330,7 +339,7 @@ daemon_run(struct stapler_config *cfg)
 		log_error("startup_failed", "error=\"%s\"", err);
 		goto out;
 	}
-	/* A database that can be read but not written is served from (PRODUCT.md §8.11):
+	/* A database that can be read but not written is served from (docs/contract.md §8.11):
 	 * reported degraded, new staples kept in memory and written once it can be. */
 	if ((d.cache = cache_open(cfg->database, CACHE_OPEN_FALLBACK, err, sizeof(err))) == NULL) {
 		log_error("startup_failed", "error=\"%s\"", err);
@@ -371,7 +380,7 @@ daemon_run(struct stapler_config *cfg)
 	staple_service_set_persist(d.svc, d.persist);
 	if (staple_service_replay_journal(d.svc) < 0)
 		log_warn("journal_unreadable", "path=\"%s\"", journal);
-	if ((d.api = http_api_new(d.base, d.cfg, d.svc, d.store, d.fetch, err, sizeof(err))) == NULL) {
+	if ((d.api = http_api_new(d.base, d.cfg, d.svc, d.fetch, err, sizeof(err))) == NULL) {
 		log_error("startup_failed", "error=\"%s\"", err);
 		goto out;
 	}

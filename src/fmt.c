@@ -86,25 +86,63 @@ fmt_key_hash(const char *in, char out[STAPLER_SHA1_HEX])
 	return 0;
 }
 
+/* The one JSON string escape: c as it stands inside a JSON string, into out (at most 6
+ * bytes); returns the length. */
+static size_t
+json_char(unsigned char c, char out[6])
+{
+	static const char hex[] = "0123456789abcdef";
+
+	switch (c) {
+	case '"':
+	case '\\':
+		out[0] = '\\';
+		out[1] = (char)c;
+		return 2;
+	case '\n':
+		memcpy(out, "\\n", 2);
+		return 2;
+	case '\t':
+		memcpy(out, "\\t", 2);
+		return 2;
+	}
+	if (c < 0x20 || c == 0x7f) {
+		memcpy(out, "\\u00", 4);
+		out[4] = hex[c >> 4];
+		out[5] = hex[c & 15];
+		return 6;
+	}
+	out[0] = (char)c;
+	return 1;
+}
+
 void
 fmt_json_str(FILE *fp, const char *s)
 {
-	fputc('"', fp);
-	for (; s != NULL && *s != '\0'; s++) {
-		unsigned char c = (unsigned char)*s;
+	char e[6];
 
-		if (c == '"' || c == '\\')
-			fprintf(fp, "\\%c", c);
-		else if (c == '\n')
-			fputs("\\n", fp);
-		else if (c == '\t')
-			fputs("\\t", fp);
-		else if (c < 0x20 || c == 0x7f)
-			fprintf(fp, "\\u%04x", c);
-		else
-			fputc(c, fp);
-	}
 	fputc('"', fp);
+	for (; s != NULL && *s != '\0'; s++)
+		fwrite(e, 1, json_char((unsigned char)*s, e), fp);
+	fputc('"', fp);
+}
+
+size_t
+fmt_json_escape(char *out, size_t n, size_t cap, const char *s)
+{
+	char e[6];
+
+	for (; s != NULL && *s != '\0'; s++) {
+		size_t k = json_char((unsigned char)*s, e);
+
+		if (n + k >= cap)
+			break;
+		memcpy(out + n, e, k);
+		n += k;
+	}
+	if (n < cap)
+		out[n] = '\0';
+	return n;
 }
 
 static int

@@ -19,8 +19,12 @@ int fmt_serial(const char *in, char out[STAPLER_SERIAL_HEX_MAX]);
 /* Canonical issuer key hash: 40 uppercase hex digits (any case, ':' allowed). 0 or -1. */
 int fmt_key_hash(const char *in, char out[STAPLER_SHA1_HEX]);
 
-/* Writes s as a JSON string (quotes included). */
+/* Writes s as a JSON string (quotes included). The one JSON string writer: every JSON staplerd
+ * and staplerctl write goes through it or fmt_json_escape(), which share one escape. */
 void fmt_json_str(FILE *fp, const char *s);
+/* Appends s JSON-escaped (no quotes) to out, which holds n bytes of cap, as far as whole
+ * characters fit, and keeps it terminated (cap > n). Returns the new length. */
+size_t fmt_json_escape(char *out, size_t n, size_t cap, const char *s);
 
 /* Appends ` key=value` to buf (length *len, capacity cap): the value bare when it is a
  * non-empty run of printable characters without spaces, '"' or '\\', else double-quoted with

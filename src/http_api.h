@@ -1,4 +1,4 @@
-/* The HTTP API (PRODUCT.md §5) on our HTTP/1.1 server (http_server.c): routes, RFC 5019
+/* The HTTP API (docs/contract.md §5) on our HTTP/1.1 server (http_server.c): routes, RFC 5019
  * caching headers, JSON errors. */
 #ifndef STAPLER_HTTP_API_H
 #define STAPLER_HTTP_API_H
@@ -20,7 +20,7 @@ struct http_api;
 
 /* Binds cfg->listen and serves svc. Returns NULL with err set when it cannot listen. */
 struct http_api *http_api_new(struct event_base *base, const struct stapler_config *cfg,
-    struct staple_service *svc, struct store *store, struct fetcher *fetch, char *err, size_t errlen);
+    struct staple_service *svc, struct fetcher *fetch, char *err, size_t errlen);
 void http_api_free(struct http_api **api);
 /* The port actually bound (listen may say port 0). */
 unsigned short http_api_port(const struct http_api *api);

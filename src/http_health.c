@@ -8,8 +8,8 @@
 #include "config.h"
 #include "fetch.h"
 #include "fmt.h"
-#include "http_api.h"
-#include "http_routes.h"
+#include "http_health.h"
+#include "http_kit.h"
 #include "http_server.h"
 #include "metrics.h"
 #include "persist.h"
@@ -45,8 +45,8 @@ static const char *const route_names[HTTP_ROUTES_MAX] = {
 	[HTTP_ROUTE_OCPP] = "/v1/ocpp/certificate-status",
 };
 
-struct http_health *
-http_health_new(void)
+static void *
+health_new(void)
 {
 	struct http_health *h = calloc(1, sizeof(*h));
 
@@ -55,14 +55,13 @@ http_health_new(void)
 	return h;
 }
 
-void
-http_health_free(struct http_health **h)
+static void
+health_free(void *h)
 {
-	if (h == NULL || *h == NULL)
-		return;
-	free(*h);
-	*h = NULL;
+	free(h);
 }
+
+const struct http_route_state http_health_state = { health_new, health_free };
 
 struct scan_ctx {
 	struct health_scan *sc;
@@ -95,15 +94,15 @@ scan_one(const struct staple *s, void *arg)
 }
 
 static const struct health_scan *
-scan(struct http_health *h, struct http_api *api, time_t now)
+scan(struct http_health *h, struct http_kit *kit, time_t now)
 {
-	struct scan_ctx x = { &h->scan, now, http_api_config(api)->health_danger_window };
+	struct scan_ctx x = { &h->scan, now, http_kit_config(kit)->health_danger_window };
 
 	if (h->scan.at != 0 && now - h->scan.at < HEALTH_SCAN_EVERY && now >= h->scan.at)
 		return &h->scan;
 	memset(&h->scan, 0, sizeof(h->scan));
 	metrics_hist_init(&h->scan.age, age_le, sizeof(age_le) / sizeof(age_le[0]));
-	store_foreach(staple_service_store(http_api_service(api)), scan_one, &x);
+	store_foreach(staple_service_store(http_kit_service(kit)), scan_one, &x);
 	h->scan.at = now;
 	return &h->scan;
 }
@@ -121,7 +120,7 @@ static void
 reply_stream(struct http_req *req, int code, const char *type, char *buf, size_t len)
 {
 	if (buf == NULL) {
-		http_api_send_error(req, 503, "out of memory");
+		http_kit_send_error(req, 503, "out of memory");
 		return;
 	}
 	http_reply(req, code, "Cache-Control: no-store\r\n", type, buf, len);
@@ -129,11 +128,12 @@ reply_stream(struct http_req *req, int code, const char *type, char *buf, size_t
 }
 
 void
-http_health_handle(struct http_api *api, struct http_req *req)
+http_health_handle(struct http_kit *kit, struct http_req *req, void *state)
 {
-	const struct stapler_config *cfg = http_api_config(api);
-	struct staple_service *svc = http_api_service(api);
-	struct fetcher *f = http_api_fetcher(api);
+	struct http_health *h = state;
+	const struct stapler_config *cfg = http_kit_config(kit);
+	struct staple_service *svc = http_kit_service(kit);
+	struct fetcher *f = http_kit_fetcher(kit);
 	struct persist *p = staple_service_persist(svc);
 	const struct health_scan *sc;
 	struct refresh_pace pace = { 0 };
@@ -144,20 +144,20 @@ http_health_handle(struct http_api *api, struct http_req *req)
 	FILE *fp;
 
 	http_req_date(req, &now);
-	sc = scan(http_api_health(api), api, now);
+	sc = scan(h, kit, now);
 	n_failing = fetch_upstreams_failing(f, now, cfg->health_upstream_failing, failing,
 	    sizeof(failing));
-	if (http_api_refresher(api) != NULL)
-		refresh_pace(http_api_refresher(api), now, &pace);
+	if (http_kit_refresher(kit) != NULL)
+		refresh_pace(http_kit_refresher(kit), now, &pace);
 	behind = cfg->health_refresh_behind > 0 && pace.behind >= cfg->health_refresh_behind;
 	degraded = sc->danger > 0 || n_failing > 0 || behind || (p != NULL && persist_failing(p));
-	code = http_api_shutting_down(api) ? 503 : degraded ? (int)cfg->health_degraded_code : 200;
+	code = http_kit_shutting_down(kit) ? 503 : degraded ? (int)cfg->health_degraded_code : 200;
 	store_count_status(staple_service_store(svc), by);
 	if ((fp = open_memstream(&buf, &len)) == NULL) {
-		http_api_send_error(req, 503, "out of memory");
+		http_kit_send_error(req, 503, "out of memory");
 		return;
 	}
-	fprintf(fp, "{\"status\":\"%s\",\"reasons\":[", http_api_shutting_down(api) ?
+	fprintf(fp, "{\"status\":\"%s\",\"reasons\":[", http_kit_shutting_down(kit) ?
 	    "shutting_down" : degraded ? "degraded" : "ok");
 	if (sc->danger > 0) {
 		fprintf(fp, "{\"reason\":\"staples_near_expiry\",\"count\":%zu,\"detail\":\"staples "
@@ -190,7 +190,7 @@ http_health_handle(struct http_api *api, struct http_req *req)
 	    "\"pending_writes_age_s\":%lld}\n",
 	    store_count(staple_service_store(svc)), by[STAPLER_GOOD], by[STAPLER_REVOKED],
 	    by[STAPLER_UNKNOWN], sc->expired, sc->danger, fetch_active(f), fetch_queued(f),
-	    http_api_waiting(api), http_server_connections(http_api_server(api)),
+	    http_kit_waiting(kit), http_server_connections(http_kit_server(kit)),
 	    p != NULL ? persist_pending(p) : (size_t)0, backlog_age(p, now));
 	if (fclose(fp) != 0) {
 		free(buf);
@@ -227,12 +227,13 @@ counter2(FILE *fp, const char *name, const char *help, const char *label, const 
 }
 
 void
-http_metrics_handle(struct http_api *api, struct http_req *req)
+http_metrics_handle(struct http_kit *kit, struct http_req *req, void *state)
 {
+	struct http_health *h = state;
 	static const char *const status_names[3] = { "good", "revoked", "unknown" };
 	const char *const build[] = { "version", STAPLER_VERSION, NULL };
-	struct staple_service *svc = http_api_service(api);
-	const struct http_server *srv = http_api_server(api);
+	struct staple_service *svc = http_kit_service(kit);
+	const struct http_server *srv = http_kit_server(kit);
 	struct persist *p = staple_service_persist(svc);
 	const struct health_scan *sc;
 	struct staple_stats st;
@@ -242,17 +243,17 @@ http_metrics_handle(struct http_api *api, struct http_req *req)
 	FILE *fp;
 
 	http_req_date(req, &now);
-	sc = scan(http_api_health(api), api, now);
+	sc = scan(h, kit, now);
 	staple_service_stats(svc, &st);
 	store_count_status(staple_service_store(svc), by);
 	if ((fp = open_memstream(&buf, &len)) == NULL) {
-		http_api_send_error(req, 503, "out of memory");
+		http_kit_send_error(req, 503, "out of memory");
 		return;
 	}
 	metrics_family(fp, "staplerd_build_info", "gauge", "The running build.");
 	metrics_sample(fp, "staplerd_build_info", build, 1);
 	gauge(fp, "staplerd_process_start_time_seconds", "Start time of the process, Unix seconds.",
-	    (double)http_api_health(api)->started);
+	    (double)h->started);
 	metrics_family(fp, "staplerd_http_requests_total", "counter",
 	    "HTTP answers by route and status code (route none: refused before routing).");
 	for (int r = 0; r < HTTP_ROUTES_MAX; r++) {
@@ -271,7 +272,7 @@ http_metrics_handle(struct http_api *api, struct http_req *req)
 	counter(fp, "staplerd_http_connections_accepted_total", "HTTP connections accepted.",
 	    (double)http_server_accepted(srv));
 	gauge(fp, "staplerd_http_waiting_clients", "Clients waiting for an upstream answer.",
-	    (double)http_api_waiting(api));
+	    (double)http_kit_waiting(kit));
 	metrics_family(fp, "staplerd_cache_entries", "gauge", "Staples held in memory, by status.");
 	for (int s = 0; s < 3; s++) {
 		const char *const labels[] = { "status", status_names[s], NULL };
@@ -287,7 +288,7 @@ http_metrics_handle(struct http_api *api, struct http_req *req)
 	metrics_family(fp, "staplerd_staple_age_seconds", "histogram",
 	    "Age (now - thisUpdate) of the servable staples, at the last scan.");
 	metrics_hist_write(fp, "staplerd_staple_age_seconds", NULL, &sc->age);
-	fetch_metrics_write(http_api_fetcher(api), fp);
+	fetch_metrics_write(http_kit_fetcher(kit), fp);
 	metrics_family(fp, "staplerd_answers_refused_total", "counter",
 	    "Verified upstream answers not kept, by reason.");
 	{
@@ -305,8 +306,8 @@ http_metrics_handle(struct http_api *api, struct http_req *req)
 	{
 		struct refresh_pace pace = { 0 };
 
-		if (http_api_refresher(api) != NULL)
-			refresh_pace(http_api_refresher(api), now, &pace);
+		if (http_kit_refresher(kit) != NULL)
+			refresh_pace(http_kit_refresher(kit), now, &pace);
 		gauge(fp, "staplerd_refresh_demand_next_hour", "Servable staples due for a refresh "
 		    "within the next hour, overdue ones included: the upstream fetches per hour the "
 		    "refresh policy asks for now (at the last scan).", (double)sc->due_next_hour);
@@ -324,7 +325,7 @@ http_metrics_handle(struct http_api *api, struct http_req *req)
 	}
 	counter(fp, "staplerd_upstream_cpu_seconds_total", "The loop's CPU spent on upstream "
 	    "transfers and their answers (verification, the row).",
-	    (double)fetch_cpu_ns(http_api_fetcher(api)) / 1e9);
+	    (double)fetch_cpu_ns(http_kit_fetcher(kit)) / 1e9);
 	counter(fp, "staplerd_responses_verified_total", "Upstream responses whose signature and "
 	    "CertID were checked.", (double)st.verified);
 	metrics_family(fp, "staplerd_responses_rejected_total", "counter", "Upstream responses "

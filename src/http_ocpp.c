@@ -4,7 +4,10 @@
  * from the same cache, through the same fetches and per-client limits as the OCSP interface
  * (http_ocsp_answer()). A responderURL a station names is never fetched as given: staplerd
  * asks the responders it knows for the issuer (AIA URLs it learned, [responders]), so a URL
- * equal to one of them changes nothing and any other is ignored. JSON through jansson. */
+ * equal to one of them changes nothing and any other is ignored. JSON is parsed by jansson
+ * and written by fmt.c. */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -13,7 +16,10 @@
 #include <openssl/ocsp.h>
 
 #include "config.h"
-#include "http_routes.h"
+#include "fmt.h"
+#include "http_kit.h"
+#include "http_ocpp.h"
+#include "http_ocsp.h"
 #include "http_server.h"
 #include "log.h"
 #include "store.h"
@@ -133,105 +139,109 @@ certid_of(json_t *data, const char **why)
 	return d2i_OCSP_CERTID(NULL, &p, (long)n);
 }
 
-/* Sends a GetCertificateStatusResponse; status 200 unless code says otherwise. */
+/* Sends a GetCertificateStatusResponse: {"status":status,"ocspResult":result} when result is
+ * set, else {"status":status,"statusInfo":{"reasonCode":reason,"additionalInfo":info}}; HTTP
+ * status 200 unless code says otherwise. Written by the one JSON writer (fmt.c); jansson only
+ * parses. */
 static void
-send_doc(struct http_api *api, struct http_req *req, int code, json_t *doc)
+send_doc(struct http_kit *kit, struct http_req *req, int code, const char *status,
+    const char *result, const char *reason, const char *info)
 {
-	char *text = json_dumps(doc, JSON_COMPACT);
-	char secs[24];
+	char *text = NULL, secs[24];
+	size_t len = 0;
+	FILE *fp;
 
-	json_decref(doc);
-	if (text == NULL) {
-		http_api_send_error(req, 503, "out of memory");
+	if ((fp = open_memstream(&text, &len)) == NULL) {
+		http_kit_send_error(req, 503, "out of memory");
+		return;
+	}
+	fputs("{\"status\":", fp);
+	fmt_json_str(fp, status);
+	if (result != NULL) {
+		fputs(",\"ocspResult\":", fp);
+		fmt_json_str(fp, result);
+	} else {
+		fputs(",\"statusInfo\":{\"reasonCode\":", fp);
+		fmt_json_str(fp, reason);
+		fputs(",\"additionalInfo\":", fp);
+		fmt_json_str(fp, info);
+		fputc('}', fp);
+	}
+	fputc('}', fp);
+	if (ferror(fp) | fclose(fp)) {
+		free(text);
+		http_kit_send_error(req, 503, "out of memory");
 		return;
 	}
 	http_reply_begin(req, code);
 	http_reply_header(req, "Cache-Control", 13, "no-store", 8);
 	if (code == 429) {
-		secs[http_u64((unsigned long long)http_api_retry_after(api), secs)] = '\0';
+		secs[http_u64((unsigned long long)http_kit_retry_after(kit), secs)] = '\0';
 		http_reply_header(req, "Retry-After", 11, secs, strlen(secs));
 	}
-	http_reply_end(req, "application/json", text, strlen(text));
+	http_reply_end(req, "application/json", text, len);
 	free(text);
 }
 
 static void
-send_failed(struct http_api *api, struct http_req *req, int code, const char *reason,
+send_failed(struct http_kit *kit, struct http_req *req, int code, const char *reason,
     const char *info)
 {
 	char buf[OCPP_INFO_MAX + 1];
 
 	snprintf(buf, sizeof(buf), "%s", info != NULL && info[0] != '\0' ? info : reason);
-	send_doc(api, req, code, json_pack("{s:s, s:{s:s, s:s}}", "status", "Failed",
-	    "statusInfo", "reasonCode", reason, "additionalInfo", buf));
+	send_doc(kit, req, code, "Failed", NULL, reason, buf);
 }
 
 /* The answer for a staple outcome (http_certid_reply). */
 static void
-reply_ocpp(struct http_api *api, struct http_req *req, enum staple_outcome outcome,
+reply_ocpp(struct http_kit *kit, struct http_req *req, enum staple_outcome outcome,
     const struct staple *s, const char *why)
 {
-	const struct stapler_config *cfg = http_api_config(api);
+	const struct stapler_config *cfg = http_kit_config(kit);
 	time_t now = time(NULL);
 	char info[128];
 	char *b64;
 
-	switch (outcome) {
-	case STAPLE_OK:
-		break;
-	case STAPLE_UNTRUSTED:
+	if (outcome != STAPLE_OK) {
 		/* Every hashAlgorithm OCPP names is one staplerd serves: untrusted is the issuer. */
-		send_failed(api, req, 200, "UnknownIssuer", why);
-		return;
-	case STAPLE_NO_URL:
-		send_failed(api, req, 200, "NoResponder", why);
-		return;
-	case STAPLE_LIMITED:
-		send_failed(api, req, 429, "RateLimited", why);
-		return;
-	case STAPLE_UPSTREAM_FAILED:
-		send_failed(api, req, 200, "UpstreamFailed", why);
-		return;
-	case STAPLE_BAD_INPUT:
-		send_failed(api, req, 200, "MalformedRequest", why);
-		return;
-	case STAPLE_UNAVAILABLE:
-		send_failed(api, req, 200, "Unavailable", why);
+		send_failed(kit, req, outcome == STAPLE_LIMITED ? 429 : 200,
+		    staple_outcome_ocpp(outcome), why);
 		return;
 	}
 	/* A station keeps what it gets until its next check: too little left is no answer. */
 	if (s->next_update - now < cfg->ocpp_min_validity) {
 		snprintf(info, sizeof(info), "nextUpdate in %lld s, under [ocpp] min_validity %lld s",
 		    (long long)(s->next_update - now), cfg->ocpp_min_validity);
-		send_failed(api, req, 200, "ValidityTooShort", info);
+		send_failed(kit, req, 200, "ValidityTooShort", info);
 		return;
 	}
 	if ((b64 = util_base64(s->der, s->der_len)) == NULL) {
-		send_failed(api, req, 200, "Unavailable", "out of memory");
+		send_failed(kit, req, 200, "Unavailable", "out of memory");
 		return;
 	}
 	if (strlen(b64) > OCPP_RESULT_MAX) {
 		snprintf(info, sizeof(info), "the response is %zu base64 characters, over OCPP's %d",
 		    strlen(b64), OCPP_RESULT_MAX);
 		free(b64);
-		send_failed(api, req, 200, "ResponseTooLarge", info);
+		send_failed(kit, req, 200, "ResponseTooLarge", info);
 		return;
 	}
-	send_doc(api, req, 200, json_pack("{s:s, s:s}", "status", "Accepted", "ocspResult", b64));
+	send_doc(kit, req, 200, "Accepted", b64, NULL, NULL);
 	free(b64);
 }
 
 static void
 on_staple(enum staple_outcome outcome, const struct staple *s, const char *error, void *arg)
 {
-	struct http_api *api;
-	struct http_req *req = http_wait_end(arg, &api);
+	struct http_kit *kit;
+	struct http_req *req = http_kit_end(arg, &kit);
 
-	reply_ocpp(api, req, outcome, s, error);
+	reply_ocpp(kit, req, outcome, s, error);
 }
 
 void
-http_ocpp_handle(struct http_api *api, struct http_req *req)
+http_ocpp_handle(struct http_kit *kit, struct http_req *req, void *state)
 {
 	const unsigned char *body;
 	json_t *root = NULL, *data;
@@ -241,12 +251,12 @@ http_ocpp_handle(struct http_api *api, struct http_req *req)
 	char msg[256];
 	size_t len;
 
-	if (http_api_body(api, req, &body, &len) < 0)
+	if (http_kit_body(kit, req, &body, &len) < 0)
 		return;
 	if (body == NULL || (root = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES,
 	    &jerr)) == NULL) {
 		snprintf(msg, sizeof(msg), "not JSON: %s", body == NULL ? "empty body" : jerr.text);
-		http_api_send_error(req, 400, msg);
+		http_kit_send_error(req, 400, msg);
 		return;
 	}
 	/* GetCertificateStatusRequest, or its ocspRequestData object alone. */
@@ -254,11 +264,11 @@ http_ocpp_handle(struct http_api *api, struct http_req *req)
 	if (data == NULL)
 		data = root;
 	if (!json_is_object(data) || (id = certid_of(data, &why)) == NULL) {
-		http_api_send_error(req, 400, why != NULL ? why :
+		http_kit_send_error(req, 400, why != NULL ? why :
 		    "expected a GetCertificateStatusRequest (OCPP 2.0.1)");
 		json_decref(root);
 		return;
 	}
 	json_decref(root);
-	http_ocsp_answer(api, req, id, reply_ocpp, on_staple);
+	http_ocsp_answer(kit, req, id, reply_ocpp, on_staple);
 }

@@ -107,8 +107,7 @@ struct http_server {
 	uint64_t seed;
 	time_t date_t;
 	char date[30];
-	time_t accept_logged, limit_logged;
-	unsigned long accept_suppressed, limit_suppressed;
+	struct log_limit accept_log, limit_log;   /* one line per LOG_INTERVAL each */
 	unsigned long long answers[HTTP_ROUTES_MAX][HTTP_STATUS_MAX];   /* since start */
 	unsigned long long accepted;
 	unsigned long long answered;   /* answers begun, every route and status */
@@ -167,21 +166,6 @@ client_addr(const struct sockaddr_storage *ss, unsigned char out[17])
 	} else if (ss->ss_family == AF_INET) {
 		memcpy(out + 1, &((const struct sockaddr_in *)ss)->sin_addr, 4);
 	}
-}
-
-/* ---- rate-limited logs ---- */
-
-static int
-log_allowed(time_t *last, unsigned long *suppressed)
-{
-	time_t now = time(NULL);
-
-	if (*last != 0 && now - *last < LOG_INTERVAL) {
-		(*suppressed)++;
-		return 0;
-	}
-	*last = now;
-	return 1;
 }
 
 /* ---- connection lists ---- */
@@ -938,6 +922,7 @@ refuse(struct http_server *s, int fd, const char *why)
 {
 	static const char body[] = "{\"error\":\"too many open connections\"}\n";
 	char out[320];
+	unsigned long left_out;
 	int n;
 
 	n = snprintf(out, sizeof(out), "HTTP/1.1 503 Service Unavailable\r\nDate: %s\r\n"
@@ -947,22 +932,19 @@ refuse(struct http_server *s, int fd, const char *why)
 	if (n > 0 && (size_t)n < sizeof(out) && write(fd, out, (size_t)n) < 0)
 		n = 0;
 	close(fd);
-	if (log_allowed(&s->limit_logged, &s->limit_suppressed)) {
-		log_warn("connection_refused", "reason=%s suppressed=%lu", why, s->limit_suppressed);
-		s->limit_suppressed = 0;
-	}
+	if (log_limit_allow(&s->limit_log, (long long)time(NULL), &left_out))
+		log_warn("connection_refused", "reason=%s suppressed=%lu", why, left_out);
 }
 
 static void
 pause_accepting(struct http_server *s, int err)
 {
 	struct timeval tv = { 0, ACCEPT_PAUSE_MS * 1000 };
+	unsigned long left_out;
 
-	if (log_allowed(&s->accept_logged, &s->accept_suppressed)) {
+	if (log_limit_allow(&s->accept_log, (long long)time(NULL), &left_out))
 		log_warn("accept_failed", "error=\"%s\" pause_ms=%d suppressed=%lu", strerror(err),
-		    ACCEPT_PAUSE_MS, s->accept_suppressed);
-		s->accept_suppressed = 0;
-	}
+		    ACCEPT_PAUSE_MS, left_out);
 	event_del(s->lev);
 	s->paused = 1;
 	evtimer_add(s->resume, &tv);
@@ -1150,6 +1132,8 @@ http_server_new(struct event_base *base, const char *host, unsigned short port,
 	s->handler = handler;
 	s->arg = arg;
 	s->fd = -1;
+	s->accept_log = LOG_LIMIT_ONCE_PER(LOG_INTERVAL);
+	s->limit_log = LOG_LIMIT_ONCE_PER(LOG_INTERVAL);
 	s->clients.hash = client_hash;
 	s->clients.match = client_match;
 	s->clients.key_of = client_key;

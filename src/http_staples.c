@@ -1,13 +1,16 @@
-/* POST /v1/staples: the chain staples of a submitted chain as one JSON document,
+/* The submission routes: POST /v1/staple (one staple, the DER response with RFC 9919 caching
+ * headers) and POST /v1/staples, the chain staples of a submitted chain as one JSON document,
  * {"staples":[{"serial","issuer","status","this_update","next_update","response"}]}, leaf
  * first; times are Unix seconds, response is the base64 DER OCSPResponse. A certificate whose
  * staple cannot be had now has {"serial","issuer","error"} instead. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "chain.h"
-#include "http_routes.h"
+#include "http_kit.h"
+#include "http_staples.h"
 #include "http_server.h"
 #include "config.h"
 #include "fmt.h"
@@ -22,7 +25,7 @@ send_staples(struct http_req *req, const struct chain_staple *st, int n)
 	FILE *fp;
 
 	if ((fp = open_memstream(&doc, &len)) == NULL) {
-		http_api_send_error(req, 503, "out of memory");
+		http_kit_send_error(req, 503, "out of memory");
 		return;
 	}
 	fputs("{\"staples\":[", fp);
@@ -48,7 +51,7 @@ send_staples(struct http_req *req, const struct chain_staple *st, int n)
 	fputs("]}\n", fp);
 	if (fclose(fp) != 0 || failed) {
 		free(doc);
-		http_api_send_error(req, 503, "out of memory");
+		http_kit_send_error(req, 503, "out of memory");
 		return;
 	}
 	/* One answer for several staples: the client refreshes by its own clock. */
@@ -63,48 +66,93 @@ cancel_chain(void *handle)
 }
 
 static void
-reply_chain(struct http_api *api, struct http_req *req, enum staple_outcome outcome,
+reply_chain(struct http_kit *kit, struct http_req *req, enum staple_outcome outcome,
     const struct chain_staple *st, int n, const char *error)
 {
 	if (outcome == STAPLE_OK)
 		send_staples(req, st, n);
 	else
-		http_api_send_outcome(api, req, outcome, error);
+		http_kit_send_outcome(kit, req, outcome, error);
 }
 
 static void
 on_chain(enum staple_outcome outcome, const struct chain_staple *st, int n, const char *error,
     void *arg)
 {
-	struct http_api *api;
-	struct http_req *req = http_wait_end(arg, &api);
+	struct http_kit *kit;
+	struct http_req *req = http_kit_end(arg, &kit);
 
-	reply_chain(api, req, outcome, st, n, error);
+	reply_chain(kit, req, outcome, st, n, error);
+}
+
+/* The start of a submission's service call: its body, checked (413, 400 when empty), and the
+ * kit's begin; NULL after answering. */
+static struct http_wait *
+submission_begin(struct http_kit *kit, struct http_req *req, const unsigned char **body,
+    size_t *len)
+{
+	struct http_wait *w;
+
+	if (http_kit_body(kit, req, body, len) < 0)
+		return NULL;
+	if (*len == 0) {
+		http_kit_send_error(req, 400, "empty body: send a PEM chain or a DER certificate");
+		return NULL;
+	}
+	if ((w = http_kit_begin(kit, req)) == NULL)
+		http_kit_send_error(req, 503, "out of memory");
+	return w;
 }
 
 void
-http_staples_handle(struct http_api *api, struct http_req *req)
+http_staples_handle(struct http_kit *kit, struct http_req *req, void *state)
 {
 	const unsigned char *body;
 	struct chain_answer ans;
 	struct http_wait *w;
 	size_t len;
-	int waiting;
 
-	if (http_api_body(api, req, &body, &len) < 0)
+	(void)state;
+	if ((w = submission_begin(kit, req, &body, &len)) == NULL)
 		return;
-	if (len == 0) {
-		http_api_send_error(req, 400, "empty body: send a PEM chain or a DER certificate");
+	if (!http_kit_wait(w, chain_submit(http_kit_service(kit), body, len, time(NULL), &ans,
+	    on_chain, w), cancel_chain))
+		reply_chain(kit, req, ans.outcome, ans.staples, ans.n, ans.error);
+}
+
+/* ---- POST /v1/staple ---- */
+
+static void
+reply_staple(struct http_kit *kit, struct http_req *req, enum staple_outcome outcome,
+    const struct staple *s, const char *error)
+{
+	if (outcome == STAPLE_OK)
+		http_kit_send_staple(req, s);
+	else
+		http_kit_send_outcome(kit, req, outcome, error);
+}
+
+static void
+on_staple(enum staple_outcome outcome, const struct staple *s, const char *error, void *arg)
+{
+	struct http_kit *kit;
+	struct http_req *req = http_kit_end(arg, &kit);
+
+	reply_staple(kit, req, outcome, s, error);
+}
+
+void
+http_staple_handle(struct http_kit *kit, struct http_req *req, void *state)
+{
+	const unsigned char *body;
+	struct staple_answer ans;
+	struct http_wait *w;
+	size_t len;
+
+	(void)state;
+	if ((w = submission_begin(kit, req, &body, &len)) == NULL)
 		return;
-	}
-	if ((w = http_wait_new(api, req)) == NULL) {
-		http_api_send_error(req, 503, "out of memory");
-		return;
-	}
-	http_api_admit_begin(api, req);
-	waiting = http_wait_start(w, chain_submit(http_api_service(api), body, len, time(NULL), &ans,
-	    on_chain, w), cancel_chain);
-	http_api_admit_end(api);
-	if (!waiting)
-		reply_chain(api, req, ans.outcome, ans.staples, ans.n, ans.error);
+	if (!http_kit_wait(w, staple_submit(http_kit_service(kit), body, len, time(NULL), &ans,
+	    on_staple, w), http_kit_cancel_staple))
+		reply_staple(kit, req, ans.outcome, ans.staple, ans.error);
 }

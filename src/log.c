@@ -164,16 +164,28 @@ log_msg(enum log_level level, const char *event, const char *fields, ...)
 int
 log_limit_allow(struct log_limit *l, long long now, unsigned long *suppressed)
 {
-	if (now - l->window >= LOG_LIMIT_SECONDS || now < l->window) {
+	long long seconds = l->seconds > 0 ? l->seconds : LOG_LIMIT_SECONDS;
+	unsigned max_lines = l->max_lines > 0 ? l->max_lines : LOG_LIMIT_LINES;
+
+	if (l->lines == 0 || now - l->window >= seconds || now < l->window) {
 		l->window = now;
 		l->lines = 0;
 	}
-	if (l->lines >= LOG_LIMIT_LINES) {
+	if (l->lines >= max_lines) {
 		l->suppressed++;
 		return 0;
 	}
 	l->lines++;
-	*suppressed = l->suppressed;
+	if (suppressed != NULL)
+		*suppressed = l->suppressed;
 	l->suppressed = 0;
 	return 1;
+}
+
+void
+log_limit_reset(struct log_limit *l)
+{
+	l->window = 0;
+	l->lines = 0;
+	l->suppressed = 0;
 }

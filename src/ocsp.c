@@ -69,7 +69,7 @@ ocsp_request_build(const OCSP_CERTID *id, unsigned char **der, size_t *len)
 	if (OCSP_request_add0_id(req, cid) == NULL)
 		goto done;
 	cid = NULL;
-	/* No nonce: cached responses cannot echo one (PRODUCT.md §8.3). */
+	/* No nonce: cached responses cannot echo one (docs/contract.md §8.3). */
 	if ((n = i2d_OCSP_REQUEST(req, &out)) <= 0)
 		goto done;
 	*der = out;

@@ -118,7 +118,7 @@ int ocsp_response_status_build(int status, unsigned char **der, size_t *len);
  * Returns a new string (free()) when it is at most OCSP_GET_MAX bytes, else NULL (use POST). */
 char *ocsp_get_url(const char *base, const unsigned char *der, size_t len);
 
-/* Verifies a DER OCSPResponse for id (PRODUCT.md §8.1): responseStatus successful; a basic
+/* Verifies a DER OCSPResponse for id (docs/contract.md §8.1): responseStatus successful; a basic
  * response signed by issuer, or by a responder certificate issued by issuer with
  * id-kp-OCSPSigning and valid at now; a SingleResponse for id; thisUpdate <= now + OCSP_SKEW;
  * nextUpdate present and > now. Fills *res (times, status) and returns OCSP_OK, or another
@@ -131,7 +131,7 @@ enum ocsp_verdict ocsp_verify(const unsigned char *der, size_t len, const OCSP_C
 /* Responder certificates that a full verification proved for their issuers (the issuer
  * itself, or a delegate it certified for OCSPSigning), kept with both certificates' validity,
  * so that the next response one of them signs is decoded without the certificates it carries
- * and checked with one signature verification (PRODUCT.md §10: no repeated signature work).
+ * and checked with one signature verification (docs/contract.md §10: no repeated signature work).
  * At most OCSP_SIGNERS_MAX; full, it starts over. Clear it when the trust anchors change. */
 #define OCSP_SIGNERS_MAX 256
 struct ocsp_signers;

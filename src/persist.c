@@ -60,8 +60,9 @@ struct persist {
 	size_t n_revocations;
 	long delay_ms;
 	int failing;
-	time_t failing_since, last_log;
-	unsigned long long suppressed, dropped;
+	time_t failing_since;
+	struct log_limit fault_log;    /* one line per PERSIST_LOG_INTERVAL */
+	unsigned long long dropped;
 	int journal_fd;                /* -1: no journal */
 	int journal_ro;                /* opened read-only (a read-only mount): replayed, not written */
 	char *journal_path;
@@ -342,22 +343,19 @@ static void
 note_fault(struct persist *p)
 {
 	time_t now = time(NULL);
+	unsigned long left_out;
 
 	if (!p->failing) {
 		p->failing = 1;
 		p->failing_since = now;
 	}
-	if (p->last_log != 0 && now - p->last_log < PERSIST_LOG_INTERVAL) {
-		p->suppressed++;
+	if (!log_limit_allow(&p->fault_log, (long long)now, &left_out))
 		return;
-	}
 	log_error("cache_write_failed", "fault=%s pending=%u revocations_pending=%zu since=%lld "
-	    "suppressed=%llu error=\"%s\" action=\"kept in memory and retried; staples are served "
+	    "suppressed=%lu error=\"%s\" action=\"kept in memory and retried; staples are served "
 	    "meanwhile; free disk space or stop the process holding the database lock\"",
 	    cache_fault_name(cache_fault(p->cache)), (unsigned)p->ops.count, p->n_revocations,
-	    (long long)p->failing_since, p->suppressed, cache_errmsg(p->cache));
-	p->last_log = now;
-	p->suppressed = 0;
+	    (long long)p->failing_since, left_out, cache_errmsg(p->cache));
 }
 
 /* The disk is full and the WAL cannot be folded in: the ballast's blocks go back to the file
@@ -396,8 +394,7 @@ note_recovered(struct persist *p)
 	reserve_ballast(p);
 	log_info("cache_write_recovered", "failed_for=%llds", (long long)(time(NULL) - p->failing_since));
 	p->failing = 0;
-	p->last_log = 0;
-	p->suppressed = 0;
+	log_limit_reset(&p->fault_log);
 	p->delay_ms = PERSIST_RETRY_FIRST_MS;
 }
 
@@ -474,6 +471,7 @@ persist_new(struct event_base *base, struct cache *cache, const char *journal)
 	p->ops.key_of = op_key_of;
 	p->seed = (uint64_t)(uintptr_t)p ^ (uint64_t)time(NULL);
 	p->delay_ms = PERSIST_RETRY_FIRST_MS;
+	p->fault_log = LOG_LIMIT_ONCE_PER(PERSIST_LOG_INTERVAL);
 	p->adopt_slot = -1;
 	TAILQ_INIT(&p->fifo);
 	if ((p->timer = evtimer_new(base, on_retry, p)) == NULL) {

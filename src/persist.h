@@ -58,7 +58,7 @@ void persist_free(struct persist **p);
 /* Inserts or replaces an entry's row (with its issuer; may be NULL), as cache_store() does.
  * Returns 0 when written or kept for a retry, -1 when refused (a bad row, or the queue full). */
 int persist_store(struct persist *p, const struct cache_issuer *issuer, const struct cache_row *row);
-/* persist_store() for a revocation that replaces a staple not held revoked (PRODUCT.md
+/* persist_store() for a revocation that replaces a staple not held revoked (docs/contract.md
  * §8.11): written to the journal and synced before the database is tried, and its row
  * committed with the WAL synced; the slot is let go only once that commit returned. Served
  * after this returns, the revocation is on disk whatever the database does. */

@@ -32,7 +32,7 @@ struct refresher {
 	struct staple_service *svc;
 	struct fetcher *fetch;
 	struct event *timer;
-	time_t lease_logged;       /* a failing lease write is logged once a minute */
+	struct log_limit lease_log;   /* a failing lease write: one line a minute */
 	time_t purged_at;          /* the last purge of expired rows (once a second at most) */
 	int busy;                  /* the last tick left due work for a busy upstream */
 	int catch_up;              /* the next tick comes after REFRESH_CATCHUP_MS */
@@ -51,7 +51,7 @@ struct refresher {
 
 /* The keys of the entries one tick refreshes. */
 struct batch {
-	struct cache_refresh item[REFRESH_BATCH];   /* due, earliest first */
+	struct cache_refresh item[REFRESH_BATCH];   /* due, most urgent first */
 	size_t n;
 	/* The admitted ones: their rows, leases and due times; and the deferred past a backoff. */
 	struct cache_row row[REFRESH_BATCH];
@@ -237,9 +237,12 @@ tick(struct refresher *r)
 	if ((n = cache_due(r->cache, (long long)now, REFRESH_BATCH, b->item)) < 0)
 		goto out;
 	b->n = (size_t)n;
-	/* What stays due after this tick: the rows beyond a full batch (due no earlier than its
-	 * last), and below, those left because their upstream was busy. */
-	r->oldest_due = b->n == REFRESH_BATCH ? (time_t)b->item[b->n - 1].next_refresh_at : 0;
+	/* What stays due after this tick: the rows beyond a full batch (due no earlier than the
+	 * latest due in it), and below, those left because their upstream was busy. */
+	r->oldest_due = 0;
+	for (size_t i = 0; b->n == REFRESH_BATCH && i < b->n; i++)
+		if ((time_t)b->item[i].next_refresh_at > r->oldest_due)
+			r->oldest_due = (time_t)b->item[i].next_refresh_at;
 	/* Decide first, write after: rows whose fetch starts are leased in one transaction,
 	 * rows of a failing upstream are moved past its backoff in another, and a row whose
 	 * upstream is only busy is not written at all: it stays due, with its place (earliest
@@ -294,12 +297,12 @@ tick(struct refresher *r)
 	lease = (long long)now + r->cfg->upstream_timeout * (CERTS_MAX_URLS + 1) + 30;
 	for (size_t i = 0; i < go; i++)
 		b->lease[i].next_refresh_at = lease;
-	if (cache_set_refresh(r->cache, b->lease, go) < 0 && now - r->lease_logged >= 60) {
+	if (cache_set_refresh(r->cache, b->lease, go) < 0 &&
+	    log_limit_allow(&r->lease_log, (long long)now, NULL)) {
 		/* Refreshes go on without the lease (it only guards against a crash): a revocation
 		 * must be seen even while another process holds the database. */
 		log_warn("refresh_lease_failed", "fault=%s due=%zu reason=\"%s\"",
 		    cache_fault_name(cache_fault(r->cache)), go, cache_errmsg(r->cache));
-		r->lease_logged = now;
 	}
 	(void)cache_set_refresh(r->cache, b->later, later_n);
 	for (size_t i = 0; i < go; i++) {
@@ -372,6 +375,7 @@ refresh_new(struct event_base *base, const struct stapler_config *cfg, struct ca
 	r->base = base;
 	r->cfg = cfg;
 	r->cache = cache;
+	r->lease_log = LOG_LIMIT_ONCE_PER(60);
 	r->store = store;
 	r->svc = svc;
 	r->fetch = fetch;

@@ -14,7 +14,7 @@
 #define SCHED_BACKOFF_CAP 3600
 /* The latest refresh leaves this much of a response's life (at most half of it) for retries. */
 #define SCHED_RETRY_RESERVE (6 * 3600)
-/* A response without nextUpdate is never cached (PRODUCT.md §8.1); should one be stored
+/* A response without nextUpdate is never cached (docs/contract.md §8.1); should one be stored
  * all the same, it is treated as valid for this long. */
 #define SCHED_NO_NEXT_UPDATE_VALIDITY 3600
 

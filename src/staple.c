@@ -7,6 +7,7 @@
 #include <sys/queue.h>
 
 #include <openssl/evp.h>
+#include <openssl/ocsp.h>
 #include <openssl/rand.h>
 
 #include "fetch.h"
@@ -113,19 +114,60 @@ anchor_key_of(const void *entry)
 	return entry;
 }
 
+/* The one table of what an outcome is called and how each interface answers it. */
+static const struct outcome_info {
+	const char *name;        /* admin socket, logs */
+	int http;                /* /v1/staple, /v1/staples */
+	int ocsp;                /* /ocsp: the OCSPResponseStatus */
+	const char *ocpp;        /* /v1/ocpp/certificate-status: statusInfo.reasonCode */
+} outcomes[] = {
+	[STAPLE_OK] = { "ok", 200, OCSP_RESPONSE_STATUS_SUCCESSFUL, NULL },
+	[STAPLE_BAD_INPUT] = { "bad_input", 400, OCSP_RESPONSE_STATUS_MALFORMEDREQUEST,
+	    "MalformedRequest" },
+	[STAPLE_UNTRUSTED] = { "untrusted", 403, OCSP_RESPONSE_STATUS_UNAUTHORIZED,
+	    "UnknownIssuer" },
+	[STAPLE_NO_URL] = { "no_url", 422, OCSP_RESPONSE_STATUS_UNAUTHORIZED, "NoResponder" },
+	[STAPLE_UPSTREAM_FAILED] = { "upstream_failed", 502, OCSP_RESPONSE_STATUS_TRYLATER,
+	    "UpstreamFailed" },
+	[STAPLE_UNAVAILABLE] = { "unavailable", 503, OCSP_RESPONSE_STATUS_TRYLATER,
+	    "Unavailable" },
+	[STAPLE_LIMITED] = { "limited", 429, OCSP_RESPONSE_STATUS_TRYLATER, "RateLimited" },
+};
+
+static const struct outcome_info *
+outcome_info(enum staple_outcome outcome)
+{
+	static const struct outcome_info other = { "error", 500, OCSP_RESPONSE_STATUS_INTERNALERROR,
+	    "Unavailable" };
+
+	if ((size_t)outcome >= sizeof(outcomes) / sizeof(outcomes[0]) ||
+	    outcomes[outcome].name == NULL)
+		return &other;
+	return &outcomes[outcome];
+}
+
+const char *
+staple_outcome_name(enum staple_outcome outcome)
+{
+	return outcome_info(outcome)->name;
+}
+
 int
 staple_outcome_http(enum staple_outcome outcome)
 {
-	switch (outcome) {
-	case STAPLE_OK: return 200;
-	case STAPLE_BAD_INPUT: return 400;
-	case STAPLE_UNTRUSTED: return 403;
-	case STAPLE_NO_URL: return 422;
-	case STAPLE_UPSTREAM_FAILED: return 502;
-	case STAPLE_UNAVAILABLE: return 503;
-	case STAPLE_LIMITED: return 429;
-	}
-	return 500;
+	return outcome_info(outcome)->http;
+}
+
+int
+staple_outcome_ocsp(enum staple_outcome outcome)
+{
+	return outcome_info(outcome)->ocsp;
+}
+
+const char *
+staple_outcome_ocpp(enum staple_outcome outcome)
+{
+	return outcome_info(outcome)->ocpp;
 }
 
 double
@@ -299,6 +341,12 @@ const struct certs_trust *
 staple_service_trust(const struct staple_service *svc)
 {
 	return svc->trust;
+}
+
+const struct stapler_config *
+staple_service_config(const struct staple_service *svc)
+{
+	return svc->cfg;
 }
 
 struct store *

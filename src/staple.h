@@ -164,6 +164,26 @@ struct issuers *staple_service_issuers(struct staple_service *svc);
 const struct certs_trust *staple_service_trust(const struct staple_service *svc);
 struct store *staple_service_store(struct staple_service *svc);
 
+/* The configuration in force (until the next reload). */
+const struct stapler_config *staple_service_config(const struct staple_service *svc);
+
+/* ---- the OCSP responder's requests (staple_ocsp.c) ---- */
+
+/* The servable staple an OCSPRequest of RFC 9919's lightweight shape names (der, len),
+ * found without OpenSSL and without allocating, while its issuer is trusted at now (marked
+ * used); NULL otherwise: the caller then decodes the request and asks staple_ocsp(). */
+const struct staple *staple_ocsp_hit(struct staple_service *svc, const unsigned char *der,
+    size_t len, time_t now);
+/* The staple for a CertID an OCSP client sent (id is taken), answered as staple_ensure()
+ * does: from memory (or the answer held for another anonymous client), else fetched from the
+ * upstream known for its issuer. trusted: the client is one of the operator's own hosts
+ * ([limits] trusted_clients), so its miss is stored and refreshed like a submission; any other
+ * miss is anonymous: answered, held apart, never stored. A refusal's ans->error is a stable
+ * token: "unknown_issuer", "hash_algorithm", "serial_too_long" (STAPLE_UNTRUSTED),
+ * "no_upstream" (STAPLE_NO_URL), "out_of_memory" (STAPLE_UNAVAILABLE). */
+struct staple_wait *staple_ocsp(struct staple_service *svc, OCSP_CERTID *id, int trusted,
+    time_t now, struct staple_answer *ans, staple_cb cb, void *arg);
+
 /* The CertID hash algorithm of staples for submitted certificates ([cache] certid_hash). */
 enum stapler_hash_alg staple_service_certid_hash(const struct staple_service *svc);
 
@@ -198,8 +218,14 @@ struct staple_stats {
 };
 void staple_service_stats(const struct staple_service *svc, struct staple_stats *out);
 
-/* The HTTP status for an outcome. */
+/* How each interface names and answers an outcome, from one table (any value is safe):
+ * its name ("ok", "bad_input", ...; the admin socket and logs), its HTTP status (/v1/staple),
+ * its OCSPResponseStatus (/ocsp; 0, successful, for STAPLE_OK) and its OCPP reasonCode (NULL
+ * for STAPLE_OK). */
+const char *staple_outcome_name(enum staple_outcome outcome);
 int staple_outcome_http(enum staple_outcome outcome);
+int staple_outcome_ocsp(enum staple_outcome outcome);
+const char *staple_outcome_ocpp(enum staple_outcome outcome);
 
 /* A stop: cancels the fetches in flight that no client waits for (only refreshes, of the
  * scheduler or an operator), or with waited_too every fetch; their waiters are answered with

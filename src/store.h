@@ -10,7 +10,7 @@
 
 #include "stapler/types.h"
 
-/* Staples stop being served this long before their nextUpdate (PRODUCT.md §8.2). */
+/* Staples stop being served this long before their nextUpdate (docs/contract.md §8.2). */
 #define STORE_EXPIRY_MARGIN 60
 #define STORE_MAX_AGE_OVERDUE 60
 /* Bound on remembered request-body digests. */

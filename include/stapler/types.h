@@ -41,9 +41,9 @@ enum stapler_hash_params {
  * whatever the algorithm (for one issuer they determine the SHA-2 ones), so one identity
  * names the issuer in every row and the key needs no wider fields. With the algorithm and
  * its parameters' encoding the key determines the CertID's DER byte for byte (a serial is
- * kept only when in its shortest form). Never the serial alone (PRODUCT.md §6), never the key hash alone:
- * two CAs may share a key under different names. serial holds the magnitude octets, as
- * `openssl x509 -serial` prints them. Zero-initialise before filling (it is hashed bytewise). */
+ * kept only when in its shortest form). Never the serial alone (docs/contract.md §6), never
+ * the key hash alone: two CAs may share a key under different names. serial holds the
+ * magnitude octets, as `openssl x509 -serial` prints them. Zero-initialise before filling (it is hashed bytewise). */
 struct stapler_key {
 	/* One byte for both, so that the key stays 75 bytes (ten million of them are held) and
 	 * the revocation journal, which stores this struct as it is, reads a key written before

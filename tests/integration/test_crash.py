@@ -1,4 +1,4 @@
-"""Crash safety of the real staplerd (PRODUCT.md §8 rule 7): kill -9 in the middle of fetching
+"""Crash safety of the real staplerd (docs/contract.md §8 rule 7): kill -9 in the middle of fetching
 and storing loses at most the fetches in flight; the database stays consistent and every staple
 stored before is served after the restart.
 

@@ -1,4 +1,4 @@
-"""No fault loses a revocation or a write (issue 17, PRODUCT.md §8.11): writes resume by
+"""No fault loses a revocation or a write (issue 17, docs/contract.md §8.11): writes resume by
 themselves when a full disk gets space back, a revocation once served is never served `good`
 again across a SIGTERM and a restart with the upstream down, and every staple answered while
 the database refused writes is in it once the fault clears.

@@ -1,4 +1,4 @@
-"""Requests read the same in any pieces (PRODUCT.md §8.10): the real staplerd is sent every route
+"""Requests read the same in any pieces (docs/contract.md §8.10): the real staplerd is sent every route
 (POST /v1/staple, POST /v1/staples, POST /ocsp, GET /ocsp/{req}, /healthz, /metrics) with the
 head cut at every byte, bodies up to max_request cut at random points, chunked and with
 Content-Length, one request per write sequence and pipelined, with small pauses between the

@@ -1,4 +1,4 @@
-"""The refresh scheduler and the failure policy of the real staplerd (PRODUCT.md §8 rules 2,
+"""The refresh scheduler and the failure policy of the real staplerd (docs/contract.md §8 rules 2,
 5, 6): staples are refreshed in the background, and no upstream fault costs a good staple.
 
 The upstream is OpenSSL's `openssl ocsp`; faults it cannot produce come from harness.FaultProxy

@@ -1,4 +1,4 @@
-"""SIGHUP of the real staplerd (PRODUCT.md §3): a reload swaps configuration and trust anchors
+"""SIGHUP of the real staplerd (docs/contract.md §3): a reload swaps configuration and trust anchors
 without losing the cache, and a bad file changes nothing.
 
 Run inside tests/integration/netns-run (CTest does).
@@ -85,6 +85,29 @@ class ReloadTest(IntegrationTestCase):
             f.write(good)
         self.hup(d, "reloaded")
 
+    def test_restart_only_keys_are_named_and_kept(self):
+        """A reload that changes listen keeps serving on the running address and says which
+        keys wait for a restart; the reloadable keys of the same file apply."""
+        ca_a, leaf_a = self.ca_with_leaf("ca-a", "5151")
+        d = self.staplerd(self.pki.bundle("ca-bundle.pem", ca_a))
+        st, _, staple_a = d.staple(leaf_a.pem(), PEM)
+        self.assertEqual(st, 200)
+        good = d.config_text()
+        old_listen = "listen = 127.0.0.1:%d" % d.port
+        self.assertIn(old_listen, good)
+        self.assertIn("max_request = 64k", good)
+        with open(d.conf, "w") as f:
+            f.write(good.replace(old_listen, "listen = 127.0.0.1:%d" % free_port())
+                    .replace("max_request = 64k", "max_request = 2k"))
+        self.hup(d, "reloaded")
+        log = read_text(d.log)
+        self.assertIn('event=reload_partial keys="server.listen"', log)
+        self.assertNotIn("server.admin_socket", log)
+        st, _, again = d.staple(leaf_a.pem(), PEM)        # the running address still answers
+        self.assertEqual((st, again), (200, staple_a))
+        st, h, b = d.staple(b"A" * 3000, PEM)                # the new max_request applies
+        self.assertJsonError(st, h, b, 413)
+
     def test_removed_anchor_is_not_served_forwarded_or_refreshed(self):
         """After the operator removes a CA from the bundle, nothing of it reaches an upstream:
         not an /ocsp miss, not a refresh; and /ocsp no longer answers for it. Also after a
@@ -110,7 +133,8 @@ class ReloadTest(IntegrationTestCase):
         st, _, body = ocsp(b)           # a miss for a learned issuer is forwarded
         self.assertEqual(st, 200)
         self.assertNotEqual(body, UNAUTHORIZED)
-        wait_until(lambda: proxy.count >= 4, 5)   # refreshes run every second
+        self.assertTrue(wait_until(lambda: proxy.count >= 4, 5),    # refreshes run every second
+                        "the refreshes the test stops by the reload never ran")
 
         self.pki.bundle("ca-bundle.pem", other)
         self.hup(d, "reloaded")

@@ -1,4 +1,4 @@
-"""Scale-out on engines that already exist (PRODUCT.md §5, §10; docs/operations.md "Scale-out"):
+"""Scale-out on engines that already exist (docs/contract.md §5, §10; docs/operations.md "Scale-out"):
 
 (a) nginx's proxy_cache in front of GET /ocsp/ answers repeated requests itself and revalidates
     with the staple's ETag (304);

@@ -1101,6 +1101,57 @@ test_due_order_limit_and_expired_certs(void **state)
 	cache_close(&c);
 }
 
+/* Among the longest due, the closest to nextUpdate first, then the longest since fetched;
+ * what is due later is not read ahead of what is due earlier. */
+static void
+test_due_most_urgent_first(void **state)
+{
+	static const struct {
+		const char *serial;
+		long long due, next_update, fetched_at;
+	} rows[] = {
+		{ "01", 100, 9000, 5 },      /* longest due, but its response lasts */
+		{ "02", 200, 1000, 20 },
+		{ "03", 300, 1000, 10 },     /* as urgent as 02, fetched longer ago */
+		{ "04", 310, 500, 1 },       /* the most urgent, but due last */
+	};
+	char path[600];
+	struct cache *c;
+	struct cache_issuer iss;
+	struct cache_refresh d[8];
+
+	db_path(path, sizeof(path));
+	c = open_rw(path);
+	make_issuer(&iss, KEY_A, "CN=Test CA");
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct cache_row row;
+
+		make_row(&row, KEY_A, rows[i].serial, STAPLER_GOOD);
+		row.next_refresh_at = rows[i].due;
+		row.next_update = rows[i].next_update;
+		row.fetched_at = rows[i].fetched_at;
+		row.this_update = 0;
+		row.produced_at = 0;
+		row.cert_not_after = 50000;
+		assert_int_equal(cache_store(c, &iss, &row), 0);
+		cache_row_clear(&row);
+	}
+	cache_issuer_clear(&iss);
+	assert_int_equal(cache_due(c, 400, 8, d), 4);
+	assert_true(stapler_key_equal(&d[0].key, K(KEY_A, "04")));
+	assert_true(stapler_key_equal(&d[1].key, K(KEY_A, "03")));
+	assert_true(stapler_key_equal(&d[2].key, K(KEY_A, "02")));
+	assert_true(stapler_key_equal(&d[3].key, K(KEY_A, "01")));
+	assert_int_equal(d[0].next_refresh_at, 310);
+	/* Three read: 04, due last, waits for the next read. */
+	memset(d, 0, sizeof(d));
+	assert_int_equal(cache_due(c, 400, 3, d), 3);
+	assert_true(stapler_key_equal(&d[0].key, K(KEY_A, "03")));
+	assert_true(stapler_key_equal(&d[1].key, K(KEY_A, "02")));
+	assert_true(stapler_key_equal(&d[2].key, K(KEY_A, "01")));
+	cache_close(&c);
+}
+
 static void
 test_set_refresh_and_failure_keep_response(void **state)
 {
@@ -1267,6 +1318,7 @@ main(void)
 		cmocka_unit_test(test_foreach_reentry),
 		cmocka_unit_test(test_count),
 		cmocka_unit_test(test_due_order_limit_and_expired_certs),
+		cmocka_unit_test(test_due_most_urgent_first),
 		cmocka_unit_test(test_set_refresh_and_failure_keep_response),
 		cmocka_unit_test(test_delete_and_purge),
 		cmocka_unit_test(test_spread_due),

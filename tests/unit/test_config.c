@@ -230,7 +230,7 @@ test_log_levels(void **state)
 	}
 }
 
-/* Inline `;` comments, as PRODUCT.md writes them, and an empty allow list. */
+/* Inline `;` comments, as docs/contract.md writes them, and an empty allow list. */
 static void
 test_inline_comments(void **state)
 {
@@ -517,6 +517,106 @@ test_split_listen(void **state)
 	assert_string_equal(host, "abcdefg");
 }
 
+/* A reload keeps the running value of every restart-only key the new file changes, and
+ * names them; the others come from the new file. */
+static void
+test_reload_keeps_restart_only_keys(void **state)
+{
+	struct fx *f = *state;
+	struct stapler_config *old, *ncfg;
+	char names[256];
+
+	assert_non_null(old = load_text(f, "[server]\nlisten = 127.0.0.1:8080\n"
+	    "[cache]\ndatabase = /tmp/a.db\n[refresh]\nwindow = 2d\n"));
+	assert_non_null(ncfg = load_text(f, "[server]\nlisten = 127.0.0.1:9090\n"
+	    "admin_socket = /tmp/other.sock\n[cache]\ndatabase = /tmp/a.db\n[refresh]\nwindow = 3d\n"));
+	assert_int_equal(config_keep_restart_only(old, ncfg, names, sizeof(names)), 2);
+	assert_string_equal(names, "server.listen server.admin_socket");
+	assert_string_equal(ncfg->listen, "127.0.0.1:8080");
+	assert_string_equal(ncfg->admin_socket, old->admin_socket);
+	assert_string_equal(ncfg->database, "/tmp/a.db");
+	assert_int_equal(ncfg->refresh_window, 3 * DAY);
+	/* Nothing changed: nothing named. */
+	assert_int_equal(config_keep_restart_only(old, ncfg, names, sizeof(names)), 0);
+	assert_string_equal(names, "");
+	config_free(&ncfg);
+	config_free(&old);
+}
+
+/* Reads a file of the source tree (STAPLER_SOURCE_DIR, set by CTest) into a new string. */
+static char *
+source_file(const char *rel)
+{
+	const char *data = getenv("STAPLER_SOURCE_DIR");
+	char path[1024];
+	FILE *fp;
+	char *buf;
+	long n;
+
+	assert_non_null(data);
+	snprintf(path, sizeof(path), "%s/%s", data, rel);
+	assert_non_null(fp = fopen(path, "r"));
+	assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+	assert_true((n = ftell(fp)) > 0);
+	rewind(fp);
+	assert_non_null(buf = calloc(1, (size_t)n + 1));
+	assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
+	fclose(fp);
+	return buf;
+}
+
+/* The key table is where each key is documented from: every key has its entry in its
+ * section of staplerd.conf(5), which says "Takes effect at restart only" exactly for the
+ * restart-only keys, and its commented default line in its section of conf/staplerd.conf. */
+static void
+test_key_table_matches_the_docs(void **state)
+{
+	char *man = source_file("man/staplerd.conf.5"), *conf = source_file("conf/staplerd.conf");
+	size_t n = config_key_count();
+
+	(void)state;
+	assert_true(n > 30);
+	for (size_t i = 0; i < n; i++) {
+		const char *section, *name, *sh, *end, *it, *next;
+		char want[128], upper[32];
+		int restart = config_key_at(i, &section, &name);
+		size_t k;
+
+		for (k = 0; section[k] != '\0' && k + 1 < sizeof(upper); k++)
+			upper[k] = (char)(section[k] - 'a' + 'A');
+		upper[k] = '\0';
+		snprintf(want, sizeof(want), "\n.Sh %s\n", upper);
+		if ((sh = strstr(man, want)) == NULL)
+			fail_msg("staplerd.conf.5 has no section %s", upper);
+		end = strstr(sh + 1, "\n.Sh ");
+		snprintf(want, sizeof(want), "\n.It Cm %s ", name);
+		if ((it = strstr(sh, want)) == NULL || (end != NULL && it > end))
+			fail_msg("staplerd.conf.5 does not document %s.%s in %s", section, name, upper);
+		next = strstr(it + 1, "\n.It ");
+		{
+			const char *r = strstr(it, "restart only");
+			int says = r != NULL && (next == NULL || r < next) && (end == NULL || r < end);
+
+			if (says != restart)
+				fail_msg("staplerd.conf.5: %s.%s %s \"Takes effect at restart only\"",
+				    section, name, restart ? "lacks" : "wrongly says");
+		}
+		snprintf(want, sizeof(want), "\n[%s]\n", section);
+		if ((sh = strstr(conf, want)) == NULL)
+			fail_msg("conf/staplerd.conf has no [%s]", section);
+		end = strstr(sh + 1, "\n[");
+		snprintf(want, sizeof(want), "\n;%s =", name);
+		if ((it = strstr(sh, want)) == NULL || (end != NULL && it > end) ||
+		    (it[strlen(want)] != ' ' && it[strlen(want)] != '\n'))
+			fail_msg("conf/staplerd.conf has no ;%s = line in [%s]", name, section);
+	}
+	assert_int_equal(config_key_restart_only("server", "listen"), 1);
+	assert_int_equal(config_key_restart_only("refresh", "window"), 0);
+	assert_int_equal(config_key_restart_only("server", "nonesuch"), -1);
+	free(man);
+	free(conf);
+}
+
 int
 main(void)
 {
@@ -537,6 +637,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_allow_continuation_lines, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_host_allowed, setup, teardown),
 		cmocka_unit_test(test_split_listen),
+		cmocka_unit_test_setup_teardown(test_reload_keeps_restart_only_keys, setup, teardown),
+		cmocka_unit_test(test_key_table_matches_the_docs),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -102,6 +103,35 @@ test_kv_roundtrip(void **state)
 	assert_int_equal(strlen(line), len);
 }
 
+/* One escape for JSON: quotes, backslashes and every control byte; truncation keeps whole
+ * escapes and the terminator. */
+static void
+test_json_escape(void **state)
+{
+	char out[64], *mem = NULL;
+	size_t len = 0, n;
+	FILE *fp;
+
+	(void)state;
+	n = fmt_json_escape(out, 0, sizeof(out), "a\"b\\c\nd\te\x01\x7f");
+	assert_string_equal(out, "a\\\"b\\\\c\\nd\\te\\u0001\\u007f");
+	assert_int_equal(n, strlen(out));
+	/* Appends after n bytes already there. */
+	memcpy(out, "{\"e\":\"", 6);
+	n = fmt_json_escape(out, 6, sizeof(out), "x\"");
+	assert_string_equal(out, "{\"e\":\"x\\\"");
+	/* 8 bytes: "ab" and the 2-byte escape of '"' fit with the NUL, the 6-byte \u0001 does not. */
+	n = fmt_json_escape(out, 0, 8, "ab\"\x01zz");
+	assert_string_equal(out, "ab\\\"");
+	assert_int_equal(n, 4);
+	assert_non_null(fp = open_memstream(&mem, &len));
+	fmt_json_str(fp, "q\"\r");
+	fmt_json_str(fp, NULL);
+	assert_int_equal(fclose(fp), 0);
+	assert_string_equal(mem, "\"q\\\"\\u000d\"\"\"");
+	free(mem);
+}
+
 int
 main(void)
 {
@@ -110,6 +140,7 @@ main(void)
 		cmocka_unit_test(test_serial),
 		cmocka_unit_test(test_key_hash),
 		cmocka_unit_test(test_kv_roundtrip),
+		cmocka_unit_test(test_json_escape),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

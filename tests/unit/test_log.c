@@ -86,6 +86,37 @@ test_levels(void **state)
 	log_set_level(LOG_LVL_DEBUG);
 }
 
+/* The one limiter: a zeroed one allows LOG_LIMIT_LINES per LOG_LIMIT_SECONDS; a one-per-s
+ * one writes the first line at once, then one per s seconds, each saying how many it left
+ * out; a reset makes the next line news again. */
+static void
+test_limit(void **state)
+{
+	struct log_limit dflt = { 0 }, once = LOG_LIMIT_ONCE_PER(60);
+	unsigned long left = 99;
+
+	(void)state;
+	for (int i = 0; i < LOG_LIMIT_LINES; i++)
+		assert_int_equal(log_limit_allow(&dflt, 1000, &left), 1);
+	assert_int_equal(left, 0);
+	assert_int_equal(log_limit_allow(&dflt, 1000 + LOG_LIMIT_SECONDS - 1, &left), 0);
+	assert_int_equal(log_limit_allow(&dflt, 1000 + LOG_LIMIT_SECONDS, &left), 1);
+	assert_int_equal(left, 1);
+
+	assert_int_equal(log_limit_allow(&once, 5000, &left), 1);
+	assert_int_equal(left, 0);
+	assert_int_equal(log_limit_allow(&once, 5001, &left), 0);
+	assert_int_equal(log_limit_allow(&once, 5059, NULL), 0);
+	assert_int_equal(log_limit_allow(&once, 5060, &left), 1);
+	assert_int_equal(left, 2);
+	assert_int_equal(log_limit_allow(&once, 5061, &left), 0);
+	log_limit_reset(&once);
+	assert_int_equal(log_limit_allow(&once, 5062, &left), 1);
+	assert_int_equal(left, 0);
+	/* The clock going back starts a new window rather than silencing the log. */
+	assert_int_equal(log_limit_allow(&once, 100, &left), 1);
+}
+
 int
 main(void)
 {
@@ -93,6 +124,7 @@ main(void)
 		cmocka_unit_test(test_conversions_as_printf),
 		cmocka_unit_test(test_quoted_values_cannot_forge_fields),
 		cmocka_unit_test(test_levels),
+		cmocka_unit_test(test_limit),
 	};
 
 	/* cmocka reports on stdout; stderr is the log under test. */

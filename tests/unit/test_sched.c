@@ -110,7 +110,7 @@ test_max_interval_caps_the_wait(void **state)
 	/* A cap shorter than the response's own schedule wins; a longer one changes nothing. */
 	assert_in_range(sched_next_refresh(&p, T0, T0 + 30 * D, T0, 0.0) - T0, D - D / 8, D);
 	assert_in_range(sched_next_refresh(&p, T0, T0 + 7 * D, T0, 0.0) - T0, H, H + H / 4);
-	/* min_interval (PRODUCT.md §8.6) still bounds it from below. */
+	/* min_interval (docs/contract.md §8.6) still bounds it from below. */
 	assert_in_range(sched_next_refresh(&tight, T0, T0 + century, T0, 0.999) - T0, 2 * H - 2 * H / 8,
 	    2 * H);
 }

@@ -734,10 +734,154 @@ test_upstream_max_age_postpones_refresh(void **state)
 	cache_row_clear(&row);
 }
 
+/* A CertID for serial under the issuer ca, as an OCSP client sends it. */
+static OCSP_CERTID *
+certid_under(const struct testpki_ent *ca, long serial)
+{
+	ASN1_INTEGER *sn = ASN1_INTEGER_new();
+	OCSP_CERTID *id;
+
+	assert_non_null(sn);
+	assert_int_equal(ASN1_INTEGER_set(sn, serial), 1);
+	id = OCSP_cert_id_new(EVP_sha1(), X509_get_subject_name(ca->cert),
+	    X509_get0_pubkey_bitstr(ca->cert), sn);
+	ASN1_INTEGER_free(sn);
+	assert_non_null(id);
+	return id;
+}
+
+/* What staple_ocsp()'s callback saw, with the key of the staple it got. */
+struct seen_key {
+	struct seen c;
+	struct stapler_key key;
+};
+
+static void
+on_staple_key(enum staple_outcome outcome, const struct staple *s, const char *error, void *arg)
+{
+	struct seen_key *k = arg;
+
+	on_staple(outcome, s, error, &k->c);
+	if (outcome == STAPLE_OK)
+		k->key = s->key;
+}
+
+static struct staple_wait *
+ocsp_ask(struct world *w, long serial, int trusted, struct staple_answer *ans,
+    struct seen_key *k)
+{
+	struct staple_wait *sw;
+
+	call_begin(w, &k->c, ans, sizeof(*ans));
+	sw = staple_ocsp(w->svc, certid_under(&w->ca, serial), trusted, w->now, ans, on_staple_key, k);
+	w->in_call = 0;
+	return sw;
+}
+
+/* The OCSP responder's rule, without HTTP: a miss from anyone but the operator's own hosts is
+ * answered, held apart and never stored (nobody proved that the certificate exists), and a
+ * second anonymous client gets the held answer without a fetch; a trusted client's miss is
+ * stored like a submission; an issuer staplerd does not know is refused with its token and no
+ * upstream contact. */
+static void
+test_ocsp_anonymous_rule(void **state)
+{
+	struct world *w = *state;
+	struct seen_key anon = { 0 }, again = { 0 }, edge = { 0 };
+	struct staple_answer ans;
+	struct cache_row row;
+	size_t len;
+	unsigned char *body = body_of(&w->leaf, &w->ca, &len);
+	struct seen first = { 0 };
+	OCSP_CERTID *stranger;
+
+	/* A submission teaches the issuer and its URL. */
+	assert_non_null(submit(w, body, len, &ans, &first));
+	run_until(w, &first.calls, 1);
+	assert_int_equal(first.outcome, STAPLE_OK);
+	free(body);
+	assert_int_equal(w->upstream_requests, 1);
+
+	assert_non_null(ocsp_ask(w, 0x7001, 0, &ans, &anon));
+	run_until(w, &anon.c.calls, 1);
+	assert_false(anon.c.inside);
+	assert_int_equal(anon.c.outcome, STAPLE_OK);
+	assert_int_equal(anon.c.status, STAPLER_GOOD);
+	assert_int_equal(w->upstream_requests, 2);
+	assert_null(store_get(w->store, &anon.key));
+	assert_int_equal(cache_get(w->cache, &anon.key, &row), 0);
+	cache_row_clear(&row);
+	assert_non_null(staple_service_anonymous(w->svc, &anon.key, w->now));
+	/* Another anonymous client: the held answer, a value, no fetch. */
+	assert_null(ocsp_ask(w, 0x7001, 0, &ans, &again));
+	assert_int_equal(ans.outcome, STAPLE_OK);
+	assert_true(stapler_key_equal(&ans.staple->key, &anon.key));
+	run_idle(w);
+	assert_int_equal(again.c.calls, 0);
+	assert_int_equal(w->upstream_requests, 2);
+	assert_int_equal(cache_get(w->cache, &anon.key, &row), 0);
+	cache_row_clear(&row);
+
+	/* The operator's edge (trusted): stored and served from memory like a submission. */
+	assert_non_null(ocsp_ask(w, 0x7002, 1, &ans, &edge));
+	run_until(w, &edge.c.calls, 1);
+	assert_int_equal(edge.c.outcome, STAPLE_OK);
+	assert_non_null(store_get(w->store, &edge.key));
+	assert_int_equal(cache_get(w->cache, &edge.key, &row), 1);
+	cache_row_clear(&row);
+	assert_null(staple_service_anonymous(w->svc, &edge.key, w->now));
+
+	/* An issuer nobody submitted: unauthorized's token, nothing fetched. */
+	call_begin(w, &again.c, &ans, sizeof(ans));
+	stranger = certid_under(&w->stranger_root, 0x7003);
+	assert_null(staple_ocsp(w->svc, stranger, 0, w->now, &ans, on_staple_key, &again));
+	w->in_call = 0;
+	assert_int_equal(ans.outcome, STAPLE_UNTRUSTED);
+	assert_string_equal(ans.error, "unknown_issuer");
+	run_idle(w);
+	assert_int_equal(w->upstream_requests, 3);
+}
+
+/* Every outcome has a name, an HTTP status, an OCSP status and (but OK) an OCPP reason, from
+ * one table: the admin socket once had no name for STAPLE_LIMITED. */
+static void
+test_outcome_table(void **state)
+{
+	static const struct {
+		enum staple_outcome o;
+		const char *name;
+		int http, ocsp;
+	} want[] = {
+		{ STAPLE_OK, "ok", 200, OCSP_RESPONSE_STATUS_SUCCESSFUL },
+		{ STAPLE_BAD_INPUT, "bad_input", 400, OCSP_RESPONSE_STATUS_MALFORMEDREQUEST },
+		{ STAPLE_UNTRUSTED, "untrusted", 403, OCSP_RESPONSE_STATUS_UNAUTHORIZED },
+		{ STAPLE_NO_URL, "no_url", 422, OCSP_RESPONSE_STATUS_UNAUTHORIZED },
+		{ STAPLE_UPSTREAM_FAILED, "upstream_failed", 502, OCSP_RESPONSE_STATUS_TRYLATER },
+		{ STAPLE_UNAVAILABLE, "unavailable", 503, OCSP_RESPONSE_STATUS_TRYLATER },
+		{ STAPLE_LIMITED, "limited", 429, OCSP_RESPONSE_STATUS_TRYLATER },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		assert_string_equal(staple_outcome_name(want[i].o), want[i].name);
+		assert_int_equal(staple_outcome_http(want[i].o), want[i].http);
+		assert_int_equal(staple_outcome_ocsp(want[i].o), want[i].ocsp);
+		if (want[i].o == STAPLE_OK)
+			assert_null(staple_outcome_ocpp(want[i].o));
+		else
+			assert_non_null(staple_outcome_ocpp(want[i].o));
+	}
+	/* A value outside the enum (a corrupt admin record) still has safe answers. */
+	assert_string_equal(staple_outcome_name((enum staple_outcome)99), "error");
+	assert_int_equal(staple_outcome_http((enum staple_outcome)99), 500);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_outcome_table),
+		cmocka_unit_test_setup_teardown(test_ocsp_anonymous_rule, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_miss_waits_hit_is_a_value, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refusals_are_values, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fetch_that_cannot_start_is_a_value, setup,

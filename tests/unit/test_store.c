@@ -208,7 +208,7 @@ test_put_get_replace_remove(void **state)
 	assert_memory_equal(got->der, "first", 5);
 	/* The same magnitude with a leading zero octet is the same certificate... */
 	assert_ptr_equal(store_get(st, &a_leading_zero), got);
-	/* ...but the same serial from another issuer, or negative, is not (PRODUCT.md §6). */
+	/* ...but the same serial from another issuer, or negative, is not (docs/contract.md §6). */
 	assert_null(store_get(st, &a_other_issuer));
 	assert_null(store_get(st, &a_negative));
 
