@@ -102,10 +102,10 @@ int certs_certid_alg(const OCSP_CERTID *id, enum stapler_hash_alg *alg,
  * Returns 0 or -1. */
 int certs_issuer_hashes(X509 *issuer, unsigned char name_hash[STAPLER_SHA1_LEN],
     unsigned char key_hash[STAPLER_SHA1_LEN]);
-/* Fills key from a CertID of issuer: its algorithm and serial, and the issuer's SHA-1 name and
- * key hashes (read from a SHA-1 CertID; computed from issuer for a SHA-256 one, which then
- * must not be NULL). Returns 0, or -1 when the serial is longer than STAPLER_SERIAL_MAX, the
- * algorithm is neither SHA-1 nor SHA-256, or the hashes cannot be had. */
+/* Fills key from a CertID of issuer: its algorithm, its parameters' encoding and serial, and
+ * the issuer's SHA-1 name and key hashes (read from a SHA-1 CertID; computed from issuer for
+ * a SHA-2 one, which then must not be NULL). Returns 0, or -1 when the serial is longer than
+ * STAPLER_SERIAL_MAX, certs_certid_alg() refuses the algorithm, or the hashes cannot be had. */
 int certs_certid_key(const OCSP_CERTID *id, X509 *issuer, struct stapler_key *key);
 /* The same, with the issuer's SHA-1 hashes given (from the issuer registry). */
 int certs_certid_key_with(const OCSP_CERTID *id, const unsigned char name_hash[STAPLER_SHA1_LEN],
