@@ -1,51 +1,8 @@
-/* A small bounded DER reader: TLVs, and a CertID's hash AlgorithmIdentifier (the algorithm and
- * how its parameters are encoded, which is part of the cache key). */
+/* A small bounded DER reader (der.h holds the TLV reader, inline): a CertID's hash
+ * AlgorithmIdentifier, the algorithm and how its parameters are encoded (part of the key). */
 #include <string.h>
 
 #include "der.h"
-
-int
-der_tlv(const unsigned char **p, const unsigned char *end, unsigned char *tag,
-    const unsigned char **val, size_t *len)
-{
-	const unsigned char *q = *p;
-	size_t n, k;
-
-	if (end - q < 2 || (q[0] & 0x1f) == 0x1f)
-		return -1;
-	*tag = q[0];
-	n = q[1];
-	q += 2;
-	if (n & 0x80) {
-		k = n & 0x7f;
-		if (k == 0 || k > 4 || (size_t)(end - q) < k || q[0] == 0)
-			return -1;
-		for (n = 0; k > 0; k--)
-			n = (n << 8) | *q++;
-		if (n < 0x80)
-			return -1;     /* DER: the short form where it fits */
-	}
-	if ((size_t)(end - q) < n)
-		return -1;
-	*val = q;
-	*len = n;
-	*p = q + n;
-	return 0;
-}
-
-int
-der_enter(const unsigned char **p, const unsigned char **end, unsigned char want)
-{
-	unsigned char tag;
-	const unsigned char *v;
-	size_t n;
-
-	if (der_tlv(p, *end, &tag, &v, &n) < 0 || tag != want || *p != *end)
-		return -1;
-	*p = v;
-	*end = v + n;
-	return 0;
-}
 
 int
 der_hash_alg(const unsigned char *p, const unsigned char *end, enum stapler_hash_alg *alg,
