@@ -337,6 +337,18 @@ class CertIdTest(IntegrationTestCase):
         self.bc_ask(leaf, "sha256")
         self.openssl_ask(leaf, "sha256")
         self.assertEqual(fwd.count, 4)
+        # list --json names the form of each; evict takes one form and leaves the other.
+        p = self.ctl("--json", "list")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        forms = sorted((e["hash_alg"], e["hash_params"]) for e in json.loads(p.stdout)["entries"]
+                       if e["serial"] == leaf.serial)
+        self.assertEqual(forms, [("sha1", "null"), ("sha256", "absent"), ("sha256", "null")])
+        p = self.ctl("--json", "evict", leaf.serial, "--hash", "sha256", "--params", "null")
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertEqual(json.loads(p.stdout)["params"], "null")
+        self.assertEqual(set(self.rows_of(leaf.serial, "sha256")), {"absent"})
+        self.bc_ask(leaf, "sha256")
+        self.assertEqual(fwd.count, 4)
 
     def test_bouncy_castle_then_openssl_for_an_unknown_certificate(self):
         """Neither asked before and nothing submitted: the anonymous misses (held apart from
