@@ -376,10 +376,15 @@ int
 ocsp_get_decode_into(const char *path, unsigned char *out, size_t cap, size_t *len)
 {
 	char b64[4 * (OCSP_GET_DECODE_INTO_MAX / 3 + 1) + 8];
+	/* EVP_DecodeBlock also writes the padding's zero bytes: up to 2 past the DER. */
+	unsigned char der[OCSP_GET_DECODE_INTO_MAX + 2];
 
 	if (cap > OCSP_GET_DECODE_INTO_MAX)
 		cap = OCSP_GET_DECODE_INTO_MAX;
-	return get_decode(path, cap, b64, sizeof(b64), out, cap, len);
+	if (get_decode(path, cap, b64, sizeof(b64), der, cap + 2, len) < 0)
+		return -1;
+	memcpy(out, der, *len);
+	return 0;
 }
 
 int
