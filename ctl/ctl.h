@@ -56,12 +56,13 @@ struct cache *ctl_open_db(struct ctl *ctl);
  * setting err. */
 unsigned char *ctl_read_file(const char *path, size_t max, size_t *len, char *err, size_t errlen);
 
-/* Resolves SERIAL [--issuer HASH] [--hash ALG] (issuer_arg and hash_arg may be NULL; HASH is
- * the issuer's key or name hash) to one cached entry's key. Returns CTL_OK, or the exit code
+/* Resolves SERIAL [--issuer HASH] [--hash ALG] [--params P] (issuer_arg, hash_arg and
+ * params_arg may be NULL; HASH is the issuer's key or name hash, P "null" or "absent") to one
+ * cached entry's key. Returns CTL_OK, or the exit code
  * after printing why (not found, ambiguous, malformed). */
 struct stapler_key;
 int ctl_lookup(struct cache *cache, const char *serial_arg, const char *issuer_arg,
-    const char *hash_arg, time_t now, struct stapler_key *key);
+    const char *hash_arg, const char *params_arg, time_t now, struct stapler_key *key);
 
 /* Time as "2026-11-21T14:00:00Z (in 6d 23h)"; "-" for 0. */
 void ctl_time(long long t, time_t now, char *out, size_t cap);

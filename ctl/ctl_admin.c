@@ -184,12 +184,14 @@ error_exit(const char *outcome)
 static int
 report_error(struct ctl *ctl, const char *reply)
 {
-	char outcome[32], error[1024], issuers[1024], hashes[64], serial[STAPLER_SERIAL_HEX_MAX];
+	char outcome[32], error[1024], issuers[1024], hashes[64], params[32];
+	char serial[STAPLER_SERIAL_HEX_MAX];
 
 	kv(reply, "outcome", outcome, sizeof(outcome));
 	kv(reply, "error", error, sizeof(error));
 	kv(reply, "issuers", issuers, sizeof(issuers));
 	kv(reply, "hashes", hashes, sizeof(hashes));
+	kv(reply, "params", params, sizeof(params));
 	kv(reply, "serial", serial, sizeof(serial));
 	if (ctl->json) {
 		printf("{\"ok\":false,\"outcome\":");
@@ -208,19 +210,25 @@ report_error(struct ctl *ctl, const char *reply)
 			printf(",\"hashes\":");
 			fmt_json_str(stdout, hashes);
 		}
+		if (params[0] != '\0') {
+			printf(",\"params\":");
+			fmt_json_str(stdout, params);
+		}
 		printf("}\n");
 	}
 	if (issuers[0] != '\0')
 		ctl_err("%s: choose one with --issuer: %s", error, issuers);
 	else if (hashes[0] != '\0')
 		ctl_err("%s: choose one with --hash: %s", error, hashes);
+	else if (params[0] != '\0')
+		ctl_err("%s: choose one with --params: %s", error, params);
 	else
 		ctl_err("%s%s%s (%s)", serial[0] ? serial : "", serial[0] ? ": " : "", error, outcome);
 	return error_exit(outcome);
 }
 
-/* Builds "VERB serial=S [issuer=H] [hash=A]" from SERIAL [--issuer HASH] [--hash ALG]; -1 to
- * go on, else exit. */
+/* Builds "VERB serial=S [issuer=H] [hash=A] [params=P]" from SERIAL [--issuer HASH] [--hash ALG]
+ * [--params P]; -1 to go on, else exit. */
 static int
 key_request(struct ctl *ctl, const char *name, int argc, char **argv, int allow_bulk,
     char *line, size_t cap)
@@ -228,12 +236,14 @@ key_request(struct ctl *ctl, const char *name, int argc, char **argv, int allow_
 	static const struct option longopts[] = {
 		{ "issuer", required_argument, NULL, 'i' },
 		{ "hash", required_argument, NULL, 'H' },
+		{ "params", required_argument, NULL, 'P' },
 		{ "all", no_argument, NULL, 'a' },
 		{ "due", no_argument, NULL, 'd' },
 		CTL_COMMON_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *issuer = NULL, *bulk = NULL, *alg = NULL;
+	const char *issuer = NULL, *bulk = NULL, *alg = NULL, *params = NULL;
+	enum stapler_hash_params pa;
 	enum stapler_hash_alg a;
 	size_t len;
 	int ch, rc;
@@ -245,8 +255,14 @@ key_request(struct ctl *ctl, const char *name, int argc, char **argv, int allow_
 			break;
 		case 'H':
 			if (stapler_hash_alg_parse(optarg, &a) < 0)
-				return ctl_usage_error(name, "--hash %s: not sha1 or sha256", optarg);
+				return ctl_usage_error(name, "--hash %s: not sha1, sha256, sha384 or "
+				    "sha512", optarg);
 			alg = stapler_hash_alg_name(a);
+			break;
+		case 'P':
+			if (stapler_hash_params_parse(optarg, &pa) < 0)
+				return ctl_usage_error(name, "--params %s: not null or absent", optarg);
+			params = stapler_hash_params_name(pa);
 			break;
 		case 'a':
 		case 'd':
@@ -261,8 +277,9 @@ key_request(struct ctl *ctl, const char *name, int argc, char **argv, int allow_
 	}
 	len = (size_t)snprintf(line, cap, "%s", name);
 	if (bulk != NULL) {
-		if (optind != argc || issuer != NULL || alg != NULL)
-			return ctl_usage_error(name, "--%s takes no SERIAL, --issuer or --hash", bulk);
+		if (optind != argc || issuer != NULL || alg != NULL || params != NULL)
+			return ctl_usage_error(name, "--%s takes no SERIAL, --issuer, --hash or "
+			    "--params", bulk);
 		fmt_kv_add(line, &len, cap, bulk, "1");
 	} else {
 		char serial[STAPLER_SERIAL_HEX_MAX], hash[STAPLER_SHA1_HEX];
@@ -281,6 +298,8 @@ key_request(struct ctl *ctl, const char *name, int argc, char **argv, int allow_
 		}
 		if (alg != NULL)
 			fmt_kv_add(line, &len, cap, "hash", alg);
+		if (params != NULL)
+			fmt_kv_add(line, &len, cap, "params", params);
 	}
 	if (len + 1 < cap) {
 		line[len++] = '\n';
@@ -294,7 +313,8 @@ key_request(struct ctl *ctl, const char *name, int argc, char **argv, int allow_
 static void
 print_ok(struct ctl *ctl, const char *reply, const char *what)
 {
-	static const char *const keys[] = { "serial", "issuer", "hash", "status", "this_update",
+	static const char *const keys[] = { "serial", "issuer", "hash", "params", "status",
+		"this_update",
 		"next_update", "fetched_at", "refreshed", "failed", "marked", "error" };
 	char v[1024];
 
@@ -324,6 +344,9 @@ print_ok(struct ctl *ctl, const char *reply, const char *what)
 	if (fmt_kv_get(reply, "issuer", v, sizeof(v)) == 1 &&
 	    fmt_kv_get(reply, "hash", v, sizeof(v)) == 1 && strcmp(v, "sha1") != 0)
 		printf(", %s CertID", v);
+	if (fmt_kv_get(reply, "issuer", v, sizeof(v)) == 1 &&
+	    fmt_kv_get(reply, "params", v, sizeof(v)) == 1 && strcmp(v, "null") != 0)
+		printf(", %s parameters", v);
 	if (fmt_kv_get(reply, "issuer", v, sizeof(v)) == 1)
 		printf(")");
 	if (fmt_kv_get(reply, "status", v, sizeof(v)) == 1)

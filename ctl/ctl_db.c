@@ -54,6 +54,7 @@ json_entry(FILE *fp, const struct cache_report_entry *e, int *first)
 	json_s(fp, "serial", e->serial, first);
 	json_s(fp, "issuer", e->issuer_key_hash, first);
 	json_s(fp, "hash_alg", stapler_hash_alg_name(e->hash_alg), first);
+	json_s(fp, "hash_params", stapler_hash_params_name(e->hash_params), first);
 	json_s(fp, "subject", e->subject, first);
 	json_s(fp, "issuer_subject", e->issuer_subject, first);
 	json_s(fp, "status", stapler_status_name(e->status), first);
@@ -92,7 +93,7 @@ static int
 list_cb(const struct cache_report_entry *e, void *arg)
 {
 	struct list_state *st = arg;
-	char subject[CTL_CELL_MAX + 1], issuer[32], next[32], fetched[32], fails[16];
+	char subject[CTL_CELL_MAX + 1], issuer[48], next[32], fetched[32], fails[16];
 	char error[CTL_CELL_MAX + 1];
 	const char *cells[8];
 	int first = 1;
@@ -104,9 +105,14 @@ list_cb(const struct cache_report_entry *e, void *arg)
 		return 0;
 	}
 	cut(e->subject, subject, CTL_CELL_MAX);
-	/* A SHA-256 CertID's entry is marked: the same certificate may have a SHA-1 one too. */
-	snprintf(issuer, sizeof(issuer), "%.12s...%s", e->issuer_key_hash,
-	    e->hash_alg == STAPLER_HASH_SHA1 ? "" : " (sha256)");
+	/* An entry of another CertID form than SHA-1 with NULL parameters (what OpenSSL builds)
+	 * is marked: the same certificate may have entries of several forms. */
+	snprintf(issuer, sizeof(issuer), "%.12s...%s%s%s%s", e->issuer_key_hash,
+	    e->hash_alg == STAPLER_HASH_SHA1 && e->hash_params == STAPLER_PARAMS_NULL ? "" : " (",
+	    e->hash_alg == STAPLER_HASH_SHA1 && e->hash_params == STAPLER_PARAMS_NULL ? "" :
+	    stapler_hash_alg_name(e->hash_alg),
+	    e->hash_params == STAPLER_PARAMS_NULL ? "" : ", absent params",
+	    e->hash_alg == STAPLER_HASH_SHA1 && e->hash_params == STAPLER_PARAMS_NULL ? "" : ")");
 	fmt_reltime(e->next_update, (long long)st->ctl->now, next, sizeof(next));
 	fmt_reltime(e->fetched_at, (long long)st->ctl->now, fetched, sizeof(fetched));
 	snprintf(fails, sizeof(fails), "%d", e->failures);
@@ -254,6 +260,7 @@ show_text(struct ctl *ctl, const struct cache_report_entry *e, const struct cach
 
 	field("serial", e->serial);
 	field("hash algorithm", stapler_hash_alg_name(row->hash_alg));
+	field("hash parameters", stapler_hash_params_name(row->hash_params));
 	field("issuer key hash", e->issuer_key_hash);
 	field("issuer name hash", row->issuer_name_hash);
 	field("subject", e->subject);
@@ -322,15 +329,16 @@ show_json(const struct cache_report_entry *e, const struct cache_row *row, const
 	free(b64);
 }
 
-/* Parses SERIAL [--issuer HASH] [--hash ALG] and, for export, -o FILE. Returns -1 to go on,
+/* Parses SERIAL [--issuer HASH] [--hash ALG] [--params P] and, for export, -o FILE. Returns -1 to go on,
  * else the exit code. */
 static int
 parse_key_args(struct ctl *ctl, const char *name, int argc, char **argv, const char **serial,
-    const char **issuer, const char **hash, const char **out)
+    const char **issuer, const char **hash, const char **params, const char **out)
 {
 	static const struct option longopts[] = {
 		{ "issuer", required_argument, NULL, 'i' },
 		{ "hash", required_argument, NULL, 'H' },
+		{ "params", required_argument, NULL, 'P' },
 		{ "output", required_argument, NULL, 'o' },
 		CTL_COMMON_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
@@ -339,6 +347,7 @@ parse_key_args(struct ctl *ctl, const char *name, int argc, char **argv, const c
 
 	*issuer = NULL;
 	*hash = NULL;
+	*params = NULL;
 	while ((ch = getopt_long(argc, argv, out != NULL ? ":hjo:" : ":hj", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'i':
@@ -346,6 +355,9 @@ parse_key_args(struct ctl *ctl, const char *name, int argc, char **argv, const c
 			break;
 		case 'H':
 			*hash = optarg;
+			break;
+		case 'P':
+			*params = optarg;
 			break;
 		case 'o':
 			if (out == NULL)
@@ -367,7 +379,7 @@ parse_key_args(struct ctl *ctl, const char *name, int argc, char **argv, const c
  * code; on CTL_OK the caller closes *cache and clears *row and *e. */
 static int
 load_entry(struct ctl *ctl, const char *serial_arg, const char *issuer_arg,
-    const char *hash_arg, struct cache **cache, struct cache_row *row,
+    const char *hash_arg, const char *params_arg, struct cache **cache, struct cache_row *row,
     struct cache_report_entry *e)
 {
 	char serial[STAPLER_SERIAL_HEX_MAX], issuer[STAPLER_SHA1_HEX], name[STAPLER_SHA1_HEX];
@@ -379,7 +391,8 @@ load_entry(struct ctl *ctl, const char *serial_arg, const char *issuer_arg,
 	memset(e, 0, sizeof(*e));
 	if ((*cache = ctl_open_db(ctl)) == NULL)
 		return CTL_USAGE;
-	if ((rc = ctl_lookup(*cache, serial_arg, issuer_arg, hash_arg, ctl->now, &key)) != CTL_OK)
+	if ((rc = ctl_lookup(*cache, serial_arg, issuer_arg, hash_arg, params_arg, ctl->now,
+	    &key)) != CTL_OK)
 		goto fail;
 	stapler_key_serial_hex(&key, serial);
 	stapler_key_hash_hex(&key, issuer);
@@ -388,6 +401,7 @@ load_entry(struct ctl *ctl, const char *serial_arg, const char *issuer_arg,
 	f.issuer = issuer;
 	f.name_hash = name;
 	f.hash_alg = 1 + key.hash_alg;
+	f.hash_params = 1 + key.hash_params;
 	if (cache_report_list(*cache, &f, entry_cb, e) != 1 || cache_get(*cache, &key, row) != 1) {
 		ctl_err("cannot read the entry for serial %s (removed meanwhile?)", serial);
 		entry_clear(e);
@@ -404,16 +418,16 @@ fail:
 int
 ctl_cmd_show(struct ctl *ctl, int argc, char **argv)
 {
-	const char *serial = NULL, *issuer = NULL, *hash = NULL;
+	const char *serial = NULL, *issuer = NULL, *hash = NULL, *params = NULL;
 	struct cache_report_entry e;
 	struct cache_row row;
 	struct cache *cache;
 	char *text;
 	int rc;
 
-	if ((rc = parse_key_args(ctl, "show", argc, argv, &serial, &issuer, &hash, NULL)) >= 0)
+	if ((rc = parse_key_args(ctl, "show", argc, argv, &serial, &issuer, &hash, &params, NULL)) >= 0)
 		return rc;
-	if ((rc = load_entry(ctl, serial, issuer, hash, &cache, &row, &e)) != CTL_OK)
+	if ((rc = load_entry(ctl, serial, issuer, hash, params, &cache, &row, &e)) != CTL_OK)
 		return rc;
 	text = response_text(row.response_der, row.response_len);
 	if (ctl->json)
@@ -666,21 +680,21 @@ fail:
 int
 ctl_cmd_export(struct ctl *ctl, int argc, char **argv)
 {
-	const char *serial = NULL, *issuer = NULL, *hash = NULL, *out = NULL;
+	const char *serial = NULL, *issuer = NULL, *hash = NULL, *params = NULL, *out = NULL;
 	struct cache_report_entry e;
 	struct cache_row row;
 	struct cache *cache;
 	char err[512];
 	int rc;
 
-	if ((rc = parse_key_args(ctl, "export", argc, argv, &serial, &issuer, &hash, &out)) >= 0)
+	if ((rc = parse_key_args(ctl, "export", argc, argv, &serial, &issuer, &hash, &params, &out)) >= 0)
 		return rc;
 	if (out == NULL)
 		return ctl_usage_error("export", "-o FILE (or -o - for standard output) missing");
 	if (strcmp(out, "-") == 0 && (ctl->json || isatty(STDOUT_FILENO)))
 		return ctl_usage_error("export", ctl->json ? "--json needs -o FILE" :
 		    "refusing to write DER to a terminal");
-	if ((rc = load_entry(ctl, serial, issuer, hash, &cache, &row, &e)) != CTL_OK)
+	if ((rc = load_entry(ctl, serial, issuer, hash, params, &cache, &row, &e)) != CTL_OK)
 		return rc;
 	if (strcmp(out, "-") == 0) {
 		if (fwrite(row.response_der, 1, row.response_len, stdout) != row.response_len ||

@@ -25,14 +25,14 @@ static const struct ctl_command commands[] = {
 	  "  --due          only entries whose refresh is due now\n"
 	  "  --expired      only entries whose nextUpdate has passed (no longer served)\n"
 	  "  --issuer HASH  only entries of this issuer (key hash, any case, ':' allowed)\n" },
-	{ "show", ctl_cmd_show, "show SERIAL [--issuer HASH] [--json]",
+	{ "show", ctl_cmd_show, "show SERIAL [--issuer HASH] [--hash ALG] [--params P] [--json]",
 	  "Shows everything about one cached entry, with the decoded OCSP response. When two CAs\n"
 	  "issued the same serial, --issuer picks one (the error lists the choices). Exits 1 when\n"
 	  "the entry is not found or the certificate is revoked.\n" },
 	{ "stats", ctl_cmd_stats, "stats [--json]",
 	  "Counts entries by status, expired and expiring within 24 h, due and failing, and per\n"
 	  "upstream (host of the OCSP URL) its healthy and failing entries.\n" },
-	{ "export", ctl_cmd_export, "export SERIAL [--issuer HASH] -o FILE|- [--json]",
+	{ "export", ctl_cmd_export, "export SERIAL [--issuer HASH] [--hash ALG] [--params P] -o FILE|- [--json]",
 	  "Writes the DER staple (exactly the bytes served) to FILE, atomically (a temporary file\n"
 	  "in the same directory, then rename), or to standard output with -o -.\n" },
 	{ "import", ctl_cmd_import, "import FILE...|DIR [--json]",
@@ -40,11 +40,11 @@ static const struct ctl_command commands[] = {
 	  "certificate (optionally followed by its chain) or one DER certificate; a directory\n"
 	  "means its files. Up to 8 submissions run at once. Reports every failure with its\n"
 	  "reason; exits 1 when any failed.\n" },
-	{ "refresh", ctl_cmd_refresh, "refresh SERIAL [--issuer HASH] | --due | --all [--json]",
+	{ "refresh", ctl_cmd_refresh, "refresh SERIAL [--issuer HASH] [--hash ALG] [--params P] | --due | --all [--json]",
 	  "Fetches a cached entry again now through the daemon and waits for the outcome.\n"
 	  "  --due  fetch now every entry already due (at most 256 at once)\n"
 	  "  --all  mark every entry due; the daemon's scheduler refetches them within its limits\n" },
-	{ "evict", ctl_cmd_evict, "evict SERIAL [--issuer HASH] [--json]",
+	{ "evict", ctl_cmd_evict, "evict SERIAL [--issuer HASH] [--hash ALG] [--params P] [--json]",
 	  "Removes an entry from the daemon's database and memory: it is no longer served, and\n"
 	  "the next submission of the certificate fetches a new staple.\n" },
 	{ "backup", ctl_cmd_backup, "backup FILE [--force] [--json]",
@@ -188,11 +188,12 @@ out:
 
 int
 ctl_lookup(struct cache *cache, const char *serial_arg, const char *issuer_arg,
-    const char *hash_arg, time_t now, struct stapler_key *key)
+    const char *hash_arg, const char *params_arg, time_t now, struct stapler_key *key)
 {
 	struct cache_report_filter f = { .now = (long long)now };
 	char s[STAPLER_SERIAL_HEX_MAX], h[STAPLER_SHA1_HEX];
 	struct cache_report_match m;
+	enum stapler_hash_params params;
 	enum stapler_hash_alg alg;
 
 	if (fmt_serial(serial_arg, s) < 0) {
@@ -204,24 +205,36 @@ ctl_lookup(struct cache *cache, const char *serial_arg, const char *issuer_arg,
 		return CTL_USAGE;
 	}
 	if (hash_arg != NULL && stapler_hash_alg_parse(hash_arg, &alg) < 0) {
-		ctl_err("--hash %s: not sha1 or sha256", hash_arg);
+		ctl_err("--hash %s: not sha1, sha256, sha384 or sha512", hash_arg);
+		return CTL_USAGE;
+	}
+	if (params_arg != NULL && stapler_hash_params_parse(params_arg, &params) < 0) {
+		ctl_err("--params %s: not null or absent", params_arg);
 		return CTL_USAGE;
 	}
 	f.serial = s;
 	f.issuer = issuer_arg != NULL ? h : NULL;
 	f.hash_alg = hash_arg != NULL ? 1 + (int)alg : 0;
+	f.hash_params = params_arg != NULL ? 1 + (int)params : 0;
 	if (cache_report_lookup(cache, &f, &m) < 0) {
 		ctl_err("cannot read the database");
 		return CTL_USAGE;
 	}
 	if (m.n == 0) {
-		ctl_err("no cached entry for serial %s%s%s%s%s", s, issuer_arg ? " and issuer " : "",
-		    issuer_arg ? h : "", hash_arg ? " with hash " : "", hash_arg ? hash_arg : "");
+		ctl_err("no cached entry for serial %s%s%s%s%s%s%s", s,
+		    issuer_arg ? " and issuer " : "", issuer_arg ? h : "",
+		    hash_arg ? " with hash " : "", hash_arg ? hash_arg : "",
+		    params_arg ? " with parameters " : "", params_arg ? params_arg : "");
 		return CTL_BAD;
 	}
 	if (m.n > 1 && m.by_issuer) {
 		ctl_err("serial %s is cached for several issuers; choose one with --issuer: %s", s,
 		    m.choices);
+		return CTL_USAGE;
+	}
+	if (m.n > 1 && m.by_params) {
+		ctl_err("serial %s is cached with the hash algorithm's parameters both NULL and "
+		    "absent; choose one with --params: %s", s, m.choices);
 		return CTL_USAGE;
 	}
 	if (m.n > 1) {

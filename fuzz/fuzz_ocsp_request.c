@@ -53,6 +53,7 @@ reader_agrees(const unsigned char *der, size_t len, const OCSP_CERTID *id)
 	const struct certs_urls *urls;
 	struct ocsp_certid_view v;
 	struct stapler_key key, rkey;
+	enum stapler_hash_params params;
 	enum stapler_hash_alg alg;
 	enum issuers_miss miss;
 	unsigned char *enc = NULL;
@@ -61,13 +62,15 @@ reader_agrees(const unsigned char *der, size_t len, const OCSP_CERTID *id)
 	if (ocsp_request_read(der, len, &v) < 0)
 		return;
 	fuzz_check(id != NULL, "reader took a request OpenSSL refuses");
-	fuzz_check(certs_certid_hash_alg(id, &alg) == 0 && alg == v.alg, "reader: another algorithm");
+	fuzz_check(certs_certid_alg(id, &alg, &params) == 0 && alg == v.alg && params == v.params,
+	    "reader: another algorithm or parameters' encoding");
 	n = i2d_OCSP_CERTID((OCSP_CERTID *)(uintptr_t)id, &enc);
 	fuzz_check(n > 0 && (size_t)n == v.certid_len && memcmp(enc, v.certid, v.certid_len) == 0,
 	    "reader: another CertID");
 	OPENSSL_free(enc);
 	memset(&key, 0, sizeof(key));
 	if (issuers_key(learned, v.alg, v.name_hash, v.key_hash, &key) == 0) {
+		key.hash_params = (unsigned char)v.params;
 		key.serial_len = (unsigned char)v.serial_len;
 		memcpy(key.serial, v.serial, v.serial_len);
 		if (issuers_resolve(learned, fuzz_trust(), FUZZ_NOW, id, &rkey, &urls, &miss) != NULL)

@@ -226,6 +226,26 @@ request_seeds(const struct fuzz_pki *p)
 	put_request("unknown_issuer", request(p->ca.cert, p->leaf.cert, 1, 0));
 	put_request("two_ids", request(p->leaf.cert, p->ca.cert, 2, 0));
 	put_request("no_ids", request(p->leaf.cert, p->ca.cert, 0, 0));
+	/* SHA-384 and SHA-512 CertIDs, and SHA-256 and SHA-1 ones with the hash parameters
+	 * absent (Bouncy Castle's form): each its own cache key. */
+	{
+		static const struct {
+			const char *name;
+			const EVP_MD *(*md)(void);
+			int absent;
+		} forms[] = {
+			{ "leaf_sha384", EVP_sha384, 0 }, { "leaf_sha512_absent", EVP_sha512, 1 },
+			{ "leaf_sha256_absent", EVP_sha256, 1 }, { "leaf_sha1_absent", EVP_sha1, 1 },
+		};
+
+		for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+			if ((req = OCSP_REQUEST_new()) == NULL ||
+			    (id = testpki_certid(p->leaf.cert, p->ca.cert, forms[i].md(),
+			    forms[i].absent)) == NULL || OCSP_request_add0_id(req, id) == NULL)
+				abort();
+			put_request(forms[i].name, req);
+		}
+	}
 	/* A serial of 33 octets: longer than STAPLER_SERIAL_MAX. */
 	memset(big, 0x5a, sizeof(big));
 	if (serial == NULL || !ASN1_STRING_set(serial, big, sizeof(big)) ||

@@ -11,6 +11,7 @@ PACKAGES=(
   prometheus faketime # test_observe.py: promtool check metrics/rules; /healthz in the future
   nginx haproxy       # tests/integration/test_scaleout.py runs examples/scaleout/ with them
   systemd             # test_ops.py: systemd-analyze security checks the unit's sandbox
+  openjdk-17-jdk-headless libbcpkix-java  # test_certid.py: Bouncy Castle as an OCSP client
 )
 if [[ ${1:-} == --fuzz ]]; then
   PACKAGES+=(clang libclang-rt-dev)

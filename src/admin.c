@@ -53,6 +53,7 @@ struct admin_req {
 	char error[512];
 	char serial[STAPLER_SERIAL_HEX_MAX], issuer[STAPLER_SHA1_HEX];
 	enum stapler_hash_alg hash_alg;
+	enum stapler_hash_params hash_params;
 	enum stapler_cert_status status;
 	long long this_update, next_update, fetched_at;
 	TAILQ_HEAD(, admin_op) ops;
@@ -162,6 +163,7 @@ req_reply(struct admin_req *r)
 		fmt_kv_add(f, &len, sizeof(f), "serial", r->serial);
 		fmt_kv_add(f, &len, sizeof(f), "issuer", r->issuer);
 		fmt_kv_add(f, &len, sizeof(f), "hash", stapler_hash_alg_name(r->hash_alg));
+		fmt_kv_add(f, &len, sizeof(f), "params", stapler_hash_params_name(r->hash_params));
 		fmt_kv_add(f, &len, sizeof(f), "status", stapler_status_name(r->status));
 		add_ll(f, &len, sizeof(f), "this_update", r->this_update);
 		add_ll(f, &len, sizeof(f), "next_update", r->next_update);
@@ -177,6 +179,8 @@ req_reply(struct admin_req *r)
 			fmt_kv_add(f, &len, sizeof(f), "serial", r->serial);
 			fmt_kv_add(f, &len, sizeof(f), "issuer", r->issuer);
 			fmt_kv_add(f, &len, sizeof(f), "hash", stapler_hash_alg_name(r->hash_alg));
+			fmt_kv_add(f, &len, sizeof(f), "params",
+			    stapler_hash_params_name(r->hash_params));
 		}
 		fmt_kv_add(f, &len, sizeof(f), "error", r->error);
 		send_line(c, "error", r->id, f);
@@ -210,6 +214,7 @@ op_finish(struct admin_op *op, enum staple_outcome outcome, const struct staple 
 		stapler_key_serial_hex(&s->key, r->serial);
 		stapler_key_hash_hex(&s->key, r->issuer);
 		r->hash_alg = (enum stapler_hash_alg)s->key.hash_alg;
+		r->hash_params = (enum stapler_hash_params)s->key.hash_params;
 		r->status = s->status;
 		r->this_update = (long long)s->this_update;
 		r->next_update = (long long)s->next_update;
@@ -282,17 +287,18 @@ struct keys {
 	int n;
 };
 
-/* Resolves serial=, issuer= (key or name hash) and hash= of a request line to exactly one
- * entry. Returns 0 with *key set, or -1 after replying with the error. */
+/* Resolves serial=, issuer= (key or name hash), hash= and params= of a request line to exactly
+ * one entry. Returns 0 with *key set, or -1 after replying with the error. */
 static int
 lookup(struct admin_conn *c, const char *id, const char *line, struct stapler_key *key)
 {
-	char sraw[2 * STAPLER_SERIAL_HEX_MAX], iraw[2 * STAPLER_SHA1_HEX], araw[16];
+	char sraw[2 * STAPLER_SERIAL_HEX_MAX], iraw[2 * STAPLER_SHA1_HEX], araw[16], praw[16];
 	char serial[STAPLER_SERIAL_HEX_MAX], issuer[STAPLER_SHA1_HEX];
 	struct cache_report_filter f = { .limit = 0 };
 	struct cache_report_match m;
+	enum stapler_hash_params params;
 	enum stapler_hash_alg alg;
-	int has_issuer, has_alg;
+	int has_issuer, has_alg, has_params;
 
 	if (fmt_kv_get(line, "serial", sraw, sizeof(sraw)) != 1 || fmt_serial(sraw, serial) < 0) {
 		send_error(c, id, "bad_request", "serial= missing or not a hex serial");
@@ -305,12 +311,18 @@ lookup(struct admin_conn *c, const char *id, const char *line, struct stapler_ke
 	}
 	if ((has_alg = fmt_kv_get(line, "hash", araw, sizeof(araw))) < 0 ||
 	    (has_alg && stapler_hash_alg_parse(araw, &alg) < 0)) {
-		send_error(c, id, "bad_request", "hash= is not sha1 or sha256");
+		send_error(c, id, "bad_request", "hash= is not sha1, sha256, sha384 or sha512");
+		return -1;
+	}
+	if ((has_params = fmt_kv_get(line, "params", praw, sizeof(praw))) < 0 ||
+	    (has_params && stapler_hash_params_parse(praw, &params) < 0)) {
+		send_error(c, id, "bad_request", "params= is not null or absent");
 		return -1;
 	}
 	f.serial = serial;
 	f.issuer = has_issuer ? issuer : NULL;
 	f.hash_alg = has_alg ? 1 + (int)alg : 0;
+	f.hash_params = has_params ? 1 + (int)params : 0;
 	f.now = (long long)time(NULL);
 	if (cache_report_lookup(c->a->cache, &f, &m) < 0) {
 		send_error(c, id, "unavailable", "cache error (see the daemon log)");
@@ -326,9 +338,12 @@ lookup(struct admin_conn *c, const char *id, const char *line, struct stapler_ke
 
 		f2[0] = '\0';
 		fmt_kv_add(f2, &len, sizeof(f2), "outcome", "ambiguous");
-		fmt_kv_add(f2, &len, sizeof(f2), m.by_issuer ? "issuers" : "hashes", m.choices);
+		fmt_kv_add(f2, &len, sizeof(f2), m.by_issuer ? "issuers" : m.by_params ? "params" :
+		    "hashes", m.choices);
 		fmt_kv_add(f2, &len, sizeof(f2), "error", m.by_issuer ?
-		    "serial is cached for several issuers; give the issuer" :
+		    "serial is cached for several issuers; give the issuer" : m.by_params ?
+		    "serial is cached with the hash algorithm's parameters both NULL and absent; "
+		    "give params=" :
 		    "serial is cached for several CertID hash algorithms; give hash=");
 		send_line(c, "error", id, f2);
 		return -1;
@@ -445,6 +460,7 @@ do_refresh(struct admin_conn *c, const char *id, const char *line)
 		stapler_key_serial_hex(&key, r->serial);
 		stapler_key_hash_hex(&key, r->issuer);
 		r->hash_alg = (enum stapler_hash_alg)key.hash_alg;
+		r->hash_params = (enum stapler_hash_params)key.hash_params;
 		refresh_one(a, r, &key, now);
 		req_left(r);
 	}
@@ -469,6 +485,8 @@ do_evict(struct admin_conn *c, const char *id, const char *line)
 	fmt_kv_add(f, &len, sizeof(f), "serial", serial);
 	fmt_kv_add(f, &len, sizeof(f), "issuer", issuer);
 	fmt_kv_add(f, &len, sizeof(f), "hash", stapler_hash_alg_name((enum stapler_hash_alg)key.hash_alg));
+	fmt_kv_add(f, &len, sizeof(f), "params",
+	    stapler_hash_params_name((enum stapler_hash_params)key.hash_params));
 	send_line(c, "ok", id, f);
 }
 

@@ -45,13 +45,14 @@ enum cache_stmt {
 	"hash_alg, serial, issuer_key_hash, issuer_name_hash, subject, ocsp_url, ocsp_urls, " \
 	"cert_status, revoked_at, revocation_reason, this_update, next_update, produced_at, " \
 	"fetched_at, cert_not_after, response_der, request_der, next_refresh_at, failures, " \
-	"last_error, created_at, used_at, upstream_etag, upstream_last_modified"
+	"last_error, created_at, used_at, upstream_etag, upstream_last_modified, hash_params"
 
-/* A row's key, bound by bind_key() as ?1..?4 (the UNIQUE constraint's order), and read back by
- * read_keys() in KEY_COLUMNS order. */
+/* A row's key, bound by bind_key() as ?1..?5, and read back by read_keys() in KEY_COLUMNS
+ * order. */
 #define KEY_MATCH \
-	"hash_alg = ?1 AND issuer_name_hash = ?2 AND issuer_key_hash = ?3 AND serial = ?4"
-#define KEY_COLUMNS "hash_alg, issuer_name_hash, issuer_key_hash, serial"
+	"hash_alg = ?1 AND issuer_name_hash = ?2 AND issuer_key_hash = ?3 AND serial = ?4 " \
+	"AND hash_params = ?5"
+#define KEY_COLUMNS "hash_alg, issuer_name_hash, issuer_key_hash, serial, hash_params"
 
 /* Parameter numbers of ST_PUT_ROW: the same order as ROW_COLUMNS. */
 enum put_row_param {
@@ -79,6 +80,7 @@ enum put_row_param {
 	P_USED_AT,
 	P_UPSTREAM_ETAG,
 	P_UPSTREAM_LAST_MODIFIED,
+	P_HASH_PARAMS,
 };
 
 static const char *const stmt_sql[ST_MAX] = {
@@ -91,8 +93,9 @@ static const char *const stmt_sql[ST_MAX] = {
 	    "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(name_hash, key_hash) DO NOTHING",
 	[ST_PUT_ROW] =
 	    "INSERT INTO ocsp_response (" ROW_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
-	    "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24) "
-	    "ON CONFLICT(hash_alg, issuer_name_hash, issuer_key_hash, serial) DO UPDATE SET "
+	    "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25) "
+	    "ON CONFLICT(hash_alg, hash_params, issuer_name_hash, issuer_key_hash, serial) "
+	    "DO UPDATE SET "
 	    "subject = excluded.subject, "
 	    "ocsp_url = excluded.ocsp_url, ocsp_urls = excluded.ocsp_urls, "
 	    "cert_status = excluded.cert_status, revoked_at = excluded.revoked_at, "
@@ -119,9 +122,9 @@ static const char *const stmt_sql[ST_MAX] = {
 	    "AND cert_not_after > ?1 ORDER BY next_refresh_at LIMIT ?2) "
 	    "ORDER BY next_update, fetched_at, next_refresh_at",
 	[ST_SET_REFRESH] =
-	    "UPDATE ocsp_response SET next_refresh_at = ?5 WHERE " KEY_MATCH,
+	    "UPDATE ocsp_response SET next_refresh_at = ?6 WHERE " KEY_MATCH,
 	[ST_SET_FAILURE] =
-	    "UPDATE ocsp_response SET failures = ?5, last_error = ?6, next_refresh_at = ?7 "
+	    "UPDATE ocsp_response SET failures = ?6, last_error = ?7, next_refresh_at = ?8 "
 	    "WHERE " KEY_MATCH,
 	[ST_DELETE] = "DELETE FROM ocsp_response WHERE " KEY_MATCH,
 	[ST_EXPIRED] =
@@ -827,6 +830,8 @@ bind_row(sqlite3_stmt *st, const struct cache_row *row, long long created_at)
 	B(sqlite3_bind_text(st, P_UPSTREAM_ETAG, row->upstream_etag, -1, SQLITE_STATIC));
 	B(sqlite3_bind_text(st, P_UPSTREAM_LAST_MODIFIED, row->upstream_last_modified, -1,
 	    SQLITE_STATIC));
+	B(sqlite3_bind_text(st, P_HASH_PARAMS, stapler_hash_params_name(row->hash_params), -1,
+	    SQLITE_STATIC));
 #undef B
 	return rc == SQLITE_OK ? 0 : -1;
 }
@@ -855,8 +860,10 @@ cache_store(struct cache *cache, const struct cache_issuer *issuer, const struct
 		cache_fail("store", "serial and hashes must be uppercase hex");
 		goto out;
 	}
-	if ((unsigned)row->status > STAPLER_UNKNOWN || (unsigned)row->hash_alg > STAPLER_HASH_SHA256) {
-		cache_fail("store", "invalid certificate status or hash algorithm");
+	if ((unsigned)row->status > STAPLER_UNKNOWN ||
+	    (unsigned)row->hash_alg >= STAPLER_HASH_ALG_COUNT ||
+	    (unsigned)row->hash_params > STAPLER_PARAMS_ABSENT) {
+		cache_fail("store", "invalid certificate status, hash algorithm or parameters");
 		goto out;
 	}
 	/* A row is verified against its own issuer, never another CA's. */
@@ -955,12 +962,14 @@ col_blob(sqlite3_stmt *st, int col, unsigned char **out, size_t *len)
 static int
 row_read(sqlite3_stmt *st, struct cache_row *row)
 {
-	const char *status, *alg;
+	const char *status, *alg, *params;
 
 	memset(row, 0, sizeof(*row));
 	alg = (const char *)sqlite3_column_text(st, 0);
 	status = (const char *)sqlite3_column_text(st, 7);
+	params = (const char *)sqlite3_column_text(st, 24);
 	if (alg == NULL || stapler_hash_alg_parse(alg, &row->hash_alg) != 0 ||
+	    params == NULL || stapler_hash_params_parse(params, &row->hash_params) != 0 ||
 	    col_copy(st, 1, row->serial, sizeof(row->serial)) != 0 ||
 	    col_copy(st, 2, row->issuer_key_hash, sizeof(row->issuer_key_hash)) != 0 ||
 	    col_copy(st, 3, row->issuer_name_hash, sizeof(row->issuer_name_hash)) != 0 ||
@@ -996,8 +1005,11 @@ fail:
 int
 cache_row_key(const struct cache_row *row, struct stapler_key *key)
 {
-	return stapler_key_from_hex(key, row->hash_alg, row->issuer_name_hash, row->issuer_key_hash,
-	    row->serial);
+	if (stapler_key_from_hex(key, row->hash_alg, row->issuer_name_hash, row->issuer_key_hash,
+	    row->serial) < 0 || (unsigned)row->hash_params > STAPLER_PARAMS_ABSENT)
+		return -1;
+	key->hash_params = (unsigned char)row->hash_params;
+	return 0;
 }
 
 /* A key's stored (text) forms. */
@@ -1006,7 +1018,7 @@ struct key_text {
 	char serial[STAPLER_SERIAL_HEX_MAX];
 };
 
-/* Binds key as ?1..?4 (KEY_MATCH); text holds the strings until the statement is reset. */
+/* Binds key as ?1..?5 (KEY_MATCH); text holds the strings until the statement is reset. */
 static int
 bind_key(sqlite3_stmt *st, const struct stapler_key *key, struct key_text *text)
 {
@@ -1017,7 +1029,9 @@ bind_key(sqlite3_stmt *st, const struct stapler_key *key, struct key_text *text)
 	    SQLITE_STATIC) == SQLITE_OK &&
 	    sqlite3_bind_text(st, 2, text->name_hash, -1, SQLITE_STATIC) == SQLITE_OK &&
 	    sqlite3_bind_text(st, 3, text->key_hash, -1, SQLITE_STATIC) == SQLITE_OK &&
-	    sqlite3_bind_text(st, 4, text->serial, -1, SQLITE_STATIC) == SQLITE_OK ? 0 : -1;
+	    sqlite3_bind_text(st, 4, text->serial, -1, SQLITE_STATIC) == SQLITE_OK &&
+	    sqlite3_bind_text(st, 5, stapler_hash_params_name(key->hash_params), -1,
+	    SQLITE_STATIC) == SQLITE_OK ? 0 : -1;
 }
 
 /* *row is zeroed on every return, so cache_row_clear() after any result is safe. */
@@ -1188,15 +1202,19 @@ read_keys(struct cache *cache, sqlite3_stmt *st, const char *op, long long now, 
 	}
 	while (n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *alg = (const char *)sqlite3_column_text(st, 0);
+		const char *params = (const char *)sqlite3_column_text(st, 4);
+		enum stapler_hash_params pa;
 		enum stapler_hash_alg a;
 
 		if (alg == NULL || stapler_hash_alg_parse(alg, &a) != 0 ||
+		    params == NULL || stapler_hash_params_parse(params, &pa) != 0 ||
 		    stapler_key_from_hex(&keys[n].key, a, (const char *)sqlite3_column_text(st, 1),
 		    (const char *)sqlite3_column_text(st, 2),
 		    (const char *)sqlite3_column_text(st, 3)) != 0)
 			continue;
-		/* The due list carries each row's next_refresh_at as a fifth column. */
-		keys[n].next_refresh_at = sqlite3_column_count(st) > 4 ? sqlite3_column_int64(st, 4) : 0;
+		keys[n].key.hash_params = (unsigned char)pa;
+		/* The due list carries each row's next_refresh_at as a sixth column. */
+		keys[n].next_refresh_at = sqlite3_column_count(st) > 5 ? sqlite3_column_int64(st, 5) : 0;
 		n++;
 	}
 	if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
@@ -1227,7 +1245,7 @@ cache_set_refresh(struct cache *cache, const struct cache_refresh *items, size_t
 	in_tx = 1;
 	for (size_t i = 0; i < n; i++) {
 		if (bind_key(st, &items[i].key, &text) != 0 ||
-		    sqlite3_bind_int64(st, 5, items[i].next_refresh_at) != SQLITE_OK) {
+		    sqlite3_bind_int64(st, 6, items[i].next_refresh_at) != SQLITE_OK) {
 			cache_fail_db(cache, "set_refresh");
 			stmt_done(st);
 			goto out;
@@ -1253,9 +1271,9 @@ cache_set_failure(struct cache *cache, const struct stapler_key *key, int failur
 	struct key_text text;
 
 	if (bind_key(st, key, &text) != 0 ||
-	    sqlite3_bind_int(st, 5, failures) != SQLITE_OK ||
-	    sqlite3_bind_text(st, 6, last_error, -1, SQLITE_STATIC) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 7, next_refresh_at) != SQLITE_OK) {
+	    sqlite3_bind_int(st, 6, failures) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 7, last_error, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 8, next_refresh_at) != SQLITE_OK) {
 		cache_fail_db(cache, "set_failure");
 		stmt_done(st);
 		return -1;

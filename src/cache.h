@@ -12,9 +12,10 @@ struct cache;
 /* One row of ocsp_response (docs/contract.md §6). Strings and blobs are owned by the row
  * (cache_row_clear() frees them); times are Unix seconds UTC. */
 struct cache_row {
-	/* The key: the whole CertID (types.h). The hashes are the issuer's SHA-1 ones, whatever
-	 * hash_alg is. */
+	/* The key: the whole CertID as encoded (types.h). The hashes are the issuer's SHA-1
+	 * ones, whatever hash_alg is. */
 	enum stapler_hash_alg hash_alg;
+	enum stapler_hash_params hash_params;       /* the hash AlgorithmIdentifier's parameters */
 	char serial[STAPLER_SERIAL_HEX_MAX];        /* uppercase hex */
 	char issuer_key_hash[STAPLER_SHA1_HEX];     /* uppercase hex */
 	char issuer_name_hash[STAPLER_SHA1_HEX];    /* uppercase hex */
@@ -66,7 +67,8 @@ int cache_schema_latest(void);
 int cache_schema_version(struct cache *cache);
 
 /* In one transaction: records the issuer (kept if known) and inserts or replaces the row with
- * the same key (hash_alg, issuer_name_hash, issuer_key_hash, serial), keeping its created_at.
+ * the same key (hash_alg, hash_params, issuer_name_hash, issuer_key_hash, serial), keeping
+ * its created_at.
  * Returns 0 or -1 (logged). */
 int cache_store(struct cache *cache, const struct cache_issuer *issuer, const struct cache_row *row);
 

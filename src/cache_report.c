@@ -14,7 +14,8 @@
 static const char list_sql[] =
     "SELECT r.serial, r.issuer_key_hash, r.subject, coalesce(i.subject, ''), r.ocsp_url, "
     "r.last_error, r.cert_status, r.this_update, r.next_update, r.fetched_at, "
-    "r.next_refresh_at, r.cert_not_after, r.failures, r.hash_alg, r.issuer_name_hash "
+    "r.next_refresh_at, r.cert_not_after, r.failures, r.hash_alg, r.issuer_name_hash, "
+    "r.hash_params "
     "FROM ocsp_response r LEFT JOIN issuer i "
     "ON i.name_hash = r.issuer_name_hash AND i.key_hash = r.issuer_key_hash "
     "WHERE (?1 IS NULL OR r.cert_status = ?1) "
@@ -23,8 +24,9 @@ static const char list_sql[] =
     "AND (?3 = 0 OR r.next_update <= ?4) "
     "AND (?5 IS NULL OR r.issuer_key_hash = ?5 OR r.issuer_name_hash = ?5) "
     "AND (?6 IS NULL OR r.serial = ?6) AND (?8 IS NULL OR r.issuer_name_hash = ?8) "
-    "AND (?9 IS NULL OR r.hash_alg = ?9) "
-    "ORDER BY r.next_refresh_at, r.serial, r.issuer_key_hash, r.issuer_name_hash, r.hash_alg "
+    "AND (?9 IS NULL OR r.hash_alg = ?9) AND (?10 IS NULL OR r.hash_params = ?10) "
+    "ORDER BY r.next_refresh_at, r.serial, r.issuer_key_hash, r.issuer_name_hash, r.hash_alg, "
+    "r.hash_params "
     "LIMIT ?7";
 
 static const char totals_sql[] =
@@ -82,7 +84,9 @@ cache_report_list(struct cache *cache, const struct cache_report_filter *f,
 	    sqlite3_bind_int(st, 7, f->limit > 0 ? f->limit : -1) != SQLITE_OK ||
 	    bind_opt_text(st, 8, f->name_hash) != SQLITE_OK ||
 	    bind_opt_text(st, 9, f->hash_alg > 0 ?
-	    stapler_hash_alg_name((enum stapler_hash_alg)(f->hash_alg - 1)) : NULL) != SQLITE_OK) {
+	    stapler_hash_alg_name((enum stapler_hash_alg)(f->hash_alg - 1)) : NULL) != SQLITE_OK ||
+	    bind_opt_text(st, 10, f->hash_params > 0 ? stapler_hash_params_name(
+	    (enum stapler_hash_params)(f->hash_params - 1)) : NULL) != SQLITE_OK) {
 		report_fail(db, "report_list");
 		goto out;
 	}
@@ -105,6 +109,8 @@ cache_report_list(struct cache *cache, const struct cache_report_filter *f,
 		if (stapler_hash_alg_parse(col_text(st, 13), &e.hash_alg) != 0)
 			e.hash_alg = STAPLER_HASH_SHA1;
 		util_strlcpy(e.issuer_name_hash, col_text(st, 14), sizeof(e.issuer_name_hash));
+		if (stapler_hash_params_parse(col_text(st, 15), &e.hash_params) != 0)
+			e.hash_params = STAPLER_PARAMS_NULL;
 		n++;
 		if (cb(&e, arg) != 0)
 			break;
@@ -131,8 +137,10 @@ lookup_cb(const struct cache_report_entry *e, void *arg)
 	struct lookup *l = arg;
 
 	if (stapler_key_from_hex(&l->key[l->n], e->hash_alg, e->issuer_name_hash,
-	    e->issuer_key_hash, e->serial) == 0)
+	    e->issuer_key_hash, e->serial) == 0) {
+		l->key[l->n].hash_params = (unsigned char)e->hash_params;
 		l->n++;
+	}
 	return l->n == CACHE_REPORT_LOOKUP_MAX;
 }
 
@@ -165,15 +173,23 @@ cache_report_lookup(struct cache *cache, const struct cache_report_filter *f,
 	m->n = l.n;
 	if (l.n == 1)
 		m->key = l.key[0];
+	m->by_params = l.n > 1;
 	for (int i = 1; i < l.n; i++) {
+		if (l.key[i].hash_alg != l.key[0].hash_alg)
+			m->by_params = 0;
 		if (memcmp(l.key[i].name_hash, l.key[0].name_hash, STAPLER_SHA1_LEN) != 0 ||
 		    memcmp(l.key[i].key_hash, l.key[0].key_hash, STAPLER_SHA1_LEN) != 0)
 			m->by_issuer = 1;
 		if (memcmp(l.key[i].key_hash, l.key[0].key_hash, STAPLER_SHA1_LEN) != 0)
 			same_key = 0;
 	}
+	if (m->by_issuer)
+		m->by_params = 0;
 	for (int i = 0; l.n > 1 && i < l.n; i++) {
-		if (!m->by_issuer)
+		if (m->by_params)
+			util_strlcpy(hex, stapler_hash_params_name(
+			    (enum stapler_hash_params)l.key[i].hash_params), sizeof(hex));
+		else if (!m->by_issuer)
 			util_strlcpy(hex, stapler_hash_alg_name((enum stapler_hash_alg)l.key[i].hash_alg),
 			    sizeof(hex));
 		else if (same_key)

@@ -15,6 +15,7 @@ struct cache_report_filter {
 	const char *issuer;    /* canonical issuer key hash or name hash (fmt_key_hash), or NULL */
 	const char *name_hash; /* canonical issuer name hash, or NULL */
 	int hash_alg;          /* 0: any; else 1 + enum stapler_hash_alg */
+	int hash_params;       /* 0: any; else 1 + enum stapler_hash_params */
 	const char *serial;    /* canonical serial (fmt_serial), or NULL */
 	long long now;
 	int limit;             /* 0: no limit */
@@ -24,6 +25,7 @@ struct cache_report_filter {
  * callback only. */
 struct cache_report_entry {
 	enum stapler_hash_alg hash_alg;
+	enum stapler_hash_params hash_params;
 	char serial[STAPLER_SERIAL_HEX_MAX];
 	char issuer_key_hash[STAPLER_SHA1_HEX];
 	char issuer_name_hash[STAPLER_SHA1_HEX];
@@ -42,19 +44,23 @@ struct cache_report_entry {
 int cache_report_list(struct cache *cache, const struct cache_report_filter *f,
     int (*cb)(const struct cache_report_entry *e, void *arg), void *arg);
 
-/* What a lookup of one entry by serial (and optionally issuer and hash algorithm) found. */
+/* What a lookup of one entry by serial (and optionally issuer, hash algorithm and its
+ * parameters' encoding) found. */
 #define CACHE_REPORT_LOOKUP_MAX 8
 struct cache_report_match {
 	int n;                    /* matching entries, at most CACHE_REPORT_LOOKUP_MAX counted */
 	struct stapler_key key;   /* the entry when n == 1 */
-	int by_issuer;            /* n > 1: they differ by issuer (else only by hash algorithm) */
+	int by_issuer;            /* n > 1: they differ by issuer (else by the CertID's form) */
+	int by_params;            /* n > 1: they differ only by the parameters' encoding */
 	/* n > 1: the choices, comma separated: issuer hashes (the key hash, or the name hash
-	 * where two issuers share a key) when by_issuer, else hash algorithm names. */
+	 * where two issuers share a key) when by_issuer, parameter encodings ("null", "absent")
+	 * when by_params, else hash algorithm names. */
 	char choices[CACHE_REPORT_LOOKUP_MAX * (STAPLER_SHA1_HEX + 1)];
 };
 
-/* Finds the entries matching f (serial set; issuer, name_hash and hash_alg narrow it; limit
- * ignored) into *m, so that every caller resolves "SERIAL [--issuer H] [--hash A]" alike.
+/* Finds the entries matching f (serial set; issuer, name_hash, hash_alg and hash_params narrow
+ * it; limit ignored) into *m, so that every caller resolves "SERIAL [--issuer H] [--hash A]
+ * [--params P]" alike.
  * Returns 0 or -1 (logged). */
 int cache_report_lookup(struct cache *cache, const struct cache_report_filter *f,
     struct cache_report_match *m);

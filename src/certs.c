@@ -12,6 +12,7 @@
 #include <openssl/x509v3.h>
 
 #include "certs.h"
+#include "der.h"
 #include "url.h"
 #include "util.h"
 
@@ -206,13 +207,19 @@ certs_trust_accepts(const struct certs_trust *trust, X509 *cert, time_t now, tim
 static const EVP_MD *
 hash_md(enum stapler_hash_alg alg)
 {
-	return alg == STAPLER_HASH_SHA256 ? EVP_sha256() : EVP_sha1();
+	switch (alg) {
+	case STAPLER_HASH_SHA256: return EVP_sha256();
+	case STAPLER_HASH_SHA384: return EVP_sha384();
+	case STAPLER_HASH_SHA512: return EVP_sha512();
+	case STAPLER_HASH_SHA1: break;
+	}
+	return EVP_sha1();
 }
 
 static size_t
 hash_len(enum stapler_hash_alg alg)
 {
-	return alg == STAPLER_HASH_SHA256 ? STAPLER_SHA256_LEN : STAPLER_SHA1_LEN;
+	return stapler_hash_alg_len(alg);
 }
 
 /* 1 when cert's subject name and public key hash to name_hash and key_hash under alg. */
@@ -697,23 +704,35 @@ certs_certid(X509 *subject, X509 *issuer, enum stapler_hash_alg alg)
 int
 certs_certid_hash_alg(const OCSP_CERTID *id, enum stapler_hash_alg *alg)
 {
+	enum stapler_hash_params params;
+
+	return certs_certid_alg(id, alg, &params);
+}
+
+int
+certs_certid_alg(const OCSP_CERTID *id, enum stapler_hash_alg *alg,
+    enum stapler_hash_params *params)
+{
 	ASN1_OCTET_STRING *nhash = NULL, *khash = NULL;
-	ASN1_OBJECT *obj = NULL;
-	int nid;
+	unsigned char *der = NULL;
+	int n, rc = -1;
 
 	if (id == NULL ||
-	    !OCSP_id_get0_info(&nhash, &obj, &khash, NULL, CERTS_UNCONST(OCSP_CERTID, id)) ||
-	    nhash == NULL || khash == NULL || obj == NULL)
-		return -1;
-	nid = OBJ_obj2nid(obj);
-	if (nid == NID_sha1)
-		*alg = STAPLER_HASH_SHA1;
-	else if (nid == NID_sha256)
-		*alg = STAPLER_HASH_SHA256;
-	else
-		return -1;
-	return (size_t)ASN1_STRING_length(nhash) == hash_len(*alg) &&
-	    (size_t)ASN1_STRING_length(khash) == hash_len(*alg) ? 0 : -1;
+	    !OCSP_id_get0_info(&nhash, NULL, &khash, NULL, CERTS_UNCONST(OCSP_CERTID, id)) ||
+	    nhash == NULL || khash == NULL)
+		goto out;
+	/* The parameters' encoding is part of the key, and only the DER shows it: OpenSSL
+	 * keeps what was decoded (absent or NULL) and encodes it back as it came. */
+	if ((n = i2d_OCSP_CERTID(CERTS_UNCONST(OCSP_CERTID, id), &der)) <= 0 ||
+	    der_certid_alg(der, (size_t)n, alg, params) < 0)
+		goto out;
+	if ((size_t)ASN1_STRING_length(nhash) == hash_len(*alg) &&
+	    (size_t)ASN1_STRING_length(khash) == hash_len(*alg))
+		rc = 0;
+out:
+	OPENSSL_free(der);
+	ERR_clear_error();
+	return rc;
 }
 
 int
@@ -743,11 +762,12 @@ static int
 certid_alg_serial(const OCSP_CERTID *id, struct stapler_key *key)
 {
 	ASN1_INTEGER *serial = NULL;
+	enum stapler_hash_params params;
 	enum stapler_hash_alg alg;
 	int slen;
 
 	memset(key, 0, sizeof(*key));
-	if (certs_certid_hash_alg(id, &alg) < 0 ||
+	if (certs_certid_alg(id, &alg, &params) < 0 ||
 	    !OCSP_id_get0_info(NULL, NULL, NULL, &serial, CERTS_UNCONST(OCSP_CERTID, id)) ||
 	    serial == NULL)
 		return -1;
@@ -755,6 +775,7 @@ certid_alg_serial(const OCSP_CERTID *id, struct stapler_key *key)
 	if (slen < 0 || slen > STAPLER_SERIAL_MAX)
 		return -1;
 	key->hash_alg = (unsigned char)alg;
+	key->hash_params = (unsigned char)params;
 	if (slen > 0)
 		memcpy(key->serial, ASN1_STRING_get0_data(serial), (size_t)slen);
 	key->serial_len = (unsigned char)slen;

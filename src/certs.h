@@ -90,17 +90,22 @@ int certs_urls_decode(const char *list, struct certs_urls *out);
 /* The CertID of subject under issuer hashed with alg. Returns a new OCSP_CERTID
  * (OCSP_CERTID_free), or NULL. */
 OCSP_CERTID *certs_certid(X509 *subject, X509 *issuer, enum stapler_hash_alg alg);
-/* The algorithm a CertID is hashed with. Returns 0, or -1 when it is neither SHA-1 nor SHA-256
- * or its hashes do not have that algorithm's length. */
+/* The algorithm a CertID is hashed with. Returns 0, or -1 when it is not SHA-1, SHA-256,
+ * SHA-384 or SHA-512, its parameters are neither NULL nor absent, or its hashes do not have
+ * that algorithm's length. */
 int certs_certid_hash_alg(const OCSP_CERTID *id, enum stapler_hash_alg *alg);
+/* The same, with how the algorithm's parameters are encoded (read from the CertID's DER:
+ * OpenSSL re-encodes a decoded CertID as it came). */
+int certs_certid_alg(const OCSP_CERTID *id, enum stapler_hash_alg *alg,
+    enum stapler_hash_params *params);
 /* The SHA-1 hashes of issuer's subject name and public key (the issuer's identity in a key).
  * Returns 0 or -1. */
 int certs_issuer_hashes(X509 *issuer, unsigned char name_hash[STAPLER_SHA1_LEN],
     unsigned char key_hash[STAPLER_SHA1_LEN]);
-/* Fills key from a CertID of issuer: its algorithm and serial, and the issuer's SHA-1 name and
- * key hashes (read from a SHA-1 CertID; computed from issuer for a SHA-256 one, which then
- * must not be NULL). Returns 0, or -1 when the serial is longer than STAPLER_SERIAL_MAX, the
- * algorithm is neither SHA-1 nor SHA-256, or the hashes cannot be had. */
+/* Fills key from a CertID of issuer: its algorithm, its parameters' encoding and serial, and
+ * the issuer's SHA-1 name and key hashes (read from a SHA-1 CertID; computed from issuer for
+ * a SHA-2 one, which then must not be NULL). Returns 0, or -1 when the serial is longer than
+ * STAPLER_SERIAL_MAX, certs_certid_alg() refuses the algorithm, or the hashes cannot be had. */
 int certs_certid_key(const OCSP_CERTID *id, X509 *issuer, struct stapler_key *key);
 /* The same, with the issuer's SHA-1 hashes given (from the issuer registry). */
 int certs_certid_key_with(const OCSP_CERTID *id, const unsigned char name_hash[STAPLER_SHA1_LEN],

@@ -275,13 +275,13 @@ apply(struct stapler_config *cfg, const struct key_def *k, const char *value)
 	}
 	case K_HASH_ALG:
 		/* Lowercase only, as documented: one spelling per value. */
-		if (strcmp(value, "sha1") == 0)
-			*(enum stapler_hash_alg *)(base + k->offset) = STAPLER_HASH_SHA1;
-		else if (strcmp(value, "sha256") == 0)
-			*(enum stapler_hash_alg *)(base + k->offset) = STAPLER_HASH_SHA256;
-		else
-			return "must be sha1 or sha256";
-		return NULL;
+		for (int i = 0; i < STAPLER_HASH_ALG_COUNT; i++) {
+			if (strcmp(value, stapler_hash_alg_name((enum stapler_hash_alg)i)) == 0) {
+				*(enum stapler_hash_alg *)(base + k->offset) = (enum stapler_hash_alg)i;
+				return NULL;
+			}
+		}
+		return "must be sha1, sha256, sha384 or sha512";
 	}
 	return "unknown key type";
 }

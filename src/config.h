@@ -45,7 +45,7 @@ struct stapler_config {
 	long long idle_timeout;    /* seconds a connection may wait for a request */
 	/* [cache] */
 	char *database;
-	enum stapler_hash_alg certid_hash;  /* CertID of /v1/staple(s) staples: SHA-1 or SHA-256 */
+	enum stapler_hash_alg certid_hash;  /* CertID of /v1/staple(s) staples: SHA-1/256/384/512 */
 	long max_entries;        /* staples held at most; new work beyond gets 503 */
 	size_t max_bytes;        /* DER bytes of the staples held at most */
 	long long unused_ttl;    /* seconds without a request after which an entry is dropped */

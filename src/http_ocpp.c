@@ -204,10 +204,9 @@ reply_ocpp(struct http_kit *kit, struct http_req *req, enum staple_outcome outco
 	char *b64;
 
 	if (outcome != STAPLE_OK) {
-		/* A hash algorithm we do not answer for has OCPP's own reason. */
+		/* Every hashAlgorithm OCPP names is one staplerd serves: untrusted is the issuer. */
 		send_failed(kit, req, outcome == STAPLE_LIMITED ? 429 : 200,
-		    outcome == STAPLE_UNTRUSTED && why != NULL && strcmp(why, "hash_algorithm") == 0 ?
-		    "UnsupportedHash" : staple_outcome_ocpp(outcome), why);
+		    staple_outcome_ocpp(outcome), why);
 		return;
 	}
 	/* A station keeps what it gets until its next check: too little left is no answer. */

@@ -1,4 +1,4 @@
-/* The issuers the OCSP proxy serves, by the issuer part of a CertID of either algorithm
+/* The issuers the OCSP proxy serves, by the issuer part of a CertID of any algorithm
  * (name hash and key hash): CA certificates learned from stored staples with the responder
  * URLs their certificates named. */
 #include <stdint.h>
@@ -14,24 +14,27 @@
 /* OpenSSL's getters take non-const pointers for what they only read. */
 #define ISSUERS_UNCONST(type, p) ((type *)(uintptr_t)(p))
 
-/* An issuer's identity as CertIDs of each algorithm carry it: name hash then key hash. */
+/* An issuer's identity as CertIDs of each algorithm carry it: name hash then key hash; the
+ * SHA-2 ones zero-padded to the longest, so one hash and match function serves each table. */
 #define ID_SHA1_LEN (2 * STAPLER_SHA1_LEN)
-#define ID_SHA256_LEN (2 * STAPLER_SHA256_LEN)
+#define ID_SHA2_LEN (2 * STAPLER_HASH_MAX_LEN)
+#define SHA2_ALGS (STAPLER_HASH_ALG_COUNT - 1)   /* SHA-256, SHA-384, SHA-512: alg - 1 */
 
 struct issuer {
-	unsigned char id_sha1[ID_SHA1_LEN];      /* the key's issuer part (types.h) */
-	unsigned char id_sha256[ID_SHA256_LEN];  /* what a SHA-256 CertID carries */
+	unsigned char id_sha1[ID_SHA1_LEN];              /* the key's issuer part (types.h) */
+	unsigned char id_sha2[SHA2_ALGS][ID_SHA2_LEN];   /* what a SHA-2 CertID carries */
 	X509 *cert;
 	struct certs_urls urls;
 	int trusted;        /* chains to the trust anchors in force (issuers_retrust) */
 	time_t until;       /* ...and that verdict holds until then; 0: check at next use */
 };
 
-/* One entry, found by the CertID of either algorithm: two tables over the same entries. */
+/* One entry, found by the CertID of any algorithm: a table per algorithm over the same
+ * entries. */
 struct issuers {
-	struct table by_sha1;      /* owns the entries */
-	struct table by_sha256;
-	uint64_t seed;             /* of both */
+	struct table by_sha1;                /* owns the entries */
+	struct table by_sha2[SHA2_ALGS];
+	uint64_t seed;                       /* of every table */
 };
 
 static uint64_t
@@ -53,21 +56,52 @@ id_sha1_of(const void *entry)
 }
 
 static uint64_t
-id_sha256_hash(const void *key, uint64_t seed)
+id_sha2_hash(const void *key, uint64_t seed)
 {
-	return table_fnv(TABLE_FNV_BASIS ^ seed, key, ID_SHA256_LEN);
+	return table_fnv(TABLE_FNV_BASIS ^ seed, key, ID_SHA2_LEN);
 }
 
-static int
-id_sha256_match(const void *entry, const void *key)
+/* The tables' match and key_of functions, one pair per SHA-2 algorithm. */
+#define ID_SHA2_FNS(i) \
+static int \
+id_sha2_match_##i(const void *entry, const void *key) \
+{ \
+	return memcmp(((const struct issuer *)entry)->id_sha2[i], key, ID_SHA2_LEN) == 0; \
+} \
+static const void * \
+id_sha2_of_##i(const void *entry) \
+{ \
+	return ((const struct issuer *)entry)->id_sha2[i]; \
+}
+ID_SHA2_FNS(0)
+ID_SHA2_FNS(1)
+ID_SHA2_FNS(2)
+
+static int (*const id_sha2_match[SHA2_ALGS])(const void *, const void *) = {
+	id_sha2_match_0, id_sha2_match_1, id_sha2_match_2,
+};
+static const void *(*const id_sha2_of[SHA2_ALGS])(const void *) = {
+	id_sha2_of_0, id_sha2_of_1, id_sha2_of_2,
+};
+
+/* The table a CertID of alg is looked up in. */
+static struct table *
+table_for(const struct issuers *r, enum stapler_hash_alg alg)
 {
-	return memcmp(((const struct issuer *)entry)->id_sha256, key, ID_SHA256_LEN) == 0;
+	struct issuers *w = ISSUERS_UNCONST(struct issuers, r);
+
+	return alg == STAPLER_HASH_SHA1 ? &w->by_sha1 : &w->by_sha2[alg - 1];
 }
 
-static const void *
-id_sha256_of(const void *entry)
+/* A CertID's name and key hashes (hash_len bytes each) as the table of their algorithm keys
+ * them. */
+static void
+cid_of(const unsigned char *name_hash, const unsigned char *key_hash, size_t hash_len,
+    unsigned char cid[ID_SHA2_LEN])
 {
-	return ((const struct issuer *)entry)->id_sha256;
+	memset(cid, 0, ID_SHA2_LEN);
+	memcpy(cid, name_hash, hash_len);
+	memcpy(cid + hash_len, key_hash, hash_len);
 }
 
 /* The issuer part of key as the SHA-1 table looks it up. */
@@ -107,9 +141,11 @@ issuers_new(void)
 	r->by_sha1.hash = id_sha1_hash;
 	r->by_sha1.match = id_sha1_match;
 	r->by_sha1.key_of = id_sha1_of;
-	r->by_sha256.hash = id_sha256_hash;
-	r->by_sha256.match = id_sha256_match;
-	r->by_sha256.key_of = id_sha256_of;
+	for (int i = 0; i < SHA2_ALGS; i++) {
+		r->by_sha2[i].hash = id_sha2_hash;
+		r->by_sha2[i].match = id_sha2_match[i];
+		r->by_sha2[i].key_of = id_sha2_of[i];
+	}
 	r->seed = table_seed();
 	return r;
 }
@@ -124,7 +160,8 @@ issuers_free(struct issuers **rp)
 	for (size_t i = 0; i < r->by_sha1.cap; i++)
 		issuer_free(r->by_sha1.slot[i]);
 	table_clear(&r->by_sha1, 0);
-	table_clear(&r->by_sha256, 0);
+	for (int i = 0; i < SHA2_ALGS; i++)
+		table_clear(&r->by_sha2[i], 0);
 	free(r);
 	*rp = NULL;
 }
@@ -187,10 +224,11 @@ urls_add(struct certs_urls *urls, const char *url, size_t len)
 static struct issuer *
 entry_for(struct issuers *r, X509 *issuer)
 {
-	unsigned char id[ID_SHA1_LEN], md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
+	unsigned char id[ID_SHA1_LEN], name_md[EVP_MAX_MD_SIZE], key_md[EVP_MAX_MD_SIZE];
+	unsigned int name_len, key_len;
 	struct issuer *e;
 	void *replaced;
+	int i;
 
 	if (certs_issuer_hashes(issuer, id, id + STAPLER_SHA1_LEN) < 0)
 		return NULL;
@@ -201,14 +239,20 @@ entry_for(struct issuers *r, X509 *issuer)
 	/* Not served until issuers_learn() (a verified chain) or issuers_retrust() says so. */
 	e->trusted = 0;
 	memcpy(e->id_sha1, id, ID_SHA1_LEN);
-	if (!X509_NAME_digest(X509_get_subject_name(issuer), EVP_sha256(), md, &mdlen) ||
-	    mdlen != STAPLER_SHA256_LEN)
-		goto fail;
-	memcpy(e->id_sha256, md, STAPLER_SHA256_LEN);
-	mdlen = 0;
-	if (!X509_pubkey_digest(issuer, EVP_sha256(), md, &mdlen) || mdlen != STAPLER_SHA256_LEN)
-		goto fail;
-	memcpy(e->id_sha256 + STAPLER_SHA256_LEN, md, STAPLER_SHA256_LEN);
+	for (i = 0; i < SHA2_ALGS; i++) {
+		static const EVP_MD *(*const mds[SHA2_ALGS])(void) = { EVP_sha256, EVP_sha384,
+		    EVP_sha512 };
+		const EVP_MD *md = mds[i]();
+		size_t want = stapler_hash_alg_len((enum stapler_hash_alg)(i + 1));
+
+		name_len = key_len = 0;
+		if (md == NULL ||
+		    !X509_NAME_digest(X509_get_subject_name(issuer), md, name_md, &name_len) ||
+		    !X509_pubkey_digest(issuer, md, key_md, &key_len) || name_len != want ||
+		    key_len != want)
+			goto fail;
+		cid_of(name_md, key_md, want, e->id_sha2[i]);
+	}
 	if (!X509_up_ref(issuer))
 		goto fail;
 	e->cert = issuer;
@@ -216,10 +260,14 @@ entry_for(struct issuers *r, X509 *issuer)
 		issuer_free(e);
 		return NULL;
 	}
-	if (table_put(&r->by_sha256, e, r->seed, &replaced) < 0) {
-		table_remove(&r->by_sha1, e->id_sha1, r->seed);
-		issuer_free(e);
-		return NULL;
+	for (i = 0; i < SHA2_ALGS; i++) {
+		if (table_put(&r->by_sha2[i], e, r->seed, &replaced) < 0) {
+			while (--i >= 0)
+				table_remove(&r->by_sha2[i], e->id_sha2[i], r->seed);
+			table_remove(&r->by_sha1, e->id_sha1, r->seed);
+			issuer_free(e);
+			return NULL;
+		}
 	}
 	return e;
 fail:
@@ -293,7 +341,7 @@ int
 issuers_key(const struct issuers *r, enum stapler_hash_alg alg, const unsigned char *name_hash,
     const unsigned char *key_hash, struct stapler_key *key)
 {
-	unsigned char cid[ID_SHA256_LEN];
+	unsigned char cid[ID_SHA2_LEN];
 	const struct issuer *e;
 
 	key->hash_alg = (unsigned char)alg;
@@ -302,11 +350,10 @@ issuers_key(const struct issuers *r, enum stapler_hash_alg alg, const unsigned c
 		memcpy(key->key_hash, key_hash, STAPLER_SHA1_LEN);
 		return 0;
 	}
-	if (alg != STAPLER_HASH_SHA256)
+	if ((unsigned)alg >= STAPLER_HASH_ALG_COUNT)
 		return -1;
-	memcpy(cid, name_hash, STAPLER_SHA256_LEN);
-	memcpy(cid + STAPLER_SHA256_LEN, key_hash, STAPLER_SHA256_LEN);
-	if ((e = table_get(&r->by_sha256, cid, r->seed)) == NULL)
+	cid_of(name_hash, key_hash, stapler_hash_alg_len(alg), cid);
+	if ((e = table_get(table_for(r, alg), cid, r->seed)) == NULL)
 		return -1;
 	memcpy(key->name_hash, e->id_sha1, STAPLER_SHA1_LEN);
 	memcpy(key->key_hash, e->id_sha1 + STAPLER_SHA1_LEN, STAPLER_SHA1_LEN);
@@ -320,7 +367,7 @@ issuers_resolve(struct issuers *r, const struct certs_trust *trust, time_t now,
 {
 	static const struct certs_urls none;
 	ASN1_OCTET_STRING *nhash = NULL, *khash = NULL;
-	unsigned char cid[ID_SHA256_LEN], name_hash[STAPLER_SHA1_LEN], key_hash[STAPLER_SHA1_LEN];
+	unsigned char cid[ID_SHA2_LEN], name_hash[STAPLER_SHA1_LEN], key_hash[STAPLER_SHA1_LEN];
 	enum stapler_hash_alg alg;
 	struct issuer *e;
 	X509 *cert;
@@ -339,9 +386,8 @@ issuers_resolve(struct issuers *r, const struct certs_trust *trust, time_t now,
 		return NULL;
 	}
 	n = (size_t)ASN1_STRING_length(nhash);
-	memcpy(cid, ASN1_STRING_get0_data(nhash), n);
-	memcpy(cid + n, ASN1_STRING_get0_data(khash), n);
-	e = table_get(alg == STAPLER_HASH_SHA1 ? &r->by_sha1 : &r->by_sha256, cid, r->seed);
+	cid_of(ASN1_STRING_get0_data(nhash), ASN1_STRING_get0_data(khash), n, cid);
+	e = table_get(table_for(r, alg), cid, r->seed);
 	if (e != NULL && entry_trusted(e, trust, now)) {
 		cert = e->cert;
 		*urls = &e->urls;

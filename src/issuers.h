@@ -47,8 +47,9 @@ int issuers_known(const struct issuers *r, const struct stapler_key *key);
 size_t issuers_retrust(struct issuers *r, const struct certs_trust *trust, time_t now);
 
 /* The issuer part of the cache key for a CertID's hashes under alg (hash length of alg each):
- * a SHA-1 CertID's own hashes, a SHA-256 one's mapped to the SHA-1 ones of the learned issuer
- * they name. Sets key->hash_alg and the two hashes; returns 0, or -1 when a SHA-256 CertID
+ * a SHA-1 CertID's own hashes, a SHA-2 one's mapped to the SHA-1 ones of the learned issuer
+ * they name. Sets key->hash_alg and the two hashes (not hash_params, which the caller knows);
+ * returns 0, or -1 when a SHA-2 CertID
  * names no learned issuer. No allocation, no OpenSSL: the /ocsp hit path. */
 int issuers_key(const struct issuers *r, enum stapler_hash_alg alg,
     const unsigned char *name_hash, const unsigned char *key_hash, struct stapler_key *key);
@@ -56,19 +57,21 @@ int issuers_key(const struct issuers *r, enum stapler_hash_alg alg,
 /* Why issuers_resolve() found no issuer (all are the OCSP `unauthorized` status). */
 enum issuers_miss {
 	ISSUERS_FOUND = 0,
-	ISSUERS_HASH_ALG,       /* CertID hashed with neither SHA-1 nor SHA-256 */
+	ISSUERS_HASH_ALG,       /* CertID hashed with another algorithm than SHA-1, SHA-256,
+	                         * SHA-384 or SHA-512, or with parameters other than NULL or
+	                         * absent */
 	ISSUERS_UNKNOWN,        /* no learned issuer or trust anchor has this name and key hash */
 	ISSUERS_BAD_SERIAL,     /* the serial is longer than STAPLER_SERIAL_MAX */
 	ISSUERS_UNTRUSTED,      /* learned, but it no longer chains to the trust anchors */
 };
 
-/* Finds the issuer a client's CertID (SHA-1 or SHA-256) names: a learned issuer still
- * trusted at now, or else a trust anchor (trust may be NULL), whose subject name and public key
- * hash to the CertID's issuerNameHash and issuerKeyHash under its algorithm. Returns the
- * certificate (owned by the registry or the trust store: valid until the next learn or
- * reload), fills *key (the CertID's algorithm and serial, the issuer's SHA-1 hashes: the cache
- * key of the answer) and points *urls at its learned URLs (n == 0 for an anchor never seen in
- * a staple); else NULL with *miss set. */
+/* Finds the issuer a client's CertID (SHA-1, SHA-256, SHA-384 or SHA-512) names: a learned
+ * issuer still trusted at now, or else a trust anchor (trust may be NULL), whose subject name
+ * and public key hash to the CertID's issuerNameHash and issuerKeyHash under its algorithm.
+ * Returns the certificate (owned by the registry or the trust store: valid until the next
+ * learn or reload), fills *key (the CertID's algorithm, its parameters' encoding and serial,
+ * the issuer's SHA-1 hashes: the cache key of the answer) and points *urls at its learned
+ * URLs (n == 0 for an anchor never seen in a staple); else NULL with *miss set. */
 X509 *issuers_resolve(struct issuers *r, const struct certs_trust *trust, time_t now,
     const OCSP_CERTID *id, struct stapler_key *key, const struct certs_urls **urls,
     enum issuers_miss *miss);

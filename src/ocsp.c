@@ -11,63 +11,12 @@
 #include <openssl/ocsp.h>
 #include <openssl/x509_vfy.h>
 
+#include "der.h"
 #include "ocsp.h"
 #include "util.h"
 
 /* OpenSSL's lookups take non-const pointers for what they only read. */
 #define OCSP_UNCONST(type, p) ((type *)(uintptr_t)(p))
-
-/* ---- a small bounded DER reader, for the two shapes on hot paths (an RFC 9919 request, a
- * basic response): anything it does not understand goes to OpenSSL's full decoders ---- */
-
-/* One DER TLV at *p, before end: its tag byte and contents; *p moves past it. Low tag numbers
- * and definite lengths of at most 4 bytes in their shortest form only (DER, and all an OCSP
- * request or response needs); -1 otherwise. */
-static int
-der_tlv(const unsigned char **p, const unsigned char *end, unsigned char *tag,
-    const unsigned char **val, size_t *len)
-{
-	const unsigned char *q = *p;
-	size_t n, k;
-
-	if (end - q < 2 || (q[0] & 0x1f) == 0x1f)
-		return -1;
-	*tag = q[0];
-	n = q[1];
-	q += 2;
-	if (n & 0x80) {
-		k = n & 0x7f;
-		if (k == 0 || k > 4 || (size_t)(end - q) < k || q[0] == 0)
-			return -1;
-		for (n = 0; k > 0; k--)
-			n = (n << 8) | *q++;
-		if (n < 0x80)
-			return -1;     /* DER: the short form where it fits */
-	}
-	if ((size_t)(end - q) < n)
-		return -1;
-	*val = q;
-	*len = n;
-	*p = q + n;
-	return 0;
-}
-
-/* Enters the TLV at *p, which must have tag want and fill [*p, *end) exactly: [*p, *end)
- * becomes its contents. */
-static int
-der_enter(const unsigned char **p, const unsigned char **end, unsigned char want)
-{
-	unsigned char tag;
-	const unsigned char *v;
-	size_t n;
-
-	if (der_tlv(p, *end, &tag, &v, &n) < 0 || tag != want || *p != *end)
-		return -1;
-	*p = v;
-	*end = v + n;
-	return 0;
-}
-
 
 const char *
 ocsp_verdict_name(enum ocsp_verdict v)
@@ -273,18 +222,9 @@ extensions_ok(const unsigned char *p, const unsigned char *end)
 int
 ocsp_request_read(const unsigned char *der, size_t len, struct ocsp_certid_view *v)
 {
-	static const struct {
-		unsigned char oid[9];
-		size_t oid_len, hash_len;
-		enum stapler_hash_alg alg;
-	} algs[] = {
-		{ { 0x2b, 0x0e, 0x03, 0x02, 0x1a }, 5, STAPLER_SHA1_LEN, STAPLER_HASH_SHA1 },
-		{ { 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01 }, 9, STAPLER_SHA256_LEN,
-		    STAPLER_HASH_SHA256 },
-	};
-	const unsigned char *p = der, *end, *val, *list, *list_end, *ext, *alg, *alg_end, *oid;
+	const unsigned char *p = der, *end, *val, *list, *list_end, *ext, *alg;
 	unsigned char tag;
-	size_t n, ext_len, oid_len, i;
+	size_t n, ext_len;
 
 	memset(v, 0, sizeof(*v));
 	if (der == NULL)
@@ -317,23 +257,9 @@ ocsp_request_read(const unsigned char *der, size_t len, struct ocsp_certid_view 
 	end = val + n;
 	if (der_tlv(&p, end, &tag, &alg, &n) < 0 || tag != 0x30)
 		return -1;
-	alg_end = alg + n;
-	if (der_tlv(&alg, alg_end, &tag, &oid, &oid_len) < 0 || tag != 0x06)
+	if (der_hash_alg(alg, alg + n, &v->alg, &v->params) < 0)
 		return -1;
-	for (i = 0; i < sizeof(algs) / sizeof(algs[0]); i++)
-		if (oid_len == algs[i].oid_len && memcmp(oid, algs[i].oid, oid_len) == 0)
-			break;
-	if (i == sizeof(algs) / sizeof(algs[0]))
-		return -1;
-	v->alg = algs[i].alg;
-	v->hash_len = algs[i].hash_len;
-	/* parameters: absent, or NULL */
-	if (alg != alg_end) {
-		if (der_tlv(&alg, alg_end, &tag, &val, &n) < 0 || tag != 0x05 || n != 0 ||
-		    alg != alg_end)
-			return -1;
-		v->alg_null = 1;
-	}
+	v->hash_len = stapler_hash_alg_len(v->alg);
 	if (der_tlv(&p, end, &tag, &v->name_hash, &n) < 0 || tag != 0x04 || n != v->hash_len ||
 	    der_tlv(&p, end, &tag, &v->key_hash, &n) < 0 || tag != 0x04 || n != v->hash_len ||
 	    der_tlv(&p, end, &tag, &val, &n) < 0 || tag != 0x02 || p != end || n == 0)
@@ -450,10 +376,15 @@ int
 ocsp_get_decode_into(const char *path, unsigned char *out, size_t cap, size_t *len)
 {
 	char b64[4 * (OCSP_GET_DECODE_INTO_MAX / 3 + 1) + 8];
+	/* EVP_DecodeBlock also writes the padding's zero bytes: up to 2 past the DER. */
+	unsigned char der[OCSP_GET_DECODE_INTO_MAX + 2];
 
 	if (cap > OCSP_GET_DECODE_INTO_MAX)
 		cap = OCSP_GET_DECODE_INTO_MAX;
-	return get_decode(path, cap, b64, sizeof(b64), out, cap, len);
+	if (get_decode(path, cap, b64, sizeof(b64), der, cap + 2, len) < 0)
+		return -1;
+	memcpy(out, der, *len);
+	return 0;
 }
 
 int

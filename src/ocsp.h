@@ -79,9 +79,9 @@ enum ocsp_request_error ocsp_request_decode(const unsigned char *der, size_t len
 struct ocsp_certid_view {
 	const unsigned char *certid;         /* the whole CertID, DER, certid_len bytes */
 	size_t certid_len;
-	enum stapler_hash_alg alg;           /* SHA-1 or SHA-256 */
-	int alg_null;                        /* 1: the AlgorithmIdentifier has NULL parameters;
-	                                      * 0: none */
+	enum stapler_hash_alg alg;           /* SHA-1, SHA-256, SHA-384 or SHA-512 */
+	enum stapler_hash_params params;     /* the AlgorithmIdentifier's parameters: NULL or
+	                                      * absent (part of the key) */
 	const unsigned char *name_hash;      /* issuerNameHash, hash_len bytes */
 	const unsigned char *key_hash;       /* issuerKeyHash, hash_len bytes */
 	size_t hash_len;
@@ -90,8 +90,8 @@ struct ocsp_certid_view {
 };
 
 /* Reads a DER OCSPRequest of RFC 9919's lightweight shape without OpenSSL and without
- * allocating: no version, requestor name or signature, exactly one Request, a SHA-1 or
- * SHA-256 CertID with NULL or absent parameters and a positive serial in shortest form,
+ * allocating: no version, requestor name or signature, exactly one Request, a SHA-1, SHA-256,
+ * SHA-384 or SHA-512 CertID with NULL or absent parameters and a positive serial in shortest form,
  * extensions only non-critical ones or the nonce (ignored). Returns 0 with *v pointing into
  * der, or -1 for anything else, which ocsp_request_decode() then judges: a request this
  * reader takes is one that decoder accepts with the same CertID (fuzz_ocsp_request checks

@@ -69,8 +69,9 @@ on_purged(const struct stapler_key *key, void *arg)
 	store_remove(r->store, key);
 	stapler_key_serial_hex(key, serial);
 	stapler_key_hash_hex(key, issuer_key_hash);
-	log_info("purged", "serial=%s issuer=%s hash=%s reason=\"certificate expired\"", serial,
-	    issuer_key_hash, stapler_hash_alg_name((enum stapler_hash_alg)key->hash_alg));
+	log_info("purged", "serial=%s issuer=%s hash=%s params=%s reason=\"certificate expired\"",
+	    serial, issuer_key_hash, stapler_hash_alg_name((enum stapler_hash_alg)key->hash_alg),
+	    stapler_hash_params_name((enum stapler_hash_params)key->hash_params));
 }
 
 /* An entry nobody asked for in [cache] unused_ttl is not refreshed but removed, when it
@@ -89,9 +90,11 @@ drop_unused(struct refresher *r, const struct stapler_key *key, time_t now)
 	stapler_key_hash_hex(key, issuer_key_hash);
 	if (staple_service_evict(r->svc, key) < 0)
 		return 0;
-	log_info("purged", "serial=%s issuer=%s hash=%s reason=\"not asked for in %lld s "
-	    "(unused_ttl %lld s)\"", serial, issuer_key_hash,
-	    stapler_hash_alg_name((enum stapler_hash_alg)key->hash_alg), idle, r->cfg->unused_ttl);
+	log_info("purged", "serial=%s issuer=%s hash=%s params=%s reason=\"not asked for in %lld "
+	    "s (unused_ttl %lld s)\"", serial, issuer_key_hash,
+	    stapler_hash_alg_name((enum stapler_hash_alg)key->hash_alg),
+	    stapler_hash_params_name((enum stapler_hash_params)key->hash_params), idle,
+	    r->cfg->unused_ttl);
 	return 1;
 }
 

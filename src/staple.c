@@ -729,6 +729,7 @@ commit(struct pending *p, const char *url, const unsigned char *der, size_t len,
 	 * makes the list fit. */
 	(void)certs_urls_encode(&p->t->urls, urls, sizeof(urls));
 	row.hash_alg = (enum stapler_hash_alg)p->t->key.hash_alg;
+	row.hash_params = (enum stapler_hash_params)p->t->key.hash_params;
 	util_strlcpy(row.serial, p->t->serial_hex, sizeof(row.serial));
 	util_strlcpy(row.issuer_key_hash, p->t->key_hash_hex, sizeof(row.issuer_key_hash));
 	util_strlcpy(row.issuer_name_hash, p->t->name_hash_hex, sizeof(row.issuer_name_hash));
@@ -1330,18 +1331,25 @@ target_check(struct staple_service *svc, const struct staple_target *t, char *er
 	return STAPLE_OK;
 }
 
-/* 1 when the certificate of key is known to exist: it has an entry under the other CertID
- * hash algorithm (it was submitted or imported, so a SHA-256 /ocsp miss for a SHA-1 entry is
- * no stranger's), or it is an intermediate of the trust bundle. */
+/* 1 when the certificate of key is known to exist: it has an entry under another CertID form
+ * (another hash algorithm or parameters' encoding: it was submitted or imported, so a SHA-256
+ * /ocsp miss for a SHA-1 entry is no stranger's), or it is an intermediate of the trust
+ * bundle. */
 static int
 proven(const struct staple_service *svc, const struct stapler_key *key)
 {
 	struct stapler_key other = *key;
 
-	other.hash_alg = key->hash_alg == STAPLER_HASH_SHA1 ? STAPLER_HASH_SHA256 : STAPLER_HASH_SHA1;
-	if (store_get(svc->store, &other) != NULL)
-		return 1;
+	for (int alg = 0; alg < STAPLER_HASH_ALG_COUNT; alg++) {
+		for (int params = STAPLER_PARAMS_NULL; params <= STAPLER_PARAMS_ABSENT; params++) {
+			other.hash_alg = (unsigned char)alg;
+			other.hash_params = (unsigned char)params;
+			if (!stapler_key_equal(&other, key) && store_get(svc->store, &other) != NULL)
+				return 1;
+		}
+	}
 	other.hash_alg = STAPLER_HASH_SHA1;
+	other.hash_params = STAPLER_PARAMS_NULL;
 	return table_get(&svc->anchors, &other, svc->seed) != NULL;
 }
 
@@ -1554,7 +1562,7 @@ target_from_row(struct staple_service *svc, const struct cache_row *row, time_t 
 		    "malformed (or out of memory)\"", row->serial, row->issuer_key_hash);
 		goto out;
 	}
-	/* The stored request's CertID keeps the row's hash algorithm. */
+	/* The stored request's CertID keeps the row's hash algorithm and parameters' encoding. */
 	t = staple_target_from_certid(id, issuer, &urls, row->subject, (time_t)row->cert_not_after);
 	if (t != NULL && (cache_row_key(row, &key) < 0 || !stapler_key_equal(&key, &t->key))) {
 		log_error("refresh_skipped", "serial=%s issuer=%s reason=\"stored request is for "
@@ -1645,8 +1653,9 @@ staple_service_evict(struct staple_service *svc, const struct stapler_key *key)
 	}
 	(void)anon_map_remove(svc->anon, key);
 	if (rc)
-		log_info("evicted", "serial=%s issuer=%s hash=%s", serial, issuer_key_hash,
-		    stapler_hash_alg_name((enum stapler_hash_alg)key->hash_alg));
+		log_info("evicted", "serial=%s issuer=%s hash=%s params=%s", serial, issuer_key_hash,
+		    stapler_hash_alg_name((enum stapler_hash_alg)key->hash_alg),
+		    stapler_hash_params_name((enum stapler_hash_params)key->hash_params));
 	return rc;
 }
 

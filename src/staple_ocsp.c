@@ -25,6 +25,7 @@ staple_ocsp_hit(struct staple_service *svc, const unsigned char *der, size_t len
 	if (ocsp_request_read(der, len, &v) < 0 ||
 	    issuers_key(staple_service_issuers(svc), v.alg, v.name_hash, v.key_hash, &key) < 0)
 		return NULL;
+	key.hash_params = (unsigned char)v.params;
 	key.serial_len = (unsigned char)v.serial_len;
 	memcpy(key.serial, v.serial, v.serial_len);
 	if ((s = store_get(staple_service_store(svc), &key)) == NULL || !staple_servable(s, now))
@@ -70,8 +71,9 @@ staple_ocsp(struct staple_service *svc, OCSP_CERTID *id, int trusted, time_t now
 	char serial[STAPLER_SERIAL_HEX_MAX], hash[STAPLER_SHA1_HEX];
 	X509 *issuer;
 
-	/* The key is the client's whole CertID: a SHA-256 request is answered from (or fetched
-	 * into) a SHA-256 entry, since the response must echo the CertID asked for. */
+	/* The key is the client's whole CertID as encoded: a SHA-256 request is answered from
+	 * (or fetched into) a SHA-256 entry, one with absent parameters from an entry fetched
+	 * with absent parameters, since the response must echo the CertID asked for. */
 	issuer = issuers_resolve(staple_service_issuers(svc), staple_service_trust(svc), now, id,
 	    &key, &urls, &miss);
 	if (issuer == NULL) {

@@ -33,10 +33,11 @@ uint64_t
 table_key_hash(const void *k, uint64_t seed)
 {
 	const struct stapler_key *key = k;
+	unsigned char form = (unsigned char)(key->hash_alg | key->hash_params << 4);
 	uint64_t h = table_fnv(TABLE_FNV_BASIS ^ seed, key->key_hash, sizeof(key->key_hash));
 
 	h = table_fnv(h, key->name_hash, sizeof(key->name_hash));
-	h = table_fnv(h, &key->hash_alg, 1);
+	h = table_fnv(h, &form, 1);
 	h = table_fnv(h, &key->serial_negative, 1);
 	return table_fnv(h, key->serial, key->serial_len);
 }

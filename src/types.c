@@ -7,7 +7,10 @@
 #include "util.h"
 
 static const char *const status_names[] = { "good", "revoked", "unknown" };
-static const char *const hash_alg_names[] = { "sha1", "sha256" };
+static const char *const hash_alg_names[] = { "sha1", "sha256", "sha384", "sha512" };
+static const size_t hash_alg_lens[] = { STAPLER_SHA1_LEN, STAPLER_SHA256_LEN, STAPLER_SHA384_LEN,
+    STAPLER_SHA512_LEN };
+static const char *const hash_params_names[] = { "null", "absent" };
 
 /* names[v], or "invalid" out of range. */
 static const char *
@@ -41,6 +44,29 @@ stapler_hash_alg_parse(const char *name, enum stapler_hash_alg *out)
 	if (i < 0)
 		return -1;
 	*out = (enum stapler_hash_alg)i;
+	return 0;
+}
+
+size_t
+stapler_hash_alg_len(enum stapler_hash_alg alg)
+{
+	return (unsigned)alg < UTIL_ARRAY_LEN(hash_alg_lens) ? hash_alg_lens[alg] : 0;
+}
+
+const char *
+stapler_hash_params_name(enum stapler_hash_params params)
+{
+	return name_of(hash_params_names, UTIL_ARRAY_LEN(hash_params_names), (unsigned)params);
+}
+
+int
+stapler_hash_params_parse(const char *name, enum stapler_hash_params *out)
+{
+	int i = index_of(hash_params_names, UTIL_ARRAY_LEN(hash_params_names), name, 1);
+
+	if (i < 0)
+		return -1;
+	*out = (enum stapler_hash_params)i;
 	return 0;
 }
 
@@ -95,7 +121,7 @@ stapler_key_from_hex(struct stapler_key *key, enum stapler_hash_alg alg,
 	int n;
 
 	memset(key, 0, sizeof(*key));
-	if ((unsigned)alg > STAPLER_HASH_SHA256 || name_hash_hex == NULL || key_hash_hex == NULL ||
+	if ((unsigned)alg >= STAPLER_HASH_ALG_COUNT || name_hash_hex == NULL || key_hash_hex == NULL ||
 	    serial_hex == NULL ||
 	    util_unhex(name_hash_hex, key->name_hash, sizeof(key->name_hash)) != STAPLER_SHA1_LEN ||
 	    util_unhex(key_hash_hex, key->key_hash, sizeof(key->key_hash)) != STAPLER_SHA1_LEN)
@@ -121,7 +147,8 @@ stapler_key_from_hex(struct stapler_key *key, enum stapler_hash_alg alg,
 int
 stapler_key_equal(const struct stapler_key *a, const struct stapler_key *b)
 {
-	return a->hash_alg == b->hash_alg && a->serial_len == b->serial_len &&
+	return a->hash_alg == b->hash_alg && a->hash_params == b->hash_params &&
+	    a->serial_len == b->serial_len &&
 	    a->serial_negative == b->serial_negative &&
 	    memcmp(a->key_hash, b->key_hash, sizeof(a->key_hash)) == 0 &&
 	    memcmp(a->name_hash, b->name_hash, sizeof(a->name_hash)) == 0 &&

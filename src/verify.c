@@ -50,7 +50,7 @@ enum stapler_verify_code
 stapler_verify_staple(const unsigned char *der, size_t len, X509 *cert, X509 *issuer,
     time_t now, long max_age, struct stapler_verify_result *out)
 {
-	struct ocsp_result r;
+	struct ocsp_result r = { 0 };
 	enum ocsp_verdict v;
 	OCSP_CERTID *id = NULL;
 
@@ -67,16 +67,14 @@ stapler_verify_staple(const unsigned char *der, size_t len, X509 *cert, X509 *is
 		    "this certificate");
 		goto out;
 	}
-	if ((id = certs_certid(cert, issuer, STAPLER_HASH_SHA1)) == NULL) {
-		snprintf(out->detail, sizeof(out->detail), "cannot compute the OCSP CertID");
-		goto out;
-	}
-	memset(&r, 0, sizeof(r));
-	v = ocsp_verify(der, len, id, issuer, now, &r);
-	/* A staple answers the CertID it was fetched for: SHA-1 (the default) or SHA-256. */
-	if (v == OCSP_WRONG_CERTID) {
+	/* A staple answers the CertID it was fetched for: SHA-1 (the default), SHA-256, SHA-384
+	 * or SHA-512, with the algorithm's parameters NULL or absent. OpenSSL finds the
+	 * SingleResponse by algorithm and hashes whatever the parameters' encoding, so one try
+	 * per algorithm covers both encodings. */
+	v = OCSP_WRONG_CERTID;
+	for (int alg = 0; alg < STAPLER_HASH_ALG_COUNT && v == OCSP_WRONG_CERTID; alg++) {
 		OCSP_CERTID_free(id);
-		if ((id = certs_certid(cert, issuer, STAPLER_HASH_SHA256)) == NULL) {
+		if ((id = certs_certid(cert, issuer, (enum stapler_hash_alg)alg)) == NULL) {
 			snprintf(out->detail, sizeof(out->detail), "cannot compute the OCSP CertID");
 			goto out;
 		}

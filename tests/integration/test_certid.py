@@ -8,26 +8,75 @@ client and as the upstream.
 - Two CAs sharing one key under different names are two issuers with separate entries.
 - AIA URLs with a newline, a #fragment or user information are refused with the reason
   (422) and nothing is contacted.
+- The key is the CertID as encoded (issue 21, item 1): `openssl ocsp -sha256` (hash
+  parameters NULL) and Bouncy Castle (parameters absent, RFC 5754) asking for one certificate,
+  in either order, are two entries, each fetched upstream in its own encoding and answered
+  with a response that echoes its CertID byte for byte; both verify, also after a refresh and
+  a restart. Bouncy Castle is a small Java client (tests/integration/bc/OcspClient.java)
+  compiled here with javac against Debian's libbcpkix-java.
+- SHA-384 and SHA-512 CertIDs (issue 21, item 2): `openssl ocsp -sha384`/`-sha512`, Bouncy
+  Castle, python-cryptography and hand-built GET requests against /ocsp; [cache]
+  certid_hash = sha512 for submissions; staplerctl show and verify.
 
 Run inside tests/integration/netns-run (CTest does): only loopback exists there.
 """
 
+import atexit
+import base64
 import datetime
 import json
 import os
+import shutil
 import sqlite3
 import sys
+import tempfile
 import time
 import unittest
+import urllib.parse
 
 sys.dont_write_bytecode = True      # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (CA, Cert, CountingForwarder, free_port, IntegrationTestCase, ocsp_url,
-                     OPENSSL, PEM, run, setUpModule, staplerd_binary)
+                     OPENSSL, PEM, run, setUpModule, spki_key, staplerd_binary)
 
 SHA1_OID = bytes.fromhex("06052b0e03021a")
 SHA256_OID = bytes.fromhex("0609608648016503040201")
+OIDS = {"sha1": SHA1_OID, "sha256": SHA256_OID,
+        "sha384": bytes.fromhex("0609608648016503040202"),
+        "sha512": bytes.fromhex("0609608648016503040203")}
+
+
+def alg_id(alg, null_params):
+    """The DER AlgorithmIdentifier of a CertID hashed with alg, parameters NULL or absent."""
+    body = OIDS[alg] + (b"\x05\x00" if null_params else b"")
+    return bytes([0x30, len(body)]) + body
+
+
+# Bouncy Castle's jars (Debian libbcpkix-java) and the client compiled once per run.
+BC_JARS = ["/usr/share/java/bcprov.jar", "/usr/share/java/bcpkix.jar",
+           "/usr/share/java/bcutil.jar"]
+_bc_dir = None
+
+
+def bc_classpath():
+    """Compiles tests/integration/bc/OcspClient.java (once); returns the class path, or raises
+    AssertionError naming what is missing (scripts/deps.sh installs it)."""
+    global _bc_dir
+    for tool in ("javac", "java"):
+        if shutil.which(tool) is None:
+            raise AssertionError("%s is missing: scripts/deps.sh installs a JDK" % tool)
+    for jar in BC_JARS:
+        if not os.path.exists(jar):
+            raise AssertionError("%s is missing: scripts/deps.sh installs libbcpkix-java" % jar)
+    cp = ":".join(BC_JARS)
+    if _bc_dir is None:
+        d = tempfile.mkdtemp(prefix="bc-", dir=os.environ.get("STAPLER_TEST_TMP") or None)
+        atexit.register(shutil.rmtree, d, True)
+        src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bc", "OcspClient.java")
+        run(["javac", "-nowarn", "-cp", cp, "-d", d, src], timeout=120)
+        _bc_dir = d
+    return _bc_dir + ":" + cp
 
 
 def staplerctl_binary():
@@ -81,6 +130,43 @@ class CertIdTest(IntegrationTestCase):
     def ctl(self, *args):
         return run([staplerctl_binary(), "-c", self.d.conf] + list(args), check=False,
                    timeout=60)
+
+    def openssl_ask(self, cert, alg):
+        """`openssl ocsp -ALG` (hash parameters NULL) against staplerd's /ocsp; asserts the
+        response verifies and says good."""
+        p = run([OPENSSL, "ocsp", "-issuer", self.inter.cert, "-" + alg, "-cert", cert.cert,
+                 "-url", "http://127.0.0.1:%d/ocsp" % self.d.port, "-CAfile", self.root.cert,
+                 "-timeout", "20"], check=False, timeout=40)
+        out = p.stdout + p.stderr
+        self.assertIn("Response verify OK", out, "openssl -%s" % alg)
+        self.assertIn("%s: good" % cert.cert, out, "openssl -%s" % alg)
+
+    def bc_ask(self, cert, alg, params="absent"):
+        """Bouncy Castle's client against staplerd's /ocsp; asserts it accepts the answer
+        (signature, a SingleResponse equal to its CertID byte for byte, status good). Returns
+        (request DER, response DER)."""
+        try:
+            cp = bc_classpath()
+        except AssertionError as e:
+            self.skip_unless_ci(str(e))
+        prefix = os.path.join(self.tmp, "bc-%d" % time.monotonic_ns())
+        p = run(["java", "-cp", cp, "OcspClient", self.inter.cert, cert.cert,
+                 "http://127.0.0.1:%d/ocsp" % self.d.port, alg, params, prefix],
+                check=False, timeout=60)
+        self.assertEqual(p.returncode, 0, "Bouncy Castle %s/%s: %s%s" % (alg, params, p.stdout,
+                                                                         p.stderr))
+        self.assertIn("status: good", p.stdout)
+        with open(prefix + ".req", "rb") as f:
+            req = f.read()
+        with open(prefix + ".resp", "rb") as f:
+            resp = f.read()
+        self.assertIn(alg_id(alg, params == "null"), req)
+        return req, resp
+
+    def rows_of(self, serial, alg):
+        """The rows of serial under alg, by their parameters' encoding."""
+        rows = self.d.db_rows("WHERE serial = ? AND hash_alg = ?", (serial, alg))
+        return {r["hash_params"]: r for r in rows}
 
     # ----------------------------------------------------------------------------------------
 
@@ -182,7 +268,219 @@ class CertIdTest(IntegrationTestCase):
         d2.write_config()
         p = run([staplerd_binary(), "-t", "-c", d2.conf], check=False)
         self.assertNotEqual(p.returncode, 0)
-        self.assertIn("certid_hash: must be sha1 or sha256", p.stdout + p.stderr)
+        self.assertIn("certid_hash: must be sha1, sha256, sha384 or sha512", p.stdout + p.stderr)
+
+    # ----------------------------------------------------------------------------------------
+    # The key is the CertID as encoded (issue 21, item 1)
+
+    def test_openssl_then_bouncy_castle_get_their_own_certid(self):
+        port, fwd_port = self.upstream()
+        leaf = self.pki.leaf(self.inter, "leaf", serial="5201", ocsp_urls=[ocsp_url(fwd_port)])
+        fwd = self.start_upstream(port, fwd_port)
+        self.d = self.staplerd(self.ca_file)
+        # A submission first: the certificate is known, so /ocsp misses for it are stored.
+        st, h, body = self.d.staple(leaf.pem() + self.inter.pem(), PEM)
+        self.assertEqual(st, 200, body[:300])
+        self.assertEqual(fwd.count, 1)
+        null_id, absent_id = alg_id("sha256", True), alg_id("sha256", False)
+
+        self.openssl_ask(leaf, "sha256")
+        self.assertEqual(fwd.count, 2)
+        # Bouncy Castle's CertID differs only in the parameters: a miss of its own, fetched
+        # upstream in its encoding (an answer for openssl's CertID would not equal its own).
+        bc_req, bc_resp = self.bc_ask(leaf, "sha256")
+        self.assertEqual(fwd.count, 3)
+        self.d.wait_rows(3, "WHERE serial = ?", (leaf.serial,))
+        rows = self.rows_of(leaf.serial, "sha256")
+        self.assertEqual(set(rows), {"null", "absent"})
+        self.assertIn(null_id, bytes(rows["null"]["request_der"]))
+        self.assertNotIn(absent_id, bytes(rows["null"]["request_der"]))
+        self.assertIn(null_id, bytes(rows["null"]["response_der"]))
+        self.assertIn(absent_id, bytes(rows["absent"]["request_der"]))
+        self.assertNotIn(null_id, bytes(rows["absent"]["request_der"]))
+        self.assertIn(absent_id, bytes(rows["absent"]["response_der"]))
+        self.assertEqual(bytes(rows["absent"]["response_der"]), bc_resp)
+        # The request sent upstream carried Bouncy Castle's CertID byte for byte.
+        self.assertEqual(bytes(rows["absent"]["request_der"]), bc_req)
+
+        # Again, each from its own entry in memory: no upstream contact, both still verify.
+        self.openssl_ask(leaf, "sha256")
+        self.assertEqual(self.bc_ask(leaf, "sha256")[1], bc_resp)
+        self.assertEqual(fwd.count, 3)
+
+        # staplerctl tells the two apart.
+        p = self.ctl("show", leaf.serial, "--hash", "sha256")
+        self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
+        self.assertIn("--params", p.stderr)
+        self.assertEqual(sorted(p.stderr.strip().rsplit(" ", 1)[1].split(",")),
+                         ["absent", "null"], p.stderr)
+        p = self.ctl("--json", "show", leaf.serial, "--hash", "sha256", "--params", "absent")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        doc = json.loads(p.stdout)
+        self.assertEqual((doc["hash_alg"], doc["hash_params"]), ("sha256", "absent"))
+        p = self.ctl("list")
+        self.assertEqual(p.stdout.count(leaf.serial), 3, p.stdout)
+        self.assertEqual(p.stdout.count("(sha256, absent params)"), 1, p.stdout)
+        self.assertEqual(p.stdout.count("(sha256)"), 1, p.stdout)
+
+        # A refresh re-sends the stored request: the encoding is kept.
+        p = self.ctl("--json", "refresh", leaf.serial, "--hash", "sha256", "--params", "absent")
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertEqual(json.loads(p.stdout)["params"], "absent")
+        self.assertEqual(fwd.count, 4)
+        rows = self.rows_of(leaf.serial, "sha256")
+        self.assertEqual(bytes(rows["absent"]["request_der"]), bc_req)
+        self.assertIn(absent_id, bytes(rows["absent"]["response_der"]))
+        # Warm start: each is served from its row, nothing fetched.
+        self.assertEqual(self.d.stop(), 0)
+        self.d.start(new_port=True)
+        self.bc_ask(leaf, "sha256")
+        self.openssl_ask(leaf, "sha256")
+        self.assertEqual(fwd.count, 4)
+        # list --json names the form of each; evict takes one form and leaves the other.
+        p = self.ctl("--json", "list")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        forms = sorted((e["hash_alg"], e["hash_params"]) for e in json.loads(p.stdout)["entries"]
+                       if e["serial"] == leaf.serial)
+        self.assertEqual(forms, [("sha1", "null"), ("sha256", "absent"), ("sha256", "null")])
+        p = self.ctl("--json", "evict", leaf.serial, "--hash", "sha256", "--params", "null")
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertEqual(json.loads(p.stdout)["params"], "null")
+        self.assertEqual(set(self.rows_of(leaf.serial, "sha256")), {"absent"})
+        self.bc_ask(leaf, "sha256")
+        self.assertEqual(fwd.count, 4)
+
+    def test_bouncy_castle_then_openssl_for_an_unknown_certificate(self):
+        """Neither asked before and nothing submitted: the anonymous misses (held apart from
+        the cache) are two entries too."""
+        port, fwd_port = self.upstream()
+        leaf = self.pki.leaf(self.inter, "leaf", serial="5202", ocsp_urls=[ocsp_url(fwd_port)])
+        other = self.pki.leaf(self.inter, "other", serial="5203",
+                              ocsp_urls=[ocsp_url(fwd_port)])
+        fwd = self.start_upstream(port, fwd_port)
+        self.d = self.staplerd(self.ca_file)
+        # The issuer is learned from another certificate's submission.
+        st, h, body = self.d.staple(other.pem() + self.inter.pem(), PEM)
+        self.assertEqual(st, 200, body[:300])
+        before = fwd.count
+        bc_req, bc_resp = self.bc_ask(leaf, "sha256")
+        self.assertEqual(fwd.count, before + 1)
+        self.openssl_ask(leaf, "sha256")
+        self.assertEqual(fwd.count, before + 2)
+        self.assertEqual(self.bc_ask(leaf, "sha256")[1], bc_resp)
+        self.openssl_ask(leaf, "sha256")
+        self.assertEqual(fwd.count, before + 2)
+        # SHA-1 too: Bouncy Castle with absent parameters, openssl with NULL.
+        self.bc_ask(leaf, "sha1")
+        self.openssl_ask(leaf, "sha1")
+        self.assertEqual(fwd.count, before + 4)
+
+    # ----------------------------------------------------------------------------------------
+    # SHA-384 and SHA-512 CertIDs (issue 21, item 2)
+
+    def python_ask(self, cert, alg):
+        """python-cryptography's OCSP request builder as the client, over POST; returns the
+        parsed response after checking its CertID's algorithm, serial and status."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.x509 import ocsp
+
+        with open(cert.cert, "rb") as f:
+            c = x509.load_pem_x509_certificate(f.read())
+        with open(self.inter.cert, "rb") as f:
+            i = x509.load_pem_x509_certificate(f.read())
+        md = {"sha384": hashes.SHA384(), "sha512": hashes.SHA512()}[alg]
+        req = ocsp.OCSPRequestBuilder().add_certificate(c, i, md).build()
+        st, h, body = self.d.request("POST", "/ocsp",
+                                     body=req.public_bytes(serialization.Encoding.DER),
+                                     headers={"Content-Type": "application/ocsp-request"})
+        self.assertEqual(st, 200)
+        resp = ocsp.load_der_ocsp_response(body)
+        self.assertEqual(resp.response_status, ocsp.OCSPResponseStatus.SUCCESSFUL)
+        self.assertEqual(resp.hash_algorithm.name, alg)
+        self.assertEqual(resp.serial_number, c.serial_number)
+        self.assertEqual(resp.certificate_status, ocsp.OCSPCertStatus.GOOD)
+        self.assertEqual(resp.issuer_key_hash,
+                         __import__("hashlib").new(alg, spki_key(self.inter.der())).digest())
+        return resp
+
+    def test_sha384_and_sha512_certids_through_ocsp(self):
+        from test_ocsp import cert_id, ocsp_request
+
+        port, fwd_port = self.upstream()
+        leaf = self.pki.leaf(self.inter, "leaf", serial="5301", ocsp_urls=[ocsp_url(fwd_port)])
+        fwd = self.start_upstream(port, fwd_port)
+        self.d = self.staplerd(self.ca_file)
+        st, h, body = self.d.staple(leaf.pem() + self.inter.pem(), PEM)
+        self.assertEqual(st, 200, body[:300])
+        chain = self.save("inter.pem", self.inter.pem())
+        for alg in ("sha384", "sha512"):
+            with self.subTest(alg=alg):
+                before = fwd.count
+                self.openssl_ask(leaf, alg)
+                self.assertEqual(fwd.count, before + 1)
+                rows = self.d.wait_rows(1, "WHERE serial = ? AND hash_alg = ?",
+                                        (leaf.serial, alg))
+                self.assertEqual(rows[0]["hash_params"], "null")
+                self.assertIn(alg_id(alg, True), bytes(rows[0]["request_der"]))
+                staple = bytes(rows[0]["response_der"])
+                # The same CertID built by hand, by GET and by POST: hits, the same bytes.
+                req = ocsp_request([cert_id(self.inter.der(), leaf.serial, alg)])
+                path = "/ocsp/" + urllib.parse.quote(base64.b64encode(req).decode(), safe="")
+                st, h, got = self.d.request("GET", path)
+                self.assertEqual((st, got), (200, staple))
+                st, h, got = self.d.request("POST", "/ocsp", body=req,
+                                            headers={"Content-Type": "application/ocsp-request"})
+                self.assertEqual((st, got), (200, staple))
+                self.python_ask(leaf, alg)
+                self.openssl_ask(leaf, alg)
+                after_openssl = fwd.count
+                # Bouncy Castle, parameters absent: an entry of its own.
+                self.bc_ask(leaf, alg)
+                self.assertEqual(fwd.count, after_openssl + 1)
+                self.bc_ask(leaf, alg)
+                self.assertEqual(fwd.count, after_openssl + 1)
+                # The relying party's check (the verify API) takes the SHA-2 staple.
+                path = self.save("staple-%s.der" % alg, staple)
+                p = self.ctl("verify", "--cert", leaf.cert, "--chain", chain, "--staple", path,
+                             "--ca", self.root.cert)
+                self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+                self.assertIn("good", p.stdout)
+                p = self.ctl("--json", "show", leaf.serial, "--hash", alg, "--params", "null")
+                self.assertEqual(p.returncode, 0, p.stderr)
+                self.assertEqual(json.loads(p.stdout)["hash_alg"], alg)
+
+    def certid_hash_for_submissions(self, alg, serial):
+        """[cache] certid_hash = alg: submissions get staples of that CertID, kept on refresh,
+        and /ocsp answers the same CertID from the same entry."""
+        port, fwd_port = self.upstream()
+        leaf = self.pki.leaf(self.inter, "leaf", serial=serial, ocsp_urls=[ocsp_url(fwd_port)])
+        fwd = self.start_upstream(port, fwd_port)
+        self.d = self.staplerd(self.ca_file, extra="[cache]\ncertid_hash = %s\n" % alg)
+        st, h, staple = self.d.staple(leaf.pem() + self.inter.pem(), PEM)
+        self.assertEqual(st, 200, staple[:300])
+        path = self.save("staple.der", staple)
+        p = run([OPENSSL, "ocsp", "-respin", path, "-issuer", self.inter.cert,
+                 "-CAfile", self.root.cert, "-" + alg, "-cert", leaf.cert], check=False)
+        self.assertIn("Response verify OK", p.stdout + p.stderr)
+        self.assertIn(": good", p.stdout + p.stderr)
+        self.assertIn(alg_id(alg, True), staple)
+        row, = self.d.wait_rows(1)
+        self.assertEqual((row["hash_alg"], row["hash_params"]), (alg, "null"))
+        p = self.ctl("refresh", leaf.serial)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertEqual(fwd.count, 2)
+        row, = self.d.wait_rows(1)
+        self.assertEqual(row["hash_alg"], alg)
+        self.assertIn(alg_id(alg, True), bytes(row["request_der"]))
+        self.openssl_ask(leaf, alg)
+        self.assertEqual(fwd.count, 2)
+
+    def test_certid_hash_sha384_for_submissions(self):
+        self.certid_hash_for_submissions("sha384", "5401")
+
+    def test_certid_hash_sha512_for_submissions(self):
+        self.certid_hash_for_submissions("sha512", "5402")
 
     def same_key_root(self, twin, name):
         """A root with twin's key under another name (a CA re-issued under a new name)."""

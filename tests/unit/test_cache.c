@@ -846,6 +846,122 @@ test_migrate_from_v2(void **state)
 	cache_close(&c);
 }
 
+/* The migrations as the build embeds them (cmake/embed_sql.cmake). */
+extern const char *const cache_migrations[];
+
+/* A version-5 row's request (its CertID's algorithm and parameters as the client or OpenSSL
+ * wrote them; the hashes and serial do not matter to the migration). */
+#define REQ_HEAD "3000300030003000"
+#define SHA1_NULL "3009" "06052B0E03021A" "0500"
+#define SHA1_ABSENT "3007" "06052B0E03021A"
+#define SHA256_NULL "300D" "0609608648016503040201" "0500"
+#define SHA256_ABSENT "300B" "0609608648016503040201"
+
+/* Schema version 6 (sql/006_certid_forms.sql): a version-5 database's rows keep everything,
+ * and gain the parameters' encoding their stored request was sent with; the key then tells
+ * the two encodings of one CertID apart, and SHA-384 and SHA-512 rows can be stored. */
+static void
+test_migrate_v5_certid_forms(void **state)
+{
+	static const struct {
+		const char *alg, *serial, *req;
+		enum stapler_hash_params want;
+	} rows[] = {
+		{ "sha1", "01", REQ_HEAD SHA1_NULL "0414", STAPLER_PARAMS_NULL },
+		{ "sha1", "02", REQ_HEAD SHA1_ABSENT "0414", STAPLER_PARAMS_ABSENT },
+		{ "sha256", "03", REQ_HEAD SHA256_NULL "0420", STAPLER_PARAMS_NULL },
+		{ "sha256", "04", REQ_HEAD SHA256_ABSENT "0420", STAPLER_PARAMS_ABSENT },
+	};
+	char path[600], sql[2048];
+	struct cache *c;
+	struct cache_row row, other;
+	struct stapler_key k;
+	long long total;
+
+	db_path(path, sizeof(path));
+	assert_int_equal(raw_exec(path, v2_schema), SQLITE_OK);
+	for (int v = 2; v < 5; v++) {
+		assert_int_equal(raw_exec(path, cache_migrations[v]), SQLITE_OK);
+		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", v + 1);
+		assert_int_equal(raw_exec(path, sql), SQLITE_OK);
+	}
+	assert_int_equal(raw_exec(path, "DELETE FROM ocsp_response"), SQLITE_OK);
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		snprintf(sql, sizeof(sql), "INSERT INTO ocsp_response (hash_alg, serial, "
+		    "issuer_name_hash, issuer_key_hash, subject, ocsp_url, ocsp_urls, cert_status, "
+		    "this_update, next_update, produced_at, fetched_at, cert_not_after, "
+		    "response_der, request_der, next_refresh_at, created_at, used_at, upstream_etag) "
+		    "VALUES ('%s', '%s', '" NAME_HASH "', '" KEY_A "', 'CN=m', 'http://o/', '', "
+		    "'good', 1700000000, 1700604800, 1700000001, 1700000002, 2000000000, x'3003', "
+		    "x'%s', 1700300000, 1690000000, 1700000009, '\"e%zu\"')", rows[i].alg,
+		    rows[i].serial, rows[i].req, i);
+		assert_int_equal(raw_exec(path, sql), SQLITE_OK);
+	}
+	c = open_rw(path);
+	assert_int_equal(cache_schema_version(c), 6);
+	assert_int_equal(cache_schema_version(c), cache_schema_latest());
+	assert_int_equal(cache_count(c, &total, NULL), 0);
+	assert_int_equal(total, 4);
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		enum stapler_hash_alg alg;
+		char etag[8];
+
+		assert_int_equal(stapler_hash_alg_parse(rows[i].alg, &alg), 0);
+		k = *K(KEY_A, rows[i].serial);
+		k.hash_alg = alg;
+		k.hash_params = rows[i].want;
+		if (cache_get(c, &k, &row) != 1)
+			fail_msg("row %zu (%s) not found as %s", i, rows[i].alg,
+			    stapler_hash_params_name(rows[i].want));
+		assert_int_equal(row.hash_params, rows[i].want);
+		assert_int_equal(row.used_at, 1700000009);
+		assert_int_equal(row.next_refresh_at, 1700300000);
+		snprintf(etag, sizeof(etag), "\"e%zu\"", i);
+		assert_string_equal(row.upstream_etag, etag);
+		/* Not under the other encoding. */
+		k.hash_params = !rows[i].want;
+		assert_int_equal(cache_get(c, &k, &other), 0);
+		/* Which a row of its own can take now, beside it. */
+		row.hash_params = (enum stapler_hash_params)k.hash_params;
+		assert_int_equal(cache_store(c, NULL, &row), 0);
+		assert_int_equal(cache_get(c, &k, &other), 1);
+		assert_int_equal(other.hash_params, k.hash_params);
+		assert_int_equal(cache_row_key(&other, &k), 0);
+		assert_int_equal(k.hash_params, other.hash_params);
+		cache_row_clear(&other);
+		cache_row_clear(&row);
+	}
+	assert_int_equal(cache_count(c, &total, NULL), 0);
+	assert_int_equal(total, 8);
+	/* SHA-384 and SHA-512 rows, each in both encodings. */
+	for (int alg = STAPLER_HASH_SHA384; alg <= STAPLER_HASH_SHA512; alg++) {
+		for (int pa = STAPLER_PARAMS_NULL; pa <= STAPLER_PARAMS_ABSENT; pa++) {
+			make_row(&row, KEY_A, "05", STAPLER_GOOD);
+			row.hash_alg = (enum stapler_hash_alg)alg;
+			row.hash_params = (enum stapler_hash_params)pa;
+			assert_int_equal(cache_store(c, NULL, &row), 0);
+			k = *K(KEY_A, "05");
+			k.hash_alg = (unsigned char)alg;
+			k.hash_params = (unsigned char)pa;
+			assert_int_equal(cache_get(c, &k, &other), 1);
+			assert_int_equal(other.hash_alg, alg);
+			assert_int_equal(other.hash_params, pa);
+			cache_row_clear(&other);
+			cache_row_clear(&row);
+		}
+	}
+	assert_int_equal(cache_count(c, &total, NULL), 0);
+	assert_int_equal(total, 12);
+	cache_close(&c);
+	/* The constraints hold what the key can say, and nothing else. */
+	assert_int_not_equal(raw_exec(path, "UPDATE ocsp_response SET hash_alg = 'md5' "
+	    "WHERE serial = '05'"), SQLITE_OK);
+	assert_int_not_equal(raw_exec(path, "UPDATE ocsp_response SET hash_params = 'odd' "
+	    "WHERE serial = '05'"), SQLITE_OK);
+	assert_int_equal(raw_int(path, "SELECT count(*) FROM sqlite_master WHERE type = 'index' "
+	    "AND name LIKE 'ocsp_response_%'"), 3);
+}
+
 static void
 test_readonly_cannot_write(void **state)
 {
@@ -1211,6 +1327,7 @@ main(void)
 		cmocka_unit_test(test_readonly_missing),
 		cmocka_unit_test(test_readonly_old_schema),
 		cmocka_unit_test(test_migrate_from_v2),
+		cmocka_unit_test(test_migrate_v5_certid_forms),
 		cmocka_unit_test(test_recover_after_a_transaction_left_open),
 		cmocka_unit_test(test_bad_row_is_not_transient),
 		cmocka_unit_test(test_readonly_cannot_write),

@@ -105,6 +105,31 @@ test_defaults(void **state)
 	config_free(NULL);
 }
 
+/* [cache] certid_hash takes each CertID hash algorithm staplerd serves. */
+static void
+test_certid_hash_values(void **state)
+{
+	static const struct {
+		const char *text;
+		enum stapler_hash_alg alg;
+	} cases[] = {
+		{ "[cache]\ncertid_hash = sha1\n", STAPLER_HASH_SHA1 },
+		{ "[cache]\ncertid_hash = sha256\n", STAPLER_HASH_SHA256 },
+		{ "[cache]\ncertid_hash = sha384\n", STAPLER_HASH_SHA384 },
+		{ "[cache]\ncertid_hash = sha512\n", STAPLER_HASH_SHA512 },
+	};
+	struct fx *f = *state;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct stapler_config *cfg = load_text(f, cases[i].text);
+
+		if (cfg == NULL)
+			fail_msg("%s: %s", cases[i].text, f->err);
+		assert_int_equal(cfg->certid_hash, cases[i].alg);
+		config_free(&cfg);
+	}
+}
+
 static void
 test_empty_file_is_defaults(void **state)
 {
@@ -363,8 +388,10 @@ static const struct bad_config bad_configs[] = {
 	{ "[upstream]\nallow = x.example:8080\n", "2: allow: not a host name" },
 	{ "[upstream]\nallow = x.example#f\n", "2: allow: not a host name" },
 	/* The CertID hash algorithm of submissions. */
-	{ "[cache]\ncertid_hash = md5\n", "2: certid_hash: must be sha1 or sha256" },
-	{ "[cache]\ncertid_hash = SHA256\n", "2: certid_hash: must be sha1 or sha256" },
+	{ "[cache]\ncertid_hash = md5\n",
+	  "2: certid_hash: must be sha1, sha256, sha384 or sha512" },
+	{ "[cache]\ncertid_hash = SHA256\n",
+	  "2: certid_hash: must be sha1, sha256, sha384 or sha512" },
 	/* Strings must not be empty (an inline comment leaves nothing). */
 	{ "[cache]\ndatabase =\n", "2: database: must not be empty" },
 	{ "[server]\nlisten = ; nothing\n", "2: listen: must not be empty" },
@@ -596,6 +623,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test_setup_teardown(test_empty_file_is_defaults, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_certid_hash_values, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_every_key, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_units, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_log_levels, setup, teardown),

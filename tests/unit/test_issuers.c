@@ -14,6 +14,7 @@
 
 #include "certs.h"
 #include "issuers.h"
+#include "ocsp.h"
 #include "testpki.h"
 
 struct fx {
@@ -179,11 +180,127 @@ test_name_hash_and_algorithm(void **state)
 		OCSP_CERTID_free(id);
 	}
 	/* Other algorithms are not served. */
-	id = OCSP_cert_to_id(EVP_sha384(), f->leaf.cert, f->ca.cert);
+	id = OCSP_cert_to_id(EVP_md5(), f->leaf.cert, f->ca.cert);
 	assert_null(issuers_resolve(f->r, f->trust, time(NULL), id, &key, &got, &miss));
 	assert_int_equal(miss, ISSUERS_HASH_ALG);
 	OCSP_CERTID_free(id);
 	assert_null(issuers_resolve(f->r, f->trust, time(NULL), NULL, &key, &got, &miss));
+}
+
+/* The DER of testpki_certid()'s CertID into out (cap bytes); returns its length. */
+static size_t
+certid_der(X509 *subject, X509 *issuer, const EVP_MD *md, enum stapler_hash_params params,
+    unsigned char *out, size_t cap)
+{
+	OCSP_CERTID *id = testpki_certid(subject, issuer, md, params == STAPLER_PARAMS_ABSENT);
+	unsigned char *der = NULL;
+	int n = i2d_OCSP_CERTID(id, &der);
+
+	assert_true(n > 0 && (size_t)n <= cap);
+	memcpy(out, der, (size_t)n);
+	OPENSSL_free(der);
+	OCSP_CERTID_free(id);
+	return (size_t)n;
+}
+
+/* The key is the CertID as encoded: each of SHA-1, SHA-256, SHA-384 and SHA-512, with NULL or
+ * absent parameters, is its own key; the request reader (the /ocsp hit path) and OpenSSL's
+ * decoder (the miss path) make the same key of it; the request sent upstream carries the
+ * CertID byte for byte. */
+static void
+test_certid_encodings(void **state)
+{
+	static const struct {
+		enum stapler_hash_alg alg;
+		const EVP_MD *(*md)(void);
+	} algs[] = {
+		{ STAPLER_HASH_SHA1, EVP_sha1 }, { STAPLER_HASH_SHA256, EVP_sha256 },
+		{ STAPLER_HASH_SHA384, EVP_sha384 }, { STAPLER_HASH_SHA512, EVP_sha512 },
+	};
+	struct fx *f = *state;
+	struct stapler_key keys[8];
+	int nkeys = 0;
+
+	assert_int_equal(issuers_learn(f->r, f->ca.cert, NULL), 0);
+	for (size_t a = 0; a < sizeof(algs) / sizeof(algs[0]); a++) {
+		for (int pa = STAPLER_PARAMS_NULL; pa <= STAPLER_PARAMS_ABSENT; pa++) {
+			unsigned char cid[300], *req = NULL, *enc = NULL;
+			const unsigned char *p = cid;
+			const struct certs_urls *got;
+			struct ocsp_certid_view v;
+			struct stapler_key key, fast;
+			enum stapler_hash_params params;
+			enum stapler_hash_alg alg;
+			enum issuers_miss miss;
+			OCSP_CERTID *id;
+			size_t n, req_len;
+			int elen;
+
+			n = certid_der(f->leaf.cert, f->ca.cert, algs[a].md(),
+			    (enum stapler_hash_params)pa, cid, sizeof(cid));
+			assert_non_null(id = d2i_OCSP_CERTID(NULL, &p, (long)n));
+			/* OpenSSL keeps the encoding it decoded... */
+			elen = i2d_OCSP_CERTID(id, &enc);
+			assert_int_equal((size_t)elen, n);
+			assert_memory_equal(enc, cid, n);
+			OPENSSL_free(enc);
+			assert_int_equal(certs_certid_alg(id, &alg, &params), 0);
+			assert_int_equal(alg, algs[a].alg);
+			assert_int_equal(params, pa);
+			/* ...and the request staplerd sends upstream on a miss carries it. */
+			assert_int_equal(ocsp_request_build(id, &req, &req_len), 0);
+			assert_int_equal(ocsp_request_read(req, req_len, &v), 0);
+			assert_int_equal(v.certid_len, n);
+			assert_memory_equal(v.certid, cid, n);
+			assert_int_equal(v.alg, algs[a].alg);
+			assert_int_equal(v.params, pa);
+			/* The miss path's key (OpenSSL) is the hit path's key (the reader). */
+			assert_ptr_equal(issuers_resolve(f->r, f->trust, time(NULL), id, &key, &got,
+			    &miss), f->ca.cert);
+			assert_int_equal(key.hash_alg, algs[a].alg);
+			assert_int_equal(key.hash_params, pa);
+			memset(&fast, 0, sizeof(fast));
+			assert_int_equal(issuers_key(f->r, v.alg, v.name_hash, v.key_hash, &fast), 0);
+			fast.hash_params = (unsigned char)v.params;
+			fast.serial_len = (unsigned char)v.serial_len;
+			memcpy(fast.serial, v.serial, v.serial_len);
+			assert_true(stapler_key_equal(&fast, &key));
+			assert_memory_equal(&fast, &key, sizeof(key));
+			/* One issuer identity and serial in every form; the form tells them apart. */
+			for (int i = 0; i < nkeys; i++) {
+				assert_memory_equal(keys[i].key_hash, key.key_hash, STAPLER_SHA1_LEN);
+				assert_memory_equal(keys[i].name_hash, key.name_hash, STAPLER_SHA1_LEN);
+				assert_false(stapler_key_equal(&keys[i], &key));
+			}
+			keys[nkeys++] = key;
+			OPENSSL_free(req);
+			OCSP_CERTID_free(id);
+		}
+	}
+	/* Parameters other than NULL or absent are no hash algorithm staplerd knows. */
+	{
+		unsigned char cid[300], odd[310];
+		const unsigned char *p = odd;
+		const struct certs_urls *got;
+		struct stapler_key key;
+		enum issuers_miss miss;
+		OCSP_CERTID *id;
+		size_t n = certid_der(f->leaf.cert, f->ca.cert, EVP_sha256(), STAPLER_PARAMS_NULL, cid,
+		    sizeof(cid));
+
+		/* 05 00 becomes 04 00 (an empty OCTET STRING): same lengths */
+		memcpy(odd, cid, n);
+		for (size_t i = 0; i + 1 < n; i++) {
+			if (odd[i] == 0x05 && odd[i + 1] == 0x00) {
+				odd[i] = 0x04;
+				break;
+			}
+		}
+		assert_non_null(id = d2i_OCSP_CERTID(NULL, &p, (long)n));
+		assert_null(issuers_resolve(f->r, f->trust, time(NULL), id, &key, &got, &miss));
+		assert_int_equal(miss, ISSUERS_HASH_ALG);
+		OCSP_CERTID_free(id);
+	}
 }
 
 /* A learned issuer is served only while it chains to the anchors in force. */
@@ -276,6 +393,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_trust_until_chain_expiry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_anchor_without_urls, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_name_hash_and_algorithm, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_certid_encodings, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

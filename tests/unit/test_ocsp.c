@@ -859,7 +859,7 @@ tlv(struct dbuf *d, unsigned char tag, const struct dbuf *body)
 
 struct req_shape {
 	const char *what;
-	int alg;              /* 1 SHA-1, 256, 384 */
+	int alg;              /* 1 SHA-1, 256, 384, 512, or 5 (MD5: no CertID hash of ours) */
 	int params;           /* 0 absent, 1 NULL, 2 something else */
 	const unsigned char *serial;
 	size_t serial_len;
@@ -880,6 +880,9 @@ shape_der(const struct fx *f, const struct req_shape *sh, struct dbuf *out)
 	    0x01 };
 	static const unsigned char sha384[] = { 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
 	    0x02 };
+	static const unsigned char sha512[] = { 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+	    0x03 };
+	static const unsigned char md5[] = { 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x02, 0x05 };
 	static const unsigned char nonce[] = { 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01,
 	    0x02 };
 	static const unsigned char other[] = { 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01,
@@ -888,7 +891,8 @@ shape_der(const struct fx *f, const struct req_shape *sh, struct dbuf *out)
 	struct dbuf alg = { 0 }, cid = { 0 }, cidseq = { 0 }, req = { 0 }, reqs = { 0 },
 	    list = { 0 }, ext = { 0 }, exts = { 0 }, extseq = { 0 }, tbs = { 0 }, tbsseq = { 0 };
 	unsigned char nh[64], kh[64];
-	const EVP_MD *md = sh->alg == 1 ? EVP_sha1() : sh->alg == 256 ? EVP_sha256() : EVP_sha384();
+	const EVP_MD *md = sh->alg == 1 ? EVP_sha1() : sh->alg == 256 ? EVP_sha256() :
+	    sh->alg == 384 ? EVP_sha384() : sh->alg == 512 ? EVP_sha512() : EVP_md5();
 	unsigned int nl = 0, kl = 0;
 	unsigned char *name = NULL;
 	int n = i2d_X509_NAME(X509_get_subject_name(f->ca.cert), &name);
@@ -896,8 +900,9 @@ shape_der(const struct fx *f, const struct req_shape *sh, struct dbuf *out)
 	assert_true(n > 0 && EVP_Digest(name, (size_t)n, nh, &nl, md, NULL) == 1);
 	assert_int_equal(X509_pubkey_digest(f->ca.cert, md, kh, &kl), 1);
 	OPENSSL_free(name);
-	tlv_w(&alg, 0x06, sh->alg == 1 ? sha1 : sh->alg == 256 ? sha256 : sha384,
-	    sh->alg == 1 ? sizeof(sha1) : 9, 0);
+	tlv_w(&alg, 0x06, sh->alg == 1 ? sha1 : sh->alg == 256 ? sha256 : sh->alg == 384 ? sha384 :
+	    sh->alg == 512 ? sha512 : md5, sh->alg == 1 ? sizeof(sha1) : sh->alg == 5 ?
+	    sizeof(md5) : 9, 0);
 	if (sh->params == 1)
 		tlv_w(&alg, 0x05, NULL, 0, 0);
 	else if (sh->params == 2)
@@ -955,7 +960,11 @@ test_request_reader(void **state)
 		{ "nonce", 1, 1, s42, 1, 1, 1, 0, 0, 0, 0 },
 		{ "critical nonce", 1, 1, s42, 1, 2, 1, 0, 0, 0, 0 },
 		{ "serial 0x80", 1, 1, s_hi, 2, 0, 1, 0, 0, 0, 0 },
-		{ "SHA-384", 384, 1, s42, 1, 0, 1, 0, 0, 0, -1 },
+		{ "SHA-384, NULL params", 384, 1, s42, 1, 0, 1, 0, 0, 0, 0 },
+		{ "SHA-384, no params", 384, 0, s42, 1, 0, 1, 0, 0, 0, 0 },
+		{ "SHA-512, NULL params", 512, 1, s42, 1, 0, 1, 0, 0, 0, 0 },
+		{ "SHA-512, no params", 512, 0, s42, 1, 0, 1, 0, 0, 0, 0 },
+		{ "MD5", 5, 1, s42, 1, 0, 1, 0, 0, 0, -1 },
 		{ "odd parameters", 1, 2, s42, 1, 0, 1, 0, 0, 0, -1 },
 		{ "critical unknown extension", 1, 1, s42, 1, 3, 1, 0, 0, 0, -1 },
 		{ "critical unknown extension on the Request", 1, 1, s42, 1, 4, 1, 0, 0, 0, -1 },
@@ -994,8 +1003,11 @@ test_request_reader(void **state)
 		assert_true(n > 0);
 		if ((size_t)n != v.certid_len || memcmp(enc, v.certid, v.certid_len) != 0)
 			fail_msg("%s: another CertID than OpenSSL's", sh->what);
-		assert_int_equal(v.alg, sh->alg == 1 ? STAPLER_HASH_SHA1 : STAPLER_HASH_SHA256);
-		assert_int_equal(v.alg_null, sh->params == 1);
+		assert_int_equal(v.alg, sh->alg == 1 ? STAPLER_HASH_SHA1 : sh->alg == 256 ?
+		    STAPLER_HASH_SHA256 : sh->alg == 384 ? STAPLER_HASH_SHA384 : STAPLER_HASH_SHA512);
+		assert_int_equal(v.params, sh->params == 1 ? STAPLER_PARAMS_NULL :
+		    STAPLER_PARAMS_ABSENT);
+		assert_int_equal(v.hash_len, stapler_hash_alg_len(v.alg));
 		assert_int_equal(v.serial_len, sh->serial[0] == 0 ? sh->serial_len - 1 :
 		    sh->serial_len);
 		assert_memory_equal(v.serial, sh->serial + (sh->serial[0] == 0), v.serial_len);

@@ -69,6 +69,50 @@ test_staple_new_headers(void **state)
 	free(s);
 }
 
+/* The key's form (hash algorithm and parameters' encoding) shares its first byte, so the key
+ * stays 75 bytes, and a key stored before hash_params existed (the revocation journal keeps
+ * struct stapler_key as it is; that byte was the algorithm, 0 or 1) reads as NULL parameters.
+ * Keys differing only in the form are different keys, in the index too. */
+static void
+test_key_form_byte(void **state)
+{
+	struct stapler_key a, b;
+	struct store *st = store_new();
+	struct staple *sa, *sb;
+	unsigned char raw[sizeof(struct stapler_key)];
+
+	(void)state;
+	assert_int_equal(sizeof(struct stapler_key), 75);
+	memset(raw, 0, sizeof(raw));
+	raw[0] = 1;
+	memcpy(&a, raw, sizeof(a));
+	assert_int_equal(a.hash_alg, STAPLER_HASH_SHA256);
+	assert_int_equal(a.hash_params, STAPLER_PARAMS_NULL);
+	a.hash_alg = STAPLER_HASH_SHA512;
+	a.hash_params = STAPLER_PARAMS_ABSENT;
+	assert_int_equal(a.hash_alg, STAPLER_HASH_SHA512);
+	assert_int_equal(a.hash_params, STAPLER_PARAMS_ABSENT);
+	/* two keys, one CertID apart in the parameters only */
+	memset(&a, 0, sizeof(a));
+	a.hash_alg = STAPLER_HASH_SHA256;
+	a.serial_len = 1;
+	a.serial[0] = 0x42;
+	b = a;
+	b.hash_params = STAPLER_PARAMS_ABSENT;
+	assert_false(stapler_key_equal(&a, &b));
+	assert_non_null(st);
+	sa = staple_new(&a, STAPLER_GOOD, 1000, 2000, 1000, 1000, (const unsigned char *)"null", 4);
+	sb = staple_new(&b, STAPLER_GOOD, 1000, 2000, 1000, 1000, (const unsigned char *)"absent",
+	    6);
+	assert_non_null(sa);
+	assert_non_null(sb);
+	assert_int_equal(store_put(st, sa), 0);
+	assert_int_equal(store_put(st, sb), 0);
+	assert_ptr_equal(store_get(st, &a), sa);
+	assert_ptr_equal(store_get(st, &b), sb);
+	store_free(&st);
+}
+
 /* The ETag depends on the bytes served and on nothing else. */
 static void
 test_etag_per_bytes(void **state)
@@ -513,6 +557,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_table_seed),
 		cmocka_unit_test(test_staple_new_headers),
+		cmocka_unit_test(test_key_form_byte),
 		cmocka_unit_test(test_etag_per_bytes),
 		cmocka_unit_test(test_servable),
 		cmocka_unit_test(test_max_age),

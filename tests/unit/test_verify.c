@@ -116,26 +116,34 @@ test_good(void **state)
 	assert_int_equal(check(f, &o, f->ca.cert, f->now, 0, 0, &r), STAPLER_VERIFY_GOOD);
 }
 
-/* A staple for the SHA-256 CertID ([cache] certid_hash = sha256, or a SHA-256 /ocsp request)
- * verifies too; one for another certificate's SHA-256 CertID does not. */
+/* A staple for a SHA-2 CertID ([cache] certid_hash, or a SHA-2 /ocsp request), its hash
+ * parameters NULL or absent (as Bouncy Castle sends them), verifies too; one for another
+ * certificate's CertID does not. */
 static void
-test_sha256_certid(void **state)
+test_sha2_certids(void **state)
 {
+	const EVP_MD *(*const mds[])(void) = { EVP_sha256, EVP_sha384, EVP_sha512 };
 	struct fx *f = *state;
-	struct testpki_resp_opts o = good_opts(f);
-	struct stapler_verify_result r;
-	OCSP_CERTID *id = certs_certid(f->leaf.cert, f->ca.cert, STAPLER_HASH_SHA256);
-	OCSP_CERTID *wrong = certs_certid(f->delegate.cert, f->ca.cert, STAPLER_HASH_SHA256);
 
-	assert_non_null(id);
-	assert_non_null(wrong);
-	o.id = id;
-	assert_int_equal(check(f, &o, f->ca.cert, f->now, 0, 0, &r), STAPLER_VERIFY_GOOD);
-	assert_int_equal(r.status, STAPLER_GOOD);
-	o.id = wrong;
-	assert_int_equal(check(f, &o, f->ca.cert, f->now, 0, 0, &r), STAPLER_VERIFY_INVALID);
-	OCSP_CERTID_free(id);
-	OCSP_CERTID_free(wrong);
+	for (size_t i = 0; i < sizeof(mds) / sizeof(mds[0]); i++) {
+		for (int absent = 0; absent <= 1; absent++) {
+			struct testpki_resp_opts o = good_opts(f);
+			struct stapler_verify_result r;
+			OCSP_CERTID *id = testpki_certid(f->leaf.cert, f->ca.cert, mds[i](), absent);
+			OCSP_CERTID *wrong = testpki_certid(f->delegate.cert, f->ca.cert, mds[i](),
+			    absent);
+
+			o.id = id;
+			assert_int_equal(check(f, &o, f->ca.cert, f->now, 0, 0, &r),
+			    STAPLER_VERIFY_GOOD);
+			assert_int_equal(r.status, STAPLER_GOOD);
+			o.id = wrong;
+			assert_int_equal(check(f, &o, f->ca.cert, f->now, 0, 0, &r),
+			    STAPLER_VERIFY_INVALID);
+			OCSP_CERTID_free(id);
+			OCSP_CERTID_free(wrong);
+		}
+	}
 }
 
 static void
@@ -242,7 +250,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_good, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sha256_certid, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sha2_certids, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_revoked_and_unknown, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_invalid, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stale, setup, teardown),

@@ -365,3 +365,77 @@ testpki_tmpdir_remove(const char *dir)
 	closedir(d);
 	rmdir(dir);
 }
+
+/* DER length bytes of n (below 0x10000) into out; returns their count. */
+static size_t
+der_len_put(unsigned char *out, size_t n)
+{
+	if (n < 0x80) {
+		out[0] = (unsigned char)n;
+		return 1;
+	}
+	if (n <= 0xff) {
+		out[0] = 0x81;
+		out[1] = (unsigned char)n;
+		return 2;
+	}
+	out[0] = 0x82;
+	out[1] = (unsigned char)(n >> 8);
+	out[2] = (unsigned char)n;
+	return 3;
+}
+
+/* One DER TLV's header at p: its contents' offset and length. */
+static void
+der_head(const unsigned char *p, size_t *hdr, size_t *len)
+{
+	if (p[1] < 0x80) {
+		*hdr = 2;
+		*len = p[1];
+	} else if (p[1] == 0x81) {
+		*hdr = 3;
+		*len = p[2];
+	} else {
+		CHECK(p[1] == 0x82, "testpki_certid: length");
+		*hdr = 4;
+		*len = (size_t)p[2] << 8 | p[3];
+	}
+}
+
+OCSP_CERTID *
+testpki_certid(X509 *subject, X509 *issuer, const EVP_MD *md, int absent_params)
+{
+	OCSP_CERTID *id = OCSP_cert_to_id(md, subject, issuer);
+	unsigned char *der = NULL, body[512], out[520];
+	const unsigned char *p;
+	size_t hdr, len, ahdr, alen, blen = 0, olen = 0;
+	int n;
+
+	CHECK(id != NULL, "OCSP_cert_to_id");
+	if (!absent_params)
+		return id;
+	n = i2d_OCSP_CERTID(id, &der);
+	CHECK(n > 0, "i2d_OCSP_CERTID");
+	OCSP_CERTID_free(id);
+	/* SEQUENCE { SEQUENCE { OID, NULL }, ... }: the AlgorithmIdentifier without its last two
+	 * bytes (05 00), the rest as it was. */
+	der_head(der, &hdr, &len);
+	der_head(der + hdr, &ahdr, &alen);
+	CHECK(alen >= 2 && der[hdr + ahdr + alen - 2] == 0x05 && der[hdr + ahdr + alen - 1] == 0,
+	    "testpki_certid: NULL parameters expected");
+	body[blen++] = 0x30;
+	blen += der_len_put(body + blen, alen - 2);
+	memcpy(body + blen, der + hdr + ahdr, alen - 2);
+	blen += alen - 2;
+	memcpy(body + blen, der + hdr + ahdr + alen, len - ahdr - alen);
+	blen += len - ahdr - alen;
+	out[olen++] = 0x30;
+	olen += der_len_put(out + olen, blen);
+	memcpy(out + olen, body, blen);
+	olen += blen;
+	OPENSSL_free(der);
+	p = out;
+	id = d2i_OCSP_CERTID(NULL, &p, (long)olen);
+	CHECK(id != NULL && p == out + olen, "d2i_OCSP_CERTID");
+	return id;
+}

@@ -79,6 +79,11 @@ struct testpki_resp_opts testpki_resp_good(X509 *subject, const struct testpki_e
 /* DER OCSPResponse built from o (OPENSSL_free), its length in *len. */
 unsigned char *testpki_ocsp_response(const struct testpki_resp_opts *o, size_t *len);
 
+/* The CertID of subject under issuer hashed with md, its AlgorithmIdentifier's parameters
+ * NULL (as OpenSSL builds it; absent_params 0) or absent (as Bouncy Castle sends SHA-2 ones;
+ * absent_params 1). Returns a new OCSP_CERTID (OCSP_CERTID_free). */
+OCSP_CERTID *testpki_certid(X509 *subject, X509 *issuer, const EVP_MD *md, int absent_params);
+
 /* PEM of n certificates, in order, in a new NUL-terminated buffer (free()); *len excludes
  * the NUL. */
 unsigned char *testpki_pem(X509 *const *certs, int n, size_t *len);
