@@ -37,7 +37,7 @@ fast_hit(struct http_api *api, const unsigned char *der, size_t len, time_t now)
 		return NULL;
 	key.serial_len = (unsigned char)v.serial_len;
 	memcpy(key.serial, v.serial, v.serial_len);
-	if ((s = store_get(staple_service_store(svc), &key)) == NULL || !staple_servable(s, now))
+	if ((s = staple_service_get(svc, &key)) == NULL || !staple_servable(s, now))
 		return NULL;
 	if (issuers_get(staple_service_issuers(svc), &key, staple_service_trust(svc), now,
 	    &trusted) == NULL || !trusted)
@@ -161,7 +161,7 @@ http_ocsp_answer(struct http_api *api, struct http_req *req, OCSP_CERTID *id,
 		    miss == ISSUERS_BAD_SERIAL ? "serial_too_long" : "unknown_issuer");
 		goto out;
 	}
-	if ((s = store_get(staple_service_store(svc), &key)) != NULL && staple_servable(s, now)) {
+	if ((s = staple_service_get(svc, &key)) != NULL && staple_servable(s, now)) {
 		store_used(s, now);
 		reply(api, req, STAPLE_OK, s, NULL);
 		goto out;
