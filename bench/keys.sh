@@ -69,7 +69,7 @@ hits() {
 	return 0
 }
 # "RATE (cpu C%, U us/req)"
-show() { awk -v r="$1" -v c="$2" 'BEGIN {printf "%s (cpu %s%%, %.1f us/req)", r, c, r > 0 ? c / 100 / r * 1e6 : 0}'; }
+show() { awk -v r="$1" -v c="$2" 'BEGIN {printf "%s (cpu %s%%, %.1f us/req)", r, c, (r > 0 ? c / 100 / r * 1e6 : 0)}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 for r in $(seq "$rounds"); do
 	for method in GET POST; do
