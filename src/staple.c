@@ -489,13 +489,14 @@ entry_from_row(struct staple_service *svc, const struct cache_row *row, const un
 {
 	struct stapler_key key;
 	struct staple *s;
+	int put;
 
 	if (cache_row_key(row, &key) < 0) {
 		log_warn("cache_row_skipped", "serial=%s issuer=%s reason=\"bad key\"", row->serial,
 		    row->issuer_key_hash);
 		return 0;
 	}
-	if (store_get(svc->store, &key) != NULL || staple_service_write_pending(svc, &key))
+	if (staple_service_write_pending(svc, &key))
 		return 0;
 	/* Stored by a version that kept answers to anonymous misses: never a revocation. */
 	if (not_issued(row->status, row->revoked_at, row->revocation_reason)) {
@@ -516,8 +517,10 @@ entry_from_row(struct staple_service *svc, const struct cache_row *row, const un
 	 * gets a day (at most half its TTL) after the start to be asked for again. */
 	if (s->used_at < svc->load_floor)
 		s->used_at = svc->load_floor;
-	if (store_put(svc->store, s) < 0)
-		return -1;
+	/* One probe: what memory holds already stays (most rows are new: a staple made for
+	 * nothing is rare). */
+	if ((put = store_put_new(svc->store, s)) <= 0)
+		return put;
 	learn_row_issuer(svc, row, urls, &key);
 	return 1;
 }
