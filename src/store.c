@@ -169,6 +169,21 @@ store_put(struct store *store, struct staple *s)
 }
 
 int
+store_put_new(struct store *store, struct staple *s)
+{
+	int rc = table_put_new(&store->staples, s, store->seed);
+
+	if (rc != 0) {
+		free(s);
+		return rc < 0 ? -1 : 0;
+	}
+	if ((unsigned)s->status < 3)
+		store->by_status[s->status]++;
+	store->bytes += s->der_len;
+	return 1;
+}
+
+int
 store_reserve(struct store *store, size_t n)
 {
 	return table_reserve(&store->staples, n, store->seed);

@@ -116,6 +116,21 @@ table_put(struct table *t, void *entry, uint64_t seed, void **replaced)
 	return 0;
 }
 
+int
+table_put_new(struct table *t, void *entry, uint64_t seed)
+{
+	size_t i;
+
+	if ((t->count + 1) * 4 > t->cap * 3 && grow(t, seed) < 0)
+		return -1;
+	i = find(t, t->key_of(entry), seed);
+	if (t->slot[i] != NULL)
+		return 1;
+	t->slot[i] = entry;
+	t->count++;
+	return 0;
+}
+
 void *
 table_remove(struct table *t, const void *key, uint64_t seed)
 {

@@ -32,6 +32,10 @@ void *table_get(const struct table *t, const void *key, uint64_t seed);
 /* Stores entry (not owned by the table). Returns 0 and sets *replaced to the entry it
  * displaced (or NULL), or -1 when memory ran out. */
 int table_put(struct table *t, void *entry, uint64_t seed, void **replaced);
+/* Stores entry unless the table holds one with its key: one probe (a warm start's rows, most
+ * of them new). Returns 0 when stored, 1 when one was there (entry not stored), -1 when memory
+ * ran out. */
+int table_put_new(struct table *t, void *entry, uint64_t seed);
 /* Sizes the table for n entries at once (a warm start knows how many come), so that putting
  * them rehashes nothing. Returns 0 or -1 (memory). */
 int table_reserve(struct table *t, size_t n, uint64_t seed);
