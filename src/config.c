@@ -21,7 +21,9 @@
 #include "url.h"
 #include "util.h"
 
-enum key_type { K_STRING, K_SIZE, K_DURATION, K_LONG, K_HOSTS, K_LEVEL, K_HASH_ALG, K_ADDRS };
+/* K_TEXT: a string that may be empty; K_URLS: the space-separated [events] webhooks. */
+enum key_type { K_STRING, K_SIZE, K_DURATION, K_LONG, K_HOSTS, K_LEVEL, K_HASH_ALG, K_ADDRS,
+    K_TEXT, K_URLS };
 
 struct key_def {
 	const char *section;
@@ -77,6 +79,12 @@ static const struct key_def keys[] = {
 	{ "limits", "clients", K_LONG, OFF(limit_clients), "65536", 16, 10000000 },
 	{ "ocpp", "min_validity", K_DURATION, OFF(ocpp_min_validity), "1h", 0, 0 },
 	{ "log", "level", K_LEVEL, OFF(log_level), "info", 0, 0 },
+	{ "events", "webhooks", K_URLS, 0, "", 0, 0 },
+	{ "events", "secret", K_TEXT, OFF(events_secret), "", 0, 0 },
+	{ "events", "source", K_STRING, OFF(events_source), "urn:staplerd", 0, 0 },
+	{ "events", "timeout", K_DURATION, OFF(events_timeout), "10s", 1, 300 },
+	{ "events", "retry_max", K_DURATION, OFF(events_retry_max), "5m", 1, 86400 },
+	{ "events", "outbox_max", K_LONG, OFF(events_outbox_max), "100000", 100, 100000000 },
 };
 
 struct parse_ctx {
@@ -101,6 +109,16 @@ set_error(struct parse_ctx *ctx, const char *key, const char *msg)
 	return 0;
 }
 
+/* Moves *p past separators (white space, and commas when commas is set) to the next item of a
+ * list; returns its length, 0 at the end. */
+static size_t
+next_item(const char **p, int commas)
+{
+	while (isspace((unsigned char)**p) || (commas && **p == ','))
+		(*p)++;
+	return strcspn(*p, commas ? " \t," : " \t");
+}
+
 static void
 hosts_clear(struct stapler_config *cfg)
 {
@@ -121,11 +139,8 @@ set_hosts(struct stapler_config *cfg, const char *value, int append)
 		size_t len;
 		char *h;
 
-		while (isspace((unsigned char)*p) || *p == ',')
-			p++;
-		if (*p == '\0')
+		if ((len = next_item(&p, 1)) == 0)
 			break;
-		len = strcspn(p, " \t,");
 		if (cfg->n_allow == CONFIG_MAX_ALLOW)
 			return "too many hosts";
 		if (len > 253)
@@ -165,11 +180,8 @@ set_addrs(struct stapler_config *cfg, const char *value)
 		char buf[64];
 		size_t len;
 
-		while (isspace((unsigned char)*p) || *p == ',')
-			p++;
-		if (*p == '\0')
+		if ((len = next_item(&p, 1)) == 0)
 			break;
-		len = strcspn(p, " \t,");
 		if (cfg->n_trusted == CONFIG_MAX_TRUSTED)
 			return "too many addresses";
 		if (len >= sizeof(buf))
@@ -198,6 +210,41 @@ config_client_trusted(const struct stapler_config *cfg, const unsigned char *add
 			return 1;
 	}
 	return 0;
+}
+
+static void
+webhooks_clear(struct stapler_config *cfg)
+{
+	for (size_t i = 0; i < cfg->n_webhooks; i++)
+		free(cfg->webhooks[i]);
+	cfg->n_webhooks = 0;
+}
+
+/* Parses the space-separated webhook URLs (http or https, through the one URL parser). */
+static const char *
+set_urls(struct stapler_config *cfg, const char *value)
+{
+	const char *p = value;
+
+	webhooks_clear(cfg);
+	while (*p != '\0') {
+		struct url_parts parts;
+		char why[200];
+		size_t len;
+
+		if ((len = next_item(&p, 0)) == 0)
+			break;
+		if (cfg->n_webhooks == CONFIG_MAX_WEBHOOKS)
+			return "too many webhook URLs (at most 8)";
+		if (len >= CONFIG_MAX_URL_LEN || url_parse_fetchable(p, len, &parts, why,
+		    sizeof(why)) < 0)
+			return "not an http or https URL";
+		if ((cfg->webhooks[cfg->n_webhooks] = strndup(p, len)) == NULL)
+			return "out of memory";
+		cfg->n_webhooks++;
+		p += len;
+	}
+	return NULL;
 }
 
 /* Applies one value; returns NULL or what is wrong with it. */
@@ -243,6 +290,18 @@ apply(struct stapler_config *cfg, const struct key_def *k, const char *value)
 		return NULL;
 	case K_HOSTS:
 		return set_hosts(cfg, value, 0);
+	case K_URLS:
+		return set_urls(cfg, value);
+	case K_TEXT: {
+		char **slot = (char **)(base + k->offset);
+		char *copy;
+
+		if ((copy = strdup(value)) == NULL)
+			return "out of memory";
+		free(*slot);
+		*slot = copy;
+		return NULL;
+	}
 	case K_ADDRS:
 		return set_addrs(cfg, value);
 	case K_LEVEL: {
@@ -314,11 +373,8 @@ responder_urls(struct config_responder *r, const char *value, char *reason, size
 	while (*p != '\0') {
 		size_t len;
 
-		while (isspace((unsigned char)*p))
-			p++;
-		if (*p == '\0')
+		if ((len = next_item(&p, 0)) == 0)
 			break;
-		len = strcspn(p, " \t");
 		if (r->n == CONFIG_MAX_RESPONDER_URLS)
 			return "too many responder URLs (at most 4)";
 		if ((r->url[r->n] = strndup(p, len)) == NULL)
@@ -564,6 +620,9 @@ config_free(struct stapler_config **cfgp)
 	free(cfg->database);
 	free(cfg->ca_file);
 	free(cfg->log_level);
+	free(cfg->events_secret);
+	free(cfg->events_source);
+	webhooks_clear(cfg);
 	hosts_clear(cfg);
 	responders_clear(cfg);
 	free(cfg);

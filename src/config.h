@@ -14,6 +14,8 @@
 #define CONFIG_MAX_RESPONDERS 1024
 #define CONFIG_MAX_RESPONDER_URLS 4
 #define CONFIG_MAX_URL_LEN 1024
+/* [events] webhooks: URLs at most. */
+#define CONFIG_MAX_WEBHOOKS 8
 
 /* One [responders] entry: every fetch for certificates of this issuer goes to these URLs
  * instead of the certificates' AIA URLs. */
@@ -80,6 +82,15 @@ struct stapler_config {
 	long long ocpp_min_validity; /* seconds a staple must have left to be Accepted */
 	/* [log] */
 	char *log_level;         /* error|warn|info|debug */
+	/* [events] */
+	size_t n_webhooks;
+	char *webhooks[CONFIG_MAX_WEBHOOKS]; /* URLs events are POSTed to, each in order */
+	char *events_secret;     /* HMAC-SHA256 key of the signature header; "": none */
+	char *events_source;     /* the CloudEvents source attribute */
+	long long events_timeout;    /* seconds a delivery may take */
+	long long events_retry_max;  /* the longest wait between retries (seconds) */
+	long events_outbox_max;  /* rows the outbox holds before non-revocation events are dropped */
+
 	/* [responders] */
 	size_t n_responders;
 	struct config_responder *responders;

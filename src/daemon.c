@@ -13,6 +13,7 @@
 
 #include "admin.h"
 #include "daemon.h"
+#include "events.h"
 #include "fetch.h"
 #include "http_api.h"
 #include "persist.h"
@@ -24,6 +25,8 @@
 #include "log.h"
 #include "notify.h"
 #include "store.h"
+#include "watch.h"
+#include "webhook.h"
 
 /* How often a draining daemon checks whether in-flight work is done. */
 #define DRAIN_TICK_MS 100
@@ -45,6 +48,9 @@ struct daemon {
 	struct http_api *api;
 	struct refresher *refresh;
 	struct admin *admin;
+	struct events *events;
+	struct webhook *webhook;
+	struct watch *watch;
 	struct event *sig_term, *sig_int, *sig_hup, *drain;
 	int stopping;
 	int idle_ticks;
@@ -179,6 +185,7 @@ on_stop(evutil_socket_t sig, short what, void *arg)
 	 * each could take timeout x URLs. Their entries keep their responses and leases. */
 	http_api_set_refresher(d->api, NULL);
 	admin_set_pace(d->admin, d->fetch, NULL);
+	watch_set_refresher(d->watch, NULL);
 	refresh_free(&d->refresh);
 	dropped = staple_service_drop_pending(d->svc, 0);
 	log_info("stopping", "signal=%d waiting=%zu refreshes_dropped=%zu drain_timeout=%lld",
@@ -216,6 +223,9 @@ reload(struct daemon *d, char *err, size_t errlen)
 	http_api_set_config(d->api, ncfg);
 	refresh_set_config(d->refresh, ncfg);
 	admin_set_config(d->admin, ncfg);
+	events_set_config(d->events, ncfg);
+	watch_set_config(d->watch, ncfg);
+	webhook_set_config(d->webhook, ncfg);
 	certs_trust_free(&d->trust);
 	config_free(&d->cfg);
 	d->trust = ntrust;
@@ -256,10 +266,17 @@ daemon_free(struct daemon *d)
 	if (d->fetch != NULL)
 		fetch_set_serving_probe(d->fetch, NULL, NULL);
 	http_api_free(&d->api);
+	watch_free(&d->watch);
 	refresh_free(&d->refresh);
+	/* Deliveries in flight end before the fetcher (their callbacks reach the deliverer);
+	 * events the last writes carry are delivered at the next start. */
+	if (d->persist != NULL)
+		persist_set_events(d->persist, d->events, NULL, NULL);
+	webhook_free(&d->webhook);
 	fetch_free(&d->fetch);
 	staple_service_free(&d->svc);
 	persist_free(&d->persist);
+	events_free(&d->events);
 	store_free(&d->store);
 	cache_close(&d->cache);
 	certs_trust_free(&d->trust);
@@ -369,8 +386,22 @@ daemon_run(struct stapler_config *cfg)
 		goto out;
 	}
 	staple_service_set_persist(d.svc, d.persist);
+	/* Events ride in the writes of the changes that cause them; the deliverer is told when
+	 * they land. Before the journal's replay, which raises its revocations' events again. */
+	if ((d.events = events_new(d.cfg)) == NULL ||
+	    (d.webhook = webhook_new(d.base, d.cfg, d.cache, d.fetch, d.events)) == NULL) {
+		log_error("startup_failed", "error=\"cannot start event delivery\"");
+		goto out;
+	}
+	events_set_persist(d.events, d.persist);
+	persist_set_events(d.persist, d.events, webhook_kick, d.webhook);
+	staple_service_set_events(d.svc, d.events);
 	if (staple_service_replay_journal(d.svc) < 0)
 		log_warn("journal_unreadable", "path=\"%s\"", journal);
+	if ((d.watch = watch_new(d.base, d.cfg, d.fetch, d.refresh, d.events)) == NULL) {
+		log_error("startup_failed", "error=\"cannot start the watch\"");
+		goto out;
+	}
 	if ((d.api = http_api_new(d.base, d.cfg, d.svc, d.store, d.fetch, err, sizeof(err))) == NULL) {
 		log_error("startup_failed", "error=\"%s\"", err);
 		goto out;

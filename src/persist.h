@@ -13,6 +13,8 @@ struct stapler_key;
 struct cache;
 struct cache_issuer;
 struct cache_row;
+struct event_rec;
+struct events;
 
 /* Operations kept at most; past it new ones are refused (counted and logged), except
  * revocations, which are always kept: losing one would serve `good` again after a restart. */
@@ -64,6 +66,19 @@ int persist_store(struct persist *p, const struct cache_issuer *issuer, const st
  * after this returns, the revocation is on disk whatever the database does. */
 int persist_store_revocation(struct persist *p, const struct cache_issuer *issuer,
     const struct cache_row *row);
+/* persist_store() (or, with first_revocation, persist_store_revocation()) with an event about
+ * the change (may be NULL), written in the same transaction as the row and taken over (freed
+ * on failure too). A revocation's event is never dropped: when the row cannot be written now,
+ * the journal keeps the revocation and its replay raises the event again under its id. */
+int persist_store_event(struct persist *p, const struct cache_issuer *issuer,
+    const struct cache_row *row, int first_revocation, struct event_rec *ev);
+/* Writes an event no row change carries, on its own, in the queue's order. Takes ev over when
+ * it returns 0; -1: refused (queue full), the caller still owns it. */
+int persist_event(struct persist *p, struct event_rec *ev);
+/* The event hub (raises writes_failing/recovered; counts what lands) and a callback run when
+ * events reached the outbox (delivery starts). Either may be NULL. */
+void persist_set_events(struct persist *p, struct events *hub, void (*on_events)(void *arg),
+    void *arg);
 /* Records a failed refresh, as cache_set_failure(); folded into a pending store of the entry. */
 int persist_failure(struct persist *p, const struct stapler_key *key, int failures,
     const char *last_error, long long next_refresh_at);

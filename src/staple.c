@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/queue.h>
 
+#include <jansson.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
@@ -15,6 +16,7 @@
 #include "cache.h"
 #include "certs.h"
 #include "config.h"
+#include "events.h"
 #include "issuers.h"
 #include "log.h"
 #include "ocsp.h"
@@ -72,6 +74,7 @@ struct staple_service {
 	struct issuers *issuers;   /* who the OCSP proxy serves, learned from stored staples */
 	struct ocsp_signers *signers; /* responders proven for their issuers: one check per answer */
 	struct persist *persist;   /* the daemon's writes go through it; NULL: straight to cache */
+	struct events *events;     /* staple_service_set_events(): the event hub, or NULL */
 	int draining;              /* stopping: no new fetch starts */
 	struct log_limit refusals; /* bounds the refusal lines outsiders can cause */
 	time_t trust_at;           /* the trust anchors were (re)loaded: staples verified before
@@ -372,13 +375,47 @@ staple_service_set_persist(struct staple_service *svc, struct persist *persist)
  * revocation (the staple held is not revoked) goes to the journal first. */
 static int
 write_row(struct staple_service *svc, const struct cache_issuer *issuer,
-    const struct cache_row *row, int first_revocation)
+    const struct cache_row *row, int first_revocation, struct event_rec *ev)
 {
 	svc->stats.rows_written++;
-	if (svc->persist == NULL)
+	if (svc->persist == NULL) {
+		events_rec_free(&ev);
 		return cache_store(svc->cache, issuer, row);
-	return first_revocation ? persist_store_revocation(svc->persist, issuer, row) :
-	    persist_store(svc->persist, issuer, row);
+	}
+	return persist_store_event(svc->persist, issuer, row, first_revocation, ev);
+}
+
+void
+staple_service_set_events(struct staple_service *svc, struct events *events)
+{
+	svc->events = events;
+}
+
+struct events *
+staple_service_events(const struct staple_service *svc)
+{
+	return svc->events;
+}
+
+/* The cert_revoked event of a revocation replacing a staple held good or unknown (was), for
+ * the row's write; NULL when there is no hub or it is a repeat. Its id is fixed by the
+ * revocation's thisUpdate, so the journal's replay raises the same event. */
+static struct event_rec *
+revoked_event(struct staple_service *svc, const struct stapler_key *key, const char *was,
+    long long this_update, long long revoked_at, int reason, long long now)
+{
+	struct event_rec *ev;
+	char fields[256];
+
+	if (svc->events == NULL)
+		return NULL;
+	snprintf(fields, sizeof(fields), "\"was\":\"%s\",\"status\":\"revoked\","
+	    "\"revoked_at\":%lld,\"reason\":%d,\"this_update\":%lld,\"source\":\"ocsp\"", was,
+	    revoked_at, reason, this_update);
+	if ((ev = events_rec_cert(EV_CERT_REVOKED, key, this_update, now, fields)) != NULL &&
+	    !events_admit(svc->events, ev))
+		events_rec_free(&ev);
+	return ev;
 }
 
 static int
@@ -400,6 +437,7 @@ replay_revocation(const struct persist_revocation *r, void *arg)
 	struct cache_row row;
 	struct staple *s;
 	unsigned char *der;
+	enum stapler_cert_status was;
 
 	stapler_key_serial_hex(r->key, serial);
 	stapler_key_hash_hex(r->key, hash);
@@ -412,6 +450,7 @@ replay_revocation(const struct persist_revocation *r, void *arg)
 		cache_row_clear(&row);
 		return;
 	}
+	was = row.status;
 	if ((der = malloc(r->der_len)) == NULL) {
 		cache_row_clear(&row);
 		return;
@@ -434,7 +473,9 @@ replay_revocation(const struct persist_revocation *r, void *arg)
 	    (time_t)r->produced_at, (time_t)r->fetched_at, r->der, r->der_len);
 	if (s != NULL)
 		store_put(svc->store, s);
-	if (persist_store(svc->persist, NULL, &row) < 0)
+	if (persist_store_event(svc->persist, NULL, &row, 0, revoked_event(svc, r->key,
+	    stapler_status_name(was), r->this_update, r->revoked_at, r->revocation_reason,
+	    (long long)time(NULL))) < 0)
 		log_error("cache_store_failed", "serial=%s issuer=%s", serial, hash);
 	log_warn("revocation_recovered", "serial=%s issuer=%s this_update=%lld reason=\"the "
 	    "revocation had not reached the database before the last stop; serving it, not the "
@@ -532,6 +573,38 @@ staple_service_load(struct staple_service *svc)
 	return (long)store_count(svc->store);
 }
 
+/* A refresh failed for a staple held: inside the danger window, or past its expiry (no longer
+ * served), the head-end is told, once per staple (the id is fixed by its nextUpdate). */
+static void
+note_unrefreshed(struct staple_service *svc, const struct stapler_key *key, const char *error,
+    time_t now)
+{
+	const struct staple *held = store_get(svc->store, key);
+	enum event_type type;
+	char fields[768];
+	json_t *err;
+	char *errjson;
+
+	if (svc->events == NULL || held == NULL)
+		return;
+	if (!staple_servable(held, now))
+		type = EV_STAPLE_EXPIRED;
+	else if ((long long)(held->next_update - now) < svc->cfg->health_danger_window)
+		type = EV_STAPLE_DANGER;
+	else
+		return;
+	err = json_stringn(error != NULL ? error : "", error != NULL && strlen(error) > 300 ? 300 :
+	    error != NULL ? strlen(error) : 0);
+	errjson = err != NULL ? json_dumps(err, JSON_ENCODE_ANY) : NULL;
+	snprintf(fields, sizeof(fields), "\"status\":\"%s\",\"next_update\":%lld,"
+	    "\"error\":%s", stapler_status_name(held->status), (long long)held->next_update,
+	    errjson != NULL ? errjson : "\"\"");
+	free(errjson);
+	json_decref(err);
+	events_raise(svc->events, events_rec_cert(type, key, (long long)held->next_update,
+	    (long long)now, fields));
+}
+
 /* Every URL failed. A cached entry keeps its response byte for byte (served until its
  * nextUpdate, checked at serve time) and gets its failure counted and its retry backed off. */
 static void
@@ -554,6 +627,7 @@ record_failure(struct pending *p, const char *error)
 	if (write_failure(svc, &p->key, failures, error, (long long)next) < 0)
 		log_error("cache_store_failed", "serial=%s issuer=%s", row.serial, row.issuer_key_hash);
 	store_set_refresh_at(svc->store, &p->key, next);
+	note_unrefreshed(svc, &p->key, error, now);
 	/* A wrong answer (bad signature, another CertID, an unauthorised signer) is worth an
 	 * operator's attention; an absent one (timeout, 5xx, tryLater) is routine. */
 	log_msg(p->permanent ? LOG_LVL_ERROR : LOG_LVL_WARN, "refresh_failed", "serial=%s issuer=%s "
@@ -726,8 +800,12 @@ commit(struct pending *p, const char *url, const unsigned char *der, size_t len,
 		issuer.cert_len = issuer_len;
 		/* A verified staple is served even while the database refuses the write: the
 		 * write-behind queue keeps it and retries until it lands. */
-		if (write_row(svc, &issuer, &row, r->status == STAPLER_REVOKED &&
-		    (old == NULL || old->status != STAPLER_REVOKED)) < 0)
+		int first = r->status == STAPLER_REVOKED &&
+		    (old == NULL || old->status != STAPLER_REVOKED);
+
+		if (write_row(svc, &issuer, &row, first, first && old != NULL ?
+		    revoked_event(svc, &p->key, stapler_status_name(old->status), r->this_update,
+		    r->revoked_at, r->revocation_reason, now) : NULL) < 0)
 			log_error("cache_store_failed", "serial=%s issuer=%s", p->t->serial_hex, p->t->key_hash_hex);
 	}
 	OPENSSL_free(issuer_der);

@@ -107,6 +107,10 @@ void staple_service_free(struct staple_service **svc);
 void staple_service_reload(struct staple_service *svc, const struct stapler_config *cfg,
     const struct certs_trust *trust);
 
+/* The event hub revocations and staple transitions are raised on (NULL: none). */
+struct events;
+void staple_service_set_events(struct staple_service *svc, struct events *events);
+struct events *staple_service_events(const struct staple_service *svc);
 /* From now on the service's writes go through persist (the daemon's write-behind queue), so
  * none waits on the database lock; without it they go straight to the cache. */
 void staple_service_set_persist(struct staple_service *svc, struct persist *persist);

@@ -196,7 +196,8 @@ class FullDisk:
         return p.stdout.strip()
 
     def fill(self):
-        with open(self.path("filler"), "wb") as f:
+        # Unbuffered: a write the full disk cuts short leaves nothing for close() to flush.
+        with open(self.path("filler"), "wb", buffering=0) as f:
             try:
                 while True:
                     f.write(b"\0" * 65536)
