@@ -85,6 +85,9 @@ static const struct key_def keys[] = {
 	{ "events", "timeout", K_DURATION, OFF(events_timeout), "10s", 1, 300 },
 	{ "events", "retry_max", K_DURATION, OFF(events_retry_max), "5m", 1, 86400 },
 	{ "events", "outbox_max", K_LONG, OFF(events_outbox_max), "100000", 100, 100000000 },
+	{ "crl", "poll_interval", K_DURATION, OFF(crl_poll_interval), "5m", 0, 0 },
+	{ "crl", "max_size", K_SIZE, OFF(crl_max_size), "10m", 1024, 256L * 1024 * 1024 },
+	{ "crl", "timeout", K_DURATION, OFF(crl_timeout), "30s", 1, 600 },
 };
 
 struct parse_ctx {

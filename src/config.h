@@ -90,6 +90,10 @@ struct stapler_config {
 	long long events_timeout;    /* seconds a delivery may take */
 	long long events_retry_max;  /* the longest wait between retries (seconds) */
 	long events_outbox_max;  /* rows the outbox holds before non-revocation events are dropped */
+	/* [crl] */
+	long long crl_poll_interval; /* seconds between CRL downloads per issuer; 0: no CRLs */
+	size_t crl_max_size;     /* bytes a CRL may have */
+	long long crl_timeout;   /* seconds a CRL download may take */
 
 	/* [responders] */
 	size_t n_responders;

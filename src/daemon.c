@@ -12,6 +12,7 @@
 #include <event2/event.h>
 
 #include "admin.h"
+#include "crl.h"
 #include "daemon.h"
 #include "events.h"
 #include "fetch.h"
@@ -51,6 +52,7 @@ struct daemon {
 	struct events *events;
 	struct webhook *webhook;
 	struct watch *watch;
+	struct crl *crl;
 	struct event *sig_term, *sig_int, *sig_hup, *drain;
 	int stopping;
 	int idle_ticks;
@@ -226,6 +228,7 @@ reload(struct daemon *d, char *err, size_t errlen)
 	events_set_config(d->events, ncfg);
 	watch_set_config(d->watch, ncfg);
 	webhook_set_config(d->webhook, ncfg);
+	crl_set_config(d->crl, ncfg);
 	certs_trust_free(&d->trust);
 	config_free(&d->cfg);
 	d->trust = ntrust;
@@ -273,6 +276,9 @@ daemon_free(struct daemon *d)
 	if (d->persist != NULL)
 		persist_set_events(d->persist, d->events, NULL, NULL);
 	webhook_free(&d->webhook);
+	if (d->svc != NULL)
+		staple_service_set_crl(d->svc, NULL);
+	crl_free(&d->crl);
 	fetch_free(&d->fetch);
 	staple_service_free(&d->svc);
 	persist_free(&d->persist);
@@ -394,10 +400,17 @@ daemon_run(struct stapler_config *cfg)
 		goto out;
 	}
 	events_set_persist(d.events, d.persist);
+	events_set_kick(d.events, webhook_kick, d.webhook);
 	persist_set_events(d.persist, d.events, webhook_kick, d.webhook);
 	staple_service_set_events(d.svc, d.events);
 	if (staple_service_replay_journal(d.svc) < 0)
 		log_warn("journal_unreadable", "path=\"%s\"", journal);
+	/* The CRLs held are applied to the staples loaded, before the first request. */
+	if ((d.crl = crl_new(d.base, d.cfg, d.cache, d.fetch, d.svc, d.events)) == NULL) {
+		log_error("startup_failed", "error=\"cannot start the CRL poller\"");
+		goto out;
+	}
+	staple_service_set_crl(d.svc, d.crl);
 	if ((d.watch = watch_new(d.base, d.cfg, d.fetch, d.refresh, d.events)) == NULL) {
 		log_error("startup_failed", "error=\"cannot start the watch\"");
 		goto out;

@@ -38,6 +38,8 @@ static const char *const type_names[EV_TYPES] = {
 struct events {
 	const struct stapler_config *cfg;
 	struct persist *persist;
+	void (*kick)(void *arg);
+	void *kick_arg;
 	long long outbox_rows;
 	unsigned long long raised[EV_TYPES];
 	unsigned long long dropped;
@@ -457,6 +459,29 @@ events_admit(struct events *ev, const struct event_rec *rec)
 }
 
 void
+events_write(struct events *ev, struct event_rec *rec)
+{
+	if (rec == NULL)
+		return;
+	if (ev == NULL || ev->persist == NULL || persist_event(ev->persist, rec) < 0)
+		events_rec_free(&rec);
+}
+
+void
+events_set_kick(struct events *ev, void (*kick)(void *arg), void *arg)
+{
+	ev->kick = kick;
+	ev->kick_arg = arg;
+}
+
+void
+events_kick(struct events *ev)
+{
+	if (ev != NULL && ev->kick != NULL)
+		ev->kick(ev->kick_arg);
+}
+
+void
 events_raise(struct events *ev, struct event_rec *rec)
 {
 	if (rec == NULL)
@@ -465,8 +490,7 @@ events_raise(struct events *ev, struct event_rec *rec)
 		events_rec_free(&rec);
 		return;
 	}
-	if (ev->persist == NULL || persist_event(ev->persist, rec) < 0)
-		events_rec_free(&rec);
+	events_write(ev, rec);
 }
 
 void
@@ -510,19 +534,18 @@ events_metrics_write(const struct events *ev, FILE *fp)
 
 		metrics_sample(fp, "staplerd_events_raised_total", labels, (double)st.raised[i]);
 	}
-	metrics_family(fp, "staplerd_events_dropped_total", "counter", "Events dropped because the "
-	    "outbox held [events] outbox_max undelivered ones (never a revocation).");
-	metrics_sample(fp, "staplerd_events_dropped_total", NULL, (double)st.dropped);
-	metrics_family(fp, "staplerd_events_outbox_rows", "gauge", "Events the outbox holds.");
-	metrics_sample(fp, "staplerd_events_outbox_rows", NULL, (double)st.outbox_rows);
-	metrics_family(fp, "staplerd_events_delivered_total", "counter", "Webhook deliveries "
-	    "acknowledged with a 2xx.");
-	metrics_sample(fp, "staplerd_events_delivered_total", NULL, (double)st.delivered);
-	metrics_family(fp, "staplerd_events_delivery_failures_total", "counter", "Webhook "
-	    "deliveries that failed (retried with backoff).");
-	metrics_sample(fp, "staplerd_events_delivery_failures_total", NULL,
+	metrics_single(fp, "staplerd_events_dropped_total", "counter", "Events dropped because the "
+	    "outbox held [events] outbox_max undelivered ones (never a revocation).",
+	    (double)st.dropped);
+	metrics_single(fp, "staplerd_events_outbox_rows", "gauge", "Events the outbox holds.",
+	    (double)st.outbox_rows);
+	metrics_single(fp, "staplerd_events_delivered_total", "counter", "Webhook deliveries "
+	    "acknowledged with a 2xx.",
+	    (double)st.delivered);
+	metrics_single(fp, "staplerd_events_delivery_failures_total", "counter", "Webhook "
+	    "deliveries that failed (retried with backoff).",
 	    (double)st.delivery_failures);
-	metrics_family(fp, "staplerd_events_undelivered", "gauge", "Events the slowest webhook has "
-	    "still to take.");
-	metrics_sample(fp, "staplerd_events_undelivered", NULL, (double)st.pending);
+	metrics_single(fp, "staplerd_events_undelivered", "gauge", "Events the slowest webhook has "
+	    "still to take.",
+	    (double)st.pending);
 }

@@ -126,6 +126,13 @@ void events_pruned(struct events *ev, long long n);
  * a repeat of one raised moments ago (same id) or dropped because the outbox is full
  * (counted and logged; a revocation is never dropped). */
 int events_admit(struct events *ev, const struct event_rec *rec);
+/* Writes an admitted event on its own through the write-behind queue (the log line was
+ * written by events_admit()). Takes rec over. */
+void events_write(struct events *ev, struct event_rec *rec);
+/* Who is told that events reached the outbox outside the write-behind queue (a CRL's write):
+ * the deliverer. */
+void events_set_kick(struct events *ev, void (*kick)(void *arg), void *arg);
+void events_kick(struct events *ev);
 /* Raises a standalone event (no row change carries it): admitted, logged, written on its own
  * through the write-behind queue. Takes rec over (frees it). */
 void events_raise(struct events *ev, struct event_rec *rec);

@@ -16,6 +16,7 @@
 #include "cache.h"
 #include "certs.h"
 #include "config.h"
+#include "crl.h"
 #include "events.h"
 #include "issuers.h"
 #include "log.h"
@@ -48,6 +49,7 @@ struct pending {
 	int kept_held;               /* an older answer came: no failure to record */
 	int expiring;                /* a URL answered within the safety margin */
 	int anonymous;               /* an /ocsp miss for a key not held: answers go to svc->anon */
+	int urgent;                  /* a CRL withdrew its staple: fetched ahead of other work */
 	const struct fetch_result *res;  /* the answer, during on_fetched() only */
 	unsigned char *req;
 	size_t req_len;
@@ -75,11 +77,19 @@ struct staple_service {
 	struct ocsp_signers *signers; /* responders proven for their issuers: one check per answer */
 	struct persist *persist;   /* the daemon's writes go through it; NULL: straight to cache */
 	struct events *events;     /* staple_service_set_events(): the event hub, or NULL */
+	struct crl *crl;           /* staple_service_set_crl(): CRLs followed, or NULL */
+	struct table withdrawn;    /* struct withdrawn by key: staples a CRL withdrew */
+	int urgent;                /* the fetch ensure() starts now is urgent */
 	int draining;              /* stopping: no new fetch starts */
 	struct log_limit refusals; /* bounds the refusal lines outsiders can cause */
 	time_t trust_at;           /* the trust anchors were (re)loaded: staples verified before
 	                            * are verified in full again, even when their bytes return */
 	struct staple_stats stats;
+};
+
+/* A staple a CRL withdrew (its flag is in the store; this is the list of them). */
+struct withdrawn {
+	struct stapler_key key;      /* first: the entry is its own key (anchor_match()) */
 };
 
 /* An entry whose last fetch got only answers within the safety margin (a responder signing
@@ -177,6 +187,9 @@ staple_service_new(const struct stapler_config *cfg, const struct certs_trust *t
 	svc->anchors.hash = table_key_hash;
 	svc->anchors.match = anchor_match;
 	svc->anchors.key_of = anchor_key_of;
+	svc->withdrawn.hash = table_key_hash;
+	svc->withdrawn.match = anchor_match;
+	svc->withdrawn.key_of = anchor_key_of;
 	svc->backoff.hash = table_key_hash;
 	svc->backoff.match = anchor_match;
 	svc->backoff.key_of = anchor_key_of;
@@ -227,6 +240,7 @@ staple_service_free(struct staple_service **svcp)
 	table_clear(&svc->anon_pending, 0);
 	table_clear(&svc->anchors, 1);
 	table_clear(&svc->backoff, 1);
+	table_clear(&svc->withdrawn, 1);
 	anon_map_free(&svc->anon);
 	issuers_free(&svc->issuers);
 	ocsp_signers_free(&svc->signers);
@@ -999,6 +1013,85 @@ keep_unchanged(struct pending *p, const struct fetch_result *res, const struct s
 }
 
 static void
+withdrawn_forget(struct staple_service *svc, const struct stapler_key *key)
+{
+	free(table_remove(&svc->withdrawn, key, svc->seed));
+}
+
+static void
+withdrawn_note(struct staple_service *svc, const struct stapler_key *key)
+{
+	struct withdrawn *w;
+	void *replaced;
+
+	if (table_get(&svc->withdrawn, key, svc->seed) != NULL || (w = calloc(1, sizeof(*w))) == NULL)
+		return;
+	w->key = *key;
+	if (table_put(&svc->withdrawn, w, svc->seed, &replaced) < 0)
+		free(w);
+}
+
+/* A verified OCSP answer for a serial the issuer's CRL lists. A revocation goes on as usual.
+ * A good or unknown from before the CRL is not served (it stays withdrawn: its row is kept
+ * when newer than the one held, and the entry backs off like after a failure, so it is
+ * asked again until OCSP catches up); one from after the CRL is served and told as a
+ * disagreement. Returns 1 when p was finished here. */
+static int
+crl_contradicts(struct pending *p, const struct fetch_result *res, const struct ocsp_result *r,
+    time_t now)
+{
+	struct staple_service *svc = p->svc;
+	const struct staple *old, *s;
+	struct sched_answer held, fresh;
+	enum crl_verdict v;
+	time_t crl_tu = 0, next;
+	char fields[256];
+
+	if (p->anonymous || !crl_check(svc->crl, &p->key, &crl_tu))
+		return 0;
+	v = crl_decide(1, r->status, r->this_update, crl_tu);
+	if (v == CRL_KEEP) {
+		withdrawn_forget(svc, &p->key);
+		return 0;
+	}
+	snprintf(fields, sizeof(fields), "\"ocsp_status\":\"%s\",\"ocsp_this_update\":%lld,"
+	    "\"crl_this_update\":%lld,\"served\":%s", stapler_status_name(r->status),
+	    (long long)r->this_update, (long long)crl_tu, v == CRL_DISAGREE ? "true" : "false");
+	events_raise(svc->events, events_rec_cert(EV_CRL_OCSP_DISAGREE, &p->key, (long long)crl_tu,
+	    (long long)now, fields));
+	if (v == CRL_DISAGREE) {
+		withdrawn_forget(svc, &p->key);
+		return 0;
+	}
+	old = store_get(svc->store, &p->key);
+	fresh = answer_of(r->status, r->this_update, r->next_update, r->produced_at);
+	if (old != NULL)
+		held = answer_of(old->status, old->this_update, old->next_update, old->produced_at);
+	if (!p->evicted && sched_keep(old != NULL ? &held : NULL, &fresh, now, STORE_EXPIRY_MARGIN) ==
+	    SCHED_KEEP_FRESH) {
+		p->res = res;
+		s = commit(p, res->url, res->body, res->len, r, now, &next);
+		p->res = NULL;
+		if (s != NULL)
+			((struct staple *)(uintptr_t)s)->withdrawn = 1;
+	}
+	if ((old = store_get(svc->store, &p->key)) != NULL && old->status != STAPLER_REVOKED) {
+		((struct staple *)(uintptr_t)old)->withdrawn = 1;
+		withdrawn_note(svc, &p->key);
+	}
+	p->permanent = 0;
+	p->expiring = 1;         /* backed off: clients get this error, not a fetch each */
+	snprintf(p->last_error, sizeof(p->last_error), "%s: withdrawn: the issuer's CRL of %lld "
+	    "lists the certificate as revoked, and OCSP still answers %s from %lld, before it",
+	    res->url, (long long)crl_tu, stapler_status_name(r->status), (long long)r->this_update);
+	log_warn("staple_withheld", "serial=%s issuer=%s url=\"%s\" ocsp_status=%s "
+	    "ocsp_this_update=%lld crl_this_update=%lld", p->t->serial_hex, p->t->key_hash_hex,
+	    res->url, stapler_status_name(r->status), (long long)r->this_update, (long long)crl_tu);
+	pending_finish(p, STAPLE_UPSTREAM_FAILED, NULL, p->last_error);
+	return 1;
+}
+
+static void
 fetched(struct pending *p, const struct fetch_result *res)
 {
 	const struct staple *old, *s;
@@ -1072,6 +1165,8 @@ fetched(struct pending *p, const struct fetch_result *res)
 		(void)try_next_url(p);
 		return;
 	}
+	if (crl_contradicts(p, res, &r, now))
+		return;
 	old = store_get(p->svc->store, &p->key);
 	if (old != NULL)
 		held = answer_of(old->status, old->this_update, old->next_update, old->produced_at);
@@ -1178,7 +1273,7 @@ start_url(struct pending *p)
 	int n = staple_fetch_urls(p->svc, p->t->key.key_hash, &p->t->urls, &urls);
 	char err[256];
 
-	enum fetch_priority prio = p->refresh ? FETCH_PRIO_REFRESH :
+	enum fetch_priority prio = p->urgent ? FETCH_PRIO_CLIENT : p->refresh ? FETCH_PRIO_REFRESH :
 	    p->t->anonymous ? FETCH_PRIO_ANONYMOUS : FETCH_PRIO_CLIENT;
 
 	for (; p->url_index < n; p->url_index++) {
@@ -1496,6 +1591,7 @@ ensure(struct staple_service *svc, struct staple_target *t, const unsigned char 
 	p->svc = svc;
 	p->key = t->key;
 	p->refresh = refresh;
+	p->urgent = svc->urgent;
 	p->anonymous = anonymous;
 	p->t = t;
 	t = NULL;
@@ -1635,6 +1731,101 @@ staple_refresh_row(struct staple_service *svc, const struct cache_row *row, time
 	return ensure(svc, t, NULL, now, 1, ans, cb, arg);
 }
 
+void
+staple_service_set_crl(struct staple_service *svc, struct crl *crl)
+{
+	svc->crl = crl;
+}
+
+struct crl *
+staple_service_crl(const struct staple_service *svc)
+{
+	return svc->crl;
+}
+
+static void
+on_refetched(enum staple_outcome outcome, const struct staple *s, const char *error, void *arg)
+{
+	(void)outcome;
+	(void)s;
+	(void)error;
+	(void)arg;
+}
+
+int
+staple_service_withdraw(struct staple_service *svc, const struct stapler_key *key, time_t now)
+{
+	struct staple *held = (struct staple *)(uintptr_t)store_get(svc->store, key);
+	char serial[STAPLER_SERIAL_HEX_MAX], hash[STAPLER_SHA1_HEX];
+	struct staple_answer ans;
+	struct staple_target *t;
+	struct cache_row row;
+	int trusted = 0;
+
+	if (held == NULL || held->status == STAPLER_REVOKED)
+		return -1;
+	if (held->withdrawn)
+		return 0;
+	held->withdrawn = 1;
+	withdrawn_note(svc, key);
+	stapler_key_serial_hex(key, serial);
+	stapler_key_hash_hex(key, hash);
+	log_warn("staple_withdrawn", "serial=%s issuer=%s was=%s this_update=%lld reason=\"the "
+	    "issuer's CRL lists it as revoked: not served until OCSP says revoked or answers from "
+	    "after the CRL\"", serial, hash, stapler_status_name((enum stapler_cert_status)held->status),
+	    (long long)held->this_update);
+	/* Fetched again at once, at a client's priority. */
+	if (cache_get(svc->cache, key, &row) == 1 &&
+	    (t = target_from_row(svc, &row, now, &trusted)) != NULL) {
+		if (trusted) {
+			svc->urgent = 1;
+			(void)ensure(svc, t, NULL, now, 1, &ans, on_refetched, NULL);
+			svc->urgent = 0;
+		} else {
+			staple_target_free(&t);
+		}
+	}
+	cache_row_clear(&row);
+	return 1;
+}
+
+void
+staple_service_unwithdraw_unlisted(struct staple_service *svc, const unsigned char *name_hash,
+    const unsigned char *key_hash, const struct crl_list *list)
+{
+	size_t i = 0;
+
+	while (i < svc->withdrawn.cap) {
+		struct withdrawn *w = svc->withdrawn.slot[i];
+		struct staple *held;
+
+		if (w == NULL || memcmp(w->key.name_hash, name_hash, STAPLER_SHA1_LEN) != 0 ||
+		    memcmp(w->key.key_hash, key_hash, STAPLER_SHA1_LEN) != 0 ||
+		    crl_listed(list, &w->key)) {
+			i++;
+			continue;
+		}
+		if ((held = (struct staple *)(uintptr_t)store_get(svc->store, &w->key)) != NULL &&
+		    held->withdrawn) {
+			char serial[STAPLER_SERIAL_HEX_MAX], hash[STAPLER_SHA1_HEX];
+
+			held->withdrawn = 0;
+			stapler_key_serial_hex(&w->key, serial);
+			stapler_key_hash_hex(&w->key, hash);
+			log_info("staple_reinstated", "serial=%s issuer=%s reason=\"the issuer's newer "
+			    "CRL no longer lists it\"", serial, hash);
+		}
+		/* The slot takes the next entry of its run: look at it again. */
+		free(table_remove(&svc->withdrawn, &w->key, svc->seed));
+	}
+}
+
+size_t
+staple_service_withdrawn(const struct staple_service *svc)
+{
+	return svc->withdrawn.count;
+}
+
 int
 staple_service_write_pending(const struct staple_service *svc, const struct stapler_key *key)
 {
@@ -1704,6 +1895,8 @@ prepare(struct staple_service *svc, const unsigned char *body, size_t len, time_
 	if ((*out_t = staple_target_new(sk_X509_value(certs, 0), issuer, not_after,
 	    svc->cfg->certid_hash, err, errlen)) == NULL)
 		goto out;
+	/* A trusted chain: its CRL Distribution Points may be followed. */
+	crl_learn(svc->crl, sk_X509_value(certs, 0), issuer);
 	out = STAPLE_OK;
 out:
 	X509_free(issuer);

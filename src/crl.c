@@ -1,0 +1,736 @@
+/* CRLs: parsed and verified with OpenSSL (pure, time injected), polled per issuer through the
+ * fetcher with conditional requests, kept in SQLite with the withdrawal events they cause, and
+ * applied to the staples held by their serials (the work grows with the CRL, not the fleet). */
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <openssl/bn.h>
+#include <openssl/x509v3.h>
+#include <sqlite3.h>
+
+#include "cache.h"
+#include "certs.h"
+#include "config.h"
+#include "crl.h"
+#include "events.h"
+#include "fetch.h"
+#include "log.h"
+#include "metrics.h"
+#include "staple.h"
+#include "store.h"
+#include "util.h"
+
+void
+crl_list_clear(struct crl_list *l)
+{
+	free(l->serials);
+	memset(l, 0, sizeof(*l));
+}
+
+static int
+serial_cmp(const void *a, const void *b)
+{
+	const struct crl_serial *x = a, *y = b;
+
+	if (x->negative != y->negative)
+		return x->negative - y->negative;
+	if (x->len != y->len)
+		return x->len - y->len;
+	return memcmp(x->b, y->b, x->len);
+}
+
+/* The magnitude of an ASN.1 INTEGER as a key holds it (no leading zero octets). */
+static int
+serial_of(const ASN1_INTEGER *ai, struct crl_serial *out)
+{
+	BIGNUM *bn = ASN1_INTEGER_to_BN(ai, NULL);
+	int n, ret = -1;
+
+	memset(out, 0, sizeof(*out));
+	if (bn == NULL)
+		return -1;
+	n = BN_num_bytes(bn);
+	if (n <= STAPLER_SERIAL_MAX) {
+		out->len = (unsigned char)n;
+		out->negative = BN_is_negative(bn) ? 1 : 0;
+		BN_bn2bin(bn, out->b);
+		ret = 0;
+	}
+	BN_free(bn);
+	return ret;
+}
+
+int
+crl_parse_verify(const unsigned char *der, size_t len, size_t max, X509 *issuer, time_t now,
+    struct crl_list *out, char *why, size_t whylen)
+{
+	const unsigned char *p = der;
+	STACK_OF(X509_REVOKED) *revoked;
+	X509_CRL *crl = NULL;
+	EVP_PKEY *key;
+	time_t tu, nu;
+	int ret = -1, crit = -1;
+	void *ext;
+
+	memset(out, 0, sizeof(*out));
+	if (len > max) {
+		snprintf(why, whylen, "larger than [crl] max_size (%zu > %zu bytes)", len, max);
+		return -1;
+	}
+	if (len > LONG_MAX || (crl = d2i_X509_CRL(NULL, &p, (long)len)) == NULL ||
+	    p != der + len) {
+		snprintf(why, whylen, "not one DER CertificateList");
+		goto out;
+	}
+	if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(issuer)) != 0) {
+		snprintf(why, whylen, "issued by another CA than the certificates' issuer");
+		goto out;
+	}
+	/* An issuer that states its key usage must allow CRL signing. */
+	if ((X509_get_extension_flags(issuer) & EXFLAG_KUSAGE) != 0 &&
+	    (X509_get_key_usage(issuer) & KU_CRL_SIGN) == 0) {
+		snprintf(why, whylen, "the issuer's keyUsage lacks cRLSign");
+		goto out;
+	}
+	if ((key = X509_get0_pubkey(issuer)) == NULL || X509_CRL_verify(crl, key) != 1) {
+		snprintf(why, whylen, "bad signature (not signed by the issuer's key)");
+		goto out;
+	}
+	if ((ext = X509_CRL_get_ext_d2i(crl, NID_delta_crl, &crit, NULL)) != NULL || crit != -1) {
+		ASN1_INTEGER_free(ext);
+		snprintf(why, whylen, "a delta CRL (not supported: only complete CRLs are used)");
+		goto out;
+	}
+	crit = -1;
+	if ((ext = X509_CRL_get_ext_d2i(crl, NID_issuing_distribution_point, &crit, NULL)) != NULL) {
+		int indirect = ((ISSUING_DIST_POINT *)ext)->indirectCRL;
+
+		ISSUING_DIST_POINT_free(ext);
+		if (indirect) {
+			snprintf(why, whylen, "an indirect CRL (not supported)");
+			goto out;
+		}
+	}
+	if (util_asn1_time(X509_CRL_get0_lastUpdate(crl), &tu) < 0) {
+		snprintf(why, whylen, "thisUpdate unreadable");
+		goto out;
+	}
+	if (X509_CRL_get0_nextUpdate(crl) == NULL ||
+	    util_asn1_time(X509_CRL_get0_nextUpdate(crl), &nu) < 0) {
+		snprintf(why, whylen, "no nextUpdate");
+		goto out;
+	}
+	if (tu > now + CRL_SKEW) {
+		snprintf(why, whylen, "thisUpdate %lld s in the future", (long long)(tu - now));
+		goto out;
+	}
+	if (nu <= tu || nu <= now) {
+		snprintf(why, whylen, "expired (nextUpdate %lld s ago)", (long long)(now - nu));
+		goto out;
+	}
+	revoked = X509_CRL_get_REVOKED(crl);
+	out->this_update = tu;
+	out->next_update = nu;
+	if (sk_X509_REVOKED_num(revoked) > 0 && (out->serials = calloc(
+	    (size_t)sk_X509_REVOKED_num(revoked), sizeof(*out->serials))) == NULL) {
+		snprintf(why, whylen, "out of memory");
+		goto out;
+	}
+	for (int i = 0; i < sk_X509_REVOKED_num(revoked); i++) {
+		const X509_REVOKED *r = sk_X509_REVOKED_value(revoked, i);
+
+		/* A serial longer than any key can hold names no staple held. */
+		if (serial_of(X509_REVOKED_get0_serialNumber(r), &out->serials[out->n]) == 0)
+			out->n++;
+	}
+	qsort(out->serials, out->n, sizeof(*out->serials), serial_cmp);
+	ret = 0;
+out:
+	if (ret < 0)
+		crl_list_clear(out);
+	X509_CRL_free(crl);
+	return ret;
+}
+
+int
+crl_listed(const struct crl_list *l, const struct stapler_key *key)
+{
+	struct crl_serial s;
+
+	if (l->n == 0)
+		return 0;
+	memset(&s, 0, sizeof(s));
+	s.len = key->serial_len;
+	s.negative = key->serial_negative;
+	memcpy(s.b, key->serial, key->serial_len <= STAPLER_SERIAL_MAX ? key->serial_len : 0);
+	return bsearch(&s, l->serials, l->n, sizeof(s), serial_cmp) != NULL;
+}
+
+enum crl_verdict
+crl_decide(int listed, enum stapler_cert_status status, time_t staple_this_update,
+    time_t crl_this_update)
+{
+	if (!listed || status == STAPLER_REVOKED)
+		return CRL_KEEP;
+	return staple_this_update < crl_this_update ? CRL_WITHDRAW : CRL_DISAGREE;
+}
+
+/* One issuer followed. */
+struct crl_issuer {
+	unsigned char name_hash[STAPLER_SHA1_LEN], key_hash[STAPLER_SHA1_LEN];
+	char name_hex[STAPLER_SHA1_HEX], key_hex[STAPLER_SHA1_HEX];
+	X509 *issuer;
+	char url[CRL_URL_MAX];
+	struct crl_list list;          /* the CRL in force (n = 0, this_update 0: none yet) */
+	unsigned char *der;            /* its bytes, until saved */
+	size_t der_len;
+	int saved;                     /* its row is in the database */
+	char etag[FETCH_VALIDATOR_MAX], last_modified[FETCH_VALIDATOR_MAX];
+	time_t next_poll;
+	struct fetch_job *job;
+	struct crl *c;
+};
+
+struct crl {
+	const struct stapler_config *cfg;
+	struct cache *cache;
+	struct fetcher *fetch;
+	struct staple_service *svc;
+	struct events *hub;
+	struct event *timer;
+	size_t n;
+	struct crl_issuer *issuers[CRL_ISSUERS_MAX];
+	int full_logged;
+	unsigned long long fetched, not_modified, rejected, failed, withdrawals;
+};
+
+static struct crl_issuer *
+issuer_find(const struct crl *c, const unsigned char *name_hash, const unsigned char *key_hash)
+{
+	for (size_t i = 0; i < c->n; i++) {
+		if (memcmp(c->issuers[i]->name_hash, name_hash, STAPLER_SHA1_LEN) == 0 &&
+		    memcmp(c->issuers[i]->key_hash, key_hash, STAPLER_SHA1_LEN) == 0)
+			return c->issuers[i];
+	}
+	return NULL;
+}
+
+static struct crl_issuer *
+issuer_add(struct crl *c, X509 *issuer, const unsigned char *name_hash,
+    const unsigned char *key_hash, const char *url)
+{
+	struct crl_issuer *ci;
+
+	if (c->n == CRL_ISSUERS_MAX) {
+		if (!c->full_logged)
+			log_warn("crl_issuers_full", "max=%d reason=\"more issuers than CRLs followed: "
+			    "the others rely on OCSP alone\"", CRL_ISSUERS_MAX);
+		c->full_logged = 1;
+		return NULL;
+	}
+	if ((ci = calloc(1, sizeof(*ci))) == NULL || !X509_up_ref(issuer)) {
+		free(ci);
+		return NULL;
+	}
+	ci->c = c;
+	ci->issuer = issuer;
+	memcpy(ci->name_hash, name_hash, STAPLER_SHA1_LEN);
+	memcpy(ci->key_hash, key_hash, STAPLER_SHA1_LEN);
+	util_hex(name_hash, STAPLER_SHA1_LEN, ci->name_hex);
+	util_hex(key_hash, STAPLER_SHA1_LEN, ci->key_hex);
+	util_strlcpy(ci->url, url, sizeof(ci->url));
+	ci->saved = 1;
+	c->issuers[c->n++] = ci;
+	return ci;
+}
+
+/* The first http or https URI of cert's CRL Distribution Points that the URL rules allow. */
+static int
+cdp_url(const struct stapler_config *cfg, X509 *cert, char *out, size_t cap)
+{
+	STACK_OF(DIST_POINT) *dps = X509_get_ext_d2i(cert, NID_crl_distribution_points, NULL, NULL);
+	int found = 0;
+
+	for (int i = 0; dps != NULL && !found && i < sk_DIST_POINT_num(dps); i++) {
+		DIST_POINT *dp = sk_DIST_POINT_value(dps, i);
+
+		if (dp->distpoint == NULL || dp->distpoint->type != 0 || dp->CRLissuer != NULL)
+			continue;
+		for (int j = 0; !found && j < sk_GENERAL_NAME_num(dp->distpoint->name.fullname); j++) {
+			GENERAL_NAME *gn = sk_GENERAL_NAME_value(dp->distpoint->name.fullname, j);
+			const ASN1_IA5STRING *uri;
+			char err[256];
+
+			if (gn->type != GEN_URI)
+				continue;
+			uri = gn->d.uniformResourceIdentifier;
+			if (uri->length <= 0 || (size_t)uri->length >= cap ||
+			    memchr(uri->data, '\0', (size_t)uri->length) != NULL)
+				continue;
+			memcpy(out, uri->data, (size_t)uri->length);
+			out[uri->length] = '\0';
+			found = fetch_url_allowed(cfg, out, NULL, 0, err, sizeof(err)) == 0;
+		}
+	}
+	sk_DIST_POINT_pop_free(dps, DIST_POINT_free);
+	return found;
+}
+
+/* Withdraws, or notes as disagreeing, every staple held that ci's CRL lists; lifts the
+ * withdrawals it no longer supports. The events go into evs (at most cap) to ride in the
+ * CRL's write. */
+static size_t
+apply(struct crl *c, struct crl_issuer *ci, time_t now, struct event_rec **evs, size_t cap)
+{
+	size_t nev = 0;
+	char serial[STAPLER_SERIAL_HEX_MAX];
+
+	for (size_t i = 0; i < ci->list.n; i++) {
+		const struct crl_serial *s = &ci->list.serials[i];
+
+		for (int alg = STAPLER_HASH_SHA1; alg <= STAPLER_HASH_SHA256; alg++) {
+			struct stapler_key key;
+			const struct staple *held;
+			enum crl_verdict v;
+			struct event_rec *ev;
+			char fields[CRL_URL_MAX + 256];
+
+			memset(&key, 0, sizeof(key));
+			key.hash_alg = (unsigned char)alg;
+			memcpy(key.name_hash, ci->name_hash, STAPLER_SHA1_LEN);
+			memcpy(key.key_hash, ci->key_hash, STAPLER_SHA1_LEN);
+			key.serial_len = s->len;
+			key.serial_negative = s->negative;
+			memcpy(key.serial, s->b, s->len);
+			if ((held = store_get(staple_service_store(c->svc), &key)) == NULL)
+				continue;
+			v = crl_decide(1, (enum stapler_cert_status)held->status, held->this_update,
+			    ci->list.this_update);
+			if (v == CRL_KEEP)
+				continue;
+			stapler_key_serial_hex(&key, serial);
+			snprintf(fields, sizeof(fields), "\"was\":\"%s\",\"staple_this_update\":%lld,"
+			    "\"crl_this_update\":%lld,\"crl_url\":\"%s\"",
+			    stapler_status_name((enum stapler_cert_status)held->status),
+			    (long long)held->this_update, (long long)ci->list.this_update,
+			    strchr(ci->url, '"') == NULL && strchr(ci->url, '\\') == NULL ? ci->url : "");
+			if (v == CRL_WITHDRAW) {
+				if (staple_service_withdraw(c->svc, &key, now) == 1)
+					c->withdrawals++;
+				ev = events_rec_cert(EV_CERT_WITHDRAWN, &key, ci->list.this_update,
+				    (long long)now, fields);
+			} else {
+				ev = events_rec_cert(EV_CRL_OCSP_DISAGREE, &key, ci->list.this_update,
+				    (long long)now, fields);
+			}
+			if (ev != NULL && (c->hub == NULL || !events_admit(c->hub, ev)))
+				events_rec_free(&ev);
+			if (ev != NULL && nev < cap)
+				evs[nev++] = ev;
+			else
+				events_write(c->hub, ev);
+		}
+	}
+	staple_service_unwithdraw_unlisted(c->svc, ci->name_hash, ci->key_hash, &ci->list);
+	return nev;
+}
+
+struct crl_write {
+	struct crl_issuer *ci;
+	struct event_rec **evs;
+	size_t n;
+};
+
+static int
+write_crl(struct sqlite3 *db, void *arg)
+{
+	const struct crl_write *w = arg;
+	const struct crl_issuer *ci = w->ci;
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO crl (issuer_name_hash, issuer_key_hash, "
+	    "url, this_update, next_update, etag, last_modified, fetched_at, crl_der) VALUES "
+	    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)", -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_text(st, 1, ci->name_hex, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, ci->key_hex, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, ci->url, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, ci->list.this_update);
+	sqlite3_bind_int64(st, 5, ci->list.next_update);
+	sqlite3_bind_text(st, 6, ci->etag[0] != '\0' ? ci->etag : NULL, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 7, ci->last_modified[0] != '\0' ? ci->last_modified : NULL, -1,
+	    SQLITE_STATIC);
+	sqlite3_bind_int64(st, 8, (long long)time(NULL));
+	sqlite3_bind_blob64(st, 9, ci->der, ci->der_len, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return -1;
+	for (size_t i = 0; i < w->n; i++) {
+		if (events_outbox_insert(db, w->evs[i]) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Saves ci's CRL with the events it caused, in one transaction. When the database refuses
+ * it now, the events go through the write-behind queue on their own (a withdrawal is never
+ * dropped) and the CRL row is tried again at the next tick. Takes evs over. */
+static void
+save(struct crl *c, struct crl_issuer *ci, struct event_rec **evs, size_t n)
+{
+	struct crl_write w = { ci, evs, n };
+
+	if (ci->der != NULL && cache_tx(c->cache, write_crl, &w) == 0) {
+		ci->saved = 1;
+		free(ci->der);
+		ci->der = NULL;
+		ci->der_len = 0;
+		if (n > 0) {
+			events_written(c->hub, n);
+			events_kick(c->hub);
+		}
+		for (size_t i = 0; i < n; i++)
+			events_rec_free(&evs[i]);
+		return;
+	}
+	ci->saved = ci->der == NULL;
+	for (size_t i = 0; i < n; i++)
+		events_write(c->hub, evs[i]);
+}
+
+#define CRL_EVENTS_PER_WRITE 256
+
+/* A newer CRL for ci, verified: in force from now. Takes list over. */
+static void
+take(struct crl *c, struct crl_issuer *ci, struct crl_list *list, const unsigned char *der,
+    size_t len, time_t now)
+{
+	struct event_rec *evs[CRL_EVENTS_PER_WRITE];
+	size_t n;
+
+	crl_list_clear(&ci->list);
+	ci->list = *list;
+	memset(list, 0, sizeof(*list));
+	free(ci->der);
+	ci->der = NULL;
+	ci->der_len = 0;
+	if (der != NULL && (ci->der = malloc(len)) != NULL) {
+		memcpy(ci->der, der, len);
+		ci->der_len = len;
+	}
+	n = apply(c, ci, now, evs, CRL_EVENTS_PER_WRITE);
+	log_info("crl_applied", "issuer=%s url=\"%s\" this_update=%lld next_update=%lld "
+	    "revoked=%zu withdrawn=%zu", ci->key_hex, ci->url, (long long)ci->list.this_update,
+	    (long long)ci->list.next_update, ci->list.n, staple_service_withdrawn(c->svc));
+	if (der != NULL)
+		save(c, ci, evs, n);
+	else
+		for (size_t i = 0; i < n; i++)
+			events_write(c->hub, evs[i]);
+}
+
+/* When to ask again: the poll interval, not before the server's caching headers allow, and
+ * at once when the CRL held reaches its nextUpdate. */
+static time_t
+next_poll_at(const struct crl *c, const struct crl_issuer *ci, time_t now, long long max_age)
+{
+	long long wait = c->cfg->crl_poll_interval;
+	time_t t;
+
+	if (max_age > wait)
+		wait = max_age;
+	t = now + (time_t)wait;
+	if (ci->list.next_update > now && ci->list.next_update < t)
+		t = ci->list.next_update;
+	return t;
+}
+
+static void
+on_fetched(const struct fetch_result *res, void *arg)
+{
+	struct crl_issuer *ci = arg;
+	struct crl *c = ci->c;
+	time_t now = time(NULL);
+	struct crl_list list;
+	char why[256];
+
+	ci->job = NULL;
+	if (res->status == FETCH_CANCELLED)
+		return;
+	ci->next_poll = now + (time_t)c->cfg->crl_poll_interval;
+	if (res->status == FETCH_NOT_MODIFIED) {
+		c->not_modified++;
+		ci->next_poll = next_poll_at(c, ci, now, res->max_age);
+		return;
+	}
+	if (res->status == FETCH_TOO_BIG) {
+		c->rejected++;
+		log_warn("crl_rejected", "issuer=%s url=\"%s\" reason=\"larger than [crl] max_size "
+		    "(%zu bytes)\" action=\"ignored: the staples held are unchanged\"", ci->key_hex,
+		    ci->url, c->cfg->crl_max_size);
+		return;
+	}
+	if (res->status != FETCH_OK) {
+		c->failed++;
+		log_warn("crl_fetch_failed", "issuer=%s url=\"%s\" error=\"%s\" next_try=%lld",
+		    ci->key_hex, ci->url, res->error != NULL ? res->error : "",
+		    (long long)ci->next_poll);
+		return;
+	}
+	c->fetched++;
+	if (crl_parse_verify(res->body, res->len, c->cfg->crl_max_size, ci->issuer, now, &list, why,
+	    sizeof(why)) < 0) {
+		c->rejected++;
+		log_warn("crl_rejected", "issuer=%s url=\"%s\" reason=\"%s\" action=\"ignored: the "
+		    "staples held are unchanged\"", ci->key_hex, ci->url, why);
+		return;
+	}
+	if (res->etag != NULL)
+		util_strlcpy(ci->etag, res->etag, sizeof(ci->etag));
+	if (res->last_modified != NULL)
+		util_strlcpy(ci->last_modified, res->last_modified, sizeof(ci->last_modified));
+	if (list.this_update <= ci->list.this_update) {
+		/* The one held, or older (a lagging mirror): nothing new. */
+		crl_list_clear(&list);
+		ci->next_poll = next_poll_at(c, ci, now, res->max_age);
+		return;
+	}
+	take(c, ci, &list, res->body, res->len, now);
+	ci->next_poll = next_poll_at(c, ci, now, res->max_age);
+}
+
+static void
+poll_one(struct crl *c, struct crl_issuer *ci, time_t now)
+{
+	struct fetch_raw opt = { 0 };
+	char err[256];
+
+	if (ci->job != NULL || now < ci->next_poll || ci->url[0] == '\0')
+		return;
+	ci->next_poll = now + (time_t)c->cfg->crl_poll_interval;
+	/* Only the CRLs of issuers the anchors in force trust are asked for. */
+	if (!certs_trust_accepts(staple_service_trust(c->svc), ci->issuer, now, NULL)) {
+		log_warn("crl_skipped", "issuer=%s url=\"%s\" reason=\"the issuer no longer chains to "
+		    "the trust anchors\"", ci->key_hex, ci->url);
+		return;
+	}
+	opt.max_body = c->cfg->crl_max_size;
+	opt.timeout = c->cfg->crl_timeout;
+	opt.policy = 1;
+	opt.etag = ci->etag[0] != '\0' && ci->list.n + ci->list.this_update > 0 ? ci->etag : NULL;
+	opt.last_modified = ci->last_modified[0] != '\0' && ci->list.this_update > 0 ?
+	    ci->last_modified : NULL;
+	if (fetch_start_raw(c->fetch, ci->url, &opt, on_fetched, ci, &ci->job, err,
+	    sizeof(err)) < 0) {
+		c->failed++;
+		log_warn("crl_fetch_failed", "issuer=%s url=\"%s\" error=\"%s\"", ci->key_hex, ci->url,
+		    err);
+	}
+}
+
+static void
+on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct crl *c = arg;
+	time_t now = time(NULL);
+
+	if (c->cfg->crl_poll_interval <= 0)
+		return;
+	for (size_t i = 0; i < c->n; i++) {
+		if (!c->issuers[i]->saved)
+			save(c, c->issuers[i], NULL, 0);
+		poll_one(c, c->issuers[i], now);
+	}
+}
+
+void
+crl_learn(struct crl *c, X509 *subject, X509 *issuer)
+{
+	unsigned char nh[STAPLER_SHA1_LEN], kh[STAPLER_SHA1_LEN];
+	char url[CRL_URL_MAX];
+	struct crl_issuer *ci;
+
+	if (c == NULL || c->cfg->crl_poll_interval <= 0 ||
+	    certs_issuer_hashes(issuer, nh, kh) < 0)
+		return;
+	if ((ci = issuer_find(c, nh, kh)) != NULL && ci->url[0] != '\0')
+		return;
+	if (!cdp_url(c->cfg, subject, url, sizeof(url)))
+		return;
+	if (ci != NULL) {
+		util_strlcpy(ci->url, url, sizeof(ci->url));
+		return;
+	}
+	if ((ci = issuer_add(c, issuer, nh, kh, url)) == NULL)
+		return;
+	ci->next_poll = 0;
+	log_info("crl_followed", "issuer=%s url=\"%s\"", ci->key_hex, ci->url);
+	event_active(c->timer, EV_TIMEOUT, 0);
+}
+
+int
+crl_check(const struct crl *c, const struct stapler_key *key, time_t *crl_this_update)
+{
+	const struct crl_issuer *ci;
+
+	if (c == NULL || (ci = issuer_find(c, key->name_hash, key->key_hash)) == NULL ||
+	    !crl_listed(&ci->list, key))
+		return 0;
+	*crl_this_update = ci->list.this_update;
+	return 1;
+}
+
+/* The CRLs the database holds: verified again against their issuer (its certificate from the
+ * issuer table) and put in force, so a restart withdraws at once what they list. */
+static void
+load(struct crl *c, time_t now)
+{
+	sqlite3_stmt *st;
+
+	if (sqlite3_prepare_v2(cache_db(c->cache), "SELECT c.issuer_name_hash, c.issuer_key_hash, "
+	    "c.url, c.etag, c.last_modified, c.crl_der, i.cert_der FROM crl c JOIN issuer i ON "
+	    "i.name_hash = c.issuer_name_hash AND i.key_hash = c.issuer_key_hash", -1, &st,
+	    NULL) != SQLITE_OK)
+		return;
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		const unsigned char *crl = sqlite3_column_blob(st, 5), *cert = sqlite3_column_blob(st, 6);
+		const char *url = (const char *)sqlite3_column_text(st, 2);
+		const char *etag = (const char *)sqlite3_column_text(st, 3);
+		const char *lm = (const char *)sqlite3_column_text(st, 4);
+		size_t crl_len = (size_t)sqlite3_column_bytes(st, 5);
+		unsigned char nh[STAPLER_SHA1_LEN], kh[STAPLER_SHA1_LEN];
+		const unsigned char *p = cert;
+		struct crl_issuer *ci;
+		struct crl_list list;
+		X509 *issuer;
+		char why[256];
+
+		if (cert == NULL || crl == NULL || url == NULL ||
+		    (issuer = d2i_X509(NULL, &p, sqlite3_column_bytes(st, 6))) == NULL)
+			continue;
+		if (certs_issuer_hashes(issuer, nh, kh) < 0 || issuer_find(c, nh, kh) != NULL ||
+		    (ci = issuer_add(c, issuer, nh, kh, url)) == NULL) {
+			X509_free(issuer);
+			continue;
+		}
+		X509_free(issuer);
+		if (etag != NULL)
+			util_strlcpy(ci->etag, etag, sizeof(ci->etag));
+		if (lm != NULL)
+			util_strlcpy(ci->last_modified, lm, sizeof(ci->last_modified));
+		ci->next_poll = 0;
+		/* Expired while staplerd was down: not applied, fetched again at once. */
+		if (crl_parse_verify(crl, crl_len, SIZE_MAX, ci->issuer, now, &list, why,
+		    sizeof(why)) < 0) {
+			log_info("crl_not_loaded", "issuer=%s reason=\"%s\"", ci->key_hex, why);
+			ci->etag[0] = ci->last_modified[0] = '\0';
+			continue;
+		}
+		take(c, ci, &list, NULL, 0, now);
+	}
+	sqlite3_finalize(st);
+}
+
+struct crl *
+crl_new(struct event_base *base, const struct stapler_config *cfg, struct cache *cache,
+    struct fetcher *fetch, struct staple_service *svc, struct events *hub)
+{
+	struct crl *c = calloc(1, sizeof(*c));
+	struct timeval tv = { CRL_TICK_S, 0 };
+
+	if (c == NULL)
+		return NULL;
+	c->cfg = cfg;
+	c->cache = cache;
+	c->fetch = fetch;
+	c->svc = svc;
+	c->hub = hub;
+	if ((c->timer = event_new(base, -1, EV_PERSIST, on_tick, c)) == NULL ||
+	    event_add(c->timer, &tv) < 0) {
+		crl_free(&c);
+		return NULL;
+	}
+	if (cfg->crl_poll_interval > 0)
+		load(c, time(NULL));
+	return c;
+}
+
+void
+crl_free(struct crl **cp)
+{
+	struct crl *c;
+
+	if (cp == NULL || (c = *cp) == NULL)
+		return;
+	for (size_t i = 0; i < c->n; i++) {
+		struct crl_issuer *ci = c->issuers[i];
+
+		if (ci->job != NULL)
+			fetch_cancel(c->fetch, ci->job);
+		crl_list_clear(&ci->list);
+		X509_free(ci->issuer);
+		free(ci->der);
+		free(ci);
+	}
+	if (c->timer != NULL)
+		event_free(c->timer);
+	free(c);
+	*cp = NULL;
+}
+
+void
+crl_set_config(struct crl *c, const struct stapler_config *cfg)
+{
+	if (c != NULL)
+		c->cfg = cfg;
+}
+
+void
+crl_stats(const struct crl *c, struct crl_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (c == NULL)
+		return;
+	out->issuers = c->n;
+	out->withdrawn = staple_service_withdrawn(c->svc);
+	out->fetched = c->fetched;
+	out->not_modified = c->not_modified;
+	out->rejected = c->rejected;
+	out->failed = c->failed;
+	out->withdrawals = c->withdrawals;
+}
+
+void
+crl_metrics_write(const struct crl *c, FILE *fp)
+{
+	struct crl_stats st;
+	static const char *const names[] = { "ok", "not_modified", "rejected", "failed" };
+
+	if (c == NULL)
+		return;
+	crl_stats(c, &st);
+	metrics_single(fp, "staplerd_staples_withdrawn", "gauge", "Staples withdrawn because their "
+	    "issuer's CRL lists them while OCSP said good or unknown: not served until OCSP says "
+	    "revoked or answers from after the CRL.",
+	    (double)st.withdrawn);
+	metrics_single(fp, "staplerd_crl_withdrawals_total", "counter", "Staples withdrawn by a "
+	    "CRL, since the start.",
+	    (double)st.withdrawals);
+	metrics_single(fp, "staplerd_crl_issuers", "gauge", "Issuers whose CRL is followed.",
+	    (double)st.issuers);
+	metrics_family(fp, "staplerd_crl_fetches_total", "counter", "CRL downloads by outcome "
+	    "(rejected: failed verification, ignored).");
+	{
+		const unsigned long long v[] = { st.fetched - st.rejected, st.not_modified, st.rejected,
+		    st.failed };
+
+		for (size_t i = 0; i < UTIL_ARRAY_LEN(names); i++) {
+			const char *const labels[] = { "outcome", names[i], NULL };
+
+			metrics_sample(fp, "staplerd_crl_fetches_total", labels, (double)v[i]);
+		}
+	}
+}
