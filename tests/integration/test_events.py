@@ -199,6 +199,30 @@ class EventsTest(IntegrationTestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertNotIn(rev[0]["id"], p.stdout.decode())
 
+    def test_upstream_failing_and_recovered(self):
+        """An upstream that fails for [health] upstream_failing raises upstream_failing, and
+        upstream_recovered once it answers again; the staple held good meanwhile, inside
+        the danger window, raises staple_danger once."""
+        hook = self.webhook()
+        leaf = self.pki.leaf(self.root, "meter-u", serial="E401", ocsp_urls=[
+            "http://127.0.0.1:%d/" % self.port])
+        resp = self.responder(self.root, port=self.port, ndays=7)
+        d = self.staplerd(self.ca_file, extra=self.events_conf(
+            hook, "[health]\nupstream_failing = 1s\ndanger_window = 30d\n"))
+        self.staple_good(d, leaf)
+        resp.stop()
+        ev = self.wait_events(hook, "upstream_failing", timeout=30)[0]
+        self.assertEqual(ev["subject"], "127.0.0.1:%d" % self.port)
+        self.assertEqual(ev["data"]["upstream"], "127.0.0.1:%d" % self.port)
+        danger = self.wait_events(hook, "staple_danger", timeout=30)
+        self.assertEqual(danger[0]["data"]["serial"], leaf.serial)
+        self.responder(self.root, port=self.port, ndays=7)
+        self.wait_events(hook, "upstream_recovered", timeout=60)
+        types = [e["type"] for e in hook.accepted()]
+        self.assertLess(types.index("io.staplerd.upstream_failing"),
+                        types.index("io.staplerd.upstream_recovered"))
+        self.assertEqual(types.count("io.staplerd.staple_danger"), 1, types)
+
 
 if __name__ == "__main__":
     unittest.main()
