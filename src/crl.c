@@ -202,6 +202,9 @@ struct crl {
 	size_t n;
 	struct crl_issuer *issuers[CRL_ISSUERS_MAX];
 	int full_logged;
+	struct event *kick;            /* starts queued refetches (on_refetch()) */
+	struct stapler_key *refetch;
+	size_t n_refetch, done_refetch, cap_refetch;
 	unsigned long long fetched, not_modified, rejected, failed, withdrawals;
 };
 
@@ -277,13 +280,49 @@ cdp_url(const struct stapler_config *cfg, X509 *cert, char *out, size_t cap)
 	return found;
 }
 
-/* Withdraws, or notes as disagreeing, every staple held that ci's CRL lists; lifts the
- * withdrawals it no longer supports. The events go into evs (at most cap) to ride in the
- * CRL's write. */
-static size_t
-apply(struct crl *c, struct crl_issuer *ci, time_t now, struct event_rec **evs, size_t cap)
+/* Queues a withdrawn staple's refetch: started CRL_REFETCH_BATCH per loop turn, so a mass
+ * revocation withdraws everything at once but never holds the loop for its fetches. */
+static void
+refetch_add(struct crl *c, const struct stapler_key *key)
 {
-	size_t nev = 0;
+	if (c->n_refetch == c->cap_refetch) {
+		size_t cap = c->cap_refetch ? c->cap_refetch * 2 : 64;
+		struct stapler_key *k = realloc(c->refetch, cap * sizeof(*k));
+
+		if (k == NULL)
+			return;   /* the entry stays withdrawn; its scheduled refresh fetches it */
+		c->refetch = k;
+		c->cap_refetch = cap;
+	}
+	c->refetch[c->n_refetch++] = *key;
+	event_active(c->kick, EV_TIMEOUT, 0);
+}
+
+static void
+on_refetch(evutil_socket_t fd, short what, void *arg)
+{
+	struct crl *c = arg;
+	time_t now = time(NULL);
+	size_t n = c->n_refetch - c->done_refetch;
+
+	if (n > CRL_REFETCH_BATCH)
+		n = CRL_REFETCH_BATCH;
+	for (size_t i = 0; i < n; i++)
+		staple_service_refetch(c->svc, &c->refetch[c->done_refetch++], now);
+	if (c->done_refetch < c->n_refetch) {
+		event_active(c->kick, EV_TIMEOUT, 0);
+		return;
+	}
+	c->n_refetch = c->done_refetch = 0;
+}
+
+/* Withdraws, or notes as disagreeing, every staple held that ci's CRL lists; lifts the
+ * withdrawals it no longer supports. The events go into *evs (grown as needed, the caller
+ * frees the array) to ride in the CRL's write; returns their count. */
+static size_t
+apply(struct crl *c, struct crl_issuer *ci, time_t now, struct event_rec ***evs)
+{
+	size_t nev = 0, cap = 0;
 	char serial[STAPLER_SERIAL_HEX_MAX];
 
 	for (size_t i = 0; i < ci->list.n; i++) {
@@ -316,8 +355,10 @@ apply(struct crl *c, struct crl_issuer *ci, time_t now, struct event_rec **evs, 
 			    (long long)held->this_update, (long long)ci->list.this_update,
 			    strchr(ci->url, '"') == NULL && strchr(ci->url, '\\') == NULL ? ci->url : "");
 			if (v == CRL_WITHDRAW) {
-				if (staple_service_withdraw(c->svc, &key, now) == 1)
+				if (staple_service_withdraw(c->svc, &key) == 1) {
 					c->withdrawals++;
+					refetch_add(c, &key);
+				}
 				ev = events_rec_cert(EV_CERT_WITHDRAWN, &key, ci->list.this_update,
 				    (long long)now, fields);
 			} else {
@@ -326,10 +367,19 @@ apply(struct crl *c, struct crl_issuer *ci, time_t now, struct event_rec **evs, 
 			}
 			if (ev != NULL && (c->hub == NULL || !events_admit(c->hub, ev)))
 				events_rec_free(&ev);
-			if (ev != NULL && nev < cap)
-				evs[nev++] = ev;
-			else
-				events_write(c->hub, ev);
+			if (ev != NULL && nev == cap) {
+				size_t ncap = cap ? cap * 2 : 16;
+				struct event_rec **grown = realloc(*evs, ncap * sizeof(*grown));
+
+				if (grown == NULL) {
+					events_write(c->hub, ev);   /* on its own, then */
+					continue;
+				}
+				*evs = grown;
+				cap = ncap;
+			}
+			if (ev != NULL)
+				(*evs)[nev++] = ev;
 		}
 	}
 	staple_service_unwithdraw_unlisted(c->svc, ci->name_hash, ci->key_hash, &ci->list);
@@ -337,7 +387,7 @@ apply(struct crl *c, struct crl_issuer *ci, time_t now, struct event_rec **evs, 
 }
 
 struct crl_write {
-	struct crl_issuer *ci;
+	struct crl_issuer *ci;     /* its row is written, unless NULL (the events only) */
 	struct event_rec **evs;
 	size_t n;
 };
@@ -350,6 +400,8 @@ write_crl(struct sqlite3 *db, void *arg)
 	sqlite3_stmt *st;
 	int rc;
 
+	if (ci == NULL)
+		goto events;
 	if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO crl (issuer_name_hash, issuer_key_hash, "
 	    "url, this_update, next_update, etag, last_modified, fetched_at, crl_der) VALUES "
 	    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)", -1, &st, NULL) != SQLITE_OK)
@@ -368,6 +420,7 @@ write_crl(struct sqlite3 *db, void *arg)
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
 		return -1;
+events:
 	for (size_t i = 0; i < w->n; i++) {
 		if (events_outbox_insert(db, w->evs[i]) < 0)
 			return -1;
@@ -401,14 +454,12 @@ save(struct crl *c, struct crl_issuer *ci, struct event_rec **evs, size_t n)
 		events_write(c->hub, evs[i]);
 }
 
-#define CRL_EVENTS_PER_WRITE 256
-
 /* A newer CRL for ci, verified: in force from now. Takes list over. */
 static void
 take(struct crl *c, struct crl_issuer *ci, struct crl_list *list, const unsigned char *der,
     size_t len, time_t now)
 {
-	struct event_rec *evs[CRL_EVENTS_PER_WRITE];
+	struct event_rec **evs = NULL;
 	size_t n;
 
 	crl_list_clear(&ci->list);
@@ -421,15 +472,27 @@ take(struct crl *c, struct crl_issuer *ci, struct crl_list *list, const unsigned
 		memcpy(ci->der, der, len);
 		ci->der_len = len;
 	}
-	n = apply(c, ci, now, evs, CRL_EVENTS_PER_WRITE);
+	n = apply(c, ci, now, &evs);
 	log_info("crl_applied", "issuer=%s url=\"%s\" this_update=%lld next_update=%lld "
 	    "revoked=%zu withdrawn=%zu", ci->key_hex, ci->url, (long long)ci->list.this_update,
 	    (long long)ci->list.next_update, ci->list.n, staple_service_withdrawn(c->svc));
-	if (der != NULL)
+	if (der != NULL) {
 		save(c, ci, evs, n);
-	else
-		for (size_t i = 0; i < n; i++)
-			events_write(c->hub, evs[i]);
+	} else {
+		/* Applied again at a start: its events are in the outbox already, unless the last
+		 * run stopped before they landed; one transaction either way. */
+		struct crl_write w = { NULL, evs, n };
+
+		if (n > 0 && cache_tx(c->cache, write_crl, &w) == 0) {
+			events_kick(c->hub);
+			for (size_t i = 0; i < n; i++)
+				events_rec_free(&evs[i]);
+		} else {
+			for (size_t i = 0; i < n; i++)
+				events_write(c->hub, evs[i]);
+		}
+	}
+	free(evs);
 }
 
 /* When to ask again: the poll interval, not before the server's caching headers allow, and
@@ -649,6 +712,7 @@ crl_new(struct event_base *base, const struct stapler_config *cfg, struct cache 
 	c->svc = svc;
 	c->hub = hub;
 	if ((c->timer = event_new(base, -1, EV_PERSIST, on_tick, c)) == NULL ||
+	    (c->kick = event_new(base, -1, 0, on_refetch, c)) == NULL ||
 	    event_add(c->timer, &tv) < 0) {
 		crl_free(&c);
 		return NULL;
@@ -677,6 +741,9 @@ crl_free(struct crl **cp)
 	}
 	if (c->timer != NULL)
 		event_free(c->timer);
+	if (c->kick != NULL)
+		event_free(c->kick);
+	free(c->refetch);
 	free(c);
 	*cp = NULL;
 }

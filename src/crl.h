@@ -27,6 +27,8 @@ struct staple_service;
 #define CRL_TICK_S 1
 /* A CRL's thisUpdate may be this far ahead of the clock (seconds), as for OCSP. */
 #define CRL_SKEW 300
+/* Withdrawn staples whose refetch starts per loop turn. */
+#define CRL_REFETCH_BATCH 256
 /* Longest CRL URL taken from a certificate. */
 #define CRL_URL_MAX 1024
 

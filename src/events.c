@@ -321,10 +321,21 @@ events_cursor_set(sqlite3 *db, const char *name, long long seq)
 }
 
 int
-events_mark_delivered(sqlite3 *db, long long upto, long long now)
+events_mark_delivered(sqlite3 *db, long long from, long long upto, long long now)
 {
-	return exec_bound(db, "UPDATE event_outbox SET delivered_at = ?3 WHERE seq <= ?2 AND "
-	    "delivered_at IS NULL AND ?1 IS NULL", NULL, upto, now);
+	sqlite3_stmt *st;
+	int rc;
+
+	/* A range of the primary key: no scan of what was marked before. */
+	if (sqlite3_prepare_v2(db, "UPDATE event_outbox SET delivered_at = ?3 WHERE seq > ?1 AND "
+	    "seq <= ?2 AND delivered_at IS NULL", -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_int64(st, 1, from);
+	sqlite3_bind_int64(st, 2, upto);
+	sqlite3_bind_int64(st, 3, now);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : -1;
 }
 
 long long

@@ -90,8 +90,8 @@ int events_outbox_stats(struct sqlite3 *db, long long *max_seq, long long *rows)
 int events_cursor_get(struct sqlite3 *db, const char *name, long long *seq);
 /* Sets a webhook's cursor. 0 or -1. */
 int events_cursor_set(struct sqlite3 *db, const char *name, long long seq);
-/* Marks delivered (delivered_at = now) every row up to seq not marked yet. 0 or -1. */
-int events_mark_delivered(struct sqlite3 *db, long long upto, long long now);
+/* Marks delivered (delivered_at = now) the rows after from up to upto. 0 or -1. */
+int events_mark_delivered(struct sqlite3 *db, long long from, long long upto, long long now);
 /* Deletes the oldest delivered rows while more than keep rows are held. Returns the count
  * deleted, or -1. */
 long long events_outbox_prune(struct sqlite3 *db, long long keep);

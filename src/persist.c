@@ -343,10 +343,22 @@ events_landed(struct persist *p, const struct op *o)
 		p->on_events(p->on_events_arg);
 }
 
+/* 1 when o carries a revocation's event: its commit must survive a power loss. */
+static int
+carries_revocation(const struct op *o)
+{
+	for (size_t i = 0; i < o->n_events; i++) {
+		if (events_type_is_revocation(o->events[i]->type))
+			return 1;
+	}
+	return 0;
+}
+
 static int
 op_try(struct persist *p, const struct op *o)
 {
-	int rc, durable = (o->kind == OP_STORE && o->slot >= 0) || o->kind == OP_EVENT;
+	int rc, durable = (o->kind == OP_STORE && o->slot >= 0) ||
+	    (o->kind == OP_EVENT && carries_revocation(o));
 
 	/* Events carried by a failure record or a delete go first, in their own transaction
 	 * (inserting one twice changes nothing, so a retry after a half-done pass is safe). */

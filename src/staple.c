@@ -1753,14 +1753,10 @@ on_refetched(enum staple_outcome outcome, const struct staple *s, const char *er
 }
 
 int
-staple_service_withdraw(struct staple_service *svc, const struct stapler_key *key, time_t now)
+staple_service_withdraw(struct staple_service *svc, const struct stapler_key *key)
 {
 	struct staple *held = (struct staple *)(uintptr_t)store_get(svc->store, key);
 	char serial[STAPLER_SERIAL_HEX_MAX], hash[STAPLER_SHA1_HEX];
-	struct staple_answer ans;
-	struct staple_target *t;
-	struct cache_row row;
-	int trusted = 0;
 
 	if (held == NULL || held->status == STAPLER_REVOKED)
 		return -1;
@@ -1774,7 +1770,20 @@ staple_service_withdraw(struct staple_service *svc, const struct stapler_key *ke
 	    "issuer's CRL lists it as revoked: not served until OCSP says revoked or answers from "
 	    "after the CRL\"", serial, hash, stapler_status_name((enum stapler_cert_status)held->status),
 	    (long long)held->this_update);
-	/* Fetched again at once, at a client's priority. */
+	return 1;
+}
+
+void
+staple_service_refetch(struct staple_service *svc, const struct stapler_key *key, time_t now)
+{
+	const struct staple *held = store_get(svc->store, key);
+	struct staple_answer ans;
+	struct staple_target *t;
+	struct cache_row row;
+	int trusted = 0;
+
+	if (held == NULL || !held->withdrawn)
+		return;
 	if (cache_get(svc->cache, key, &row) == 1 &&
 	    (t = target_from_row(svc, &row, now, &trusted)) != NULL) {
 		if (trusted) {
@@ -1786,7 +1795,6 @@ staple_service_withdraw(struct staple_service *svc, const struct stapler_key *ke
 		}
 	}
 	cache_row_clear(&row);
-	return 1;
 }
 
 void

@@ -118,9 +118,12 @@ struct crl_list;
 void staple_service_set_crl(struct staple_service *svc, struct crl *crl);
 struct crl *staple_service_crl(const struct staple_service *svc);
 /* Withdraws the staple held for key (a CRL lists it; it is good or unknown from before the
- * CRL): no longer served, and fetched again now at a client's priority. Returns 1 when
- * withdrawn now, 0 when it was already, -1 when nothing (or a revocation) is held. */
-int staple_service_withdraw(struct staple_service *svc, const struct stapler_key *key, time_t now);
+ * CRL): no longer served. Returns 1 when withdrawn now, 0 when it was already, -1 when
+ * nothing (or a revocation) is held. */
+int staple_service_withdraw(struct staple_service *svc, const struct stapler_key *key);
+/* Fetches a withdrawn staple again now, at a client's priority (nothing when it is no longer
+ * withdrawn). */
+void staple_service_refetch(struct staple_service *svc, const struct stapler_key *key, time_t now);
 /* Serves again the withdrawn staples of the issuer (name_hash, key_hash) that list no longer
  * names (a newer CRL dropped them, e.g. a certificateHold released). */
 void staple_service_unwithdraw_unlisted(struct staple_service *svc, const unsigned char *name_hash,

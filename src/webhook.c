@@ -74,7 +74,7 @@ save_cursor(struct sqlite3 *db, void *arg)
 }
 
 struct mark {
-	long long upto, now;
+	long long from, upto, now;
 };
 
 static int
@@ -82,7 +82,7 @@ mark_delivered(struct sqlite3 *db, void *arg)
 {
 	const struct mark *m = arg;
 
-	return events_mark_delivered(db, m->upto, m->now);
+	return events_mark_delivered(db, m->from, m->upto, m->now);
 }
 
 static int
@@ -101,7 +101,7 @@ prune(struct sqlite3 *db, void *arg)
 static void
 settle(struct webhook *w)
 {
-	struct mark m = { w->max_seq, (long long)time(NULL) };
+	struct mark m = { w->marked, w->max_seq, (long long)time(NULL) };
 	long long keep = w->cfg->events_outbox_max;
 	struct events_stats st;
 

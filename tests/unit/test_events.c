@@ -172,7 +172,7 @@ test_outbox_insert_read_cursor_prune(void **state)
 	assert_int_equal(events_cursor_set(cache_db(c), "http://a/", 2), 0);
 	assert_int_equal(events_cursor_get(cache_db(c), "http://a/", &cur), 0);
 	assert_int_equal(cur, 3);
-	assert_int_equal(events_mark_delivered(cache_db(c), 3, 777), 0);
+	assert_int_equal(events_mark_delivered(cache_db(c), 0, 3, 777), 0);
 	memset(&got, 0, sizeof(got));
 	assert_int_equal(events_outbox_read(cache_db(c), 0, 10, collect, &got), 4);
 	assert_int_equal(got.delivered[2], 777);
