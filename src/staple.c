@@ -1047,9 +1047,19 @@ crl_contradicts(struct pending *p, const struct fetch_result *res, const struct 
 	time_t crl_tu = 0, next;
 	char fields[256];
 
-	if (p->anonymous || !crl_check(svc->crl, &p->key, &crl_tu))
+	if (!crl_check(svc->crl, &p->key, &crl_tu))
 		return 0;
 	v = crl_decide(1, r->status, r->this_update, crl_tu);
+	if (p->anonymous) {
+		/* An outsider's miss is held apart, never the entry; but what a CRL contradicts is
+		 * served to nobody. */
+		if (v != CRL_WITHDRAW)
+			return 0;
+		snprintf(p->last_error, sizeof(p->last_error), "%s: withdrawn: the issuer's CRL of "
+		    "%lld lists the certificate as revoked", res->url, (long long)crl_tu);
+		pending_finish(p, STAPLE_UPSTREAM_FAILED, NULL, p->last_error);
+		return 1;
+	}
 	if (v == CRL_KEEP) {
 		withdrawn_forget(svc, &p->key);
 		return 0;
@@ -1149,6 +1159,8 @@ fetched(struct pending *p, const struct fetch_result *res)
 		(void)try_next_url(p);
 		return;
 	}
+	if (crl_contradicts(p, res, &r, now))
+		return;
 	if (p->anonymous) {
 		anon_commit(p, res, &r, now);
 		return;
@@ -1165,8 +1177,6 @@ fetched(struct pending *p, const struct fetch_result *res)
 		(void)try_next_url(p);
 		return;
 	}
-	if (crl_contradicts(p, res, &r, now))
-		return;
 	old = store_get(p->svc->store, &p->key);
 	if (old != NULL)
 		held = answer_of(old->status, old->this_update, old->next_update, old->produced_at);
