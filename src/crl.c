@@ -355,10 +355,11 @@ apply(struct crl *c, struct crl_issuer *ci, time_t now, struct event_rec ***evs)
 			    (long long)held->this_update, (long long)ci->list.this_update,
 			    strchr(ci->url, '"') == NULL && strchr(ci->url, '\\') == NULL ? ci->url : "");
 			if (v == CRL_WITHDRAW) {
-				if (staple_service_withdraw(c->svc, &key) == 1) {
-					c->withdrawals++;
-					refetch_add(c, &key);
-				}
+				/* Told once per withdrawal, not at every CRL that still lists it. */
+				if (staple_service_withdraw(c->svc, &key) != 1)
+					continue;
+				c->withdrawals++;
+				refetch_add(c, &key);
 				ev = events_rec_cert(EV_CERT_WITHDRAWN, &key, ci->list.this_update,
 				    (long long)now, fields);
 			} else {
