@@ -144,7 +144,8 @@ crl_parse_verify(const unsigned char *der, size_t len, size_t max, X509 *issuer,
 		if (serial_of(X509_REVOKED_get0_serialNumber(r), &out->serials[out->n]) == 0)
 			out->n++;
 	}
-	qsort(out->serials, out->n, sizeof(*out->serials), serial_cmp);
+	if (out->n > 1)
+		qsort(out->serials, out->n, sizeof(*out->serials), serial_cmp);
 	ret = 0;
 out:
 	if (ret < 0)
