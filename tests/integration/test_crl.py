@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509 import ocsp
 
 from harness import (Crafter, free_port, IntegrationTestCase, LoopbackHTTPServer, PEM,
                      read_text, response_text, setUpModule, wait_until)
@@ -271,6 +272,33 @@ class CrlTest(IntegrationTestCase):
         time.sleep(1)
         self.assertEqual(self.outbox_types(d).count("cert_withdrawn"),
                          events.count("cert_withdrawn"))
+
+    def test_anonymous_ocsp_miss_contradicted_by_the_crl_is_not_served(self):
+        """A certificate nobody submitted, asked for through /ocsp (an anonymous miss) while
+        the issuer's CRL lists it and OCSP answers good from before the CRL: not good."""
+        proxy = self.fault_proxy(self.port)
+        known = self.leaf("meter-a", "C501", proxy.url)
+        other = self.leaf("meter-o", "C502", proxy.url)
+        self.responder(self.root, port=self.port, ndays=7)
+        self.crls.body = make_crl(self.root, [])
+        d = self.staplerd(self.ca_file, extra=CRL_CONF)
+        self.assertIn(": good", self.status_of(d, known))     # the issuer is learned
+        crafter = Crafter()
+        proxy.set("body", body=lambda req: crafter.response(other, self.root, self.signer,
+                                                            this_update=-3600))
+        time.sleep(1.1)
+        self.crls.body = make_crl(self.root, [other.serial], this_update=0)
+        self.assertTrue(wait_until(lambda: "revoked=1" in read_text(d.log), 10))
+        req = (ocsp.OCSPRequestBuilder().add_certificate(load_cert(other.cert),
+                                                         load_cert(self.root.cert), hashes.SHA1())
+               .build().public_bytes(serialization.Encoding.DER))
+        st, _, body = d.request("POST", "/ocsp", body=req,
+                                headers={"Content-Type": "application/ocsp-request"})
+        self.assertEqual(st, 200)
+        resp = ocsp.load_der_ocsp_response(body)
+        self.assertNotEqual(resp.response_status, ocsp.OCSPResponseStatus.SUCCESSFUL,
+                            "a response the CRL contradicts was served")
+        self.assertGreaterEqual(proxy.count, 2, "the upstream was never asked")
 
 
 if __name__ == "__main__":
