@@ -21,9 +21,10 @@
 #include "url.h"
 #include "util.h"
 
-/* K_TEXT: a string that may be empty; K_URLS: the space-separated [events] webhooks. */
+/* K_TEXT: a string that may be empty; K_URLS: the space-separated [events] webhooks;
+ * K_CRL_URLS: [crl] urls, space-separated KEYHASH=URL pairs. */
 enum key_type { K_STRING, K_SIZE, K_DURATION, K_LONG, K_HOSTS, K_LEVEL, K_HASH_ALG, K_ADDRS,
-    K_TEXT, K_URLS };
+    K_TEXT, K_URLS, K_CRL_URLS };
 
 struct key_def {
 	const char *section;
@@ -88,6 +89,7 @@ static const struct key_def keys[] = {
 	{ "crl", "poll_interval", K_DURATION, OFF(crl_poll_interval), "5m", 0, 0 },
 	{ "crl", "max_size", K_SIZE, OFF(crl_max_size), "10m", 1024, 256L * 1024 * 1024 },
 	{ "crl", "timeout", K_DURATION, OFF(crl_timeout), "30s", 1, 600 },
+	{ "crl", "urls", K_CRL_URLS, 0, "", 0, 0 },
 };
 
 struct parse_ctx {
@@ -250,6 +252,60 @@ set_urls(struct stapler_config *cfg, const char *value)
 	return NULL;
 }
 
+static void
+crl_urls_clear(struct stapler_config *cfg)
+{
+	for (size_t i = 0; i < cfg->n_crl_urls; i++)
+		free(cfg->crl_urls[i].url);
+	cfg->n_crl_urls = 0;
+}
+
+/* Parses [crl] urls: KEYHASH=URL pairs (the issuer key hash in hex, no colons; an http or
+ * https URL), space separated; append: a continuation line. */
+static const char *
+set_crl_urls(struct stapler_config *cfg, const char *value, int append)
+{
+	const char *p = value;
+	size_t len;
+
+	if (!append)
+		crl_urls_clear(cfg);
+	while ((len = next_item(&p, 0)) > 0) {
+		struct config_crl_url *u = &cfg->crl_urls[cfg->n_crl_urls];
+		const char *eq = memchr(p, '=', len);
+		struct url_parts parts;
+		char hex[64], why[200];
+
+		if (cfg->n_crl_urls == CONFIG_MAX_CRL_URLS)
+			return "too many CRL URLs (at most 64)";
+		if (eq == NULL || (size_t)(eq - p) >= sizeof(hex))
+			return "not KEYHASH=URL";
+		memcpy(hex, p, (size_t)(eq - p));
+		hex[eq - p] = '\0';
+		if (strchr(hex, ':') != NULL || util_unhex(hex, u->key_hash, sizeof(u->key_hash)) != 20)
+			return "not an issuer key hash (40 hex digits) before '='";
+		if (len - (size_t)(eq + 1 - p) >= CONFIG_MAX_URL_LEN ||
+		    url_parse_fetchable(eq + 1, len - (size_t)(eq + 1 - p), &parts, why,
+		    sizeof(why)) < 0)
+			return "not an http or https URL after '='";
+		if ((u->url = strndup(eq + 1, len - (size_t)(eq + 1 - p))) == NULL)
+			return "out of memory";
+		cfg->n_crl_urls++;
+		p += len;
+	}
+	return NULL;
+}
+
+const char *
+config_crl_url_find(const struct stapler_config *cfg, const unsigned char *key_hash)
+{
+	for (size_t i = 0; i < cfg->n_crl_urls; i++) {
+		if (memcmp(cfg->crl_urls[i].key_hash, key_hash, 20) == 0)
+			return cfg->crl_urls[i].url;
+	}
+	return NULL;
+}
+
 /* Applies one value; returns NULL or what is wrong with it. */
 static const char *
 apply(struct stapler_config *cfg, const struct key_def *k, const char *value)
@@ -295,6 +351,8 @@ apply(struct stapler_config *cfg, const struct key_def *k, const char *value)
 		return set_hosts(cfg, value, 0);
 	case K_URLS:
 		return set_urls(cfg, value);
+	case K_CRL_URLS:
+		return set_crl_urls(cfg, value, 0);
 	case K_TEXT: {
 		char **slot = (char **)(base + k->offset);
 		char *copy;
@@ -508,6 +566,8 @@ handler(void *user, const char *section, const char *name, const char *value)
 		/* A host list may go on over indented continuation lines. */
 		if (keys[i].type == K_HOSTS && ctx->cont)
 			why = set_hosts(ctx->cfg, value, 1);
+		else if (keys[i].type == K_CRL_URLS && ctx->cont)
+			why = set_crl_urls(ctx->cfg, value, 1);
 		else
 			why = apply(ctx->cfg, &keys[i], value);
 		if (why != NULL)
@@ -626,6 +686,7 @@ config_free(struct stapler_config **cfgp)
 	free(cfg->events_secret);
 	free(cfg->events_source);
 	webhooks_clear(cfg);
+	crl_urls_clear(cfg);
 	hosts_clear(cfg);
 	responders_clear(cfg);
 	free(cfg);

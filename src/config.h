@@ -14,6 +14,16 @@
 #define CONFIG_MAX_RESPONDERS 1024
 #define CONFIG_MAX_RESPONDER_URLS 4
 #define CONFIG_MAX_URL_LEN 1024
+/* [crl] urls: issuers with a CRL URL of the operator's choosing, at most. */
+#define CONFIG_MAX_CRL_URLS 64
+
+/* One [crl] urls entry: the CRL of this issuer is fetched from url, whatever its
+ * certificates' CRL Distribution Points say. */
+struct config_crl_url {
+	unsigned char key_hash[20];     /* SHA-1 of the issuer's public key, as in the CertID */
+	char *url;
+};
+
 /* [events] webhooks: URLs at most. */
 #define CONFIG_MAX_WEBHOOKS 8
 
@@ -94,6 +104,8 @@ struct stapler_config {
 	long long crl_poll_interval; /* seconds between CRL downloads per issuer; 0: no CRLs */
 	size_t crl_max_size;     /* bytes a CRL may have */
 	long long crl_timeout;   /* seconds a CRL download may take */
+	size_t n_crl_urls;
+	struct config_crl_url crl_urls[CONFIG_MAX_CRL_URLS];
 
 	/* [responders] */
 	size_t n_responders;
@@ -109,6 +121,9 @@ void config_free(struct stapler_config **cfg);
 
 /* Returns 1 when host may be contacted under the [upstream] allow list, else 0. */
 int config_host_allowed(const struct stapler_config *cfg, const char *host);
+
+/* The [crl] urls entry of an issuer key hash (20 bytes): its CRL URL, or NULL. */
+const char *config_crl_url_find(const struct stapler_config *cfg, const unsigned char *key_hash);
 
 /* Returns the [responders] override for an issuer key hash (20 bytes), or NULL. */
 const struct config_responder *config_responder_find(const struct stapler_config *cfg,

@@ -573,6 +573,14 @@ poll_one(struct crl *c, struct crl_issuer *ci, time_t now)
 	struct fetch_raw opt = { 0 };
 	char err[256];
 
+	const char *forced = config_crl_url_find(c->cfg, ci->key_hash);
+
+	/* [crl] urls wins over the certificates' CRL Distribution Points (read at each poll, so
+	 * a reload applies). */
+	if (forced != NULL && strcmp(forced, ci->url) != 0) {
+		util_strlcpy(ci->url, forced, sizeof(ci->url));
+		ci->etag[0] = ci->last_modified[0] = '\0';
+	}
 	if (ci->job != NULL || now < ci->next_poll || ci->url[0] == '\0')
 		return;
 	ci->next_poll = now + (time_t)c->cfg->crl_poll_interval;
@@ -623,7 +631,9 @@ crl_learn(struct crl *c, X509 *subject, X509 *issuer)
 		return;
 	if ((ci = issuer_find(c, nh, kh)) != NULL && ci->url[0] != '\0')
 		return;
-	if (!cdp_url(c->cfg, subject, url, sizeof(url)))
+	if (config_crl_url_find(c->cfg, kh) != NULL)
+		util_strlcpy(url, config_crl_url_find(c->cfg, kh), sizeof(url));
+	else if (!cdp_url(c->cfg, subject, url, sizeof(url)))
 		return;
 	if (ci != NULL) {
 		util_strlcpy(ci->url, url, sizeof(ci->url));
@@ -699,6 +709,39 @@ load(struct crl *c, time_t now)
 	sqlite3_finalize(st);
 }
 
+/* The issuers of [crl] urls that the database knows (their certificate is in the issuer
+ * table) and whose CRL is not held yet: followed from the start. */
+static void
+load_configured(struct crl *c)
+{
+	sqlite3_stmt *st;
+
+	if (c->cfg->n_crl_urls == 0 || sqlite3_prepare_v2(cache_db(c->cache), "SELECT cert_der "
+	    "FROM issuer WHERE key_hash = ?1", -1, &st, NULL) != SQLITE_OK)
+		return;
+	for (size_t i = 0; i < c->cfg->n_crl_urls; i++) {
+		char hex[STAPLER_SHA1_HEX];
+
+		util_hex(c->cfg->crl_urls[i].key_hash, STAPLER_SHA1_LEN, hex);
+		sqlite3_bind_text(st, 1, hex, -1, SQLITE_TRANSIENT);
+		while (sqlite3_step(st) == SQLITE_ROW) {
+			const unsigned char *p = sqlite3_column_blob(st, 0);
+			unsigned char nh[STAPLER_SHA1_LEN], kh[STAPLER_SHA1_LEN];
+			X509 *issuer;
+
+			if (p == NULL || (issuer = d2i_X509(NULL, &p, sqlite3_column_bytes(st, 0))) == NULL)
+				continue;
+			if (certs_issuer_hashes(issuer, nh, kh) == 0 && issuer_find(c, nh, kh) == NULL &&
+			    issuer_add(c, issuer, nh, kh, c->cfg->crl_urls[i].url) != NULL)
+				log_info("crl_followed", "issuer=%s url=\"%s\" from=config", hex,
+				    c->cfg->crl_urls[i].url);
+			X509_free(issuer);
+		}
+		sqlite3_reset(st);
+	}
+	sqlite3_finalize(st);
+}
+
 struct crl *
 crl_new(struct event_base *base, const struct stapler_config *cfg, struct cache *cache,
     struct fetcher *fetch, struct staple_service *svc, struct events *hub)
@@ -719,8 +762,10 @@ crl_new(struct event_base *base, const struct stapler_config *cfg, struct cache 
 		crl_free(&c);
 		return NULL;
 	}
-	if (cfg->crl_poll_interval > 0)
+	if (cfg->crl_poll_interval > 0) {
 		load(c, time(NULL));
+		load_configured(c);
+	}
 	return c;
 }
 

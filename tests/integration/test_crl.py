@@ -12,6 +12,7 @@ import datetime
 import http.server
 import os
 import sqlite3
+import subprocess
 import sys
 import threading
 import time
@@ -26,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 
 from harness import (Crafter, free_port, IntegrationTestCase, LoopbackHTTPServer, PEM,
-                     read_text, response_text, setUpModule, wait_until)
+                     read_text, response_text, setUpModule, staplerd_binary, wait_until)
 
 CRL_CONF = "[crl]\npoll_interval = 1s\n"
 
@@ -299,6 +300,33 @@ class CrlTest(IntegrationTestCase):
         self.assertNotEqual(resp.response_status, ocsp.OCSPResponseStatus.SUCCESSFUL,
                             "a response the CRL contradicts was served")
         self.assertGreaterEqual(proxy.count, 2, "the upstream was never asked")
+
+    def test_configured_crl_url(self):
+        """[crl] urls names an issuer's CRL URL: followed for certificates without CRL
+        Distribution Points, and a malformed entry is a configuration error at its line."""
+        leaf = self.pki.leaf(self.root, "meter-c", serial="C601",
+                             ocsp_urls=["http://127.0.0.1:%d/" % self.port])
+        resp = self.responder(self.root, port=self.port, ndays=7)
+        self.crls.body = make_crl(self.root, [])
+        d = self.staplerd(self.ca_file, extra=CRL_CONF + "urls = %s=%s\n" % (
+            self.root.key_hash(), self.crls.url))
+        self.assertIn(": good", self.status_of(d, leaf))
+        self.assertTrue(wait_until(lambda: self.crls.count() >= 1, 10), read_text(d.log, 3000))
+        resp.stop()
+        self.root.revoke(leaf)
+        self.responder(self.root, port=self.port, ndays=7)
+        time.sleep(1.1)
+        self.crls.body = make_crl(self.root, [leaf.serial], this_update=0)
+        self.assertTrue(wait_until(lambda: ": revoked" in self.status_of(d, leaf), 10),
+                        read_text(d.log, 4000))
+        self.assertIn("cert_withdrawn", self.outbox_types(d))
+        bad = os.path.join(self.tmp, "bad.conf")
+        with open(bad, "w") as f:
+            f.write(d.config_text() + "[crl]\nurls = nothex=%s\n" % self.crls.url)
+        p = subprocess.run([staplerd_binary(), "-t", "-c", bad], capture_output=True, text=True,
+                           timeout=30)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("urls: not an issuer key hash", p.stderr + p.stdout)
 
 
 if __name__ == "__main__":
