@@ -95,5 +95,6 @@ int ctl_cmd_refresh(struct ctl *ctl, int argc, char **argv);
 int ctl_cmd_evict(struct ctl *ctl, int argc, char **argv);
 int ctl_cmd_verify(struct ctl *ctl, int argc, char **argv);
 int ctl_cmd_backup(struct ctl *ctl, int argc, char **argv);
+int ctl_cmd_events(struct ctl *ctl, int argc, char **argv);
 
 #endif

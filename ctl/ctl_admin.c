@@ -669,3 +669,102 @@ out:
 	free(im.items);
 	return rc;
 }
+
+/* How often `events --follow` asks for new events (milliseconds). */
+#define EVENTS_FOLLOW_MS 500
+
+/* Prints one `event` line of the daemon's reply. */
+static void
+print_event(struct ctl *ctl, const char *line)
+{
+	char seq[24], id[64], type[32], subject[256], t[24], data[REPLY_MAX / 2], when[21];
+	long v;
+
+	if (ctl->json) {
+		/* NDJSON: one CloudEvents object per line, as the webhooks get it. */
+		printf("%s\n", kv(line, "cloudevent", data, sizeof(data)));
+		return;
+	}
+	kv(line, "seq", seq, sizeof(seq));
+	kv(line, "event_id", id, sizeof(id));
+	kv(line, "type", type, sizeof(type));
+	kv(line, "subject", subject, sizeof(subject));
+	kv(line, "time", t, sizeof(t));
+	kv(line, "data", data, sizeof(data));
+	if (util_parse_long(t, 0, LONG_MAX, &v) < 0)
+		v = 0;
+	util_iso_time((time_t)v, when);
+	printf("%-6s %s %-18s %s %s id=%s\n", seq, when, type, subject, data, id);
+}
+
+int
+ctl_cmd_events(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "follow", no_argument, NULL, 'f' },
+		{ "since", required_argument, NULL, 's' },
+		CTL_COMMON_LONGOPTS,
+		{ NULL, 0, NULL, 0 },
+	};
+	struct conn c = { .fd = -1 };
+	long since = 0;
+	int follow = 0, ch, rc;
+	char line[128], reply[REPLY_MAX], last[24];
+
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "fs:hj", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'f':
+			follow = 1;
+			break;
+		case 's':
+			if (util_parse_long(optarg, 0, LONG_MAX, &since) < 0)
+				return ctl_usage_error(argv[0], "--since takes an event seq (a number)");
+			break;
+		default:
+			if ((rc = ctl_common_opt(ctl, argv[0], ch, argv)) >= 0)
+				return rc;
+		}
+	}
+	if (optind != argc)
+		return ctl_usage_error(argv[0], "unexpected argument '%s'", argv[optind]);
+	if (conn_open(ctl, &c) < 0)
+		return CTL_USAGE;
+	for (;;) {
+		snprintf(line, sizeof(line), "events since=%ld limit=1000%s\n", since,
+		    ctl->json ? " json=1" : "");
+		if (conn_send(&c, line, strlen(line)) < 0) {
+			conn_close(&c);
+			return CTL_USAGE;
+		}
+		for (;;) {
+			if (conn_recv(&c, reply, sizeof(reply)) < 0) {
+				conn_close(&c);
+				return CTL_USAGE;
+			}
+			if (strncmp(reply, "event ", 6) == 0) {
+				print_event(ctl, reply);
+				continue;
+			}
+			break;
+		}
+		if (strncmp(reply, "ok", 2) != 0) {
+			conn_close(&c);
+			return report_error(ctl, reply);
+		}
+		fflush(stdout);
+		if (util_parse_long(kv(reply, "last", last, sizeof(last)), 0, LONG_MAX, &since) < 0) {
+			conn_close(&c);
+			ctl_err("malformed reply from staplerd: %s", reply);
+			return CTL_USAGE;
+		}
+		/* A full page means more wait: ask again at once. */
+		if (strstr(reply, " count=1000") != NULL)
+			continue;
+		if (!follow)
+			break;
+		poll(NULL, 0, EVENTS_FOLLOW_MS);
+	}
+	conn_close(&c);
+	return CTL_OK;
+}

@@ -53,6 +53,13 @@ static const struct ctl_command commands[] = {
 	  "PRAGMA integrity_check, then renamed to FILE. Refuses an existing FILE unless --force.\n"
 	  "Restore: stop staplerd, remove the database's -wal and -shm files if left, copy FILE\n"
 	  "to the database path (owner staplerd), start staplerd (docs/operations.md).\n" },
+	{ "events", ctl_cmd_events, "events [--follow] [--since SEQ] [--json]",
+	  "Prints the events the daemon raised (revocations, CRL withdrawals, staples expiring\n"
+	  "unrefreshed, upstreams failing, refresh behind, database writes failing), oldest\n"
+	  "first, from its outbox over the admin socket: seq, time, type, subject, data, id.\n"
+	  "  --since SEQ  only events after this seq (the first column)\n"
+	  "  --follow     keep printing events as they come, until interrupted\n"
+	  "  --json       one CloudEvents 1.0 JSON object per line, as webhooks get them\n" },
 	{ "verify", ctl_cmd_verify,
 	  "verify --cert FILE [--chain FILE] --staple FILE [--ca FILE] [--max-age D] [--json]",
 	  "Checks a staple the way a relying party does: signature, signer authorisation, CertID,\n"

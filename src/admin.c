@@ -3,6 +3,7 @@
  * several may be in flight per connection, and everything is bounded (line length,
  * connections, requests in flight, entries refreshed at once). */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
@@ -24,6 +25,7 @@
 #include "cache.h"
 #include "cache_report.h"
 #include "config.h"
+#include "events.h"
 #include "fmt.h"
 #include "log.h"
 #include "store.h"
@@ -531,6 +533,74 @@ do_pace(struct admin_conn *c, const char *id, const char *line)
 	send_line(c, "ok", id, f);
 }
 
+struct events_reply {
+	struct admin_conn *c;
+	const char *id, *source;
+	int json;
+	long long last;
+};
+
+/* One `event` line of an `events` reply. */
+static void
+send_event(const struct event_row *r, void *arg)
+{
+	struct events_reply *er = arg;
+	char f[ADMIN_EVENT_LINE_MAX], *ce = NULL;
+	size_t len = 0;
+
+	f[0] = '\0';
+	add_ll(f, &len, sizeof(f), "seq", r->seq);
+	fmt_kv_add(f, &len, sizeof(f), "event_id", r->id);
+	fmt_kv_add(f, &len, sizeof(f), "type", r->type);
+	fmt_kv_add(f, &len, sizeof(f), "subject", r->subject);
+	add_ll(f, &len, sizeof(f), "time", r->time);
+	add_ll(f, &len, sizeof(f), "delivered_at", r->delivered_at);
+	if (er->json && (ce = outbox_cloudevent(r, er->source)) != NULL)
+		fmt_kv_add(f, &len, sizeof(f), "cloudevent", ce);
+	else
+		fmt_kv_add(f, &len, sizeof(f), "data", r->data);
+	free(ce);
+	send_line(er->c, "event", er->id, f);
+	er->last = r->seq;
+}
+
+/* `events [since=SEQ] [limit=N] [json=1]`: the outbox after SEQ, oldest first, one `event`
+ * line each, then `ok count=N last=SEQ` (the seq to ask after next: --follow polls with it). */
+static void
+do_events(struct admin_conn *c, const char *id, const char *line)
+{
+	struct events_reply er = { c, id, c->a->cfg->events_source, 0, 0 };
+	char v[32], f[128];
+	long limit = ADMIN_EVENTS_MAX;
+	size_t len = 0;
+	int n;
+
+	if (fmt_kv_get(line, "since", v, sizeof(v)) == 1) {
+		long since;
+
+		if (util_parse_long(v, 0, LONG_MAX, &since) < 0) {
+			send_error(c, id, "bad_request", "since must be an event seq");
+			return;
+		}
+		er.last = since;
+	}
+	if (fmt_kv_get(line, "limit", v, sizeof(v)) == 1 &&
+	    util_parse_long(v, 1, ADMIN_EVENTS_MAX, &limit) < 0) {
+		send_error(c, id, "bad_request", "limit must be 1 to 1000");
+		return;
+	}
+	er.json = fmt_kv_get(line, "json", v, sizeof(v)) == 1 && strcmp(v, "1") == 0;
+	if ((n = outbox_read(cache_db(c->a->cache), er.last, (int)limit, send_event,
+	    &er)) < 0) {
+		send_error(c, id, "unavailable", "the event outbox cannot be read now");
+		return;
+	}
+	f[0] = '\0';
+	add_ll(f, &len, sizeof(f), "count", n);
+	add_ll(f, &len, sizeof(f), "last", er.last);
+	send_line(c, "ok", id, f);
+}
+
 static void
 do_ping(struct admin_conn *c, const char *id, const char *line)
 {
@@ -553,6 +623,7 @@ static const struct admin_command {
 	{ "refresh", do_refresh },
 	{ "evict", do_evict },
 	{ "pace", do_pace },
+	{ "events", do_events },
 };
 
 static void

@@ -22,6 +22,9 @@ struct staple_service;
 /* A connection that sends nothing for this long while no request of it is in flight is
  * closed, so idle clients cannot hold the ADMIN_MAX_CONNS slots (seconds). */
 #define ADMIN_IDLE_TIMEOUT 20
+/* Events one `events` request returns at most, and the longest `event` line. */
+#define ADMIN_EVENTS_MAX 1000
+#define ADMIN_EVENT_LINE_MAX 16384
 /* The request id a client may attach, echoed in the reply. */
 #define ADMIN_ID_MAX 32
 

@@ -859,6 +859,13 @@ bind_row(sqlite3_stmt *st, const struct cache_row *row, long long created_at)
 int
 cache_store(struct cache *cache, const struct cache_issuer *issuer, const struct cache_row *row)
 {
+	return cache_store_with(cache, issuer, row, NULL, NULL);
+}
+
+int
+cache_store_with(struct cache *cache, const struct cache_issuer *issuer,
+    const struct cache_row *row, int (*extra)(struct sqlite3 *db, void *arg), void *arg)
+{
 	sqlite3_stmt *st;
 	long long now = (long long)time(NULL);
 	int in_tx = 0, ret = -1;
@@ -919,6 +926,10 @@ cache_store(struct cache *cache, const struct cache_issuer *issuer, const struct
 	}
 	if (stmt_run(cache, ST_PUT_ROW, "store") != 0)
 		goto out;
+	if (extra != NULL && extra(cache->db, arg) != 0) {
+		cache_fail_db(cache, "store_extra");
+		goto out;
+	}
 	if (stmt_run(cache, ST_COMMIT, "store_commit") != 0)
 		goto out;
 	in_tx = 0;
@@ -926,6 +937,29 @@ cache_store(struct cache *cache, const struct cache_issuer *issuer, const struct
 out:
 	if (in_tx)
 		rollback(cache, "store_rollback");
+	return ret;
+}
+
+int
+cache_tx(struct cache *cache, int (*fn)(struct sqlite3 *db, void *arg), void *arg)
+{
+	int ret = -1;
+
+	if (cache->readonly) {
+		cache->fault = cache->fallback ? CACHE_FAULT_READONLY : CACHE_FAULT_OTHER;
+		return -1;
+	}
+	if (stmt_run(cache, ST_BEGIN, "tx") != 0)
+		return -1;
+	if (fn(cache->db, arg) != 0) {
+		cache_fail_db(cache, "tx");
+		rollback(cache, "tx_rollback");
+		return -1;
+	}
+	if (stmt_run(cache, ST_COMMIT, "tx_commit") != 0)
+		rollback(cache, "tx_rollback");
+	else
+		ret = 0;
 	return ret;
 }
 

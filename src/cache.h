@@ -8,6 +8,7 @@
 #include "stapler/types.h"
 
 struct cache;
+struct sqlite3;
 
 /* One row of ocsp_response (docs/contract.md §6). Strings and blobs are owned by the row
  * (cache_row_clear() frees them); times are Unix seconds UTC. */
@@ -71,6 +72,13 @@ int cache_schema_version(struct cache *cache);
  * its created_at.
  * Returns 0 or -1 (logged). */
 int cache_store(struct cache *cache, const struct cache_issuer *issuer, const struct cache_row *row);
+/* cache_store(), and extra(db, arg) (may be NULL) inside the same transaction after the row:
+ * what rides in the row's write (its events). extra returns 0, or -1 with SQLite's error on
+ * db, which rolls the whole write back. */
+int cache_store_with(struct cache *cache, const struct cache_issuer *issuer,
+    const struct cache_row *row, int (*extra)(struct sqlite3 *db, void *arg), void *arg);
+/* Runs fn(db, arg) in one write transaction, with the faults of the other writes. 0 or -1. */
+int cache_tx(struct cache *cache, int (*fn)(struct sqlite3 *db, void *arg), void *arg);
 
 /* Reads one row. Returns 1 and fills *row (cache_row_clear() after), 0 when absent, -1 on error. */
 int cache_get(struct cache *cache, const struct stapler_key *key, struct cache_row *row);

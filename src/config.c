@@ -22,7 +22,10 @@
 #include "url.h"
 #include "util.h"
 
-enum key_type { K_STRING, K_SIZE, K_DURATION, K_LONG, K_HOSTS, K_LEVEL, K_HASH_ALG, K_ADDRS };
+/* K_TEXT: a string that may be empty; K_URLS: the space-separated [events] webhooks;
+ * K_CRL_URLS: [crl] urls, space-separated KEYHASH=URL pairs. */
+enum key_type { K_STRING, K_SIZE, K_DURATION, K_LONG, K_HOSTS, K_LEVEL, K_HASH_ALG, K_ADDRS,
+    K_TEXT, K_URLS, K_CRL_URLS };
 
 struct key_def {
 	const char *section;
@@ -93,6 +96,17 @@ static const struct key_def keys[] = {
 	{ "limits", "clients", K_LONG, OFF(limit_clients), "65536", 16, 10000000, RELOAD },
 	{ "ocpp", "min_validity", K_DURATION, OFF(ocpp_min_validity), "1h", 0, 0, RELOAD },
 	{ "log", "level", K_LEVEL, OFF(log_level), "info", 0, 0, RELOAD },
+	{ "events", "webhooks", K_URLS, 0, "", 0, 0, RESTART },
+	{ "events", "secret", K_TEXT, OFF(events_secret), "", 0, 0, RELOAD },
+	{ "events", "source", K_STRING, OFF(events_source), "urn:staplerd", 0, 0, RELOAD },
+	{ "events", "timeout", K_DURATION, OFF(events_timeout), "10s", 1, 300, RELOAD },
+	{ "events", "retry_max", K_DURATION, OFF(events_retry_max), "5m", 1, 86400, RELOAD },
+	{ "events", "outbox_max", K_LONG, OFF(events_outbox_max), "100000",
+	    100, 100000000, RELOAD },
+	{ "crl", "poll_interval", K_DURATION, OFF(crl_poll_interval), "5m", 0, 0, RELOAD },
+	{ "crl", "max_size", K_SIZE, OFF(crl_max_size), "10m", 1024, 256L * 1024 * 1024, RELOAD },
+	{ "crl", "timeout", K_DURATION, OFF(crl_timeout), "30s", 1, 600, RELOAD },
+	{ "crl", "urls", K_CRL_URLS, 0, "", 0, 0, RELOAD },
 };
 
 struct parse_ctx {
@@ -117,6 +131,16 @@ set_error(struct parse_ctx *ctx, const char *key, const char *msg)
 	return 0;
 }
 
+/* Moves *p past separators (white space, and commas when commas is set) to the next item of a
+ * list; returns its length, 0 at the end. */
+static size_t
+next_item(const char **p, int commas)
+{
+	while (isspace((unsigned char)**p) || (commas && **p == ','))
+		(*p)++;
+	return strcspn(*p, commas ? " \t," : " \t");
+}
+
 static void
 hosts_clear(struct stapler_config *cfg)
 {
@@ -137,11 +161,8 @@ set_hosts(struct stapler_config *cfg, const char *value, int append)
 		size_t len;
 		char *h;
 
-		while (isspace((unsigned char)*p) || *p == ',')
-			p++;
-		if (*p == '\0')
+		if ((len = next_item(&p, 1)) == 0)
 			break;
-		len = strcspn(p, " \t,");
 		if (cfg->n_allow == CONFIG_MAX_ALLOW)
 			return "too many hosts";
 		if (len > 253)
@@ -181,11 +202,8 @@ set_addrs(struct stapler_config *cfg, const char *value)
 		char buf[64];
 		size_t len;
 
-		while (isspace((unsigned char)*p) || *p == ',')
-			p++;
-		if (*p == '\0')
+		if ((len = next_item(&p, 1)) == 0)
 			break;
-		len = strcspn(p, " \t,");
 		if (cfg->n_trusted == CONFIG_MAX_TRUSTED)
 			return "too many addresses";
 		if (len >= sizeof(buf))
@@ -214,6 +232,95 @@ config_client_trusted(const struct stapler_config *cfg, const unsigned char *add
 			return 1;
 	}
 	return 0;
+}
+
+static void
+webhooks_clear(struct stapler_config *cfg)
+{
+	for (size_t i = 0; i < cfg->n_webhooks; i++)
+		free(cfg->webhooks[i]);
+	cfg->n_webhooks = 0;
+}
+
+/* Parses the space-separated webhook URLs (http or https, through the one URL parser). */
+static const char *
+set_urls(struct stapler_config *cfg, const char *value)
+{
+	const char *p = value;
+
+	webhooks_clear(cfg);
+	while (*p != '\0') {
+		struct url_parts parts;
+		char why[200];
+		size_t len;
+
+		if ((len = next_item(&p, 0)) == 0)
+			break;
+		if (cfg->n_webhooks == CONFIG_MAX_WEBHOOKS)
+			return "too many webhook URLs (at most 8)";
+		if (len >= CONFIG_MAX_URL_LEN || url_parse_fetchable(p, len, &parts, why,
+		    sizeof(why)) < 0)
+			return "not an http or https URL";
+		if ((cfg->webhooks[cfg->n_webhooks] = strndup(p, len)) == NULL)
+			return "out of memory";
+		cfg->n_webhooks++;
+		p += len;
+	}
+	return NULL;
+}
+
+static void
+crl_urls_clear(struct stapler_config *cfg)
+{
+	for (size_t i = 0; i < cfg->n_crl_urls; i++)
+		free(cfg->crl_urls[i].url);
+	cfg->n_crl_urls = 0;
+}
+
+/* Parses [crl] urls: KEYHASH=URL pairs (the issuer key hash in hex, no colons; an http or
+ * https URL), space separated; append: a continuation line. */
+static const char *
+set_crl_urls(struct stapler_config *cfg, const char *value, int append)
+{
+	const char *p = value;
+	size_t len;
+
+	if (!append)
+		crl_urls_clear(cfg);
+	while ((len = next_item(&p, 0)) > 0) {
+		struct config_crl_url *u = &cfg->crl_urls[cfg->n_crl_urls];
+		const char *eq = memchr(p, '=', len);
+		struct url_parts parts;
+		char hex[64], why[200];
+
+		if (cfg->n_crl_urls == CONFIG_MAX_CRL_URLS)
+			return "too many CRL URLs (at most 64)";
+		if (eq == NULL || (size_t)(eq - p) >= sizeof(hex))
+			return "not KEYHASH=URL";
+		memcpy(hex, p, (size_t)(eq - p));
+		hex[eq - p] = '\0';
+		if (strchr(hex, ':') != NULL || util_unhex(hex, u->key_hash, sizeof(u->key_hash)) != 20)
+			return "not an issuer key hash (40 hex digits) before '='";
+		if (len - (size_t)(eq + 1 - p) >= CONFIG_MAX_URL_LEN ||
+		    url_parse_fetchable(eq + 1, len - (size_t)(eq + 1 - p), &parts, why,
+		    sizeof(why)) < 0)
+			return "not an http or https URL after '='";
+		if ((u->url = strndup(eq + 1, len - (size_t)(eq + 1 - p))) == NULL)
+			return "out of memory";
+		cfg->n_crl_urls++;
+		p += len;
+	}
+	return NULL;
+}
+
+const char *
+config_crl_url_find(const struct stapler_config *cfg, const unsigned char *key_hash)
+{
+	for (size_t i = 0; i < cfg->n_crl_urls; i++) {
+		if (memcmp(cfg->crl_urls[i].key_hash, key_hash, 20) == 0)
+			return cfg->crl_urls[i].url;
+	}
+	return NULL;
 }
 
 /* Applies one value; returns NULL or what is wrong with it. */
@@ -259,6 +366,20 @@ apply(struct stapler_config *cfg, const struct key_def *k, const char *value)
 		return NULL;
 	case K_HOSTS:
 		return set_hosts(cfg, value, 0);
+	case K_URLS:
+		return set_urls(cfg, value);
+	case K_CRL_URLS:
+		return set_crl_urls(cfg, value, 0);
+	case K_TEXT: {
+		char **slot = (char **)(base + k->offset);
+		char *copy;
+
+		if ((copy = strdup(value)) == NULL)
+			return "out of memory";
+		free(*slot);
+		*slot = copy;
+		return NULL;
+	}
 	case K_ADDRS:
 		return set_addrs(cfg, value);
 	case K_LEVEL: {
@@ -330,11 +451,8 @@ responder_urls(struct config_responder *r, const char *value, char *reason, size
 	while (*p != '\0') {
 		size_t len;
 
-		while (isspace((unsigned char)*p))
-			p++;
-		if (*p == '\0')
+		if ((len = next_item(&p, 0)) == 0)
 			break;
-		len = strcspn(p, " \t");
 		if (r->n == CONFIG_MAX_RESPONDER_URLS)
 			return "too many responder URLs (at most 4)";
 		if ((r->url[r->n] = strndup(p, len)) == NULL)
@@ -465,6 +583,8 @@ handler(void *user, const char *section, const char *name, const char *value)
 		/* A host list may go on over indented continuation lines. */
 		if (keys[i].type == K_HOSTS && ctx->cont)
 			why = set_hosts(ctx->cfg, value, 1);
+		else if (keys[i].type == K_CRL_URLS && ctx->cont)
+			why = set_crl_urls(ctx->cfg, value, 1);
 		else
 			why = apply(ctx->cfg, &keys[i], value);
 		if (why != NULL)
@@ -567,6 +687,32 @@ fail:
 	return NULL;
 }
 
+/* The webhook list of old back into ncfg when they differ: 1, 0 when the same, -1 (memory). */
+static int
+keep_webhooks(const struct stapler_config *old, struct stapler_config *ncfg)
+{
+	char *copy[CONFIG_MAX_WEBHOOKS];
+	size_t i;
+
+	for (i = 0; old->n_webhooks == ncfg->n_webhooks && i < old->n_webhooks; i++)
+		if (strcmp(old->webhooks[i], ncfg->webhooks[i]) != 0)
+			break;
+	if (old->n_webhooks == ncfg->n_webhooks && i == old->n_webhooks)
+		return 0;
+	for (i = 0; i < old->n_webhooks; i++) {
+		if ((copy[i] = strdup(old->webhooks[i])) == NULL) {
+			while (i > 0)
+				free(copy[--i]);
+			return -1;
+		}
+	}
+	webhooks_clear(ncfg);
+	for (i = 0; i < old->n_webhooks; i++)
+		ncfg->webhooks[i] = copy[i];
+	ncfg->n_webhooks = old->n_webhooks;
+	return 1;
+}
+
 int
 config_keep_restart_only(const struct stapler_config *old, struct stapler_config *ncfg,
     char *names, size_t cap)
@@ -579,10 +725,22 @@ config_keep_restart_only(const struct stapler_config *old, struct stapler_config
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
 		const struct key_def *k = &keys[i];
 		char **was, **now, *copy;
+		int kept;
 
-		/* Only strings are restart-only today; a key of another type set RESTART would
-		 * need its own comparison here. */
-		if (!k->restart || k->type != K_STRING)
+		if (!k->restart)
+			continue;
+		if (k->type == K_URLS) {
+			if ((kept = keep_webhooks(old, ncfg)) < 0)
+				return -1;
+			if (kept && len < cap)
+				len += (size_t)snprintf(names + len, cap - len, "%s%s.%s", n ? " " : "",
+				    k->section, k->name);
+			n += kept;
+			continue;
+		}
+		/* Strings and the webhook list are the restart-only types; a key of another type
+		 * set RESTART would need its own comparison here. */
+		if (k->type != K_STRING)
 			continue;
 		was = (char **)(void *)((char *)(uintptr_t)old + k->offset);
 		now = (char **)(void *)((char *)ncfg + k->offset);
@@ -638,6 +796,10 @@ config_free(struct stapler_config **cfgp)
 	free(cfg->database);
 	free(cfg->ca_file);
 	free(cfg->log_level);
+	free(cfg->events_secret);
+	free(cfg->events_source);
+	webhooks_clear(cfg);
+	crl_urls_clear(cfg);
 	hosts_clear(cfg);
 	responders_clear(cfg);
 	free(cfg);

@@ -14,6 +14,18 @@
 #define CONFIG_MAX_RESPONDERS 1024
 #define CONFIG_MAX_RESPONDER_URLS 4
 #define CONFIG_MAX_URL_LEN 1024
+/* [crl] urls: issuers with a CRL URL of the operator's choosing, at most. */
+#define CONFIG_MAX_CRL_URLS 64
+
+/* One [crl] urls entry: the CRL of this issuer is fetched from url, whatever its
+ * certificates' CRL Distribution Points say. */
+struct config_crl_url {
+	unsigned char key_hash[20];     /* SHA-1 of the issuer's public key, as in the CertID */
+	char *url;
+};
+
+/* [events] webhooks: URLs at most. */
+#define CONFIG_MAX_WEBHOOKS 8
 
 /* One [responders] entry: every fetch for certificates of this issuer goes to these URLs
  * instead of the certificates' AIA URLs. */
@@ -82,6 +94,21 @@ struct stapler_config {
 	long long ocpp_min_validity; /* seconds a staple must have left to be Accepted */
 	/* [log] */
 	char *log_level;         /* error|warn|info|debug */
+	/* [events] */
+	size_t n_webhooks;
+	char *webhooks[CONFIG_MAX_WEBHOOKS]; /* URLs events are POSTed to, each in order */
+	char *events_secret;     /* HMAC-SHA256 key of the signature header; "": none */
+	char *events_source;     /* the CloudEvents source attribute */
+	long long events_timeout;    /* seconds a delivery may take */
+	long long events_retry_max;  /* the longest wait between retries (seconds) */
+	long events_outbox_max;  /* rows the outbox holds before non-revocation events are dropped */
+	/* [crl] */
+	long long crl_poll_interval; /* seconds between CRL downloads per issuer; 0: no CRLs */
+	size_t crl_max_size;     /* bytes a CRL may have */
+	long long crl_timeout;   /* seconds a CRL download may take */
+	size_t n_crl_urls;
+	struct config_crl_url crl_urls[CONFIG_MAX_CRL_URLS];
+
 	/* [responders] */
 	size_t n_responders;
 	struct config_responder *responders;
@@ -93,9 +120,10 @@ struct stapler_config *config_default(void);
  * "path:line: key: message" (or "path: message" when the file cannot be read). */
 struct stapler_config *config_load(const char *path, char *err, size_t errlen);
 void config_free(struct stapler_config **cfg);
-/* A reload: every restart-only key (listen, admin_socket, database) that ncfg changes gets
- * old's value back, so the running configuration never holds a value it does not use; names
- * receives them as "section.key ..." (truncated to cap). Returns how many, or -1 (memory). */
+/* A reload: every restart-only key (listen, admin_socket, database, [events] webhooks) that
+ * ncfg changes gets old's value back, so the running configuration never holds a value it
+ * does not use; names receives them as "section.key ..." (truncated to cap). Returns how
+ * many, or -1 (memory). */
 int config_keep_restart_only(const struct stapler_config *old, struct stapler_config *ncfg,
     char *names, size_t cap);
 /* The key table, for the documentation test: 1 when section.name takes effect at restart
@@ -108,6 +136,9 @@ int config_key_at(size_t i, const char **section, const char **name);
 
 /* Returns 1 when host may be contacted under the [upstream] allow list, else 0. */
 int config_host_allowed(const struct stapler_config *cfg, const char *host);
+
+/* The [crl] urls entry of an issuer key hash (20 bytes): its CRL URL, or NULL. */
+const char *config_crl_url_find(const struct stapler_config *cfg, const unsigned char *key_hash);
 
 /* Returns the [responders] override for an issuer key hash (20 bytes), or NULL. */
 const struct config_responder *config_responder_find(const struct stapler_config *cfg,

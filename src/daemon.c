@@ -12,7 +12,9 @@
 #include <event2/event.h>
 
 #include "admin.h"
+#include "crl.h"
 #include "daemon.h"
+#include "events.h"
 #include "fetch.h"
 #include "http_api.h"
 #include "persist.h"
@@ -24,6 +26,8 @@
 #include "log.h"
 #include "notify.h"
 #include "store.h"
+#include "watch.h"
+#include "webhook.h"
 
 /* How often a draining daemon checks whether in-flight work is done. */
 #define DRAIN_TICK_MS 100
@@ -50,6 +54,10 @@ struct daemon {
 	struct http_api *api;
 	struct refresher *refresh;
 	struct admin *admin;
+	struct events *events;
+	struct webhook *webhook;
+	struct watch *watch;
+	struct crl *crl;
 	struct event *sig_term, *sig_int, *sig_hup, *drain;
 	/* the warm start's slices, and when the daemon started (for the log line at the end) */
 	struct event *load;
@@ -83,6 +91,19 @@ daemon_apply_log_level(const struct stapler_config *cfg)
 
 /* What systemctl status shows: the load while it runs, the cache, the fetches, the
  * upstreams in trouble. */
+/* The write-behind queue reports to the event hub through these (persist.c knows no hub). */
+static void
+hub_raise(void *arg, struct event_rec *rec)
+{
+	events_raise(arg, rec);
+}
+
+static void
+hub_written(void *arg, size_t n)
+{
+	events_written(arg, n);
+}
+
 static void
 status_text(const struct daemon *d, const char *prefix, char *buf, size_t cap)
 {
@@ -255,6 +276,7 @@ on_stop(evutil_socket_t sig, short what, void *arg)
 	 * each could take timeout x URLs. Their entries keep their responses and leases. */
 	http_api_set_refresher(d->api, NULL);
 	admin_set_pace(d->admin, d->fetch, NULL);
+	watch_set_refresher(d->watch, NULL);
 	refresh_free(&d->refresh);
 	dropped = staple_service_drop_pending(d->svc, 0);
 	log_info("stopping", "signal=%d waiting=%zu refreshes_dropped=%zu drain_timeout=%lld",
@@ -301,6 +323,10 @@ reload(struct daemon *d, char *err, size_t errlen)
 	http_api_set_config(d->api, ncfg);
 	refresh_set_config(d->refresh, ncfg);
 	admin_set_config(d->admin, ncfg);
+	events_set_config(d->events, ncfg);
+	watch_set_config(d->watch, ncfg);
+	webhook_set_config(d->webhook, ncfg);
+	crl_set_config(d->crl, ncfg);
 	certs_trust_free(&d->trust);
 	config_free(&d->cfg);
 	d->trust = ntrust;
@@ -341,10 +367,21 @@ daemon_free(struct daemon *d)
 	if (d->fetch != NULL)
 		fetch_set_serving_probe(d->fetch, NULL, NULL);
 	http_api_free(&d->api);
+	watch_free(&d->watch);
 	refresh_free(&d->refresh);
+	/* Deliveries in flight end before the fetcher (their callbacks reach the deliverer);
+	 * events the last writes carry are delivered at the next start. */
+	if (d->persist != NULL)
+		persist_set_events(d->persist, &(struct persist_events){ hub_raise, hub_written,
+		    d->events, NULL, NULL });
+	webhook_free(&d->webhook);
+	if (d->svc != NULL)
+		staple_service_set_crl(d->svc, NULL, NULL);
+	crl_free(&d->crl);
 	fetch_free(&d->fetch);
 	staple_service_free(&d->svc);
 	persist_free(&d->persist);
+	events_free(&d->events);
 	store_free(&d->store);
 	cache_close(&d->cache);
 	certs_trust_free(&d->trust);
@@ -459,8 +496,30 @@ daemon_run(struct stapler_config *cfg)
 		goto out;
 	}
 	staple_service_set_persist(d.svc, d.persist);
+	/* Events ride in the writes of the changes that cause them; the deliverer is told when
+	 * they land. Before the journal's replay, which raises its revocations' events again. */
+	if ((d.events = events_new(d.cfg)) == NULL ||
+	    (d.webhook = webhook_new(d.base, d.cfg, d.cache, d.fetch, d.events)) == NULL) {
+		log_error("startup_failed", "error=\"cannot start event delivery\"");
+		goto out;
+	}
+	events_set_persist(d.events, d.persist);
+	events_set_kick(d.events, webhook_kick, d.webhook);
+	persist_set_events(d.persist, &(struct persist_events){ hub_raise, hub_written, d.events,
+	    webhook_kick, d.webhook });
+	staple_service_set_events(d.svc, d.events);
 	if (staple_service_replay_journal(d.svc) < 0)
 		log_warn("journal_unreadable", "path=\"%s\"", journal);
+	/* The CRLs held are applied to the staples loaded, before the first request. */
+	if ((d.crl = crl_new(d.base, d.cfg, d.cache, d.fetch, d.svc, d.events)) == NULL) {
+		log_error("startup_failed", "error=\"cannot start the CRL poller\"");
+		goto out;
+	}
+	staple_service_set_crl(d.svc, d.crl, &(struct staple_crl_ops){ crl_check, crl_learn });
+	if ((d.watch = watch_new(d.base, d.cfg, d.fetch, d.refresh, d.events)) == NULL) {
+		log_error("startup_failed", "error=\"cannot start the watch\"");
+		goto out;
+	}
 	if ((d.api = http_api_new(d.base, d.cfg, d.svc, d.fetch, err, sizeof(err))) == NULL) {
 		log_error("startup_failed", "error=\"%s\"", err);
 		goto out;

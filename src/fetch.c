@@ -64,6 +64,12 @@ struct fetch_job {
 	char *if_modified_since;
 	long long max_age;       /* of the answer: fetch_result.max_age */
 	char etag[FETCH_VALIDATOR_MAX], last_modified[FETCH_VALIDATOR_MAX];
+	/* fetch_start_raw(): runs at once, outside the per-host queues and pacing, with its own
+	 * method, headers, body cap and timeout; any 2xx ends it FETCH_OK. */
+	int raw;
+	struct curl_slist *raw_headers;
+	size_t max_body;
+	long timeout_ms;
 	fetch_cb cb;
 	void *arg;
 	char errbuf[CURL_ERROR_SIZE];
@@ -123,7 +129,7 @@ static const char *const outcome_names[FETCH_CANCELLED + 1] = {
 static void
 record_outcome(struct fetcher *f, const struct fetch_job *j, enum fetch_status status)
 {
-	int i = metrics_label_index(&f->m_hosts, j->host->name);
+	int i = j->host != NULL ? metrics_label_index(&f->m_hosts, j->host->name) : -1;
 	struct timeval now, d;
 
 	if (i < 0 || (unsigned)status > FETCH_CANCELLED)
@@ -168,7 +174,7 @@ on_write(char *data, size_t size, size_t nmemb, void *userp)
 	struct fetch_job *j = userp;
 	size_t n = size * nmemb;
 
-	if (n > FETCH_MAX_BODY - j->len) {
+	if (n > j->max_body - j->len) {
 		j->too_big = 1;
 		return 0;   /* aborts the transfer with CURLE_WRITE_ERROR */
 	}
@@ -316,6 +322,7 @@ job_free(struct fetch_job *j)
 	if (j->easy != NULL)
 		curl_easy_cleanup(j->easy);
 	curl_slist_free_all(j->headers);
+	curl_slist_free_all(j->raw_headers);
 	free(j->url);
 	free(j->get_url);
 	free(j->if_none_match);
@@ -437,6 +444,14 @@ job_finish_ra(struct fetch_job *j, enum fetch_status status, long code, const ch
 		.body = j->body, .len = j->len, .error = error, .max_age = -1,
 	};
 
+	if (j->raw) {
+		if (j->easy != NULL) {
+			curl_multi_remove_handle(f->multi, j->easy);
+			TAILQ_REMOVE(&f->running, j, link);
+			f->n_running--;
+		}
+		goto report;
+	}
 	if (j->easy != NULL) {
 		/* Closes the transfer's socket through on_curl_socket(CURL_POLL_REMOVE). */
 		curl_multi_remove_handle(f->multi, j->easy);
@@ -453,6 +468,7 @@ job_finish_ra(struct fetch_job *j, enum fetch_status status, long code, const ch
 	if (j->host->failures > 0)
 		resume_arm(f, time(NULL));
 	j->host = NULL;
+report:
 	if (status != FETCH_OK) {
 		res.body = NULL;
 		res.len = 0;
@@ -601,7 +617,7 @@ static int
 job_begin(struct fetch_job *j)
 {
 	struct fetcher *f = j->f;
-	long timeout_ms = (long)f->cfg->upstream_timeout * 1000;
+	long timeout_ms = j->raw ? j->timeout_ms : (long)f->cfg->upstream_timeout * 1000;
 	CURL *e;
 
 	if ((e = curl_easy_init()) == NULL)
@@ -616,15 +632,23 @@ job_begin(struct fetch_job *j)
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
-	curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)FETCH_MAX_BODY);
+	curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)j->max_body);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, j);
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "staplerd/" STAPLER_VERSION);
-	if ((j->headers = curl_slist_append(NULL, "Accept: application/ocsp-response")) == NULL)
+	if (j->raw) {
+		j->headers = j->raw_headers;
+		j->raw_headers = NULL;
+		curl_easy_setopt(e, CURLOPT_URL, j->url);
+		if (j->req != NULL) {
+			curl_easy_setopt(e, CURLOPT_POSTFIELDS, (const char *)j->req);
+			curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)j->req_len);
+		}
+	} else if ((j->headers = curl_slist_append(NULL, "Accept: application/ocsp-response")) == NULL)
 		return -1;
 	if (j->get_url != NULL) {
 		curl_easy_setopt(e, CURLOPT_URL, j->get_url);
-	} else {
+	} else if (!j->raw) {
 		struct curl_slist *h = curl_slist_append(j->headers, "Content-Type: application/ocsp-request");
 
 		if (h == NULL)
@@ -845,7 +869,7 @@ check_done(struct fetcher *f)
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&j);
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &code);
 		if (j->too_big || rc == CURLE_FILESIZE_EXCEEDED) {
-			snprintf(err, sizeof(err), "response larger than %d bytes", FETCH_MAX_BODY);
+			snprintf(err, sizeof(err), "response larger than %zu bytes", j->max_body);
 			job_finish(j, FETCH_TOO_BIG, code, err);
 		} else if (rc == CURLE_OPERATION_TIMEDOUT) {
 			snprintf(err, sizeof(err), "timed out after %llds", f->cfg->upstream_timeout);
@@ -853,6 +877,9 @@ check_done(struct fetcher *f)
 		} else if (rc != CURLE_OK) {
 			snprintf(err, sizeof(err), "%s", j->errbuf[0] != '\0' ? j->errbuf : curl_easy_strerror(rc));
 			job_finish(j, FETCH_NETWORK, code, err);
+		} else if (j->raw && code >= 200 && code < 300) {
+			note_answer(j);
+			job_finish(j, FETCH_OK, code, NULL);
 		} else if (code == 304 && (j->if_none_match != NULL || j->if_modified_since != NULL)) {
 			note_answer(j);
 			job_finish(j, FETCH_NOT_MODIFIED, code, "not modified");
@@ -973,6 +1000,7 @@ fetch_start(struct fetcher *f, const char *url, const unsigned char *der, size_t
 	}
 	j->f = f;
 	j->max_age = -1;
+	j->max_body = FETCH_MAX_BODY;
 	j->prio = prio < 0 || prio >= FETCH_PRIO_COUNT ? FETCH_PRIO_REFRESH : prio;
 	j->cb = cb;
 	j->arg = arg;
@@ -1004,6 +1032,60 @@ fetch_start(struct fetcher *f, const char *url, const unsigned char *der, size_t
 		*job = j;
 	return 0;
 fail:
+	job_free(j);
+	return -1;
+}
+
+int
+fetch_start_raw(struct fetcher *f, const char *url, const struct fetch_raw *opt, fetch_cb cb,
+    void *arg, struct fetch_job **job, char *err, size_t errlen)
+{
+	struct fetch_job *j;
+	struct url_parts parts;
+	char why[200];
+
+	if (opt->policy ? fetch_url_allowed(f->cfg, url, NULL, 0, err, errlen) < 0 :
+	    url_parse_fetchable(url, strlen(url), &parts, why, sizeof(why)) < 0) {
+		if (!opt->policy)
+			snprintf(err, errlen, "%s", why);
+		return -1;
+	}
+	if ((j = calloc(1, sizeof(*j))) == NULL)
+		goto oom;
+	j->f = f;
+	j->raw = 1;
+	j->max_age = -1;
+	j->max_body = opt->max_body;
+	j->timeout_ms = (long)opt->timeout * 1000;
+	j->prio = FETCH_PRIO_REFRESH;
+	j->cb = cb;
+	j->arg = arg;
+	if ((j->url = strdup(url)) == NULL)
+		goto oom;
+	if (opt->body != NULL) {
+		if ((j->req = malloc(opt->body_len > 0 ? opt->body_len : 1)) == NULL)
+			goto oom;
+		memcpy(j->req, opt->body, opt->body_len);
+		j->req_len = opt->body_len;
+	}
+	for (size_t i = 0; opt->headers != NULL && opt->headers[i] != NULL; i++) {
+		struct curl_slist *h = curl_slist_append(j->raw_headers, opt->headers[i]);
+
+		if (h == NULL)
+			goto oom;
+		j->raw_headers = h;
+	}
+	if (fetch_set_validators(j, opt->etag, opt->last_modified) < 0)
+		goto oom;
+	if (job_begin(j) < 0)
+		goto oom;
+	TAILQ_INSERT_TAIL(&f->running, j, link);
+	f->n_running++;
+	if (job != NULL)
+		*job = j;
+	return 0;
+oom:
+	snprintf(err, errlen, "cannot start the transfer");
 	job_free(j);
 	return -1;
 }

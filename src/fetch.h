@@ -102,6 +102,23 @@ int fetch_set_validators(struct fetch_job *job, const char *etag, const char *la
  * stopped and its socket closed. Its callback never runs. */
 void fetch_cancel(struct fetcher *f, struct fetch_job *job);
 
+/* A transfer other than an OCSP request: a webhook's POST, a CRL's GET. */
+struct fetch_raw {
+	const unsigned char *body;      /* POSTed when not NULL, else GET */
+	size_t body_len;
+	const char *const *headers;     /* "Name: value" lines, NULL-terminated; may be NULL */
+	const char *etag, *last_modified;  /* a conditional GET's validators, or NULL */
+	size_t max_body;                /* answer bytes at most (FETCH_TOO_BIG past it) */
+	long long timeout;              /* seconds for the whole transfer */
+	int policy;                     /* 1: the upstream rules apply (scheme, allow list) */
+};
+/* Starts a transfer of url at once, outside the per-host queues and pacing; no redirect is
+ * followed. Any 2xx ends it FETCH_OK (the body may be empty), a 304 to a conditional GET
+ * FETCH_NOT_MODIFIED. Returns 0 and calls cb exactly once later (not from inside this call)
+ * unless fetch_cancel() comes first; or -1 with err set and never calls cb. */
+int fetch_start_raw(struct fetcher *f, const char *url, const struct fetch_raw *opt, fetch_cb cb,
+    void *arg, struct fetch_job **job, char *err, size_t errlen);
+
 /* What the refresh scheduler needs to know of one upstream host. */
 struct fetch_host_info {
 	int load;          /* transfers running and waiting */

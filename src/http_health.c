@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "config.h"
+#include "crl.h"
+#include "events.h"
 #include "fetch.h"
 #include "fmt.h"
 #include "http_health.h"
@@ -362,6 +364,8 @@ http_metrics_handle(struct http_kit *kit, struct http_req *req, void *state)
 	    p != NULL ? (double)persist_failing(p) : 0);
 	counter(fp, "staplerd_cache_writes_dropped_total", "Writes refused because the pending "
 	    "queue was full.", p != NULL ? (double)persist_dropped(p) : 0);
+	events_metrics_write(staple_service_events(svc), fp);
+	crl_metrics_write(staple_service_crl(svc), fp);
 	if (fclose(fp) != 0) {
 		free(buf);
 		buf = NULL;

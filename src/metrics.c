@@ -145,3 +145,10 @@ metrics_hist_write(FILE *fp, const char *name, const char *const *labels,
 	write_labels(fp, labels, NULL, NULL);
 	fprintf(fp, " %llu\n", h->count);
 }
+
+void
+metrics_single(FILE *fp, const char *name, const char *type, const char *help, double value)
+{
+	metrics_family(fp, name, type, help);
+	metrics_sample(fp, name, NULL, value);
+}

@@ -43,6 +43,8 @@ void metrics_family(FILE *fp, const char *name, const char *type, const char *he
 /* One sample: name{k1="v1",k2="v2"} value. labels is NULL or a NULL-terminated list of
  * key, value pairs; values are escaped (\\, \", \n). */
 void metrics_sample(FILE *fp, const char *name, const char *const *labels, double value);
+/* A family of one unlabelled sample: HELP, TYPE, then name value. */
+void metrics_single(FILE *fp, const char *name, const char *type, const char *help, double value);
 /* name_bucket{…,le="…"} (cumulative, +Inf last), name_sum{…}, name_count{…}. */
 void metrics_hist_write(FILE *fp, const char *name, const char *const *labels,
     const struct metrics_hist *h);

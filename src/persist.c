@@ -13,12 +13,18 @@
 #include <event2/event.h>
 
 #include "cache.h"
+#include "outbox.h"
 #include "log.h"
 #include "persist.h"
 #include "table.h"
 #include "util.h"
 
-enum op_kind { OP_STORE, OP_FAILURE, OP_DELETE };
+/* OP_EVENT: events that no row change carries, written on their own, in the queue's order
+ * (not in the table: they have no entry). */
+enum op_kind { OP_STORE, OP_FAILURE, OP_DELETE, OP_EVENT };
+
+/* Events an operation carries at most (a row's revocation, withdrawal, disagreement...). */
+#define OP_EVENTS_MAX 8
 
 /* The one pending operation of an entry. */
 struct op {
@@ -33,6 +39,9 @@ struct op {
 	char *last_error;
 	long long next_refresh_at;
 	int slot;                      /* revocation journal slot, or -1 */
+	/* Events written in the same transaction as the operation (owned). */
+	struct event_rec *events[OP_EVENTS_MAX];
+	size_t n_events;
 	time_t queued_at;              /* when the entry's first pending write came */
 	TAILQ_ENTRY(op) link;
 };
@@ -70,6 +79,8 @@ struct persist {
 	int journal_full_logged;
 	int ballast;                   /* PERSIST_BALLAST_SIZE is allocated after the slots */
 	int adopt_slot;                /* persist_journal_replay(): the slot being replayed, or -1 */
+	struct persist_events ev;      /* persist_set_events(): told what landed, raises faults */
+	size_t n_event_ops;            /* OP_EVENT operations queued */
 };
 
 static int
@@ -286,6 +297,8 @@ static void
 op_free(struct persist *p, struct op *o)
 {
 	op_clear_payload(p, o);
+	for (size_t i = 0; i < o->n_events; i++)
+		outbox_rec_free(&o->events[i]);
 	free(o);
 }
 
@@ -294,7 +307,10 @@ static void
 op_remove(struct persist *p, struct op *o)
 {
 	journal_clear(p, o->slot);
-	table_remove(&p->ops, &o->key, p->seed);
+	if (o->kind == OP_EVENT)
+		p->n_event_ops--;
+	else
+		table_remove(&p->ops, &o->key, p->seed);
 	TAILQ_REMOVE(&p->fifo, o, link);
 	op_free(p, o);
 }
@@ -303,15 +319,60 @@ op_remove(struct persist *p, struct op *o)
  * must be kept, -1 when it can never land (a bad row, logged by the cache). A journaled
  * revocation is committed with the WAL synced: its slot is let go once it returns 0. */
 static int
+insert_events(struct sqlite3 *db, void *arg)
+{
+	const struct op *o = arg;
+
+	for (size_t i = 0; i < o->n_events; i++) {
+		if (outbox_insert(db, o->events[i]) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* The events of o reached the outbox: counted against its bound, and delivery told. */
+static void
+events_landed(struct persist *p, const struct op *o)
+{
+	if (o->n_events == 0)
+		return;
+	if (p->ev.written != NULL)
+		p->ev.written(p->ev.arg, o->n_events);
+	if (p->ev.landed != NULL)
+		p->ev.landed(p->ev.landed_arg);
+}
+
+/* 1 when o carries a revocation's event: its commit must survive a power loss. */
+static int
+carries_revocation(const struct op *o)
+{
+	for (size_t i = 0; i < o->n_events; i++) {
+		if (outbox_type_is_revocation(o->events[i]->type))
+			return 1;
+	}
+	return 0;
+}
+
+static int
 op_try(struct persist *p, const struct op *o)
 {
-	int rc, durable = o->kind == OP_STORE && o->slot >= 0;
+	int rc, durable = (o->kind == OP_STORE && o->slot >= 0) ||
+	    (o->kind == OP_EVENT && carries_revocation(o));
 
+	/* Events carried by a failure record or a delete go first, in their own transaction
+	 * (inserting one twice changes nothing, so a retry after a half-done pass is safe). */
+	if (o->n_events > 0 && o->kind != OP_STORE && o->kind != OP_EVENT &&
+	    cache_tx(p->cache, insert_events, (void *)(uintptr_t)o) < 0)
+		return cache_fault(p->cache) == CACHE_FAULT_OTHER ? -1 : 1;
 	if (durable && cache_set_durable(p->cache, 1) < 0)
 		return 1;
 	switch (o->kind) {
+	case OP_EVENT:
+		rc = cache_tx(p->cache, insert_events, (void *)(uintptr_t)o);
+		break;
 	case OP_STORE:
-		rc = cache_store(p->cache, o->has_issuer ? &o->issuer : NULL, &o->row);
+		rc = cache_store_with(p->cache, o->has_issuer ? &o->issuer : NULL, &o->row,
+		    o->n_events > 0 ? insert_events : NULL, (void *)(uintptr_t)o);
 		break;
 	case OP_FAILURE:
 		rc = cache_set_failure(p->cache, &o->key, o->failures, o->last_error,
@@ -324,8 +385,10 @@ op_try(struct persist *p, const struct op *o)
 	}
 	if (durable)
 		(void)cache_set_durable(p->cache, 0);
-	if (rc == 0)
+	if (rc == 0) {
+		events_landed(p, o);
 		return 0;
+	}
 	return cache_fault(p->cache) == CACHE_FAULT_OTHER ? -1 : 1;
 }
 
@@ -346,8 +409,15 @@ note_fault(struct persist *p)
 	unsigned long left_out;
 
 	if (!p->failing) {
+		char fields[400];
+
 		p->failing = 1;
 		p->failing_since = now;
+		snprintf(fields, sizeof(fields), "\"fault\":\"%s\"",
+		    cache_fault_name(cache_fault(p->cache)));
+		if (p->ev.raise != NULL)
+			p->ev.raise(p->ev.arg, outbox_rec_other(EV_WRITES_FAILING, "database",
+			    (long long)now, fields));
 	}
 	if (!log_limit_allow(&p->fault_log, (long long)now, &left_out))
 		return;
@@ -396,6 +466,14 @@ note_recovered(struct persist *p)
 	p->failing = 0;
 	log_limit_reset(&p->fault_log);
 	p->delay_ms = PERSIST_RETRY_FIRST_MS;
+	if (p->ev.raise != NULL) {
+		char fields[64];
+
+		snprintf(fields, sizeof(fields), "\"failed_for\":%lld",
+		    (long long)(time(NULL) - p->failing_since));
+		p->ev.raise(p->ev.arg, outbox_rec_other(EV_WRITES_RECOVERED, "database",
+		    (long long)time(NULL), fields));
+	}
 }
 
 static void
@@ -643,9 +721,24 @@ full(struct persist *p, int revocation)
 
 /* persist_store(), and with first set a first revocation: journaled (synced) before anything
  * else, so it is on disk before it is served, whatever happens to the database write. */
+/* Hands ev (may be NULL) to o, which writes it with its own write; when o holds as many as it
+ * can, the event goes on its own behind it. */
+static void
+op_add_event(struct persist *p, struct op *o, struct event_rec *ev)
+{
+	if (ev == NULL)
+		return;
+	if (o->n_events < OP_EVENTS_MAX) {
+		o->events[o->n_events++] = ev;
+		return;
+	}
+	if (persist_event(p, ev) < 0)
+		outbox_rec_free(&ev);
+}
+
 static int
 store(struct persist *p, const struct cache_issuer *issuer, const struct cache_row *row,
-    int first)
+    int first, struct event_rec *ev)
 {
 	struct cache_row copy;
 	struct cache_issuer icopy = { 0 };
@@ -656,21 +749,27 @@ store(struct persist *p, const struct cache_issuer *issuer, const struct cache_r
 	if (cache_row_key(row, &key) < 0) {
 		log_error("cache_write_dropped", "serial=%s issuer=%s reason=\"malformed key\"",
 		    row->serial, row->issuer_key_hash);
+		outbox_rec_free(&ev);
 		return -1;
 	}
-	if (full(p, revoked))
+	if (full(p, revoked || (ev != NULL && outbox_type_is_revocation(ev->type)))) {
+		outbox_rec_free(&ev);
 		return -1;
+	}
 	if (row_copy(&copy, row) < 0 || (issuer != NULL && issuer_copy(&icopy, issuer) < 0)) {
 		cache_row_clear(&copy);
 		log_error("cache_write_dropped", "serial=%s issuer=%s reason=\"out of memory\"",
 		    row->serial, row->issuer_key_hash);
+		outbox_rec_free(&ev);
 		return -1;
 	}
 	if ((o = op_get(p, &key, &fresh)) == NULL) {
 		cache_row_clear(&copy);
 		cache_issuer_clear(&icopy);
+		outbox_rec_free(&ev);
 		return -1;
 	}
+	op_add_event(p, o, ev);
 	/* A store carries the whole row: it replaces whatever was pending for the entry, but an
 	 * issuer already waiting to be written stays with it. */
 	if (!fresh && o->has_issuer && issuer == NULL) {
@@ -701,14 +800,50 @@ store(struct persist *p, const struct cache_issuer *issuer, const struct cache_r
 int
 persist_store(struct persist *p, const struct cache_issuer *issuer, const struct cache_row *row)
 {
-	return store(p, issuer, row, 0);
+	return store(p, issuer, row, 0, NULL);
 }
 
 int
 persist_store_revocation(struct persist *p, const struct cache_issuer *issuer,
     const struct cache_row *row)
 {
-	return store(p, issuer, row, row->status == STAPLER_REVOKED);
+	return store(p, issuer, row, row->status == STAPLER_REVOKED, NULL);
+}
+
+int
+persist_store_event(struct persist *p, const struct cache_issuer *issuer,
+    const struct cache_row *row, int first_revocation, struct event_rec *ev)
+{
+	return store(p, issuer, row, first_revocation && row->status == STAPLER_REVOKED, ev);
+}
+
+int
+persist_event(struct persist *p, struct event_rec *ev)
+{
+	struct op *o;
+
+	if (ev == NULL)
+		return -1;
+	if (full(p, outbox_type_is_revocation(ev->type)) || (o = calloc(1, sizeof(*o))) == NULL)
+		return -1;
+	o->kind = OP_EVENT;
+	o->slot = -1;
+	o->queued_at = time(NULL);
+	o->events[0] = ev;
+	o->n_events = 1;
+	TAILQ_INSERT_TAIL(&p->fifo, o, link);
+	p->n_event_ops++;
+	op_submit(p, o);
+	return 0;
+}
+
+void
+persist_set_events(struct persist *p, const struct persist_events *ev)
+{
+	if (ev != NULL)
+		p->ev = *ev;
+	else
+		memset(&p->ev, 0, sizeof(p->ev));
 }
 
 int

@@ -13,6 +13,7 @@ struct stapler_key;
 struct cache;
 struct cache_issuer;
 struct cache_row;
+struct event_rec;
 
 /* Operations kept at most; past it new ones are refused (counted and logged), except
  * revocations, which are always kept: losing one would serve `good` again after a restart. */
@@ -64,6 +65,27 @@ int persist_store(struct persist *p, const struct cache_issuer *issuer, const st
  * after this returns, the revocation is on disk whatever the database does. */
 int persist_store_revocation(struct persist *p, const struct cache_issuer *issuer,
     const struct cache_row *row);
+/* persist_store() (or, with first_revocation, persist_store_revocation()) with an event about
+ * the change (may be NULL), written in the same transaction as the row and taken over (freed
+ * on failure too). A revocation's event is never dropped: when the row cannot be written now,
+ * the journal keeps the revocation and its replay raises the event again under its id. */
+int persist_store_event(struct persist *p, const struct cache_issuer *issuer,
+    const struct cache_row *row, int first_revocation, struct event_rec *ev);
+/* Writes an event no row change carries, on its own, in the queue's order. Takes ev over when
+ * it returns 0; -1: refused (queue full), the caller still owns it. */
+int persist_event(struct persist *p, struct event_rec *ev);
+/* Who hears of events (the daemon wires the hub and the deliverer; the queue knows neither):
+ * raise(arg, rec) takes a transition of the queue's own (writes_failing, writes_recovered),
+ * written(arg, n) counts n events that reached the outbox, landed(landed_arg) starts their
+ * delivery. Any member may be NULL; ev NULL clears them all. */
+struct persist_events {
+	void (*raise)(void *arg, struct event_rec *rec);
+	void (*written)(void *arg, size_t n);
+	void *arg;
+	void (*landed)(void *arg);
+	void *landed_arg;
+};
+void persist_set_events(struct persist *p, const struct persist_events *ev);
 /* Records a failed refresh, as cache_set_failure(); folded into a pending store of the entry. */
 int persist_failure(struct persist *p, const struct stapler_key *key, int failures,
     const char *last_error, long long next_refresh_at);

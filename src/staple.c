@@ -16,6 +16,9 @@
 #include "cache.h"
 #include "certs.h"
 #include "config.h"
+#include "crl_list.h"
+#include "events.h"
+#include "fmt.h"
 #include "issuers.h"
 #include "log.h"
 #include "ocsp.h"
@@ -47,6 +50,7 @@ struct pending {
 	int kept_held;               /* an older answer came: no failure to record */
 	int expiring;                /* a URL answered within the safety margin */
 	int anonymous;               /* an /ocsp miss for a key not held: answers go to svc->anon */
+	int urgent;                  /* a CRL withdrew its staple: fetched ahead of other work */
 	const struct fetch_result *res;  /* the answer, during on_fetched() only */
 	unsigned char *req;
 	size_t req_len;
@@ -74,11 +78,21 @@ struct staple_service {
 	struct issuers *issuers;   /* who the OCSP proxy serves, learned from stored staples */
 	struct ocsp_signers *signers; /* responders proven for their issuers: one check per answer */
 	struct persist *persist;   /* the daemon's writes go through it; NULL: straight to cache */
+	struct events *events;     /* staple_service_set_events(): the event hub, or NULL */
+	struct crl *crl;           /* staple_service_set_crl(): CRLs followed, or NULL */
+	struct staple_crl_ops crl_ops;
+	struct table withdrawn;    /* struct withdrawn by key: staples a CRL withdrew */
+	int urgent;                /* the fetch ensure() starts now is urgent */
 	int draining;              /* stopping: no new fetch starts */
 	struct log_limit refusals; /* bounds the refusal lines outsiders can cause */
 	time_t trust_at;           /* the trust anchors were (re)loaded: staples verified before
 	                            * are verified in full again, even when their bytes return */
 	struct staple_stats stats;
+};
+
+/* A staple a CRL withdrew (its flag is in the store; this is the list of them). */
+struct withdrawn {
+	struct stapler_key key;      /* first: the entry is its own key (anchor_match()) */
 };
 
 /* An entry whose last fetch got only answers within the safety margin (a responder signing
@@ -217,6 +231,9 @@ staple_service_new(const struct stapler_config *cfg, const struct certs_trust *t
 	svc->anchors.hash = table_key_hash;
 	svc->anchors.match = anchor_match;
 	svc->anchors.key_of = anchor_key_of;
+	svc->withdrawn.hash = table_key_hash;
+	svc->withdrawn.match = anchor_match;
+	svc->withdrawn.key_of = anchor_key_of;
 	svc->backoff.hash = table_key_hash;
 	svc->backoff.match = anchor_match;
 	svc->backoff.key_of = anchor_key_of;
@@ -267,6 +284,7 @@ staple_service_free(struct staple_service **svcp)
 	table_clear(&svc->anon_pending, 0);
 	table_clear(&svc->anchors, 1);
 	table_clear(&svc->backoff, 1);
+	table_clear(&svc->withdrawn, 1);
 	anon_map_free(&svc->anon);
 	issuers_free(&svc->issuers);
 	ocsp_signers_free(&svc->signers);
@@ -421,13 +439,47 @@ staple_service_set_persist(struct staple_service *svc, struct persist *persist)
  * revocation (the staple held is not revoked) goes to the journal first. */
 static int
 write_row(struct staple_service *svc, const struct cache_issuer *issuer,
-    const struct cache_row *row, int first_revocation)
+    const struct cache_row *row, int first_revocation, struct event_rec *ev)
 {
 	svc->stats.rows_written++;
-	if (svc->persist == NULL)
+	if (svc->persist == NULL) {
+		outbox_rec_free(&ev);
 		return cache_store(svc->cache, issuer, row);
-	return first_revocation ? persist_store_revocation(svc->persist, issuer, row) :
-	    persist_store(svc->persist, issuer, row);
+	}
+	return persist_store_event(svc->persist, issuer, row, first_revocation, ev);
+}
+
+void
+staple_service_set_events(struct staple_service *svc, struct events *events)
+{
+	svc->events = events;
+}
+
+struct events *
+staple_service_events(const struct staple_service *svc)
+{
+	return svc->events;
+}
+
+/* The cert_revoked event of a revocation replacing a staple held good or unknown (was), for
+ * the row's write; NULL when there is no hub or it is a repeat. Its id is fixed by the
+ * revocation's thisUpdate, so the journal's replay raises the same event. */
+static struct event_rec *
+revoked_event(struct staple_service *svc, const struct stapler_key *key, const char *was,
+    long long this_update, long long revoked_at, int reason, long long now)
+{
+	struct event_rec *ev;
+	char fields[256];
+
+	if (svc->events == NULL)
+		return NULL;
+	snprintf(fields, sizeof(fields), "\"was\":\"%s\",\"status\":\"revoked\","
+	    "\"revoked_at\":%lld,\"reason\":%d,\"this_update\":%lld,\"source\":\"ocsp\"", was,
+	    revoked_at, reason, this_update);
+	if ((ev = outbox_rec_cert(EV_CERT_REVOKED, key, this_update, now, fields)) != NULL &&
+	    !events_admit(svc->events, ev))
+		outbox_rec_free(&ev);
+	return ev;
 }
 
 static int
@@ -449,6 +501,7 @@ replay_revocation(const struct persist_revocation *r, void *arg)
 	struct cache_row row;
 	struct staple *s;
 	unsigned char *der;
+	enum stapler_cert_status was;
 
 	stapler_key_serial_hex(r->key, serial);
 	stapler_key_hash_hex(r->key, hash);
@@ -461,6 +514,7 @@ replay_revocation(const struct persist_revocation *r, void *arg)
 		cache_row_clear(&row);
 		return;
 	}
+	was = row.status;
 	if ((der = malloc(r->der_len)) == NULL) {
 		cache_row_clear(&row);
 		return;
@@ -483,7 +537,9 @@ replay_revocation(const struct persist_revocation *r, void *arg)
 	    (time_t)r->produced_at, (time_t)r->fetched_at, r->der, r->der_len);
 	if (s != NULL)
 		store_put(svc->store, s);
-	if (persist_store(svc->persist, NULL, &row) < 0)
+	if (persist_store_event(svc->persist, NULL, &row, 0, revoked_event(svc, r->key,
+	    stapler_status_name(was), r->this_update, r->revoked_at, r->revocation_reason,
+	    (long long)time(NULL))) < 0)
 		log_error("cache_store_failed", "serial=%s issuer=%s", serial, hash);
 	log_warn("revocation_recovered", "serial=%s issuer=%s this_update=%lld reason=\"the "
 	    "revocation had not reached the database before the last stop; serving it, not the "
@@ -507,6 +563,25 @@ int
 staple_service_replay_journal(struct staple_service *svc)
 {
 	return svc->persist != NULL ? persist_journal_replay(svc->persist, replay_revocation, svc) : 0;
+}
+
+static void withdrawn_note(struct staple_service *svc, const struct stapler_key *key);
+
+/* An entry that comes into memory from its row (the warm start's slices, a read by key while
+ * they run) after the CRLs held were applied at start, to what memory held then: a CRL that
+ * lists it withdraws it now, as it would have then (no event: the withdrawal's was raised when
+ * the CRL was first applied, before the restart). One binary search in the CRL's serials. */
+static void
+crl_withdraw_loaded(struct staple_service *svc, struct staple *s)
+{
+	time_t crl_tu;
+
+	if (svc->crl != NULL && s->status != STAPLER_REVOKED && svc->crl_ops.check(svc->crl, &s->key,
+	    &crl_tu) && crl_decide(1, (enum stapler_cert_status)s->status, s->this_update,
+	    crl_tu) == CRL_WITHDRAW) {
+		s->withdrawn = 1;
+		withdrawn_note(svc, &s->key);
+	}
 }
 
 /* Learns the issuer of a cached row and its URLs for the OCSP proxy (one query per issuer). */
@@ -570,6 +645,7 @@ entry_from_row(struct staple_service *svc, const struct cache_row *row, const un
 	if ((put = store_put_new(svc->store, s)) <= 0)
 		return put;
 	learn_row_issuer(svc, row, urls, &key);
+	crl_withdraw_loaded(svc, s);
 	return 1;
 }
 
@@ -701,6 +777,35 @@ staple_service_get(struct staple_service *svc, const struct stapler_key *key)
 	return held_get(svc, key, &failed);
 }
 
+/* A refresh failed for a staple held: inside the danger window, or past its expiry (no longer
+ * served), the head-end is told, once per staple (the id is fixed by its nextUpdate). */
+static void
+note_unrefreshed(struct staple_service *svc, const struct stapler_key *key, const char *error,
+    time_t now)
+{
+	const struct staple *held = store_get(svc->store, key);
+	enum event_type type;
+	char fields[768], err[320];
+	size_t n;
+
+	if (svc->events == NULL || held == NULL)
+		return;
+	if (!staple_servable(held, now))
+		type = EV_STAPLE_EXPIRED;
+	else if ((long long)(held->next_update - now) < svc->cfg->health_danger_window)
+		type = EV_STAPLE_DANGER;
+	else
+		return;
+	/* The error, JSON-escaped as far as 300 bytes of escapes go. */
+	n = fmt_json_escape(err, 0, 300, error != NULL ? error : "");
+	err[n] = '\0';
+	snprintf(fields, sizeof(fields), "\"status\":\"%s\",\"next_update\":%lld,"
+	    "\"error\":\"%s\"", stapler_status_name(held->status), (long long)held->next_update,
+	    err);
+	events_raise(svc->events, outbox_rec_cert(type, key, (long long)held->next_update,
+	    (long long)now, fields));
+}
+
 /* Every URL failed. A cached entry keeps its response byte for byte (served until its
  * nextUpdate, checked at serve time) and gets its failure counted and its retry backed off. */
 static void
@@ -723,6 +828,7 @@ record_failure(struct pending *p, const char *error)
 	if (write_failure(svc, &p->key, failures, error, (long long)next) < 0)
 		log_error("cache_store_failed", "serial=%s issuer=%s", row.serial, row.issuer_key_hash);
 	store_set_refresh_at(svc->store, &p->key, next);
+	note_unrefreshed(svc, &p->key, error, now);
 	/* A wrong answer (bad signature, another CertID, an unauthorised signer) is worth an
 	 * operator's attention; an absent one (timeout, 5xx, tryLater) is routine. */
 	log_msg(p->permanent ? LOG_LVL_ERROR : LOG_LVL_WARN, "refresh_failed", "serial=%s issuer=%s "
@@ -896,8 +1002,12 @@ commit(struct pending *p, const char *url, const unsigned char *der, size_t len,
 		issuer.cert_len = issuer_len;
 		/* A verified staple is served even while the database refuses the write: the
 		 * write-behind queue keeps it and retries until it lands. */
-		if (write_row(svc, &issuer, &row, r->status == STAPLER_REVOKED &&
-		    (old == NULL || old->status != STAPLER_REVOKED)) < 0)
+		int first = r->status == STAPLER_REVOKED &&
+		    (old == NULL || old->status != STAPLER_REVOKED);
+
+		if (write_row(svc, &issuer, &row, first, first && old != NULL ?
+		    revoked_event(svc, &p->key, stapler_status_name(old->status), r->this_update,
+		    r->revoked_at, r->revocation_reason, now) : NULL) < 0)
 			log_error("cache_store_failed", "serial=%s issuer=%s", p->t->serial_hex, p->t->key_hash_hex);
 	}
 	OPENSSL_free(issuer_der);
@@ -1091,6 +1201,95 @@ keep_unchanged(struct pending *p, const struct fetch_result *res, const struct s
 }
 
 static void
+withdrawn_forget(struct staple_service *svc, const struct stapler_key *key)
+{
+	free(table_remove(&svc->withdrawn, key, svc->seed));
+}
+
+static void
+withdrawn_note(struct staple_service *svc, const struct stapler_key *key)
+{
+	struct withdrawn *w;
+	void *replaced;
+
+	if (table_get(&svc->withdrawn, key, svc->seed) != NULL || (w = calloc(1, sizeof(*w))) == NULL)
+		return;
+	w->key = *key;
+	if (table_put(&svc->withdrawn, w, svc->seed, &replaced) < 0)
+		free(w);
+}
+
+/* A verified OCSP answer for a serial the issuer's CRL lists. A revocation goes on as usual.
+ * A good or unknown from before the CRL is not served (it stays withdrawn: its row is kept
+ * when newer than the one held, and the entry backs off like after a failure, so it is
+ * asked again until OCSP catches up); one from after the CRL is served and told as a
+ * disagreement. Returns 1 when p was finished here. */
+static int
+crl_contradicts(struct pending *p, const struct fetch_result *res, const struct ocsp_result *r,
+    time_t now)
+{
+	struct staple_service *svc = p->svc;
+	const struct staple *old, *s;
+	struct sched_answer held, fresh;
+	enum crl_verdict v;
+	time_t crl_tu = 0, next;
+	char fields[256];
+
+	if (svc->crl == NULL || !svc->crl_ops.check(svc->crl, &p->key, &crl_tu))
+		return 0;
+	v = crl_decide(1, r->status, r->this_update, crl_tu);
+	if (p->anonymous) {
+		/* An outsider's miss is held apart, never the entry; but what a CRL contradicts is
+		 * served to nobody. */
+		if (v != CRL_WITHDRAW)
+			return 0;
+		snprintf(p->last_error, sizeof(p->last_error), "%s: withdrawn: the issuer's CRL of "
+		    "%lld lists the certificate as revoked", res->url, (long long)crl_tu);
+		pending_finish(p, STAPLE_UPSTREAM_FAILED, NULL, p->last_error);
+		return 1;
+	}
+	if (v == CRL_KEEP) {
+		withdrawn_forget(svc, &p->key);
+		return 0;
+	}
+	snprintf(fields, sizeof(fields), "\"ocsp_status\":\"%s\",\"ocsp_this_update\":%lld,"
+	    "\"crl_this_update\":%lld,\"served\":%s", stapler_status_name(r->status),
+	    (long long)r->this_update, (long long)crl_tu, v == CRL_DISAGREE ? "true" : "false");
+	events_raise(svc->events, outbox_rec_cert(EV_CRL_OCSP_DISAGREE, &p->key, (long long)crl_tu,
+	    (long long)now, fields));
+	if (v == CRL_DISAGREE) {
+		withdrawn_forget(svc, &p->key);
+		return 0;
+	}
+	old = store_get(svc->store, &p->key);
+	fresh = answer_of(r->status, r->this_update, r->next_update, r->produced_at);
+	if (old != NULL)
+		held = answer_of(old->status, old->this_update, old->next_update, old->produced_at);
+	if (!p->evicted && sched_keep(old != NULL ? &held : NULL, &fresh, now, STORE_EXPIRY_MARGIN) ==
+	    SCHED_KEEP_FRESH) {
+		p->res = res;
+		s = commit(p, res->url, res->body, res->len, r, now, &next);
+		p->res = NULL;
+		if (s != NULL)
+			((struct staple *)(uintptr_t)s)->withdrawn = 1;
+	}
+	if ((old = store_get(svc->store, &p->key)) != NULL && old->status != STAPLER_REVOKED) {
+		((struct staple *)(uintptr_t)old)->withdrawn = 1;
+		withdrawn_note(svc, &p->key);
+	}
+	p->permanent = 0;
+	p->expiring = 1;         /* backed off: clients get this error, not a fetch each */
+	snprintf(p->last_error, sizeof(p->last_error), "%s: withdrawn: the issuer's CRL of %lld "
+	    "lists the certificate as revoked, and OCSP still answers %s from %lld, before it",
+	    res->url, (long long)crl_tu, stapler_status_name(r->status), (long long)r->this_update);
+	log_warn("staple_withheld", "serial=%s issuer=%s url=\"%s\" ocsp_status=%s "
+	    "ocsp_this_update=%lld crl_this_update=%lld", p->t->serial_hex, p->t->key_hash_hex,
+	    res->url, stapler_status_name(r->status), (long long)r->this_update, (long long)crl_tu);
+	pending_finish(p, STAPLE_UPSTREAM_FAILED, NULL, p->last_error);
+	return 1;
+}
+
+static void
 fetched(struct pending *p, const struct fetch_result *res)
 {
 	const struct staple *old, *s;
@@ -1148,6 +1347,8 @@ fetched(struct pending *p, const struct fetch_result *res)
 		(void)try_next_url(p);
 		return;
 	}
+	if (crl_contradicts(p, res, &r, now))
+		return;
 	if (p->anonymous) {
 		anon_commit(p, res, &r, now);
 		return;
@@ -1270,7 +1471,7 @@ start_url(struct pending *p)
 	int n = staple_fetch_urls(p->svc, p->t->key.key_hash, &p->t->urls, &urls);
 	char err[256];
 
-	enum fetch_priority prio = p->refresh ? FETCH_PRIO_REFRESH :
+	enum fetch_priority prio = p->urgent ? FETCH_PRIO_CLIENT : p->refresh ? FETCH_PRIO_REFRESH :
 	    p->t->anonymous ? FETCH_PRIO_ANONYMOUS : FETCH_PRIO_CLIENT;
 
 	for (; p->url_index < n; p->url_index++) {
@@ -1605,6 +1806,7 @@ ensure(struct staple_service *svc, struct staple_target *t, const unsigned char 
 	p->svc = svc;
 	p->key = t->key;
 	p->refresh = refresh;
+	p->urgent = svc->urgent;
 	p->anonymous = anonymous;
 	p->t = t;
 	t = NULL;
@@ -1744,6 +1946,112 @@ staple_refresh_row(struct staple_service *svc, const struct cache_row *row, time
 	return ensure(svc, t, NULL, now, 1, ans, cb, arg);
 }
 
+void
+staple_service_set_crl(struct staple_service *svc, struct crl *crl,
+    const struct staple_crl_ops *ops)
+{
+	svc->crl = ops != NULL && ops->check != NULL && ops->learn != NULL ? crl : NULL;
+	if (svc->crl != NULL)
+		svc->crl_ops = *ops;
+}
+
+struct crl *
+staple_service_crl(const struct staple_service *svc)
+{
+	return svc->crl;
+}
+
+static void
+on_refetched(enum staple_outcome outcome, const struct staple *s, const char *error, void *arg)
+{
+	(void)outcome;
+	(void)s;
+	(void)error;
+	(void)arg;
+}
+
+int
+staple_service_withdraw(struct staple_service *svc, const struct stapler_key *key)
+{
+	struct staple *held = (struct staple *)(uintptr_t)store_get(svc->store, key);
+	char serial[STAPLER_SERIAL_HEX_MAX], hash[STAPLER_SHA1_HEX];
+
+	if (held == NULL || held->status == STAPLER_REVOKED)
+		return -1;
+	if (held->withdrawn)
+		return 0;
+	held->withdrawn = 1;
+	withdrawn_note(svc, key);
+	stapler_key_serial_hex(key, serial);
+	stapler_key_hash_hex(key, hash);
+	log_warn("staple_withdrawn", "serial=%s issuer=%s was=%s this_update=%lld reason=\"the "
+	    "issuer's CRL lists it as revoked: not served until OCSP says revoked or answers from "
+	    "after the CRL\"", serial, hash, stapler_status_name((enum stapler_cert_status)held->status),
+	    (long long)held->this_update);
+	return 1;
+}
+
+void
+staple_service_refetch(struct staple_service *svc, const struct stapler_key *key, time_t now)
+{
+	const struct staple *held = store_get(svc->store, key);
+	struct staple_answer ans;
+	struct staple_target *t;
+	struct cache_row row;
+	int trusted = 0;
+
+	if (held == NULL || !held->withdrawn)
+		return;
+	if (cache_get(svc->cache, key, &row) == 1 &&
+	    (t = target_from_row(svc, &row, now, &trusted)) != NULL) {
+		if (trusted) {
+			svc->urgent = 1;
+			(void)ensure(svc, t, NULL, now, 1, &ans, on_refetched, NULL);
+			svc->urgent = 0;
+		} else {
+			staple_target_free(&t);
+		}
+	}
+	cache_row_clear(&row);
+}
+
+void
+staple_service_unwithdraw_unlisted(struct staple_service *svc, const unsigned char *name_hash,
+    const unsigned char *key_hash, const struct crl_list *list)
+{
+	size_t i = 0;
+
+	while (i < svc->withdrawn.cap) {
+		struct withdrawn *w = svc->withdrawn.slot[i];
+		struct staple *held;
+
+		if (w == NULL || memcmp(w->key.name_hash, name_hash, STAPLER_SHA1_LEN) != 0 ||
+		    memcmp(w->key.key_hash, key_hash, STAPLER_SHA1_LEN) != 0 ||
+		    crl_listed(list, &w->key)) {
+			i++;
+			continue;
+		}
+		if ((held = (struct staple *)(uintptr_t)store_get(svc->store, &w->key)) != NULL &&
+		    held->withdrawn) {
+			char serial[STAPLER_SERIAL_HEX_MAX], hash[STAPLER_SHA1_HEX];
+
+			held->withdrawn = 0;
+			stapler_key_serial_hex(&w->key, serial);
+			stapler_key_hash_hex(&w->key, hash);
+			log_info("staple_reinstated", "serial=%s issuer=%s reason=\"the issuer's newer "
+			    "CRL no longer lists it\"", serial, hash);
+		}
+		/* The slot takes the next entry of its run: look at it again. */
+		free(table_remove(&svc->withdrawn, &w->key, svc->seed));
+	}
+}
+
+size_t
+staple_service_withdrawn(const struct staple_service *svc)
+{
+	return svc->withdrawn.count;
+}
+
 int
 staple_service_write_pending(const struct staple_service *svc, const struct stapler_key *key)
 {
@@ -1814,6 +2122,9 @@ prepare(struct staple_service *svc, const unsigned char *body, size_t len, time_
 	if ((*out_t = staple_target_new(sk_X509_value(certs, 0), issuer, not_after,
 	    svc->cfg->certid_hash, err, errlen)) == NULL)
 		goto out;
+	/* A trusted chain: its CRL Distribution Points may be followed. */
+	if (svc->crl != NULL)
+		svc->crl_ops.learn(svc->crl, sk_X509_value(certs, 0), issuer);
 	out = STAPLE_OK;
 out:
 	X509_free(issuer);

@@ -107,6 +107,37 @@ void staple_service_free(struct staple_service **svc);
 void staple_service_reload(struct staple_service *svc, const struct stapler_config *cfg,
     const struct certs_trust *trust);
 
+/* The event hub revocations and staple transitions are raised on (NULL: none). */
+struct events;
+void staple_service_set_events(struct staple_service *svc, struct events *events);
+struct events *staple_service_events(const struct staple_service *svc);
+/* The CRLs followed (NULL: none): submissions teach it their issuers' CRL URLs, and an OCSP
+ * answer its CRL contradicts is not served. The poller (crl.c) sits above the service and
+ * acts on it; the service asks it through ops, so it depends on no poller code:
+ * check(crl, key, &crl_this_update) is 1 when the CRL held for key's issuer lists key;
+ * learn(crl, subject, issuer) tells it a certificate of a trusted chain was seen. */
+struct crl;
+struct crl_list;
+struct staple_crl_ops {
+	int (*check)(const struct crl *c, const struct stapler_key *key, time_t *crl_this_update);
+	void (*learn)(struct crl *c, X509 *subject, X509 *issuer);
+};
+void staple_service_set_crl(struct staple_service *svc, struct crl *crl,
+    const struct staple_crl_ops *ops);
+struct crl *staple_service_crl(const struct staple_service *svc);
+/* Withdraws the staple held for key (a CRL lists it; it is good or unknown from before the
+ * CRL): no longer served. Returns 1 when withdrawn now, 0 when it was already, -1 when
+ * nothing (or a revocation) is held. */
+int staple_service_withdraw(struct staple_service *svc, const struct stapler_key *key);
+/* Fetches a withdrawn staple again now, at a client's priority (nothing when it is no longer
+ * withdrawn). */
+void staple_service_refetch(struct staple_service *svc, const struct stapler_key *key, time_t now);
+/* Serves again the withdrawn staples of the issuer (name_hash, key_hash) that list no longer
+ * names (a newer CRL dropped them, e.g. a certificateHold released). */
+void staple_service_unwithdraw_unlisted(struct staple_service *svc, const unsigned char *name_hash,
+    const unsigned char *key_hash, const struct crl_list *list);
+/* Staples withdrawn now. */
+size_t staple_service_withdrawn(const struct staple_service *svc);
 /* From now on the service's writes go through persist (the daemon's write-behind queue), so
  * none waits on the database lock; without it they go straight to the cache. */
 void staple_service_set_persist(struct staple_service *svc, struct persist *persist);

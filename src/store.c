@@ -104,6 +104,7 @@ staple_new(const struct stapler_key *key, enum stapler_cert_status status, time_
 	s->used_at = fetched_at;
 	s->der_len = (uint32_t)der_len;
 	s->etag_set = 0;
+	s->withdrawn = 0;
 	memcpy(s->der, der, der_len);
 	return s;
 }
@@ -131,7 +132,8 @@ staple_etag(const struct staple *s, char out[STAPLE_ETAG_LEN + 1])
 int
 staple_servable(const struct staple *s, time_t now)
 {
-	return now < s->next_update - STORE_EXPIRY_MARGIN && now >= s->this_update - OCSP_SKEW;
+	return now < s->next_update - STORE_EXPIRY_MARGIN && now >= s->this_update - OCSP_SKEW &&
+	    !s->withdrawn;
 }
 
 long

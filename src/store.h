@@ -28,7 +28,8 @@ struct store;
 #define STAPLE_ETAG_LEN (2 * STAPLE_ETAG_BYTES + 2)   /* quoted hex */
 struct staple {
 	struct stapler_key key;
-	unsigned char status : 7;   /* enum stapler_cert_status */
+	unsigned char status : 6;   /* enum stapler_cert_status */
+	unsigned char withdrawn : 1; /* a CRL contradicts it (crl.c): held, not served */
 	unsigned char etag_set : 1; /* etag computed (at the first answer: a load hashes nothing) */
 	uint32_t der_len;
 	unsigned char etag[STAPLE_ETAG_BYTES];   /* SHA-256 of der, its first 128 bits */
@@ -54,8 +55,8 @@ struct staple *staple_new(const struct stapler_key *key, enum stapler_cert_statu
     time_t this_update, time_t next_update, time_t produced_at, time_t fetched_at,
     const unsigned char *der, size_t der_len);
 
-/* 1 while the staple may be served at now: before next_update - STORE_EXPIRY_MARGIN and not
- * before this_update - OCSP skew. */
+/* 1 while the staple may be served at now: before next_update - STORE_EXPIRY_MARGIN, not
+ * before this_update - OCSP skew, and not withdrawn. */
 int staple_servable(const struct staple *s, time_t now);
 /* Seconds an HTTP cache may keep it at now (RFC 5019 max-age), never negative: until
  * nextUpdate less the margin, and no later than its next refresh, so a cache in front never

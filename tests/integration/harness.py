@@ -584,6 +584,49 @@ class LoopbackHTTPServer:
         self.thread.join(timeout=5)
 
 
+class WebhookReceiver(LoopbackHTTPServer):
+    """A head-end's webhook endpoint: records every POST (headers and body) in arrival
+    order, and answers self.status (set it to 500 to refuse deliveries)."""
+
+    def __init__(self, port=None):
+        self.status = 200
+        self.posts = []             # [(headers dict, body bytes)]
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n)
+                with outer.lock:
+                    outer.posts.append(({k.lower(): v for k, v in self.headers.items()}, body,
+                                        outer.status))
+                    status = outer.status
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        super().__init__(Handler, port)
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d/hook" % self.port
+
+    def accepted(self):
+        """The CloudEvents (parsed JSON) the receiver answered 2xx to, in arrival order."""
+        with self.lock:
+            return [json.loads(b) for h, b, st in self.posts if 200 <= st < 300]
+
+    def all_posts(self):
+        with self.lock:
+            return list(self.posts)
+
+
 class CountingForwarder(LoopbackHTTPServer):
     """A small HTTP OCSP proxy that counts requests and forwards each one, unchanged, to an
     upstream (usually `openssl ocsp`), one short connection per request, after self.delay
@@ -1007,6 +1050,11 @@ class IntegrationTestCase(unittest.TestCase):
         f = FaultProxy(upstream_port).start()
         self.addCleanup(f.stop)
         return f
+
+    def webhook(self, port=None):
+        w = WebhookReceiver(port=port).start()
+        self.addCleanup(w.stop)
+        return w
 
     def counter(self):
         c = ConnectionCounter().start()

@@ -196,7 +196,8 @@ class FullDisk:
         return p.stdout.strip()
 
     def fill(self):
-        with open(self.path("filler"), "wb") as f:
+        # Unbuffered: a write the full disk cuts short leaves nothing for close() to flush.
+        with open(self.path("filler"), "wb", buffering=0) as f:
             try:
                 while True:
                     f.write(b"\0" * 65536)
@@ -298,6 +299,15 @@ class FullDiskTest(IntegrationTestCase):
         self.assertTrue(wait_until(lambda: row_status("6101") == "revoked", 15),
                         read_text(d.log, 3000))
         self.assertTrue(wait_until(lambda: row_status("6102") == "good", 15))
+        # The head-end was told: writes failing, the revocation, writes recovered, in the
+        # order they happened, all in the outbox once the disk had room.
+        def types():
+            return disk.query(d.database, "SELECT type FROM event_outbox ORDER BY seq").split()
+        self.assertTrue(wait_until(lambda: "writes_recovered" in types(), 15), types())
+        t = types()
+        self.assertLess(t.index("writes_failing"), t.index("writes_recovered"), t)
+        self.assertIn("cert_revoked", t)
+        self.assertIn("event=writes_failing", read_text(d.log))
         self.assertEqual(d.stop(), 0)
         resp.stop()                       # from here on the staples come from the cache
         d.start()
@@ -333,6 +343,14 @@ class FullDiskTest(IntegrationTestCase):
         self.assertIn("event=revocation_recovered", read_text(d.log))
         disk.free()
         self.assertTrue(wait_until(lambda: row_status() == "revoked", 15), read_text(d.log, 3000))
+        # Its cert_revoked event was raised before the kill and lost with the write; the
+        # journal's replay raised it again under the same id, and it landed with the row.
+        ids = [l.split(" id=")[1].split()[0] for l in read_text(d.log).splitlines()
+               if "event=cert_revoked " in l]
+        self.assertGreaterEqual(len(ids), 2, read_text(d.log, 3000))
+        self.assertEqual(len(set(ids)), 1, ids)
+        self.assertEqual(disk.query(d.database, "SELECT id FROM event_outbox WHERE "
+                                    "type = 'cert_revoked'"), ids[0])
 
 
 class MaxIntervalTest(IntegrationTestCase):

@@ -898,7 +898,7 @@ test_migrate_v5_certid_forms(void **state)
 		assert_int_equal(raw_exec(path, sql), SQLITE_OK);
 	}
 	c = open_rw(path);
-	assert_int_equal(cache_schema_version(c), 6);
+	assert_true(cache_schema_version(c) >= 6);
 	assert_int_equal(cache_schema_version(c), cache_schema_latest());
 	assert_int_equal(cache_count(c, &total, NULL), 0);
 	assert_int_equal(total, 4);

@@ -532,6 +532,14 @@ test_reload_keeps_restart_only_keys(void **state)
 	    "admin_socket = /tmp/other.sock\n[cache]\ndatabase = /tmp/a.db\n[refresh]\nwindow = 3d\n"));
 	assert_int_equal(config_keep_restart_only(old, ncfg, names, sizeof(names)), 2);
 	assert_string_equal(names, "server.listen server.admin_socket");
+	config_free(&ncfg);
+	/* The webhook list too: the deliverer reads it at the start only. */
+	assert_non_null(ncfg = load_text(f, "[server]\nlisten = 127.0.0.1:8080\n"
+	    "[cache]\ndatabase = /tmp/a.db\n[refresh]\nwindow = 3d\n"
+	    "[events]\nwebhooks = http://127.0.0.1:9/a http://127.0.0.1:9/b\n"));
+	assert_int_equal(config_keep_restart_only(old, ncfg, names, sizeof(names)), 1);
+	assert_string_equal(names, "events.webhooks");
+	assert_int_equal(ncfg->n_webhooks, 0);
 	assert_string_equal(ncfg->listen, "127.0.0.1:8080");
 	assert_string_equal(ncfg->admin_socket, old->admin_socket);
 	assert_string_equal(ncfg->database, "/tmp/a.db");
