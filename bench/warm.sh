@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Scale: a cache of N entries (default 1,000,000), made by copying one real row under new
 # serials straight into SQLite; measures how long staplerd takes from start to answering
-# /healthz (warm start) and to its first staple, its resident memory (against the target of
-# 1.2 x the DER bytes + 64 MiB), and the DER bytes it holds.
+# /healthz, to its first staple (the real row, moved to the end of the table so that the
+# background load reaches it last: read by its key) and to fully loaded (/healthz
+# "phase":"ready"), its resident memory then (against issue 19's target of 1.15 x the DER
+# bytes + 64 MiB), and the DER bytes it holds.
 #   bench/warm.sh [N]
 source "$(dirname "$0")/common.sh"
 n=${1:-1000000}
@@ -27,6 +29,7 @@ SELECT printf('%016X', i), r.issuer_key_hash, r.issuer_name_hash, r.subject, r.o
 	r.cert_status, r.revoked_at, r.revocation_reason, r.this_update, r.next_update, r.produced_at,
 	r.fetched_at, r.cert_not_after, r.response_der, r.request_der, 4102444800, 0, NULL, r.created_at
 FROM seq, (SELECT * FROM ocsp_response LIMIT 1) AS r;
+UPDATE ocsp_response SET id = (SELECT max(id) FROM ocsp_response) + 1 WHERE id = 1;
 SQL
 rows=$(sqlite3 "$work/cache.db" "SELECT count(*) FROM ocsp_response")
 der=$(sqlite3 "$work/cache.db" "SELECT sum(length(response_der)) FROM ocsp_response")
@@ -34,16 +37,21 @@ dbsize=$(stat -c %s "$work/cache.db")
 
 machine
 t0=$(date +%s.%N)
-start_staplerd "$sp" "$work/cache.db"
+# At level info the log has the daemon's own times (event=started, event=cache_loaded).
+STAPLERD_EXTRA=$'[log]\nlevel = info' start_staplerd "$sp" "$work/cache.db"
 t1=$(date +%s.%N)
 # A staple loaded from the database is served without a fetch: the first staple.
 curl -fsS --data-binary @"$work/pki/meter1.pem" -o "$work/again.der" "http://127.0.0.1:$sp/v1/staple"
 t2=$(date +%s.%N)
 cmp "$work/staple.der" "$work/again.der"
-rss=$(awk '/VmRSS/ {print $2}' "/proc/$staplerd_pid/status")
 curl -fsS "http://127.0.0.1:$sp/healthz"
-echo "RESULT rows=$rows db_bytes=$dbsize der_bytes=$der warm_start_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')" \
-	"first_staple_s=$(awk -v a="$t0" -v b="$t2" 'BEGIN {printf "%.2f", b - a}')" \
-	"rss_kib=$rss rss_limit_kib=$(awk -v d="$der" 'BEGIN {printf "%.0f", (1.2 * d + 64 * 1048576) / 1024}')" \
+until curl -fsS "http://127.0.0.1:$sp/healthz" | grep -q '"phase":"ready"'; do sleep 0.05; done
+t3=$(date +%s.%N)
+rss=$(awk '/VmRSS/ {print $2}' "/proc/$staplerd_pid/status")
+grep -E "event=(started|cache_loaded)" "$work/staplerd.log" || true
+echo "RESULT rows=$rows db_bytes=$dbsize der_bytes=$der warm_start_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')" \
+	"first_staple_s=$(awk -v a="$t0" -v b="$t2" 'BEGIN {printf "%.3f", b - a}')" \
+	"loaded_s=$(awk -v a="$t0" -v b="$t3" 'BEGIN {printf "%.2f", b - a}')" \
+	"rss_kib=$rss rss_limit_kib=$(awk -v d="$der" 'BEGIN {printf "%.0f", (1.15 * d + 64 * 1048576) / 1024}')" \
 	"rss_per_entry_b=$(awk -v r="$rss" -v n="$rows" 'BEGIN {printf "%.0f", r * 1024 / n}')" \
 	"der_per_entry_b=$(awk -v d="$der" -v n="$rows" 'BEGIN {printf "%.0f", d / n}')"

@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <sys/queue.h>
 
-#include <openssl/rand.h>
 
 #include "anon.h"
 #include "table.h"
@@ -44,8 +43,7 @@ anon_map_new(void)
 	m->t.hash = table_key_hash;
 	m->t.match = entry_match;
 	m->t.key_of = entry_key_of;
-	if (RAND_bytes((unsigned char *)&m->seed, sizeof(m->seed)) != 1)
-		m->seed = (uint64_t)(uintptr_t)m ^ (uint64_t)time(NULL);
+	m->seed = table_seed();
 	TAILQ_INIT(&m->order);
 	return m;
 }

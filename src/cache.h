@@ -86,6 +86,33 @@ int cache_get_issuer(struct cache *cache, const struct stapler_key *key,
  * when it returns non-zero. The row passed to cb is valid during the call only. */
 int cache_foreach(struct cache *cache, int (*cb)(const struct cache_row *row, void *arg), void *arg);
 
+/* A row as the warm start reads it: in row the key, the status and the times (its strings
+ * and blobs NULL); the DER and the encoded URL list point into SQLite's memory, valid during
+ * the callback only. Nothing is copied that an entry does not keep. */
+struct cache_load_row {
+	long long id;
+	struct cache_row row;
+	const unsigned char *der; size_t der_len;
+	const char *ocsp_urls;    /* NULL when absent */
+};
+
+/* The warm start in slices: calls cb for at most limit rows whose id is above *after, in id
+ * order, and moves *after to the last id read (an unreadable row is logged and passed over).
+ * Each call is one short read of its own (no statement stays open between calls, so writes
+ * and checkpoints go on between slices). Returns the number of rows read (0: none left), or
+ * -1 on an error or when cb returned non-zero. */
+long cache_load_slice(struct cache *cache, long long *after, long limit,
+    int (*cb)(const struct cache_load_row *r, void *arg), void *arg);
+/* Calls cb for every issuer (the issuer table: one row per CA); stops early and returns cb's
+ * value when it returns non-zero, -1 on error. The issuer is valid during the call only. */
+int cache_issuers_foreach(struct cache *cache,
+    int (*cb)(const struct cache_issuer *issuer, void *arg), void *arg);
+/* The encoded URL list (certs_urls_encode()) of one row of the issuer with these SHA-1 hashes
+ * (uppercase hex) under CertID algorithm alg: one lookup in the UNIQUE index. Returns 1 and
+ * sets *urls (free()), 0 when it has no such row, -1 on error. */
+int cache_issuer_urls(struct cache *cache, enum stapler_hash_alg alg, const char *name_hash,
+    const char *key_hash, char **urls);
+
 /* Number of rows, and of rows per status (counts[STAPLER_GOOD…STAPLER_UNKNOWN]). 0 or -1. */
 int cache_count(struct cache *cache, long long *total, long long counts[3]);
 /* At least as many as the rows of ocsp_response (the largest rowid; cheap at any size), or 0

@@ -69,6 +69,8 @@ static const struct key_def keys[] = {
 	    0, 10000000, RELOAD },
 	{ "cache", "anonymous_bytes", K_SIZE, OFF(anonymous_bytes), "64m", 0, 1L << 40, RELOAD },
 	{ "cache", "anonymous_ttl", K_DURATION, OFF(anonymous_ttl), "1h", 1, 0, RELOAD },
+	{ "cache", "load_batch", K_LONG, OFF(load_batch), "1000", 1, 1000000, RELOAD },
+	{ "cache", "load_max_cpu", K_LONG, OFF(load_max_cpu), "100", 1, 100, RELOAD },
 	{ "trust", "ca_file", K_STRING, OFF(ca_file), "/etc/staplerd/ca-bundle.pem", 0, 0, RELOAD },
 	{ "upstream", "timeout", K_DURATION, OFF(upstream_timeout), "10s", 1, 600, RELOAD },
 	{ "upstream", "accept_no_next_update", K_DURATION, OFF(accept_no_next_update), "0", 0,

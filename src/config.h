@@ -52,6 +52,8 @@ struct stapler_config {
 	long anonymous_entries;  /* answers to anonymous /ocsp misses held in memory at most */
 	size_t anonymous_bytes;  /* their DER bytes at most */
 	long long anonymous_ttl; /* seconds one is held at most */
+	long load_batch;         /* warm start: rows per slice of the background load */
+	long load_max_cpu;       /* warm start: % of the loop the background load may take */
 	/* [trust] */
 	char *ca_file;
 	/* [upstream] */

@@ -32,6 +32,11 @@
 #define DRAIN_GRACE_MS 1000
 /* How often the STATUS= line for systemd is refreshed (only when it changed). */
 #define STATUS_INTERVAL_S 5
+/* The background load: the longest pause between slices ([cache] load_max_cpu), and the
+ * pause after a slice the database failed (the load is tried again, the log says so at most
+ * once a minute). */
+#define LOAD_PAUSE_MAX_US 1000000
+#define LOAD_RETRY_US 1000000
 
 struct daemon {
 	struct event_base *base;
@@ -46,6 +51,10 @@ struct daemon {
 	struct refresher *refresh;
 	struct admin *admin;
 	struct event *sig_term, *sig_int, *sig_hup, *drain;
+	/* the warm start's slices, and when the daemon started (for the log line at the end) */
+	struct event *load;
+	struct timespec started;
+	time_t load_failed_logged;
 	int stopping;
 	int idle_ticks;
 	/* systemd notification (NULL without NOTIFY_SOCKET) and the STATUS= text sent last */
@@ -72,18 +81,25 @@ daemon_apply_log_level(const struct stapler_config *cfg)
 	return -1;
 }
 
-/* What systemctl status shows: the cache, the fetches, the upstreams in trouble. */
+/* What systemctl status shows: the load while it runs, the cache, the fetches, the
+ * upstreams in trouble. */
 static void
 status_text(const struct daemon *d, const char *prefix, char *buf, size_t cap)
 {
+	struct staple_load_progress lp;
+	char loading[128] = "";
 	size_t by[3];
 
 	if (prefix == NULL && d->note[0] != '\0')
 		prefix = d->note;
 	store_count_status(d->store, by);
-	snprintf(buf, cap, "%s%sserving %zu staples (%zu good, %zu revoked, %zu unknown); "
+	staple_service_load_progress(d->svc, &lp);
+	if (lp.phase == STAPLE_LOADING)
+		snprintf(loading, sizeof(loading), "loading the cache: %zu of at most %lld rows "
+		    "(the rest answered from the database); ", lp.rows, lp.bound);
+	snprintf(buf, cap, "%s%s%sserving %zu staples (%zu good, %zu revoked, %zu unknown); "
 	    "%zu fetches running, %zu queued; %zu upstreams failing", prefix != NULL ? prefix : "",
-	    prefix != NULL ? "; " : "", store_count(d->store), by[STAPLER_GOOD],
+	    prefix != NULL ? "; " : "", loading, store_count(d->store), by[STAPLER_GOOD],
 	    by[STAPLER_REVOKED], by[STAPLER_UNKNOWN], fetch_active(d->fetch), fetch_queued(d->fetch),
 	    fetch_hosts_failing(d->fetch));
 }
@@ -123,13 +139,73 @@ on_ready(evutil_socket_t fd, short what, void *arg)
 }
 
 static long long
-drain_elapsed_ms(const struct daemon *d)
+elapsed_us(const struct timespec *since)
 {
 	struct timespec now;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (long long)(now.tv_sec - d->drain_start.tv_sec) * 1000 +
-	    (now.tv_nsec - d->drain_start.tv_nsec) / 1000000;
+	return (long long)(now.tv_sec - since->tv_sec) * 1000000 +
+	    (now.tv_nsec - since->tv_nsec) / 1000;
+}
+
+static long long
+drain_elapsed_ms(const struct daemon *d)
+{
+	return elapsed_us(&d->drain_start) / 1000;
+}
+
+/* The warm start's pause after a slice that took busy_us: none at [cache] load_max_cpu =
+ * 100 (the loop still serves what is waiting between slices), else so that the load keeps
+ * to that share of the loop; at most LOAD_PAUSE_MAX_US. */
+long long
+daemon_load_pause_us(long long busy_us, long max_cpu)
+{
+	long long pause;
+
+	if (max_cpu >= 100 || max_cpu <= 0 || busy_us <= 0)
+		return 0;
+	pause = busy_us * (100 - max_cpu) / max_cpu;
+	return pause < LOAD_PAUSE_MAX_US ? pause : LOAD_PAUSE_MAX_US;
+}
+
+/* One slice of the warm start, [cache] load_batch rows, then back to the loop. */
+static void
+on_load(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+	struct staple_load_progress lp;
+	struct timespec t0;
+	struct timeval pause = { 0, 0 };
+	long long us;
+	int rc;
+
+	if (d->stopping)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	rc = staple_service_load_step(d->svc, d->cfg->load_batch);
+	us = elapsed_us(&t0);
+	if (rc == 0) {
+		staple_service_load_progress(d->svc, &lp);
+		log_info("cache_loaded", "rows=%zu cached=%zu seconds=%.2f read_by_key=%zu",
+		    lp.rows, store_count(d->store), (double)elapsed_us(&d->started) / 1e6,
+		    lp.by_key);
+		notify_state(d, NULL, NULL);
+		return;
+	}
+	if (rc < 0) {
+		us = LOAD_RETRY_US;
+		if (time(NULL) - d->load_failed_logged >= 60) {
+			d->load_failed_logged = time(NULL);
+			log_error("cache_load_failed", "reason=\"the database could not be read; "
+			    "tried again every second, and entries are read by key meanwhile\"");
+		}
+	} else {
+		us = daemon_load_pause_us(us, d->cfg->load_max_cpu);
+	}
+	pause.tv_sec = (time_t)(us / 1000000);
+	pause.tv_usec = (suseconds_t)(us % 1000000);
+	if (event_add(d->load, &pause) < 0)
+		log_error("cache_load_failed", "reason=\"cannot schedule the next slice\"");
 }
 
 static void
@@ -280,6 +356,8 @@ daemon_free(struct daemon *d)
 		event_free(d->sig_hup);
 	if (d->drain != NULL)
 		event_free(d->drain);
+	if (d->load != NULL)
+		event_free(d->load);
 	if (d->status_tick != NULL)
 		event_free(d->status_tick);
 	notify_close(&d->notify);
@@ -324,9 +402,10 @@ daemon_run(struct stapler_config *cfg)
 	struct daemon d = { .cfg = cfg };
 	struct timeval now = { 0, 0 }, status_every = { STATUS_INTERVAL_S, 0 };
 	char err[512], journal[4096];
-	long loaded;
+	struct staple_load_progress lp;
 	int rc = 1;
 
+	clock_gettime(CLOCK_MONOTONIC, &d.started);
 	signal(SIGPIPE, SIG_IGN);
 	if (notify_open(getenv("NOTIFY_SOCKET"), &d.notify, err, sizeof(err)) < 0)
 		log_warn("notify_unavailable", "error=\"%s\"", err);
@@ -355,11 +434,13 @@ daemon_run(struct stapler_config *cfg)
 		log_error("startup_failed", "error=\"out of memory\"");
 		goto out;
 	}
-	/* Warm start before listening: every valid cached staple is served from the first request. */
+	/* Warm start: the issuers and the index now, the rows in slices once the listener
+	 * answers; every valid cached staple is served from the first request (from its row
+	 * until its slice comes). */
 	if (d.notify != NULL && notify_send(d.notify, NULL, "loading the cache") < 0)
 		log_debug("notify_failed", "message=STATUS");
-	if ((loaded = staple_service_load(d.svc)) < 0) {
-		log_error("startup_failed", "error=\"cannot load the cache\"");
+	if (staple_service_load_begin(d.svc) < 0) {
+		log_error("startup_failed", "error=\"cannot read the cache\"");
 		goto out;
 	}
 	if ((d.refresh = refresh_new(d.base, d.cfg, d.cache, d.store, d.svc, d.fetch)) == NULL) {
@@ -406,8 +487,17 @@ daemon_run(struct stapler_config *cfg)
 		log_error("startup_failed", "error=\"cannot schedule the readiness notification\"");
 		goto out;
 	}
-	log_info("started", "version=%s config=\"%s\" anchors=%d cached=%ld",
-	    STAPLER_VERSION, cfg->path != NULL ? cfg->path : "", certs_trust_count(d.trust), loaded);
+	/* The revocation journal is replayed above, before the first slice: an entry it put
+	 * back is in memory, and the slices never replace an entry held. */
+	if ((d.load = event_new(d.base, -1, 0, on_load, &d)) == NULL || event_add(d.load, &now) < 0) {
+		log_error("startup_failed", "error=\"cannot schedule the cache load\"");
+		goto out;
+	}
+	staple_service_load_progress(d.svc, &lp);
+	log_info("started", "version=%s config=\"%s\" anchors=%d cached=%zu phase=%s "
+	    "rows_to_load=%lld seconds=%.3f", STAPLER_VERSION, cfg->path != NULL ? cfg->path : "",
+	    certs_trust_count(d.trust), store_count(d.store), staple_load_phase_name(lp.phase),
+	    lp.bound, (double)elapsed_us(&d.started) / 1e6);
 	if (event_base_dispatch(d.base) < 0) {
 		log_error("loop_failed", "error=\"event_base_dispatch\"");
 		goto out;

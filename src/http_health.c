@@ -137,6 +137,7 @@ http_health_handle(struct http_kit *kit, struct http_req *req, void *state)
 	struct persist *p = staple_service_persist(svc);
 	const struct health_scan *sc;
 	struct refresh_pace pace = { 0 };
+	struct staple_load_progress lp;
 	time_t now;
 	char failing[512], *buf = NULL;
 	size_t len = 0, by[3], n_failing;
@@ -184,7 +185,10 @@ http_health_handle(struct http_kit *kit, struct http_req *req, void *state)
 		fprintf(fp, "%s{\"reason\":\"database_not_writable\",\"pending_writes\":%zu,"
 		    "\"pending_revocations\":%zu,\"pending_writes_age_s\":%lld}", first ? "" : ",",
 		    persist_pending(p), persist_pending_revocations(p), backlog_age(p, now));
-	fprintf(fp, "],\"staples\":%zu,\"good\":%zu,\"revoked\":%zu,\"unknown\":%zu,"
+	staple_service_load_progress(svc, &lp);
+	fprintf(fp, "],\"phase\":\"%s\",\"rows_loaded\":%zu,\"rows_to_load\":%lld,"
+	    "\"read_by_key\":%zu", staple_load_phase_name(lp.phase), lp.rows, lp.bound, lp.by_key);
+	fprintf(fp, ",\"staples\":%zu,\"good\":%zu,\"revoked\":%zu,\"unknown\":%zu,"
 	    "\"expired\":%zu,\"near_expiry\":%zu,\"fetching\":%zu,\"fetch_queue\":%zu,"
 	    "\"waiting_clients\":%zu,\"connections\":%zu,\"pending_writes\":%zu,"
 	    "\"pending_writes_age_s\":%lld}\n",

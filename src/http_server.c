@@ -16,7 +16,6 @@
 #include <unistd.h>
 
 #include <event2/event.h>
-#include <openssl/rand.h>
 
 #include "http_server.h"
 #include "log.h"
@@ -1137,8 +1136,7 @@ http_server_new(struct event_base *base, const char *host, unsigned short port,
 	s->clients.hash = client_hash;
 	s->clients.match = client_match;
 	s->clients.key_of = client_key;
-	if (RAND_bytes((unsigned char *)&s->seed, sizeof(s->seed)) != 1)
-		s->seed = (uint64_t)time(NULL);
+	s->seed = table_seed();
 	http_server_set_limits(s, lim);
 	if ((s->fd = listen_on(host, port, err, errlen)) < 0)
 		goto fail;

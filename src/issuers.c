@@ -34,6 +34,7 @@ struct issuer {
 struct issuers {
 	struct table by_sha1;                /* owns the entries */
 	struct table by_sha2[SHA2_ALGS];
+	uint64_t seed;                       /* of every table */
 };
 
 static uint64_t
@@ -117,7 +118,7 @@ find(const struct issuers *r, const struct stapler_key *key)
 	unsigned char id[ID_SHA1_LEN];
 
 	key_id(key, id);
-	return table_get(&r->by_sha1, id, 0);
+	return table_get(&r->by_sha1, id, r->seed);
 }
 
 static void
@@ -145,6 +146,7 @@ issuers_new(void)
 		r->by_sha2[i].match = id_sha2_match[i];
 		r->by_sha2[i].key_of = id_sha2_of[i];
 	}
+	r->seed = table_seed();
 	return r;
 }
 
@@ -230,7 +232,7 @@ entry_for(struct issuers *r, X509 *issuer)
 
 	if (certs_issuer_hashes(issuer, id, id + STAPLER_SHA1_LEN) < 0)
 		return NULL;
-	if ((e = table_get(&r->by_sha1, id, 0)) != NULL)
+	if ((e = table_get(&r->by_sha1, id, r->seed)) != NULL)
 		return e;
 	if (r->by_sha1.count >= ISSUERS_MAX || (e = calloc(1, sizeof(*e))) == NULL)
 		return NULL;
@@ -254,15 +256,15 @@ entry_for(struct issuers *r, X509 *issuer)
 	if (!X509_up_ref(issuer))
 		goto fail;
 	e->cert = issuer;
-	if (table_put(&r->by_sha1, e, 0, &replaced) < 0) {
+	if (table_put(&r->by_sha1, e, r->seed, &replaced) < 0) {
 		issuer_free(e);
 		return NULL;
 	}
 	for (i = 0; i < SHA2_ALGS; i++) {
-		if (table_put(&r->by_sha2[i], e, 0, &replaced) < 0) {
+		if (table_put(&r->by_sha2[i], e, r->seed, &replaced) < 0) {
 			while (--i >= 0)
-				table_remove(&r->by_sha2[i], e->id_sha2[i], 0);
-			table_remove(&r->by_sha1, e->id_sha1, 0);
+				table_remove(&r->by_sha2[i], e->id_sha2[i], r->seed);
+			table_remove(&r->by_sha1, e->id_sha1, r->seed);
 			issuer_free(e);
 			return NULL;
 		}
@@ -351,7 +353,7 @@ issuers_key(const struct issuers *r, enum stapler_hash_alg alg, const unsigned c
 	if ((unsigned)alg >= STAPLER_HASH_ALG_COUNT)
 		return -1;
 	cid_of(name_hash, key_hash, stapler_hash_alg_len(alg), cid);
-	if ((e = table_get(table_for(r, alg), cid, 0)) == NULL)
+	if ((e = table_get(table_for(r, alg), cid, r->seed)) == NULL)
 		return -1;
 	memcpy(key->name_hash, e->id_sha1, STAPLER_SHA1_LEN);
 	memcpy(key->key_hash, e->id_sha1 + STAPLER_SHA1_LEN, STAPLER_SHA1_LEN);
@@ -385,7 +387,7 @@ issuers_resolve(struct issuers *r, const struct certs_trust *trust, time_t now,
 	}
 	n = (size_t)ASN1_STRING_length(nhash);
 	cid_of(ASN1_STRING_get0_data(nhash), ASN1_STRING_get0_data(khash), n, cid);
-	e = table_get(table_for(r, alg), cid, 0);
+	e = table_get(table_for(r, alg), cid, r->seed);
 	if (e != NULL && entry_trusted(e, trust, now)) {
 		cert = e->cert;
 		*urls = &e->urls;

@@ -469,7 +469,7 @@ persist_new(struct event_base *base, struct cache *cache, const char *journal)
 	p->ops.hash = table_key_hash;
 	p->ops.match = op_match;
 	p->ops.key_of = op_key_of;
-	p->seed = (uint64_t)(uintptr_t)p ^ (uint64_t)time(NULL);
+	p->seed = table_seed();
 	p->delay_ms = PERSIST_RETRY_FIRST_MS;
 	p->fault_log = LOG_LIMIT_ONCE_PER(PERSIST_LOG_INTERVAL);
 	p->adopt_slot = -1;

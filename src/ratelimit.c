@@ -6,7 +6,6 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include <openssl/rand.h>
 
 #include "ratelimit.h"
 #include "table.h"
@@ -52,8 +51,7 @@ ratelimit_new(void)
 	rl->t.hash = addr_hash;
 	rl->t.match = addr_match;
 	rl->t.key_of = addr_key_of;
-	if (RAND_bytes((unsigned char *)&rl->seed, sizeof(rl->seed)) != 1)
-		rl->seed = (uint64_t)(uintptr_t)rl ^ (uint64_t)time(NULL);
+	rl->seed = table_seed();
 	TAILQ_INIT(&rl->lru);
 	return rl;
 }

@@ -68,6 +68,7 @@ struct staple_service {
 	int (*admit)(void *ctx);     /* staple_service_admit(): may a client start a fetch now? */
 	void *admit_ctx;
 	time_t load_floor;           /* staple_service_load(): no entry counts as unused before */
+	struct staple_load_progress load;   /* the warm start in the background */
 	uint64_t seed;
 	uint64_t rng;                /* xorshift state: jitter only, not secrets */
 	struct issuers *issuers;   /* who the OCSP proxy serves, learned from stored staples */
@@ -219,7 +220,7 @@ staple_service_new(const struct stapler_config *cfg, const struct certs_trust *t
 	svc->backoff.hash = table_key_hash;
 	svc->backoff.match = anchor_match;
 	svc->backoff.key_of = anchor_key_of;
-	svc->seed = (uint64_t)(uintptr_t)svc ^ (uint64_t)time(NULL);
+	svc->seed = table_seed();
 	if (RAND_bytes((unsigned char *)&svc->rng, sizeof(svc->rng)) != 1 || svc->rng == 0)
 		svc->rng = svc->seed | 1;
 	if ((svc->issuers = issuers_new()) == NULL || (svc->anon = anon_map_new()) == NULL ||
@@ -510,33 +511,41 @@ staple_service_replay_journal(struct staple_service *svc)
 
 /* Learns the issuer of a cached row and its URLs for the OCSP proxy (one query per issuer). */
 static void
-learn_row_issuer(struct staple_service *svc, const struct cache_row *row,
+learn_row_issuer(struct staple_service *svc, const struct cache_row *row, const char *urls,
     const struct stapler_key *key)
 {
 	struct cache_issuer ci;
 
 	if (!issuers_known(svc->issuers, key)) {
 		if (cache_get_issuer(svc->cache, key, &ci) != 1 ||
-		    issuers_learn_der(svc->issuers, ci.cert_der, ci.cert_len, row->ocsp_urls) < 0)
+		    issuers_learn_der(svc->issuers, ci.cert_der, ci.cert_len, urls) < 0)
 			log_warn("issuer_not_learned", "issuer=%s", row->issuer_key_hash);
 		cache_issuer_clear(&ci);
 		return;
 	}
-	(void)issuers_add_urls(svc->issuers, key, row->ocsp_urls);
+	(void)issuers_add_urls(svc->issuers, key, urls);
 }
 
+/* A cached row becomes the entry held for its key, unless the service knows better: an entry
+ * in memory already (stored, refreshed or revoked since the start, or put back from the
+ * revocation journal) is newer than its row, and a row with a write waiting (an eviction, a
+ * newer answer) is older than what the service decided. Returns 1 when the entry was made,
+ * 0 when the row was passed over, -1 when memory ran out. */
 static int
-load_row(const struct cache_row *row, void *arg)
+entry_from_row(struct staple_service *svc, const struct cache_row *row, const unsigned char *der,
+    size_t der_len, const char *urls)
 {
-	struct staple_service *svc = arg;
 	struct stapler_key key;
 	struct staple *s;
+	int put;
 
 	if (cache_row_key(row, &key) < 0) {
 		log_warn("cache_row_skipped", "serial=%s issuer=%s reason=\"bad key\"", row->serial,
 		    row->issuer_key_hash);
 		return 0;
 	}
+	if (staple_service_write_pending(svc, &key))
+		return 0;
 	/* Stored by a version that kept answers to anonymous misses: never a revocation. */
 	if (not_issued(row->status, row->revoked_at, row->revocation_reason)) {
 		log_warn("cache_row_skipped", "serial=%s issuer=%s reason=\"stored answer says not "
@@ -547,7 +556,7 @@ load_row(const struct cache_row *row, void *arg)
 		return 0;
 	}
 	s = staple_new(&key, row->status, (time_t)row->this_update, (time_t)row->next_update,
-	    (time_t)row->produced_at, (time_t)row->fetched_at, row->response_der, row->response_len);
+	    (time_t)row->produced_at, (time_t)row->fetched_at, der, der_len);
 	if (s == NULL)
 		return -1;
 	s->refresh_at = (time_t)row->next_refresh_at;
@@ -556,28 +565,140 @@ load_row(const struct cache_row *row, void *arg)
 	 * gets a day (at most half its TTL) after the start to be asked for again. */
 	if (s->used_at < svc->load_floor)
 		s->used_at = svc->load_floor;
-	if (store_put(svc->store, s) < 0)
-		return -1;
-	learn_row_issuer(svc, row, &key);
+	/* One probe: what memory holds already stays (most rows are new: a staple made for
+	 * nothing is rare). */
+	if ((put = store_put_new(svc->store, s)) <= 0)
+		return put;
+	learn_row_issuer(svc, row, urls, &key);
+	return 1;
+}
+
+static int
+load_slice_row(const struct cache_load_row *r, void *arg)
+{
+	return entry_from_row(arg, &r->row, r->der, r->der_len, r->ocsp_urls) < 0 ? -1 : 0;
+}
+
+/* An issuer of the cache, learned before the listener opens with the URLs of one of its rows
+ * per CertID algorithm (index lookups), so the OCSP proxy knows every issuer and where to ask
+ * from the first request; the load adds the URLs of the other rows as it passes them. */
+static int
+learn_cached_issuer(const struct cache_issuer *ci, void *arg)
+{
+	struct staple_service *svc = arg;
+	char *urls = NULL;
+	int learned = 0;
+
+	enum stapler_hash_alg alg;
+
+	/* Every algorithm types.c names ("invalid" past the last parses as none). */
+	for (int i = 0; stapler_hash_alg_parse(stapler_hash_alg_name((enum stapler_hash_alg)i),
+	    &alg) == 0; i++) {
+		if (cache_issuer_urls(svc->cache, alg, ci->name_hash,
+		    ci->key_hash, &urls) == 1 &&
+		    issuers_learn_der(svc->issuers, ci->cert_der, ci->cert_len, urls) == 0)
+			learned = 1;
+		free(urls);
+		urls = NULL;
+	}
+	if (!learned)
+		(void)issuers_learn_der(svc->issuers, ci->cert_der, ci->cert_len, NULL);
 	return 0;
+}
+
+int
+staple_service_load_begin(struct staple_service *svc)
+{
+	long long ttl = svc->cfg->unused_ttl, grace = ttl / 2 < 86400 ? ttl / 2 : 86400;
+
+	svc->load_floor = time(NULL) - (time_t)(ttl - grace);
+	memset(&svc->load, 0, sizeof(svc->load));
+	svc->load.phase = STAPLE_LOADING;
+	/* The index sized once for what comes, not doubled twenty times on the way. */
+	if ((svc->load.bound = cache_rows_bound(svc->cache)) > 0)
+		(void)store_reserve(svc->store, (size_t)svc->load.bound);
+	if (cache_issuers_foreach(svc->cache, learn_cached_issuer, svc) != 0)
+		return -1;
+	/* The anchors may have changed while the daemon was down. */
+	retrust(svc);
+	return 0;
+}
+
+int
+staple_service_load_step(struct staple_service *svc, long limit)
+{
+	size_t issuers = issuers_count(svc->issuers);
+	long n;
+
+	if (svc->load.phase != STAPLE_LOADING)
+		return 0;
+	if ((n = cache_load_slice(svc->cache, &svc->load.after, limit, load_slice_row, svc)) < 0)
+		return -1;
+	svc->load.rows += (size_t)n;
+	/* An issuer first met in this slice is served once it is found trusted. */
+	if (issuers_count(svc->issuers) != issuers)
+		retrust(svc);
+	if (n < limit)
+		svc->load.phase = STAPLE_LOADED;
+	return svc->load.phase == STAPLE_LOADING;
 }
 
 long
 staple_service_load(struct staple_service *svc)
 {
-	long long ttl = svc->cfg->unused_ttl, grace = ttl / 2 < 86400 ? ttl / 2 : 86400;
+	int rc;
 
-	long long rows;
-
-	svc->load_floor = time(NULL) - (time_t)(ttl - grace);
-	/* The index sized once for what comes, not doubled twenty times on the way. */
-	if ((rows = cache_rows_bound(svc->cache)) > 0)
-		(void)store_reserve(svc->store, (size_t)rows);
-	if (cache_foreach(svc->cache, load_row, svc) != 0)
+	if (staple_service_load_begin(svc) < 0)
 		return -1;
-	/* The anchors may have changed while the daemon was down. */
-	retrust(svc);
-	return (long)store_count(svc->store);
+	while ((rc = staple_service_load_step(svc, 4096)) > 0)
+		;
+	return rc < 0 ? -1 : (long)store_count(svc->store);
+}
+
+void
+staple_service_load_progress(const struct staple_service *svc, struct staple_load_progress *out)
+{
+	*out = svc->load;
+}
+
+const char *
+staple_load_phase_name(enum staple_load_phase phase)
+{
+	return phase == STAPLE_LOADING ? "loading" : "ready";
+}
+
+/* staple_service_get(); *failed set when the row could not be read during the load (then
+ * nobody knows whether a revocation is stored for key: nothing may be fetched for it). */
+static const struct staple *
+held_get(struct staple_service *svc, const struct stapler_key *key, int *failed)
+{
+	const struct staple *s = store_get(svc->store, key);
+	struct cache_row row;
+	int rc;
+
+	*failed = 0;
+	if (s != NULL || svc->load.phase != STAPLE_LOADING)
+		return s;
+	/* Not loaded yet: its row, by the UNIQUE index (a few pages, tens of microseconds),
+	 * instead of a fetch while a valid row is there. */
+	if ((rc = cache_get(svc->cache, key, &row)) == 1 &&
+	    entry_from_row(svc, &row, row.response_der, row.response_len, row.ocsp_urls) == 1) {
+		svc->load.by_key++;
+		s = store_get(svc->store, key);
+	} else if (rc < 0) {
+		svc->load.lookup_failed++;
+		*failed = 1;
+	}
+	cache_row_clear(&row);
+	return s;
+}
+
+const struct staple *
+staple_service_get(struct staple_service *svc, const struct stapler_key *key)
+{
+	int failed;
+
+	return held_get(svc, key, &failed);
 }
 
 /* Every URL failed. A cached entry keeps its response byte for byte (served until its
@@ -1336,7 +1457,7 @@ target_check(struct staple_service *svc, const struct staple_target *t, char *er
  * /ocsp miss for a SHA-1 entry is no stranger's), or it is an intermediate of the trust
  * bundle. */
 static int
-proven(const struct staple_service *svc, const struct stapler_key *key)
+proven(struct staple_service *svc, const struct stapler_key *key)
 {
 	struct stapler_key other = *key;
 
@@ -1344,7 +1465,7 @@ proven(const struct staple_service *svc, const struct stapler_key *key)
 		for (int params = STAPLER_PARAMS_NULL; params <= STAPLER_PARAMS_ABSENT; params++) {
 			other.hash_alg = (unsigned char)alg;
 			other.hash_params = (unsigned char)params;
-			if (!stapler_key_equal(&other, key) && store_get(svc->store, &other) != NULL)
+			if (!stapler_key_equal(&other, key) && staple_service_get(svc, &other) != NULL)
 				return 1;
 		}
 	}
@@ -1417,12 +1538,22 @@ ensure(struct staple_service *svc, struct staple_target *t, const unsigned char 
 	struct pending *p = NULL, *running;
 	struct staple_wait *w;
 	enum staple_outcome out;
-	const struct staple *held = store_get(svc->store, &t->key);
+	int unreadable;
+	/* While the warm start loads, an entry not loaded yet is read by its key: answered
+	 * from its row, and a refresh or a new answer is judged against it (a revocation held
+	 * in the database is never replaced by an older or a good answer). */
+	const struct staple *held = held_get(svc, &t->key, &unreadable);
 	/* A miss for a certificate nobody proved exists (proven()): its answer is held apart, so
 	 * that an outsider's request never becomes what a submission is served. */
 	int anonymous = t->anonymous && !refresh && held == NULL && !proven(svc, &t->key);
 	char err[512] = "";
 	void *replaced;
+
+	if (unreadable) {
+		staple_target_free(&t);
+		return answer_now(ans, STAPLE_UNAVAILABLE, NULL, "the cache is loading and its row "
+		    "cannot be read now");
+	}
 
 	if (!refresh && (s = held) != NULL && staple_servable(s, now)) {
 		store_used(s, now);

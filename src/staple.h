@@ -123,8 +123,40 @@ void staple_service_log_refusal(struct staple_service *svc, const char *route, i
 /* The write-behind queue in use, or NULL. */
 struct persist *staple_service_persist(const struct staple_service *svc);
 
-/* Loads every cached row into the memory index (warm start). Returns the count, or -1. */
+/* The warm start (docs/design.md "Warm start"): the listener opens after
+ * staple_service_load_begin(), the rows come in slices from the loop after it, and meanwhile
+ * an entry not loaded yet is read from the database by its key when it is asked for. */
+enum staple_load_phase {
+	STAPLE_LOADED = 0,     /* "ready": every row is in memory (or no load was begun) */
+	STAPLE_LOADING,        /* "loading": slices to come; misses are looked up by key */
+};
+struct staple_load_progress {
+	enum staple_load_phase phase;
+	long long after;       /* the largest rowid loaded so far */
+	long long bound;       /* the largest rowid at the start: at least the rows to load */
+	size_t rows;           /* rows read by the slices */
+	size_t by_key;         /* entries read by key before their slice came */
+	size_t lookup_failed;  /* lookups by key the database failed */
+};
+/* Sizes the index for the rows to come, learns every issuer of the cache (so the OCSP proxy
+ * serves them from the first request) and enters the loading phase. Cheap at any size (index
+ * lookups). Returns 0, or -1 when the database cannot be read. */
+int staple_service_load_begin(struct staple_service *svc);
+/* Loads the next at most limit rows into memory. An entry in memory already, or with a write
+ * waiting, is newer than its row and stays. Returns 1 while rows remain, 0 once every row is
+ * loaded (the phase is then STAPLE_LOADED), -1 when the database failed (try again later). */
+int staple_service_load_step(struct staple_service *svc, long limit);
+/* begin, then every step at once (staplerctl-like callers and tests). Returns the entries
+ * held, or -1. */
 long staple_service_load(struct staple_service *svc);
+void staple_service_load_progress(const struct staple_service *svc,
+    struct staple_load_progress *out);
+/* "loading" or "ready" (/healthz, the systemd status). */
+const char *staple_load_phase_name(enum staple_load_phase phase);
+/* The staple held for key, or NULL. While loading, an entry not loaded yet is read from the
+ * database by its key (one lookup in the UNIQUE index) and kept; NULL when it has no row.
+ * Valid as store_get()'s answer is. */
+const struct staple *staple_service_get(struct staple_service *svc, const struct stapler_key *key);
 
 /* Resolves a request body (PEM chain or DER certificate). Returns NULL with *ans set when the
  * answer is known now (memory hit, bad input, refusal); otherwise returns a wait handle and

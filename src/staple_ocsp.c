@@ -28,7 +28,7 @@ staple_ocsp_hit(struct staple_service *svc, const unsigned char *der, size_t len
 	key.hash_params = (unsigned char)v.params;
 	key.serial_len = (unsigned char)v.serial_len;
 	memcpy(key.serial, v.serial, v.serial_len);
-	if ((s = store_get(staple_service_store(svc), &key)) == NULL || !staple_servable(s, now))
+	if ((s = staple_service_get(svc, &key)) == NULL || !staple_servable(s, now))
 		return NULL;
 	if (issuers_get(staple_service_issuers(svc), &key, staple_service_trust(svc), now,
 	    &trusted) == NULL || !trusted)
@@ -82,7 +82,7 @@ staple_ocsp(struct staple_service *svc, OCSP_CERTID *id, int trusted, time_t now
 		    miss == ISSUERS_BAD_SERIAL ? "serial_too_long" : "unknown_issuer");
 		goto out;
 	}
-	if ((s = store_get(staple_service_store(svc), &key)) != NULL && staple_servable(s, now)) {
+	if ((s = staple_service_get(svc, &key)) != NULL && staple_servable(s, now)) {
 		store_used(s, now);
 		w = hit(ans, s);
 		goto out;

@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 
 #include "ocsp.h"
 #include "table.h"
@@ -63,8 +62,7 @@ store_new(void)
 
 	if (s == NULL)
 		return NULL;
-	if (RAND_bytes((unsigned char *)&s->seed, sizeof(s->seed)) != 1)
-		s->seed = (uint64_t)time(NULL);
+	s->seed = table_seed();
 	s->staples.hash = table_key_hash;
 	s->staples.match = staple_match;
 	s->staples.key_of = staple_key_of;
@@ -168,6 +166,21 @@ store_put(struct store *store, struct staple *s)
 	store->bytes += s->der_len;
 	free(old);
 	return 0;
+}
+
+int
+store_put_new(struct store *store, struct staple *s)
+{
+	int rc = table_put_new(&store->staples, s, store->seed);
+
+	if (rc != 0) {
+		free(s);
+		return rc < 0 ? -1 : 0;
+	}
+	if ((unsigned)s->status < 3)
+		store->by_status[s->status]++;
+	store->bytes += s->der_len;
+	return 1;
 }
 
 int

@@ -65,6 +65,10 @@ long staple_max_age(const struct staple *s, time_t now);
 
 /* Takes ownership of s, replacing any staple with the same key. Returns 0 or -1 (s freed). */
 int store_put(struct store *store, struct staple *s);
+/* Takes ownership of s unless a staple with its key is held (the held one stays: a warm start
+ * never replaces what is newer than its row). Returns 1 when put, 0 when one was held, -1
+ * when memory ran out; s is freed unless put. */
+int store_put_new(struct store *store, struct staple *s);
 /* Sizes the index for n staples at once (warm start). Returns 0 or -1. */
 int store_reserve(struct store *store, size_t n);
 /* Returns the staple for key, or NULL. Valid until the next store_put/store_remove of that key. */

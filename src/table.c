@@ -2,9 +2,24 @@
  * deletion, so probe runs stay unbroken without tombstones. */
 #include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
+
+#include <openssl/rand.h>
 
 #include "table.h"
 #include "stapler/types.h"
+
+uint64_t
+table_seed(void)
+{
+	static int fallback;
+	uint64_t seed;
+
+	if (RAND_bytes((unsigned char *)&seed, sizeof(seed)) == 1)
+		return seed;
+	return (uint64_t)(uintptr_t)&fallback ^ (uint64_t)time(NULL) ^
+	    ((uint64_t)++fallback << 32);
+}
 
 uint64_t
 table_fnv(uint64_t h, const unsigned char *p, size_t n)
@@ -98,6 +113,21 @@ table_put(struct table *t, void *entry, uint64_t seed, void **replaced)
 	t->slot[i] = entry;
 	if (*replaced == NULL)
 		t->count++;
+	return 0;
+}
+
+int
+table_put_new(struct table *t, void *entry, uint64_t seed)
+{
+	size_t i;
+
+	if ((t->count + 1) * 4 > t->cap * 3 && grow(t, seed) < 0)
+		return -1;
+	i = find(t, t->key_of(entry), seed);
+	if (t->slot[i] != NULL)
+		return 1;
+	t->slot[i] = entry;
+	t->count++;
 	return 0;
 }
 

@@ -17,6 +17,11 @@ struct table {
 	const void *(*key_of)(const void *entry);
 };
 
+/* A new seed for a table's hash: random (OpenSSL's RAND_bytes), so that whoever chooses the
+ * keys (a client submitting certificates, an address opening connections) cannot aim them at
+ * one probe run; the clock and an address when the generator fails. The one way every table
+ * here is seeded. */
+uint64_t table_seed(void);
 /* FNV-1a over n bytes, continuing from h. */
 uint64_t table_fnv(uint64_t h, const unsigned char *p, size_t n);
 /* Hash of a struct stapler_key (for tables keyed by one). */
@@ -27,6 +32,10 @@ void *table_get(const struct table *t, const void *key, uint64_t seed);
 /* Stores entry (not owned by the table). Returns 0 and sets *replaced to the entry it
  * displaced (or NULL), or -1 when memory ran out. */
 int table_put(struct table *t, void *entry, uint64_t seed, void **replaced);
+/* Stores entry unless the table holds one with its key: one probe (a warm start's rows, most
+ * of them new). Returns 0 when stored, 1 when one was there (entry not stored), -1 when memory
+ * ran out. */
+int table_put_new(struct table *t, void *entry, uint64_t seed);
 /* Sizes the table for n entries at once (a warm start knows how many come), so that putting
  * them rehashes nothing. Returns 0 or -1 (memory). */
 int table_reserve(struct table *t, size_t n, uint64_t seed);

@@ -490,22 +490,46 @@ class OcspResponder:
     Readiness is read from its log only. Never connect to its port to probe it: OpenSSL 3.0's
     responder spins and stops answering after a connection that closes without a request."""
 
-    def __init__(self, ca, dir, port=None, signer=None, ndays=7, extra_args=()):
+    def __init__(self, ca, dir, port=None, signer=None, ndays=7, extra_args=(),
+                 restartable=False):
         self.ca = ca
         self.dir = dir
         self.port = port or free_port()
         self.signer = signer or ca.responder_cert or ca
         self.ndays = ndays
         self.extra_args = list(extra_args)
-        self.log = os.path.join(dir, "ocsp-%s-%d.log" % (ca.name, self.port))
         self.proc = None
+        # restartable: port is a CountingForwarder of ours in front of `openssl ocsp` on a port
+        # of its own, so restart() never leaves the port refusing (see restart()).
+        self.restartable = restartable
+        self.front = None
+        self.back_port = free_port() if restartable else self.port
+        self.log = os.path.join(dir, "ocsp-%s-%d.log" % (ca.name, self.back_port))
 
     @property
     def url(self):
         return ocsp_url(self.port)
 
+    def restart(self):
+        """A new `openssl ocsp` that has read the CA's index again (OpenSSL 3.0's responder
+        never rereads it): a revocation is answered from now on. A restartable responder
+        moves its front to a new process before the old one stops, so no request in between
+        is refused: a refresh failing in such a gap backs off longer than a test waits. Any
+        other stops and starts again on its port."""
+        if self.front is None or self.proc is None:
+            self.stop()
+            return self.start()
+        old = self.proc
+        self.back_port = free_port()
+        self.log = os.path.join(self.dir, "ocsp-%s-%d.log" % (self.ca.name, self.back_port))
+        self.proc = None
+        self.start()
+        time.sleep(0.3)             # requests forwarded to the old process end first
+        stop_process(old, timeout=5)
+        return self
+
     def start(self):
-        args = [OPENSSL, "ocsp", "-index", self.ca.index, "-port", str(self.port),
+        args = [OPENSSL, "ocsp", "-index", self.ca.index, "-port", str(self.back_port),
                 "-rsigner", self.signer.cert, "-rkey", self.signer.key, "-CA", self.ca.cert,
                 "-ndays", str(self.ndays)] + self.extra_args
         ready = "waiting for OCSP client connections"
@@ -522,12 +546,20 @@ class OcspResponder:
         if self.proc.poll() is not None or not ok:
             self.stop()
             raise AssertionError("openssl ocsp did not start on port %d:\n%s"
-                                 % (self.port, read_text(self.log, 4000)))
+                                 % (self.back_port, read_text(self.log, 4000)))
+        if self.restartable and self.front is None:
+            self.front = CountingForwarder(self.back_port, port=self.port).start()
+        elif self.front is not None:
+            self.front.upstream_port = self.back_port
         return self
 
     def stop(self):
+        """Stops the responder: its port refuses from now on (the upstream is down)."""
         stop_process(self.proc, timeout=5)
         self.proc = None
+        if self.front is not None:
+            self.front.stop()
+            self.front = None
 
 
 class LoopbackHTTPServer:
@@ -950,12 +982,21 @@ class IntegrationTestCase(unittest.TestCase):
 
     # Process helpers: each one is stopped by PID in cleanup, whatever happens.
     def responder(self, ca, **kw):
+        """`openssl ocsp` for ca, started (OcspResponder's arguments; restartable=True puts a
+        forwarder of ours in front, for gapless restart())."""
         if ca.responder_cert is None and "signer" not in kw:
             self.pki.responder(ca)
         r = OcspResponder(ca, self.tmp, **kw)
         self._logs.append(r.log)
         self.addCleanup(r.stop)
         return r.start()
+
+    def revoke_at_upstream(self, resp, cert):
+        """The CA revokes cert, and its responder resp answers revoked from now on (restarted:
+        without a refused request in between when resp is restartable)."""
+        resp.ca.revoke(cert)
+        resp.restart()
+        self._logs.append(resp.log)
 
     def forwarder(self, upstream_port, port=None):
         f = CountingForwarder(upstream_port, port=port).start()

@@ -43,7 +43,7 @@ class FullDiskRecoveryTest(IntegrationTestCase):
                   for i in range(n_during)]
         after = [self.pki.leaf(root, "after-%d" % i, serial="72%02d" % i, ocsp_urls=[url])
                  for i in range(n_after)]
-        self.resp = self.responder(root, port=port, ndays=7)
+        self.resp = self.responder(root, port=port, ndays=7, restartable=True)
         dbdir = os.path.join(self.tmp, "db")
         os.makedirs(dbdir)
         disk = FullDisk(dbdir, size="3m")
@@ -60,9 +60,7 @@ class FullDiskRecoveryTest(IntegrationTestCase):
 
     def revoke(self, root, port, leaf, d):
         """Revokes leaf at the upstream and waits until staplerd serves it revoked."""
-        self.resp.stop()
-        root.revoke(leaf)
-        self.resp = self.responder(root, port=port, ndays=7)
+        self.revoke_at_upstream(self.resp, leaf)
         self.assertTrue(wait_until(lambda: ": revoked" in response_text(
             d.staple(leaf.pem(), PEM)[2], self.tmp), 20), read_text(d.log, 3000))
 
@@ -129,17 +127,15 @@ class LockedStopTest(IntegrationTestCase):
         port = free_port()
         leaf = self.pki.leaf(root, "leaf", serial="7300",
                              ocsp_urls=["http://127.0.0.1:%d/" % port])
-        resp = self.responder(root, port=port, ndays=7)
+        resp = self.responder(root, port=port, ndays=7, restartable=True)
         d = self.staplerd(self.pki.bundle("ca.pem", root), extra=(
             "[refresh]\nwindow = 30d\nmin_interval = 1s\ncheck_interval = 1s\n"))
         self.assertEqual(d.staple(leaf.pem(), PEM)[0], 200)
         d.wait_rows(1)
-        resp.stop()
-        root.revoke(leaf)
         holder = sqlite3.connect(d.database, timeout=1, isolation_level=None)
         self.addCleanup(holder.close)
         holder.execute("BEGIN IMMEDIATE")
-        resp = self.responder(root, port=port, ndays=7)
+        self.revoke_at_upstream(resp, leaf)
         self.assertTrue(wait_until(lambda: ": revoked" in response_text(
             d.staple(leaf.pem(), PEM)[2], self.tmp), 20), read_text(d.log, 3000))
         self.assertEqual(d.stop(), 0)

@@ -166,14 +166,12 @@ class RefreshTest(IntegrationTestCase):
 
     def test_revoked_replaces_good_and_is_never_rolled_back(self):
         leaf, proxy = self.leaf_behind_proxy("leaf", "3101")
-        resp = self.responder(self.root, port=self.port, ndays=7)
+        resp = self.responder(self.root, port=self.port, ndays=7, restartable=True)
         d = self.staplerd(self.ca_file, extra=FAST_REFRESH)
         good = self.staple_ok(d, leaf)
         self.assertIn(": good", response_text(good, self.tmp))
-        # The CA revokes it; the responder rereads its index on restart.
-        resp.stop()
-        self.root.revoke(leaf)
-        self.responder(self.root, port=self.port, ndays=7)
+        # The CA revokes it (the responder, restarted with no gap, reads its index again).
+        self.revoke_at_upstream(resp, leaf)
         self.wait_row(d, leaf, lambda r: r["cert_status"] == "revoked")
         revoked = self.staple_ok(d, leaf)
         self.assertIn(": revoked", response_text(revoked, self.tmp))
@@ -271,11 +269,14 @@ class RefreshTest(IntegrationTestCase):
         self.assertEqual(d.stop(), 0)
         resp.stop()
         proxy.set("close")
+        n0 = proxy.count
         d.start(new_port=True)
         self.assertEqual(self.staple_ok(d, leaf), first)
-        # The warm start spreads due entries instead of refetching at once; a failed refresh
-        # later does not take the staple away.
-        time.sleep(1.5)
+        # The warm start spreads due entries (over 5 check intervals) instead of refetching
+        # at once; the refresh that comes then fails, and does not take the staple away.
+        self.assertTrue(wait_until(lambda: self.row(d, leaf)["failures"] >= 1, 15),
+                        "no refresh failed after the restart")
+        self.assertGreater(proxy.count, n0)
         self.assertEqual(self.staple_ok(d, leaf), first)
 
     def test_refresh_is_not_capped_at_one_backlog_per_tick(self):

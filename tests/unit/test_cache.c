@@ -1300,6 +1300,61 @@ test_report_due_matches_scheduler(void **state)
 	cache_close(&c);
 }
 
+/* What the warm start reads per row (cache_load_slice()) carries the whole key, the
+ * parameters' encoding included: one certificate's NULL and absent rows load as two entries;
+ * and the issuer's URLs are found under either encoding. */
+static int
+collect_loaded(const struct cache_load_row *r, void *arg)
+{
+	struct stapler_key *keys = arg;
+	size_t i = 0;
+
+	while (keys[i].serial_len != 0)
+		i++;
+	assert_true(i < 4);
+	assert_int_equal(cache_row_key(&r->row, &keys[i]), 0);
+	assert_true(r->der_len > 0);
+	return 0;
+}
+
+static void
+test_load_slice_keeps_key_forms(void **state)
+{
+	char path[600], *urls = NULL;
+	struct cache *c;
+	struct cache_issuer iss;
+	struct stapler_key keys[4];
+	long long after = 0;
+
+	(void)state;
+	db_path(path, sizeof(path));
+	c = open_rw(path);
+	make_issuer(&iss, KEY_A, "CN=Test CA");
+	for (int pa = STAPLER_PARAMS_NULL; pa <= STAPLER_PARAMS_ABSENT; pa++) {
+		struct cache_row row;
+
+		make_row(&row, KEY_A, "7A", STAPLER_GOOD);
+		row.hash_alg = STAPLER_HASH_SHA256;
+		row.hash_params = (enum stapler_hash_params)pa;
+		assert_int_equal(cache_store(c, &iss, &row), 0);
+		cache_row_clear(&row);
+	}
+	memset(keys, 0, sizeof(keys));
+	assert_int_equal(cache_load_slice(c, &after, 10, collect_loaded, keys), 2);
+	assert_int_equal(keys[0].hash_alg, STAPLER_HASH_SHA256);
+	assert_int_equal(keys[0].hash_params + keys[1].hash_params,
+	    STAPLER_PARAMS_NULL + STAPLER_PARAMS_ABSENT);
+	assert_false(stapler_key_equal(&keys[0], &keys[1]));
+	assert_int_equal(cache_load_slice(c, &after, 10, collect_loaded, keys), 0);
+	assert_int_equal(cache_issuer_urls(c, STAPLER_HASH_SHA256, iss.name_hash, iss.key_hash,
+	    &urls), 1);
+	free(urls);
+	assert_int_equal(cache_issuer_urls(c, STAPLER_HASH_SHA1, iss.name_hash, iss.key_hash,
+	    &urls), 0);
+	cache_issuer_clear(&iss);
+	cache_close(&c);
+}
+
 int
 main(void)
 {
@@ -1319,6 +1374,7 @@ main(void)
 		cmocka_unit_test(test_count),
 		cmocka_unit_test(test_due_order_limit_and_expired_certs),
 		cmocka_unit_test(test_due_most_urgent_first),
+		cmocka_unit_test(test_load_slice_keeps_key_forms),
 		cmocka_unit_test(test_set_refresh_and_failure_keep_response),
 		cmocka_unit_test(test_delete_and_purge),
 		cmocka_unit_test(test_spread_due),

@@ -30,6 +30,7 @@
 #include "certs.h"
 #include "chain.h"
 #include "config.h"
+#include "daemon.h"
 #include "fetch.h"
 #include "staple.h"
 #include "store.h"
@@ -876,6 +877,162 @@ test_outcome_table(void **state)
 	assert_int_equal(staple_outcome_http((enum staple_outcome)99), 500);
 }
 
+/* A restart on the same database: a new store and service, the warm start begun (the index
+ * sized, the issuers learned), no row loaded yet. */
+static void
+restart_loading(struct world *w)
+{
+	struct staple_load_progress lp;
+
+	staple_service_free(&w->svc);
+	store_free(&w->store);
+	assert_non_null(w->store = store_new());
+	assert_non_null(w->svc = staple_service_new(w->cfg, w->trust, w->cache, w->store,
+	    w->fetch));
+	assert_int_equal(staple_service_load_begin(w->svc), 0);
+	staple_service_load_progress(w->svc, &lp);
+	assert_int_equal(lp.phase, STAPLE_LOADING);
+	assert_int_equal(store_count(w->store), 0);
+}
+
+/* Runs the load's slices to the end; returns the rows they read. */
+static size_t
+load_rest(struct world *w)
+{
+	struct staple_load_progress lp;
+	int rc, slices = 0;
+
+	while ((rc = staple_service_load_step(w->svc, 1)) == 1)
+		assert_true(++slices < 100);
+	assert_int_equal(rc, 0);
+	staple_service_load_progress(w->svc, &lp);
+	assert_int_equal(lp.phase, STAPLE_LOADED);
+	return lp.rows;
+}
+
+/* While the warm start loads, an entry not loaded yet is answered from its row, as a value,
+ * with no upstream contact; the slices then pass it over and load the rest. */
+static void
+test_load_answers_by_key(void **state)
+{
+	struct world *w = *state;
+	struct cache_row row;
+	struct seen c = { 0 };
+	struct staple_answer ans;
+	struct staple_load_progress lp;
+	struct stapler_key key;
+	size_t len;
+	unsigned char *body;
+
+	fetch_leaf(w, &row);
+	assert_int_equal(cache_row_key(&row, &key), 0);
+	assert_int_equal(w->upstream_requests, 1);
+	restart_loading(w);
+
+	body = body_of(&w->leaf, &w->ca, &len);
+	assert_null(submit(w, body, len, &ans, &c));
+	assert_int_equal(ans.outcome, STAPLE_OK);
+	assert_int_equal(ans.staple->status, STAPLER_GOOD);
+	assert_int_equal(ans.staple->der_len, row.response_len);
+	assert_memory_equal(ans.staple->der, row.response_der, row.response_len);
+	run_idle(w);
+	assert_int_equal(c.calls, 0);
+	assert_int_equal(w->upstream_requests, 1);
+	staple_service_load_progress(w->svc, &lp);
+	assert_int_equal(lp.by_key, 1);
+	assert_int_equal(lp.rows, 0);
+	/* A key with no row: nothing to read, nothing made. */
+	key.serial[0] ^= 0x55;
+	assert_null(staple_service_get(w->svc, &key));
+	assert_int_equal(store_count(w->store), 1);
+
+	assert_int_equal(load_rest(w), 1);
+	assert_int_equal(store_count(w->store), 1);
+	free(body);
+	cache_row_clear(&row);
+}
+
+/* The race of a refresh with the load: the row holds a revocation, the upstream now says
+ * good. The entry is read by key before the fetch, so the good answer is a rollback, refused;
+ * the slice that reaches the row later keeps what memory holds. */
+static void
+test_load_revocation_wins(void **state)
+{
+	struct world *w = *state;
+	struct cache_row row, after;
+	struct stapler_key key;
+	const struct staple *s;
+	struct seen r = { 0 };
+	struct staple_answer ans;
+
+	fetch_leaf(w, &row);
+	assert_int_equal(cache_row_key(&row, &key), 0);
+	row.status = STAPLER_REVOKED;
+	row.revoked_at = (long long)w->now - 3600;
+	row.revocation_reason = 1;
+	assert_int_equal(cache_store(w->cache, NULL, &row), 0);
+	restart_loading(w);
+
+	r.w = w;
+	assert_non_null(staple_refresh_row(w->svc, &row, time(NULL), &ans, on_staple, &r));
+	run_until(w, &r.calls, 1);
+	/* "says good for a revoked certificate": refused as a rollback. */
+	assert_int_equal(r.outcome, STAPLE_UPSTREAM_FAILED);
+	assert_int_equal(w->upstream_requests, 2);
+	assert_non_null(s = store_get(w->store, &key));
+	assert_int_equal(s->status, STAPLER_REVOKED);
+	assert_int_equal(load_rest(w), 1);
+	assert_non_null(s = store_get(w->store, &key));
+	assert_int_equal(s->status, STAPLER_REVOKED);
+	assert_int_equal(cache_get(w->cache, &key, &after), 1);
+	assert_int_equal(after.status, STAPLER_REVOKED);
+	cache_row_clear(&after);
+	cache_row_clear(&row);
+}
+
+/* What memory holds when a slice reaches a row is newer than the row (a revocation put back
+ * from the journal, a new answer), and an entry evicted during the load stays evicted. */
+static void
+test_load_keeps_what_memory_holds(void **state)
+{
+	struct world *w = *state;
+	struct cache_row row;
+	struct stapler_key key;
+	struct staple *revoked;
+	const struct staple *s;
+
+	fetch_leaf(w, &row);
+	assert_int_equal(cache_row_key(&row, &key), 0);
+	restart_loading(w);
+	assert_non_null(revoked = staple_new(&key, STAPLER_REVOKED, (time_t)row.this_update + 1,
+	    (time_t)row.next_update, (time_t)row.produced_at, (time_t)row.fetched_at,
+	    row.response_der, row.response_len));
+	assert_int_equal(store_put(w->store, revoked), 0);
+	assert_int_equal(load_rest(w), 1);
+	assert_non_null(s = store_get(w->store, &key));
+	assert_int_equal(s->status, STAPLER_REVOKED);
+
+	restart_loading(w);
+	assert_int_equal(staple_service_evict(w->svc, &key), 1);
+	assert_int_equal(load_rest(w), 0);
+	assert_null(store_get(w->store, &key));
+	assert_null(staple_service_get(w->svc, &key));
+	cache_row_clear(&row);
+}
+
+/* [cache] load_max_cpu: the pause after a slice keeps the load to its share of the loop. */
+static void
+test_load_pause(void **state)
+{
+	(void)state;
+	assert_int_equal(daemon_load_pause_us(3000, 100), 0);
+	assert_int_equal(daemon_load_pause_us(3000, 50), 3000);
+	assert_int_equal(daemon_load_pause_us(3000, 25), 9000);
+	assert_int_equal(daemon_load_pause_us(3000, 1), 297000);
+	assert_int_equal(daemon_load_pause_us(30000, 1), 1000000);
+	assert_int_equal(daemon_load_pause_us(0, 10), 0);
+}
+
 int
 main(void)
 {
@@ -895,6 +1052,10 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_upstream_max_age_postpones_refresh, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_load_answers_by_key, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_load_revocation_wins, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_load_keeps_what_memory_holds, setup, teardown),
+		cmocka_unit_test(test_load_pause),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -241,6 +241,32 @@ test_put_get_replace_remove(void **state)
 	store_free(NULL);
 }
 
+/* The warm start's put: what is held stays (newer than a row), a new key is put, the counts
+ * follow only what was put (the staple not put is freed: ASan checks). */
+static void
+test_put_new_keeps_what_is_held(void **state)
+{
+	struct store *st = store_new();
+	struct stapler_key a = key_of(HASH_A, "4D45544552000001");
+	struct stapler_key b = key_of(HASH_A, "4D45544552000002");
+	size_t counts[3];
+
+	assert_non_null(st);
+	assert_int_equal(store_put(st, make(&a, STAPLER_REVOKED, T0 + 10, T0 + DAY, "revoked")), 0);
+	assert_int_equal(store_put_new(st, make(&a, STAPLER_GOOD, T0, T0 + DAY, "good row")), 0);
+	assert_int_equal(store_get(st, &a)->status, STAPLER_REVOKED);
+	assert_memory_equal(store_get(st, &a)->der, "revoked", 7);
+	assert_int_equal(store_count(st), 1);
+	assert_int_equal(store_bytes(st), 7);
+	assert_int_equal(store_put_new(st, make(&b, STAPLER_GOOD, T0, T0 + DAY, "good")), 1);
+	assert_int_equal(store_count(st), 2);
+	assert_int_equal(store_bytes(st), 11);
+	store_count_status(st, counts);
+	assert_int_equal(counts[STAPLER_GOOD], 1);
+	assert_int_equal(counts[STAPLER_REVOKED], 1);
+	store_free(&st);
+}
+
 /* Thousands of staples stay findable through growth, replacement and removal. */
 static void
 test_many_staples(void **state)
@@ -539,16 +565,30 @@ test_table_replace(void **state)
 	assert_null(table_get(&t, &b.k, 0));
 }
 
+/* Every table's seed comes from table_seed(): random, so two differ (the clock alone, the old
+ * fallback of some tables, would repeat within a second). */
+static void
+test_table_seed(void **state)
+{
+	uint64_t a = table_seed(), b = table_seed();
+
+	(void)state;
+	assert_true(a != b);
+	assert_true(a != 0 || b != 0);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_table_seed),
 		cmocka_unit_test(test_staple_new_headers),
 		cmocka_unit_test(test_key_form_byte),
 		cmocka_unit_test(test_etag_per_bytes),
 		cmocka_unit_test(test_servable),
 		cmocka_unit_test(test_max_age),
 		cmocka_unit_test(test_put_get_replace_remove),
+		cmocka_unit_test(test_put_new_keeps_what_is_held),
 		cmocka_unit_test(test_many_staples),
 		cmocka_unit_test(test_seen),
 		cmocka_unit_test(test_seen_bound),
