@@ -8,15 +8,26 @@ map"), two ways:
   symbol B's object defines. This one also sees a header that declares several modules'
   functions (the old http_routes.h did), which the include graph cannot.
 
-Prints each cycle found (a strongly connected group of two or more modules, with the includes
-or symbols that close it) and exits 1; exits 0 when there is none. Run by CTest as
-lint.include_cycles: include-cycles.py SRC_DIR [OBJECT_FILE_OR_DIR...]."""
+and, given docs/design.md (--layers FILE), that the modules sit in the layers of its table (the
+rows between "<!-- layers:" and "<!-- end of layers -->"): every module of src/ in exactly one
+layer, and every include going to the module's own layer or a lower one.
+
+Prints each cycle or misplaced include found (with the includes or symbols that close it) and
+exits 1; exits 0 when there is none. Run by CTest as lint.include_cycles:
+include-cycles.py SRC_DIR [--layers DESIGN_MD] [OBJECT_FILE_OR_DIR...]."""
 import os
 import re
 import subprocess
 import sys
 
-src = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "src")
+args = sys.argv[1:]
+layers_file = None
+if "--layers" in args:
+    i = args.index("--layers")
+    layers_file = args[i + 1]
+    del args[i:i + 2]
+src = args[0] if args else os.path.join(os.path.dirname(__file__), "..", "src")
+objdirs = args[1:]
 inc = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 deps = {}      # module -> {module: "file includes header"}
 for name in sorted(os.listdir(src)):
@@ -98,8 +109,8 @@ def symbol_deps(paths):
 sys.setrecursionlimit(10000)
 failed = False
 graphs = [("includes", deps)]
-if len(sys.argv) > 2:
-    graphs.append(("symbols", symbol_deps(sys.argv[2:])))
+if objdirs:
+    graphs.append(("symbols", symbol_deps(objdirs)))
 for what, g in graphs:
     mods, groups = cycles(g)
     for grp in groups:
@@ -111,4 +122,34 @@ for what, g in graphs:
                     print("  %s" % why)
     if not groups:
         print("no cycle (%s) among %d modules" % (what, len(mods)))
+if layers_file is not None:
+    with open(layers_file, encoding="utf-8") as f:
+        text = f.read()
+    m = re.search(r"<!-- layers:.*?-->(.*?)<!-- end of layers -->", text, re.S)
+    layer = {}
+    for row in (m.group(1) if m else "").splitlines():
+        cells = row.split("|")
+        if len(cells) > 3 and cells[1].strip().isdigit():
+            for mod in re.findall(r"`([a-z0-9_]+)`", cells[2]):
+                if mod in layer:
+                    print("layers: %s is in layers %d and %s" % (mod, layer[mod], cells[1].strip()))
+                    failed = True
+                layer[mod] = int(cells[1])
+    present = {n[:-2] for n in os.listdir(src) if n.endswith((".c", ".h"))}
+    for mod in sorted(present - set(layer)):
+        print("layers: %s is in no layer of %s" % (mod, layers_file))
+        failed = True
+    for mod in sorted(set(layer) - present):
+        print("layers: %s names %s, which src/ does not have" % (layers_file, mod))
+        failed = True
+    bad = 0
+    for a, targets in sorted(deps.items()):
+        for b, why in sorted(targets.items()):
+            if a in layer and b in layer and layer[b] > layer[a]:
+                print("layers: %s (layer %d) up to layer %d" % (why, layer[a], layer[b]))
+                bad += 1
+    failed = failed or bad > 0
+    if m and not bad:
+        print("every include goes down or across among %d modules in %d layers"
+              % (len(layer), len(set(layer.values()))))
 sys.exit(1 if failed else 0)
