@@ -147,10 +147,11 @@ static const char *const stmt_sql[ST_MAX] = {
 	[ST_EXPIRED] =
 	    "SELECT " KEY_COLUMNS " FROM ocsp_response WHERE cert_not_after < ?1 "
 	    "ORDER BY cert_not_after LIMIT ?2",
-	/* Warm start: entries already due are spread over the next ?2 seconds. */
+	/* Warm start: at most ?3 entries already due are spread over the next ?2 seconds (after
+	 * now: a row moved is not picked again). The next_refresh_at index finds them. */
 	[ST_SPREAD] =
-	    "UPDATE ocsp_response SET next_refresh_at = ?1 + abs(random() % ?2) "
-	    "WHERE next_refresh_at <= ?1",
+	    "UPDATE ocsp_response SET next_refresh_at = ?1 + 1 + abs(random() % ?2) "
+	    "WHERE id IN (SELECT id FROM ocsp_response WHERE next_refresh_at <= ?1 LIMIT ?3)",
 };
 
 struct cache {
@@ -1528,13 +1529,14 @@ out:
 }
 
 int
-cache_spread_due(struct cache *cache, long long now, long long spread)
+cache_spread_due(struct cache *cache, long long now, long long spread, int limit)
 {
 	sqlite3_stmt *st = cache->stmt[ST_SPREAD];
 
 	if (spread < 1)
 		spread = 1;
-	if (sqlite3_bind_int64(st, 1, now) != SQLITE_OK || sqlite3_bind_int64(st, 2, spread) != SQLITE_OK) {
+	if (sqlite3_bind_int64(st, 1, now) != SQLITE_OK || sqlite3_bind_int64(st, 2, spread) != SQLITE_OK ||
+	    sqlite3_bind_int(st, 3, limit) != SQLITE_OK) {
 		cache_fail_db(cache, "spread");
 		stmt_done(st);
 		return -1;

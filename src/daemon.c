@@ -41,6 +41,9 @@
  * once a minute). */
 #define LOAD_PAUSE_MAX_US 1000000
 #define LOAD_RETRY_US 1000000
+/* Due entries the warm start spreads per turn, once the rows are loaded: each is a row
+ * rewritten (about 14 us), so a few milliseconds of writes a turn. */
+#define SPREAD_BATCH 256
 
 struct daemon {
 	struct event_base *base;
@@ -63,6 +66,8 @@ struct daemon {
 	struct event *load;
 	struct timespec started;
 	time_t load_failed_logged;
+	long long spread_now;   /* the start: entries due then are spread, after the load */
+	int spreading;
 	int stopping;
 	int idle_ticks;
 	/* systemd notification (NULL without NOTIFY_SOCKET) and the STATUS= text sent last */
@@ -189,7 +194,23 @@ daemon_load_pause_us(long long busy_us, long max_cpu)
 	return pause < LOAD_PAUSE_MAX_US ? pause : LOAD_PAUSE_MAX_US;
 }
 
-/* One slice of the warm start, [cache] load_batch rows, then back to the loop. */
+/* The refresh's start spread, SPREAD_BATCH rows a turn; a database that refuses it is not
+ * fatal (due entries are then refreshed as they come). */
+static void
+spread_step(struct daemon *d)
+{
+	int rc = refresh_warm_start(d->refresh, d->spread_now, SPREAD_BATCH);
+
+	if (rc < 0)
+		log_warn("warm_start_spread_failed", "reason=\"the cache refused the update; due "
+		    "entries are refreshed as they come\"");
+	if (rc <= 0)
+		d->spreading = 0;
+}
+
+/* One turn of the warm start's background work: a slice of [cache] load_batch rows, or once
+ * every row is loaded, a slice of the spread of the entries due at the start; then back to
+ * the loop. */
 static void
 on_load(evutil_socket_t fd, short what, void *arg)
 {
@@ -198,21 +219,26 @@ on_load(evutil_socket_t fd, short what, void *arg)
 	struct timespec t0;
 	struct timeval pause = { 0, 0 };
 	long long us;
-	int rc;
+	int rc = 1;
 
 	if (d->stopping)
 		return;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	rc = staple_service_load_step(d->svc, d->cfg->load_batch);
-	us = elapsed_us(&t0);
-	if (rc == 0) {
+	staple_service_load_progress(d->svc, &lp);
+	if (lp.phase == STAPLE_LOADING && (rc = staple_service_load_step(d->svc,
+	    d->cfg->load_batch)) == 0) {
 		staple_service_load_progress(d->svc, &lp);
 		log_info("cache_loaded", "rows=%zu cached=%zu seconds=%.2f read_by_key=%zu",
 		    lp.rows, store_count(d->store), (double)elapsed_us(&d->started) / 1e6,
 		    lp.by_key);
 		notify_state(d, NULL, NULL);
-		return;
+	} else if (lp.phase != STAPLE_LOADING && d->spreading) {
+		spread_step(d);
 	}
+	us = elapsed_us(&t0);
+	staple_service_load_progress(d->svc, &lp);
+	if (lp.phase != STAPLE_LOADING && !d->spreading)
+		return;
 	if (rc < 0) {
 		us = LOAD_RETRY_US;
 		if (time(NULL) - d->load_failed_logged >= 60) {
@@ -484,10 +510,11 @@ daemon_run(struct stapler_config *cfg)
 		log_error("startup_failed", "error=\"cannot start the refresh timer\"");
 		goto out;
 	}
-	/* Not fatal: a full disk must not stop the cached staples from being served. */
-	if (cache_writable(d.cache) && refresh_warm_start(d.refresh, (long long)time(NULL)) < 0)
-		log_warn("warm_start_spread_failed", "reason=\"the cache refused the update; due "
-		    "entries are refreshed as they come\"");
+	/* Entries due now are spread over the first minutes once the rows are loaded (on_load(),
+	 * in slices: after a long stop that is a write to every row). Not fatal: a full disk
+	 * must not stop the cached staples from being served. */
+	d.spread_now = (long long)time(NULL);
+	d.spreading = cache_writable(d.cache);
 	/* From here on the loop never waits on the database lock: writes the database refuses
 	 * now are kept and retried, revocations among them also in the journal beside it. */
 	snprintf(journal, sizeof(journal), "%s-revocations", cfg->database);

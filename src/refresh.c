@@ -25,6 +25,7 @@ struct started {
 };
 
 struct refresher {
+	long long spread;            /* rows the warm start moved (refresh_warm_start()) */
 	struct event_base *base;
 	const struct stapler_config *cfg;
 	struct cache *cache;
@@ -417,16 +418,19 @@ refresh_set_config(struct refresher *r, const struct stapler_config *cfg)
 }
 
 int
-refresh_warm_start(struct refresher *r, long long now)
+refresh_warm_start(struct refresher *r, long long now, int limit)
 {
 	long long spread = r->cfg->refresh_check_interval * REFRESH_WARM_SPREAD_TICKS;
 	int n;
 
 	if (spread > REFRESH_WARM_SPREAD_MAX)
 		spread = REFRESH_WARM_SPREAD_MAX;
-	if ((n = cache_spread_due(r->cache, now, spread)) < 0)
+	if ((n = cache_spread_due(r->cache, now, spread, limit)) < 0)
 		return -1;
-	if (n > 0)
-		log_info("warm_start_spread", "due=%d over_seconds=%lld", n, spread);
+	r->spread += (long long)n;
+	if (n >= limit)
+		return 1;
+	if (r->spread > 0)
+		log_info("warm_start_spread", "due=%lld over_seconds=%lld", r->spread, spread);
 	return 0;
 }

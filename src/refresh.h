@@ -54,7 +54,9 @@ void refresh_free(struct refresher **r);
 void refresh_set_config(struct refresher *r, const struct stapler_config *cfg);
 /* The refresh's pace at now, into *out. */
 void refresh_pace(const struct refresher *r, time_t now, struct refresh_pace *out);
-/* Spreads entries already due at now over the first minutes (warm start). Returns 0 or -1. */
-int refresh_warm_start(struct refresher *r, long long now);
+/* Warm start, from the loop after the listener opened: spreads at most limit entries due at
+ * now (the start) over the first minutes. Returns 1 while more may be due, 0 when done (then
+ * logged once), -1 when the cache refused the update. */
+int refresh_warm_start(struct refresher *r, long long now, int limit);
 
 #endif

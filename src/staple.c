@@ -662,16 +662,14 @@ static int
 learn_cached_issuer(const struct cache_issuer *ci, void *arg)
 {
 	struct staple_service *svc = arg;
+	enum stapler_hash_alg alg;
 	char *urls = NULL;
 	int learned = 0;
-
-	enum stapler_hash_alg alg;
 
 	/* Every algorithm types.c names ("invalid" past the last parses as none). */
 	for (int i = 0; stapler_hash_alg_parse(stapler_hash_alg_name((enum stapler_hash_alg)i),
 	    &alg) == 0; i++) {
-		if (cache_issuer_urls(svc->cache, alg, ci->name_hash,
-		    ci->key_hash, &urls) == 1 &&
+		if (cache_issuer_urls(svc->cache, alg, ci->name_hash, ci->key_hash, &urls) == 1 &&
 		    issuers_learn_der(svc->issuers, ci->cert_der, ci->cert_len, urls) == 0)
 			learned = 1;
 		free(urls);

@@ -14,8 +14,8 @@ import unittest
 sys.dont_write_bytecode = True      # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (Crafter, free_port, IntegrationTestCase, PEM, response_text, setUpModule,
-                     wait_until)
+from harness import (Crafter, free_port, IntegrationTestCase, PEM, read_text, response_text,
+                     setUpModule, wait_until)
 
 
 # Due one second after every fetch, checked every second: the scheduler's bounds, not a
@@ -253,6 +253,9 @@ class RefreshTest(IntegrationTestCase):
         t0 = int(time.time())
         n0 = proxy.count
         d.start(new_port=True)
+        # The spread is written from the loop once the rows are loaded, in slices.
+        self.assertTrue(wait_until(lambda: all(
+            r["next_refresh_at"] > t0 for r in d.db_rows()), 10), read_text(d.log, 3000))
         after = {r["serial"]: r["next_refresh_at"] for r in d.db_rows()}
         self.assertEqual(set(after), set(before))
         for serial, t in after.items():

@@ -1251,12 +1251,16 @@ test_spread_due(void **state)
 		snprintf(serial, sizeof(serial), "%02X", i + 1);
 		store_sched(c, serial, i < 10 ? 10 : 5000, 50000);
 	}
-	assert_int_equal(cache_spread_due(c, 1000, 60), 10);
+	/* In slices: at most limit rows a call, each moved past now (not picked again). */
+	assert_int_equal(cache_spread_due(c, 1000, 60, 4), 4);
+	assert_int_equal(cache_spread_due(c, 1000, 60, 4), 4);
+	assert_int_equal(cache_spread_due(c, 1000, 60, 4), 2);
+	assert_int_equal(cache_spread_due(c, 1000, 60, 4), 0);
 	for (int i = 0; i < 20; i++) {
 		snprintf(serial, sizeof(serial), "%02X", i + 1);
 		assert_int_equal(cache_get(c, K(KEY_A, serial), &row), 1);
 		if (i < 10) {
-			assert_in_range(row.next_refresh_at, 1000, 1059);
+			assert_in_range(row.next_refresh_at, 1001, 1060);
 		} else {
 			assert_int_equal(row.next_refresh_at, 5000);
 		}
