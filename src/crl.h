@@ -1,4 +1,4 @@
-/* CRL-assisted withdrawal (PRODUCT.md §8.13, issue 20): for each issuer staplerd holds
+/* CRL-assisted withdrawal (docs/contract.md §8.13, issue 20): for each issuer staplerd holds
  * staples for, its CRL is fetched on a poll interval, verified like an OCSP response, and a
  * staple it contradicts (held good or unknown, the CRL newer and listing the serial) is
  * withdrawn at once (no longer served) and fetched again from OCSP ahead of other work. A CRL

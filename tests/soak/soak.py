@@ -33,8 +33,8 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 import harness                                             # noqa: E402
 from harness import (Crafter, FaultProxy, OcspResponder, PEM, Pki, Staplerd,  # noqa: E402
                      free_port, http_request)
-from test_faults import FullDisk                            # noqa: E402
-from test_ocsp import cert_id, ocsp_request                 # noqa: E402
+from test_faults_database import FullDisk                            # noqa: E402
+from test_service_ocsp import cert_id, ocsp_request                 # noqa: E402
 
 from cryptography import x509                               # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec    # noqa: E402

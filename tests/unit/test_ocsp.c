@@ -945,7 +945,7 @@ shape_der(const struct fx *f, const struct req_shape *sh, struct dbuf *out)
 
 /* A table of request shapes: what the reader takes it takes from OpenSSL's own verdict with
  * the same CertID byte for byte; what it leaves, OpenSSL still judges (tested through the
- * daemon in test_ocsp.py). */
+ * daemon in test_service_ocsp.py). */
 static void
 test_request_reader(void **state)
 {

@@ -22,8 +22,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (Crafter, free_port, IntegrationTestCase, ocsp_url, OPENSSL, PEM,
                      read_text, run, setUpModule, wait_until)
-from test_ocsp import MALFORMED, NONCE_OID, cert_id, der, seq
-from test_staplerctl import staplerctl_binary
+from test_service_ocsp import MALFORMED, NONCE_OID, cert_id, der, seq
+from test_ops_staplerctl import staplerctl_binary
 
 OCSP_REQUEST = "application/ocsp-request"
 

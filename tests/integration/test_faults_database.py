@@ -1,6 +1,6 @@
 """Faults of the database and of long-lived answers (issue 11): a cache that cannot be created
 is a startup error that says what to do (one that exists but cannot be written is served
-read-only: test_fault_recovery.py), and a response valid for a century is still asked about
+read-only: test_faults_recovery.py), and a response valid for a century is still asked about
 again within [refresh] max_interval.
 
 Run inside tests/integration/netns-run (CTest does); the read-only cases also take a private
@@ -486,7 +486,7 @@ class AbandonedWorkTest(IntegrationTestCase):
         dropped (fetch queue empty, upstream asked far fewer than 3,000 times), and a real
         certificate's miss behind them is answered within a few seconds."""
         import socket
-        from test_ocsp import cert_id, ocsp_request
+        from test_service_ocsp import cert_id, ocsp_request
         root = self.pki.root("root")
         self.pki.responder(root)
         up = self.responder(root, port=free_port())
@@ -496,7 +496,7 @@ class AbandonedWorkTest(IntegrationTestCase):
         self.addCleanup(slow.stop)
         known = self.pki.leaf(root, "known2", serial="1001", ocsp_urls=[slow.url])
         real = self.pki.leaf(root, "real2", serial="1002", ocsp_urls=[slow.url])
-        # The rate limit per client is another issue's (test_abuse.py): here it is off.
+        # The rate limit per client is another issue's (test_front_door_limits.py): here it is off.
         d = self.staplerd(self.pki.bundle("ca.pem", root), timeout="30s",
                           extra="[limits]\nfetches_per_client = 0\n")
         # A first staple teaches the daemon the issuer and its responder URL for /ocsp.

@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (free_port, IntegrationTestCase, PEM, read_text, run,  # noqa: E402
                      setUpModule, wait_until)
-from test_staplerctl import staplerctl_binary  # noqa: E402
+from test_ops_staplerctl import staplerctl_binary  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 

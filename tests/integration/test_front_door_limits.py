@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (Crafter, free_port, IntegrationTestCase, ocsp_url, read_text,
                      response_text, setUpModule)
-from test_ocsp import cert_id, ocsp_request
+from test_service_ocsp import cert_id, ocsp_request
 
 PEM = "application/x-pem-file"
 OCSP_REQUEST = "application/ocsp-request"

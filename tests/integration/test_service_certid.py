@@ -405,7 +405,7 @@ class CertIdTest(IntegrationTestCase):
         return resp
 
     def test_sha384_and_sha512_certids_through_ocsp(self):
-        from test_ocsp import cert_id, ocsp_request
+        from test_service_ocsp import cert_id, ocsp_request
 
         port, fwd_port = self.upstream()
         leaf = self.pki.leaf(self.inter, "leaf", serial="5301", ocsp_urls=[ocsp_url(fwd_port)])

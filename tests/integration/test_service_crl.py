@@ -1,4 +1,4 @@
-"""CRL-assisted withdrawal (PRODUCT.md §8.13, issue 20) in the real staplerd: a CRL that lists
+"""CRL-assisted withdrawal (docs/contract.md §8.13, issue 20) in the real staplerd: a CRL that lists
 a certificate whose staple is held good withdraws it within one poll, and the OCSP refetch then
 serves revoked; while OCSP still answers good from before the CRL the staple stays withdrawn
 (crl_ocsp_disagree); CRLs with a bad signature, from another issuer, expired or over the size

@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (free_port, IntegrationTestCase, ocsp_url, PEM, read_text, setUpModule,
                      wait_until)
-from test_ocsp import UNAUTHORIZED, cert_id, ocsp_request
+from test_service_ocsp import UNAUTHORIZED, cert_id, ocsp_request
 
 
 

@@ -148,7 +148,7 @@ class OcspTest(IntegrationTestCase):
         out = self.openssl_ocsp(self.inter, revoked)
         self.assertIn("Response verify OK", out)
         self.assertIn("%s: revoked" % revoked.cert, out)
-        # Anonymous misses are answered, never stored (test_abuse.py): only the submission.
+        # Anonymous misses are answered, never stored (test_front_door_limits.py): only the submission.
         time.sleep(0.3)
         self.assertEqual([r["serial"] for r in self.d.db_rows()], [cached.serial])
 
@@ -345,7 +345,7 @@ class OcspTest(IntegrationTestCase):
         self.assertEqual(self.fwd.count, fetched)
 
     def test_md5_certid_is_unauthorized(self):
-        # SHA-1, SHA-256, SHA-384 and SHA-512 CertIDs are served (test_certid.py); another
+        # SHA-1, SHA-256, SHA-384 and SHA-512 CertIDs are served (test_service_certid.py); another
         # algorithm is refused rather than answered with a response the client cannot match.
         leaf, = self.leaves(("leaf", "2801", False))
         self.start()

@@ -1,4 +1,4 @@
-"""Events pushed to the operator (PRODUCT.md §8.13, issue 20): a revocation raises
+"""Events pushed to the operator (docs/contract.md §8.13, issue 20): a revocation raises
 cert_revoked, persisted in the outbox with the row, delivered to webhooks as signed CloudEvents
 1.0, at least once, in order, retried while the receiver fails, across a kill -9 between the
 change and the delivery, never raised again after a restart; `staplerctl events [--follow]`

@@ -1,4 +1,4 @@
-"""A restart is warm and ready at once (issue 19, PRODUCT.md §8.5, §10): the listener answers
+"""A restart is warm and ready at once (issue 19, docs/contract.md §8.5, §10): the listener answers
 before the cache is loaded, an entry whose row is not loaded yet is answered from SQLite with
 the upstream down (no fetch while a valid row exists), /healthz says "loading" then "ready",
 and a revocation the journal holds wins over the good row the load reaches later (§8.11).

@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (free_port, IntegrationTestCase, PEM, read_text, response_text,
                      setUpModule, staplerd_binary, wait_until)
-from test_faults import FullDisk, require_mounts
+from test_faults_database import FullDisk, require_mounts
 
 
 class FullDiskRecoveryTest(IntegrationTestCase):
