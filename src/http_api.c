@@ -149,7 +149,7 @@ http_api_new(struct event_base *base, const struct stapler_config *cfg, struct s
 		for (size_t j = 0; j < i && api->state[i] == NULL; j++)
 			if (routes[j].state == routes[i].state)
 				api->state[i] = api->state[j];
-		if (api->state[i] == NULL && (api->state[i] = routes[i].state->state_new()) == NULL) {
+		if (api->state[i] == NULL && (api->state[i] = routes[i].state->state_new(base)) == NULL) {
 			snprintf(err, errlen, "out of memory");
 			goto fail;
 		}

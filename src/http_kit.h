@@ -11,6 +11,7 @@
 
 #include "staple.h"
 
+struct event_base;
 struct http_kit;
 struct http_req;
 struct http_server;
@@ -39,7 +40,7 @@ typedef void (*http_route_fn)(struct http_kit *kit, struct http_req *req, void *
 /* A route file's state: created when the API starts, freed when it stops, by the route file's
  * own functions (several routes of one file may share one). */
 struct http_route_state {
-	void *(*state_new)(void);           /* NULL when out of memory */
+	void *(*state_new)(struct event_base *base);   /* NULL when out of memory */
 	void (*state_free)(void *state);
 };
 

@@ -244,6 +244,25 @@ store_foreach(const struct store *store, void (*cb)(const struct staple *s, void
 	}
 }
 
+int
+store_foreach_slice(const struct store *store, size_t *cursor, size_t max,
+    void (*cb)(const struct staple *s, void *arg), void *arg)
+{
+	size_t cap = store->staples.cap, i = *cursor < cap ? *cursor : cap;
+	size_t end = cap - i > max ? i + max : cap;
+
+	for (; i < end; i++) {
+		if (store->staples.slot[i] != NULL)
+			cb(store->staples.slot[i], arg);
+	}
+	if (i >= cap) {
+		*cursor = 0;
+		return 1;
+	}
+	*cursor = i;
+	return 0;
+}
+
 void
 store_seen_put(struct store *store, const unsigned char digest[STORE_DIGEST_LEN],
     const struct stapler_key *key, time_t valid_until)

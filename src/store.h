@@ -90,6 +90,13 @@ void store_count_status(const struct store *store, size_t counts[3]);
 /* Calls cb for every staple, in no particular order (cb must not change the store). A full
  * pass over the table: callers bound how often (/metrics and /healthz cache what it finds). */
 void store_foreach(const struct store *store, void (*cb)(const struct staple *s, void *arg), void *arg);
+/* The same pass in slices, for a loop that must not stall on ten million entries: calls cb for
+ * the staples of at most max slots from *cursor on (start at 0) and moves *cursor on. Returns 1
+ * when the pass reached the end (then *cursor is 0 again), 0 when more is left. A table that
+ * grew between slices may have some staples visited twice or not at all in that pass (a count,
+ * not an inventory). */
+int store_foreach_slice(const struct store *store, size_t *cursor, size_t max,
+    void (*cb)(const struct staple *s, void *arg), void *arg);
 
 /* Remembers that a request body with this digest named key and was checked; the memory holds
  * until valid_until (the chain's earliest notAfter). Bounded by STORE_SEEN_MAX. */

@@ -577,11 +577,56 @@ test_table_seed(void **state)
 	assert_true(a != 0 || b != 0);
 }
 
+static void
+count_one(const struct staple *s, void *arg)
+{
+	(void)s;
+	(*(size_t *)arg)++;
+}
+
+/* A pass in slices visits every staple once when the table holds still, whatever the slice,
+ * and says when it reached the end (the /healthz pass at ten million runs this way). */
+static void
+test_foreach_slice(void **state)
+{
+	struct store *st = store_new();
+	size_t whole = 0;
+
+	(void)state;
+	assert_non_null(st);
+	for (int i = 0; i < 1000; i++) {
+		char serial[8];
+		struct stapler_key k;
+
+		snprintf(serial, sizeof(serial), "%04X", i + 1);
+		k = key_of("00112233445566778899AABBCCDDEEFF00112233", serial);
+		assert_int_equal(store_put(st, make(&k, STAPLER_GOOD, 1000, 2000, "der")), 0);
+	}
+	store_foreach(st, count_one, &whole);
+	assert_int_equal(whole, 1000);
+	for (size_t slice = 1; slice <= 4096; slice *= 4) {
+		size_t cursor = 0, seen = 0, calls = 0;
+		int done = 0;
+
+		while (!done) {
+			done = store_foreach_slice(st, &cursor, slice, count_one, &seen);
+			calls++;
+			assert_true(calls < 100000);
+		}
+		assert_int_equal(seen, 1000);
+		assert_int_equal(cursor, 0);
+		if (slice >= 4096)
+			assert_int_equal(calls, 1);
+	}
+	store_free(&st);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_table_seed),
+		cmocka_unit_test(test_foreach_slice),
 		cmocka_unit_test(test_staple_new_headers),
 		cmocka_unit_test(test_key_form_byte),
 		cmocka_unit_test(test_etag_per_bytes),
