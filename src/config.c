@@ -141,12 +141,19 @@ next_item(const char **p, int commas)
 	return strcspn(*p, commas ? " \t," : " \t");
 }
 
+/* Frees the n strings of a list the configuration owns and empties it. */
+static void
+strings_clear(char **v, size_t *n)
+{
+	for (size_t i = 0; i < *n; i++)
+		free(v[i]);
+	*n = 0;
+}
+
 static void
 hosts_clear(struct stapler_config *cfg)
 {
-	for (size_t i = 0; i < cfg->n_allow; i++)
-		free(cfg->allow[i]);
-	cfg->n_allow = 0;
+	strings_clear(cfg->allow, &cfg->n_allow);
 }
 
 /* Parses a space-separated host list; returns NULL or a message. */
@@ -237,9 +244,7 @@ config_client_trusted(const struct stapler_config *cfg, const unsigned char *add
 static void
 webhooks_clear(struct stapler_config *cfg)
 {
-	for (size_t i = 0; i < cfg->n_webhooks; i++)
-		free(cfg->webhooks[i]);
-	cfg->n_webhooks = 0;
+	strings_clear(cfg->webhooks, &cfg->n_webhooks);
 }
 
 /* Parses the space-separated webhook URLs (http or https, through the one URL parser). */
