@@ -103,7 +103,7 @@ for delay in "${delays[@]}"; do
 	done
 	c1=$(cpu_s "$staplerd_pid")
 	ref_limit=$(curl -fsS "http://127.0.0.1:$sp/metrics" |
-		awk '/^staplerd_upstream_concurrency_(limit|cuts_total)\{/ {sub(/\{.*\}/, ""); printf "%s=%s ", $1, $2}')
+		awk '/^staplerd_upstream_concurrency_(limit|cuts_total)\{|^staplerd_refresh_budget_holds_total / {sub(/\{.*\}/, ""); printf "%s=%s ", $1, $2}')
 	ref_req=$(( $(proxied) - p0 ))
 	ref_rate=$(awk -v n="$n" -v s="${done_s:-0}" 'BEGIN {printf "%.0f", s ? n / s : 0}')
 	echo "  refresh of $n due at once: ${done_s:-not done in 600} s ($ref_rate/s; the first tick comes up to 1 s after they are due);" \
