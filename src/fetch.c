@@ -711,22 +711,20 @@ static int
 refresh_budget_take(struct fetcher *f)
 {
 	struct timespec ts;
-	long long now, cost, cap;
+	long long now, cost;
 
 	if (f->answered == NULL)
 		return 1;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	now = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-	cost = f->transfers_done > 0 ? f->cpu_ns / (long long)f->transfers_done : 0;
-	/* Room for one transfer at least, however dear: a refresh is slowed, never starved. */
-	cap = cost > FETCH_BUDGET_BURST_NS ? cost : FETCH_BUDGET_BURST_NS;
 	if (f->tokens_at != 0 && now > f->tokens_at)
 		f->tokens_ns += (now - f->tokens_at) * f->cfg->refresh_max_cpu / 100;
-	if (f->tokens_ns > cap)
-		f->tokens_ns = cap;
+	if (f->tokens_ns > FETCH_BUDGET_BURST_NS)
+		f->tokens_ns = FETCH_BUDGET_BURST_NS;
 	f->tokens_at = now;
 	if (!serving_now(f, now))
 		return 1;
+	cost = f->transfers_done > 0 ? f->cpu_ns / (long long)f->transfers_done : 0;
 	if (f->tokens_ns < cost)
 		return 0;
 	f->tokens_ns -= cost;
