@@ -86,16 +86,13 @@ TAILQ_HEAD(host_list, host);
 
 struct fetcher {
 	long long cpu_ns;      /* the loop's CPU in libcurl's events and the answers' callbacks */
-	/* The refresh's budget while clients are served ([refresh] max_cpu): whether clients are
-	 * served, from a window of about a second over the answers given; and CPU tokens that
-	 * accrue at max_cpu of wall time, spent by each refresh as it starts. */
+	/* The refresh's budget while clients are served ([refresh] max_cpu): a window of about
+	 * a second over the answers given and cpu_ns, the last whole window's rates. */
 	unsigned long long (*answered)(void *arg);
 	void *answered_arg;
 	unsigned long long win_answers;
-	long long win_ns;
-	double serving;
-	long long tokens_ns, tokens_at;
-	unsigned long long transfers_done;   /* transfers ended (the CPU per transfer: cpu_ns / this) */
+	long long win_ns, win_work;
+	double serving, work_share;
 	struct event *budget;  /* looks again at held refreshes while over budget */
 	unsigned long long budget_holds;   /* refresh starts held by the budget */
 	struct event_base *base;
@@ -447,7 +444,6 @@ job_finish_ra(struct fetch_job *j, enum fetch_status status, long code, const ch
 		.body = j->body, .len = j->len, .error = error, .max_age = -1,
 	};
 
-	f->transfers_done++;
 	if (j->raw) {
 		if (j->easy != NULL) {
 			curl_multi_remove_handle(f->multi, j->easy);
@@ -672,63 +668,40 @@ job_begin(struct fetch_job *j)
 	return 0;
 }
 
-/* Whether clients are being served now: answers a second, over the window under way once it
- * is 200 ms old, else over the last whole one. After two seconds without a look (no refresh
- * waited meanwhile) nothing is known of when the answers came: the judgement starts over, as
- * not serving until the new window says otherwise. */
-static int
-serving_now(struct fetcher *f, long long now)
-{
-	unsigned long long answers = f->answered(f->answered_arg);
-	long long wall;
-	double serving;
-
-	if (f->win_ns != 0 && now - f->win_ns >= 2000000000LL) {
-		f->win_ns = now;
-		f->win_answers = answers;
-		f->serving = 0;
-	}
-	if (f->win_ns == 0 || now - f->win_ns >= 1000000000LL) {
-		if (f->win_ns != 0 && (wall = now - f->win_ns) > 0)
-			f->serving = (double)(answers - f->win_answers) * 1e9 / (double)wall;
-		f->win_ns = now;
-		f->win_answers = answers;
-	}
-	serving = f->serving;
-	if ((wall = now - f->win_ns) >= 200000000LL)
-		serving = (double)(answers - f->win_answers) * 1e9 / (double)wall;
-	return serving >= FETCH_SERVING_MIN;
-}
-
-/* Whether a refresh transfer may start now. While clients are being served, the upstream work
+/* Whether refresh transfers wait: while clients are being served, the upstream work
  * (transfers and their answers) takes at most [refresh] max_cpu of a core, so cached staples
- * keep being served at their pace during a full refresh: CPU tokens accrue at that share of
- * wall time (at most FETCH_BUDGET_BURST_NS kept), and a refresh pays the CPU a transfer has
- * cost on average so far when it starts, not when its answer comes: a refresh 50 ms away
- * cannot run up a debt that 64 answers pay at once. With nobody to serve, refreshes run at the
- * upstreams' pace. Client fetches never wait for it. */
+ * keep being served at their pace during a full refresh; with nobody to serve, refreshes run
+ * at the upstreams' pace. Judged over the window under way once it is 200 ms old, else over
+ * the last whole one. Client fetches never wait for it. */
 static int
-refresh_budget_take(struct fetcher *f)
+refresh_over_budget(struct fetcher *f)
 {
 	struct timespec ts;
-	long long now, cost;
+	unsigned long long answers;
+	long long now, wall;
+	double serving, share;
 
 	if (f->answered == NULL)
-		return 1;
+		return 0;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	now = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-	if (f->tokens_at != 0 && now > f->tokens_at)
-		f->tokens_ns += (now - f->tokens_at) * f->cfg->refresh_max_cpu / 100;
-	if (f->tokens_ns > FETCH_BUDGET_BURST_NS)
-		f->tokens_ns = FETCH_BUDGET_BURST_NS;
-	f->tokens_at = now;
-	if (!serving_now(f, now))
-		return 1;
-	cost = f->transfers_done > 0 ? f->cpu_ns / (long long)f->transfers_done : 0;
-	if (f->tokens_ns < cost)
-		return 0;
-	f->tokens_ns -= cost;
-	return 1;
+	answers = f->answered(f->answered_arg);
+	if (f->win_ns == 0 || now - f->win_ns >= 1000000000LL) {
+		if (f->win_ns != 0 && (wall = now - f->win_ns) > 0) {
+			f->serving = (double)(answers - f->win_answers) * 1e9 / (double)wall;
+			f->work_share = (double)(f->cpu_ns - f->win_work) / (double)wall;
+		}
+		f->win_ns = now;
+		f->win_answers = answers;
+		f->win_work = f->cpu_ns;
+	}
+	serving = f->serving;
+	share = f->work_share;
+	if ((wall = now - f->win_ns) >= 200000000LL) {
+		serving = (double)(answers - f->win_answers) * 1e9 / (double)wall;
+		share = (double)(f->cpu_ns - f->win_work) / (double)wall;
+	}
+	return serving >= FETCH_SERVING_MIN && share >= (double)f->cfg->refresh_max_cpu / 100.0;
 }
 
 unsigned long long
@@ -760,17 +733,18 @@ on_kick(evutil_socket_t fd, short what, void *arg)
 	for (int p = 0; p < FETCH_PRIO_COUNT; p++) {
 		struct host *h;
 
+		if (p == FETCH_PRIO_REFRESH && !TAILQ_EMPTY(&f->ready[p]) &&
+		    f->n_running < (size_t)f->cfg->max_parallel && refresh_over_budget(f)) {
+			struct timeval tv = { 0, FETCH_BUDGET_MS * 1000 };
+
+			f->budget_holds++;
+			evtimer_add(f->budget, &tv);
+			continue;
+		}
+
 		while (f->n_running < (size_t)f->cfg->max_parallel &&
 		    (h = TAILQ_FIRST(&f->ready[p])) != NULL) {
 			struct fetch_job *j = TAILQ_FIRST(&h->queue[p]);
-
-			if (p == FETCH_PRIO_REFRESH && !refresh_budget_take(f)) {
-				struct timeval tv = { 0, FETCH_BUDGET_MS * 1000 };
-
-				f->budget_holds++;
-				evtimer_add(f->budget, &tv);
-				break;
-			}
 
 			job_unqueue(j);
 			TAILQ_INSERT_TAIL(&f->running, j, link);

@@ -26,8 +26,6 @@ struct stapler_config;
 #define FETCH_HOST_BACKOFF_CAP 600
 /* Refresh transfers held by the budget are looked at again this often. */
 #define FETCH_BUDGET_MS 20
-/* The refresh's CPU tokens kept at most (ns): a burst of a few refreshes after a pause. */
-#define FETCH_BUDGET_BURST_NS 20000000LL
 /* Longest ETag or Last-Modified kept from an upstream's answer (longer ones are ignored). */
 #define FETCH_VALIDATOR_MAX 128
 /* Fetches that may wait for a free slot before new ones are refused. */
