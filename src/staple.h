@@ -233,8 +233,9 @@ const struct stapler_config *staple_service_config(const struct staple_service *
 /* ---- the OCSP responder's requests (staple_ocsp.c) ---- */
 
 /* The servable staple an OCSPRequest of RFC 9919's lightweight shape names (der, len),
- * found without OpenSSL and without allocating, while its issuer is trusted at now (marked
- * used); NULL otherwise: the caller then decodes the request and asks staple_ocsp(). */
+ * found without OpenSSL and without allocating (but during the warm start's load, when an
+ * entry not loaded yet is read from its row by key), while its issuer is trusted at now
+ * (marked used); NULL otherwise: the caller then decodes the request and asks staple_ocsp(). */
 const struct staple *staple_ocsp_hit(struct staple_service *svc, const unsigned char *der,
     size_t len, time_t now);
 /* The staple for a CertID an OCSP client sent (id is taken), answered as staple_ensure()
