@@ -134,7 +134,7 @@ class LockedDatabaseTest(IntegrationTestCase):
 
     def test_revocation_seen_while_locked_survives_a_restart(self):
         leaf = self.pki.leaf(self.root, "leaf", serial="5101", ocsp_urls=[self.url])
-        self.resp = self.responder(self.root, port=self.port, ndays=7)
+        self.resp = self.responder(self.root, port=self.port, ndays=7, restartable=True)
         d = self.staplerd(self.ca_file, extra=(
             "[refresh]\nwindow = 30d\nmin_interval = 1s\ncheck_interval = 1s\n"))
         st, _, good = d.staple(leaf.pem(), PEM)
@@ -142,10 +142,8 @@ class LockedDatabaseTest(IntegrationTestCase):
         self.assertIn(": good", response_text(good, self.tmp))
         d.wait_rows(1)
         # Leases are written before a refresh starts: hold the lock once the next one is out.
-        self.resp.stop()
-        self.root.revoke(leaf)
         holder = self.lock(d)
-        self.resp = self.responder(self.root, port=self.port, ndays=7)
+        self.revoke_at_upstream(self.resp, leaf)
         ok = wait_until(lambda: ": revoked" in response_text(d.staple(leaf.pem(), PEM)[2],
                                                             self.tmp), 20)
         self.assertTrue(ok, read_text(d.log, 3000))
@@ -260,7 +258,7 @@ class FullDiskTest(IntegrationTestCase):
         port = free_port()
         leaves = tuple(self.pki.leaf(root, "leaf-" + s, serial=s,
                                      ocsp_urls=["http://127.0.0.1:%d/" % port]) for s in serials)
-        resp = self.responder(root, port=port, ndays=7)
+        resp = self.responder(root, port=port, ndays=7, restartable=True)
         dbdir = os.path.join(self.tmp, "db")
         os.makedirs(dbdir)
         disk = FullDisk(dbdir)
@@ -283,9 +281,7 @@ class FullDiskTest(IntegrationTestCase):
                               "serial = '%s'" % serial) or None
         self.assertTrue(wait_until(lambda: row_status("6101") == "good", 10))
         disk.fill_and_hold(d)
-        resp.stop()
-        root.revoke(leaf)
-        resp = self.responder(root, port=port, ndays=7)
+        self.revoke_at_upstream(resp, leaf)
         ok = wait_until(lambda: ": revoked" in response_text(d.staple(leaf.pem(), PEM)[2],
                                                             self.tmp), 20)
         self.assertTrue(ok, read_text(d.log, 3000))
@@ -328,9 +324,7 @@ class FullDiskTest(IntegrationTestCase):
             return disk.query(d.database, "SELECT cert_status FROM ocsp_response") or None
         self.assertTrue(wait_until(lambda: row_status() == "good", 10))
         disk.fill_and_hold(d)
-        resp.stop()
-        root.revoke(leaf)
-        resp = self.responder(root, port=port, ndays=7)
+        self.revoke_at_upstream(resp, leaf)
         self.assertTrue(wait_until(lambda: ": revoked" in response_text(
             d.staple(leaf.pem(), PEM)[2], self.tmp), 20), read_text(d.log, 3000))
         d.kill()
